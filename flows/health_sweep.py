@@ -1,0 +1,22 @@
+"""The health-sweep flow: probe every integration once, record, publish.
+
+Until the monitoring flow lands this is Junction's main job (``make demo``).
+"""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from prefect import flow
+
+from integrations.base import HealthResult
+from tasks.probes import probe_integrations, publish_health_artifact
+
+
+@flow(name="health-sweep", log_prints=False)
+async def health_sweep(names: list[str] | None = None) -> list[HealthResult]:
+    """Probe the enabled integrations (or ``names``), record the sweep, publish a table."""
+    sweep_id = uuid4().hex
+    results = await probe_integrations(names, sweep_id)
+    publish_health_artifact(results, sweep_id)
+    return results

@@ -1,0 +1,775 @@
+"""The shared async engine every integration client stands on.
+
+:class:`IntegrationClient` owns, for one service: the base URL, auth, timeouts, the retry
+policy (408/429/5xx and connection errors; non-idempotent requests only when that is
+safe; ``Retry-After`` honoured; capped exponential backoff with jitter, via tenacity),
+the service's circuit breaker, the typed errors, redaction, and the metric hook. A
+catalog entry alone makes a working client with ``health_check()``; vendor modules add
+typed actions with the :func:`action` decorator.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import inspect
+import json as jsonlib
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, TypeVar, overload
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter
+
+from integrations.auth import Credentials, build_auth, resolve_credentials
+from integrations.breaker import BreakerState, CircuitBreaker, breakers
+from integrations.catalog import IntegrationSpec, load_catalog
+from integrations.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    CircuitOpenError,
+    ConfigurationError,
+    IntegrationError,
+    InvalidBaseURLError,
+    MalformedResponseError,
+    RateLimitError,
+    ServerError,
+    status_error_class,
+)
+from integrations.metrics import CallMetric, MetricSink, emit
+from integrations.redaction import redact
+from junction.settings import IntegrationSettings, Settings, get_settings
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_-]*)\}")
+
+
+# --- retry policy -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to retry a failed attempt.
+
+    Attributes:
+        max_attempts: Attempts in all, the first included.
+        backoff_base: First delay in seconds; doubles per attempt.
+        backoff_max: Cap on one delay.
+        retry_after_max: Longest ``Retry-After`` honoured; a longer one fails the call.
+        jitter: Random seconds (0..jitter) added to each exponential delay.
+    """
+
+    max_attempts: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 30.0
+    jitter: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy configured by ``JUNCTION_RETRY_*``."""
+        return cls(
+            max_attempts=settings.retry_max_attempts,
+            backoff_base=settings.retry_backoff_base_seconds,
+            backoff_max=settings.retry_backoff_max_seconds,
+            retry_after_max=settings.retry_after_max_seconds,
+            jitter=settings.retry_backoff_base_seconds,
+        )
+
+    def should_retry(self, exc: BaseException, *, idempotent: bool) -> bool:
+        """Whether ``exc`` may be retried for a request of this idempotency.
+
+        A 429 and a refused connection never reached the server's business logic, so
+        they are retried for any request; 5xx, 408, timeouts, resets and garbled bodies
+        may hide a success, so only idempotent requests are retried on them.
+        """
+        if isinstance(exc, CircuitOpenError) or not isinstance(exc, IntegrationError):
+            return False
+        if isinstance(exc, RateLimitError):
+            return exc.retry_after is None or exc.retry_after <= self.retry_after_max
+        if isinstance(exc, APIConnectionError) and not exc.request_sent:
+            return True
+        return exc.retryable and idempotent
+
+    def wait_seconds(self, exc: BaseException | None, attempt: int) -> float:
+        """Delay before the next attempt: the server's ``Retry-After``, else backoff."""
+        hint = getattr(exc, "retry_after", None)
+        if hint is not None:
+            return float(min(max(hint, 0.0), self.retry_after_max))
+        backoff = wait_exponential_jitter(
+            initial=self.backoff_base, max=self.backoff_max, jitter=self.jitter
+        )
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        return float(backoff(state))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (delta-seconds or an HTTP date) into seconds."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+# --- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """Metadata of one typed action, for the workflow validator and the runner.
+
+    Attributes:
+        name: Action name (``create_user``).
+        input: Pydantic model of the input.
+        output: Type of the output (a pydantic model, or ``list[Model]``).
+        read_only: No side effect: safe to cache and to coalesce.
+        idempotent: Safe to retry (side effects are checked before create or keyed).
+        description: One line, from the method's docstring.
+    """
+
+    name: str
+    input: type[BaseModel]
+    output: Any
+    read_only: bool
+    idempotent: bool
+    description: str = ""
+
+
+def action(
+    *, read_only: bool = False, idempotent: bool | None = None, name: str | None = None
+) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+    """Mark a client method as a typed action: ``async def f(self, params: In) -> Out``.
+
+    Args:
+        read_only: The action has no side effect.
+        idempotent: Retrying cannot duplicate a side effect (defaults to ``read_only``).
+        name: Action name; defaults to the method name.
+    """
+
+    def decorate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        hints = inspect.get_annotations(fn, eval_str=True)
+        params = [p for p in inspect.signature(fn).parameters if p != "self"]
+        if len(params) != 1 or not (
+            isinstance(hints.get(params[0]), type) and issubclass(hints[params[0]], BaseModel)
+        ):
+            raise TypeError(f"action {fn.__qualname__} must take exactly one pydantic model")
+        doc = (inspect.getdoc(fn) or "").splitlines()
+        fn.__junction_action__ = ActionSpec(  # type: ignore[attr-defined]
+            name=name or fn.__name__,
+            input=hints[params[0]],
+            output=hints.get("return"),
+            read_only=read_only,
+            idempotent=read_only if idempotent is None else idempotent,
+            description=doc[0] if doc else "",
+        )
+        return fn
+
+    return decorate
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+@dataclass
+class HealthResult:
+    """Outcome of one health check (a probe). Never raised, always returned."""
+
+    service: str
+    ok: bool
+    status: int | None
+    latency_ms: float
+    error_class: str | None = None
+    error: str | None = None
+    breaker_state: str = BreakerState.CLOSED.value
+    attempts: int = 1
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+Expect = Literal["json", "text", "none"]
+
+
+def _vendor_message(body: Any) -> str | None:
+    """Pull the human message out of the common vendor error shapes."""
+    if isinstance(body, dict):
+        for key in ("errorSummary", "message", "error_description", "detail", "title"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        err = body.get("error")
+        if isinstance(err, dict):
+            inner = _vendor_message(err)
+            if inner:
+                return inner
+        if isinstance(err, str) and err:
+            return err
+        errors = body.get("errors") or body.get("errorMessages")
+        if isinstance(errors, list) and errors:
+            first = errors[0]
+            return first if isinstance(first, str) else _vendor_message(first)
+        if isinstance(errors, dict) and errors:
+            return "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:3])
+    return None
+
+
+def _extract(template: str, actual: str) -> dict[str, str]:
+    """Values of ``{placeholders}`` in a URL template, read off the actual URL."""
+    parts = _PLACEHOLDER.split(template)
+    pattern = ""
+    for i, part in enumerate(parts):
+        pattern += re.escape(part) if i % 2 == 0 else f"(?P<{part.replace('-', '_')}>[^/]+?)"
+    match = re.match(pattern.rstrip("/") + "/?$", actual.rstrip("/") + "/")
+    return match.groupdict() if match else {}
+
+
+class IntegrationClient:
+    """Async client of one integration, built from its catalog entry.
+
+    Use as ``async with get_client("okta") as okta: await okta.health_check()``.
+
+    Args:
+        spec: The catalog entry.
+        settings: Process settings (default: :func:`get_settings`).
+        base_url: Overrides ``JUNCTION_<NAME>_BASE_URL`` and the sandbox default.
+        credentials: Overrides env vars and Secret blocks.
+        http: A shared ``httpx.AsyncClient`` (not closed by this client).
+        transport: An httpx transport for an owned client (``MockTransport`` in tests).
+        retry: Retry policy (default from settings).
+        breaker: Circuit breaker (default: the process-wide one of this service).
+        metric_hook: Extra sink for this client's metrics (besides the global sinks).
+        source: Recorded with each metric (``probe``, ``workflow``, ``cli``).
+        run_id: Recorded with each metric (a flow or workflow run id).
+    """
+
+    service: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        spec: IntegrationSpec | None = None,
+        *,
+        settings: Settings | None = None,
+        base_url: str | None = None,
+        credentials: Credentials | None = None,
+        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        metric_hook: MetricSink | None = None,
+        source: str = "call",
+        run_id: str | None = None,
+        timeout: float | None = None,
+        config: IntegrationSettings | None = None,
+    ) -> None:
+        if spec is None:
+            if not self.service:
+                raise ConfigurationError("IntegrationClient needs a catalog spec")
+            spec = load_catalog().get(self.service)
+        self.spec = spec
+        self.name = spec.name
+        self.settings = settings or get_settings()
+        cfg = config or self.settings.integration(spec.name)
+        self.config = cfg
+        chosen = base_url or cfg.base_url
+        self.sandbox = chosen is None or chosen.startswith(self.settings.sandbox_url)
+        if spec.transport == "smtp" and chosen is None:
+            chosen = f"smtp://{urlsplit(self.settings.sandbox_url).hostname}:" + str(
+                self.settings.sandbox_smtp_port
+            )
+        self.base_url = self._check_base_url(chosen or spec.sandbox_base_url(self.settings.sandbox_url))
+        self.credentials = resolve_credentials(
+            spec, cfg, sandbox=self.sandbox, explicit=credentials
+        )
+        self.retry = retry or RetryPolicy.from_settings(self.settings)
+        self.breaker = breaker or breakers.get(
+            spec.name,
+            failure_threshold=self.settings.breaker_failure_threshold,
+            reset_timeout=self.settings.breaker_reset_seconds,
+        )
+        self.metric_hook = metric_hook
+        self.source = source
+        self.run_id = run_id
+        read = timeout or cfg.timeout_seconds or self.settings.http_timeout_seconds
+        self.timeout = httpx.Timeout(read, connect=min(read, self.settings.connect_timeout_seconds))
+        self._auth: httpx.Auth | None = None
+        if spec.transport == "http":
+            self._auth = build_auth(
+                spec.auth,
+                self.credentials,
+                token_url=self._token_url(),
+                scope=cfg.scope,
+            )
+        self.last_status: int | None = None
+        self.last_attempts = 0
+        self._owns_http = http is None
+        self._http = http
+        self._transport = transport
+
+    # -- configuration helpers
+
+    def _check_base_url(self, url: str) -> str:
+        missing = _PLACEHOLDER.findall(url)
+        if missing:
+            raise InvalidBaseURLError(
+                f"base URL {url!r} still has placeholders ({', '.join(missing)}): set "
+                f"JUNCTION_{self.name.upper()}_BASE_URL to your real URL",
+                service=self.name,
+            )
+        parts = urlsplit(url)
+        allowed = ("smtp", "smtps") if self.spec.transport == "smtp" else ("http", "https")
+        if parts.scheme not in allowed or not parts.hostname:
+            raise InvalidBaseURLError(
+                f"malformed base URL {url!r}: expected {allowed[0]}://host[:port][/path] "
+                f"(set JUNCTION_{self.name.upper()}_BASE_URL)",
+                service=self.name,
+            )
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise InvalidBaseURLError(
+                f"malformed base URL {url!r}: bad port", service=self.name
+            ) from None
+        return url.rstrip("/")
+
+    def _token_url(self) -> str | None:
+        if self.spec.auth.scheme != "oauth2":
+            return None
+        if self.config.token_url:
+            return self.config.token_url
+        if self.sandbox:
+            return f"{self.settings.sandbox_url}/{self.name}/oauth2/token"
+        template = self.spec.auth.token_url or ""
+        values = _extract(self.spec.base_url, self.base_url)
+        try:
+            return template.format(**values) if template else None
+        except KeyError:
+            raise ConfigurationError(
+                f"cannot derive the OAuth2 token URL from {template!r}: set "
+                f"JUNCTION_{self.name.upper()}_TOKEN_URL",
+                service=self.name,
+            ) from None
+
+    @classmethod
+    def actions(cls) -> dict[str, ActionSpec]:
+        """The typed actions of this client class, by name."""
+        found: dict[str, ActionSpec] = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                spec = getattr(attr, "__junction_action__", None)
+                if isinstance(spec, ActionSpec):
+                    found[spec.name] = spec
+        return found
+
+    # -- lifecycle
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying ``httpx.AsyncClient`` (created on first use)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the owned HTTP client (a shared one is left open)."""
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> IntegrationClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the call path
+
+    def url(self, path: str) -> str:
+        """Absolute URL of ``path`` (an absolute URL is returned unchanged)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        model: type[M],
+        params: Mapping[str, Any] | None = ...,
+        json: Any = ...,
+        data: Mapping[str, Any] | None = ...,
+        content: bytes | str | None = ...,
+        headers: Mapping[str, str] | None = ...,
+        idempotent: bool | None = ...,
+        idempotency_key: str | None = ...,
+        timeout: float | None = ...,
+        expect: Expect = ...,
+        max_attempts: int | None = ...,
+    ) -> M: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        model: Any = ...,
+        params: Mapping[str, Any] | None = ...,
+        json: Any = ...,
+        data: Mapping[str, Any] | None = ...,
+        content: bytes | str | None = ...,
+        headers: Mapping[str, str] | None = ...,
+        idempotent: bool | None = ...,
+        idempotency_key: str | None = ...,
+        timeout: float | None = ...,
+        expect: Expect = ...,
+        max_attempts: int | None = ...,
+    ) -> Any: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        model: Any = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        expect: Expect = "json",
+        max_attempts: int | None = None,
+    ) -> Any:
+        """Send one logical request (with retries) and return its parsed body.
+
+        Args:
+            method: HTTP method.
+            path: Path under the base URL (or an absolute URL).
+            action: Action name, recorded in the metric and error messages.
+            model: Validate the JSON body into this type (a model or ``list[Model]``).
+            params: Query parameters.
+            json: JSON body.
+            data: Form body.
+            content: Raw body.
+            headers: Extra headers.
+            idempotent: Whether a retry is safe; default by method.
+            idempotency_key: Sent in the vendor's idempotency header (if it has one),
+                which makes the request safe to retry.
+            timeout: Read timeout for this call.
+            expect: ``json`` (parse and check), ``text`` or ``none``.
+            max_attempts: Overrides the policy's attempts for this call.
+
+        Returns:
+            The validated model, the parsed JSON, the text, or ``None``.
+
+        Raises:
+            IntegrationError: A typed subclass; the message names service and action.
+        """
+        method = method.upper()
+        send_headers = dict(self.spec.headers)
+        if headers:
+            send_headers.update(headers)
+        safe = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
+        if idempotency_key and self.spec.idempotency_header:
+            send_headers[self.spec.idempotency_header] = idempotency_key
+            safe = True
+        policy = self.retry
+        attempts_allowed = max_attempts or policy.max_attempts
+        call_timeout = httpx.Timeout(timeout, connect=self.timeout.connect) if timeout else None
+        started = time.perf_counter()
+        attempts = 0
+        status: int | None = None
+
+        async def attempt() -> Any:
+            nonlocal attempts, status
+            attempts += 1
+            response = await self._send_once(
+                method, path, action, params, json, data, content, send_headers, call_timeout
+            )
+            status = response.status_code
+            self.last_status = status
+            return self._decode(response, method, path, action, model, expect)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts_allowed),
+            wait=lambda rs: policy.wait_seconds(
+                rs.outcome.exception() if rs.outcome else None, rs.attempt_number
+            ),
+            retry=lambda rs: bool(
+                rs.outcome
+                and rs.outcome.failed
+                and policy.should_retry(rs.outcome.exception(), idempotent=safe)  # type: ignore[arg-type]
+            ),
+            reraise=True,
+        )
+        try:
+            result = await retrying(attempt)
+        except IntegrationError as exc:
+            if isinstance(exc, APIStatusError):
+                status = exc.status_code
+            self.last_attempts = attempts
+            self._report(action, method, path, status, False, started, attempts, exc)
+            raise
+        self.last_attempts = attempts
+        self._report(action, method, path, status, True, started, attempts, None)
+        return result
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Mapping[str, Any] | None,
+        content: bytes | str | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout | None,
+    ) -> httpx.Response:
+        allowed, retry_in = self.breaker.allow()
+        if not allowed:
+            raise CircuitOpenError(
+                f"circuit breaker open after repeated failures; next trial in {retry_in:.1f}s",
+                service=self.name,
+                action=action,
+                retry_in=retry_in,
+            )
+        where = f"{method} {urlsplit(self.url(path)).path}"
+        try:
+            response = await self.http.request(
+                method,
+                self.url(path),
+                params=params,
+                json=json,
+                data=data,
+                content=content,
+                headers=headers,
+                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+            await response.aread()
+        except IntegrationError:
+            self.breaker.release()
+            raise
+        except httpx.ConnectTimeout:
+            self.breaker.record_failure()
+            raise APITimeoutError(
+                f"connect timeout to {where}", service=self.name, action=action, request_sent=False
+            ) from None
+        except httpx.TimeoutException as exc:
+            self.breaker.record_failure()
+            raise APITimeoutError(
+                f"{type(exc).__name__}: no answer to {where} within the timeout",
+                service=self.name,
+                action=action,
+            ) from None
+        except httpx.ConnectError as exc:
+            self.breaker.record_failure()
+            raise APIConnectionError(
+                f"cannot connect for {where}: {exc}",
+                service=self.name,
+                action=action,
+                request_sent=False,
+            ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            self.breaker.release()
+            raise InvalidBaseURLError(
+                f"bad URL for {where}: {exc}", service=self.name, action=action
+            ) from None
+        except httpx.TransportError as exc:
+            self.breaker.record_failure()
+            raise APIConnectionError(
+                f"connection failed during {where}: {type(exc).__name__}: {exc}",
+                service=self.name,
+                action=action,
+            ) from None
+
+        code = response.status_code
+        if code >= 500:
+            self.breaker.record_failure()
+        elif code == 429:
+            self.breaker.release()  # alive but throttling us: neither verdict
+        else:
+            self.breaker.record_success()
+        if code >= 400:
+            raise self._status_error(response, where, action)
+        return response
+
+    def _status_error(self, response: httpx.Response, where: str, action: str) -> APIStatusError:
+        code = response.status_code
+        text = response.text
+        try:
+            detail = _vendor_message(response.json())
+        except ValueError:
+            detail = None
+        message = f"HTTP {code} from {where}"
+        if detail:
+            message += f": {detail[:300]}"
+        elif text.lstrip().startswith("<"):
+            message += " (HTML error page)"
+        cls = status_error_class(code)
+        kwargs: dict[str, Any] = {
+            "status_code": code,
+            "service": self.name,
+            "action": action,
+            "body_excerpt": text[:500],
+        }
+        if cls in (RateLimitError, ServerError):
+            kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
+        if code == 401:
+            message += f" (check JUNCTION_{self.name.upper()}_* credentials)"
+        return cls(message, **kwargs)
+
+    def _decode(
+        self,
+        response: httpx.Response,
+        method: str,
+        path: str,
+        action: str,
+        model: Any,
+        expect: Expect,
+    ) -> Any:
+        if expect == "none" or response.status_code == 204:
+            return None
+        if expect == "text":
+            return response.text
+        where = f"{method} {urlsplit(self.url(path)).path}"
+        ctype = response.headers.get("content-type", "")
+        body_start = response.text[:80].strip().replace("\n", " ")
+        if not response.content:
+            body: Any = None
+        else:
+            try:
+                body = jsonlib.loads(response.content)
+            except ValueError:
+                kind = "HTML" if body_start.startswith("<") else "invalid JSON"
+                err = MalformedResponseError(
+                    f"expected JSON from {where}, got {kind} (content-type {ctype or 'none'}, "
+                    f"starts {body_start!r})",
+                    service=self.name,
+                    action=action,
+                )
+                err.retryable = True  # garbled bodies from proxies are usually transient
+                self.breaker.record_failure()
+                raise err from None
+        if model is None:
+            return body
+        try:
+            return TypeAdapter(model).validate_python(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                for e in exc.errors()[:3]
+            )
+            raise MalformedResponseError(
+                f"response of {where} does not match the documented shape ({problems})",
+                service=self.name,
+                action=action,
+            ) from None
+
+    def _report(
+        self,
+        action: str,
+        method: str,
+        path: str,
+        status: int | None,
+        ok: bool,
+        started: float,
+        attempts: int,
+        exc: IntegrationError | None,
+    ) -> None:
+        emit(
+            CallMetric(
+                service=self.name,
+                action=action,
+                method=method,
+                path=redact(urlsplit(path).path or path),
+                status=status,
+                ok=ok,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                error_class=exc.error_class if exc else None,
+                error=exc.message[:500] if exc else None,
+                attempts=attempts,
+                breaker_state=self.breaker.state.value,
+                source=self.source,
+                run_id=self.run_id,
+            ),
+            self.metric_hook,
+        )
+
+    # -- health
+
+    async def health_check(self, *, max_attempts: int = 1) -> HealthResult:
+        """Run the catalog's health check; never raises.
+
+        Args:
+            max_attempts: Attempts (1 = report the raw signal, as probes want).
+        """
+        started = time.perf_counter()
+        try:
+            await self._health_request(max_attempts)
+        except IntegrationError as exc:
+            return HealthResult(
+                service=self.name,
+                ok=False,
+                status=getattr(exc, "status_code", None),
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                error_class=exc.error_class,
+                error=exc.message,
+                breaker_state=self.breaker.state.value,
+                attempts=self.last_attempts,
+            )
+        return HealthResult(
+            service=self.name,
+            ok=True,
+            status=self.last_status,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            breaker_state=self.breaker.state.value,
+            attempts=self.last_attempts,
+        )
+
+    async def _health_request(self, max_attempts: int) -> None:
+        health = self.spec.health
+        path = health.path
+        if "{username}" in path:
+            path = path.replace("{username}", self.credentials.username or "")
+        await self.request(
+            health.method,
+            path,
+            action="health_check",
+            params=health.params or None,
+            max_attempts=max_attempts,
+        )

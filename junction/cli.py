@@ -1,0 +1,286 @@
+"""The ``junction`` command line.
+
+Imports stay inside the commands: ``junction --help`` must not pay for Prefect, pandas
+or DuckDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Junction: cross-service workflows, integration health monitoring and analytics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+integrations_app = typer.Typer(help="The integration catalog and health checks.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The built-in sandbox of simulated services.", no_args_is_help=True)
+app.add_typer(integrations_app, name="integrations")
+app.add_typer(sandbox_app, name="sandbox")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _settings() -> Any:
+    """Load settings, turning a validation error into a clear message."""
+    from pydantic import ValidationError
+
+    from junction.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid configuration: {problems}")
+
+
+def _prepare_runtime() -> None:
+    """Environment a command that runs flows or clients needs, set before imports."""
+    settings = _settings()
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        str(settings.prefect_ephemeral_startup_timeout_seconds),
+    )
+    os.environ.setdefault("PREFECT_HOME", str(Path(settings.home).resolve() / "prefect"))
+    from integrations.redaction import install_log_redaction
+
+    install_log_redaction()
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    return {
+        "integration": r.service,
+        "ok": r.ok,
+        "status": r.status,
+        "latency_ms": round(r.latency_ms, 1),
+        "attempts": r.attempts,
+        "breaker_state": r.breaker_state,
+        "error_class": r.error_class,
+        "error": r.error,
+        "checked_at": r.checked_at.isoformat(),
+    }
+
+
+# --- integrations -------------------------------------------------------------------------
+
+
+@integrations_app.command("list")
+def integrations_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    capability: Annotated[
+        str | None, typer.Option(help="Only integrations with this capability (notify, ticket...).")
+    ] = None,
+) -> None:
+    """List every integration: name, capabilities, auth, base URL, health endpoint."""
+    from integrations.catalog import load_catalog
+
+    settings = _settings()
+    catalog = load_catalog()
+    specs = catalog.with_capability(capability) if capability else list(catalog)
+    enabled = set(settings.enabled_names(catalog.names))
+    urls: dict[str, str] = {}
+    for s in specs:
+        configured = settings.integration(s.name).base_url
+        urls[s.name] = configured or s.sandbox_base_url(settings.sandbox_url)
+        if s.transport == "smtp" and not configured:
+            urls[s.name] = f"{urls[s.name]}:{settings.sandbox_smtp_port}"
+    if as_json:
+        out = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "capabilities": list(s.capabilities),
+                "auth": s.auth.scheme,
+                "base_url": urls[s.name],
+                "vendor_base_url": s.base_url,
+                "health": {"method": s.health.method, "path": s.health.path},
+                "enabled": s.name in enabled,
+                "typed_client": s.client,
+                "status_page": s.status_page,
+            }
+            for s in specs
+        ]
+        print(json.dumps(out, indent=2))
+        return
+    from junction.render import catalog_table
+
+    console.print(catalog_table(specs, urls))
+
+
+@integrations_app.command("check")
+def integrations_check(
+    names: Annotated[list[str] | None, typer.Argument(help="Integrations to check (default: all enabled).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    record: Annotated[bool, typer.Option(help="Record the probes in the metrics store.")] = True,
+    concurrency: Annotated[int | None, typer.Option(help="Checks in flight at once.")] = None,
+) -> None:
+    """Run one concurrent health sweep; exit 1 if any integration is failing."""
+    _prepare_runtime()
+    from integrations.errors import IntegrationError
+
+    settings = _settings()
+    try:
+        if record:
+            from junction.health import run_sweep
+
+            _, results = asyncio.run(run_sweep(names or None, settings=settings, concurrency=concurrency))
+        else:
+            from integrations.sweep import sweep
+
+            results = asyncio.run(sweep(names or None, settings=settings, concurrency=concurrency))
+    except IntegrationError as exc:
+        _fail(exc.message)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps([_result_dict(r) for r in results], indent=2))
+    else:
+        from junction.render import health_table
+
+        console.print(health_table(results))
+        healthy = sum(r.ok for r in results)
+        console.print(f"{healthy}/{len(results)} healthy")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+# --- sandbox -------------------------------------------------------------------------------
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (0 = any free port).")] = 8765,
+    faults: Annotated[
+        Path | None, typer.Option(help="Fault profile YAML (see integrations/sandbox/profiles/).")
+    ] = None,
+    smtp_port: Annotated[int, typer.Option(help="SMTP port of the sandbox's mail server.")] = 8025,
+) -> None:
+    """Serve every catalog integration locally, with state and fault injection."""
+    from integrations.sandbox.app import serve
+
+    if faults is not None and not faults.is_file():
+        _fail(f"fault profile not found: {faults}")
+    try:
+        serve(host=host, port=port, faults_file=faults, smtp_port=smtp_port)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def config_rows() -> list[tuple[str, str, str]]:
+    """(env var, default, description) for every setting, the README's table."""
+    from pydantic_core import PydanticUndefined
+
+    from junction.settings import IntegrationSettings, Settings
+
+    rows = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", None)
+        env = str(choices[0]) if choices else f"JUNCTION_{name.upper()}"
+        default = field.default
+        if default is None or default is PydanticUndefined:
+            shown = ""
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        else:
+            shown = str(default)
+        rows.append((env, shown, field.description or ""))
+    for name, field in IntegrationSettings.model_fields.items():
+        rows.append((f"JUNCTION_<NAME>_{name.upper()}", "", field.description or ""))
+    return rows
+
+
+@app.command("config")
+def config(
+    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+) -> None:
+    """Show every setting: environment variable, default, description."""
+    rows = config_rows()
+    if markdown:
+        print("| variable | default | description |\n|---|---|---|")
+        for env, default, desc in rows:
+            print(f"| `{env}` | {f'`{default}`' if default else ''} | {desc} |")
+        return
+    from rich.table import Table
+
+    table = Table(title="Settings (argument > environment > default)", title_justify="left")
+    for col in ("variable", "default", "description"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    port: Annotated[int, typer.Option(help="Sandbox port (0 = any free port).")] = 0,
+) -> None:
+    """Start the sandbox, run one health sweep as a Prefect flow, record it, show it."""
+    _prepare_runtime()
+    from integrations.sandbox.app import SandboxServer
+
+    console.print("[bold]Junction demo[/]: starting the sandbox of simulated services...")
+    with SandboxServer(port=port, smtp_port=0) as sandbox:
+        os.environ["JUNCTION_SANDBOX_URL"] = sandbox.url
+        os.environ["JUNCTION_SANDBOX_SMTP_PORT"] = str(sandbox.smtp_port)
+        from junction.settings import get_settings
+
+        get_settings.cache_clear()
+        settings = _settings()
+        console.print(f"sandbox at {sandbox.url} (SMTP on port {sandbox.smtp_port})")
+        console.print(
+            "running the [bold]health-sweep[/] Prefect flow (ephemeral Prefect server; "
+            "the first flow of a process takes ~20 s to start it)..."
+        )
+        from flows.health_sweep import health_sweep
+
+        results = asyncio.run(health_sweep())
+    from junction.health import open_store
+    from junction.render import health_table
+
+    console.print(health_table(results))
+    healthy = sum(r.ok for r in results)
+    store = open_store(settings)
+    summary = store.query(
+        "select count(*) as probes, count(distinct sweep_id) as sweeps from probes"
+    ).iloc[0]
+    calls = store.count("calls")
+    console.print(
+        f"{healthy}/{len(results)} integrations healthy. Recorded in {settings.metrics_dir}: "
+        f"{int(summary['probes'])} probe rows over {int(summary['sweeps'])} sweep(s), "
+        f"{calls} call rows."
+    )
+    if healthy != len(results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point for ``python -m junction``."""
+    app(prog_name="junction")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

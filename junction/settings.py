@@ -1,0 +1,260 @@
+"""All of Junction's settings, in one place.
+
+Precedence is argument > environment > default: ``Settings(store_dir=...)`` wins over
+``JUNCTION_STORE_DIR``, which wins over the default here. The product plan's flags and
+thresholds keep their plain names (``RESPONSE_TIME_WARNING_MS``) and also answer to the
+``JUNCTION_`` prefix. Per-integration settings (base URL, credentials, timeout) live in
+:class:`IntegrationSettings`, read from ``JUNCTION_<NAME>_*``; with no base URL set an
+integration talks to the built-in sandbox.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _plan(name: str) -> AliasChoices:
+    """Accept a product-plan variable both bare and with the JUNCTION_ prefix."""
+    return AliasChoices(name, f"JUNCTION_{name}")
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Build one with :func:`get_settings` (cached)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JUNCTION_",
+        populate_by_name=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- product plan: feature flags ------------------------------------------------------
+    ai_workflow_enabled: bool = Field(
+        True,
+        validation_alias=_plan("AI_WORKFLOW_ENABLED"),
+        description="Allow workflows generated from plain English (AI workflow builder).",
+    )
+    enhanced_monitoring_enabled: bool = Field(
+        True,
+        validation_alias=_plan("ENHANCED_MONITORING_ENABLED"),
+        description="Passive monitoring of live calls, status pages and burn-rate alerts.",
+    )
+    cross_service_orchestration_enabled: bool = Field(
+        True,
+        validation_alias=_plan("CROSS_SERVICE_ORCHESTRATION_ENABLED"),
+        description="Run cross-service workflows (the workflow runner and built-in flows).",
+    )
+    workflow_optimization_enabled: bool = Field(
+        True,
+        validation_alias=_plan("WORKFLOW_OPTIMIZATION_ENABLED"),
+        description="Compute optimization recommendations from recorded runs.",
+    )
+
+    # --- product plan: thresholds ---------------------------------------------------------
+    response_time_warning_ms: float = Field(
+        1000,
+        gt=0,
+        validation_alias=_plan("RESPONSE_TIME_WARNING_MS"),
+        description="Response time (ms) above which a service is in warning.",
+    )
+    response_time_critical_ms: float = Field(
+        5000,
+        gt=0,
+        validation_alias=_plan("RESPONSE_TIME_CRITICAL_MS"),
+        description="Response time (ms) above which a service is critical.",
+    )
+    success_rate_warning: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        validation_alias=_plan("SUCCESS_RATE_WARNING"),
+        description="Success rate (0-1) below which a service is in warning.",
+    )
+    success_rate_critical: float = Field(
+        0.90,
+        ge=0,
+        le=1,
+        validation_alias=_plan("SUCCESS_RATE_CRITICAL"),
+        description="Success rate (0-1) below which a service is critical.",
+    )
+    health_score_warning: float = Field(
+        80,
+        ge=0,
+        le=100,
+        validation_alias=_plan("HEALTH_SCORE_WARNING"),
+        description="Health score (0-100) below which a service is in warning.",
+    )
+    health_score_critical: float = Field(
+        60,
+        ge=0,
+        le=100,
+        validation_alias=_plan("HEALTH_SCORE_CRITICAL"),
+        description="Health score (0-100) below which a service is critical.",
+    )
+
+    # --- where things live ----------------------------------------------------------------
+    home: Path = Field(
+        Path(".junction"),
+        description="Directory for Junction's local state (metrics store, outbox, caches).",
+    )
+    store_dir: Path | None = Field(
+        None,
+        description="Metrics store directory (Parquet segments + metrics.duckdb). "
+        "Default: <JUNCTION_HOME>/metrics.",
+    )
+
+    # --- integrations ---------------------------------------------------------------------
+    integrations: str = Field(
+        "all",
+        description="Enabled integrations: 'all' or a comma-separated list of catalog names.",
+    )
+    sandbox_url: str = Field(
+        "http://127.0.0.1:8765",
+        description="Base URL of the Junction sandbox; integrations without "
+        "JUNCTION_<NAME>_BASE_URL talk to <sandbox_url>/<name>.",
+    )
+    sandbox_smtp_port: int = Field(
+        8025,
+        gt=0,
+        lt=65536,
+        description="Port of the sandbox's SMTP server (the default 'smtp' integration).",
+    )
+    http_timeout_seconds: float = Field(
+        10.0, gt=0, description="Default read/write timeout of an integration call (seconds)."
+    )
+    connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="Default TCP/TLS connect timeout (seconds)."
+    )
+    retry_max_attempts: int = Field(
+        3, ge=1, le=20, description="Attempts per call, the first included (1 = no retry)."
+    )
+    retry_backoff_base_seconds: float = Field(
+        0.5, ge=0, description="First retry delay; doubles each attempt, with full jitter."
+    )
+    retry_backoff_max_seconds: float = Field(
+        8.0, ge=0, description="Cap on one retry delay (seconds)."
+    )
+    retry_after_max_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Longest Retry-After Junction will wait; a longer hint fails the call "
+        "with RateLimitError instead of stalling the run.",
+    )
+    breaker_failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failures that open a service's circuit breaker."
+    )
+    breaker_reset_seconds: float = Field(
+        30.0, gt=0, description="Time an open breaker waits before a half-open trial call."
+    )
+    sweep_concurrency: int = Field(
+        200, ge=1, description="Most health checks in flight at once during a sweep."
+    )
+    prefect_ephemeral_startup_timeout_seconds: int = Field(
+        90,
+        ge=1,
+        description="Exported as PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS when a "
+        "command runs flows (Prefect's 20 s default is too short on 2 cores).",
+    )
+
+    @field_validator("sandbox_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Settings:
+        # A warning threshold looser than its critical one makes no sense; say which.
+        problems = []
+        if self.response_time_warning_ms > self.response_time_critical_ms:
+            problems.append("RESPONSE_TIME_WARNING_MS must be <= RESPONSE_TIME_CRITICAL_MS")
+        if self.success_rate_warning < self.success_rate_critical:
+            problems.append("SUCCESS_RATE_WARNING must be >= SUCCESS_RATE_CRITICAL")
+        if self.health_score_warning < self.health_score_critical:
+            problems.append("HEALTH_SCORE_WARNING must be >= HEALTH_SCORE_CRITICAL")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Resolved metrics store directory."""
+        return self.store_dir if self.store_dir is not None else self.home / "metrics"
+
+    def enabled_names(self, catalog_names: list[str]) -> list[str]:
+        """Return the enabled integration names, in catalog order.
+
+        Args:
+            catalog_names: Every name in the catalog.
+
+        Raises:
+            ValueError: If the setting names an integration the catalog lacks.
+        """
+        raw = self.integrations.strip()
+        if raw in ("", "all", "*"):
+            return list(catalog_names)
+        wanted = [n.strip() for n in raw.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in catalog_names]
+        if unknown:
+            raise ValueError(
+                f"JUNCTION_INTEGRATIONS names unknown integrations: {', '.join(unknown)}"
+            )
+        return [n for n in catalog_names if n in wanted]
+
+    def integration(self, name: str, **overrides: Any) -> IntegrationSettings:
+        """Settings of one integration, from ``JUNCTION_<NAME>_*`` and ``overrides``.
+
+        Args:
+            name: Catalog name (``okta``, ``azure_devops``).
+            **overrides: Field values that win over the environment.
+        """
+        prefix = f"JUNCTION_{name.upper()}_"
+        return IntegrationSettings(_env_prefix=prefix, **overrides)  # type: ignore[call-arg]
+
+
+class IntegrationSettings(BaseSettings):
+    """One integration's settings, read from ``JUNCTION_<NAME>_<FIELD>``.
+
+    Which credential fields apply depends on the integration's auth scheme: ``token``
+    for bearer and API-key schemes, ``username``/``password`` for basic, ``client_id``/
+    ``client_secret`` for OAuth2 client credentials.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    base_url: str | None = Field(
+        None, description="The service's base URL; unset means the Junction sandbox."
+    )
+    token: SecretStr | None = Field(
+        None, description="Bearer token or API key (bearer / api_key schemes)."
+    )
+    username: str | None = Field(None, description="User name or email (basic scheme).")
+    password: SecretStr | None = Field(
+        None, description="Password or API token (basic scheme)."
+    )
+    client_id: str | None = Field(None, description="OAuth2 client id (oauth2 scheme).")
+    client_secret: SecretStr | None = Field(
+        None, description="OAuth2 client secret (oauth2 scheme)."
+    )
+    token_url: str | None = Field(
+        None, description="OAuth2 token endpoint; default from the catalog."
+    )
+    scope: str | None = Field(None, description="OAuth2 scope to request.")
+    secret_block: str | None = Field(
+        None,
+        description="Name of a Prefect Secret block holding the credential (a string, or a "
+        "JSON object with the credential fields); used when no env credential is set.",
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Read timeout for this integration (default: global)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process's settings, read from the environment once."""
+    return Settings()

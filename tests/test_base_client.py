@@ -1,0 +1,362 @@
+"""The shared engine: retries, breaker, auth, typed errors, redaction, metrics.
+
+Unit cases on ``httpx.MockTransport``; the sandbox tests cover the same paths over a
+real socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from integrations.auth import Credentials, OAuth2ClientCredentials
+from integrations.base import IntegrationClient, RetryPolicy, parse_retry_after
+from integrations.breaker import BreakerState, CircuitBreaker
+from integrations.catalog import load_catalog
+from integrations.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    CircuitOpenError,
+    InvalidBaseURLError,
+    MalformedResponseError,
+    MissingCredentialsError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    UnknownActionError,
+    UnknownIntegrationError,
+)
+from integrations.metrics import collecting
+from integrations.redaction import install_log_redaction, redact, register_secret
+from integrations.registry import get_action, get_client
+from junction.settings import Settings
+
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make(
+    name: str,
+    handler: Handler,
+    *,
+    retry: RetryPolicy = FAST,
+    breaker: CircuitBreaker | None = None,
+    **kwargs: object,
+) -> IntegrationClient:
+    spec = load_catalog().get(name)
+    return IntegrationClient(
+        spec,
+        settings=Settings(sandbox_url="http://sandbox.test"),
+        transport=httpx.MockTransport(handler),
+        retry=retry,
+        breaker=breaker or CircuitBreaker(name, failure_threshold=50),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class Counter:
+    def __init__(self, responses: list[httpx.Response | Exception]) -> None:
+        self.responses = responses
+        self.calls: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        item = self.responses[min(len(self.calls), len(self.responses)) - 1]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+async def test_get_retries_5xx_then_succeeds_and_reports_attempts() -> None:
+    handler = Counter([httpx.Response(503, json={"message": "busy"}), httpx.Response(200, json={"ok": 1})])
+    client = make("github", handler)
+    with collecting() as metrics:
+        body = await client.request("GET", "/user", action="get_user")
+    assert body == {"ok": 1}
+    assert len(handler.calls) == 2
+    (metric,) = metrics
+    assert (metric.service, metric.action, metric.ok, metric.attempts, metric.status) == (
+        "github",
+        "get_user",
+        True,
+        2,
+        200,
+    )
+    assert metric.breaker_state == "closed"
+
+
+async def test_post_is_not_retried_on_5xx_but_is_with_idempotency_key() -> None:
+    handler = Counter([httpx.Response(502, text="bad gateway")])
+    client = make("stripe", handler)
+    with pytest.raises(ServerError) as err:
+        await client.request("POST", "/v1/charges", action="charge", json={})
+    assert len(handler.calls) == 1
+    assert err.value.status_code == 502
+    handler2 = Counter([httpx.Response(502, text="x"), httpx.Response(200, json={})])
+    client2 = make("stripe", handler2)
+    await client2.request("POST", "/v1/charges", action="charge", json={}, idempotency_key="k-1")
+    assert len(handler2.calls) == 2
+    assert all(r.headers["Idempotency-Key"] == "k-1" for r in handler2.calls)
+
+
+async def test_post_is_retried_when_connection_was_refused_or_429() -> None:
+    handler = Counter(
+        [
+            httpx.ConnectError("refused"),
+            httpx.Response(429, headers={"Retry-After": "0"}, json={"message": "slow"}),
+            httpx.Response(201, json={"id": 1}),
+        ]
+    )
+    client = make("github", handler)
+    assert await client.request("POST", "/repos/a/b/issues", action="create_issue", json={}) == {
+        "id": 1
+    }
+    assert len(handler.calls) == 3
+
+
+async def test_post_not_retried_after_reset_mid_response() -> None:
+    handler = Counter([httpx.RemoteProtocolError("peer closed"), httpx.Response(201, json={})])
+    client = make("github", handler)
+    with pytest.raises(APIConnectionError) as err:
+        await client.request("POST", "/repos/a/b/issues", action="create_issue", json={})
+    assert err.value.request_sent and len(handler.calls) == 1
+
+
+async def test_retry_after_is_honoured_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("asyncio.sleep", fake_sleep)
+    handler = Counter([httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json={})])
+    policy = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0, retry_after_max=5)
+    await make("github", handler, retry=policy).request("GET", "/user", action="me")
+    assert slept == [2.0]
+
+    too_long = Counter([httpx.Response(429, headers={"Retry-After": "120"}, json={"message": "later"})])
+    with pytest.raises(RateLimitError) as err:
+        await make("github", too_long, retry=policy).request("GET", "/user", action="me")
+    assert err.value.retry_after == 120 and len(too_long.calls) == 1
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_max=4.0, jitter=0.5)
+    waits = [policy.wait_seconds(None, n) for n in range(1, 8)]
+    assert 0.5 <= waits[0] <= 1.0
+    assert 1.0 <= waits[1] <= 1.5
+    assert all(w <= 4.0 for w in waits)
+    assert waits[-1] == 4.0
+
+
+def test_parse_retry_after_http_date() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("soon") is None
+
+
+async def test_breaker_opens_fails_fast_then_half_open_trial_closes() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker("github", failure_threshold=2, reset_timeout=10, clock=lambda: now[0])
+    handler = Counter([httpx.Response(500, json={}), httpx.Response(500, json={}), httpx.Response(200, json={})])
+    client = make("github", handler, breaker=breaker, retry=RetryPolicy(max_attempts=1))
+    for _ in range(2):
+        with pytest.raises(ServerError):
+            await client.request("GET", "/user", action="me")
+    assert breaker.state is BreakerState.OPEN
+    with collecting() as metrics, pytest.raises(CircuitOpenError) as err:
+        await client.request("GET", "/user", action="me")
+    assert len(handler.calls) == 2  # not sent
+    assert err.value.retry_in == pytest.approx(10)
+    assert metrics[0].error_class == "CircuitOpenError" and metrics[0].breaker_state == "open"
+    now[0] = 11.0
+    assert breaker.state is BreakerState.HALF_OPEN
+    handler.responses[2:] = [httpx.Response(200, json={})]
+    await client.request("GET", "/user", action="me")
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_breaker_half_open_allows_one_trial_and_reopens_on_failure() -> None:
+    now = [0.0]
+    changes: list[tuple[str, str]] = []
+    breaker = CircuitBreaker("x", failure_threshold=1, reset_timeout=5, clock=lambda: now[0])
+    breaker.add_listener(lambda s, old, new: changes.append((old.value, new.value)))
+    breaker.record_failure()
+    now[0] = 6
+    assert breaker.allow() == (True, 0.0)
+    assert breaker.allow()[0] is False  # second caller waits for the trial
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "open")]
+
+
+async def test_4xx_does_not_trip_breaker() -> None:
+    breaker = CircuitBreaker("github", failure_threshold=1)
+    client = make("github", Counter([httpx.Response(404, json={"message": "Not Found"})]), breaker=breaker)
+    with pytest.raises(NotFoundError, match="Not Found"):
+        await client.request("GET", "/repos/x/y", action="get_repo")
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_401_is_typed_names_env_var_and_never_leaks_the_token() -> None:
+    secret = "ghp_supersecretvalue123"
+    handler = Counter(
+        [httpx.Response(401, json={"message": f"Bad credentials for token {secret}"})]
+    )
+    client = make(
+        "github", handler, base_url="https://api.github.com", credentials=Credentials(token=SecretStr(secret))
+    )
+    with pytest.raises(AuthenticationError) as err:
+        await client.request("GET", "/user", action="me")
+    text = str(err.value) + err.value.body_excerpt
+    assert secret not in text
+    assert "JUNCTION_GITHUB_" in str(err.value)
+    assert handler.calls[0].headers["Authorization"] == f"Bearer {secret}"
+
+
+async def test_html_and_invalid_json_are_malformed_responses() -> None:
+    html = Counter([httpx.Response(200, text="<html><body>Login</body></html>", headers={"content-type": "text/html"})])
+    with pytest.raises(MalformedResponseError, match="got HTML"):
+        await make("github", html).request("GET", "/user", action="me", max_attempts=1)
+    broken = Counter([httpx.Response(200, content=b'{"id": 1', headers={"content-type": "application/json"})])
+    with pytest.raises(MalformedResponseError, match="invalid JSON"):
+        await make("github", broken).request("GET", "/user", action="me", max_attempts=1)
+
+
+async def test_garbled_json_is_retried_for_reads_only() -> None:
+    handler = Counter([httpx.Response(200, content=b"{"), httpx.Response(200, json={"a": 1})])
+    assert await make("github", handler).request("GET", "/user", action="me") == {"a": 1}
+    post = Counter([httpx.Response(200, content=b"{"), httpx.Response(200, json={"a": 1})])
+    with pytest.raises(MalformedResponseError):
+        await make("github", post).request("POST", "/x", action="create", json={})
+    assert len(post.calls) == 1
+
+
+class User(BaseModel):
+    id: int
+    login: str
+
+
+async def test_response_not_matching_model_is_malformed() -> None:
+    handler = Counter([httpx.Response(200, json={"id": "abc"})])
+    with pytest.raises(MalformedResponseError, match=r"id: .*login: Field required"):
+        await make("github", handler).request("GET", "/user", action="me", model=User)
+    ok = Counter([httpx.Response(200, json=[{"id": 1, "login": "a"}])])
+    users = await make("github", ok).request("GET", "/users", action="list", model=list[User])
+    assert users == [User(id=1, login="a")]
+
+
+async def test_timeouts_and_connection_errors_are_typed() -> None:
+    slow = Counter([httpx.ReadTimeout("slow")])
+    with pytest.raises(APITimeoutError, match="within the timeout"):
+        await make("github", slow).request("GET", "/user", action="me")
+    assert len(slow.calls) == 3
+    refused = Counter([httpx.ConnectError("[Errno 111] Connection refused")])
+    with pytest.raises(APIConnectionError, match="cannot connect") as err:
+        await make("github", refused).request("GET", "/user", action="me")
+    assert not err.value.request_sent
+
+
+def test_unknown_integration_and_action_suggest_names() -> None:
+    with pytest.raises(UnknownIntegrationError, match="Did you mean: okta"):
+        get_client("oktaa")
+    with pytest.raises(UnknownActionError, match="unknown action 'fly'"):
+        get_action("zendesk", "fly")
+
+
+def test_missing_credentials_name_the_env_var_and_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUNCTION_OKTA_TOKEN", raising=False)
+    monkeypatch.setenv("JUNCTION_OKTA_BASE_URL", "https://acme.okta.com")
+    with pytest.raises(MissingCredentialsError) as err:
+        get_client("okta", settings=Settings())
+    assert "JUNCTION_OKTA_TOKEN" in str(err.value)
+    assert "JUNCTION_OKTA_SECRET_BLOCK" in str(err.value)
+    monkeypatch.setenv("JUNCTION_JIRA_BASE_URL", "https://acme.atlassian.net")
+    with pytest.raises(MissingCredentialsError, match="JUNCTION_JIRA_USERNAME and JUNCTION_JIRA_PASSWORD"):
+        get_client("jira", settings=Settings())
+
+
+def test_env_credentials_are_used_and_registered_for_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUNCTION_OKTA_BASE_URL", "https://acme.okta.com")
+    monkeypatch.setenv("JUNCTION_OKTA_TOKEN", "00abcdefSECRETokta")
+    client = get_client("okta", settings=Settings())
+    assert client.credentials.source == "env" and not client.sandbox
+    assert "00abcdefSECRETokta" not in redact("token is 00abcdefSECRETokta")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("acme.okta.com", "malformed base URL"),
+        ("ftp://acme.okta.com", "malformed base URL"),
+        ("https://", "malformed base URL"),
+        ("https://{yourOktaDomain}", "placeholders"),
+        ("https://acme.okta.com:99999", "bad port"),
+    ],
+)
+def test_malformed_base_url(url: str, match: str) -> None:
+    with pytest.raises(InvalidBaseURLError, match=match):
+        get_client("okta", base_url=url, credentials=Credentials(token=SecretStr("t0ken-value")))
+
+
+def test_sandbox_is_the_default() -> None:
+    client = get_client("openai", settings=Settings(sandbox_url="http://127.0.0.1:9999/"))
+    assert client.base_url == "http://127.0.0.1:9999/openai/v1"
+    assert client.sandbox and client.credentials.source == "sandbox"
+
+
+async def test_oauth2_token_cached_refreshed_before_expiry_and_on_401() -> None:
+    tokens = iter(["tok-1", "tok-2", "tok-3"])
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth2/token"):
+            assert request.headers["Authorization"].startswith("Basic ")
+            return httpx.Response(200, json={"access_token": next(tokens), "expires_in": 3600})
+        seen.append(request.headers["Authorization"])
+        if request.url.path == "/teams/v1.0/expired":
+            return httpx.Response(401, json={}) if seen[-1] == "Bearer tok-1" else httpx.Response(200, json={})
+        return httpx.Response(200, json={"value": []})
+
+    client = make("teams", handler)
+    auth = client._auth
+    assert isinstance(auth, OAuth2ClientCredentials)
+    await client.request("GET", "/organization", action="org")
+    await client.request("GET", "/organization", action="org")
+    assert auth.fetches == 1 and seen == ["Bearer tok-1", "Bearer tok-1"]
+    await client.request("GET", "/expired", action="x")  # 401 -> refresh -> replay
+    assert auth.fetches == 2 and seen[-1] == "Bearer tok-2"
+    auth._expires_at = 0  # inside the refresh margin: refreshed before use
+    await client.request("GET", "/organization", action="org")
+    assert auth.fetches == 3 and seen[-1] == "Bearer tok-3"
+
+
+def test_oauth2_token_url_derived_from_base_url() -> None:
+    client = get_client(
+        "workday",
+        base_url="https://wd2-impl.workday.com/ccx/api/v1/acme",
+        credentials=Credentials(client_id="c", client_secret=SecretStr("s3cret-value")),
+    )
+    auth = client._auth
+    assert isinstance(auth, OAuth2ClientCredentials)
+    assert auth.token_url == "https://wd2-impl.workday.com/ccx/oauth2/acme/token"
+
+
+def test_redaction_patterns_and_log_records(caplog: pytest.LogCaptureFixture) -> None:
+    register_secret("hunter2-very-secret")
+    install_log_redaction()
+    logger = logging.getLogger("integrations.test")
+    with caplog.at_level(logging.INFO):
+        logger.info("calling %s with %s", "https://x.test/?token=abc123&x=1", "hunter2-very-secret")
+        logger.info("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload")
+    text = caplog.text
+    assert "hunter2-very-secret" not in text and "abc123" not in text and "eyJhbGci" not in text
+    assert "x=1" in text
+    assert redact("key sk-proj-abcdefghijkl") == "key sk-***"
+    assert redact("https://user:pw123@host/x") == "https://user:***@host/x"

@@ -118,6 +118,7 @@ class Route:
     method: str
     path: str
     handler: Handler
+    public: bool = False  # skip the catalog auth check (the route authenticates itself)
 
 
 class VendorRoutes:
@@ -127,11 +128,22 @@ class VendorRoutes:
         self.service = service
         self.routes: list[Route] = []
 
-    def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
-        """Register ``handler`` for ``method path`` (Starlette path syntax)."""
+    def route(
+        self, method: str, path: str, *, public: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for ``method path`` (Starlette path syntax).
+
+        Args:
+            method: HTTP method.
+            path: Path below the service's sandbox prefix and vendor base path.
+            public: Skip the catalog entry's auth check for this route, for endpoints
+                that authenticate otherwise (PagerDuty's Events API takes a routing key
+                in the body); the handler then sees principal ``"anonymous"``. Faults
+                still apply.
+        """
 
         def decorate(handler: Handler) -> Handler:
-            self.routes.append(Route(method.upper(), path, handler))
+            self.routes.append(Route(method.upper(), path, handler, public))
             return handler
 
         return decorate

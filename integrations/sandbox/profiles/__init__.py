@@ -1,0 +1,1 @@
+"""Packaged sandbox fault profiles (YAML); a package so the files ship in the wheel."""

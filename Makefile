@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_HOME ?= $(CURDIR)/.junction/prefect
 export JUNCTION_HOME ?= $(CURDIR)/.junction
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: venv deps system-deps demo test test-fast lint bench clean
 

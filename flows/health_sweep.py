@@ -18,5 +18,5 @@ async def health_sweep(names: list[str] | None = None) -> list[HealthResult]:
     """Probe the enabled integrations (or ``names``), record the sweep, publish a table."""
     sweep_id = uuid4().hex
     results = await probe_integrations(names, sweep_id)
-    publish_health_artifact(results, sweep_id)
+    _artifact = publish_health_artifact(results, sweep_id)
     return results

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 from pydantic import SecretStr
@@ -91,7 +92,9 @@ def _load_secret_block(block: str) -> object:
         from prefect.blocks.system import Secret  # heavy import, only when configured
 
         try:
-            _block_cache[block] = Secret.load(block).get()
+            # _sync: this runs inside flows' event loops, where load() would return a coroutine
+            secret = cast(Secret, Secret.load(block, _sync=True))  # type: ignore[call-arg]
+            _block_cache[block] = secret.get()
         except Exception as exc:  # Prefect raises ValueError for a missing block
             raise MissingCredentialsError(
                 f"could not load Prefect Secret block {block!r}: {type(exc).__name__}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import inspect
 import json as jsonlib
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, stop_after_attempt
 
 from integrations.auth import Credentials, build_auth, resolve_credentials
 from integrations.breaker import BreakerState, CircuitBreaker, breakers
@@ -104,12 +105,9 @@ class RetryPolicy:
         hint = getattr(exc, "retry_after", None)
         if hint is not None:
             return float(min(max(hint, 0.0), self.retry_after_max))
-        backoff = wait_exponential_jitter(
-            initial=self.backoff_base, max=self.backoff_max, jitter=self.jitter
-        )
-        state = RetryCallState(None, None, (), {})
-        state.attempt_number = attempt
-        return float(backoff(state))
+        # tenacity's wait_exponential_jitter formula, applied to our attempt number
+        exponential = self.backoff_base * 2 ** (attempt - 1) + random.uniform(0, self.jitter)
+        return float(min(exponential, self.backoff_max))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -531,12 +529,12 @@ class IntegrationClient:
             retry=lambda rs: bool(
                 rs.outcome
                 and rs.outcome.failed
-                and policy.should_retry(rs.outcome.exception(), idempotent=safe)  # type: ignore[arg-type]
+                and policy.should_retry(rs.outcome.exception(), idempotent=safe)
             ),
             reraise=True,
         )
         try:
-            result = await retrying(attempt)
+            result: Any = await retrying(attempt)
         except IntegrationError as exc:
             if isinstance(exc, APIStatusError):
                 status = exc.status_code

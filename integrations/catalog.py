@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
@@ -105,7 +106,7 @@ class Catalog:
         if len(self._specs) != len(specs):
             raise ValueError("duplicate integration names in catalog")
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[IntegrationSpec]:
         return iter(self._specs.values())
 
     def __len__(self) -> int:

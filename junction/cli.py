@@ -58,6 +58,11 @@ def _prepare_runtime() -> None:
         str(settings.prefect_ephemeral_startup_timeout_seconds),
     )
     os.environ.setdefault("PREFECT_HOME", str(Path(settings.home).resolve() / "prefect"))
+    # No network here but the registries: Prefect's telemetry would only log errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect creates its home without parents and then fails obscurely on a fresh machine.
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     from integrations.redaction import install_log_redaction
 
     install_log_redaction()
@@ -170,7 +175,8 @@ def sandbox_serve(
     faults: Annotated[
         Path | None, typer.Option(help="Fault profile YAML (see integrations/sandbox/profiles/).")
     ] = None,
-    smtp_port: Annotated[int, typer.Option(help="SMTP port of the sandbox's mail server.")] = 8025,
+    smtp_port: Annotated[int, typer.Option(help="SMTP port of the sandbox's mail server (0 = any free port).")] = 8025,
+    smtp: Annotated[bool, typer.Option(help="Run the SMTP server (--no-smtp to skip it).")] = True,
 ) -> None:
     """Serve every catalog integration locally, with state and fault injection."""
     from integrations.sandbox.app import serve
@@ -178,8 +184,8 @@ def sandbox_serve(
     if faults is not None and not faults.is_file():
         _fail(f"fault profile not found: {faults}")
     try:
-        serve(host=host, port=port, faults_file=faults, smtp_port=smtp_port)
-    except ValueError as exc:
+        serve(host=host, port=port, faults_file=faults, smtp_port=smtp_port if smtp else None)
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
 
 
@@ -283,4 +289,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -213,7 +213,7 @@ class Settings(BaseSettings):
             **overrides: Field values that win over the environment.
         """
         prefix = f"JUNCTION_{name.upper()}_"
-        return IntegrationSettings(_env_prefix=prefix, **overrides)  # type: ignore[call-arg]
+        return IntegrationSettings(_env_prefix=prefix, **overrides)
 
 
 class IntegrationSettings(BaseSettings):

@@ -1,0 +1,67 @@
+"""The health-sweep flow on a real (ephemeral) Prefect server, and `junction demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_health_sweep_flow_records_and_publishes_artifact(
+    prefect_harness: None, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.health_sweep import health_sweep
+    from junction.settings import get_settings
+    from junction.store import MetricsStore
+
+    monkeypatch.setenv("JUNCTION_SANDBOX_URL", sandbox.url)
+    monkeypatch.setenv("JUNCTION_SANDBOX_SMTP_PORT", str(sandbox.smtp_port))
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        results = asyncio.run(health_sweep(names=["okta", "github", "smtp", "teams"]))
+    finally:
+        get_settings.cache_clear()
+    assert [r.service for r in results] == ["okta", "github", "smtp", "teams"]
+    assert all(r.ok for r in results), results
+    store = MetricsStore(tmp_path / "metrics")
+    assert store.count("probes") == 4
+    artifact = Artifact.get("integration-health")
+    assert artifact is not None and "4/4 integrations healthy" in (artifact.description or "")
+    assert "okta" in str(artifact.data)
+
+
+def test_make_demo_path_runs_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUNCTION_", "PREFECT_"))}
+    env.update(
+        JUNCTION_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        COLUMNS="200",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "junction", "demo"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=400,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "43/43 integrations healthy" in out.stdout
+    assert "43 probe rows over 1 sweep(s)" in out.stdout
+    assert "Traceback" not in out.stderr

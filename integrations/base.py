@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar, overload
+from typing import Any, ClassVar, Literal, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -216,6 +216,8 @@ def _vendor_message(body: Any) -> str | None:
             value = body.get(key)
             if isinstance(value, str) and value:
                 return value
+            if isinstance(value, dict) and value:  # GitLab: {"message": {"base": ["..."]}}
+                return "; ".join(f"{k}: {v}" for k, v in list(value.items())[:3])
         err = body.get("error")
         if isinstance(err, dict):
             inner = _vendor_message(err)
@@ -399,7 +401,7 @@ class IntegrationClient:
             await self._http.aclose()
             self._http = None
 
-    async def __aenter__(self) -> IntegrationClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

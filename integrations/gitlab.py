@@ -1,0 +1,754 @@
+"""GitLab (gitlab.com or self-managed): pipelines, jobs, issues, members, users.
+
+Follows the GitLab REST API v4 reference, https://docs.gitlab.com/ee/api/pipelines.html,
+.../jobs.html, .../issues.html, .../members.html and .../user_moderation.html (spec:
+gitlab-org/gitlab ``doc/api/openapi/openapi_v2.yaml``). The base URL ends in
+``/api/v4``; a project is its numeric id or its full path (``group/sub/project``),
+URL-encoded as one path segment. Lists page with ``page``/``per_page`` and the
+``X-Next-Page``/``X-Total`` headers, followed here up to ``max_pages``.
+
+Retry safety of the side-effecting actions:
+
+- ``create_issue``: the description carries an invisible marker
+  ``<!-- junction-idempotency-key: KEY -->``; before creating, and again after any
+  ambiguous failure, the client searches the project's *open* issues with the same title
+  for that marker and returns the match. The key defaults to a hash of project + title
+  (so "ensure one open issue titled X" is the default meaning); pass
+  ``idempotency_key`` to scope it differently.
+- ``trigger_pipeline``: the pipeline gets a ``JUNCTION_IDEMPOTENCY_KEY`` variable. After
+  an ambiguous failure (and, when the caller gave ``idempotency_key``, before creating)
+  the client looks at the ref's recent API-triggered pipelines for one carrying that key.
+- ``add_project_member``: 409 "Member already exists" -> the existing member.
+- ``block_user``: GitLab answers success for an already blocked user; the user is then
+  re-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from integrations.base import Expect, IntegrationClient, action
+from integrations.errors import ConflictError, IntegrationError
+
+T = TypeVar("T")
+
+_response_headers: ContextVar[httpx.Headers | None] = ContextVar(
+    "gitlab_response_headers", default=None
+)
+
+IDEMPOTENCY_VARIABLE = "JUNCTION_IDEMPOTENCY_KEY"
+"""Name of the pipeline variable that carries the trigger's idempotency key."""
+
+ACCESS_LEVELS: dict[str, int] = {
+    "no_access": 0,
+    "minimal_access": 5,
+    "guest": 10,
+    "planner": 15,
+    "reporter": 20,
+    "developer": 30,
+    "maintainer": 40,
+    "owner": 50,
+}
+
+PipelineStatus = Literal[
+    "created",
+    "waiting_for_resource",
+    "preparing",
+    "waiting_for_callback",
+    "pending",
+    "running",
+    "success",
+    "failed",
+    "canceling",
+    "canceled",
+    "skipped",
+    "manual",
+    "scheduled",
+]
+
+
+def project_segment(project: str | int) -> str:
+    """A project id or ``group/project`` path as one URL path segment (``group%2Fproject``)."""
+    return quote(str(project).strip("/"), safe="")
+
+
+def issue_marker(key: str) -> str:
+    """The hidden line that ties an issue to its idempotency key."""
+    return f"<!-- junction-idempotency-key: {key} -->"
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+class _ProjectParams(BaseModel):
+    project: str | int = Field(description="Project id or full path (group/project).")
+
+    @field_validator("project")
+    @classmethod
+    def _not_empty(cls, value: str | int) -> str | int:
+        if isinstance(value, str) and not value.strip("/"):
+            raise ValueError("project must be an id or a group/project path")
+        return value
+
+
+class ListPipelinesParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.list_pipelines`.
+
+    Attributes:
+        project: Project id or path.
+        status: Only pipelines in this status.
+        ref: Only pipelines of this branch or tag.
+        source: Only pipelines from this source (``push``, ``api``, ``schedule``...).
+        per_page: Page size (GitLab caps it at 100).
+        max_pages: Stop following ``X-Next-Page`` after this many pages.
+    """
+
+    status: PipelineStatus | None = None
+    ref: str | None = None
+    source: str | None = None
+    per_page: int = Field(20, ge=1, le=100)
+    max_pages: int = Field(5, ge=1, le=100)
+
+
+class GetPipelineParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.get_pipeline`."""
+
+    pipeline_id: int = Field(ge=1)
+
+
+class PipelineVariable(BaseModel):
+    """A CI/CD variable passed to a new pipeline."""
+
+    key: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    value: str
+    variable_type: Literal["env_var", "file"] = "env_var"
+
+
+class TriggerPipelineParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.trigger_pipeline`.
+
+    Attributes:
+        project: Project id or path.
+        ref: Branch or tag to run.
+        variables: Extra CI/CD variables.
+        idempotency_key: Makes re-runs of the same workflow step reuse the pipeline the
+            first run created; without it only retries within one call are protected.
+    """
+
+    ref: str = Field(min_length=1)
+    variables: list[PipelineVariable] = Field(default_factory=list)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ListPipelineJobsParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.list_pipeline_jobs`.
+
+    Attributes:
+        pipeline_id: The pipeline.
+        scope: Only jobs in these statuses (``["failed"]``).
+        include_retried: Include jobs that were retried.
+        per_page: Page size.
+        max_pages: Page cap.
+    """
+
+    pipeline_id: int = Field(ge=1)
+    scope: list[PipelineStatus] = Field(default_factory=list)
+    include_retried: bool = False
+    per_page: int = Field(100, ge=1, le=100)
+    max_pages: int = Field(5, ge=1, le=100)
+
+
+class GetJobLogParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.get_job_log`.
+
+    Attributes:
+        job_id: The job.
+        tail_lines: Keep only the last N lines (the log can be megabytes).
+    """
+
+    job_id: int = Field(ge=1)
+    tail_lines: int | None = Field(None, ge=1)
+
+
+class CreateIssueParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.create_issue`.
+
+    Attributes:
+        title: Issue title.
+        description: Markdown body (the idempotency marker is appended).
+        labels: Label names.
+        assignee_ids: User ids to assign.
+        confidential: Make the issue confidential.
+        idempotency_key: What makes two calls "the same issue"; default: project + title.
+    """
+
+    title: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    assignee_ids: list[int] = Field(default_factory=list)
+    confidential: bool = False
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class AddProjectMemberParams(_ProjectParams):
+    """Input of :meth:`GitLabClient.add_project_member`.
+
+    Attributes:
+        user_id: The user to add.
+        access_level: 10 guest ... 50 owner, or the role name (``developer``).
+        expires_at: Membership end date.
+    """
+
+    user_id: int = Field(ge=1)
+    access_level: int = 30
+    expires_at: date | None = None
+
+    @field_validator("access_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.isdigit():
+            try:
+                return ACCESS_LEVELS[value.lower()]
+            except KeyError:
+                raise ValueError(f"unknown access level {value!r}") from None
+        return value
+
+
+class BlockUserParams(BaseModel):
+    """Input of :meth:`GitLabClient.block_user` (an administrator's token is needed)."""
+
+    user_id: int = Field(ge=1)
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+class Pipeline(BaseModel):
+    """A CI/CD pipeline.
+
+    Attributes:
+        unchanged: Set by Junction: ``trigger_pipeline`` found the pipeline an earlier
+            attempt created instead of creating one.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    iid: int | None = None
+    project_id: int | None = None
+    status: str
+    ref: str | None = None
+    sha: str | None = None
+    source: str | None = None
+    web_url: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    unchanged: bool = False
+
+
+class PipelineList(BaseModel):
+    """Pipelines gathered over pages.
+
+    Attributes:
+        items: The pipelines (newest first, GitLab's default order).
+        total: ``X-Total`` (absent for very large lists).
+        pages: Pages fetched.
+        truncated: More pages existed beyond ``max_pages``.
+    """
+
+    items: list[Pipeline]
+    total: int | None = None
+    pages: int
+    truncated: bool
+
+
+class Job(BaseModel):
+    """A CI/CD job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    name: str
+    stage: str | None = None
+    status: str
+    ref: str | None = None
+    allow_failure: bool | None = None
+    failure_reason: str | None = None
+    duration: float | None = None
+    web_url: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobList(BaseModel):
+    """Jobs gathered over pages (same fields as :class:`PipelineList`)."""
+
+    items: list[Job]
+    total: int | None = None
+    pages: int
+    truncated: bool
+
+
+class JobLog(BaseModel):
+    """A job's log (trace), possibly only its tail.
+
+    Attributes:
+        job_id: The job.
+        text: The log text (ANSI colour codes kept, as GitLab stores them).
+        total_lines: Lines in the whole log.
+        truncated: Only the last ``tail_lines`` lines are in ``text``.
+    """
+
+    job_id: int
+    text: str
+    total_lines: int
+    truncated: bool
+
+
+class Issue(BaseModel):
+    """A project issue.
+
+    Attributes:
+        unchanged: Set by Junction: an open issue with the same idempotency key existed
+            and was returned instead of creating another.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    iid: int
+    project_id: int | None = None
+    title: str
+    description: str | None = None
+    state: str
+    labels: list[str] = Field(default_factory=list)
+    web_url: str | None = None
+    created_at: datetime | None = None
+    unchanged: bool = False
+
+
+class ProjectMember(BaseModel):
+    """A project member.
+
+    Attributes:
+        unchanged: Set by Junction: the user was already a member (GitLab's 409).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    username: str
+    name: str | None = None
+    state: str | None = None
+    access_level: int
+    expires_at: date | None = None
+    unchanged: bool = False
+
+
+class GitLabUser(BaseModel):
+    """A user account.
+
+    Attributes:
+        state: ``active``, ``blocked``, ``deactivated``...
+        unchanged: Set by Junction: ``block_user`` found the user already blocked.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    username: str
+    name: str | None = None
+    state: str
+    unchanged: bool = False
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+def _int_header(headers: httpx.Headers | None, name: str) -> int | None:
+    value = (headers or httpx.Headers()).get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+class GitLabClient(IntegrationClient):
+    """Typed client of the GitLab REST API v4."""
+
+    service = "gitlab"
+
+    def _decode(
+        self,
+        response: httpx.Response,
+        method: str,
+        path: str,
+        action: str,
+        model: Any,
+        expect: Expect,
+    ) -> Any:
+        # The engine returns bodies only; pagination needs this response's headers.
+        _response_headers.set(response.headers)
+        return super()._decode(response, method, path, action, model, expect)
+
+    async def _paged(
+        self,
+        path: str,
+        query: dict[str, Any],
+        item: type[T],
+        *,
+        per_page: int,
+        max_pages: int,
+        action: str,
+    ) -> tuple[list[T], int | None, int, bool]:
+        """Follow ``X-Next-Page``; returns (items, X-Total, pages fetched, truncated)."""
+        items: list[T] = []
+        page: int | None = 1
+        pages = 0
+        total: int | None = None
+        while page is not None and pages < max_pages:
+            batch = await self.request(
+                "GET",
+                path,
+                action=action,
+                model=list[item],  # type: ignore[valid-type]
+                params={**query, "page": page, "per_page": per_page},
+            )
+            items.extend(batch)
+            pages += 1
+            headers = _response_headers.get()
+            total = _int_header(headers, "X-Total")
+            page = _int_header(headers, "X-Next-Page")  # empty on the last page
+        return items, total, pages, page is not None
+
+    async def _create_once(
+        self,
+        find: Callable[[bool], Awaitable[T | None]],
+        create: Callable[[], Awaitable[T]],
+    ) -> tuple[T, bool]:
+        """Find-or-create where a failed create is re-checked before it is retried.
+
+        ``create`` is sent as non-idempotent (the engine only retries what never reached
+        the server); after an ambiguous failure (5xx, timeout, reset, garbled body) the
+        object may exist, so ``find`` runs again before the next attempt.
+
+        Returns:
+            The object, and whether it was found rather than created.
+        """
+        attempts = self.retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            found = await find(attempt > 1)
+            if found is not None:
+                return found, True
+            try:
+                return await create(), False
+            except IntegrationError as exc:
+                if not exc.retryable or attempt == attempts:
+                    raise
+                await asyncio.sleep(self.retry.wait_seconds(exc, attempt))
+        raise AssertionError("unreachable")
+
+    # -- pipelines
+
+    @action(read_only=True)
+    async def list_pipelines(self, params: ListPipelinesParams) -> PipelineList:
+        """List a project's pipelines, newest first, following pages up to ``max_pages``.
+
+        Args:
+            params: Project, filters and paging.
+
+        Returns:
+            The pipelines, ``X-Total`` and whether the list was cut short.
+        """
+        filters = {"status": params.status, "ref": params.ref, "source": params.source}
+        query = {k: v for k, v in filters.items() if v is not None}
+        items, total, pages, truncated = await self._paged(
+            f"/projects/{project_segment(params.project)}/pipelines",
+            query,
+            Pipeline,
+            per_page=params.per_page,
+            max_pages=params.max_pages,
+            action="list_pipelines",
+        )
+        return PipelineList(items=items, total=total, pages=pages, truncated=truncated)
+
+    @action(read_only=True)
+    async def get_pipeline(self, params: GetPipelineParams) -> Pipeline:
+        """Fetch one pipeline.
+
+        Args:
+            params: Project and pipeline id.
+
+        Returns:
+            The pipeline.
+        """
+        return await self.request(
+            "GET",
+            f"/projects/{project_segment(params.project)}/pipelines/{params.pipeline_id}",
+            action="get_pipeline",
+            model=Pipeline,
+        )
+
+    async def _pipeline_with_key(
+        self, params: TriggerPipelineParams, key: str, since: datetime
+    ) -> Pipeline | None:
+        project = project_segment(params.project)
+        recent = await self.request(
+            "GET",
+            f"/projects/{project}/pipelines",
+            action="trigger_pipeline",
+            model=list[Pipeline],
+            params={
+                "ref": params.ref,
+                "source": "api",
+                "created_after": since.isoformat().replace("+00:00", "Z"),
+                "order_by": "id",
+                "sort": "desc",
+                "per_page": 20,
+            },
+        )
+        for pipeline in recent:
+            variables = await self.request(
+                "GET",
+                f"/projects/{project}/pipelines/{pipeline.id}/variables",
+                action="trigger_pipeline",
+            )
+            wanted = {"key": IDEMPOTENCY_VARIABLE, "value": key}
+            if any(isinstance(v, dict) and wanted.items() <= v.items() for v in variables or []):
+                pipeline.unchanged = True
+                return pipeline
+        return None
+
+    def _trigger_body(self, params: TriggerPipelineParams, key: str) -> dict[str, Any]:
+        variables = [v.model_dump() for v in params.variables if v.key != IDEMPOTENCY_VARIABLE]
+        variables.append({"key": IDEMPOTENCY_VARIABLE, "value": key, "variable_type": "env_var"})
+        return {"ref": params.ref, "variables": variables}
+
+    async def _post_pipeline(self, params: TriggerPipelineParams, key: str) -> Pipeline:
+        return await self.request(
+            "POST",
+            f"/projects/{project_segment(params.project)}/pipeline",
+            action="trigger_pipeline",
+            model=Pipeline,
+            json=self._trigger_body(params, key),
+            idempotent=False,
+        )
+
+    @action(read_only=False, idempotent=True)
+    async def trigger_pipeline(self, params: TriggerPipelineParams) -> Pipeline:
+        """Create (run) a pipeline for a ref, without ever starting it twice for one call.
+
+        Retry-safe through the ``JUNCTION_IDEMPOTENCY_KEY`` pipeline variable: after an
+        ambiguous failure the ref's recent API pipelines are searched for the key before
+        trying again; with a caller-supplied ``idempotency_key`` (the last 24 hours) also
+        before the first attempt, which makes re-runs of a workflow step safe too.
+
+        Args:
+            params: Project, ref, variables and an optional idempotency key.
+
+        Returns:
+            The pipeline; ``unchanged`` when an earlier attempt's pipeline was found.
+        """
+        key = params.idempotency_key or uuid.uuid4().hex
+        started = datetime.now(UTC)
+        # A caller key may come from an earlier run; our own key cannot predate this call
+        # (a minute of slack covers clock skew between us and GitLab).
+        since = started - (timedelta(hours=24) if params.idempotency_key else timedelta(minutes=1))
+
+        async def find(after_failure: bool) -> Pipeline | None:
+            if not after_failure and params.idempotency_key is None:
+                return None
+            return await self._pipeline_with_key(params, key, since)
+
+        pipeline, _ = await self._create_once(find, lambda: self._post_pipeline(params, key))
+        return pipeline
+
+    @action(read_only=True)
+    async def list_pipeline_jobs(self, params: ListPipelineJobsParams) -> JobList:
+        """List a pipeline's jobs (e.g. only the failed ones).
+
+        Args:
+            params: Project, pipeline, status scope and paging.
+
+        Returns:
+            The jobs.
+        """
+        query: dict[str, Any] = {}
+        if len(params.scope) == 1:
+            query["scope"] = params.scope[0]
+        elif params.scope:
+            query["scope[]"] = list(params.scope)
+        if params.include_retried:
+            query["include_retried"] = "true"
+        items, total, pages, truncated = await self._paged(
+            f"/projects/{project_segment(params.project)}/pipelines/{params.pipeline_id}/jobs",
+            query,
+            Job,
+            per_page=params.per_page,
+            max_pages=params.max_pages,
+            action="list_pipeline_jobs",
+        )
+        return JobList(items=items, total=total, pages=pages, truncated=truncated)
+
+    @action(read_only=True)
+    async def get_job_log(self, params: GetJobLogParams) -> JobLog:
+        """Fetch a job's log (``/trace``, plain text), optionally only its last lines.
+
+        Args:
+            params: Project, job and how many trailing lines to keep.
+
+        Returns:
+            The log text and its line count.
+        """
+        text = await self.request(
+            "GET",
+            f"/projects/{project_segment(params.project)}/jobs/{params.job_id}/trace",
+            action="get_job_log",
+            expect="text",
+        )
+        lines = text.splitlines()
+        truncated = params.tail_lines is not None and len(lines) > params.tail_lines
+        if truncated:
+            text = "\n".join(lines[-(params.tail_lines or 0) :])
+        return JobLog(job_id=params.job_id, text=text, total_lines=len(lines), truncated=truncated)
+
+    # -- issues
+
+    def issue_key(self, params: CreateIssueParams) -> str:
+        """The idempotency key of an issue request (given, or hashed from project + title)."""
+        if params.idempotency_key:
+            return params.idempotency_key
+        raw = f"{params.project}\x00{params.title}".encode()
+        return hashlib.sha256(raw).hexdigest()[:32]
+
+    async def _find_issue(self, params: CreateIssueParams, marker: str) -> Issue | None:
+        candidates = await self.request(
+            "GET",
+            f"/projects/{project_segment(params.project)}/issues",
+            action="create_issue",
+            model=list[Issue],
+            params={"state": "opened", "search": params.title, "in": "title", "per_page": 100},
+        )
+        for issue in candidates:
+            if issue.title == params.title and marker in (issue.description or ""):
+                issue.unchanged = True
+                return issue
+        return None
+
+    def issue_body(self, params: CreateIssueParams) -> dict[str, Any]:
+        """The ``POST /projects/:id/issues`` body, idempotency marker included."""
+        marker = issue_marker(self.issue_key(params))
+        description = f"{params.description}\n\n{marker}" if params.description else marker
+        body: dict[str, Any] = {"title": params.title, "description": description}
+        if params.labels:
+            body["labels"] = params.labels
+        if params.assignee_ids:
+            body["assignee_ids"] = params.assignee_ids
+        if params.confidential:
+            body["confidential"] = True
+        return body
+
+    async def post_issue(self, params: CreateIssueParams) -> Issue:
+        """Send the bare ``POST /projects/:id/issues`` (no search; not retry-safe alone)."""
+        return await self.request(
+            "POST",
+            f"/projects/{project_segment(params.project)}/issues",
+            action="create_issue",
+            model=Issue,
+            json=self.issue_body(params),
+            idempotent=False,
+        )
+
+    @action(read_only=False, idempotent=True)
+    async def create_issue(self, params: CreateIssueParams) -> Issue:
+        """Open an issue unless an open one with the same idempotency key exists.
+
+        Retry-safe: the key is stored as a hidden marker in the description and open
+        issues with the same title are searched for it before creating and after any
+        ambiguous failure.
+
+        Args:
+            params: Project, title, description, labels, assignees, optional key.
+
+        Returns:
+            The issue; ``unchanged`` when an existing one was returned.
+        """
+        marker = issue_marker(self.issue_key(params))
+        issue, _ = await self._create_once(
+            lambda _after_failure: self._find_issue(params, marker),
+            lambda: self.post_issue(params),
+        )
+        return issue
+
+    # -- members and users
+
+    @action(read_only=False, idempotent=True)
+    async def add_project_member(self, params: AddProjectMemberParams) -> ProjectMember:
+        """Add a user to a project; an existing membership is returned as is.
+
+        Retry-safe: GitLab answers 409 "Member already exists" to a repeat, which is
+        turned into a read of that member (its access level is not changed).
+
+        Args:
+            params: Project, user, access level, optional expiry.
+
+        Returns:
+            The member; ``unchanged`` when the user already was one.
+        """
+        project = project_segment(params.project)
+        body: dict[str, Any] = {"user_id": params.user_id, "access_level": params.access_level}
+        if params.expires_at:
+            body["expires_at"] = params.expires_at.isoformat()
+        try:
+            return await self.request(
+                "POST",
+                f"/projects/{project}/members",
+                action="add_project_member",
+                model=ProjectMember,
+                json=body,
+                idempotent=True,  # a replay gets 409, handled below
+            )
+        except ConflictError:
+            member = await self.request(
+                "GET",
+                f"/projects/{project}/members/{params.user_id}",
+                action="add_project_member",
+                model=ProjectMember,
+            )
+            member.unchanged = True
+            return member
+
+    @action(read_only=False, idempotent=True)
+    async def block_user(self, params: BlockUserParams) -> GitLabUser:
+        """Block a user (administrators only); an already blocked user is success.
+
+        Args:
+            params: The user id.
+
+        Returns:
+            The user as it is after the call (``state`` ``blocked``).
+        """
+        before = await self.request(
+            "GET", f"/users/{params.user_id}", action="block_user", model=GitLabUser
+        )
+        if before.state == "blocked":
+            before.unchanged = True
+            return before
+        await self.request(
+            "POST",
+            f"/users/{params.user_id}/block",
+            action="block_user",
+            expect="none",
+            idempotent=True,  # blocking a blocked user is a no-op success in GitLab
+        )
+        return await self.request(
+            "GET", f"/users/{params.user_id}", action="block_user", model=GitLabUser
+        )

@@ -1,0 +1,434 @@
+"""Jira Cloud REST API v3: create, read, comment on and transition issues.
+
+Follows https://developer.atlassian.com/cloud/jira/platform/rest/v3/ (issues:
+``POST /rest/api/3/issue``, ``GET /rest/api/3/issue/{issueIdOrKey}``, comments, transitions;
+search: ``GET /rest/api/3/search/jql``) and the Atlassian Document Format
+(https://developer.atlassian.com/cloud/jira/platform/apis/document/structure/) for rich
+text. Auth is HTTP basic with an Atlassian account email and API token. The base URL is
+the site (``https://<site>.atlassian.net``); paths carry ``/rest/api/3``.
+
+Retry-safety of :meth:`JiraClient.create_issue`: Jira has no idempotency key, so every
+issue is created with a marker label ``junction-idem-<key>`` and, before every
+re-attempt (and before the first when the caller chose the key), ``search/jql`` looks for
+an issue of the project carrying it; a found issue is returned instead of creating
+another. Jira's search is eventually
+consistent (the index can lag a write by a moment); the backoff before a re-attempt
+gives it that moment, but a duplicate cannot be ruled out absolutely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.base import IntegrationClient, action
+from integrations.errors import IntegrationError, NotFoundError
+
+T = TypeVar("T")
+
+LABEL_PREFIX = "junction-idem-"
+
+
+def adf(text: str) -> dict[str, Any]:
+    """Plain text as an Atlassian Document Format document.
+
+    Blank lines separate paragraphs; single newlines become hard breaks (ADF forbids
+    empty text nodes, so none are emitted).
+
+    Args:
+        text: The plain text.
+
+    Returns:
+        An ADF ``doc`` node.
+    """
+    paragraphs: list[dict[str, Any]] = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        content: list[dict[str, Any]] = []
+        for line in block.split("\n"):
+            if content:
+                content.append({"type": "hardBreak"})
+            if line:
+                content.append({"type": "text", "text": line})
+        paragraphs.append({"type": "paragraph", "content": content})
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def idempotency_label(key: str) -> str:
+    """The marker label for an idempotency key (labels may not contain spaces)."""
+    return LABEL_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "-", key)[:200]
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+class CreateIssueParams(BaseModel):
+    """Input of :meth:`JiraClient.create_issue`.
+
+    Attributes:
+        project_key: Project key (``OPS``).
+        summary: One-line summary (Jira caps it at 255 characters).
+        issue_type: Issue type name (``Task``, ``Bug``, ``Incident``...).
+        description: Plain text (converted to ADF) or a ready ADF document.
+        labels: Labels (no spaces).
+        idempotency_key: Identifies this logical request across retries; pass a stable
+            value (e.g. ``<run id>:<step>``) to make a re-run of the step safe too.
+            Default: a new random key (covers the retries of this call).
+    """
+
+    project_key: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    summary: str = Field(min_length=1, max_length=255)
+    issue_type: str = "Task"
+    description: str | dict[str, Any] | None = None
+    labels: list[str] = Field(default_factory=list)
+    idempotency_key: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1)
+
+    def body(self) -> dict[str, Any]:
+        """The ``IssueUpdateDetails`` request body, marker label included."""
+        fields: dict[str, Any] = {
+            "project": {"key": self.project_key},
+            "summary": self.summary,
+            "issuetype": {"name": self.issue_type},
+            "labels": [*self.labels, idempotency_label(self.idempotency_key)],
+        }
+        if self.description is not None:
+            fields["description"] = (
+                adf(self.description) if isinstance(self.description, str) else self.description
+            )
+        return {"fields": fields}
+
+
+class GetIssueParams(BaseModel):
+    """Input of :meth:`JiraClient.get_issue`.
+
+    Attributes:
+        issue_key: Issue key (``OPS-12``) or id.
+        fields: Fields to return.
+    """
+
+    issue_key: str = Field(min_length=1)
+    fields: list[str] = Field(
+        default_factory=lambda: ["summary", "status", "labels", "issuetype", "project"]
+    )
+
+
+class AddCommentParams(BaseModel):
+    """Input of :meth:`JiraClient.add_comment`.
+
+    Attributes:
+        issue_key: Issue key or id.
+        body: Plain text (converted to ADF) or an ADF document.
+    """
+
+    issue_key: str = Field(min_length=1)
+    body: str | dict[str, Any]
+
+
+class TransitionIssueParams(BaseModel):
+    """Input of :meth:`JiraClient.transition_issue`.
+
+    Attributes:
+        issue_key: Issue key or id.
+        transition: Transition id, transition name or target status name
+            (case-insensitive), e.g. ``Done``.
+    """
+
+    issue_key: str = Field(min_length=1)
+    transition: str = Field(min_length=1)
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+class CreatedIssue(BaseModel):
+    """A created (or, on a retry, found) issue.
+
+    Attributes:
+        existing: Set by Junction (not a Jira field): the issue was found by its marker
+            label rather than created by this call.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    key: str
+    self_url: str | None = Field(None, alias="self")
+    existing: bool = False
+
+
+class JiraNamed(BaseModel):
+    """A named Jira object (status, issue type, project)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    name: str | None = None
+    key: str | None = None
+
+
+class JiraIssueFields(BaseModel):
+    """The issue fields Junction reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    summary: str | None = None
+    status: JiraNamed | None = None
+    labels: list[str] = Field(default_factory=list)
+    issuetype: JiraNamed | None = None
+    project: JiraNamed | None = None
+
+
+class JiraIssue(BaseModel):
+    """An issue (``IssueBean``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    key: str
+    self_url: str | None = Field(None, alias="self")
+    fields: JiraIssueFields = Field(default_factory=JiraIssueFields)
+
+
+class SearchResults(BaseModel):
+    """Answer of ``search/jql``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    issues: list[JiraIssue] = Field(default_factory=list)
+    next_page_token: str | None = Field(None, alias="nextPageToken")
+    is_last: bool | None = Field(None, alias="isLast")
+
+
+class JiraComment(BaseModel):
+    """A comment."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    created: str | None = None
+    body: Any = None
+
+
+class JiraTransition(BaseModel):
+    """One available transition."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str | None = None
+    to: JiraNamed | None = None
+
+
+class TransitionList(BaseModel):
+    """Answer of ``GET .../transitions``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    transitions: list[JiraTransition] = Field(default_factory=list)
+
+
+class TransitionResult(BaseModel):
+    """Outcome of :meth:`JiraClient.transition_issue`."""
+
+    issue_key: str
+    transition_id: str
+    transition_name: str | None = None
+    to_status: str | None = None
+
+
+# --- client -------------------------------------------------------------------------------
+
+
+class JiraClient(IntegrationClient):
+    """Typed Jira Cloud client (``get_client("jira")``)."""
+
+    service = "jira"
+
+    @action(read_only=False, idempotent=True)
+    async def create_issue(self, params: CreateIssueParams) -> CreatedIssue:
+        """Create an issue, safely retried (check-before-create by marker label).
+
+        Before every re-attempt, and before the first when ``idempotency_key`` was
+        given, ``search/jql`` looks for an issue of the project with the label
+        ``junction-idem-<idempotency_key>``; if one exists (a previous attempt committed
+        but its answer was lost, or an earlier run used the key), it is returned with
+        ``existing=True``. A lookup that fails stops the call: no blind re-create.
+
+        Args:
+            params: Project, summary, type, description, labels, idempotency key.
+
+        Returns:
+            The created or found issue's id and key.
+        """
+        label = idempotency_label(params.idempotency_key)
+
+        async def lookup() -> CreatedIssue | None:
+            found = await self.request(
+                "GET",
+                "/rest/api/3/search/jql",
+                action="create_issue.lookup",
+                model=SearchResults,
+                params={
+                    "jql": f'project = "{params.project_key}" AND labels = "{label}"',
+                    "fields": "summary,labels",
+                    "maxResults": 1,
+                },
+            )
+            if not found.issues:
+                return None
+            issue = found.issues[0]
+            return CreatedIssue.model_validate(
+                {"id": issue.id, "key": issue.key, "self": issue.self_url, "existing": True}
+            )
+
+        async def create() -> CreatedIssue:
+            return await self.request(
+                "POST",
+                "/rest/api/3/issue",
+                action="create_issue",
+                model=CreatedIssue,
+                json=params.body(),
+                idempotent=False,
+                max_attempts=1,  # re-attempts go through lookup() first, below
+            )
+
+        return await _check_then_create(
+            self, lookup, create, first_lookup="idempotency_key" in params.model_fields_set
+        )
+
+    @action(read_only=True)
+    async def get_issue(self, params: GetIssueParams) -> JiraIssue:
+        """Read an issue.
+
+        Args:
+            params: Issue key and the fields wanted.
+
+        Returns:
+            The issue.
+
+        Raises:
+            NotFoundError: No such issue (or no permission to see it).
+        """
+        return await self.request(
+            "GET",
+            f"/rest/api/3/issue/{quote(params.issue_key, safe='')}",
+            action="get_issue",
+            model=JiraIssue,
+            params={"fields": ",".join(params.fields)} if params.fields else None,
+        )
+
+    @action(read_only=False, idempotent=False)
+    async def add_comment(self, params: AddCommentParams) -> JiraComment:
+        """Add a comment to an issue.
+
+        Not retried once the request may have reached Jira (no idempotency key: a
+        retry after a lost response would comment twice).
+
+        Args:
+            params: Issue key and comment body.
+
+        Returns:
+            The created comment.
+        """
+        body = adf(params.body) if isinstance(params.body, str) else params.body
+        return await self.request(
+            "POST",
+            f"/rest/api/3/issue/{quote(params.issue_key, safe='')}/comment",
+            action="add_comment",
+            model=JiraComment,
+            json={"body": body},
+            idempotent=False,
+        )
+
+    @action(read_only=False, idempotent=False)
+    async def transition_issue(self, params: TransitionIssueParams) -> TransitionResult:
+        """Move an issue through its workflow (e.g. to ``Done``).
+
+        Looks the transition up among the ones currently available (by id, name or
+        target status), then performs it. Not retried after the request may have
+        reached Jira: the same transition is usually unavailable from the new status.
+
+        Args:
+            params: Issue key and transition.
+
+        Returns:
+            The transition performed.
+
+        Raises:
+            NotFoundError: No available transition matches.
+        """
+        issue = quote(params.issue_key, safe="")
+        available = await self.request(
+            "GET",
+            f"/rest/api/3/issue/{issue}/transitions",
+            action="transition_issue.list",
+            model=TransitionList,
+        )
+        wanted = params.transition.casefold()
+        match = next(
+            (
+                t
+                for t in available.transitions
+                if t.id == params.transition
+                or (t.name or "").casefold() == wanted
+                or (t.to is not None and (t.to.name or "").casefold() == wanted)
+            ),
+            None,
+        )
+        if match is None:
+            names = ", ".join(t.name or t.id for t in available.transitions) or "none"
+            raise NotFoundError(
+                f"no transition {params.transition!r} available for {params.issue_key} "
+                f"(available: {names})",
+                status_code=404,
+                service=self.name,
+                action="transition_issue",
+            )
+        await self.request(
+            "POST",
+            f"/rest/api/3/issue/{issue}/transitions",
+            action="transition_issue",
+            json={"transition": {"id": match.id}},
+            expect="none",
+            idempotent=False,
+        )
+        return TransitionResult(
+            issue_key=params.issue_key,
+            transition_id=match.id,
+            transition_name=match.name,
+            to_status=match.to.name if match.to else None,
+        )
+
+
+async def _check_then_create(
+    client: IntegrationClient,
+    lookup: Callable[[], Awaitable[T | None]],
+    create: Callable[[], Awaitable[T]],
+    *,
+    first_lookup: bool,
+) -> T:
+    """Run ``lookup`` then ``create`` per attempt, under the client's retry policy.
+
+    ``create`` must make one attempt only; a retryable failure (lost response, 5xx,
+    429) leads to another ``lookup`` before any re-attempt, so a committed create is
+    found instead of repeated. ``first_lookup=False`` skips the lookup before the first
+    attempt (a freshly generated key cannot have been used yet).
+    """
+    policy = client.retry
+    attempt = 0
+    while True:
+        attempt += 1
+        found = await lookup() if attempt > 1 or first_lookup else None
+        if found is not None:
+            return found
+        try:
+            return await create()
+        except IntegrationError as exc:
+            if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
+                raise
+            await asyncio.sleep(policy.wait_seconds(exc, attempt))

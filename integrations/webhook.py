@@ -1,0 +1,192 @@
+"""Generic outgoing webhook: POST a JSON payload, optionally HMAC-signed.
+
+Follows the common webhook conventions (the shape GitHub and Stripe use for theirs):
+a JSON body, an ``Idempotency-Key`` header that stays the same across retries of one
+delivery so the receiver can drop repeats (IETF draft-ietf-httpapi-idempotency-key-header),
+and, when a secret is configured, ``X-Junction-Signature: sha256=<hex>`` = HMAC-SHA256 of
+the exact body bytes keyed with the secret. The receiver recomputes it over the raw body
+and compares in constant time.
+
+The catalog entry has ``auth: none``; the optional signing secret is read from
+``JUNCTION_WEBHOOK_TOKEN`` (the integration settings' ``token``) and registered with the
+redactor. Deliveries are at-least-once: a delivery whose answer was lost is sent again
+with the same ``Idempotency-Key`` (receivers are expected to dedupe on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.base import IntegrationClient, action
+from integrations.errors import status_error_class
+from integrations.redaction import register_secret
+
+SIGNATURE_HEADER = "X-Junction-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Junction-Signature`` value for ``body``.
+
+    Args:
+        secret: The shared secret.
+        body: The exact request body bytes.
+
+    Returns:
+        ``sha256=<hex digest>``.
+    """
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str | None) -> bool:
+    """Check a received signature (for receivers and tests), in constant time."""
+    return signature is not None and hmac.compare_digest(sign(secret, body), signature)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """Status and text of one receiver answer (this request's, not ``last_status``)."""
+
+    status: int
+    text: str
+
+
+# --- inputs / outputs ---------------------------------------------------------------------
+
+
+class SendWebhookParams(BaseModel):
+    """Input of :meth:`WebhookClient.send`.
+
+    Attributes:
+        payload: JSON payload.
+        path: Path under the webhook base URL (default ``/``).
+        idempotency_key: Delivery id sent as ``Idempotency-Key``; default random. Pass a
+            stable one (e.g. ``<run id>:<step>``) so a re-run is recognisable too.
+        headers: Extra headers (e.g. a receiver's routing header).
+    """
+
+    payload: dict[str, Any] | list[Any]
+    path: str = Field("/", pattern=r"^/")
+    idempotency_key: str = Field(
+        default_factory=lambda: uuid.uuid4().hex, min_length=1, pattern=r"^[\x21-\x7e]+$"
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class WebhookDelivery(BaseModel):
+    """Outcome of one delivery.
+
+    Attributes:
+        status_code: The receiver's HTTP status (2xx).
+        idempotency_key: The ``Idempotency-Key`` sent.
+        signed: Whether a signature header was sent.
+        response: The receiver's answer: parsed JSON if it was JSON, else the text.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    status_code: int
+    idempotency_key: str
+    signed: bool
+    response: Any = None
+
+
+class WebhookClient(IntegrationClient):
+    """Generic webhook client (``get_client("webhook")``); base URL from
+    ``JUNCTION_WEBHOOK_BASE_URL``."""
+
+    service = "webhook"
+
+    @property
+    def _secret(self) -> str | None:
+        token = self.config.token
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        register_secret(value)
+        return value or None
+
+    @action(read_only=False, idempotent=True)
+    async def send(self, params: SendWebhookParams) -> WebhookDelivery:
+        """POST the payload as JSON; signed when a secret is set; retried with the same key.
+
+        Args:
+            params: Payload, path, idempotency key, extra headers.
+
+        Returns:
+            The receiver's status and answer.
+
+        Raises:
+            APIStatusError: The receiver answered a non-2xx status (typed by status).
+        """
+        body = json.dumps(params.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            **params.headers,
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: params.idempotency_key,
+        }
+        secret = self._secret
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(secret, body)
+        reply: _Reply = await self.request(
+            "POST",
+            params.path,
+            action="send",
+            content=body,
+            headers=headers,
+            expect="text",
+            idempotent=True,  # at-least-once delivery, deduped by Idempotency-Key
+        )
+        try:
+            answer: Any = json.loads(reply.text) if reply.text else None
+        except ValueError:
+            answer = reply.text
+        return WebhookDelivery(
+            status_code=reply.status,
+            idempotency_key=params.idempotency_key,
+            signed=bool(secret),
+            response=answer,
+        )
+
+    def _decode(
+        self,
+        response: httpx.Response,
+        method: str,
+        path: str,
+        action: str,
+        model: Any,
+        expect: Literal["json", "text", "none"],
+    ) -> Any:
+        # The engine raises for >= 400; a 3xx (redirects are not followed) is no delivery
+        # either. Raised here, inside the attempt, so metrics and retries see it.
+        status = response.status_code
+        if not 200 <= status < 300:
+            cls = status_error_class(status)
+            raise cls(
+                f"HTTP {status} from {method} {path}: a webhook receiver must answer 2xx",
+                status_code=status,
+                service=self.name,
+                action=action,
+                body_excerpt=response.text[:500],
+            )
+        if expect == "text":
+            return _Reply(status, response.text)
+        return super()._decode(response, method, path, action, model, expect)
+
+    async def _health_request(self, max_attempts: int) -> None:
+        """``GET /health``: any 2xx is healthy, whatever the body (often plain text)."""
+        await self.request(
+            "GET",
+            self.spec.health.path,
+            action="health_check",
+            expect="text",
+            max_attempts=max_attempts,
+        )

@@ -1,0 +1,70 @@
+"""Contract: every Slack action, sent to Prism serving Slack's Web API spec (the 2020
+``slack_web_openapi_v2.json``), is accepted; a request that breaks the spec is rejected.
+
+The 2020 spec makes Prism enforce a ``token`` header (and a ``token`` query parameter on
+users.lookupByEmail) besides the Bearer header real Slack uses; that is added here, by a
+shared ``httpx.AsyncClient``'s defaults, never by the client. Prism serves Swagger 2.0
+without its basePath, so the base URL is Prism's root (real Slack: ``.../api``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from integrations.auth import Credentials
+from integrations.base import RetryPolicy
+from integrations.breaker import CircuitBreaker
+from integrations.errors import UnprocessableEntityError
+from integrations.registry import get_client
+from integrations.slack import LookupUserParams, PostMessageParams, SlackClient
+
+pytestmark = pytest.mark.prism
+
+ONCE = RetryPolicy(max_attempts=1, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
+
+
+@pytest.fixture
+async def slack(prism_servers: dict[str, str]) -> AsyncIterator[SlackClient]:
+    async with httpx.AsyncClient(headers={"token": "xoxb-x"}, params={"token": "xoxb-x"}) as http:
+        client = get_client(
+            "slack",
+            base_url=prism_servers["slack"],
+            credentials=Credentials(token=SecretStr("xoxb-x")),
+            http=http,
+            retry=ONCE,
+            breaker=CircuitBreaker("slack", failure_threshold=1000),
+        )
+        assert isinstance(client, SlackClient)
+        yield client
+
+
+async def test_post_message_accepted(slack: SlackClient) -> None:
+    sent = await slack.post_message(
+        PostMessageParams(
+            channel="C0123ABCDE",
+            text="deploy done",
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*deploy* done"}}],
+            unfurl_links=False,
+        )
+    )
+    assert sent.ok and sent.channel and sent.ts
+
+
+async def test_lookup_user_by_email_accepted(slack: SlackClient) -> None:
+    user = await slack.lookup_user_by_email(LookupUserParams(email="spengler@example.com"))
+    assert user.id and user.profile.email
+
+
+async def test_health_check_accepted(slack: SlackClient) -> None:
+    health = await slack.health_check()
+    assert health.ok, health.error
+
+
+async def test_malformed_request_rejected(slack: SlackClient) -> None:
+    """chat.postMessage without the required ``channel``: Prism answers 422."""
+    with pytest.raises(UnprocessableEntityError):
+        await slack.request("POST", "/chat.postMessage", action="raw", data={"text": "x"})

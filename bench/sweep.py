@@ -21,13 +21,18 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from integrations.base import IntegrationClient
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -60,8 +65,14 @@ def start_sandbox(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("sandbox did not start within 60 s")
 
 
-def make_clients(url: str, count: int, http: httpx.AsyncClient) -> list[object]:
-    """One generic client per synthetic endpoint, built like catalog clients are."""
+def make_clients(
+    url: str, count: int, http: httpx.AsyncClient | None, ssl_context: ssl.SSLContext
+) -> list[IntegrationClient]:
+    """One generic client per synthetic endpoint, built the way catalog clients are.
+
+    With ``http=None`` every client gets its own small pool (sharing one TLS context);
+    otherwise all share ``http``.
+    """
     from integrations.base import IntegrationClient, RetryPolicy
     from integrations.catalog import AuthSpec, HealthCheck, IntegrationSpec
     from junction.settings import Settings
@@ -77,12 +88,13 @@ def make_clients(url: str, count: int, http: httpx.AsyncClient) -> list[object]:
             auth=AuthSpec(scheme="none"),
             health=HealthCheck(path="/health"),
         )
+        own = None if http is not None else httpx.AsyncClient(verify=ssl_context, timeout=30.0)
         clients.append(
             IntegrationClient(
                 spec,
                 settings=settings,
                 base_url=spec.base_url,
-                http=http,
+                http=http or own,
                 source="bench",
                 retry=RetryPolicy(max_attempts=1),
             )
@@ -95,23 +107,35 @@ async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
     from integrations.sweep import check_all
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=count, max_keepalive_connections=count),
-        timeout=httpx.Timeout(30.0, connect=10.0),
-    ) as http:
-        clients = make_clients(url, count, http)
-        built = time.perf_counter()
-        if arm == "junction":
-            results = await check_all(clients, concurrency=count)  # type: ignore[arg-type]
-        else:
-            results = [await c.health_check() for c in clients]  # type: ignore[attr-defined]
-        done = time.perf_counter()
-    failed = sum(not r.ok for r in results)
+    ctx = httpx.create_ssl_context()
+    shared = None
+    if arm in ("sharded-pool", "sequential"):
+        from integrations.transport import sweep_client
+
+        shared = sweep_client(count, httpx.Timeout(30.0, connect=10.0))
+    elif arm == "shared-pool":
+        shared = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=count, max_keepalive_connections=count),
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            verify=ctx,
+        )
+    clients = make_clients(url, count, shared, ctx)
+    built = time.perf_counter()
+    if arm == "sequential":
+        results = [await c.health_check() for c in clients]
+    else:
+        results = await check_all(clients, concurrency=count)
+    done = time.perf_counter()
+    for c in clients:
+        if c._http is not shared and c._http is not None:
+            await c._http.aclose()
+    if shared is not None:
+        await shared.aclose()
     return {
         "wall_s": done - started,
         "build_s": built - started,
         "checks_s": done - built,
-        "failed": failed,
+        "failed": float(sum(not r.ok for r in results)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -128,9 +152,9 @@ def arm_in_subprocess(arm: str, url: str, count: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def slowest_endpoint(url: str, latencies: dict[str, float]) -> tuple[int, float]:
+def slowest_endpoint(url: str, delays: list[float]) -> tuple[int, float]:
     """The endpoint with the largest configured latency, and its latency measured alone."""
-    i = int(max(latencies, key=lambda k: latencies[k]))
+    i = max(range(len(delays)), key=delays.__getitem__)
     with httpx.Client() as client:
         client.get(f"{url}/_synthetic/{i}/health")  # connect once
         times = []
@@ -141,60 +165,74 @@ def slowest_endpoint(url: str, latencies: dict[str, float]) -> tuple[int, float]
     return i, min(times)
 
 
+ARMS = ("sharded-pool", "per-client-pools", "shared-pool", "sequential")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--arm", choices=["junction", "sequential"])
+    parser.add_argument("--arm", choices=ARMS)
     parser.add_argument("--url")
     parser.add_argument("--skip-sequential", action="store_true")
     args = parser.parse_args()
-    if args.arm:  # child mode
+    if args.arm:  # child mode: one arm, JSON on stdout
         print(json.dumps(asyncio.run(run_arm(args.arm, args.url, args.endpoints))))
         return
 
+    from integrations.sandbox.faults import SyntheticConfig, SyntheticTable
+
+    config = {"count": args.endpoints, "latency_ms": {"min": 20, "max": 200}, "seed": 1}
+    delays = SyntheticTable(SyntheticConfig.model_validate(config)).delays  # same draw as server
     port = free_port()
     sandbox = start_sandbox(port)
     url = f"http://127.0.0.1:{port}"
+    results: dict[str, list[dict[str, float]]] = {}
     try:
-        resp = httpx.post(
-            f"{url}/_admin/synthetic",
-            json={"count": args.endpoints, "latency_ms": {"min": 20, "max": 200}, "seed": 1},
-        )
-        resp.raise_for_status()
-        latencies = {str(k): float(v) for k, v in resp.json()["latencies_ms"].items()}
-        idx, slowest = slowest_endpoint(url, latencies)
-        runs = [arm_in_subprocess("junction", url, args.endpoints) for _ in range(args.repeats)]
-        seq = None if args.skip_sequential else arm_in_subprocess("sequential", url, args.endpoints)
+        httpx.post(f"{url}/_admin/synthetic", json=config).raise_for_status()
+        idx, slowest = slowest_endpoint(url, delays)
+        for _ in range(args.repeats):  # interleave arms so drift hits all alike
+            for arm in ARMS[:3]:
+                results.setdefault(arm, []).append(arm_in_subprocess(arm, url, args.endpoints))
+        if not args.skip_sequential:
+            results["sequential"] = [arm_in_subprocess("sequential", url, args.endpoints)]
     finally:
         os.killpg(sandbox.pid, signal.SIGTERM)
         sandbox.wait(10)
 
-    wall = statistics.median(r["wall_s"] for r in runs)
-    checks = statistics.median(r["checks_s"] for r in runs)
-    rss = max(r["peak_rss_mb"] for r in runs)
-    rows = [
-        ("endpoints", f"{args.endpoints}"),
-        ("configured latency", f"20-200 ms (slowest #{idx}: {latencies[str(idx)]:.0f} ms)"),
-        ("slowest endpoint alone (measured)", f"{slowest * 1000:.0f} ms"),
-        ("junction sweep wall (median of runs)", f"{wall * 1000:.0f} ms  (runs: "
-         + ", ".join(f"{r['wall_s'] * 1000:.0f}" for r in runs) + ")"),
-        ("  of which building clients", f"{statistics.median(r['build_s'] for r in runs) * 1000:.0f} ms"),
-        ("  of which checks", f"{checks * 1000:.0f} ms"),
-        ("failed checks", f"{sum(r['failed'] for r in runs):.0f}"),
-        ("ratio wall / slowest endpoint (goal <= 1.2)", f"{wall / slowest:.2f}"),
-        ("ratio checks-only / slowest endpoint", f"{checks / slowest:.2f}"),
-        ("peak RSS of the sweeping process (goal <= 500 MB)", f"{rss:.0f} MB"),
-    ]
-    if seq is not None:
-        rows += [
-            ("sequential loop wall", f"{seq['wall_s']:.1f} s"),
-            ("ratio sequential / junction sweep", f"{seq['wall_s'] / wall:.0f}x"),
-        ]
-    width = max(len(k) for k, _ in rows)
-    print(f"\n{'measure'.ljust(width)} | value\n{'-' * width}-|------")
-    for key, value in rows:
-        print(f"{key.ljust(width)} | {value}")
+    def med(arm: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[arm])
+
+    production = "sharded-pool"
+    print(
+        f"\n{args.endpoints} endpoints, configured latency 20-200 ms; slowest #{idx} "
+        f"({delays[idx] * 1000:.0f} ms configured, {slowest * 1000:.0f} ms measured alone)."
+    )
+    print(f"Median of {args.repeats} runs per arm, each in a fresh process.\n")
+    header = ("arm", "wall ms", "build ms", "checks ms", "wall/slowest", "failed", "peak RSS MB")
+    rows = []
+    for arm in results:
+        rows.append(
+            (
+                arm + (" (production)" if arm == production else ""),
+                f"{med(arm, 'wall_s') * 1000:.0f}",
+                f"{med(arm, 'build_s') * 1000:.0f}",
+                f"{med(arm, 'checks_s') * 1000:.0f}",
+                f"{med(arm, 'wall_s') / slowest:.2f}",
+                f"{sum(r['failed'] for r in results[arm]):.0f}",
+                f"{max(r['peak_rss_mb'] for r in results[arm]):.0f}",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    if "sequential" in results:
+        ratio = med("sequential", "wall_s") / med(production, "wall_s")
+        print(f"\nsequential / production sweep: {ratio:.0f}x")
+    print(
+        f"production wall / slowest endpoint: {med(production, 'wall_s') / slowest:.2f} "
+        "(floor 1.0, goal <= 1.2)"
+    )
 
 
 if __name__ == "__main__":

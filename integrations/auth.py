@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Generator
@@ -42,9 +43,9 @@ class Credentials:
     source: str = "none"
 
 
-SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's public test credential
+SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_USER = "sandbox-user"
-SANDBOX_PASSWORD = "sandbox-password"  # noqa: S105
+SANDBOX_PASSWORD = "sandbox-password"
 
 
 def sandbox_credentials(scheme: str) -> Credentials:
@@ -77,9 +78,7 @@ def _from_settings(scheme: str, cfg: IntegrationSettings) -> Credentials | None:
     if scheme == "basic" and cfg.username and cfg.password:
         return Credentials(username=cfg.username, password=cfg.password, source="env")
     if scheme == "oauth2" and cfg.client_id and cfg.client_secret:
-        return Credentials(
-            client_id=cfg.client_id, client_secret=cfg.client_secret, source="env"
-        )
+        return Credentials(client_id=cfg.client_id, client_secret=cfg.client_secret, source="env")
     return None
 
 
@@ -105,17 +104,15 @@ def _load_secret_block(block: str) -> object:
 def _from_block(name: str, scheme: str, block: str) -> Credentials:
     value = _load_secret_block(block)
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = json.loads(value)
-        except ValueError:
-            pass
     if isinstance(value, str):
         if scheme in ("bearer", "api_key"):
             return Credentials(token=SecretStr(value), source=f"block:{block}")
         raise MissingCredentialsError(
             f"Secret block {block!r} holds a string, but the {scheme} scheme needs a JSON "
-            "object with " + ("username/password" if scheme == "basic" else
-                              "client_id/client_secret"),
+            "object with "
+            + ("username/password" if scheme == "basic" else "client_id/client_secret"),
             service=name,
         )
     if not isinstance(value, dict):
@@ -249,9 +246,7 @@ class OAuth2ClientCredentials(httpx.Auth):
                 body_excerpt=response.text[:200],
             )
         if response.status_code >= 300:
-            raise ConfigurationError(
-                f"OAuth2 token endpoint answered HTTP {response.status_code}"
-            )
+            raise ConfigurationError(f"OAuth2 token endpoint answered HTTP {response.status_code}")
         try:
             body = response.json()
             token = body["access_token"]

@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     """Breaker states, as recorded in metrics."""
 
     CLOSED = "closed"
@@ -145,9 +145,7 @@ class CircuitBreaker:
             retry_in = 0.0
             if current is BreakerState.OPEN and self._opened_at is not None:
                 retry_in = max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
-            return BreakerSnapshot(
-                self.service, current, self._failures, self._opened_at, retry_in
-            )
+            return BreakerSnapshot(self.service, current, self._failures, self._opened_at, retry_in)
 
 
 class BreakerRegistry:

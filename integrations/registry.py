@@ -54,7 +54,5 @@ def get_action(name: str, action: str) -> ActionSpec:
     actions = client_class(spec).actions()
     if action not in actions:
         known = ", ".join(sorted(actions)) or "none besides health_check"
-        raise UnknownActionError(
-            f"unknown action {action!r}; {name} has: {known}", service=name
-        )
+        raise UnknownActionError(f"unknown action {action!r}; {name} has: {known}", service=name)
     return actions[action]

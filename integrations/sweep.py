@@ -1,8 +1,8 @@
 """One concurrent health sweep over many integrations.
 
 Plain asyncio, no Prefect: the monitoring flow, the CLI and the benchmark all call
-:func:`sweep`. All HTTP clients share one ``httpx.AsyncClient`` (one connection pool,
-one TLS context: building a context per client costs ~10 ms each), and a semaphore
+:func:`sweep`. All HTTP clients share one ``httpx.AsyncClient`` over a sharded pool
+(``integrations.transport``: one TLS context, small httpcore pools), and a semaphore
 bounds the checks in flight.
 """
 
@@ -18,6 +18,7 @@ from integrations.catalog import load_catalog
 from integrations.errors import IntegrationError
 from integrations.metrics import MetricSink
 from integrations.registry import get_client
+from integrations.transport import sweep_client
 from junction.settings import Settings, get_settings
 
 
@@ -114,10 +115,8 @@ async def sweep(
         for name in names:
             catalog.get(name)  # unknown names fail before anything is sent
     limit = concurrency or settings.sweep_concurrency
-    async with httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=settings.connect_timeout_seconds),
-    ) as http:
+    timeout = httpx.Timeout(settings.http_timeout_seconds, connect=settings.connect_timeout_seconds)
+    async with sweep_client(limit, timeout) as http:
         clients, failures = build_clients(
             names,
             settings=settings,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-integrations_app = typer.Typer(help="The integration catalog and health checks.", no_args_is_help=True)
+integrations_app = typer.Typer(
+    help="The integration catalog and health checks.", no_args_is_help=True
+)
 sandbox_app = typer.Typer(help="The built-in sandbox of simulated services.", no_args_is_help=True)
 app.add_typer(integrations_app, name="integrations")
 app.add_typer(sandbox_app, name="sandbox")
@@ -130,7 +131,9 @@ def integrations_list(
 
 @integrations_app.command("check")
 def integrations_check(
-    names: Annotated[list[str] | None, typer.Argument(help="Integrations to check (default: all enabled).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Integrations to check (default: all enabled).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     record: Annotated[bool, typer.Option(help="Record the probes in the metrics store.")] = True,
     concurrency: Annotated[int | None, typer.Option(help="Checks in flight at once.")] = None,
@@ -144,7 +147,9 @@ def integrations_check(
         if record:
             from junction.health import run_sweep
 
-            _, results = asyncio.run(run_sweep(names or None, settings=settings, concurrency=concurrency))
+            _, results = asyncio.run(
+                run_sweep(names or None, settings=settings, concurrency=concurrency)
+            )
         else:
             from integrations.sweep import sweep
 
@@ -175,7 +180,9 @@ def sandbox_serve(
     faults: Annotated[
         Path | None, typer.Option(help="Fault profile YAML (see integrations/sandbox/profiles/).")
     ] = None,
-    smtp_port: Annotated[int, typer.Option(help="SMTP port of the sandbox's mail server (0 = any free port).")] = 8025,
+    smtp_port: Annotated[
+        int, typer.Option(help="SMTP port of the sandbox's mail server (0 = any free port).")
+    ] = 8025,
     smtp: Annotated[bool, typer.Option(help="Run the SMTP server (--no-smtp to skip it).")] = True,
 ) -> None:
     """Serve every catalog integration locally, with state and fault injection."""

@@ -59,7 +59,11 @@ def test_make_demo_path_runs_end_to_end(tmp_path: Path) -> None:
     )
     out = subprocess.run(
         [sys.executable, "-m", "junction", "demo"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=400,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=400,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "43/43 integrations healthy" in out.stdout

@@ -79,7 +79,10 @@ def test_every_setting_has_a_description_and_is_in_the_readme() -> None:
         assert f"`{env}`" in readme, f"{env} missing from README (run junction config --markdown)"
     table = subprocess.run(
         [sys.executable, "-m", "junction", "config", "--markdown"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout
     start = readme.index("<!-- config-table:start -->")
     end = readme.index("<!-- config-table:end -->")

@@ -69,3 +69,41 @@ def test_make_demo_path_runs_end_to_end(tmp_path: Path) -> None:
     assert "43/43 integrations healthy" in out.stdout
     assert "43 probe rows over 1 sweep(s)" in out.stdout
     assert "Traceback" not in out.stderr
+
+
+def test_credentials_from_a_prefect_secret_block(
+    prefect_harness: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from integrations import auth
+    from integrations.redaction import redact
+    from integrations.registry import get_client
+    from junction.settings import Settings
+
+    Secret(value="sandbox-token").save("junction-test-okta", overwrite=True)
+    Secret(value={"username": "sandbox-user", "password": "sandbox-password"}).save(
+        "junction-test-jira", overwrite=True
+    )
+    monkeypatch.setenv("JUNCTION_OKTA_SECRET_BLOCK", "junction-test-okta")
+    monkeypatch.setenv("JUNCTION_JIRA_SECRET_BLOCK", "junction-test-jira")
+    monkeypatch.setattr(auth, "_block_cache", {})
+    settings = Settings(sandbox_url=sandbox.url)
+
+    async def check() -> None:
+        for name in ("okta", "jira"):
+            client = get_client(name, settings=settings)
+            assert client.credentials.source == f"block:junction-test-{name}"
+            result = await client.health_check()
+            assert result.ok, result
+            await client.aclose()
+
+    asyncio.run(check())
+    assert redact("pw sandbox-password") == "pw ***"  # block secrets are registered
+
+    monkeypatch.setenv("JUNCTION_OKTA_SECRET_BLOCK", "no-such-block")
+    monkeypatch.setattr(auth, "_block_cache", {})
+    from integrations.errors import MissingCredentialsError
+
+    with pytest.raises(MissingCredentialsError, match="no-such-block"):
+        get_client("okta", settings=settings)

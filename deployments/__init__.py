@@ -1,0 +1,1 @@
+"""Deploying Junction to Prefect: ``prefect.yaml`` helpers (see :mod:`deployments.local`)."""

@@ -1,0 +1,140 @@
+"""prefect.yaml deployed to a REAL `prefect server start`, run by a real process worker.
+
+One server for the module (own PREFECT_HOME in a temp dir, scheduler off so the 300 s
+schedule adds no runs of its own); the worker runs the health sweep against the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.local import ROOT, WORK_POOL, PrefectServer, Worker, deploy_all, ensure_work_pool
+
+# Fixture setup (server start, CLI calls) counts toward a test's timeout; the machine is shared.
+pytestmark = [pytest.mark.prefect, pytest.mark.timeout(900)]
+
+DEPLOYMENT = "health-sweep/health-sweep"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[PrefectServer]:
+    with PrefectServer(scheduler=False, ui=False, startup_timeout=300) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
+    # Generous timeout: SQLite under a shared machine's load answers slowly at times.
+    with httpx.Client(base_url=prefect_server.api_url, timeout=60.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    prefect_server: PrefectServer, api: httpx.Client, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Work pool + `prefect deploy --all --no-prompt`, called with a PWD that is not the root."""
+    env = prefect_server.env
+    # What a program launched from elsewhere passes down: deploy_all must not use it.
+    env["PWD"] = str(tmp_path_factory.mktemp("elsewhere"))
+    created = ensure_work_pool(env=env)
+    deploy_all(env=env)
+    response = api.get(f"/deployments/name/{DEPLOYMENT}")
+    assert response.status_code == 200, response.text
+    return {"pool_created": created, "deployment": response.json(), "env": env}
+
+
+def test_work_pool_is_created_once(deployed: dict[str, Any], api: httpx.Client) -> None:
+    assert deployed["pool_created"] is True
+    assert ensure_work_pool(env=deployed["env"]) is False  # exists now: nothing to do
+    pool = api.get(f"/work_pools/{WORK_POOL}")
+    assert pool.status_code == 200, pool.text
+    assert pool.json()["type"] == "process"
+
+
+def test_deploy_creates_health_sweep_from_prefect_yaml(
+    deployed: dict[str, Any], api: httpx.Client
+) -> None:
+    deployment = deployed["deployment"]
+    assert deployment["entrypoint"] == "flows/health_sweep.py:health_sweep"
+    assert deployment["work_pool_name"] == WORK_POOL
+    schedules = deployment["schedules"]
+    assert len(schedules) == 1, schedules
+    assert schedules[0]["active"] is True
+    assert schedules[0]["schedule"]["interval"] == 300
+    # `{{ $PWD }}` is baked in at deploy time: flow runs must start from the repo root.
+    assert deployment["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+    ]
+    # prefect.yaml holds exactly one deployment today.
+    found = api.post("/deployments/filter", json={}).json()
+    assert [d["name"] for d in found] == ["health-sweep"]
+
+
+def _run_logs(api: httpx.Client, run_id: str) -> str:
+    response = api.post(
+        "/logs/filter",
+        json={"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 40},
+    )
+    if response.status_code != 200:
+        return response.text
+    return "\n".join(f"{log['level']} {log['message']}" for log in reversed(response.json()))
+
+
+def test_worker_runs_the_deployment_against_the_sandbox(
+    deployed: dict[str, Any], api: httpx.Client, tmp_path: Path
+) -> None:
+    from integrations.catalog import load_catalog
+    from integrations.sandbox.app import SandboxServer
+    from junction.store import MetricsStore
+
+    junction_home = tmp_path / "junction"
+    env = {k: v for k, v in deployed["env"].items() if not k.startswith("JUNCTION_")}
+    with SandboxServer(port=0, smtp_port=0) as sandbox:
+        env.update(
+            JUNCTION_HOME=str(junction_home),
+            JUNCTION_SANDBOX_URL=sandbox.url,
+            JUNCTION_SANDBOX_SMTP_PORT=str(sandbox.smtp_port),
+            PREFECT_WORKER_QUERY_SECONDS="2",  # default 10 s between polls
+        )
+        with Worker(env=env, log_path=tmp_path / "worker.log") as worker:
+            deployment_id = deployed["deployment"]["id"]
+            created = api.post(f"/deployments/{deployment_id}/create_flow_run", json={})
+            assert created.status_code == 201, created.text
+            run_id = created.json()["id"]
+
+            state: dict[str, Any] = {}
+            deadline = time.monotonic() + 300  # generous: shared 2-core machine
+            while time.monotonic() < deadline and worker.running:
+                state = api.get(f"/flow_runs/{run_id}").json().get("state") or {}
+                if state.get("type") in TERMINAL:
+                    break
+                time.sleep(1)
+            diagnostics = (
+                f"state: {state}\n--- worker log tail ---\n{worker.log_tail()}\n"
+                f"--- flow run logs ---\n{_run_logs(api, run_id)}"
+            )
+            if state.get("type") != "COMPLETED":
+                print(diagnostics)
+            assert state.get("type") == "COMPLETED", diagnostics
+
+    artifacts = api.post(
+        "/artifacts/filter",
+        json={"artifacts": {"key": {"any_": ["integration-health"]}}},
+    ).json()
+    assert [a["flow_run_id"] for a in artifacts] == [run_id], artifacts
+    assert "43/43 integrations healthy" in (artifacts[0]["description"] or ""), artifacts[0]
+    table = artifacts[0]["data"]  # the rows, JSON-encoded by create_table_artifact
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert sorted(row["integration"] for row in rows) == sorted(load_catalog().names)
+
+    # Recorded by the flow run's own process, under the JUNCTION_HOME the worker passed on.
+    assert MetricsStore(junction_home / "metrics").count("probes") == 43

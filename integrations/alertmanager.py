@@ -16,18 +16,13 @@ a live one carrying the marker instead of creating another.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from integrations.base import IntegrationClient, action
-from integrations.errors import IntegrationError
-
-T = TypeVar("T")
 
 
 def _rfc3339(value: datetime) -> str:
@@ -365,8 +360,8 @@ class AlertmanagerClient(IntegrationClient):
                 max_attempts=1,  # re-attempts go through lookup() first
             )
 
-        return await _check_then_create(
-            self, lookup, create, first_lookup="idempotency_key" in params.model_fields_set
+        return await self.create_once(
+            lookup=lookup, create=create, lookup_first="idempotency_key" in params.model_fields_set
         )
 
     @action(read_only=True)
@@ -379,35 +374,4 @@ class AlertmanagerClient(IntegrationClient):
         Returns:
             The status.
         """
-        return await self.request(
-            "GET", "/status", action="get_status", model=AlertmanagerStatus
-        )
-
-
-async def _check_then_create(
-    client: IntegrationClient,
-    lookup: Callable[[], Awaitable[T | None]],
-    create: Callable[[], Awaitable[T]],
-    *,
-    first_lookup: bool,
-) -> T:
-    """Run ``lookup`` then ``create`` per attempt, under the client's retry policy.
-
-    ``create`` must make one attempt only; a retryable failure (lost response, 5xx,
-    429) leads to another ``lookup`` before any re-attempt, so a committed create is
-    found instead of repeated. ``first_lookup=False`` skips the lookup before the first
-    attempt (a freshly generated key cannot have been used yet).
-    """
-    policy = client.retry
-    attempt = 0
-    while True:
-        attempt += 1
-        found = await lookup() if attempt > 1 or first_lookup else None
-        if found is not None:
-            return found
-        try:
-            return await create()
-        except IntegrationError as exc:
-            if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
-                raise
-            await asyncio.sleep(policy.wait_seconds(exc, attempt))
+        return await self.request("GET", "/status", action="get_status", model=AlertmanagerStatus)

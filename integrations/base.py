@@ -6,10 +6,18 @@ safe; ``Retry-After`` honoured; capped exponential backoff with jitter, via tena
 the service's circuit breaker, the typed errors, redaction, and the metric hook. A
 catalog entry alone makes a working client with ``health_check()``; vendor modules add
 typed actions with the :func:`action` decorator.
+
+What vendor modules share lives here too, so they do not each grow a copy:
+``request(..., with_response=True)`` (body plus headers and status, for pagination),
+:meth:`IntegrationClient.link_pages` (``Link: rel="next"`` pagination),
+:meth:`IntegrationClient.create_once` (check-before-create for vendors without an
+idempotency key) and the :meth:`IntegrationClient._check_response` hook (vendors that
+report failures inside a 2xx answer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import inspect
 import json as jsonlib
@@ -19,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, Self, TypedDict, TypeVar, Unpack, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,7 +47,7 @@ from integrations.errors import (
     InvalidBaseURLError,
     MalformedResponseError,
     RateLimitError,
-    ServerError,
+    RetryLaterError,
     status_error_class,
 )
 from integrations.metrics import CallMetric, MetricSink, emit
@@ -48,9 +56,11 @@ from junction.settings import IntegrationSettings, Settings, get_settings
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_-]*)\}")
+_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-zA-Z]+)"?')
 
 
 # --- retry policy -----------------------------------------------------------------------
@@ -209,8 +219,64 @@ class HealthResult:
 Expect = Literal["json", "text", "none"]
 
 
+@dataclass(frozen=True)
+class APIResponse(Generic[T]):
+    """One answer with what the body alone does not carry (``with_response=True``).
+
+    Returned per call, so concurrent calls on one client never see each other's
+    headers (unlike ``last_status``, which is the client's latest).
+
+    Attributes:
+        data: The decoded body, as ``expect`` and ``model`` would return it alone.
+        headers: The response headers (pagination: ``Link``, ``X-Next-Page``, ``X-Total``).
+        status: The HTTP status.
+    """
+
+    data: T
+    headers: httpx.Headers
+    status: int
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`IntegrationClient.request` its overloads share."""
+
+    params: Mapping[str, Any] | None
+    json: Any
+    data: Mapping[str, Any] | None
+    content: bytes | str | None
+    headers: Mapping[str, str] | None
+    idempotent: bool | None
+    idempotency_key: str | None
+    timeout: float | None
+    expect: Expect
+    max_attempts: int | None
+
+
+def next_link(headers: httpx.Headers | None) -> str | None:
+    """The ``rel="next"`` URL of a response's ``Link`` headers (RFC 8288), if any.
+
+    Okta sends one ``Link`` header per relation, Webex and GitHub several relations in
+    one header; both forms are read.
+
+    Args:
+        headers: The response headers (``None`` reads as no link).
+
+    Returns:
+        The next page's absolute URL, or ``None`` on the last page.
+    """
+    if headers is None:
+        return None
+    for value in headers.get_list("link"):
+        for url, rel in _LINK.findall(value):
+            if rel == "next":
+                return str(url)
+    return None
+
+
 def _vendor_message(body: Any) -> str | None:
     """Pull the human message out of the common vendor error shapes."""
+    if isinstance(body, str):  # a bare JSON string (Alertmanager's 400s)
+        return body.strip() or None
     if isinstance(body, dict):
         for key in ("errorSummary", "message", "error_description", "detail", "title"):
             value = body.get(key)
@@ -297,7 +363,9 @@ class IntegrationClient:
             chosen = f"smtp://{urlsplit(self.settings.sandbox_url).hostname}:" + str(
                 self.settings.sandbox_smtp_port
             )
-        self.base_url = self._check_base_url(chosen or spec.sandbox_base_url(self.settings.sandbox_url))
+        self.base_url = self._check_base_url(
+            chosen or spec.sandbox_base_url(self.settings.sandbox_url)
+        )
         self.credentials = resolve_credentials(
             spec, cfg, sandbox=self.sandbox, explicit=credentials
         )
@@ -423,16 +491,32 @@ class IntegrationClient:
         *,
         action: str,
         model: type[M],
-        params: Mapping[str, Any] | None = ...,
-        json: Any = ...,
-        data: Mapping[str, Any] | None = ...,
-        content: bytes | str | None = ...,
-        headers: Mapping[str, str] | None = ...,
-        idempotent: bool | None = ...,
-        idempotency_key: str | None = ...,
-        timeout: float | None = ...,
-        expect: Expect = ...,
-        max_attempts: int | None = ...,
+        with_response: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> APIResponse[M]: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        model: Any = ...,
+        with_response: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> APIResponse[Any]: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        model: type[M],
+        with_response: Literal[False] = ...,
+        **options: Unpack[RequestOptions],
     ) -> M: ...
 
     @overload
@@ -443,16 +527,8 @@ class IntegrationClient:
         *,
         action: str,
         model: Any = ...,
-        params: Mapping[str, Any] | None = ...,
-        json: Any = ...,
-        data: Mapping[str, Any] | None = ...,
-        content: bytes | str | None = ...,
-        headers: Mapping[str, str] | None = ...,
-        idempotent: bool | None = ...,
-        idempotency_key: str | None = ...,
-        timeout: float | None = ...,
-        expect: Expect = ...,
-        max_attempts: int | None = ...,
+        with_response: Literal[False] = ...,
+        **options: Unpack[RequestOptions],
     ) -> Any: ...
 
     async def request(
@@ -472,6 +548,7 @@ class IntegrationClient:
         timeout: float | None = None,
         expect: Expect = "json",
         max_attempts: int | None = None,
+        with_response: bool = False,
     ) -> Any:
         """Send one logical request (with retries) and return its parsed body.
 
@@ -491,9 +568,12 @@ class IntegrationClient:
             timeout: Read timeout for this call.
             expect: ``json`` (parse and check), ``text`` or ``none``.
             max_attempts: Overrides the policy's attempts for this call.
+            with_response: Return an :class:`APIResponse` (the body as above, plus this
+                answer's headers and status) instead of the body alone.
 
         Returns:
-            The validated model, the parsed JSON, the text, or ``None``.
+            The validated model, the parsed JSON, the text, or ``None``; wrapped in an
+            :class:`APIResponse` when ``with_response``.
 
         Raises:
             IntegrationError: A typed subclass; the message names service and action.
@@ -512,6 +592,7 @@ class IntegrationClient:
         started = time.perf_counter()
         attempts = 0
         status: int | None = None
+        metric_path = redact(urlsplit(path).path or path)  # no query string, no secrets
 
         async def attempt() -> Any:
             nonlocal attempts, status
@@ -521,7 +602,8 @@ class IntegrationClient:
             )
             status = response.status_code
             self.last_status = status
-            return self._decode(response, method, path, action, model, expect)
+            body = self._decode(response, method, path, action, model, expect)
+            return APIResponse(body, response.headers, status) if with_response else body
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts_allowed),
@@ -541,11 +623,22 @@ class IntegrationClient:
             if isinstance(exc, APIStatusError):
                 status = exc.status_code
             self.last_attempts = attempts
-            self._report(action, method, path, status, False, started, attempts, exc)
+            self._report(action, method, metric_path, status, False, started, attempts, exc)
             raise
         self.last_attempts = attempts
-        self._report(action, method, path, status, True, started, attempts, None)
+        self._report(action, method, metric_path, status, True, started, attempts, None)
         return result
+
+    def _admit(self, action: str) -> None:
+        """Take the breaker's permission for one attempt; raise when it is open."""
+        allowed, retry_in = self.breaker.allow()
+        if not allowed:
+            raise CircuitOpenError(
+                f"circuit breaker open after repeated failures; next trial in {retry_in:.1f}s",
+                service=self.name,
+                action=action,
+                retry_in=retry_in,
+            )
 
     async def _send_once(
         self,
@@ -559,14 +652,7 @@ class IntegrationClient:
         headers: dict[str, str],
         timeout: httpx.Timeout | None,
     ) -> httpx.Response:
-        allowed, retry_in = self.breaker.allow()
-        if not allowed:
-            raise CircuitOpenError(
-                f"circuit breaker open after repeated failures; next trial in {retry_in:.1f}s",
-                service=self.name,
-                action=action,
-                retry_in=retry_in,
-            )
+        self._admit(action)
         where = f"{method} {urlsplit(self.url(path)).path}"
         try:
             response = await self.http.request(
@@ -640,17 +726,40 @@ class IntegrationClient:
             message += f": {detail[:300]}"
         elif text.lstrip().startswith("<"):
             message += " (HTML error page)"
-        cls = status_error_class(code)
-        kwargs: dict[str, Any] = {
-            "status_code": code,
-            "service": self.name,
-            "action": action,
-            "body_excerpt": text[:500],
-        }
-        if cls in (RateLimitError, ServerError):
-            kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
         if code == 401:
             message += f" (check JUNCTION_{self.name.upper()}_* credentials)"
+        return self._make_status_error(status_error_class(code), message, response, action=action)
+
+    def _make_status_error(
+        self,
+        cls: type[APIStatusError],
+        message: str,
+        response: httpx.Response,
+        *,
+        action: str,
+        status_code: int | None = None,
+    ) -> APIStatusError:
+        """A typed status error for ``response``, filled in the engine's way.
+
+        For subclasses that map a failure the HTTP status does not show (a Slack
+        ``{"ok": false}``, a webhook's 3xx): service, action, the body excerpt, and the
+        ``Retry-After`` hint when ``cls`` is a :class:`RetryLaterError`.
+
+        Args:
+            cls: The error class.
+            message: The message (the service and action prefix is added by the error).
+            response: The answer being refused.
+            action: The action name.
+            status_code: The status the failure stands for (default: the response's).
+        """
+        kwargs: dict[str, Any] = {
+            "status_code": response.status_code if status_code is None else status_code,
+            "service": self.name,
+            "action": action,
+            "body_excerpt": response.text[:500],
+        }
+        if issubclass(cls, RetryLaterError):
+            kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
         return cls(message, **kwargs)
 
     def _decode(
@@ -662,30 +771,15 @@ class IntegrationClient:
         model: Any,
         expect: Expect,
     ) -> Any:
-        if expect == "none" or response.status_code == 204:
-            return None
-        if expect == "text":
-            return response.text
         where = f"{method} {urlsplit(self.url(path)).path}"
-        ctype = response.headers.get("content-type", "")
-        body_start = response.text[:80].strip().replace("\n", " ")
-        if not response.content:
+        if expect == "none" or response.status_code == 204:
             body: Any = None
+        elif expect == "text":
+            body = response.text
         else:
-            try:
-                body = jsonlib.loads(response.content)
-            except ValueError:
-                kind = "HTML" if body_start.startswith("<") else "invalid JSON"
-                err = MalformedResponseError(
-                    f"expected JSON from {where}, got {kind} (content-type {ctype or 'none'}, "
-                    f"starts {body_start!r})",
-                    service=self.name,
-                    action=action,
-                )
-                err.retryable = True  # garbled bodies from proxies are usually transient
-                self.breaker.record_failure()
-                raise err from None
-        if model is None:
+            body = self._json_body(response, where, action)
+        self._check_response(response, body, where=where, action=action)
+        if expect != "json" or response.status_code == 204 or model is None:
             return body
         try:
             return TypeAdapter(model).validate_python(body)
@@ -700,6 +794,47 @@ class IntegrationClient:
                 action=action,
             ) from None
 
+    def _json_body(self, response: httpx.Response, where: str, action: str) -> Any:
+        """The parsed JSON body (``None`` when empty); garbled JSON is a retryable error."""
+        if not response.content:
+            return None
+        try:
+            return jsonlib.loads(response.content)
+        except ValueError:
+            ctype = response.headers.get("content-type", "")
+            body_start = response.text[:80].strip().replace("\n", " ")
+            kind = "HTML" if body_start.startswith("<") else "invalid JSON"
+            err = MalformedResponseError(
+                f"expected JSON from {where}, got {kind} (content-type {ctype or 'none'}, "
+                f"starts {body_start!r})",
+                service=self.name,
+                action=action,
+            )
+            err.retryable = True  # garbled bodies from proxies are usually transient
+            self.breaker.record_failure()
+            raise err from None
+
+    def _check_response(
+        self, response: httpx.Response, body: Any, *, where: str, action: str
+    ) -> None:
+        """Hook: refuse an answer whose HTTP status (below 400) hides a failure.
+
+        Called inside each attempt, after the body is decoded (the parsed JSON, the text
+        or ``None``, as ``expect`` asks) and before it is validated against ``model``.
+        An :class:`IntegrationError` raised here (build it with
+        :meth:`_make_status_error`) fails the attempt like an HTTP error status: the
+        retry policy and the call's metric see it. The breaker has already counted the
+        answer as a success; a hook refusing a server-side failure records that itself.
+        Slack overrides it for ``{"ok": false}`` bodies, the webhook client for 3xx
+        answers. The default accepts every answer.
+
+        Args:
+            response: The answer (its status is below 400).
+            body: The decoded body.
+            where: ``METHOD /path``, for messages.
+            action: The action name.
+        """
+
     def _report(
         self,
         action: str,
@@ -711,12 +846,13 @@ class IntegrationClient:
         attempts: int,
         exc: IntegrationError | None,
     ) -> None:
+        """Emit the call's metric; ``path`` is recorded as given (already redacted)."""
         emit(
             CallMetric(
                 service=self.name,
                 action=action,
                 method=method,
-                path=redact(urlsplit(path).path or path),
+                path=path,
                 status=status,
                 ok=ok,
                 latency_ms=(time.perf_counter() - started) * 1000.0,
@@ -729,6 +865,110 @@ class IntegrationClient:
             ),
             self.metric_hook,
         )
+
+    # -- building blocks of vendor actions
+
+    async def link_pages(
+        self,
+        path: str,
+        *,
+        action: str,
+        model: type[P],
+        params: Mapping[str, Any] | None = None,
+        max_pages: int,
+    ) -> tuple[list[P], bool]:
+        """GET a list and follow its ``Link: <...>; rel="next"`` headers (Okta, Webex).
+
+        The next URL carries the whole query (cursor included), so ``params`` go with the
+        first request only.
+
+        Args:
+            path: The list's path.
+            action: Action name for the metrics.
+            model: The type of one page's body (``list[OktaGroup]``, a page model).
+            params: Query of the first request.
+            max_pages: Stop after this many pages.
+
+        Returns:
+            Each page's validated body, in order, and whether a next page was left
+            unread (the ``max_pages`` cap cut the list short).
+        """
+        pages: list[P] = []
+        url: str | None = path
+        while url and len(pages) < max_pages:
+            page = await self.request(
+                "GET",
+                url,
+                action=action,
+                model=model,
+                params=params if not pages else None,
+                with_response=True,
+            )
+            pages.append(page.data)
+            url = next_link(page.headers)
+        return pages, url is not None
+
+    async def create_once(
+        self,
+        *,
+        lookup: Callable[[], Awaitable[T | None]],
+        create: Callable[[], Awaitable[T]],
+        lookup_first: bool,
+    ) -> T:
+        """Create an object once, for vendors without an idempotency key (check-before-create).
+
+        A create whose answer is lost (5xx, timeout, connection reset, garbled body) may
+        have committed, so it is never repeated blind:
+
+        1. With ``lookup_first``, ``lookup()`` runs before the first attempt and an object
+           it finds is returned (a caller-chosen key may have been used by an earlier run).
+        2. ``create()`` makes one attempt. Send it non-idempotent (the engine then retries
+           only what never reached the vendor: a refused connection, a 429) or with
+           ``max_attempts=1``.
+        3. When the attempt fails in a way the client's :class:`RetryPolicy` retries, the
+           policy's wait passes (it also gives an eventually consistent search time to
+           see the write), then ``lookup()`` runs again: a found object is returned; only
+           when the lookup proves nothing was created is ``create()`` attempted again.
+        4. A lookup that fails ends the call with its error (chained to the create's):
+           better no object than a duplicate.
+
+        ``create()`` runs at most ``retry.max_attempts`` times; an error the policy does
+        not retry (4xx, circuit open, a ``Retry-After`` beyond the cap) and the last
+        attempt's error are raised as they are.
+
+        Args:
+            lookup: Finds the object an earlier attempt (or run) created, else ``None``.
+                Reads only. It marks what it returns (the vendors' ``unchanged`` or
+                ``existing`` field), which is how callers tell found from created.
+            create: One create attempt.
+            lookup_first: Look up before the first attempt too. ``False`` when the key
+                that identifies the object was generated by this call (nothing can carry
+                it yet), which saves a request.
+
+        Returns:
+            The created object, or the one ``lookup()`` found.
+        """
+        policy = self.retry
+        if lookup_first:
+            found = await lookup()
+            if found is not None:
+                return found
+        attempt = 1
+        while True:
+            try:
+                return await create()
+            except IntegrationError as exc:
+                if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
+                    raise
+                failure = exc
+            await asyncio.sleep(policy.wait_seconds(failure, attempt))
+            attempt += 1
+            try:
+                found = await lookup()
+            except IntegrationError as exc:
+                raise exc from failure
+            if found is not None:
+                return found
 
     # -- health
 

@@ -7,7 +7,8 @@ format, ``Message-ID``).
 
 SMTP is not HTTP, but :class:`SmtpClient` still subclasses :class:`IntegrationClient` so
 it shares the service's circuit breaker, the metric hook (one :class:`CallMetric` per
-call, like ``IntegrationClient._report``), redaction and the typed errors:
+call, through ``IntegrationClient._report``), the health check, redaction and the typed
+errors:
 
 * authentication refused (530/534/535) -> :class:`AuthenticationError`
 * a 4xx reply (including a 421 greeting) -> :class:`ServerError` (retryable)
@@ -39,18 +40,16 @@ from urllib.parse import urlsplit
 import aiosmtplib
 from pydantic import BaseModel, Field, model_validator
 
-from integrations.base import HealthResult, IntegrationClient, action
+from integrations.base import IntegrationClient, action
 from integrations.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    CircuitOpenError,
     ConfigurationError,
     IntegrationError,
     ServerError,
 )
-from integrations.metrics import CallMetric, emit
 
 T = TypeVar("T")
 
@@ -218,6 +217,12 @@ class SmtpClient(IntegrationClient):
         await smtp.login(creds.username, creds.password.get_secret_value())
 
     @property
+    def _where(self) -> str:
+        """``host:port``, the ``path`` of this client's metrics."""
+        host, port, _ = self._endpoint
+        return f"{host}:{port}"
+
+    @property
     def _connect_budget(self) -> float:
         # connect() covers TCP, TLS, the greeting and STARTTLS: give it connect + read.
         return float((self.timeout.connect or 5.0) + (self.timeout.read or 10.0))
@@ -301,15 +306,7 @@ class SmtpClient(IntegrationClient):
             attempts += 1
             stage = _Stage()
             try:
-                allowed, retry_in = self.breaker.allow()
-                if not allowed:
-                    raise CircuitOpenError(
-                        f"circuit breaker open after repeated failures; next trial in "
-                        f"{retry_in:.1f}s",
-                        service=self.name,
-                        action=action,
-                        retry_in=retry_in,
-                    )
+                self._admit(action)
                 smtp = self._smtp()
                 try:
                     result = await run(smtp, stage)
@@ -323,15 +320,19 @@ class SmtpClient(IntegrationClient):
                     self.breaker.release()
                 # A retry may duplicate the mail only once DATA was under way and the
                 # server then went silent; a 4xx reply means it took nothing.
-                if attempts < max_attempts and policy.should_retry(err, idempotent=True) and not (
-                    isinstance(err, APIConnectionError) and err.request_sent
+                if (
+                    attempts < max_attempts
+                    and policy.should_retry(err, idempotent=True)
+                    and not (isinstance(err, APIConnectionError) and err.request_sent)
                 ):
                     await asyncio.sleep(policy.wait_seconds(err, attempts))
                     continue
-                self._metric(action, method, False, started, attempts, err)
+                self.last_attempts = attempts
+                self._report(action, method, self._where, None, False, started, attempts, err)
                 raise err from None
             self.breaker.record_success()
-            self._metric(action, method, True, started, attempts, None)
+            self.last_attempts = attempts
+            self._report(action, method, self._where, None, True, started, attempts, None)
             return result
 
     @staticmethod
@@ -342,68 +343,16 @@ class SmtpClient(IntegrationClient):
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 smtp.close()
 
-    def _metric(
-        self,
-        action: str,
-        method: str,
-        ok: bool,
-        started: float,
-        attempts: int,
-        exc: IntegrationError | None,
-    ) -> None:
-        host, port, _ = self._endpoint
-        emit(
-            CallMetric(
-                service=self.name,
-                action=action,
-                method=method,
-                path=f"{host}:{port}",
-                status=None,
-                ok=ok,
-                latency_ms=(time.perf_counter() - started) * 1000.0,
-                error_class=exc.error_class if exc else None,
-                error=exc.message[:500] if exc else None,
-                attempts=attempts,
-                breaker_state=self.breaker.state.value,
-                source=self.source,
-                run_id=self.run_id,
-            ),
-            self.metric_hook,
-        )
-
     # -- health and actions
 
-    async def health_check(self, *, max_attempts: int = 1) -> HealthResult:
-        """Connect, EHLO, log in when credentials are set, NOOP, QUIT; never raises.
-
-        Args:
-            max_attempts: Attempts (1 = report the raw signal, as probes want).
-        """
-        started = time.perf_counter()
+    async def _health_request(self, max_attempts: int) -> None:
+        """Connect, EHLO, log in when credentials are set, NOOP, QUIT."""
 
         async def run(smtp: aiosmtplib.SMTP, stage: _Stage) -> None:
             await self._open(smtp)
             await smtp.noop()
 
-        try:
-            await self._call("health_check", "EHLO", run, max_attempts=max_attempts)
-        except IntegrationError as exc:
-            return HealthResult(
-                service=self.name,
-                ok=False,
-                status=getattr(exc, "status_code", None),
-                latency_ms=(time.perf_counter() - started) * 1000.0,
-                error_class=exc.error_class,
-                error=exc.message,
-                breaker_state=self.breaker.state.value,
-            )
-        return HealthResult(
-            service=self.name,
-            ok=True,
-            status=None,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            breaker_state=self.breaker.state.value,
-        )
+        await self._call("health_check", "EHLO", run, max_attempts=max_attempts)
 
     @action(read_only=False, idempotent=False)
     async def send_email(self, params: SendEmailParams) -> EmailSent:

@@ -8,6 +8,8 @@ so an error can be logged or shown as is.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from integrations.redaction import redact
 
 
@@ -155,33 +157,20 @@ class RequestTimeoutError(APIStatusError):
     retryable = True
 
 
-class RateLimitError(APIStatusError):
-    """429: too many requests. ``retry_after`` holds the server's hint in seconds."""
+class _StatusFields(TypedDict, total=False):
+    """The optional keyword arguments of :class:`APIStatusError`."""
 
-    retryable = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int = 429,
-        service: str | None = None,
-        action: str | None = None,
-        body_excerpt: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            status_code=status_code,
-            service=service,
-            action=action,
-            body_excerpt=body_excerpt,
-        )
-        self.retry_after = retry_after
+    service: str | None
+    action: str | None
+    body_excerpt: str
 
 
-class ServerError(APIStatusError):
-    """5xx: the service failed. ``retry_after`` is set when a 503 carried one."""
+class RetryLaterError(APIStatusError):
+    """429 or 5xx: the service may take the same request later.
+
+    Attributes:
+        retry_after: The server's ``Retry-After`` hint in seconds, when it sent one.
+    """
 
     retryable = True
 
@@ -190,19 +179,29 @@ class ServerError(APIStatusError):
         message: str,
         *,
         status_code: int,
-        service: str | None = None,
-        action: str | None = None,
-        body_excerpt: str = "",
         retry_after: float | None = None,
+        **fields: Unpack[_StatusFields],
     ) -> None:
-        super().__init__(
-            message,
-            status_code=status_code,
-            service=service,
-            action=action,
-            body_excerpt=body_excerpt,
-        )
+        super().__init__(message, status_code=status_code, **fields)
         self.retry_after = retry_after
+
+
+class RateLimitError(RetryLaterError):
+    """429: too many requests. ``retry_after`` holds the server's hint in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        retry_after: float | None = None,
+        **fields: Unpack[_StatusFields],
+    ) -> None:
+        super().__init__(message, status_code=status_code, retry_after=retry_after, **fields)
+
+
+class ServerError(RetryLaterError):
+    """5xx: the service failed. ``retry_after`` is set when a 503 carried one."""
 
 
 class MalformedResponseError(IntegrationError):

@@ -17,19 +17,15 @@ indexed and lags, so it is not used). A found issue is returned instead of a new
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.base import IntegrationClient, action
-from integrations.errors import IntegrationError, NotFoundError
-
-T = TypeVar("T")
+from integrations.errors import NotFoundError
 
 MARKER = "<!-- junction-idempotency-key: {key} -->"
 _NAME = r"^[A-Za-z0-9_.-]+$"
@@ -267,8 +263,8 @@ class GitHubClient(IntegrationClient):
                 max_attempts=1,  # re-attempts go through lookup() first
             )
 
-        return await _check_then_create(
-            self, lookup, create, first_lookup="idempotency_key" in params.model_fields_set
+        return await self.create_once(
+            lookup=lookup, create=create, lookup_first="idempotency_key" in params.model_fields_set
         )
 
     @action(read_only=True)
@@ -307,32 +303,3 @@ class GitHubClient(IntegrationClient):
         return await self.request(
             "GET", _repo_path(params.owner, params.repo), action="get_repo", model=GitHubRepo
         )
-
-
-async def _check_then_create(
-    client: IntegrationClient,
-    lookup: Callable[[], Awaitable[T | None]],
-    create: Callable[[], Awaitable[T]],
-    *,
-    first_lookup: bool,
-) -> T:
-    """Run ``lookup`` then ``create`` per attempt, under the client's retry policy.
-
-    ``create`` must make one attempt only; a retryable failure (lost response, 5xx,
-    429) leads to another ``lookup`` before any re-attempt, so a committed create is
-    found instead of repeated. ``first_lookup=False`` skips the lookup before the first
-    attempt (a freshly generated key cannot have been used yet).
-    """
-    policy = client.retry
-    attempt = 0
-    while True:
-        attempt += 1
-        found = await lookup() if attempt > 1 or first_lookup else None
-        if found is not None:
-            return found
-        try:
-            return await create()
-        except IntegrationError as exc:
-            if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
-                raise
-            await asyncio.sleep(policy.wait_seconds(exc, attempt))

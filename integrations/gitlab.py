@@ -25,26 +25,19 @@ Retry safety of the side-effecting actions:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from integrations.base import Expect, IntegrationClient, action
-from integrations.errors import ConflictError, IntegrationError
+from integrations.base import IntegrationClient, action
+from integrations.errors import ConflictError
 
 T = TypeVar("T")
-
-_response_headers: ContextVar[httpx.Headers | None] = ContextVar(
-    "gitlab_response_headers", default=None
-)
 
 IDEMPOTENCY_VARIABLE = "JUNCTION_IDEMPOTENCY_KEY"
 """Name of the pipeline variable that carries the trigger's idempotency key."""
@@ -256,20 +249,31 @@ class Pipeline(BaseModel):
     unchanged: bool = False
 
 
-class PipelineList(BaseModel):
-    """Pipelines gathered over pages.
+class _PagedList(BaseModel, Generic[T]):
+    """Items gathered over pages (``X-Next-Page``).
 
     Attributes:
-        items: The pipelines (newest first, GitLab's default order).
+        items: The items, in GitLab's order.
         total: ``X-Total`` (absent for very large lists).
         pages: Pages fetched.
         truncated: More pages existed beyond ``max_pages``.
     """
 
-    items: list[Pipeline]
+    items: list[T]
     total: int | None = None
     pages: int
     truncated: bool
+
+
+class PipelineList(_PagedList[Pipeline]):
+    """Pipelines gathered over pages, newest first (GitLab's default order).
+
+    Attributes:
+        items: The pipelines.
+        total: ``X-Total`` (absent for very large lists).
+        pages: Pages fetched.
+        truncated: More pages existed beyond ``max_pages``.
+    """
 
 
 class Job(BaseModel):
@@ -291,13 +295,8 @@ class Job(BaseModel):
     finished_at: datetime | None = None
 
 
-class JobList(BaseModel):
+class JobList(_PagedList[Job]):
     """Jobs gathered over pages (same fields as :class:`PipelineList`)."""
-
-    items: list[Job]
-    total: int | None = None
-    pages: int
-    truncated: bool
 
 
 class JobLog(BaseModel):
@@ -376,8 +375,16 @@ class GitLabUser(BaseModel):
 # --- the client ---------------------------------------------------------------------------
 
 
-def _int_header(headers: httpx.Headers | None, name: str) -> int | None:
-    value = (headers or httpx.Headers()).get(name, "").strip()
+L = TypeVar("L", bound=_PagedList[Any])
+
+
+class _Paging(Protocol):
+    per_page: int
+    max_pages: int
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name, "").strip()
     return int(value) if value.isdigit() else None
 
 
@@ -386,75 +393,28 @@ class GitLabClient(IntegrationClient):
 
     service = "gitlab"
 
-    def _decode(
-        self,
-        response: httpx.Response,
-        method: str,
-        path: str,
-        action: str,
-        model: Any,
-        expect: Expect,
-    ) -> Any:
-        # The engine returns bodies only; pagination needs this response's headers.
-        _response_headers.set(response.headers)
-        return super()._decode(response, method, path, action, model, expect)
-
     async def _paged(
-        self,
-        path: str,
-        query: dict[str, Any],
-        item: type[T],
-        *,
-        per_page: int,
-        max_pages: int,
-        action: str,
-    ) -> tuple[list[T], int | None, int, bool]:
-        """Follow ``X-Next-Page``; returns (items, X-Total, pages fetched, truncated)."""
-        items: list[T] = []
+        self, path: str, query: dict[str, Any], result: type[L], paging: _Paging, action: str
+    ) -> L:
+        """Follow ``X-Next-Page`` from page 1, up to ``paging.max_pages`` pages."""
+        items: list[Any] = []
         page: int | None = 1
         pages = 0
         total: int | None = None
-        while page is not None and pages < max_pages:
+        while page is not None and pages < paging.max_pages:
             batch = await self.request(
                 "GET",
                 path,
                 action=action,
-                model=list[item],  # type: ignore[valid-type]
-                params={**query, "page": page, "per_page": per_page},
+                model=result.model_fields["items"].annotation,  # list[Pipeline], list[Job]
+                params={**query, "page": page, "per_page": paging.per_page},
+                with_response=True,
             )
-            items.extend(batch)
+            items.extend(batch.data)
             pages += 1
-            headers = _response_headers.get()
-            total = _int_header(headers, "X-Total")
-            page = _int_header(headers, "X-Next-Page")  # empty on the last page
-        return items, total, pages, page is not None
-
-    async def _create_once(
-        self,
-        find: Callable[[bool], Awaitable[T | None]],
-        create: Callable[[], Awaitable[T]],
-    ) -> tuple[T, bool]:
-        """Find-or-create where a failed create is re-checked before it is retried.
-
-        ``create`` is sent as non-idempotent (the engine only retries what never reached
-        the server); after an ambiguous failure (5xx, timeout, reset, garbled body) the
-        object may exist, so ``find`` runs again before the next attempt.
-
-        Returns:
-            The object, and whether it was found rather than created.
-        """
-        attempts = self.retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            found = await find(attempt > 1)
-            if found is not None:
-                return found, True
-            try:
-                return await create(), False
-            except IntegrationError as exc:
-                if not exc.retryable or attempt == attempts:
-                    raise
-                await asyncio.sleep(self.retry.wait_seconds(exc, attempt))
-        raise AssertionError("unreachable")
+            total = _int_header(batch.headers, "X-Total")
+            page = _int_header(batch.headers, "X-Next-Page")  # empty on the last page
+        return result(items=items, total=total, pages=pages, truncated=page is not None)
 
     # -- pipelines
 
@@ -470,15 +430,8 @@ class GitLabClient(IntegrationClient):
         """
         filters = {"status": params.status, "ref": params.ref, "source": params.source}
         query = {k: v for k, v in filters.items() if v is not None}
-        items, total, pages, truncated = await self._paged(
-            f"/projects/{project_segment(params.project)}/pipelines",
-            query,
-            Pipeline,
-            per_page=params.per_page,
-            max_pages=params.max_pages,
-            action="list_pipelines",
-        )
-        return PipelineList(items=items, total=total, pages=pages, truncated=truncated)
+        path = f"/projects/{project_segment(params.project)}/pipelines"
+        return await self._paged(path, query, PipelineList, params, "list_pipelines")
 
     @action(read_only=True)
     async def get_pipeline(self, params: GetPipelineParams) -> Pipeline:
@@ -563,13 +516,11 @@ class GitLabClient(IntegrationClient):
         # (a minute of slack covers clock skew between us and GitLab).
         since = started - (timedelta(hours=24) if params.idempotency_key else timedelta(minutes=1))
 
-        async def find(after_failure: bool) -> Pipeline | None:
-            if not after_failure and params.idempotency_key is None:
-                return None
-            return await self._pipeline_with_key(params, key, since)
-
-        pipeline, _ = await self._create_once(find, lambda: self._post_pipeline(params, key))
-        return pipeline
+        return await self.create_once(
+            lookup=lambda: self._pipeline_with_key(params, key, since),
+            create=lambda: self._post_pipeline(params, key),
+            lookup_first=params.idempotency_key is not None,
+        )
 
     @action(read_only=True)
     async def list_pipeline_jobs(self, params: ListPipelineJobsParams) -> JobList:
@@ -588,15 +539,8 @@ class GitLabClient(IntegrationClient):
             query["scope[]"] = list(params.scope)
         if params.include_retried:
             query["include_retried"] = "true"
-        items, total, pages, truncated = await self._paged(
-            f"/projects/{project_segment(params.project)}/pipelines/{params.pipeline_id}/jobs",
-            query,
-            Job,
-            per_page=params.per_page,
-            max_pages=params.max_pages,
-            action="list_pipeline_jobs",
-        )
-        return JobList(items=items, total=total, pages=pages, truncated=truncated)
+        path = f"/projects/{project_segment(params.project)}/pipelines/{params.pipeline_id}/jobs"
+        return await self._paged(path, query, JobList, params, "list_pipeline_jobs")
 
     @action(read_only=True)
     async def get_job_log(self, params: GetJobLogParams) -> JobLog:
@@ -682,11 +626,11 @@ class GitLabClient(IntegrationClient):
             The issue; ``unchanged`` when an existing one was returned.
         """
         marker = issue_marker(self.issue_key(params))
-        issue, _ = await self._create_once(
-            lambda _after_failure: self._find_issue(params, marker),
-            lambda: self.post_issue(params),
+        return await self.create_once(
+            lookup=lambda: self._find_issue(params, marker),
+            create=lambda: self.post_issue(params),
+            lookup_first=True,
         )
-        return issue
 
     # -- members and users
 

@@ -18,19 +18,15 @@ gives it that moment, but a duplicate cannot be ruled out absolutely.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.base import IntegrationClient, action
-from integrations.errors import IntegrationError, NotFoundError
-
-T = TypeVar("T")
+from integrations.errors import NotFoundError
 
 LABEL_PREFIX = "junction-idem-"
 
@@ -297,8 +293,8 @@ class JiraClient(IntegrationClient):
                 max_attempts=1,  # re-attempts go through lookup() first, below
             )
 
-        return await _check_then_create(
-            self, lookup, create, first_lookup="idempotency_key" in params.model_fields_set
+        return await self.create_once(
+            lookup=lookup, create=create, lookup_first="idempotency_key" in params.model_fields_set
         )
 
     @action(read_only=True)
@@ -403,32 +399,3 @@ class JiraClient(IntegrationClient):
             transition_name=match.name,
             to_status=match.to.name if match.to else None,
         )
-
-
-async def _check_then_create(
-    client: IntegrationClient,
-    lookup: Callable[[], Awaitable[T | None]],
-    create: Callable[[], Awaitable[T]],
-    *,
-    first_lookup: bool,
-) -> T:
-    """Run ``lookup`` then ``create`` per attempt, under the client's retry policy.
-
-    ``create`` must make one attempt only; a retryable failure (lost response, 5xx,
-    429) leads to another ``lookup`` before any re-attempt, so a committed create is
-    found instead of repeated. ``first_lookup=False`` skips the lookup before the first
-    attempt (a freshly generated key cannot have been used yet).
-    """
-    policy = client.retry
-    attempt = 0
-    while True:
-        attempt += 1
-        found = await lookup() if attempt > 1 or first_lookup else None
-        if found is not None:
-            return found
-        try:
-            return await create()
-        except IntegrationError as exc:
-            if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
-                raise
-            await asyncio.sleep(policy.wait_seconds(exc, attempt))

@@ -17,33 +17,15 @@ first and treats "already ``DEPROVISIONED``" as success.
 from __future__ import annotations
 
 import json
-import re
-from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import Expect, IntegrationClient, action
+from integrations.base import IntegrationClient, action
+from integrations.base import next_link as next_link  # re-exported: Link paging is the engine's
 from integrations.errors import APIStatusError, BadRequestError, NotFoundError
-
-_response_headers: ContextVar[httpx.Headers | None] = ContextVar(
-    "okta_response_headers", default=None
-)
-_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-zA-Z]+)"?')
-
-
-def next_link(headers: httpx.Headers | None) -> str | None:
-    """The ``rel="next"`` URL of an Okta ``Link`` header (Okta sends one header per rel)."""
-    if headers is None:
-        return None
-    for value in headers.get_list("link"):
-        for url, rel in _LINK.findall(value):
-            if rel == "next":
-                return str(url)
-    return None
 
 
 def _segment(value: str) -> str:
@@ -232,19 +214,6 @@ class OktaClient(IntegrationClient):
 
     service = "okta"
 
-    def _decode(
-        self,
-        response: httpx.Response,
-        method: str,
-        path: str,
-        action: str,
-        model: Any,
-        expect: Expect,
-    ) -> Any:
-        # The engine returns bodies only; pagination needs the Link header of this response.
-        _response_headers.set(response.headers)
-        return super()._decode(response, method, path, action, model, expect)
-
     async def _find_user(self, login: str, action: str) -> OktaUser | None:
         try:
             return await self.request(
@@ -335,21 +304,15 @@ class OktaClient(IntegrationClient):
             query["q"] = params.q
         if params.search:
             query["search"] = params.search
-        items: list[OktaGroup] = []
-        url: str | None = "/api/v1/groups"
-        pages = 0
-        while url and pages < params.max_pages:
-            page = await self.request(
-                "GET",
-                url,
-                action="list_groups",
-                model=list[OktaGroup],
-                params=query if pages == 0 else None,  # the next link carries the query
-            )
-            items.extend(page)
-            pages += 1
-            url = next_link(_response_headers.get())
-        return GroupList(items=items, pages=pages, truncated=url is not None)
+        pages, truncated = await self.link_pages(
+            "/api/v1/groups",
+            action="list_groups",
+            model=list[OktaGroup],
+            params=query,
+            max_pages=params.max_pages,
+        )
+        items = [group for page in pages for group in page]
+        return GroupList(items=items, pages=len(pages), truncated=truncated)
 
     async def _put_member(self, group_id: str, user_id: str, action: str) -> None:
         await self.request(

@@ -13,12 +13,14 @@ the action's ``from_email`` or, by default, ``JUNCTION_PAGERDUTY_USERNAME``.
 
 The Events API is a different host and authenticates with the integration's routing key
 in the body (no ``Authorization`` header, so the REST key never leaves for it). Its URL,
-in order: the client's ``events_url`` argument, ``JUNCTION_PAGERDUTY_EVENTS_URL``,
-``<base URL>/v2/enqueue`` when the client points at the Junction sandbox (i.e.
-``<sandbox_url>/pagerduty/v2/enqueue``), ``https://events.eu.pagerduty.com/v2/enqueue``
-for the EU REST host, else ``https://events.pagerduty.com/v2/enqueue``. The routing key
-(the action's ``routing_key``, else ``JUNCTION_PAGERDUTY_ROUTING_KEY``) is registered
-with the redactor before use and never logged.
+in order: the client's ``events_url`` argument, the integration settings' ``events_url``
+(``JUNCTION_PAGERDUTY_EVENTS_URL``), ``<base URL>/v2/enqueue`` when the client points at
+the Junction sandbox (i.e. ``<sandbox_url>/pagerduty/v2/enqueue``),
+``https://events.eu.pagerduty.com/v2/enqueue`` for the EU REST host, else
+``https://events.pagerduty.com/v2/enqueue``. The routing key (the action's
+``routing_key``, else the client's, else the settings' ``routing_key``,
+``JUNCTION_PAGERDUTY_ROUTING_KEY``) is registered with the redactor before use and never
+logged.
 
 Retry-safety: ``create_incident`` always sends an ``incident_key``; PagerDuty rejects a
 second open incident with the same key on the service (HTTP 400), which the client
@@ -29,7 +31,6 @@ PagerDuty uses to fold repeats into the same alert.
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -311,10 +312,9 @@ class PagerDutyClient(IntegrationClient):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.events_url = events_url or os.environ.get("JUNCTION_PAGERDUTY_EVENTS_URL") or (
-            self._default_events_url()
-        )
-        key = routing_key or os.environ.get("JUNCTION_PAGERDUTY_ROUTING_KEY")
+        self.events_url = events_url or self.config.events_url or self._default_events_url()
+        configured = self.config.routing_key
+        key = routing_key or (configured.get_secret_value() if configured else None)
         self._routing_key = SecretStr(key) if key else None
         if key:
             register_secret(key)

@@ -17,18 +17,13 @@ database, so a committed incident is always found and returned instead of duplic
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from integrations.base import IntegrationClient, action
-from integrations.errors import IntegrationError, NotFoundError
-
-T = TypeVar("T")
+from integrations.errors import NotFoundError
 
 TABLE = "/api/now/table/incident"
 # Reference fields as plain sys_id strings instead of {"link", "value"} objects.
@@ -75,8 +70,14 @@ class CreateIncidentParams(BaseModel):
             "correlation_id": self.correlation_id,
             "correlation_display": self.correlation_display,
         }
-        for key in ("description", "urgency", "impact", "category", "caller_id",
-                    "assignment_group"):
+        for key in (
+            "description",
+            "urgency",
+            "impact",
+            "category",
+            "caller_id",
+            "assignment_group",
+        ):
             value = getattr(self, key)
             if value is not None:
                 body[key] = str(value)
@@ -190,8 +191,8 @@ class ServiceNowClient(IntegrationClient):
             )
             return created.result
 
-        return await _check_then_create(
-            self, lookup, create, first_lookup="correlation_id" in params.model_fields_set
+        return await self.create_once(
+            lookup=lookup, create=create, lookup_first="correlation_id" in params.model_fields_set
         )
 
     @action(read_only=True)
@@ -225,33 +226,3 @@ class ServiceNowClient(IntegrationClient):
                 action="get_incident",
             )
         return found
-
-
-async def _check_then_create(
-    client: IntegrationClient,
-    lookup: Callable[[], Awaitable[T | None]],
-    create: Callable[[], Awaitable[T]],
-    *,
-    first_lookup: bool,
-) -> T:
-    """Run ``lookup`` then ``create`` per attempt, under the client's retry policy.
-
-    ``create`` must make one attempt only; a retryable failure (lost response, 5xx,
-    429) leads to another ``lookup`` before any re-attempt, so a committed create is
-    found instead of repeated. ``first_lookup=False`` skips the lookup before the first
-    attempt (a freshly generated key cannot have been used yet).
-    """
-    policy = client.retry
-    attempt = 0
-    while True:
-        attempt += 1
-        found = await lookup() if attempt > 1 or first_lookup else None
-        if found is not None:
-            return found
-        try:
-            return await create()
-        except IntegrationError as exc:
-            if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
-                raise
-            await asyncio.sleep(policy.wait_seconds(exc, attempt))
-

@@ -9,9 +9,9 @@ The token goes in ``Authorization: Bearer``. ``chat.postMessage`` is sent form-e
 spec documents only the form parameters, so form works against both.
 
 Slack reports most failures as HTTP 200 with ``{"ok": false, "error": "<code>"}``. The
-engine only sees HTTP codes, so this client checks ``ok`` while decoding each response
-(inside the engine's attempt, so retries, metrics and the breaker see the failure) and
-raises the typed error the code means: ``invalid_auth``/``not_authed`` ->
+engine only sees HTTP codes, so this client checks ``ok`` in the engine's
+``_check_response`` hook (inside the attempt, so retries, metrics and the breaker see the
+failure) and raises the typed error the code means: ``invalid_auth``/``not_authed`` ->
 :class:`AuthenticationError`, ``ratelimited`` -> :class:`RateLimitError`,
 ``channel_not_found``/``users_not_found`` -> :class:`NotFoundError`, anything else
 :class:`BadRequestError` (plus permission and server-side codes, see ``_ERROR_CODES``).
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action, parse_retry_after
+from integrations.base import IntegrationClient, action
 from integrations.errors import (
     APIStatusError,
     AuthenticationError,
@@ -240,40 +240,17 @@ class SlackClient(IntegrationClient):
 
     # -- Slack's HTTP-200 errors
 
-    def _decode(
-        self,
-        response: httpx.Response,
-        method: str,
-        path: str,
-        action: str,
-        model: Any,
-        expect: Literal["json", "text", "none"],
-    ) -> Any:
-        if expect == "json" and response.content:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None  # the engine reports the garbled body
-            if isinstance(body, dict) and body.get("ok") is False:
-                raise self._slack_error(response, body, f"{method} {path}", action)
-        return super()._decode(response, method, path, action, model, expect)
-
-    def _slack_error(
-        self, response: httpx.Response, body: dict[str, Any], where: str, action: str
-    ) -> APIStatusError:
+    def _check_response(
+        self, response: httpx.Response, body: Any, *, where: str, action: str
+    ) -> None:
+        """Raise the typed error of an ``{"ok": false, "error": "<code>"}`` body."""
+        if not (isinstance(body, dict) and body.get("ok") is False):
+            return
         code = str(body.get("error") or "unknown_error")
         cls, status = _ERROR_CODES.get(code, (BadRequestError, 400))
         message = f"Slack error {code!r} from {where} (HTTP {response.status_code})"
         if cls is AuthenticationError:
             message += " (check JUNCTION_SLACK_TOKEN)"
-        kwargs: dict[str, Any] = {
-            "status_code": status,
-            "service": self.name,
-            "action": action,
-            "body_excerpt": response.text[:500],
-        }
-        if cls in (RateLimitError, ServerError):
-            kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
         if cls is ServerError:
             self.breaker.record_failure()  # Slack is failing even though HTTP said 200
-        return cls(message, **kwargs)
+        raise self._make_status_error(cls, message, response, action=action, status_code=status)

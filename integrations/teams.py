@@ -107,9 +107,7 @@ class TeamsClient(IntegrationClient):
         Returns:
             The created message.
         """
-        path = (
-            f"/teams/{_segment(params.team_id)}/channels/{_segment(params.channel_id)}/messages"
-        )
+        path = f"/teams/{_segment(params.team_id)}/channels/{_segment(params.channel_id)}/messages"
         return await self.request(
             "POST",
             path,

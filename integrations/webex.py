@@ -27,37 +27,16 @@ checking before creating (and again after an ambiguous failure):
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import Expect, IntegrationClient, action
-from integrations.errors import ConflictError, IntegrationError
+from integrations.base import IntegrationClient, action
+from integrations.base import next_link as next_link  # re-exported: Link paging is the engine's
+from integrations.errors import ConflictError
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-
-_response_headers: ContextVar[httpx.Headers | None] = ContextVar(
-    "webex_response_headers", default=None
-)
-_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-zA-Z]+)"?')
-
-
-def next_link(headers: httpx.Headers | None) -> str | None:
-    """The ``rel="next"`` URL of a ``Link`` header, if any."""
-    if headers is None:
-        return None
-    for value in headers.get_list("link"):
-        for url, rel in _LINK.findall(value):
-            if rel == "next":
-                return str(url)
-    return None
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -231,49 +210,6 @@ class WebexClient(IntegrationClient):
         self._me: Person | None = None
         self._room_types: dict[str, str | None] = {}  # room id -> "direct"/"group"
 
-    def _decode(
-        self,
-        response: httpx.Response,
-        method: str,
-        path: str,
-        action: str,
-        model: Any,
-        expect: Expect,
-    ) -> Any:
-        # The engine returns bodies only; pagination needs this response's Link header.
-        _response_headers.set(response.headers)
-        return super()._decode(response, method, path, action, model, expect)
-
-    async def _create_once(
-        self,
-        find: Callable[[], Awaitable[T | None]],
-        create: Callable[[], Awaitable[T]],
-        *,
-        recheck: bool = True,
-    ) -> tuple[T, bool]:
-        """Find-or-create where a failed create is re-checked before it is retried.
-
-        ``create`` is sent as non-idempotent (the engine only retries what never reached
-        the server); after an ambiguous failure (5xx, timeout, reset, garbled body) the
-        object may exist, so ``find`` runs again before the next attempt.
-
-        Returns:
-            The object, and whether it was found rather than created.
-        """
-        attempts = self.retry.max_attempts if recheck else 1
-        for attempt in range(1, attempts + 1):
-            if recheck:
-                found = await find()
-                if found is not None:
-                    return found, True
-            try:
-                return await create(), False
-            except IntegrationError as exc:
-                if not exc.retryable or attempt == attempts:
-                    raise
-                await asyncio.sleep(self.retry.wait_seconds(exc, attempt))
-        raise AssertionError("unreachable")
-
     async def _me_cached(self, action: str) -> Person:
         if self._me is None:
             self._me = await self.request("GET", "/people/me", action=action, model=Person)
@@ -282,21 +218,14 @@ class WebexClient(IntegrationClient):
     async def _items(
         self, path: str, query: dict[str, Any], item: type[M], action: str, max_pages: int
     ) -> list[M]:
-        found: list[M] = []
-        url: str | None = path
-        pages = 0
-        while url and pages < max_pages:
-            page = await self.request(
-                "GET",
-                url,
-                action=action,
-                model=_Page[item],  # type: ignore[valid-type]
-                params=query if pages == 0 else None,
-            )
-            found.extend(page.items)
-            pages += 1
-            url = next_link(_response_headers.get())
-        return found
+        pages, _ = await self.link_pages(
+            path,
+            action=action,
+            model=_Page[item],  # type: ignore[valid-type]
+            params=query,
+            max_pages=max_pages,
+        )
+        return [entry for page in pages for entry in page.items]
 
     # -- actions
 
@@ -370,12 +299,13 @@ class WebexClient(IntegrationClient):
         Returns:
             The message; ``unchanged`` when an identical recent one was reused.
         """
-        message, _ = await self._create_once(
-            lambda: self._find_message(params),
-            lambda: self.post_message(params),
-            recheck=await self._can_read_back(params),
+        if not await self._can_read_back(params):
+            return await self.post_message(params)  # once: a lost answer is raised
+        return await self.create_once(
+            lookup=lambda: self._find_message(params),
+            create=lambda: self.post_message(params),
+            lookup_first=True,
         )
-        return message
 
     async def _find_room(self, params: CreateRoomParams) -> Room | None:
         me = await self._me_cached("create_room")
@@ -410,10 +340,11 @@ class WebexClient(IntegrationClient):
         Returns:
             The room; ``unchanged`` when an existing one was reused.
         """
-        room, _ = await self._create_once(
-            lambda: self._find_room(params), lambda: self.post_room(params)
+        return await self.create_once(
+            lookup=lambda: self._find_room(params),
+            create=lambda: self.post_room(params),
+            lookup_first=True,
         )
-        return room
 
     @action(read_only=False, idempotent=True)
     async def add_membership(self, params: AddMembershipParams) -> Membership:

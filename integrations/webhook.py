@@ -19,8 +19,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,14 +48,6 @@ def sign(secret: str, body: bytes) -> str:
 def verify(secret: str, body: bytes, signature: str | None) -> bool:
     """Check a received signature (for receivers and tests), in constant time."""
     return signature is not None and hmac.compare_digest(sign(secret, body), signature)
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """Status and text of one receiver answer (this request's, not ``last_status``)."""
-
-    status: int
-    text: str
 
 
 # --- inputs / outputs ---------------------------------------------------------------------
@@ -136,19 +127,20 @@ class WebhookClient(IntegrationClient):
         secret = self._secret
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, body)
-        reply: _Reply = await self.request(
+        reply = await self.request(
             "POST",
             params.path,
             action="send",
             content=body,
             headers=headers,
-            expect="text",
+            expect="text",  # receivers answer JSON or plain text: parsed leniently below
             idempotent=True,  # at-least-once delivery, deduped by Idempotency-Key
+            with_response=True,  # this answer's status (last_status is the client's latest)
         )
         try:
-            answer: Any = json.loads(reply.text) if reply.text else None
+            answer: Any = json.loads(reply.data) if reply.data else None
         except ValueError:
-            answer = reply.text
+            answer = reply.data
         return WebhookDelivery(
             status_code=reply.status,
             idempotency_key=params.idempotency_key,
@@ -156,30 +148,22 @@ class WebhookClient(IntegrationClient):
             response=answer,
         )
 
-    def _decode(
-        self,
-        response: httpx.Response,
-        method: str,
-        path: str,
-        action: str,
-        model: Any,
-        expect: Literal["json", "text", "none"],
-    ) -> Any:
-        # The engine raises for >= 400; a 3xx (redirects are not followed) is no delivery
-        # either. Raised here, inside the attempt, so metrics and retries see it.
+    def _check_response(
+        self, response: httpx.Response, body: Any, *, where: str, action: str
+    ) -> None:
+        """Refuse a 3xx: redirects are not followed, so nothing was delivered.
+
+        (The engine raises for >= 400 itself.) Raised inside the attempt, so metrics and
+        retries see it.
+        """
         status = response.status_code
         if not 200 <= status < 300:
-            cls = status_error_class(status)
-            raise cls(
-                f"HTTP {status} from {method} {path}: a webhook receiver must answer 2xx",
-                status_code=status,
-                service=self.name,
+            raise self._make_status_error(
+                status_error_class(status),
+                f"HTTP {status} from {where}: a webhook receiver must answer 2xx",
+                response,
                 action=action,
-                body_excerpt=response.text[:500],
             )
-        if expect == "text":
-            return _Reply(status, response.text)
-        return super()._decode(response, method, path, action, model, expect)
 
     async def _health_request(self, max_attempts: int) -> None:
         """``GET /health``: any 2xx is healthy, whatever the body (often plain text)."""

@@ -233,9 +233,7 @@ class IntegrationSettings(BaseSettings):
         None, description="Bearer token or API key (bearer / api_key schemes)."
     )
     username: str | None = Field(None, description="User name or email (basic scheme).")
-    password: SecretStr | None = Field(
-        None, description="Password or API token (basic scheme)."
-    )
+    password: SecretStr | None = Field(None, description="Password or API token (basic scheme).")
     client_id: str | None = Field(None, description="OAuth2 client id (oauth2 scheme).")
     client_secret: SecretStr | None = Field(
         None, description="OAuth2 client secret (oauth2 scheme)."
@@ -251,6 +249,13 @@ class IntegrationSettings(BaseSettings):
     )
     timeout_seconds: float | None = Field(
         None, gt=0, description="Read timeout for this integration (default: global)."
+    )
+    events_url: str | None = Field(
+        None,
+        description="PagerDuty only: Events API v2 URL (default: derived from the base URL).",
+    )
+    routing_key: SecretStr | None = Field(
+        None, description="PagerDuty only: Events API v2 routing key (integration key)."
     )
 
 

@@ -6,21 +6,31 @@ real socket.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import BaseModel, SecretStr
 
 from integrations.auth import Credentials, OAuth2ClientCredentials
-from integrations.base import IntegrationClient, RetryPolicy, parse_retry_after
+from integrations.base import (
+    APIResponse,
+    IntegrationClient,
+    RetryPolicy,
+    next_link,
+    parse_retry_after,
+)
 from integrations.breaker import BreakerState, CircuitBreaker
 from integrations.catalog import load_catalog
 from integrations.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
+    BadRequestError,
     CircuitOpenError,
     InvalidBaseURLError,
     MalformedResponseError,
@@ -32,9 +42,10 @@ from integrations.errors import (
     UnknownIntegrationError,
 )
 from integrations.metrics import collecting
+from integrations.pagerduty import PagerDutyClient, SendEventParams
 from integrations.redaction import install_log_redaction, redact, register_secret
 from integrations.registry import get_action, get_client
-from junction.settings import Settings
+from junction.settings import IntegrationSettings, Settings
 
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
 
@@ -47,10 +58,11 @@ def make(
     *,
     retry: RetryPolicy = FAST,
     breaker: CircuitBreaker | None = None,
+    cls: type[IntegrationClient] = IntegrationClient,
     **kwargs: object,
 ) -> IntegrationClient:
     spec = load_catalog().get(name)
-    return IntegrationClient(
+    return cls(
         spec,
         settings=Settings(sandbox_url="http://sandbox.test"),
         transport=httpx.MockTransport(handler),
@@ -74,7 +86,9 @@ class Counter:
 
 
 async def test_get_retries_5xx_then_succeeds_and_reports_attempts() -> None:
-    handler = Counter([httpx.Response(503, json={"message": "busy"}), httpx.Response(200, json={"ok": 1})])
+    handler = Counter(
+        [httpx.Response(503, json={"message": "busy"}), httpx.Response(200, json={"ok": 1})]
+    )
     client = make("github", handler)
     with collecting() as metrics:
         body = await client.request("GET", "/user", action="get_user")
@@ -128,19 +142,36 @@ async def test_post_not_retried_after_reset_mid_response() -> None:
     assert err.value.request_sent and len(handler.calls) == 1
 
 
-async def test_retry_after_is_honoured_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    slept: list[float] = []
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays this test's thread sleeps, skipped; other threads (servers) really sleep."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+    ours = threading.get_ident()
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
+    async def fake_sleep(seconds: float, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != ours:
+            return await real_sleep(seconds, *args, **kwargs)
+        delays.append(seconds)
+        return None
 
     monkeypatch.setattr("asyncio.sleep", fake_sleep)
-    handler = Counter([httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json={})])
-    policy = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0, retry_after_max=5)
+    return delays
+
+
+async def test_retry_after_is_honoured_and_capped(slept: list[float]) -> None:
+    handler = Counter(
+        [httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json={})]
+    )
+    policy = RetryPolicy(
+        max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0, retry_after_max=5
+    )
     await make("github", handler, retry=policy).request("GET", "/user", action="me")
     assert slept == [2.0]
 
-    too_long = Counter([httpx.Response(429, headers={"Retry-After": "120"}, json={"message": "later"})])
+    too_long = Counter(
+        [httpx.Response(429, headers={"Retry-After": "120"}, json={"message": "later"})]
+    )
     with pytest.raises(RateLimitError) as err:
         await make("github", too_long, retry=policy).request("GET", "/user", action="me")
     assert err.value.retry_after == 120 and len(too_long.calls) == 1
@@ -164,7 +195,9 @@ def test_parse_retry_after_http_date() -> None:
 async def test_breaker_opens_fails_fast_then_half_open_trial_closes() -> None:
     now = [0.0]
     breaker = CircuitBreaker("github", failure_threshold=2, reset_timeout=10, clock=lambda: now[0])
-    handler = Counter([httpx.Response(500, json={}), httpx.Response(500, json={}), httpx.Response(200, json={})])
+    handler = Counter(
+        [httpx.Response(500, json={}), httpx.Response(500, json={}), httpx.Response(200, json={})]
+    )
     client = make("github", handler, breaker=breaker, retry=RetryPolicy(max_attempts=1))
     for _ in range(2):
         with pytest.raises(ServerError):
@@ -198,7 +231,9 @@ def test_breaker_half_open_allows_one_trial_and_reopens_on_failure() -> None:
 
 async def test_4xx_does_not_trip_breaker() -> None:
     breaker = CircuitBreaker("github", failure_threshold=1)
-    client = make("github", Counter([httpx.Response(404, json={"message": "Not Found"})]), breaker=breaker)
+    client = make(
+        "github", Counter([httpx.Response(404, json={"message": "Not Found"})]), breaker=breaker
+    )
     with pytest.raises(NotFoundError, match="Not Found"):
         await client.request("GET", "/repos/x/y", action="get_repo")
     assert breaker.state is BreakerState.CLOSED
@@ -210,7 +245,10 @@ async def test_401_is_typed_names_env_var_and_never_leaks_the_token() -> None:
         [httpx.Response(401, json={"message": f"Bad credentials for token {secret}"})]
     )
     client = make(
-        "github", handler, base_url="https://api.github.com", credentials=Credentials(token=SecretStr(secret))
+        "github",
+        handler,
+        base_url="https://api.github.com",
+        credentials=Credentials(token=SecretStr(secret)),
     )
     with pytest.raises(AuthenticationError) as err:
         await client.request("GET", "/user", action="me")
@@ -221,10 +259,18 @@ async def test_401_is_typed_names_env_var_and_never_leaks_the_token() -> None:
 
 
 async def test_html_and_invalid_json_are_malformed_responses() -> None:
-    html = Counter([httpx.Response(200, text="<html><body>Login</body></html>", headers={"content-type": "text/html"})])
+    html = Counter(
+        [
+            httpx.Response(
+                200, text="<html><body>Login</body></html>", headers={"content-type": "text/html"}
+            )
+        ]
+    )
     with pytest.raises(MalformedResponseError, match="got HTML"):
         await make("github", html).request("GET", "/user", action="me", max_attempts=1)
-    broken = Counter([httpx.Response(200, content=b'{"id": 1', headers={"content-type": "application/json"})])
+    broken = Counter(
+        [httpx.Response(200, content=b'{"id": 1', headers={"content-type": "application/json"})]
+    )
     with pytest.raises(MalformedResponseError, match="invalid JSON"):
         await make("github", broken).request("GET", "/user", action="me", max_attempts=1)
 
@@ -278,11 +324,15 @@ def test_missing_credentials_name_the_env_var_and_block(monkeypatch: pytest.Monk
     assert "JUNCTION_OKTA_TOKEN" in str(err.value)
     assert "JUNCTION_OKTA_SECRET_BLOCK" in str(err.value)
     monkeypatch.setenv("JUNCTION_JIRA_BASE_URL", "https://acme.atlassian.net")
-    with pytest.raises(MissingCredentialsError, match="JUNCTION_JIRA_USERNAME and JUNCTION_JIRA_PASSWORD"):
+    with pytest.raises(
+        MissingCredentialsError, match="JUNCTION_JIRA_USERNAME and JUNCTION_JIRA_PASSWORD"
+    ):
         get_client("jira", settings=Settings())
 
 
-def test_env_credentials_are_used_and_registered_for_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_credentials_are_used_and_registered_for_redaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("JUNCTION_OKTA_BASE_URL", "https://acme.okta.com")
     monkeypatch.setenv("JUNCTION_OKTA_TOKEN", "00abcdefSECRETokta")
     client = get_client("okta", settings=Settings())
@@ -321,7 +371,11 @@ async def test_oauth2_token_cached_refreshed_before_expiry_and_on_401() -> None:
             return httpx.Response(200, json={"access_token": next(tokens), "expires_in": 3600})
         seen.append(request.headers["Authorization"])
         if request.url.path == "/teams/v1.0/expired":
-            return httpx.Response(401, json={}) if seen[-1] == "Bearer tok-1" else httpx.Response(200, json={})
+            return (
+                httpx.Response(401, json={})
+                if seen[-1] == "Bearer tok-1"
+                else httpx.Response(200, json={})
+            )
         return httpx.Response(200, json={"value": []})
 
     client = make("teams", handler)
@@ -360,3 +414,251 @@ def test_redaction_patterns_and_log_records(caplog: pytest.LogCaptureFixture) ->
     assert "x=1" in text
     assert redact("key sk-proj-abcdefghijkl") == "key sk-***"
     assert redact("https://user:pw123@host/x") == "https://user:***@host/x"
+
+
+# --- with_response, Link pagination -------------------------------------------------------
+
+
+async def test_with_response_returns_this_calls_headers_and_status_concurrently() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        # The slower call finishes last: a shared "last response" would mix them up.
+        await asyncio.sleep(0.05 if request.url.path.endswith("/slow") else 0)
+        tag = request.url.path.rsplit("/", 1)[-1]
+        return httpx.Response(201, json={"id": 1, "login": tag}, headers={"X-Tag": tag})
+
+    client = make("github", handler)  # type: ignore[arg-type]
+    slow, fast = await asyncio.gather(
+        client.request("GET", "/users/slow", action="get", model=User, with_response=True),
+        client.request("GET", "/users/fast", action="get", model=User, with_response=True),
+    )
+    assert isinstance(slow, APIResponse) and slow.data == User(id=1, login="slow")
+    assert (slow.status, slow.headers["X-Tag"], fast.headers["X-Tag"]) == (201, "slow", "fast")
+    text = await client.request("GET", "/x", action="get", expect="text", with_response=True)
+    assert text.data == '{"id":1,"login":"x"}' and text.status == 201
+
+
+async def test_with_response_still_validates_the_model() -> None:
+    client = make("github", Counter([httpx.Response(200, json={"id": "abc"})]))
+    with pytest.raises(MalformedResponseError, match="login"):
+        await client.request("GET", "/user", action="me", model=User, with_response=True)
+
+
+def test_next_link_reads_one_or_many_relations_per_header() -> None:
+    per_rel = httpx.Headers(
+        [
+            ("link", '<https://x/a?after=1>; rel="self"'),
+            ("link", '<https://x/a?after=2>; rel="next"'),
+        ]
+    )
+    combined = httpx.Headers({"link": '<https://x/p1>; rel="prev", <https://x/p3>; rel=next'})
+    assert next_link(per_rel) == "https://x/a?after=2"
+    assert next_link(combined) == "https://x/p3"
+    assert next_link(httpx.Headers({"link": '<https://x/a>; rel="self"'})) is None
+    assert next_link(None) is None
+
+
+async def test_link_pages_follows_next_sends_params_once_and_reports_truncation() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        page = int(request.url.params.get("page", "1"))
+        link = {"link": f'<http://sandbox.test/github/items?page={page + 1}>; rel="next"'}
+        return httpx.Response(
+            200, json=[{"id": page, "login": "u"}], headers=link if page < 3 else {}
+        )
+
+    client = make("github", handler)
+    pages, truncated = await client.link_pages(
+        "/items", action="list", model=list[User], params={"per_page": 1}, max_pages=5
+    )
+    assert [p[0].id for p in pages] == [1, 2, 3] and not truncated
+    assert seen == [
+        "http://sandbox.test/github/items?per_page=1",
+        "http://sandbox.test/github/items?page=2",
+        "http://sandbox.test/github/items?page=3",
+    ]
+    first_two, cut = await client.link_pages("/items", action="list", model=list[User], max_pages=2)
+    assert len(first_two) == 2 and cut
+
+
+# --- the _check_response hook, status errors ----------------------------------------------
+
+
+class OkFalseClient(IntegrationClient):
+    """Refuses Slack-style ``{"ok": false}`` answers as server errors."""
+
+    def _check_response(
+        self, response: httpx.Response, body: Any, *, where: str, action: str
+    ) -> None:
+        if isinstance(body, dict) and body.get("ok") is False:
+            raise self._make_status_error(
+                ServerError,
+                f"failed inside a 200 from {where}",
+                response,
+                action=action,
+                status_code=503,
+            )
+
+
+async def test_check_response_hook_fails_the_attempt_inside_retries_and_metrics() -> None:
+    handler = Counter(
+        [
+            httpx.Response(200, json={"ok": False}, headers={"Retry-After": "0"}),
+            httpx.Response(200, json={"ok": True, "id": 1, "login": "a"}),
+        ]
+    )
+    client = make("github", handler, cls=OkFalseClient)
+    with collecting() as metrics:
+        user = await client.request("GET", "/user", action="me", model=User)
+    assert user.login == "a" and len(handler.calls) == 2
+    assert (metrics[0].ok, metrics[0].attempts) == (True, 2)
+
+    post = Counter([httpx.Response(200, json={"ok": False}, headers={"Retry-After": "7"})])
+    with collecting() as metrics, pytest.raises(ServerError) as err:
+        await make("github", post, cls=OkFalseClient).request("POST", "/x", action="create")
+    assert len(post.calls) == 1  # a POST is not retried on a server error
+    assert (err.value.status_code, err.value.retry_after) == (503, 7.0)
+    assert "failed inside a 200 from POST /github/x" in str(err.value)
+    assert (metrics[0].ok, metrics[0].error_class) == (False, "ServerError")
+
+
+async def test_bare_json_string_error_body_is_the_message() -> None:
+    handler = Counter([httpx.Response(400, json="labels in body is required")])
+    with pytest.raises(BadRequestError, match=r"HTTP 400 from .*: labels in body is required"):
+        await make("alertmanager", handler).request("POST", "/alerts", action="post", json=[])
+
+
+def test_retry_later_errors_carry_retry_after() -> None:
+    limited = RateLimitError("slow down", retry_after=3.0)
+    failed = ServerError("down", status_code=503, service="x", retry_after=1.5)
+    assert (limited.status_code, limited.retry_after, limited.retryable) == (429, 3.0, True)
+    assert (failed.status_code, failed.retry_after, failed.message) == (503, 1.5, "x: down")
+
+
+# --- create_once --------------------------------------------------------------------------
+
+
+class Vendor:
+    """A vendor without idempotency keys: ``POST /items`` creates, ``GET /items`` lists.
+
+    ``script`` says what each POST does: ``ok``; ``lost`` (commits, then answers 504);
+    ``fail`` (503, nothing committed); ``bad`` (400). ``lookups_fail`` makes GET answer 503.
+    """
+
+    def __init__(self, *script: str, lookups_fail: bool = False) -> None:
+        self.script = list(script)
+        self.lookups_fail = lookups_fail
+        self.items: list[dict[str, Any]] = []
+        self.posts = 0
+        self.gets = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            self.gets += 1
+            if self.lookups_fail:
+                return httpx.Response(503, json={"message": "search down"})
+            return httpx.Response(200, json=self.items)
+        outcome = self.script[min(self.posts, len(self.script) - 1)]
+        self.posts += 1
+        if outcome == "bad":
+            return httpx.Response(400, json={"message": "invalid"})
+        if outcome == "fail":
+            return httpx.Response(503, json={"message": "busy"})
+        item = {"id": len(self.items) + 1, "login": "made"}
+        self.items.append(item)
+        return httpx.Response(504 if outcome == "lost" else 201, json=item)
+
+
+async def create_item(client: IntegrationClient, *, lookup_first: bool = False) -> User:
+    async def lookup() -> User | None:
+        found = await client.request("GET", "/items", action="create.lookup", model=list[User])
+        return found[0].model_copy(update={"login": "found"}) if found else None
+
+    async def create() -> User:
+        return await client.request(
+            "POST", "/items", action="create", model=User, json={}, idempotent=False
+        )
+
+    return await client.create_once(lookup=lookup, create=create, lookup_first=lookup_first)
+
+
+async def test_create_once_finds_what_a_lost_attempt_committed() -> None:
+    vendor = Vendor("lost")
+    item = await create_item(make("github", vendor))
+    assert item == User(id=1, login="found")
+    assert (vendor.posts, vendor.gets, len(vendor.items)) == (1, 1, 1)
+
+
+async def test_create_once_retries_when_the_lookup_proves_nothing_was_created() -> None:
+    vendor = Vendor("fail", "ok")
+    item = await create_item(make("github", vendor))
+    assert item == User(id=1, login="made")
+    assert (vendor.posts, vendor.gets, len(vendor.items)) == (2, 1, 1)
+
+
+async def test_create_once_looks_up_first_only_when_asked() -> None:
+    vendor = Vendor("ok")
+    vendor.items.append({"id": 7, "login": "earlier run"})
+    assert (await create_item(make("github", vendor), lookup_first=True)).id == 7
+    assert (vendor.posts, vendor.gets) == (0, 1)
+    fresh = Vendor("ok")
+    assert (await create_item(make("github", fresh))).login == "made"
+    assert (fresh.posts, fresh.gets) == (1, 0)
+
+
+async def test_create_once_stops_rather_than_create_blind_when_the_lookup_fails() -> None:
+    vendor = Vendor("fail", "ok", lookups_fail=True)
+    with pytest.raises(ServerError, match="search down") as err:
+        await create_item(make("github", vendor))
+    assert vendor.posts == 1 and vendor.items == []
+    assert isinstance(err.value.__cause__, ServerError)  # the create's ambiguous failure
+    assert "busy" in str(err.value.__cause__)
+
+
+async def test_create_once_raises_non_retryable_errors_at_once() -> None:
+    vendor = Vendor("bad")
+    with pytest.raises(BadRequestError):
+        await create_item(make("github", vendor))
+    assert (vendor.posts, vendor.gets) == (1, 0)
+
+
+async def test_create_once_is_bounded_and_waits_by_the_policy(slept: list[float]) -> None:
+    vendor = Vendor("fail")
+    policy = RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=1.5, jitter=0.0)
+    with pytest.raises(ServerError):
+        await create_item(make("github", vendor, retry=policy))
+    assert (vendor.posts, vendor.gets) == (3, 2)
+    assert slept == [1.0, 1.5]  # backoff_base * 2**(n-1), capped at backoff_max
+
+
+# --- per-integration settings -------------------------------------------------------------
+
+
+async def test_pagerduty_events_url_and_routing_key_come_from_the_integration_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "R0UT1NGfromENV00000000000000001"
+    monkeypatch.setenv("JUNCTION_PAGERDUTY_EVENTS_URL", "http://relay.test/v2/enqueue")
+    monkeypatch.setenv("JUNCTION_PAGERDUTY_ROUTING_KEY", key)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json={"status": "success", "dedup_key": "d1"})
+
+    settings = Settings(sandbox_url="http://sandbox.test")
+    client = get_client("pagerduty", settings=settings, transport=httpx.MockTransport(handler))
+    assert isinstance(client, PagerDutyClient)
+    await client.send_event(SendEventParams(summary="s", source="x", severity="info"))
+    (request,) = seen
+    assert str(request.url) == "http://relay.test/v2/enqueue"
+    assert key.encode() in request.content and key not in redact(f"key {key}")
+    # An explicit config is the whole truth: the environment is not read behind it.
+    explicit = get_client(
+        "pagerduty",
+        settings=settings,
+        config=IntegrationSettings(events_url="http://other.test/enqueue"),
+    )
+    assert isinstance(explicit, PagerDutyClient)
+    assert explicit.events_url == "http://other.test/enqueue" and explicit._routing_key is None

@@ -199,8 +199,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _ROW_GROUP_ROWS = 256_000
-_DUCK_TYPES = {"string": "VARCHAR", "ts": "TIMESTAMPTZ", "int32": "INTEGER",
-               "float64": "DOUBLE", "bool": "BOOLEAN"}
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "ts": "TIMESTAMPTZ",
+    "int32": "INTEGER",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+}
 
 
 @dataclass(frozen=True)
@@ -249,8 +254,7 @@ def _as_mapping(row: object) -> Mapping[str, Any]:
     if dataclasses.is_dataclass(row) and not isinstance(row, type):
         return dataclasses.asdict(row)
     raise ValueError(
-        f"row must be a Mapping, a pydantic model or a dataclass instance, "
-        f"got {type(row).__name__}"
+        f"row must be a Mapping, a pydantic model or a dataclass instance, got {type(row).__name__}"
     )
 
 
@@ -258,9 +262,7 @@ def _bad(table: str, col: str, expected: str, value: object) -> ValueError:
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return ValueError(
-        f"{table}.{col}: expected {expected}, got {type(value).__name__} {shown}"
-    )
+    return ValueError(f"{table}.{col}: expected {expected}, got {type(value).__name__} {shown}")
 
 
 def _to_micros(value: datetime) -> int:
@@ -705,8 +707,10 @@ class MetricsStore:
             RuntimeError: The store is closed.
         """
         _check_table(table)
-        if isinstance(rows, Mapping | str | bytes) or hasattr(rows, "model_dump") or (
-            dataclasses.is_dataclass(rows)
+        if (
+            isinstance(rows, Mapping | str | bytes)
+            or hasattr(rows, "model_dump")
+            or (dataclasses.is_dataclass(rows))
         ):
             raise TypeError("append() takes an iterable of rows; wrap a single row in a list")
         normalized = [_normalize(table, _as_mapping(row)) for row in rows]
@@ -1077,7 +1081,8 @@ class MetricsStore:
         files = sorted(p for p in part_dir.iterdir() if p.name.endswith(".parquet"))
         pending = self._pending_spool_uids(table)
         inputs = [
-            p for p in files
+            p
+            for p in files
             if _spool_uid(p.name) not in pending and p.stat().st_size < COMPACT_MAX_INPUT_BYTES
         ]
         if len(inputs) < min_files:

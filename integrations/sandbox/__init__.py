@@ -13,8 +13,7 @@ if TYPE_CHECKING:
     from integrations.sandbox.app import SandboxServer, build_app, serve
     from integrations.sandbox.faults import FaultProfile, ProfileError, ServiceFaults
 
-__all__ = ["FaultProfile", "ProfileError", "SandboxServer", "ServiceFaults", "build_app",
-           "serve"]
+__all__ = ["FaultProfile", "ProfileError", "SandboxServer", "ServiceFaults", "build_app", "serve"]
 
 _WHERE = {
     "SandboxServer": "integrations.sandbox.app",

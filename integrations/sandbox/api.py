@@ -99,9 +99,7 @@ class SandboxRequest:
 class VendorError(Exception):
     """Raise from a handler to answer with a vendor-shaped error body."""
 
-    def __init__(
-        self, status: int, body: Any, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
@@ -173,24 +171,46 @@ _DEFAULT_MESSAGES: dict[str, dict[int, str]] = {
         404: "Not found: Resource not found",
         429: "API call exceeded rate limit due to too many requests.",
     },
-    "github": {401: "Bad credentials", 403: "Resource not accessible by integration",
-               429: "API rate limit exceeded"},
-    "gitlab": {400: "400 Bad request", 401: "401 Unauthorized", 403: "403 Forbidden",
-               404: "404 Not Found", 409: "409 Conflict", 429: "Retry later"},
+    "github": {
+        401: "Bad credentials",
+        403: "Resource not accessible by integration",
+        429: "API rate limit exceeded",
+    },
+    "gitlab": {
+        400: "400 Bad request",
+        401: "401 Unauthorized",
+        403: "403 Forbidden",
+        404: "404 Not Found",
+        409: "409 Conflict",
+        429: "Retry later",
+    },
     "openai": {
         401: "Incorrect API key provided",
         429: "Rate limit reached for requests",
         500: "The server had an error while processing your request. Sorry about that!",
         503: "The engine is currently overloaded, please try again later",
     },
-    "slack": {400: "invalid_arguments", 401: "invalid_auth", 403: "missing_scope",
-              404: "unknown_method", 429: "ratelimited", 500: "fatal_error",
-              503: "service_unavailable"},
-    "jira": {401: "You are not authenticated. Authentication required to perform this "
-                  "operation.",
-             403: "You do not have permission to perform this operation."},
-    "pagerduty": {400: "Invalid Input Provided", 401: "Unauthorized", 403: "Access Denied",
-                  404: "Not Found", 429: "Rate Limit Exceeded", 500: "Internal Error"},
+    "slack": {
+        400: "invalid_arguments",
+        401: "invalid_auth",
+        403: "missing_scope",
+        404: "unknown_method",
+        429: "ratelimited",
+        500: "fatal_error",
+        503: "service_unavailable",
+    },
+    "jira": {
+        401: "You are not authenticated. Authentication required to perform this operation.",
+        403: "You do not have permission to perform this operation.",
+    },
+    "pagerduty": {
+        400: "Invalid Input Provided",
+        401: "Unauthorized",
+        403: "Access Denied",
+        404: "Not Found",
+        429: "Rate Limit Exceeded",
+        500: "Internal Error",
+    },
     "teams": {401: "Access token is empty or invalid."},
     "msgraph": {401: "Access token is empty or invalid."},
     "zendesk": {401: "Couldn't authenticate you"},
@@ -203,14 +223,27 @@ _DEFAULT_MESSAGES: dict[str, dict[int, str]] = {
     "stripe": {401: "Invalid API Key provided"},
 }
 
-_OKTA_CODES = {400: "E0000001", 401: "E0000011", 403: "E0000006", 404: "E0000007",
-               405: "E0000022", 409: "E0000001", 429: "E0000047"}
+_OKTA_CODES = {
+    400: "E0000001",
+    401: "E0000011",
+    403: "E0000006",
+    404: "E0000007",
+    405: "E0000022",
+    409: "E0000001",
+    429: "E0000047",
+}
 _PAGERDUTY_CODES = {400: 2001, 401: 2006, 403: 2010, 404: 2100, 429: 2020}
 _SLACK_CODE = re.compile(r"[a-z][a-z0-9_]*")
-_GRAPH_CODES = {400: "BadRequest", 401: "InvalidAuthenticationToken",
-                403: "Authorization_RequestDenied", 404: "Request_ResourceNotFound",
-                409: "Conflict", 429: "TooManyRequests", 503: "serviceNotAvailable",
-                504: "gatewayTimeout"}
+_GRAPH_CODES = {
+    400: "BadRequest",
+    401: "InvalidAuthenticationToken",
+    403: "Authorization_RequestDenied",
+    404: "Request_ResourceNotFound",
+    409: "Conflict",
+    429: "TooManyRequests",
+    503: "serviceNotAvailable",
+    504: "gatewayTimeout",
+}
 
 
 def _openai(status: int, msg: str) -> Any:
@@ -226,34 +259,53 @@ def _openai(status: int, msg: str) -> Any:
 
 
 def _slack(status: int, msg: str) -> Any:
-    code = msg if _SLACK_CODE.fullmatch(msg) else _DEFAULT_MESSAGES["slack"].get(
-        status, "internal_error" if status >= 500 else "invalid_request")
+    code = (
+        msg
+        if _SLACK_CODE.fullmatch(msg)
+        else _DEFAULT_MESSAGES["slack"].get(
+            status, "internal_error" if status >= 500 else "invalid_request"
+        )
+    )
     return {"ok": False, "error": code}
 
 
 def _graph(status: int, msg: str) -> Any:
     code = _GRAPH_CODES.get(status, "generalException")
-    return {"error": {"code": code, "message": msg,
-                      "innerError": {"request-id": "00000000-0000-0000-0000-000000000000"}}}
+    return {
+        "error": {
+            "code": code,
+            "message": msg,
+            "innerError": {"request-id": "00000000-0000-0000-0000-000000000000"},
+        }
+    }
 
 
 _ErrorShape = Callable[[int, str], Any]
 
 _SHAPES: dict[str, _ErrorShape] = {
-    "okta": lambda s, m: {"errorCode": _OKTA_CODES.get(s, "E0000009"), "errorSummary": m,
-                          "errorLink": _OKTA_CODES.get(s, "E0000009"),
-                          "errorId": "oaeSandbox000000000000", "errorCauses": []},
-    "github": lambda s, m: {"message": m, "documentation_url": "https://docs.github.com/rest",
-                            "status": str(s)},
+    "okta": lambda s, m: {
+        "errorCode": _OKTA_CODES.get(s, "E0000009"),
+        "errorSummary": m,
+        "errorLink": _OKTA_CODES.get(s, "E0000009"),
+        "errorId": "oaeSandbox000000000000",
+        "errorCauses": [],
+    },
+    "github": lambda s, m: {
+        "message": m,
+        "documentation_url": "https://docs.github.com/rest",
+        "status": str(s),
+    },
     "gitlab": lambda s, m: {"message": m},
     "openai": _openai,
     "slack": _slack,
     "jira": lambda s, m: {"errorMessages": [m], "errors": {}},
     "confluence": lambda s, m: {"statusCode": s, "message": m},
-    "pagerduty": lambda s, m: {"error": {"message": m,
-                                         "code": _PAGERDUTY_CODES.get(s, 2000)}},
-    "webex": lambda s, m: {"message": m, "errors": [{"description": m}],
-                           "trackingId": "SANDBOX_00000000"},
+    "pagerduty": lambda s, m: {"error": {"message": m, "code": _PAGERDUTY_CODES.get(s, 2000)}},
+    "webex": lambda s, m: {
+        "message": m,
+        "errors": [{"description": m}],
+        "trackingId": "SANDBOX_00000000",
+    },
     "teams": _graph,
     "msgraph": _graph,
     "workday": lambda s, m: {"error": m, "errors": [{"error": m}]},
@@ -261,49 +313,96 @@ _SHAPES: dict[str, _ErrorShape] = {
     "alertmanager": lambda s, m: {"code": s, "message": m},
     "webhook": lambda s, m: {"error": m},
     "statuspage": lambda s, m: {"error": m},
-    "zendesk": lambda s, m: {"error": m} if s == 401 else {"error": _reason(s),
-                                                           "description": m},
-    "salesforce": lambda s, m: [{"message": m, "errorCode": "INVALID_SESSION_ID" if s == 401
-                                 else "REQUEST_LIMIT_EXCEEDED" if s in (403, 429)
-                                 else "UNKNOWN_EXCEPTION"}],
-    "twilio": lambda s, m: {"code": 20003 if s == 401 else 20500 if s >= 500 else 20404,
-                            "message": m, "more_info": "https://www.twilio.com/docs/errors",
-                            "status": s},
-    "stripe": lambda s, m: {"error": {"message": m, "type": "api_error" if s >= 500
-                                      else "invalid_request_error"}},
+    "zendesk": lambda s, m: {"error": m} if s == 401 else {"error": _reason(s), "description": m},
+    "salesforce": lambda s, m: [
+        {
+            "message": m,
+            "errorCode": "INVALID_SESSION_ID"
+            if s == 401
+            else "REQUEST_LIMIT_EXCEEDED"
+            if s in (403, 429)
+            else "UNKNOWN_EXCEPTION",
+        }
+    ],
+    "twilio": lambda s, m: {
+        "code": 20003 if s == 401 else 20500 if s >= 500 else 20404,
+        "message": m,
+        "more_info": "https://www.twilio.com/docs/errors",
+        "status": s,
+    },
+    "stripe": lambda s, m: {
+        "error": {"message": m, "type": "api_error" if s >= 500 else "invalid_request_error"}
+    },
     "datadog": lambda s, m: {"errors": [m]},
     "opsgenie": lambda s, m: {"message": m, "took": 0.001, "requestId": "sandbox"},
     "sendgrid": lambda s, m: {"errors": [{"field": None, "message": m}]},
-    "hubspot": lambda s, m: {"status": "error", "message": m, "correlationId": "sandbox",
-                             "category": "INVALID_AUTHENTICATION" if s == 401 else
-                             "RATE_LIMITS" if s == 429 else "UNKNOWN"},
+    "hubspot": lambda s, m: {
+        "status": "error",
+        "message": m,
+        "correlationId": "sandbox",
+        "category": "INVALID_AUTHENTICATION"
+        if s == 401
+        else "RATE_LIMITS"
+        if s == 429
+        else "UNKNOWN",
+    },
     "bitbucket": lambda s, m: {"type": "error", "error": {"message": m}},
     "asana": lambda s, m: {"errors": [{"message": m}]},
     "sentry": lambda s, m: {"detail": m},
-    "azure_devops": lambda s, m: {"$id": "1", "innerException": None, "message": m,
-                                  "typeName": "Microsoft.VisualStudio.Services.WebApi."
-                                              "VssServiceException",
-                                  "typeKey": "VssServiceException", "errorCode": 0,
-                                  "eventId": 3000},
+    "azure_devops": lambda s, m: {
+        "$id": "1",
+        "innerException": None,
+        "message": m,
+        "typeName": "Microsoft.VisualStudio.Services.WebApi.VssServiceException",
+        "typeKey": "VssServiceException",
+        "errorCode": 0,
+        "eventId": 3000,
+    },
     "zoom": lambda s, m: {"code": 124 if s == 401 else s, "message": m},
     "discord": lambda s, m: {"message": m, "code": 0},
-    "notion": lambda s, m: {"object": "error", "status": s,
-                            "code": "unauthorized" if s == 401 else "rate_limited"
-                            if s == 429 else "internal_server_error" if s >= 500
-                            else "object_not_found" if s == 404 else "validation_error",
-                            "message": m},
-    "airtable": lambda s, m: {"error": {"type": "AUTHENTICATION_REQUIRED" if s == 401 else
-                                        _reason(s).upper().replace(" ", "_"), "message": m}},
-    "freshdesk": lambda s, m: {"code": "invalid_credentials" if s == 401 else "error",
-                               "message": m},
-    "auth0": lambda s, m: {"statusCode": s, "error": _reason(s), "message": m,
-                           "errorCode": "invalid_token" if s == 401 else "error"},
-    "box": lambda s, m: {"type": "error", "status": s, "code": _reason(s).lower()
-                         .replace(" ", "_"), "message": m, "request_id": "sandbox"},
+    "notion": lambda s, m: {
+        "object": "error",
+        "status": s,
+        "code": "unauthorized"
+        if s == 401
+        else "rate_limited"
+        if s == 429
+        else "internal_server_error"
+        if s >= 500
+        else "object_not_found"
+        if s == 404
+        else "validation_error",
+        "message": m,
+    },
+    "airtable": lambda s, m: {
+        "error": {
+            "type": "AUTHENTICATION_REQUIRED" if s == 401 else _reason(s).upper().replace(" ", "_"),
+            "message": m,
+        }
+    },
+    "freshdesk": lambda s, m: {
+        "code": "invalid_credentials" if s == 401 else "error",
+        "message": m,
+    },
+    "auth0": lambda s, m: {
+        "statusCode": s,
+        "error": _reason(s),
+        "message": m,
+        "errorCode": "invalid_token" if s == 401 else "error",
+    },
+    "box": lambda s, m: {
+        "type": "error",
+        "status": s,
+        "code": _reason(s).lower().replace(" ", "_"),
+        "message": m,
+        "request_id": "sandbox",
+    },
     "clickup": lambda s, m: {"err": m, "ECODE": "OAUTH_025" if s == 401 else "SANDBOX_ERR"},
-    "intercom": lambda s, m: {"type": "error.list", "request_id": "sandbox",
-                              "errors": [{"code": _reason(s).lower().replace(" ", "_"),
-                                          "message": m}]},
+    "intercom": lambda s, m: {
+        "type": "error.list",
+        "request_id": "sandbox",
+        "errors": [{"code": _reason(s).lower().replace(" ", "_"), "message": m}],
+    },
     "postmark": lambda s, m: {"ErrorCode": 10 if s == 401 else 0, "Message": m},
 }
 

@@ -116,8 +116,11 @@ class StateRegistry:
     def reset(self, service: str | None = None) -> None:
         """Forget the state of ``service`` (default: every service)."""
         with self._lock:
-            targets = list(self._services.values()) if service is None else [
-                s for n, s in self._services.items() if n == service]
+            targets = (
+                list(self._services.values())
+                if service is None
+                else [s for n, s in self._services.items() if n == service]
+            )
         for state in targets:
             state.reset()
 
@@ -170,8 +173,9 @@ class RequestLog:
     def summary(self, service: str | None = None) -> dict[str, Any]:
         """``{"services": {svc: {"requests", "faults", "routes": {route: {...}}}}}``."""
         with self._lock:
-            items = [(n, dict(r)) for n, r in self._services.items()
-                     if service is None or n == service]
+            items = [
+                (n, dict(r)) for n, r in self._services.items() if service is None or n == service
+            ]
         out: dict[str, Any] = {}
         for name, routes in sorted(items):
             total = 0
@@ -216,92 +220,207 @@ def _health_body(name: str, params: Mapping[str, Any], principal: str) -> Any:
     """A plausible vendor-shaped body for the catalog health check of ``name``."""
     u = _USER
     bodies: dict[str, Callable[[], Any]] = {
-        "openai": lambda: {"object": "list", "data": [
-            {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"}]},
-        "gitlab": lambda: {"id": 1, "username": principal, "name": u["name"], "state": "active",
-                           "email": u["email"], "web_url": "https://gitlab.example/sandbox-user"},
+        "openai": lambda: {
+            "object": "list",
+            "data": [
+                {
+                    "id": "gpt-4o-mini",
+                    "object": "model",
+                    "created": 1721172741,
+                    "owned_by": "system",
+                }
+            ],
+        },
+        "gitlab": lambda: {
+            "id": 1,
+            "username": principal,
+            "name": u["name"],
+            "state": "active",
+            "email": u["email"],
+            "web_url": "https://gitlab.example/sandbox-user",
+        },
         "workday": lambda: {"total": 1, "data": [{"id": "w-1", "descriptor": u["name"]}]},
-        "okta": lambda: {"id": "00u1sandbox", "status": "ACTIVE", "profile": {
-            "login": u["email"], "email": u["email"], "firstName": "Sandbox",
-            "lastName": "User"}},
-        "webex": lambda: {"id": "Y2lzY29zcGFyazovL3NhbmRib3g", "emails": [u["email"]],
-                          "displayName": u["name"], "type": "person"},
-        "slack": lambda: {"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox",
-                          "user": principal, "team_id": "T0SANDBOX", "user_id": "U0SANDBOX"},
-        "teams": lambda: {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#organization",
-                          "value": [{"id": "00000000-0000-0000-0000-000000000001",
-                                     "displayName": "Sandbox Org"}]},
-        "jira": lambda: {"accountId": "5b10a2844c20165700ede21g", "emailAddress": u["email"],
-                         "displayName": u["name"], "active": True, "accountType": "atlassian"},
+        "okta": lambda: {
+            "id": "00u1sandbox",
+            "status": "ACTIVE",
+            "profile": {
+                "login": u["email"],
+                "email": u["email"],
+                "firstName": "Sandbox",
+                "lastName": "User",
+            },
+        },
+        "webex": lambda: {
+            "id": "Y2lzY29zcGFyazovL3NhbmRib3g",
+            "emails": [u["email"]],
+            "displayName": u["name"],
+            "type": "person",
+        },
+        "slack": lambda: {
+            "ok": True,
+            "url": "https://sandbox.slack.com/",
+            "team": "Sandbox",
+            "user": principal,
+            "team_id": "T0SANDBOX",
+            "user_id": "U0SANDBOX",
+        },
+        "teams": lambda: {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#organization",
+            "value": [{"id": "00000000-0000-0000-0000-000000000001", "displayName": "Sandbox Org"}],
+        },
+        "jira": lambda: {
+            "accountId": "5b10a2844c20165700ede21g",
+            "emailAddress": u["email"],
+            "displayName": u["name"],
+            "active": True,
+            "accountType": "atlassian",
+        },
         "github": lambda: {"login": principal, "id": 1, "type": "User", "name": u["name"]},
         "pagerduty": lambda: {"abilities": ["teams", "read_only_users", "urgencies"]},
-        "servicenow": lambda: {"result": [{"sys_id": "6816f79cc0a8016401c5a33be04be441",
-                                           "user_name": principal, "name": u["name"]}]},
+        "servicenow": lambda: {
+            "result": [
+                {
+                    "sys_id": "6816f79cc0a8016401c5a33be04be441",
+                    "user_name": principal,
+                    "name": u["name"],
+                }
+            ]
+        },
         "alertmanager": lambda: {
             "cluster": {"name": "sandbox", "status": "ready", "peers": []},
             "config": {"original": "route:\n  receiver: sandbox\nreceivers:\n- name: sandbox\n"},
             "uptime": "2024-01-01T00:00:00.000Z",
-            "versionInfo": {"version": "0.25.0", "revision": "sandbox", "branch": "HEAD",
-                            "buildUser": "sandbox", "buildDate": "20230101-00:00:00",
-                            "goVersion": "go1.19"}},
+            "versionInfo": {
+                "version": "0.25.0",
+                "revision": "sandbox",
+                "branch": "HEAD",
+                "buildUser": "sandbox",
+                "buildDate": "20230101-00:00:00",
+                "goVersion": "go1.19",
+            },
+        },
         "webhook": lambda: {"status": "ok"},
-        "statuspage": lambda: [{"id": "sandboxpage1", "name": "Sandbox Status",
-                                "subdomain": "sandbox"}],
-        "zendesk": lambda: {"user": {"id": 1, "name": u["name"], "email": u["email"],
-                                     "role": "admin"}},
+        "statuspage": lambda: [
+            {"id": "sandboxpage1", "name": "Sandbox Status", "subdomain": "sandbox"}
+        ],
+        "zendesk": lambda: {
+            "user": {"id": 1, "name": u["name"], "email": u["email"], "role": "admin"}
+        },
         "salesforce": lambda: {"DailyApiRequests": {"Max": 15000, "Remaining": 14999}},
-        "twilio": lambda: {"sid": str(params.get("username", principal)),
-                           "friendly_name": "Sandbox", "status": "active", "type": "Full"},
-        "stripe": lambda: {"object": "balance", "livemode": False,
-                           "available": [{"amount": 0, "currency": "usd"}],
-                           "pending": [{"amount": 0, "currency": "usd"}]},
+        "twilio": lambda: {
+            "sid": str(params.get("username", principal)),
+            "friendly_name": "Sandbox",
+            "status": "active",
+            "type": "Full",
+        },
+        "stripe": lambda: {
+            "object": "balance",
+            "livemode": False,
+            "available": [{"amount": 0, "currency": "usd"}],
+            "pending": [{"amount": 0, "currency": "usd"}],
+        },
         "datadog": lambda: {"valid": True},
-        "msgraph": lambda: {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#organization",
-                            "value": [{"id": "00000000-0000-0000-0000-000000000001",
-                                       "displayName": "Sandbox Org"}]},
-        "opsgenie": lambda: {"data": {"name": "sandbox", "userCount": 1,
-                                      "plan": {"name": "Enterprise"}},
-                             "took": 0.01, "requestId": "sandbox"},
+        "msgraph": lambda: {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#organization",
+            "value": [{"id": "00000000-0000-0000-0000-000000000001", "displayName": "Sandbox Org"}],
+        },
+        "opsgenie": lambda: {
+            "data": {"name": "sandbox", "userCount": 1, "plan": {"name": "Enterprise"}},
+            "took": 0.01,
+            "requestId": "sandbox",
+        },
         "sendgrid": lambda: {"scopes": ["mail.send", "user.profile.read"]},
-        "hubspot": lambda: {"portalId": 1, "accountType": "SANDBOX", "timeZone": "US/Eastern",
-                            "companyCurrency": "USD"},
-        "bitbucket": lambda: {"type": "user", "uuid": "{sandbox}", "username": principal,
-                              "display_name": u["name"]},
-        "confluence": lambda: {"type": "known", "accountId": "sandbox-1",
-                               "displayName": u["name"], "email": u["email"]},
-        "asana": lambda: {"data": {"gid": "1", "name": u["name"], "email": u["email"],
-                                   "resource_type": "user"}},
+        "hubspot": lambda: {
+            "portalId": 1,
+            "accountType": "SANDBOX",
+            "timeZone": "US/Eastern",
+            "companyCurrency": "USD",
+        },
+        "bitbucket": lambda: {
+            "type": "user",
+            "uuid": "{sandbox}",
+            "username": principal,
+            "display_name": u["name"],
+        },
+        "confluence": lambda: {
+            "type": "known",
+            "accountId": "sandbox-1",
+            "displayName": u["name"],
+            "email": u["email"],
+        },
+        "asana": lambda: {
+            "data": {"gid": "1", "name": u["name"], "email": u["email"], "resource_type": "user"}
+        },
         "sentry": lambda: [{"id": "1", "slug": "sandbox", "name": "Sandbox"}],
         "circleci": lambda: {"id": "sandbox-1", "login": principal, "name": u["name"]},
-        "azure_devops": lambda: {"count": 1, "value": [{"id": "sandbox-project-1",
-                                                        "name": "Sandbox",
-                                                        "state": "wellFormed"}]},
-        "zoom": lambda: {"id": "sandbox1", "email": u["email"], "first_name": "Sandbox",
-                         "last_name": "User", "type": 2, "status": "active"},
-        "discord": lambda: {"id": "100000000000000001", "username": "sandbox-bot", "bot": True,
-                            "discriminator": "0000"},
-        "mailgun": lambda: {"total_count": 1, "items": [{"name": "sandbox.example.com",
-                                                         "state": "active"}]},
-        "notion": lambda: {"object": "user", "id": "sandbox-bot-1", "type": "bot",
-                           "name": "Sandbox", "bot": {"owner": {"type": "workspace",
-                                                                "workspace": True}}},
+        "azure_devops": lambda: {
+            "count": 1,
+            "value": [{"id": "sandbox-project-1", "name": "Sandbox", "state": "wellFormed"}],
+        },
+        "zoom": lambda: {
+            "id": "sandbox1",
+            "email": u["email"],
+            "first_name": "Sandbox",
+            "last_name": "User",
+            "type": 2,
+            "status": "active",
+        },
+        "discord": lambda: {
+            "id": "100000000000000001",
+            "username": "sandbox-bot",
+            "bot": True,
+            "discriminator": "0000",
+        },
+        "mailgun": lambda: {
+            "total_count": 1,
+            "items": [{"name": "sandbox.example.com", "state": "active"}],
+        },
+        "notion": lambda: {
+            "object": "user",
+            "id": "sandbox-bot-1",
+            "type": "bot",
+            "name": "Sandbox",
+            "bot": {"owner": {"type": "workspace", "workspace": True}},
+        },
         "airtable": lambda: {"id": "usrSandbox0000001", "scopes": ["data.records:read"]},
-        "freshdesk": lambda: {"id": 1, "available": True, "contact": {"name": u["name"],
-                                                                      "email": u["email"]}},
-        "bamboohr": lambda: {"1": {"id": 1, "employeeId": 1, "firstName": "Sandbox",
-                                   "lastName": "User", "email": u["email"],
-                                   "status": "enabled"}},
-        "auth0": lambda: [{"user_id": "auth0|sandbox1", "email": u["email"],
-                           "name": u["name"]}],
-        "box": lambda: {"type": "user", "id": "1", "name": u["name"], "login": u["email"],
-                        "status": "active"},
+        "freshdesk": lambda: {
+            "id": 1,
+            "available": True,
+            "contact": {"name": u["name"], "email": u["email"]},
+        },
+        "bamboohr": lambda: {
+            "1": {
+                "id": 1,
+                "employeeId": 1,
+                "firstName": "Sandbox",
+                "lastName": "User",
+                "email": u["email"],
+                "status": "enabled",
+            }
+        },
+        "auth0": lambda: [{"user_id": "auth0|sandbox1", "email": u["email"], "name": u["name"]}],
+        "box": lambda: {
+            "type": "user",
+            "id": "1",
+            "name": u["name"],
+            "login": u["email"],
+            "status": "active",
+        },
         "clickup": lambda: {"user": {"id": 1, "username": u["name"], "email": u["email"]}},
-        "intercom": lambda: {"type": "admin", "id": "1", "name": u["name"],
-                             "email": u["email"]},
-        "postmark": lambda: {"ID": 1, "Name": "Sandbox", "ApiTokens": [],
-                             "DeliveryType": "Sandbox"},
-        "grafana": lambda: {"id": 1, "login": principal, "email": u["email"],
-                            "name": u["name"], "isGrafanaAdmin": False},
+        "intercom": lambda: {"type": "admin", "id": "1", "name": u["name"], "email": u["email"]},
+        "postmark": lambda: {
+            "ID": 1,
+            "Name": "Sandbox",
+            "ApiTokens": [],
+            "DeliveryType": "Sandbox",
+        },
+        "grafana": lambda: {
+            "id": 1,
+            "login": principal,
+            "email": u["email"],
+            "name": u["name"],
+            "isGrafanaAdmin": False,
+        },
     }
     maker = bodies.get(name)
     if maker is not None:
@@ -337,8 +456,15 @@ class _Mount:
     def name(self) -> str:
         return self.spec.name
 
-    def add(self, method: str, path: str, handler: Handler | None, *, first: bool = False,
-            public: bool = False) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler | None,
+        *,
+        first: bool = False,
+        public: bool = False,
+    ) -> None:
         regex, _fmt, convertors = compile_path(path)
         route = _CompiledRoute(method.upper(), path, regex, convertors, handler, public)
         if first:
@@ -451,8 +577,9 @@ class SandboxApp(Starlette):
     """
 
     def __init__(self, profile: FaultProfile | None = None) -> None:
-        super().__init__(routes=_admin_routes(), exception_handlers={
-            HTTPException: _http_exception})
+        super().__init__(
+            routes=_admin_routes(), exception_handlers={HTTPException: _http_exception}
+        )
         self.registry = StateRegistry()
         self.faults = FaultController(profile)
         self.request_log = RequestLog()
@@ -465,16 +592,18 @@ class SandboxApp(Starlette):
             if spec.transport != "http":
                 continue
             prefix = _service_prefix(spec)
-            token_path = f"/{spec.name}{sandbox_auth.TOKEN_PATH}" \
-                if spec.auth.scheme == "oauth2" else None
+            token_path = (
+                f"/{spec.name}{sandbox_auth.TOKEN_PATH}" if spec.auth.scheme == "oauth2" else None
+            )
             self.mounts[spec.name] = _Mount(spec, prefix, token_path)
         vendor_routes, self.vendor_errors = discover_vendor_routes()
         self.vendor_modules: list[str] = []
         for routes in vendor_routes:
             mount = self.mounts.get(routes.service)
             if mount is None:
-                log.warning("sandbox vendor routes for %r: no such HTTP catalog entry",
-                            routes.service)
+                log.warning(
+                    "sandbox vendor routes for %r: no such HTTP catalog entry", routes.service
+                )
                 continue
             self.vendor_modules.append(routes.service)
             for r in routes.routes:
@@ -525,12 +654,13 @@ class SandboxApp(Starlette):
     # -- /_synthetic/{i}/health: the benchmark's server side, kept lean
 
     async def _synthetic(self, path: str, send: Send) -> None:
-        num, _, rest = path[len(_SYNTH_PREFIX):].partition("/")
+        num, _, rest = path[len(_SYNTH_PREFIX) :].partition("/")
         table = self.faults.synthetic
         i = int(num) if num.isdigit() and rest == "health" else -1
         if not 0 <= i < len(table.delays):
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": _SYNTH_HEADERS_404})
+            await send(
+                {"type": "http.response.start", "status": 404, "headers": _SYNTH_HEADERS_404}
+            )
             await send({"type": "http.response.body", "body": _SYNTH_404})
             return
         self.request_log.synthetic += 1
@@ -539,8 +669,13 @@ class SandboxApp(Starlette):
             await asyncio.sleep(delay)
         failing = table.failing and table.failing[i]
         body = b'{"ok":%s,"i":%d}' % (b"false" if failing else b"true", i)
-        await send({"type": "http.response.start", "status": 503 if failing else 200,
-                    "headers": [_JSON, (b"content-length", b"%d" % len(body))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503 if failing else 200,
+                "headers": [_JSON, (b"content-length", b"%d" % len(body))],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     # -- a vendor request
@@ -556,11 +691,13 @@ class SandboxApp(Starlette):
         prefix = mount.prefix
         rest: str | None = None
         if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-            rest = path[len(prefix):] or "/"
-        route, params, other_method = mount.match(method, rest) if rest is not None \
-            else (None, {}, False)
+            rest = path[len(prefix) :] or "/"
+        route, params, other_method = (
+            mount.match(method, rest) if rest is not None else (None, {}, False)
+        )
         stats = self.request_log.start(
-            service, route.key if route is not None else f"{method} {rest or path}")
+            service, route.key if route is not None else f"{method} {rest or path}"
+        )
 
         latency, fault = self.faults.before(service)
         if fault is not None:
@@ -579,16 +716,17 @@ class SandboxApp(Starlette):
         outcome: str | sandbox_auth.AuthFailure = "anonymous"
         if route is None or not route.public:
             outcome = sandbox_auth.check_request(
-                mount.spec, scope["headers"], scope.get("query_string", b""), self.tokens)
+                mount.spec, scope["headers"], scope.get("query_string", b""), self.tokens
+            )
         if isinstance(outcome, sandbox_auth.AuthFailure):
-            await self._send_json(service, send, outcome.status, outcome.body, stats,
-                                  outcome.headers)
+            await self._send_json(
+                service, send, outcome.status, outcome.body, stats, outcome.headers
+            )
             return
 
         if route is None:
             status = 405 if other_method else 404
-            await self._send_json(service, send, status, vendor_error_body(service, status),
-                                  stats)
+            await self._send_json(service, send, status, vendor_error_body(service, status), stats)
             return
 
         response = await self._run_handler(mount, route, scope, receive, params, body, outcome)
@@ -599,8 +737,9 @@ class SandboxApp(Starlette):
                 payload = bytes(getattr(response, "body", b"") or b"") or _RESET_BODY
                 await self._reset(send, stats, response.status_code, payload)
             else:
-                await self._send_json(service, send, lost.status,
-                                      vendor_error_body(service, lost.status), stats)
+                await self._send_json(
+                    service, send, lost.status, vendor_error_body(service, lost.status), stats
+                )
             return
         present = {name for name, _ in response.raw_headers}
         response.raw_headers.extend(h for h in self._rate_headers(service) if h[0] not in present)
@@ -608,13 +747,21 @@ class SandboxApp(Starlette):
         await response(scope, receive, send)
 
     async def _run_handler(
-        self, mount: _Mount, route: _CompiledRoute, scope: Scope, receive: Receive,
-        params: dict[str, Any], body: bytes, principal: str,
+        self,
+        mount: _Mount,
+        route: _CompiledRoute,
+        scope: Scope,
+        receive: Receive,
+        params: dict[str, Any],
+        body: bytes,
+        principal: str,
     ) -> Response:
         service = mount.name
         if route.handler is None:
-            return Response(_health_json(service, tuple(sorted(params.items())), principal),
-                            media_type="application/json")
+            return Response(
+                _health_json(service, tuple(sorted(params.items())), principal),
+                media_type="application/json",
+            )
         replayed = False
 
         async def replay() -> Message:
@@ -643,8 +790,9 @@ class SandboxApp(Starlette):
             return result
         return JSONResponse(result)  # lenient: a handler returned plain data
 
-    async def _token(self, mount: _Mount, scope: Scope, receive: Receive, send: Send,
-                     body: bytes) -> None:
+    async def _token(
+        self, mount: _Mount, scope: Scope, receive: Receive, send: Send, body: bytes
+    ) -> None:
         service = mount.name
         stats = self.request_log.start(service, f"POST {sandbox_auth.TOKEN_PATH}")
         faults = self.faults.effective(service)
@@ -663,10 +811,12 @@ class SandboxApp(Starlette):
                 await self._inject(service, fault, stats, send)
                 return
         status, answer = sandbox_auth.token_endpoint(
-            mount.spec, scope["headers"], body, self.tokens, faults.token_ttl_seconds)
+            mount.spec, scope["headers"], body, self.tokens, faults.token_ttl_seconds
+        )
         stats.status(status)
-        await _send_raw(send, status, json.dumps(answer).encode(), [
-            _JSON, (b"cache-control", b"no-store")])
+        await _send_raw(
+            send, status, json.dumps(answer).encode(), [_JSON, (b"cache-control", b"no-store")]
+        )
 
     # -- fault actions
 
@@ -676,16 +826,26 @@ class SandboxApp(Starlette):
         elif fault.action == "malformed":
             stats.status(fault.status)
             if fault.malformed == "html":
-                await _send_raw(send, fault.status, _HTML_PAGE,
-                                [(b"content-type", b"text/html"), (b"server", b"nginx")])
+                await _send_raw(
+                    send,
+                    fault.status,
+                    _HTML_PAGE,
+                    [(b"content-type", b"text/html"), (b"server", b"nginx")],
+                )
             else:
                 await _send_raw(send, fault.status, _TRUNCATED_JSON, [_JSON])
         else:
             headers = {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(fault.retry_after)
-            await self._send_json(service, send, fault.status,
-                                  vendor_error_body(service, fault.status), stats, headers)
+            await self._send_json(
+                service,
+                send,
+                fault.status,
+                vendor_error_body(service, fault.status),
+                stats,
+                headers,
+            )
 
     async def _hang(self, receive: Receive, seconds: float) -> bool:
         """Sleep ``seconds`` unless the client leaves first. True if the sleep completed."""
@@ -697,8 +857,9 @@ class SandboxApp(Starlette):
         sleeper = asyncio.ensure_future(asyncio.sleep(seconds))
         gone = asyncio.ensure_future(disconnected())
         closing = asyncio.ensure_future(self._closing_event().wait())
-        done, pending = await asyncio.wait({sleeper, gone, closing},
-                                           return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(
+            {sleeper, gone, closing}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
         if closing in done:
@@ -708,18 +869,32 @@ class SandboxApp(Starlette):
     async def _reset(self, send: Send, stats: RouteStats, status: int, payload: bytes) -> None:
         """Announce ``payload``, send part of it, then drop the connection."""
         stats.status("reset")
-        await send({"type": "http.response.start", "status": status, "headers": [
-            _JSON, (b"content-length", b"%d" % len(payload))]})
-        await send({"type": "http.response.body", "body": payload[: len(payload) // 3],
-                    "more_body": True})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [_JSON, (b"content-length", b"%d" % len(payload))],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": payload[: len(payload) // 3], "more_body": True}
+        )
         raise AbortConnection("simulated connection reset")
 
-    async def _send_json(self, service: str, send: Send, status: int, body: Any,
-                         stats: RouteStats, headers: Mapping[str, str] | None = None) -> None:
+    async def _send_json(
+        self,
+        service: str,
+        send: Send,
+        status: int,
+        body: Any,
+        stats: RouteStats,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         raw = [_JSON, *self._rate_headers(service)]
         if headers:
-            raw.extend((k.lower().encode("latin-1"), v.encode("latin-1"))
-                       for k, v in headers.items())
+            raw.extend(
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            )
         stats.status(status)
         await _send_raw(send, status, json.dumps(body).encode(), raw)
 
@@ -727,22 +902,37 @@ class SandboxApp(Starlette):
         st = self.faults.rate_limit_state(service)
         limit, remaining = b"%d" % st.limit, b"%d" % st.remaining
         if service == "github":
-            return [(b"x-ratelimit-limit", limit), (b"x-ratelimit-remaining", remaining),
-                    (b"x-ratelimit-reset", _epoch_in(st.reset_in)),
-                    (b"x-ratelimit-used", b"%d" % st.used), (b"x-ratelimit-resource", b"core")]
+            return [
+                (b"x-ratelimit-limit", limit),
+                (b"x-ratelimit-remaining", remaining),
+                (b"x-ratelimit-reset", _epoch_in(st.reset_in)),
+                (b"x-ratelimit-used", b"%d" % st.used),
+                (b"x-ratelimit-resource", b"core"),
+            ]
         if service == "gitlab":
-            return [(b"ratelimit-limit", limit), (b"ratelimit-remaining", remaining),
-                    (b"ratelimit-reset", _epoch_in(st.reset_in)),
-                    (b"ratelimit-observed", b"%d" % st.used)]
+            return [
+                (b"ratelimit-limit", limit),
+                (b"ratelimit-remaining", remaining),
+                (b"ratelimit-reset", _epoch_in(st.reset_in)),
+                (b"ratelimit-observed", b"%d" % st.used),
+            ]
         if service == "okta":
-            return [(b"x-rate-limit-limit", limit), (b"x-rate-limit-remaining", remaining),
-                    (b"x-rate-limit-reset", _epoch_in(st.reset_in))]
+            return [
+                (b"x-rate-limit-limit", limit),
+                (b"x-rate-limit-remaining", remaining),
+                (b"x-rate-limit-reset", _epoch_in(st.reset_in)),
+            ]
         if service == "openai":
-            return [(b"x-ratelimit-limit-requests", limit),
-                    (b"x-ratelimit-remaining-requests", remaining),
-                    (b"x-ratelimit-reset-requests", _openai_duration(st.reset_in).encode())]
-        return [(b"x-ratelimit-limit", limit), (b"x-ratelimit-remaining", remaining),
-                (b"x-ratelimit-reset", _epoch_in(st.reset_in))]
+            return [
+                (b"x-ratelimit-limit-requests", limit),
+                (b"x-ratelimit-remaining-requests", remaining),
+                (b"x-ratelimit-reset-requests", _openai_duration(st.reset_in).encode()),
+            ]
+        return [
+            (b"x-ratelimit-limit", limit),
+            (b"x-ratelimit-remaining", remaining),
+            (b"x-ratelimit-reset", _epoch_in(st.reset_in)),
+        ]
 
     # -- admin helpers used by both the HTTP admin API and SandboxServer
 
@@ -766,10 +956,16 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _send_raw(send: Send, status: int, body: bytes,
-                    headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+async def _send_raw(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", b"%d" % len(body))],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -809,14 +1005,16 @@ def _known(service: str, *, star: bool = False) -> bool:
 async def admin_health(request: Request) -> Response:
     """``GET /_admin/health``: liveness plus what is mounted."""
     app = _app(request)
-    return JSONResponse({
-        "ok": True,
-        "services": len(app.mounts) + (1 if app.smtp_port is not None else 0),
-        "vendor_modules": sorted(app.vendor_modules),
-        "vendor_errors": app.vendor_errors,
-        "smtp_port": app.smtp_port,
-        "synthetic": app.faults.synthetic.count,
-    })
+    return JSONResponse(
+        {
+            "ok": True,
+            "services": len(app.mounts) + (1 if app.smtp_port is not None else 0),
+            "vendor_modules": sorted(app.vendor_modules),
+            "vendor_errors": app.vendor_errors,
+            "smtp_port": app.smtp_port,
+            "synthetic": app.faults.synthetic.count,
+        }
+    )
 
 
 async def admin_state(request: Request) -> Response:
@@ -833,16 +1031,27 @@ async def admin_service_state(request: Request) -> Response:
     if request.method == "DELETE":
         app.registry.reset(service)
     collections = app.registry.collections(service)
-    return JSONResponse({"service": service, "collections": collections,
-                         "counts": {k: len(v) for k, v in collections.items()}})
+    return JSONResponse(
+        {
+            "service": service,
+            "collections": collections,
+            "counts": {k: len(v) for k, v in collections.items()},
+        }
+    )
 
 
 async def admin_faults_all(request: Request) -> Response:
     """``GET /_admin/faults``: every configured entry."""
     app = _app(request)
     entries = app.faults.entries()
-    return JSONResponse({"seed": app.faults.profile.seed, "services": {
-        name: e.model_dump(mode="json", exclude_unset=True) for name, e in entries.items()}})
+    return JSONResponse(
+        {
+            "seed": app.faults.profile.seed,
+            "services": {
+                name: e.model_dump(mode="json", exclude_unset=True) for name, e in entries.items()
+            },
+        }
+    )
 
 
 async def admin_faults(request: Request) -> Response:
@@ -910,8 +1119,9 @@ async def admin_profile(request: Request) -> Response:
     except (ValueError, yaml.YAMLError) as exc:
         return _bad(str(exc))
     app.faults.load(profile)
-    return JSONResponse({"ok": True, "services": sorted(profile.services),
-                         "synthetic": app.faults.synthetic.count})
+    return JSONResponse(
+        {"ok": True, "services": sorted(profile.services), "synthetic": app.faults.synthetic.count}
+    )
 
 
 async def admin_synthetic(request: Request) -> Response:
@@ -924,8 +1134,12 @@ async def admin_synthetic(request: Request) -> Response:
             return _bad(f"invalid synthetic config: {exc}")
         app.faults.set_synthetic(config)
     cfg = app.faults.synthetic.config
-    return JSONResponse({"count": app.faults.synthetic.count,
-                         "config": cfg.model_dump(mode="json") if cfg else None})
+    return JSONResponse(
+        {
+            "count": app.faults.synthetic.count,
+            "config": cfg.model_dump(mode="json") if cfg else None,
+        }
+    )
 
 
 def _admin_routes() -> list[Route]:
@@ -1072,8 +1286,9 @@ class SandboxServer:
         """
         self._sock = _bind(self.host, self._requested_port)
         self._port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._thread_main, name="junction-sandbox",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, name="junction-sandbox", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
             self.stop()
@@ -1099,8 +1314,12 @@ class SandboxServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def _thread_main(self) -> None:
@@ -1121,8 +1340,12 @@ class SandboxServer:
             from integrations.sandbox.smtp import start_smtp_server
 
             smtp_server = await start_smtp_server(
-                self.app.registry, self.app.faults, self.app.request_log,
-                self.host, self._requested_smtp)
+                self.app.registry,
+                self.app.faults,
+                self.app.request_log,
+                self.host,
+                self._requested_smtp,
+            )
             self._smtp_port = smtp_server.sockets[0].getsockname()[1]
             self.app.smtp_port = self._smtp_port
         config = uvicorn.Config(
@@ -1217,5 +1440,6 @@ def serve(
         server.run_forever(on_ready=ready)
     except OSError as exc:  # port taken, or no such interface: say which
         smtp = f" / SMTP port {smtp_port}" if smtp_port is not None else ""
-        raise OSError(exc.errno, f"sandbox cannot listen on {host}:{port}{smtp}: "
-                                 f"{exc.strerror or exc}") from None
+        raise OSError(
+            exc.errno, f"sandbox cannot listen on {host}:{port}{smtp}: {exc.strerror or exc}"
+        ) from None

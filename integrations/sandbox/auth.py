@@ -109,8 +109,9 @@ def _challenge(spec: IntegrationSpec) -> dict[str, str]:
     return {}
 
 
-def unauthorized(spec: IntegrationSpec, message: str | None = None, *,
-                 missing: bool = False) -> AuthFailure:
+def unauthorized(
+    spec: IntegrationSpec, message: str | None = None, *, missing: bool = False
+) -> AuthFailure:
     """The vendor's 401 (Slack: HTTP 200 ``invalid_auth`` / ``not_authed``)."""
     if spec.name == "slack":
         code = "not_authed" if missing else "invalid_auth"
@@ -121,8 +122,9 @@ def unauthorized(spec: IntegrationSpec, message: str | None = None, *,
 def forbidden(spec: IntegrationSpec) -> AuthFailure:
     """The vendor's 403 (Slack: HTTP 200 ``missing_scope``)."""
     if spec.name == "slack":
-        return AuthFailure(200, vendor_error_body("slack", 403, "missing_scope"),
-                           reason="forbidden")
+        return AuthFailure(
+            200, vendor_error_body("slack", 403, "missing_scope"), reason="forbidden"
+        )
     return AuthFailure(403, vendor_error_body(spec.name, 403), reason="forbidden")
 
 
@@ -188,7 +190,7 @@ def check_request(
     if presented is None:
         return unauthorized(spec, missing=True)
     if expected_prefix and presented[: len(expected_prefix)].lower() == expected_prefix.lower():
-        token_value: str | None = presented[len(expected_prefix):].strip()
+        token_value: str | None = presented[len(expected_prefix) :].strip()
     elif expected_prefix:
         token_value = None
     else:

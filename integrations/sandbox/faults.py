@@ -118,8 +118,9 @@ Latency = Annotated[
 Rate = Annotated[float, Field(ge=0, le=1)]
 
 
-def sample_latency_ms(spec: float | UniformLatency | LognormalLatency | None,
-                      rng: random.Random) -> float:
+def sample_latency_ms(
+    spec: float | UniformLatency | LognormalLatency | None, rng: random.Random
+) -> float:
     """Draw one latency in milliseconds from ``spec`` (``None`` = 0)."""
     if spec is None:
         return 0.0
@@ -266,8 +267,13 @@ class ServiceFaults(BaseModel):
 
     @model_validator(mode="after")
     def _rates_fit(self) -> ServiceFaults:
-        total = (self.burst_429 + self.hang_rate + self.reset_rate + self.error_rate
-                 + self.malformed_rate)
+        total = (
+            self.burst_429
+            + self.hang_rate
+            + self.reset_rate
+            + self.error_rate
+            + self.malformed_rate
+        )
         if total > 1.0 + 1e-9:
             raise ValueError(
                 "burst_429 + hang_rate + reset_rate + error_rate + malformed_rate must be "
@@ -283,15 +289,24 @@ class ServiceFaults(BaseModel):
     @property
     def random_rate(self) -> float:
         """Probability that the per-request draw injects a fault."""
-        return (self.burst_429 + self.hang_rate + self.reset_rate + self.error_rate
-                + self.malformed_rate)
+        return (
+            self.burst_429
+            + self.hang_rate
+            + self.reset_rate
+            + self.error_rate
+            + self.malformed_rate
+        )
 
     @property
     def active(self) -> bool:
         """Whether any fault (or latency) can touch a request."""
         return bool(
-            self.latency_ms or self.random_rate or self.rate_limit or self.outages
-            or self.lost_after_commit or self.error_next
+            self.latency_ms
+            or self.random_rate
+            or self.rate_limit
+            or self.outages
+            or self.lost_after_commit
+            or self.error_next
         )
 
 
@@ -622,8 +637,7 @@ class FaultController:
             targets = _catalog_names() if service == "*" else [service]
             base = new if service == "*" else self._entries.get("*")
             for name in targets:
-                own = None if name == "*" else (
-                    new if name == service else self._entries.get(name))
+                own = None if name == "*" else (new if name == service else self._entries.get(name))
                 try:
                     merge_faults(base, own)
                 except ValidationError as exc:
@@ -653,8 +667,9 @@ class FaultController:
                 self._admin_outages.clear()
                 self._error_next.clear()
                 self._runtime.clear()
-                self.profile = FaultProfile(seed=self.profile.seed,
-                                            synthetic=self.profile.synthetic)
+                self.profile = FaultProfile(
+                    seed=self.profile.seed, synthetic=self.profile.synthetic
+                )
                 return
             self._entries.pop(service, None)
             self._admin_outages.pop(service, None)
@@ -721,15 +736,14 @@ class FaultController:
                     spec = faults.rate_limit
                     bucket = self._buckets.get(service)
                     if bucket is None or (bucket.rate, bucket.capacity) != (
-                        spec.requests_per_second, spec.capacity
+                        spec.requests_per_second,
+                        spec.capacity,
                     ):
-                        bucket = TokenBucket(spec.requests_per_second, spec.capacity,
-                                             self._clock)
+                        bucket = TokenBucket(spec.requests_per_second, spec.capacity, self._clock)
                         self._buckets[service] = bucket
                 outages: list[tuple[float, float, str]] = []
                 own = self._entries.get(service)
-                source = service if own is not None and "outages" in own.model_fields_set \
-                    else "*"
+                source = service if own is not None and "outages" in own.model_fields_set else "*"
                 t0 = self._t0.get(source, self.loaded_at)
                 for window in faults.outages:
                     start, end = window.absolute(t0)
@@ -780,21 +794,27 @@ class FaultController:
         if rt.bucket is not None:
             wait = rt.bucket.take()
             if wait > 0:
-                return latency, Fault("rate_limit", "status", status=429,
-                                      retry_after=max(1, math.ceil(wait)))
+                return latency, Fault(
+                    "rate_limit", "status", status=429, retry_after=max(1, math.ceil(wait))
+                )
         left = self._error_next.get(service, 0)
         if left > 0:
             self._error_next[service] = left - 1
-            return latency, Fault("error", "status", status=rng.choice(faults.statuses),
-                                  retry_after=faults.error_retry_after_seconds)
+            return latency, Fault(
+                "error",
+                "status",
+                status=rng.choice(faults.statuses),
+                retry_after=faults.error_retry_after_seconds,
+            )
         total = faults.random_rate
         if total:
             u = rng.random()
             if u < total:
                 u -= faults.burst_429
                 if u < 0:
-                    return latency, Fault("burst_429", "status", status=429,
-                                          retry_after=faults.retry_after_seconds)
+                    return latency, Fault(
+                        "burst_429", "status", status=429, retry_after=faults.retry_after_seconds
+                    )
                 u -= faults.hang_rate
                 if u < 0:
                     return 0.0, Fault("hang", "hang", hang_seconds=faults.hang_seconds)
@@ -803,17 +823,24 @@ class FaultController:
                     return latency, Fault("reset", "reset")
                 u -= faults.error_rate
                 if u < 0:
-                    return latency, Fault("error", "status", status=rng.choice(faults.statuses),
-                                          retry_after=faults.error_retry_after_seconds)
-                return latency, Fault("malformed", "malformed", status=faults.malformed_status,
-                                      malformed=faults.malformed)
+                    return latency, Fault(
+                        "error",
+                        "status",
+                        status=rng.choice(faults.statuses),
+                        retry_after=faults.error_retry_after_seconds,
+                    )
+                return latency, Fault(
+                    "malformed",
+                    "malformed",
+                    status=faults.malformed_status,
+                    malformed=faults.malformed,
+                )
         return latency, None
 
     def after(self, service: str, method: str, status: int) -> Fault | None:
         """Decide whether a committed 2xx answer is lost on the way back to the client."""
         faults = self._rt(service).faults
-        if (not faults.lost_after_commit or status >= 300
-                or method not in faults.lost_methods):
+        if not faults.lost_after_commit or status >= 300 or method not in faults.lost_methods:
             return None
         if self.rng(service).random() >= faults.lost_after_commit:
             return None
@@ -826,8 +853,9 @@ class FaultController:
         rt = self._rt(service)
         if rt.bucket is not None:
             remaining = rt.bucket.remaining()
-            return RateLimitState(rt.bucket.capacity, remaining, rt.bucket.full_in(),
-                                  rt.bucket.capacity - remaining)
+            return RateLimitState(
+                rt.bucket.capacity, remaining, rt.bucket.full_in(), rt.bucket.capacity - remaining
+            )
         used = rt.window_count
         reset_in = max(0.0, _WINDOW - (self._clock() - rt.window_start))
         return RateLimitState(NOMINAL_LIMIT, max(1, NOMINAL_LIMIT - used), reset_in, used)
@@ -846,6 +874,8 @@ class FaultController:
             out["error_next_left"] = self._error_next.get(service, 0)
         admin = self._admin_outages.get(service)
         if admin is not None:
-            out["admin_outage"] = {"until": datetime.fromtimestamp(admin[1], UTC).isoformat(),
-                                   "mode": admin[2]}
+            out["admin_outage"] = {
+                "until": datetime.fromtimestamp(admin[1], UTC).isoformat(),
+                "mode": admin[2],
+            }
         return out

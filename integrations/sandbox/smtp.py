@@ -94,7 +94,11 @@ class SandboxSMTPHandler:
         return self.faults.outage_mode(SERVICE) is not None
 
     async def handle_EHLO(
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
         responses: list[str],
     ) -> list[str]:
         stats = self.request_log.start(SERVICE, "SMTP EHLO")
@@ -107,7 +111,11 @@ class SandboxSMTPHandler:
         return responses
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         mail_options: list[str],
     ) -> str:
         if self.down():
@@ -117,7 +125,11 @@ class SandboxSMTPHandler:
         return "250 OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         if self.down():

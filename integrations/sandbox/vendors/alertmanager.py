@@ -121,8 +121,14 @@ def _silenced_by(state: ServiceState, labels: dict[str, str], now: datetime) -> 
         if _silence_state(silence, now) != "active":
             continue
         if all(
-            _match(labels, m["name"], ("=" if m.get("isEqual", True) else "!=") if not m["isRegex"]
-                   else ("=~" if m.get("isEqual", True) else "!~"), m["value"])
+            _match(
+                labels,
+                m["name"],
+                ("=" if m.get("isEqual", True) else "!=")
+                if not m["isRegex"]
+                else ("=~" if m.get("isEqual", True) else "!~"),
+                m["value"],
+            )
             for m in silence["matchers"]
         ):
             hits.append(silence["id"])
@@ -136,10 +142,12 @@ async def post_alerts(req: SandboxRequest) -> Response:
     try:
         body = req.json()
     except VendorError:
-        return _unparsable("parsing alerts body from \"\" failed, because invalid character")
+        return _unparsable('parsing alerts body from "" failed, because invalid character')
     if not isinstance(body, list):
-        return _unparsable("parsing alerts body from \"\" failed, because json: cannot "
-                           "unmarshal object into Go value of type models.PostableAlerts")
+        return _unparsable(
+            'parsing alerts body from "" failed, because json: cannot '
+            "unmarshal object into Go value of type models.PostableAlerts"
+        )
     now = _now()
     try:
         parsed = []
@@ -208,8 +216,11 @@ async def get_alerts(req: SandboxRequest) -> Response:
         if (silenced and not want_silenced) or (not silenced and not want_active):
             continue
         view = {k: v for k, v in alert.items() if k != "posts"}
-        view["status"] = {"state": "suppressed" if silenced else "active",
-                          "silencedBy": silenced, "inhibitedBy": []}
+        view["status"] = {
+            "state": "suppressed" if silenced else "active",
+            "silencedBy": silenced,
+            "inhibitedBy": [],
+        }
         out.append(view)
     return json_response(out)
 
@@ -221,10 +232,12 @@ async def post_silence(req: SandboxRequest) -> Response:
     try:
         body = req.json()
     except VendorError:
-        return _unparsable("parsing silence body from \"\" failed, because invalid character")
+        return _unparsable('parsing silence body from "" failed, because invalid character')
     if not isinstance(body, dict):
-        return _unparsable("parsing silence body from \"\" failed, because json: cannot "
-                           "unmarshal array into Go value of type models.PostableSilence")
+        return _unparsable(
+            'parsing silence body from "" failed, because json: cannot '
+            "unmarshal array into Go value of type models.PostableSilence"
+        )
     for field in ("comment", "createdBy", "endsAt", "matchers", "startsAt"):
         if body.get(field) in (None, ""):
             return _invalid(f"{field} in body is required")
@@ -256,8 +269,15 @@ async def post_silence(req: SandboxRequest) -> Response:
     sid = str(uuid.uuid4())
     silences[sid] = {
         "id": sid,
-        "matchers": [{"name": m["name"], "value": m["value"], "isRegex": m["isRegex"],
-                      "isEqual": m.get("isEqual", True)} for m in matchers],
+        "matchers": [
+            {
+                "name": m["name"],
+                "value": m["value"],
+                "isRegex": m["isRegex"],
+                "isEqual": m.get("isEqual", True),
+            }
+            for m in matchers
+        ],
         "startsAt": _iso(max(starts, now) if starts < now else starts),
         "endsAt": _iso(ends),
         "createdBy": body["createdBy"],
@@ -314,11 +334,18 @@ async def status(req: SandboxRequest) -> Response:
     return json_response(
         {
             "cluster": {"name": "01SANDBOX", "status": "disabled", "peers": []},
-            "versionInfo": {"version": "0.25.0", "revision": "sandbox", "branch": "HEAD",
-                            "buildUser": "junction", "buildDate": "20240101-00:00:00",
-                            "goVersion": "go1.21"},
-            "config": {"original": "route:\n  receiver: junction-sandbox\nreceivers:\n"
-                                   "- name: junction-sandbox\n"},
+            "versionInfo": {
+                "version": "0.25.0",
+                "revision": "sandbox",
+                "branch": "HEAD",
+                "buildUser": "junction",
+                "buildDate": "20240101-00:00:00",
+                "goVersion": "go1.21",
+            },
+            "config": {
+                "original": "route:\n  receiver: junction-sandbox\nreceivers:\n"
+                "- name: junction-sandbox\n"
+            },
             "uptime": _iso(_STARTED),
         }
     )

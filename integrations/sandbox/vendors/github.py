@@ -113,8 +113,9 @@ def _int(req: SandboxRequest, name: str, default: int, *, high: int = 100) -> in
     try:
         return max(1, min(high, int(req.query.get(name, default))))
     except ValueError:
-        raise VendorError(400, {"message": f"Invalid value for {name}",
-                                "documentation_url": DOCS}) from None
+        raise VendorError(
+            400, {"message": f"Invalid value for {name}", "documentation_url": DOCS}
+        ) from None
 
 
 def _public_repo(repo: dict[str, Any]) -> dict[str, Any]:
@@ -125,8 +126,15 @@ def _public_repo(repo: dict[str, Any]) -> dict[str, Any]:
 async def get_user(req: SandboxRequest) -> Response:
     """The token's user (the health check)."""
     _state(req)
-    return json_response({"login": LOGIN, "id": 1, "type": "User", "name": "Sandbox User",
-                          "html_url": f"https://github.com/{LOGIN}"})
+    return json_response(
+        {
+            "login": LOGIN,
+            "id": 1,
+            "type": "User",
+            "name": "Sandbox User",
+            "html_url": f"https://github.com/{LOGIN}",
+        }
+    )
 
 
 @routes.route("GET", "/repos/{owner}/{repo}")
@@ -147,13 +155,22 @@ async def create_issue(req: SandboxRequest) -> Response:
     if title is None or (isinstance(title, str) and not title.strip()):
         raise VendorError(
             422,
-            {"message": "Validation Failed", "documentation_url": DOCS, "status": "422",
-             "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}]},
+            {
+                "message": "Validation Failed",
+                "documentation_url": DOCS,
+                "status": "422",
+                "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}],
+            },
         )
     labels = body.get("labels") or []
     if not isinstance(labels, list):
-        raise VendorError(422, {"message": "Invalid request.\n\nFor 'properties/labels', "
-                                "is not an array.", "documentation_url": DOCS})
+        raise VendorError(
+            422,
+            {
+                "message": "Invalid request.\n\nFor 'properties/labels', is not an array.",
+                "documentation_url": DOCS,
+            },
+        )
     number = repo["next_issue"]
     repo["next_issue"] = number + 1
     repo["open_issues_count"] += 1

@@ -30,8 +30,13 @@ from integrations.sandbox.api import (
 
 routes = VendorRoutes("jira")
 
-ISSUE_TYPES = {"task": ("10001", "Task"), "bug": ("10002", "Bug"), "story": ("10003", "Story"),
-               "incident": ("10004", "Incident"), "epic": ("10005", "Epic")}
+ISSUE_TYPES = {
+    "task": ("10001", "Task"),
+    "bug": ("10002", "Bug"),
+    "story": ("10003", "Story"),
+    "incident": ("10004", "Incident"),
+    "epic": ("10005", "Epic"),
+}
 STATUSES = {"11": ("10000", "To Do"), "21": ("10001", "In Progress"), "31": ("10002", "Done")}
 ACCOUNT_ID = "5b10a2844c20165700ede21g"
 
@@ -68,8 +73,10 @@ def _bad(message: str | None = None, **errors: str) -> VendorError:
 def _not_found() -> VendorError:
     return VendorError(
         404,
-        {"errorMessages": ["Issue does not exist or you do not have permission to see it."],
-         "errors": {}},
+        {
+            "errorMessages": ["Issue does not exist or you do not have permission to see it."],
+            "errors": {},
+        },
     )
 
 
@@ -92,9 +99,11 @@ def _issue(state: ServiceState, ref: str) -> dict[str, Any]:
 
 
 def _view(issue: dict[str, Any], base: str, fields: str | None) -> dict[str, Any]:
-    wanted = None if not fields or fields in ("*all", "*navigable") else {
-        f.strip() for f in fields.split(",") if f.strip()
-    }
+    wanted = (
+        None
+        if not fields or fields in ("*all", "*navigable")
+        else {f.strip() for f in fields.split(",") if f.strip()}
+    )
     shown = {k: v for k, v in issue["fields"].items() if wanted is None or k in wanted}
     return {
         "expand": "renderedFields,names,schema,operations,editmeta,changelog",
@@ -120,8 +129,14 @@ async def create_issue(req: SandboxRequest) -> Response:
     project_ref = _obj(fields.get("project"))
     project = state.collection("projects").get(str(project_ref.get("key", "")).upper())
     if project is None:
-        project = next((p for p in state.collection("projects").values()
-                        if p["id"] == str(project_ref.get("id", ""))), None)
+        project = next(
+            (
+                p
+                for p in state.collection("projects").values()
+                if p["id"] == str(project_ref.get("id", ""))
+            ),
+            None,
+        )
     if project is None:
         errors["project"] = "valid project is required"
     summary = fields.get("summary")
@@ -137,8 +152,9 @@ async def create_issue(req: SandboxRequest) -> Response:
         errors["issuetype"] = "Specify a valid issue type"
     description = fields.get("description")
     if description is not None and not _is_adf(description):
-        errors["description"] = "Operation value must be an Atlassian Document (see the " \
-                                "Atlassian Document Format)"
+        errors["description"] = (
+            "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+        )
     labels = fields.get("labels", [])
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         errors["labels"] = "Labels must be a list of strings"
@@ -211,11 +227,22 @@ async def add_comment(req: SandboxRequest) -> Response:
 def _transitions(issue: dict[str, Any]) -> list[dict[str, Any]]:
     current = issue["fields"]["status"]["id"]
     return [
-        {"id": tid, "name": name, "hasScreen": False, "isGlobal": True, "isInitial": False,
-         "isAvailable": True, "isConditional": False,
-         "to": {"id": sid, "name": name, "statusCategory": {"key": "done" if tid == "31"
-                                                            else "indeterminate" if tid == "21"
-                                                            else "new"}}}
+        {
+            "id": tid,
+            "name": name,
+            "hasScreen": False,
+            "isGlobal": True,
+            "isInitial": False,
+            "isAvailable": True,
+            "isConditional": False,
+            "to": {
+                "id": sid,
+                "name": name,
+                "statusCategory": {
+                    "key": "done" if tid == "31" else "indeterminate" if tid == "21" else "new"
+                },
+            },
+        }
         for tid, (sid, name) in STATUSES.items()
         if sid != current
     ]
@@ -273,8 +300,7 @@ def _field_values(issue: dict[str, Any], field: str) -> list[str]:
         return [fields["issuetype"]["name"].lower()]
     if field == "summary":
         return [fields["summary"].lower()]
-    raise _bad(f"Field '{field}' does not exist or this field cannot be viewed by anonymous "
-               "users.")
+    raise _bad(f"Field '{field}' does not exist or this field cannot be viewed by anonymous users.")
 
 
 def _matches(issue: dict[str, Any], jql: str) -> bool:
@@ -314,7 +340,7 @@ async def search(req: SandboxRequest) -> Response:
         raise _bad("Invalid maxResults or nextPageToken") from None
     hits = [i for i in state.collection("issues").values() if _matches(i, jql)]
     hits.sort(key=lambda i: int(i["id"]), reverse=True)  # newest first (created DESC)
-    page = hits[start:start + limit]
+    page = hits[start : start + limit]
     base = _base(req)
     answer: dict[str, Any] = {
         "issues": [_view(i, base, req.query.get("fields") or "id") for i in page],

@@ -36,8 +36,10 @@ from integrations.sandbox.api import (
 routes = VendorRoutes("pagerduty")
 
 SEED_SERVICES = [("PSANDB1", "Checkout API"), ("PSANDB2", "Payments worker")]
-SEED_USERS = [("PUSER01", "Sandbox User", "sandbox-user@example.com"),
-              ("PUSER02", "On Call", "oncall@example.com")]
+SEED_USERS = [
+    ("PUSER01", "Sandbox User", "sandbox-user@example.com"),
+    ("PUSER02", "On Call", "oncall@example.com"),
+]
 ABILITIES = ["teams", "read_only_users", "service_support_hours", "urgencies"]
 HTML = "https://junction-sandbox.pagerduty.com"
 
@@ -46,9 +48,15 @@ def seed(state: ServiceState) -> None:
     """Two services and two users."""
     services = state.collection("services")
     for sid, name in SEED_SERVICES:
-        services[sid] = {"id": sid, "type": "service", "summary": name, "name": name,
-                         "status": "active", "self": f"https://api.pagerduty.com/services/{sid}",
-                         "html_url": f"{HTML}/service-directory/{sid}"}
+        services[sid] = {
+            "id": sid,
+            "type": "service",
+            "summary": name,
+            "name": name,
+            "status": "active",
+            "self": f"https://api.pagerduty.com/services/{sid}",
+            "html_url": f"{HTML}/service-directory/{sid}",
+        }
     users = state.collection("users")
     for uid, name, email in SEED_USERS:
         users[uid] = {"id": uid, "type": "user", "name": name, "email": email, "summary": name}
@@ -84,13 +92,15 @@ def _obj(value: Any) -> dict[str, Any]:
 def _requester(req: SandboxRequest, state: ServiceState) -> dict[str, Any]:
     email = req.headers.get("from", "").strip().lower()
     if not email:
-        raise _invalid("You must specify a user's email address in the \"From\" header to "
-                       "perform this action")
+        raise _invalid(
+            'You must specify a user\'s email address in the "From" header to perform this action'
+        )
     for user in state.collection("users").values():
         if user["email"] == email:
             return user
-    raise _invalid("The email address in the \"From\" header does not belong to a user in "
-                   "this account")
+    raise _invalid(
+        'The email address in the "From" header does not belong to a user in this account'
+    )
 
 
 def _ref(user: dict[str, Any]) -> dict[str, Any]:
@@ -128,15 +138,18 @@ async def create_incident(req: SandboxRequest) -> Response:
     key = incident.get("incident_key") or uuid.uuid4().hex
     incidents = state.collection("incidents")
     for other in incidents.values():
-        if (other["incident_key"] == key and other["service"]["id"] == service["id"]
-                and other["status"] != "resolved"):
-            raise _invalid("Open incident with matching dedup key already exists on this "
-                           "service")
+        if (
+            other["incident_key"] == key
+            and other["service"]["id"] == service["id"]
+            and other["status"] != "resolved"
+        ):
+            raise _invalid("Open incident with matching dedup key already exists on this service")
     number = len(incidents) + 1
     iid = f"Q{int(state.next_id()):013d}"
     now = _now()
-    details = incident.get("body", {}).get("details") if isinstance(
-        incident.get("body"), dict) else None
+    details = (
+        incident.get("body", {}).get("details") if isinstance(incident.get("body"), dict) else None
+    )
     record = {
         "id": iid,
         "type": "incident",
@@ -150,8 +163,12 @@ async def create_incident(req: SandboxRequest) -> Response:
         "status": "triggered",
         "incident_key": key,
         "urgency": urgency,
-        "service": {"id": service["id"], "type": "service_reference",
-                    "summary": service["name"], "self": service["self"]},
+        "service": {
+            "id": service["id"],
+            "type": "service_reference",
+            "summary": service["name"],
+            "self": service["self"],
+        },
         "assignments": [],
         "acknowledgements": [],
         "last_status_change_at": now,
@@ -189,10 +206,17 @@ async def list_incidents(req: SandboxRequest) -> Response:
         offset = max(0, int(req.query.get("offset", 0)))
     except ValueError:
         raise _invalid("limit and offset must be integers") from None
-    page = items[offset:offset + limit]
+    page = items[offset : offset + limit]
     total = len(items) if req.query.get("total") == "true" else None
-    return json_response({"incidents": page, "limit": limit, "offset": offset,
-                          "more": offset + limit < len(items), "total": total})
+    return json_response(
+        {
+            "incidents": page,
+            "limit": limit,
+            "offset": offset,
+            "more": offset + limit < len(items),
+            "total": total,
+        }
+    )
 
 
 @routes.route("GET", "/incidents/{incident_id}")
@@ -251,16 +275,19 @@ async def abilities(req: SandboxRequest) -> Response:
 async def list_services(req: SandboxRequest) -> Response:
     """Services."""
     items = list(_state(req).collection("services").values())
-    return json_response({"services": items, "limit": 25, "offset": 0, "more": False,
-                          "total": None})
+    return json_response(
+        {"services": items, "limit": 25, "offset": 0, "more": False, "total": None}
+    )
 
 
 # --- Events API v2 -------------------------------------------------------------------------
 
 
 def _event_error(*errors: str) -> VendorError:
-    return VendorError(400, {"status": "invalid event", "message": "Event object is invalid",
-                             "errors": list(errors)})
+    return VendorError(
+        400,
+        {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)},
+    )
 
 
 # Public: the Events API authenticates by the routing key in the body, not the REST
@@ -278,8 +305,10 @@ async def enqueue(req: SandboxRequest) -> Response:
         problems.append("'routing_key' is missing or blank")
     action = body.get("event_action")
     if action not in ("trigger", "acknowledge", "resolve"):
-        problems.append("'event_action' is invalid (must be one of the following: "
-                        "'trigger', 'acknowledge' or 'resolve')")
+        problems.append(
+            "'event_action' is invalid (must be one of the following: "
+            "'trigger', 'acknowledge' or 'resolve')"
+        )
     dedup_key = body.get("dedup_key")
     payload = body.get("payload")
     if action == "trigger":
@@ -290,8 +319,10 @@ async def enqueue(req: SandboxRequest) -> Response:
                 if not payload.get(field):
                     problems.append(f"'payload.{field}' is missing or blank")
             if payload.get("severity") not in (None, "critical", "error", "warning", "info"):
-                problems.append("'payload.severity' is invalid (must be one of the following: "
-                                "'critical', 'warning', 'error' or 'info')")
+                problems.append(
+                    "'payload.severity' is invalid (must be one of the following: "
+                    "'critical', 'warning', 'error' or 'info')"
+                )
     elif action in ("acknowledge", "resolve") and not dedup_key:
         problems.append("'dedup_key' is missing or blank")
     if problems:
@@ -302,8 +333,13 @@ async def enqueue(req: SandboxRequest) -> Response:
     now = _now()
     if action == "trigger" and isinstance(payload, dict):
         if alert is None or alert["status"] == "resolved":
-            alert = {"dedup_key": key, "status": "triggered", "created_at": now, "events": 0,
-                     "routing_key_suffix": str(routing_key)[-4:]}
+            alert = {
+                "dedup_key": key,
+                "status": "triggered",
+                "created_at": now,
+                "events": 0,
+                "routing_key_suffix": str(routing_key)[-4:],
+            }
             alerts[key] = alert
         alert["summary"] = payload["summary"]
         alert["severity"] = payload["severity"]
@@ -315,8 +351,11 @@ async def enqueue(req: SandboxRequest) -> Response:
         alert["updated_at"] = now
     # The routing key is a secret: keep only its last characters, never the key.
     state.collection("events")[state.next_id("ev")] = {
-        "event_action": action, "dedup_key": key, "received_at": now,
+        "event_action": action,
+        "dedup_key": key,
+        "received_at": now,
         "routing_key_suffix": str(routing_key)[-4:],
     }
-    return json_response({"status": "success", "message": "Event processed", "dedup_key": key},
-                         status=202)
+    return json_response(
+        {"status": "success", "message": "Event processed", "dedup_key": key}, status=202
+    )

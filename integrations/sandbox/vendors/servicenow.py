@@ -29,21 +29,46 @@ from integrations.sandbox.api import (
 
 routes = VendorRoutes("servicenow")
 
-INCIDENT_FIELDS = ("short_description", "description", "urgency", "impact", "category",
-                   "caller_id", "assignment_group", "correlation_id", "correlation_display",
-                   "state", "comments", "work_notes", "assigned_to")
+INCIDENT_FIELDS = (
+    "short_description",
+    "description",
+    "urgency",
+    "impact",
+    "category",
+    "caller_id",
+    "assignment_group",
+    "correlation_id",
+    "correlation_display",
+    "state",
+    "comments",
+    "work_notes",
+    "assigned_to",
+)
 # ServiceNow's default priority matrix: (impact, urgency) -> priority.
-_PRIORITY = {("1", "1"): "1", ("1", "2"): "2", ("2", "1"): "2", ("1", "3"): "3",
-             ("2", "2"): "3", ("3", "1"): "3", ("2", "3"): "4", ("3", "2"): "4",
-             ("3", "3"): "5"}
+_PRIORITY = {
+    ("1", "1"): "1",
+    ("1", "2"): "2",
+    ("2", "1"): "2",
+    ("1", "3"): "3",
+    ("2", "2"): "3",
+    ("3", "1"): "3",
+    ("2", "3"): "4",
+    ("3", "2"): "4",
+    ("3", "3"): "5",
+}
 
 
 def seed(state: ServiceState) -> None:
     """One user, the sandbox principal."""
     users = state.collection("sys_user")
     sys_id = uuid.UUID(int=1).hex
-    users[sys_id] = {"sys_id": sys_id, "user_name": "sandbox-user", "name": "Sandbox User",
-                     "email": "sandbox-user@example.com", "active": "true"}
+    users[sys_id] = {
+        "sys_id": sys_id,
+        "user_name": "sandbox-user",
+        "name": "Sandbox User",
+        "email": "sandbox-user@example.com",
+        "active": "true",
+    }
     state.collection("incident")
 
 
@@ -58,8 +83,9 @@ def _now() -> str:
 
 
 def _error(status: int, message: str, detail: str | None = None) -> VendorError:
-    return VendorError(status, {"error": {"message": message, "detail": detail},
-                                "status": "failure"})
+    return VendorError(
+        status, {"error": {"message": message, "detail": detail}, "status": "failure"}
+    )
 
 
 _TERM = re.compile(r"^(?P<field>[a-z_][a-z0-9_.]*)(?P<op>!=|=|LIKE|STARTSWITH)(?P<value>.*)$")
@@ -71,10 +97,10 @@ def _filter(records: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
         if not term:
             continue
         if term.startswith("ORDERBYDESC"):
-            order = (term[len("ORDERBYDESC"):], True)
+            order = (term[len("ORDERBYDESC") :], True)
             continue
         if term.startswith("ORDERBY"):
-            order = (term[len("ORDERBY"):], False)
+            order = (term[len("ORDERBY") :], False)
             continue
         m = _TERM.match(term)
         if m is None:
@@ -103,7 +129,7 @@ def _page(req: SandboxRequest, records: list[dict[str, Any]]) -> Response:
         offset = int(req.query.get("sysparm_offset", 0))
     except ValueError:
         raise _error(400, "Invalid sysparm_limit or sysparm_offset") from None
-    page = records[offset:offset + max(0, limit)]
+    page = records[offset : offset + max(0, limit)]
     headers = {"X-Total-Count": str(len(records))}
     return json_response({"result": page}, headers=headers)
 
@@ -121,8 +147,9 @@ async def create_incident(req: SandboxRequest) -> Response:
     try:
         body = req.json()
     except VendorError:
-        raise _error(400, "Exception while reading request",
-                     "The payload is not valid JSON.") from None
+        raise _error(
+            400, "Exception while reading request", "The payload is not valid JSON."
+        ) from None
     if not isinstance(body, dict):
         raise _error(400, "Exception while reading request", "The payload is not valid JSON.")
     incidents = state.collection("incident")
@@ -149,8 +176,11 @@ async def create_incident(req: SandboxRequest) -> Response:
     )
     incidents[sys_id] = record
     base = f"{req.request.url.scheme}://{req.request.url.netloc}"
-    return json_response({"result": record}, status=201,
-                         headers={"Location": f"{base}/api/now/table/incident/{sys_id}"})
+    return json_response(
+        {"result": record},
+        status=201,
+        headers={"Location": f"{base}/api/now/table/incident/{sys_id}"},
+    )
 
 
 @routes.route("GET", "/api/now/table/incident")
@@ -164,6 +194,7 @@ async def get_incident(req: SandboxRequest) -> Response:
     """One incident by sys_id."""
     record = _state(req).collection("incident").get(req.path_params["sys_id"])
     if record is None:
-        raise _error(404, "No Record found",
-                     "Record doesn't exist or ACL restricts the record retrieval")
+        raise _error(
+            404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+        )
     return json_response({"result": record})

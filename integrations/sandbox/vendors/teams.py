@@ -63,8 +63,9 @@ async def send_channel_message(req: SandboxRequest) -> Response:
     state = _state(req)
     team = state.collection("teams").get(req.path_params["team_id"])
     if team is None:
-        raise vendor_error("teams", 404, "No team found with Group Id "
-                           f"{req.path_params['team_id']}")
+        raise vendor_error(
+            "teams", 404, f"No team found with Group Id {req.path_params['team_id']}"
+        )
     channel_id = req.path_params["channel_id"]
     if channel_id not in team["channels"]:
         raise vendor_error("teams", 404, f"Channel {channel_id} not found")
@@ -87,8 +88,14 @@ async def send_channel_message(req: SandboxRequest) -> Response:
         "importance": "normal",
         "locale": "en-us",
         "webUrl": f"https://teams.microsoft.com/l/message/{channel_id}/{mid}",
-        "from": {"application": {"id": req.principal, "displayName": "Junction",
-                                 "applicationIdentityType": "bot"}, "user": None},
+        "from": {
+            "application": {
+                "id": req.principal,
+                "displayName": "Junction",
+                "applicationIdentityType": "bot",
+            },
+            "user": None,
+        },
         "body": {"contentType": content_type.lower(), "content": item["content"]},
         "channelIdentity": {"teamId": team["id"], "channelId": channel_id},
         "attachments": [],

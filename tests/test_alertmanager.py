@@ -4,11 +4,8 @@ Prometheus Alertmanager (Debian's prometheus-alertmanager, fixture ``alertmanage
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -21,50 +18,12 @@ from integrations.alertmanager import (
     PostableAlert,
     PostAlertsParams,
 )
-from integrations.base import RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.errors import BadRequestError, ServerError, UnprocessableEntityError
 from integrations.metrics import collecting
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
-from junction.settings import Settings
+from tests.helpers import ClientFactory, collection, new_client
 from tests.servers import AlertmanagerServer
-
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as server:
-        yield server
-
-
-@pytest.fixture
-def clean(sb: SandboxServer) -> SandboxServer:
-    sb.reset()
-    return sb
-
-
-def am(base_url: str | None = None, settings: Settings | None = None) -> AlertmanagerClient:
-    client = get_client(
-        "alertmanager",
-        base_url=base_url,
-        settings=settings,
-        retry=FAST,
-        breaker=CircuitBreaker("alertmanager", failure_threshold=1000),
-    )
-    assert isinstance(client, AlertmanagerClient)
-    return client
-
-
-def sandboxed(sb: SandboxServer) -> AlertmanagerClient:
-    return am(settings=Settings(sandbox_url=sb.url))
-
-
-def collection(sb: SandboxServer, name: str) -> dict[str, Any]:
-    answer = httpx.get(f"{sb.url}/_admin/state/alertmanager", timeout=10).json()
-    found: dict[str, Any] = answer["collections"].get(name, {})
-    return found
 
 
 def alert(name: str, **labels: str) -> PostableAlert:
@@ -91,11 +50,30 @@ def test_matcher_filter_syntax() -> None:
     )
 
 
+async def assert_rejects_malformed(client: AlertmanagerClient) -> None:
+    """What the real Alertmanager answers to bodies its API rejects (the sandbox too)."""
+    now = datetime.now(UTC)
+    with pytest.raises(UnprocessableEntityError, match="labels in body is required"):
+        await client.request("POST", "/alerts", action="raw", json=[{"annotations": {}}])
+    with pytest.raises(UnprocessableEntityError, match="createdBy in body is required"):
+        await client.request(
+            "POST", "/silences", action="raw", json={"matchers": [], "comment": "x"}
+        )
+    backwards = PostableAlert(
+        labels={"alertname": "x"}, startsAt=now, endsAt=now - timedelta(hours=1)
+    )
+    with pytest.raises(BadRequestError) as err:
+        await client.post_alerts(PostAlertsParams(alerts=[backwards]))
+    assert "start time must be before end time" in err.value.body_excerpt
+
+
 # --- sandbox ------------------------------------------------------------------------------
 
 
-async def test_sandbox_post_list_silence_status(clean: SandboxServer) -> None:
-    async with (client := sandboxed(clean)):
+async def test_sandbox_post_list_silence_status(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(AlertmanagerClient)):
         sent = await client.post_alerts(
             PostAlertsParams(alerts=[alert("DiskFull", host="db1"), alert("CpuHot", host="web1")])
         )
@@ -104,53 +82,55 @@ async def test_sandbox_post_list_silence_status(clean: SandboxServer) -> None:
         assert [a.labels["host"] for a in disk] == ["db1"]
         assert disk[0].status.state == "active" and disk[0].annotations["summary"]
         silence = await client.create_silence(
-            CreateSilenceParams(matchers=[Matcher(name="alertname", value="DiskFull")],
-                                comment="maintenance", created_by="ops")
+            CreateSilenceParams(
+                matchers=[Matcher(name="alertname", value="DiskFull")],
+                comment="maintenance",
+                created_by="ops",
+            )
         )
         silenced = await client.list_alerts(ListAlertsParams(filter=['alertname="DiskFull"']))
         status = await client.get_status(GetStatusParams())
     assert silenced[0].status.state == "suppressed"
     assert silenced[0].status.silenced_by == [silence.silence_id]
     assert status.version_info.version == "0.25.0"
-    stored = collection(clean, "silences")[silence.silence_id]
+    stored = collection(sb, "alertmanager", "silences")[silence.silence_id]
     assert stored["createdBy"] == "ops" and stored["comment"].startswith("maintenance [junction:")
-    assert len(collection(clean, "alerts")) == 2
+    assert len(collection(sb, "alertmanager", "alerts")) == 2
 
 
-async def test_sandbox_post_alerts_idempotent_after_lost_response(clean: SandboxServer) -> None:
-    clean.faults.set("alertmanager", lost_after_commit=1.0)
-    async with (client := sandboxed(clean)):
+async def test_sandbox_post_alerts_idempotent_after_lost_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    sb.faults.set("alertmanager", lost_after_commit=1.0)
+    async with (client := make_client(AlertmanagerClient)):
         with pytest.raises(ServerError):
             await client.post_alerts(PostAlertsParams(alerts=[alert("Lost", host="a")]))
-    alerts = collection(clean, "alerts")
+    alerts = collection(sb, "alertmanager", "alerts")
     assert len(alerts) == 1  # three deliveries, merged into one alert by its label set
     assert next(iter(alerts.values()))["posts"] == 3
 
 
-async def test_sandbox_create_silence_retry_safe_after_lost_response(clean: SandboxServer) -> None:
-    clean.faults.set("alertmanager", lost_after_commit=1.0)
+async def test_sandbox_create_silence_retry_safe_after_lost_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    sb.faults.set("alertmanager", lost_after_commit=1.0)
     with collecting() as metrics:
-        async with (client := sandboxed(clean)):
+        async with (client := make_client(AlertmanagerClient)):
             silence = await client.create_silence(
-                CreateSilenceParams(matchers=[Matcher(name="alertname", value="X")],
-                                    comment="lost answer")
+                CreateSilenceParams(
+                    matchers=[Matcher(name="alertname", value="X")], comment="lost answer"
+                )
             )
-    assert silence.existing and list(collection(clean, "silences")) == [silence.silence_id]
+    assert silence.existing
+    assert list(collection(sb, "alertmanager", "silences")) == [silence.silence_id]
     assert [m.action for m in metrics] == ["create_silence", "create_silence.lookup"]
 
 
-async def test_sandbox_rejects_malformed_requests_like_alertmanager(clean: SandboxServer) -> None:
-    now = datetime.now(UTC)
-    async with (client := sandboxed(clean)):
-        with pytest.raises(UnprocessableEntityError, match="createdBy in body is required"):
-            await client.request("POST", "/silences", action="raw",
-                                 json={"matchers": [], "comment": "x"})
-        with pytest.raises(UnprocessableEntityError, match="labels in body is required"):
-            await client.request("POST", "/alerts", action="raw", json=[{"annotations": {}}])
-        with pytest.raises(BadRequestError) as err:
-            await client.post_alerts(PostAlertsParams(alerts=[PostableAlert(
-                labels={"alertname": "x"}, startsAt=now, endsAt=now - timedelta(hours=1))]))
-        assert "start time must be before end time" in err.value.body_excerpt
+async def test_sandbox_rejects_malformed_requests_like_alertmanager(
+    make_client: ClientFactory,
+) -> None:
+    async with (client := make_client(AlertmanagerClient)):
+        await assert_rejects_malformed(client)
 
 
 # --- a real Alertmanager -------------------------------------------------------------------
@@ -160,24 +140,34 @@ async def test_sandbox_rejects_malformed_requests_like_alertmanager(clean: Sandb
 async def test_real_alertmanager_post_and_list(alertmanager: AlertmanagerServer) -> None:
     name = f"JunctionTest{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    async with (client := am(base_url=alertmanager.api_url)):
+    async with (client := new_client(AlertmanagerClient, base_url=alertmanager.api_url)):
         status = await client.get_status(GetStatusParams())
         assert status.version_info.version.startswith("0.")
         sent = await client.post_alerts(
-            PostAlertsParams(alerts=[
-                PostableAlert(labels={"alertname": name, "severity": "page"},
-                              annotations={"summary": "from junction"},
-                              startsAt=now - timedelta(minutes=1),
-                              endsAt=now + timedelta(minutes=30),
-                              generatorURL="http://junction.local/x"),
-            ])
+            PostAlertsParams(
+                alerts=[
+                    PostableAlert(
+                        labels={"alertname": name, "severity": "page"},
+                        annotations={"summary": "from junction"},
+                        startsAt=now - timedelta(minutes=1),
+                        endsAt=now + timedelta(minutes=30),
+                        generatorURL="http://junction.local/x",
+                    ),
+                ]
+            )
         )
         assert sent.accepted == 1
         # Posting the same label set again is a refresh, not a second alert.
-        await client.post_alerts(PostAlertsParams(alerts=[
-            PostableAlert(labels={"alertname": name, "severity": "page"},
-                          annotations={"summary": "refreshed"})
-        ]))
+        await client.post_alerts(
+            PostAlertsParams(
+                alerts=[
+                    PostableAlert(
+                        labels={"alertname": name, "severity": "page"},
+                        annotations={"summary": "refreshed"},
+                    )
+                ]
+            )
+        )
         found = await client.list_alerts(ListAlertsParams(filter=[f'alertname="{name}"']))
     assert len(found) == 1
     (got,) = found
@@ -189,13 +179,15 @@ async def test_real_alertmanager_post_and_list(alertmanager: AlertmanagerServer)
 @pytest.mark.alertmanager
 async def test_real_alertmanager_silence(alertmanager: AlertmanagerServer) -> None:
     name = f"JunctionSilenced{uuid.uuid4().hex[:8]}"
-    async with (client := am(base_url=alertmanager.api_url)):
+    async with (client := new_client(AlertmanagerClient, base_url=alertmanager.api_url)):
         firing = PostableAlert(labels={"alertname": name})
         await client.post_alerts(PostAlertsParams(alerts=[firing]))
         key = f"test-{uuid.uuid4().hex}"
         params = CreateSilenceParams(
             matchers=[Matcher(name="alertname", value=name)],
-            comment="junction test", created_by="pytest", duration_minutes=10,
+            comment="junction test",
+            created_by="pytest",
+            duration_minutes=10,
             idempotency_key=key,
         )
         silence = await client.create_silence(params)
@@ -213,14 +205,5 @@ async def test_real_alertmanager_silence(alertmanager: AlertmanagerServer) -> No
 async def test_real_alertmanager_rejects_malformed_requests(
     alertmanager: AlertmanagerServer,
 ) -> None:
-    now = datetime.now(UTC)
-    async with (client := am(base_url=alertmanager.api_url)):
-        with pytest.raises(UnprocessableEntityError, match="labels in body is required"):
-            await client.request("POST", "/alerts", action="raw", json=[{"annotations": {}}])
-        with pytest.raises(UnprocessableEntityError, match="createdBy in body is required"):
-            await client.request("POST", "/silences", action="raw",
-                                 json={"matchers": [], "comment": "x"})
-        with pytest.raises(BadRequestError) as err:
-            await client.post_alerts(PostAlertsParams(alerts=[PostableAlert(
-                labels={"alertname": "x"}, startsAt=now, endsAt=now - timedelta(hours=1))]))
-        assert "start time must be before end time" in err.value.body_excerpt
+    async with (client := new_client(AlertmanagerClient, base_url=alertmanager.api_url)):
+        await assert_rejects_malformed(client)

@@ -7,14 +7,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from integrations.sandbox.app import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(args: list[str], env: dict[str, str] | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str] | None = None, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
     full["COLUMNS"] = "200"
     if home is not None:
@@ -22,7 +27,11 @@ def run(args: list[str], env: dict[str, str] | None = None, home: Path | None = 
     full.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "junction", *args],
-        capture_output=True, text=True, cwd=ROOT, env=full, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full,
+        timeout=120,
     )
 
 
@@ -39,8 +48,8 @@ def test_list_json_has_every_integration() -> None:
     assert {"slack", "webex", "smtp", "pagerduty"} <= {i["name"] for i in json.loads(notify.stdout)}
 
 
-def test_check_all_against_sandbox_records_probes(sandbox: Any, tmp_path: Path) -> None:
-    env = {"JUNCTION_SANDBOX_URL": sandbox.url, "JUNCTION_SANDBOX_SMTP_PORT": str(sandbox.smtp_port)}
+def test_check_all_against_sandbox_records_probes(sb: SandboxServer, tmp_path: Path) -> None:
+    env = {"JUNCTION_SANDBOX_URL": sb.url, "JUNCTION_SANDBOX_SMTP_PORT": str(sb.smtp_port)}
     out = run(["integrations", "check", "--json"], env=env, home=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     results = json.loads(out.stdout)
@@ -52,13 +61,15 @@ def test_check_all_against_sandbox_records_probes(sandbox: Any, tmp_path: Path) 
     assert store.query("select count(*) n from calls where source = 'probe'")["n"][0] >= 42
 
 
-def test_check_reports_outage_and_exits_1(sandbox: Any, tmp_path: Path) -> None:
-    env = {"JUNCTION_SANDBOX_URL": sandbox.url}
-    httpx.post(f"{sandbox.url}/_admin/outage/github", json={"seconds": 30, "mode": "503"}).raise_for_status()
+def test_check_reports_outage_and_exits_1(sb: SandboxServer, tmp_path: Path) -> None:
+    env = {"JUNCTION_SANDBOX_URL": sb.url}
+    httpx.post(
+        f"{sb.url}/_admin/outage/github", json={"seconds": 30, "mode": "503"}
+    ).raise_for_status()
     try:
         out = run(["integrations", "check", "github", "okta"], env=env, home=tmp_path)
     finally:
-        httpx.delete(f"{sandbox.url}/_admin/outage/github")
+        httpx.delete(f"{sb.url}/_admin/outage/github")
     assert out.returncode == 1
     assert "github" in out.stdout and "ServerError" in out.stdout and "1/2 healthy" in out.stdout
 
@@ -76,7 +87,9 @@ def test_missing_credentials_and_bad_url_are_reported_per_integration(tmp_path: 
         "JUNCTION_GITHUB_BASE_URL": "not a url",
         "JUNCTION_GITHUB_TOKEN": "ghp_secretsecretsecret",
     }
-    out = run(["integrations", "check", "okta", "github", "--json", "--no-record"], env=env, home=tmp_path)
+    out = run(
+        ["integrations", "check", "okta", "github", "--json", "--no-record"], env=env, home=tmp_path
+    )
     assert out.returncode == 1, out.stderr
     by = {r["integration"]: r for r in json.loads(out.stdout)}
     assert by["okta"]["error_class"] == "MissingCredentialsError"

@@ -4,15 +4,11 @@ the shared breaker and the metric hook."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from integrations.auth import Credentials
-from integrations.base import RetryPolicy
 from integrations.breaker import BreakerState, CircuitBreaker
 from integrations.email import EmailSent, SendEmailParams, SmtpClient, message_id
 from integrations.errors import (
@@ -22,39 +18,10 @@ from integrations.errors import (
     ServerError,
 )
 from integrations.metrics import collecting
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
-from junction.settings import Settings
+from tests.helpers import ClientFactory, collection
 from tests.servers import free_port
-
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(sb: SandboxServer) -> None:
-    sb.reset()
-
-
-def smtp(sb: SandboxServer, **kwargs: Any) -> SmtpClient:
-    kwargs.setdefault("retry", FAST)
-    kwargs.setdefault("breaker", CircuitBreaker("smtp", failure_threshold=1000))
-    assert sb.smtp_port is not None
-    settings = Settings(sandbox_url=sb.url, sandbox_smtp_port=sb.smtp_port)
-    client = get_client("smtp", settings=settings, **kwargs)
-    assert isinstance(client, SmtpClient)
-    return client
-
-
-def messages(sb: SandboxServer) -> dict[str, Any]:
-    answer = httpx.get(f"{sb.url}/_admin/state/smtp", timeout=10).json()
-    found: dict[str, Any] = answer["collections"].get("messages", {})
-    return found
 
 
 def mail(**overrides: Any) -> SendEmailParams:
@@ -82,16 +49,18 @@ def test_action_and_message_id() -> None:
         mail(to=["not-an-address"])
 
 
-async def test_send_email_is_stored_by_message_id(sb: SandboxServer) -> None:
+async def test_send_email_is_stored_by_message_id(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     with collecting() as metrics:
-        async with (client := smtp(sb)):
+        async with (client := make_client(SmtpClient)):
             sent = await client.send_email(
                 mail(bcc=["audit@example.com"], html="<p>p95 is <b>4.2 s</b></p>")
             )
     assert sent.accepted == ["oncall@example.com", "lead@example.com", "audit@example.com"]
     assert sent.message_id == message_id("run-7:email", "junction@example.com")
     assert sent.response.startswith("250")
-    stored = messages(sb)[sent.message_id]
+    stored = collection(sb, "smtp", "messages")[sent.message_id]
     assert stored["subject"] == "Checkout API degraded"
     assert stored["from"] == "junction@example.com"
     assert stored["to"] == ["oncall@example.com"] and stored["cc"] == ["lead@example.com"]
@@ -100,23 +69,27 @@ async def test_send_email_is_stored_by_message_id(sb: SandboxServer) -> None:
     assert stored["auth_user"] == "sandbox-user"  # logged in with the sandbox credentials
     (metric,) = [m for m in metrics if m.service == "smtp"]
     assert (metric.action, metric.method, metric.ok, metric.attempts) == (
-        "send_email", "MAIL", True, 1)
+        "send_email",
+        "MAIL",
+        True,
+        1,
+    )
     assert metric.status is None and metric.path == f"127.0.0.1:{sb.smtp_port}"
 
 
-async def test_resend_is_recognisable(sb: SandboxServer) -> None:
-    async with (client := smtp(sb)):
+async def test_resend_is_recognisable(sb: SandboxServer, make_client: ClientFactory) -> None:
+    async with (client := make_client(SmtpClient)):
         first = await client.send_email(mail())
         second = await client.send_email(mail())
         other = await client.send_email(mail(idempotency_key="run-8:email"))
     assert first.message_id == second.message_id != other.message_id
-    stored = messages(sb)
+    stored = collection(sb, "smtp", "messages")
     assert stored[first.message_id]["deliveries"] == 2 and len(stored) == 2
 
 
-async def test_health_check_logs_in_and_reports(sb: SandboxServer) -> None:
+async def test_health_check_logs_in_and_reports(make_client: ClientFactory) -> None:
     with collecting() as metrics:
-        async with (client := smtp(sb)):
+        async with (client := make_client(SmtpClient)):
             health = await client.health_check()
     assert health.ok and health.error_class is None
     assert [(m.action, m.method, m.ok) for m in metrics if m.service == "smtp"] == [
@@ -124,10 +97,12 @@ async def test_health_check_logs_in_and_reports(sb: SandboxServer) -> None:
     ]
 
 
-async def test_outage_is_typed_server_error_and_retried(sb: SandboxServer) -> None:
+async def test_outage_is_typed_server_error_and_retried(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     sb.faults.start_outage("smtp", 60)
     with collecting() as metrics:
-        async with (client := smtp(sb)):
+        async with (client := make_client(SmtpClient)):
             health = await client.health_check()
             with pytest.raises(ServerError) as err:
                 await client.send_email(mail())
@@ -135,43 +110,47 @@ async def test_outage_is_typed_server_error_and_retried(sb: SandboxServer) -> No
     assert err.value.status_code == 421 and err.value.retryable
     send = next(m for m in metrics if m.action == "send_email")
     assert (send.ok, send.attempts, send.error_class) == (False, 3, "ServerError")
-    assert messages(sb) == {}
+    assert collection(sb, "smtp", "messages") == {}
 
 
-async def test_451_at_data_is_retried_to_success(sb: SandboxServer) -> None:
+async def test_451_at_data_is_retried_to_success(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     sb.faults.set("smtp", error_next=1)  # the first DATA answers 451: nothing taken
     with collecting() as metrics:
-        async with (client := smtp(sb)):
+        async with (client := make_client(SmtpClient)):
             sent = await client.send_email(mail())
-    assert messages(sb)[sent.message_id]["deliveries"] == 1
+    assert collection(sb, "smtp", "messages")[sent.message_id]["deliveries"] == 1
     assert next(m for m in metrics if m.action == "send_email").attempts == 2
 
 
-async def test_lost_after_data_is_not_retried(sb: SandboxServer) -> None:
+async def test_lost_after_data_is_not_retried(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     sb.faults.set("smtp", lost_after_commit=1.0)
-    async with (client := smtp(sb)):
+    async with (client := make_client(SmtpClient)):
         with pytest.raises(APIConnectionError) as err:
             await client.send_email(mail())
     assert err.value.request_sent
-    assert messages(sb)[message_id("run-7:email", "junction@example.com")]["deliveries"] == 1
+    key = message_id("run-7:email", "junction@example.com")
+    assert collection(sb, "smtp", "messages")[key]["deliveries"] == 1
 
 
-async def test_bad_login_is_authentication_error(sb: SandboxServer) -> None:
-    bad = Credentials(username="sandbox-user", password=SecretStr("wrong-password"))
-    async with (client := smtp(sb, credentials=bad)):
+async def test_bad_login_is_authentication_error(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(SmtpClient, wrong_secret="wrong-password")):
         with pytest.raises(AuthenticationError) as err:
             await client.send_email(mail())
         health = await client.health_check()
     assert err.value.status_code == 535 and "wrong-password" not in str(err.value)
     assert (health.ok, health.error_class) == (False, "AuthenticationError")
-    assert messages(sb) == {}
+    assert collection(sb, "smtp", "messages") == {}
 
 
-async def test_refused_connection_and_the_breaker(sb: SandboxServer) -> None:
+async def test_refused_connection_and_the_breaker(make_client: ClientFactory) -> None:
     breaker = CircuitBreaker("smtp", failure_threshold=3, reset_timeout=60)
-    client = get_client("smtp", base_url=f"smtp://127.0.0.1:{free_port()}", retry=FAST,
-                        breaker=breaker, settings=Settings(sandbox_url=sb.url))
-    assert isinstance(client, SmtpClient)
+    client = make_client(SmtpClient, base_url=f"smtp://127.0.0.1:{free_port()}", breaker=breaker)
     with pytest.raises(APIConnectionError) as err:
         await client.send_email(mail())
     assert not err.value.request_sent  # refused: safe to retry, and retried
@@ -180,4 +159,7 @@ async def test_refused_connection_and_the_breaker(sb: SandboxServer) -> None:
         await client.send_email(mail())
     health = await client.health_check()
     assert (health.ok, health.error_class, health.breaker_state) == (
-        False, "CircuitOpenError", "open")
+        False,
+        "CircuitOpenError",
+        "open",
+    )

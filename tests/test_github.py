@@ -3,16 +3,11 @@ repositories, typed errors, headers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from integrations.auth import Credentials
-from integrations.base import RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.errors import AuthenticationError, NotFoundError
 from integrations.github import (
     CreateIssueParams,
@@ -21,36 +16,9 @@ from integrations.github import (
     ListWorkflowRunsParams,
 )
 from integrations.metrics import collecting
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
-from junction.settings import Settings
-
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(sb: SandboxServer) -> None:
-    sb.reset()
-
-
-def github(sb: SandboxServer, **kwargs: Any) -> GitHubClient:
-    kwargs.setdefault("retry", FAST)
-    kwargs.setdefault("breaker", CircuitBreaker("github", failure_threshold=1000))
-    client = get_client("github", settings=Settings(sandbox_url=sb.url), **kwargs)
-    assert isinstance(client, GitHubClient)
-    return client
-
-
-def issues(sb: SandboxServer) -> dict[str, Any]:
-    answer = httpx.get(f"{sb.url}/_admin/state/github", timeout=10).json()
-    found: dict[str, Any] = answer["collections"].get("issues", {})
-    return found
+from tests.helpers import ClientFactory, collection, mock_client
 
 
 def test_actions_and_their_safety() -> None:
@@ -59,14 +27,21 @@ def test_actions_and_their_safety() -> None:
     assert get_action("github", "get_repo").read_only
 
 
-async def test_create_issue_with_marker_and_labels(sb: SandboxServer) -> None:
-    async with (client := github(sb)):
+async def test_create_issue_with_marker_and_labels(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(GitHubClient)):
         issue = await client.create_issue(
-            CreateIssueParams(owner="junction-org", repo="app", title="CI red on main",
-                              body="Run 9002 failed", labels=["ci", "bug"])
+            CreateIssueParams(
+                owner="junction-org",
+                repo="app",
+                title="CI red on main",
+                body="Run 9002 failed",
+                labels=["ci", "bug"],
+            )
         )
     assert (issue.number, issue.state, issue.existing) == (1, "open", False)
-    stored = issues(sb)["junction-org/app#1"]
+    stored = collection(sb, "github", "issues")["junction-org/app#1"]
     assert stored["title"] == "CI red on main"
     assert stored["body"].startswith("Run 9002 failed\n\n<!-- junction-idempotency-key: ")
     assert [label["name"] for label in stored["labels"]] == ["ci", "bug"]
@@ -79,10 +54,12 @@ async def test_catalog_headers_are_sent() -> None:
         seen.append(request)
         return httpx.Response(200, json={"id": 1, "name": "app", "full_name": "o/app"})
 
-    client = get_client("github", base_url="https://gh.example",
-                        credentials=Credentials(token=SecretStr("ghp_test")),
-                        transport=httpx.MockTransport(handler))
-    assert isinstance(client, GitHubClient)
+    client = mock_client(
+        GitHubClient,
+        handler,
+        base_url="https://gh.example",
+        credentials=Credentials(token=SecretStr("ghp_test")),
+    )
     repo = await client.get_repo(GetRepoParams(owner="o", repo="app"))
     assert repo.full_name == "o/app"
     (req,) = seen
@@ -92,31 +69,40 @@ async def test_catalog_headers_are_sent() -> None:
     assert req.headers["Authorization"] == "Bearer ghp_test"
 
 
-async def test_same_key_finds_the_issue_instead_of_duplicating(sb: SandboxServer) -> None:
-    params = CreateIssueParams(owner="junction-org", repo="app", title="Flaky test",
-                               labels=["flaky"], idempotency_key="run-42:open-issue")
-    async with (client := github(sb)):
+async def test_same_key_finds_the_issue_instead_of_duplicating(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    params = CreateIssueParams(
+        owner="junction-org",
+        repo="app",
+        title="Flaky test",
+        labels=["flaky"],
+        idempotency_key="run-42:open-issue",
+    )
+    async with (client := make_client(GitHubClient)):
         first = await client.create_issue(params)
         again = await client.create_issue(params)
     assert (again.number, again.existing, first.existing) == (first.number, True, False)
-    assert len(issues(sb)) == 1
+    assert len(collection(sb, "github", "issues")) == 1
 
 
 @pytest.mark.parametrize("mode", ["504", "reset"])
-async def test_create_issue_retry_safe_after_lost_response(sb: SandboxServer, mode: str) -> None:
+async def test_create_issue_retry_safe_after_lost_response(
+    sb: SandboxServer, make_client: ClientFactory, mode: str
+) -> None:
     sb.faults.set("github", lost_after_commit=1.0, lost_mode=mode)
     with collecting() as metrics:
-        async with (client := github(sb)):
+        async with (client := make_client(GitHubClient)):
             issue = await client.create_issue(
                 CreateIssueParams(owner="junction-org", repo="app", title="lost answer")
             )
     assert issue.existing and issue.number == 1
-    assert list(issues(sb)) == ["junction-org/app#1"]
+    assert list(collection(sb, "github", "issues")) == ["junction-org/app#1"]
     assert [m.action for m in metrics] == ["create_issue", "create_issue.lookup"]
 
 
-async def test_list_workflow_runs_filters(sb: SandboxServer) -> None:
-    async with (client := github(sb)):
+async def test_list_workflow_runs_filters(make_client: ClientFactory) -> None:
+    async with (client := make_client(GitHubClient)):
         every = await client.list_workflow_runs(
             ListWorkflowRunsParams(owner="junction-org", repo="app")
         )
@@ -124,8 +110,9 @@ async def test_list_workflow_runs_filters(sb: SandboxServer) -> None:
             ListWorkflowRunsParams(owner="junction-org", repo="app", status="failure")
         )
         ci = await client.list_workflow_runs(
-            ListWorkflowRunsParams(owner="junction-org", repo="app", workflow_id="ci.yml",
-                                   branch="main", per_page=1)
+            ListWorkflowRunsParams(
+                owner="junction-org", repo="app", workflow_id="ci.yml", branch="main", per_page=1
+            )
         )
     assert every.total_count == 5 and len(every.workflow_runs) == 5
     created = [r.created_at.isoformat() for r in every.workflow_runs if r.created_at]
@@ -135,11 +122,14 @@ async def test_list_workflow_runs_filters(sb: SandboxServer) -> None:
     assert ci.workflow_runs[0].head_branch == "main"
 
 
-async def test_get_repo_and_not_found(sb: SandboxServer) -> None:
-    async with (client := github(sb)):
+async def test_get_repo_and_not_found(make_client: ClientFactory) -> None:
+    async with (client := make_client(GitHubClient)):
         repo = await client.get_repo(GetRepoParams(owner="junction-org", repo="infra"))
         assert (repo.full_name, repo.private, repo.default_branch) == (
-            "junction-org/infra", True, "main")
+            "junction-org/infra",
+            True,
+            "main",
+        )
         with pytest.raises(NotFoundError):
             await client.get_repo(GetRepoParams(owner="junction-org", repo="missing"))
         with pytest.raises(NotFoundError):
@@ -148,12 +138,13 @@ async def test_get_repo_and_not_found(sb: SandboxServer) -> None:
             )
 
 
-async def test_bad_token_is_authentication_error(sb: SandboxServer) -> None:
-    bad = Credentials(token=SecretStr("ghp_wrongwrongwrong"))
-    async with (client := github(sb, credentials=bad)):
+async def test_bad_token_is_authentication_error(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(GitHubClient, wrong_secret="ghp_wrongwrongwrong")):
         with pytest.raises(AuthenticationError) as err:
             await client.create_issue(
                 CreateIssueParams(owner="junction-org", repo="app", title="x")
             )
     assert "wrongwrong" not in str(err.value)
-    assert issues(sb) == {}
+    assert collection(sb, "github", "issues") == {}

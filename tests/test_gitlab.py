@@ -3,7 +3,6 @@ plus MockTransport cases for request shapes the sandbox cannot observe."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,7 +11,6 @@ from pydantic import SecretStr, ValidationError
 
 from integrations.auth import Credentials
 from integrations.base import RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.errors import (
     AuthenticationError,
     BadRequestError,
@@ -35,61 +33,22 @@ from integrations.gitlab import (
     issue_marker,
     project_segment,
 )
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
-from junction.settings import Settings
+from tests.helpers import ClientFactory, clear_faults, faults_seen, mock_client, set_faults, state
 
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
 SEEDED_PIPELINES = 25
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: SandboxServer) -> None:
-    sandbox.reset()  # state, faults and the request log
-
-
-def client(sb: SandboxServer, **kwargs: Any) -> GitLabClient:
-    kwargs.setdefault("retry", FAST)
-    kwargs.setdefault("breaker", CircuitBreaker("gitlab", failure_threshold=1000))
-    c = get_client("gitlab", settings=Settings(sandbox_url=sb.url), **kwargs)
-    assert isinstance(c, GitLabClient)
-    return c
-
-
-def state(sb: SandboxServer) -> dict[str, dict[str, Any]]:
-    resp = httpx.get(f"{sb.url}/_admin/state/gitlab")
-    resp.raise_for_status()
-    collections: dict[str, dict[str, Any]] = resp.json()["collections"]
-    return collections
-
-
-def set_faults(sb: SandboxServer, **fields: Any) -> None:
-    httpx.post(f"{sb.url}/_admin/faults/gitlab", json=fields).raise_for_status()
-
-
-def clear_faults(sb: SandboxServer) -> None:
-    httpx.delete(f"{sb.url}/_admin/faults/gitlab").raise_for_status()
-
-
-def lost(sb: SandboxServer) -> int:
-    return int(sb.requests("gitlab")["services"]["gitlab"]["faults"].get("lost_after_commit", 0))
-
-
 def api_pipelines(sb: SandboxServer) -> list[dict[str, Any]]:
-    return [p for p in state(sb)["pipelines"].values() if p["source"] == "api"]
+    return [p for p in state(sb, "gitlab")["pipelines"].values() if p["source"] == "api"]
 
 
 # --- pipelines ------------------------------------------------------------------------------
 
 
-async def test_list_pipelines_follows_pages(sandbox: SandboxServer) -> None:
-    async with (gl := client(sandbox)):
+async def test_list_pipelines_follows_pages(sb: SandboxServer, make_client: ClientFactory) -> None:
+    async with (gl := make_client(GitLabClient)):
         everything = await gl.list_pipelines(ListPipelinesParams(project=1, per_page=10))
         capped = await gl.list_pipelines(
             ListPipelinesParams(project="acme/backend", per_page=10, max_pages=2)
@@ -101,7 +60,7 @@ async def test_list_pipelines_follows_pages(sandbox: SandboxServer) -> None:
     assert everything.pages == 3 and not everything.truncated
     ids = [p.id for p in everything.items]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
-    assert {str(i) for i in ids} == set(state(sandbox)["pipelines"])
+    assert {str(i) for i in ids} == set(state(sb, "gitlab")["pipelines"])
     assert len(capped.items) == 20 and capped.pages == 2 and capped.truncated
     assert failed_main.items and all(
         p.status == "failed" and p.ref == "main" for p in failed_main.items
@@ -109,8 +68,8 @@ async def test_list_pipelines_follows_pages(sandbox: SandboxServer) -> None:
     assert failed_main.items[0].id == 1001
 
 
-async def test_get_pipeline_and_unknown_project(sandbox: SandboxServer) -> None:
-    async with (gl := client(sandbox)):
+async def test_get_pipeline_and_unknown_project(make_client: ClientFactory) -> None:
+    async with (gl := make_client(GitLabClient)):
         pipeline = await gl.get_pipeline(
             GetPipelineParams(project="acme/backend", pipeline_id=1001)
         )
@@ -121,8 +80,10 @@ async def test_get_pipeline_and_unknown_project(sandbox: SandboxServer) -> None:
     assert pipeline.status == "failed" and pipeline.ref == "main" and pipeline.project_id == 1
 
 
-async def test_pipeline_jobs_scope_and_job_log_tail(sandbox: SandboxServer) -> None:
-    async with (gl := client(sandbox)):
+async def test_pipeline_jobs_scope_and_job_log_tail(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (gl := make_client(GitLabClient)):
         failed = await gl.list_pipeline_jobs(
             ListPipelineJobsParams(project=1, pipeline_id=1001, scope=["failed"])
         )
@@ -136,18 +97,20 @@ async def test_pipeline_jobs_scope_and_job_log_tail(sandbox: SandboxServer) -> N
     assert job.name == "test" and job.failure_reason == "script_failure"
     assert sorted(j.name for j in two.items) == ["deploy", "test"]
     assert len(every.items) == 4 and every.total == 4
-    stored = state(sandbox)["traces"][str(job.id)]["text"]
+    stored = state(sb, "gitlab")["traces"][str(job.id)]["text"]
     assert full.text == stored and not full.truncated
     assert tail.truncated and tail.total_lines == len(stored.splitlines())
     assert tail.text.splitlines() == stored.splitlines()[-2:]
     assert tail.text.endswith("ERROR: Job failed: exit code 1")
 
 
-async def test_trigger_pipeline_creates_with_variables(sandbox: SandboxServer) -> None:
+async def test_trigger_pipeline_creates_with_variables(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     params = TriggerPipelineParams(
         project="acme/backend", ref="develop", variables=[PipelineVariable(key="ENV", value="qa")]
     )
-    async with (gl := client(sandbox)):
+    async with (gl := make_client(GitLabClient)):
         first = await gl.trigger_pipeline(params)
         second = await gl.trigger_pipeline(params)  # no caller key: a deliberate second run
         with pytest.raises(BadRequestError) as bad_ref:
@@ -156,15 +119,19 @@ async def test_trigger_pipeline_creates_with_variables(sandbox: SandboxServer) -
     assert first.id != second.id and not first.unchanged
     assert first.ref == "develop" and first.source == "api"
     variables = [
-        v for v in state(sandbox)["pipeline_variables"].values() if v["pipeline_id"] == first.id
+        v
+        for v in state(sb, "gitlab")["pipeline_variables"].values()
+        if v["pipeline_id"] == first.id
     ]
     assert {v["key"]: v["value"] for v in variables}.keys() == {"ENV", IDEMPOTENCY_VARIABLE}
-    assert len(api_pipelines(sandbox)) == 2
+    assert len(api_pipelines(sb)) == 2
 
 
-async def test_trigger_pipeline_with_key_runs_once(sandbox: SandboxServer) -> None:
+async def test_trigger_pipeline_with_key_runs_once(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     params = TriggerPipelineParams(project=1, ref="main", idempotency_key="deploy-42")
-    async with (gl := client(sandbox)):
+    async with (gl := make_client(GitLabClient)):
         first = await gl.trigger_pipeline(params)
         rerun = await gl.trigger_pipeline(params)
         other = await gl.trigger_pipeline(
@@ -172,44 +139,48 @@ async def test_trigger_pipeline_with_key_runs_once(sandbox: SandboxServer) -> No
         )
     assert rerun.unchanged and rerun.id == first.id
     assert other.id != first.id
-    assert len(api_pipelines(sandbox)) == 2
+    assert len(api_pipelines(sb)) == 2
 
 
-async def test_trigger_pipeline_lost_response_never_duplicates(sandbox: SandboxServer) -> None:
+async def test_trigger_pipeline_lost_response_never_duplicates(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """The POST commits, its answer is lost (504): the client finds the pipeline by the
     key variable it attached instead of starting a second one."""
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (gl := client(sandbox)):
+    set_faults(sb, "gitlab", lost_after_commit=1.0)
+    async with (gl := make_client(GitLabClient)):
         pipeline = await gl.trigger_pipeline(TriggerPipelineParams(project=1, ref="main"))
-    assert lost(sandbox) == 1
+    assert faults_seen(sb, "gitlab", "lost_after_commit") == 1
     assert pipeline.unchanged
-    assert [p["id"] for p in api_pipelines(sandbox)] == [pipeline.id]
+    assert [p["id"] for p in api_pipelines(sb)] == [pipeline.id]
 
 
-async def test_trigger_pipeline_rerun_after_failed_call(sandbox: SandboxServer) -> None:
+async def test_trigger_pipeline_rerun_after_failed_call(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """Single attempt: the call fails, a re-run with the same key finds the pipeline."""
     params = TriggerPipelineParams(project=1, ref="main", idempotency_key="run-7-step-3")
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (gl := client(sandbox, retry=RetryPolicy(max_attempts=1))):
+    set_faults(sb, "gitlab", lost_after_commit=1.0)
+    async with (gl := make_client(GitLabClient, retry=RetryPolicy(max_attempts=1))):
         with pytest.raises(ServerError):
             await gl.trigger_pipeline(params)
-        clear_faults(sandbox)
+        clear_faults(sb, "gitlab")
         again = await gl.trigger_pipeline(params)
     assert again.unchanged
-    assert len(api_pipelines(sandbox)) == 1
+    assert len(api_pipelines(sb)) == 1
 
 
 # --- issues ----------------------------------------------------------------------------------
 
 
-async def test_create_issue_once_per_title(sandbox: SandboxServer) -> None:
+async def test_create_issue_once_per_title(sb: SandboxServer, make_client: ClientFactory) -> None:
     params = CreateIssueParams(
         project=1,
         title="Pipeline 1001 failed",
         description="See job 5002",
         labels=["ci", "junction"],
     )
-    async with (gl := client(sandbox)):
+    async with (gl := make_client(GitLabClient)):
         first = await gl.create_issue(params)
         again = await gl.create_issue(params.model_copy(update={"description": "changed"}))
         other = await gl.create_issue(params.model_copy(update={"title": "Pipeline 999 failed"}))
@@ -217,41 +188,47 @@ async def test_create_issue_once_per_title(sandbox: SandboxServer) -> None:
     assert not first.unchanged and again.unchanged and again.iid == first.iid
     assert other.iid != first.iid and keyed.iid not in (first.iid, other.iid)
     assert first.labels == ["ci", "junction"] and first.state == "opened"
-    issues = list(state(sandbox)["issues"].values())
+    issues = list(state(sb, "gitlab")["issues"].values())
     assert len(issues) == 3
     stored = next(i for i in issues if i["iid"] == first.iid)
     assert stored["description"].startswith("See job 5002")
     assert issue_marker(gl.issue_key(params)) in stored["description"]
 
 
-async def test_create_issue_ignores_same_title_without_our_marker(sandbox: SandboxServer) -> None:
+async def test_create_issue_ignores_same_title_without_our_marker(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """A human's issue with the same title is not ours: a new one is opened."""
-    async with (gl := client(sandbox)):
+    async with (gl := make_client(GitLabClient)):
         human = await gl.request(
             "POST", "/projects/1/issues", action="raw", json={"title": "Disk full"}
         )
         ours = await gl.create_issue(CreateIssueParams(project=1, title="Disk full"))
     assert ours.iid != human["iid"] and not ours.unchanged
-    assert len(state(sandbox)["issues"]) == 2
+    assert len(state(sb, "gitlab")["issues"]) == 2
 
 
-async def test_create_issue_lost_response_never_duplicates(sandbox: SandboxServer) -> None:
+async def test_create_issue_lost_response_never_duplicates(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     params = CreateIssueParams(project="acme/backend", title="Deploy stuck")
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (gl := client(sandbox)):
+    set_faults(sb, "gitlab", lost_after_commit=1.0)
+    async with (gl := make_client(GitLabClient)):
         issue = await gl.create_issue(params)
-        assert lost(sandbox) == 1
-        clear_faults(sandbox)
+        assert faults_seen(sb, "gitlab", "lost_after_commit") == 1
+        clear_faults(sb, "gitlab")
         again = await gl.create_issue(params)
     assert issue.unchanged and again.iid == issue.iid
-    assert len(state(sandbox)["issues"]) == 1
+    assert len(state(sb, "gitlab")["issues"]) == 1
 
 
 # --- members and users ----------------------------------------------------------------------
 
 
-async def test_add_project_member_then_409_returns_existing(sandbox: SandboxServer) -> None:
-    async with (gl := client(sandbox)):
+async def test_add_project_member_then_409_returns_existing(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (gl := make_client(GitLabClient)):
         added = await gl.add_project_member(
             AddProjectMemberParams(
                 project=1, user_id=3, access_level="developer", expires_at="2030-01-31"
@@ -264,15 +241,19 @@ async def test_add_project_member_then_409_returns_existing(sandbox: SandboxServ
             await gl.add_project_member(AddProjectMemberParams(project=1, user_id=99))
     assert added.username == "bob" and added.access_level == 30 and not added.unchanged
     assert again.unchanged and again.access_level == 30  # an existing role is not changed
-    assert state(sandbox)["members"]["1:3"]["expires_at"] == "2030-01-31"
+    assert state(sb, "gitlab")["members"]["1:3"]["expires_at"] == "2030-01-31"
 
 
-async def test_add_project_member_lost_response(sandbox: SandboxServer) -> None:
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (gl := client(sandbox)):
+async def test_add_project_member_lost_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    set_faults(sb, "gitlab", lost_after_commit=1.0)
+    async with (gl := make_client(GitLabClient)):
         member = await gl.add_project_member(AddProjectMemberParams(project=2, user_id=4))
-    assert lost(sandbox) == 1 and member.unchanged and member.id == 4
-    assert [k for k in state(sandbox)["members"] if k.startswith("2:")] == ["2:4"]
+    assert (
+        faults_seen(sb, "gitlab", "lost_after_commit") == 1 and member.unchanged and member.id == 4
+    )
+    assert [k for k in state(sb, "gitlab")["members"] if k.startswith("2:")] == ["2:4"]
 
 
 def test_access_level_names() -> None:
@@ -285,63 +266,63 @@ def test_access_level_names() -> None:
         ListPipelinesParams(project="/")
 
 
-async def test_block_user_idempotent(sandbox: SandboxServer) -> None:
-    async with (gl := client(sandbox)):
+async def test_block_user_idempotent(sb: SandboxServer, make_client: ClientFactory) -> None:
+    async with (gl := make_client(GitLabClient)):
         blocked = await gl.block_user(BlockUserParams(user_id=4))
         again = await gl.block_user(BlockUserParams(user_id=4))
         with pytest.raises(NotFoundError):
             await gl.block_user(BlockUserParams(user_id=99))
     assert blocked.state == "blocked" and not blocked.unchanged and again.unchanged
-    assert state(sandbox)["users"]["4"]["state"] == "blocked"
+    assert state(sb, "gitlab")["users"]["4"]["state"] == "blocked"
 
 
-async def test_block_user_lost_response(sandbox: SandboxServer) -> None:
+async def test_block_user_lost_response(sb: SandboxServer, make_client: ClientFactory) -> None:
     """The block commits, its answer is lost; the retry blocks a blocked user: success."""
-    set_faults(sandbox, lost_after_commit=1.0, lost_methods=["POST"])
-    async with (gl := client(sandbox)):
+    set_faults(sb, "gitlab", lost_after_commit=1.0, lost_methods=["POST"])
+    async with (gl := make_client(GitLabClient)):
         # POST is lost every time, so the engine's retries all fail; the re-run succeeds.
         with pytest.raises(ServerError):
             await gl.block_user(BlockUserParams(user_id=3))
-        clear_faults(sandbox)
+        clear_faults(sb, "gitlab")
         user = await gl.block_user(BlockUserParams(user_id=3))
     assert user.state == "blocked" and user.unchanged
-    assert state(sandbox)["users"]["3"]["state"] == "blocked"
+    assert state(sb, "gitlab")["users"]["3"]["state"] == "blocked"
 
 
 # --- errors and request shapes ------------------------------------------------------------------
 
 
-async def test_bad_token_is_authentication_error(sandbox: SandboxServer) -> None:
-    async with (gl := client(sandbox, credentials=Credentials(token=SecretStr("glpat-wrong")))):
+async def test_bad_token_is_authentication_error(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (gl := make_client(GitLabClient, wrong_secret="glpat-wrong")):
         with pytest.raises(AuthenticationError):
             await gl.list_pipelines(ListPipelinesParams(project=1))
         with pytest.raises(AuthenticationError):
             await gl.create_issue(CreateIssueParams(project=1, title="x"))
-    assert not state(sandbox).get("issues")
+    assert not state(sb, "gitlab").get("issues")
 
 
-async def test_garbled_answer_is_malformed_response(sandbox: SandboxServer) -> None:
-    set_faults(sandbox, malformed_rate=1.0)
-    async with (gl := client(sandbox)):
+async def test_garbled_answer_is_malformed_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    set_faults(sb, "gitlab", malformed_rate=1.0)
+    async with (gl := make_client(GitLabClient)):
         with pytest.raises(MalformedResponseError, match="invalid JSON"):
             await gl.get_pipeline(GetPipelineParams(project=1, pipeline_id=1001))
 
 
-def mock_client(handler: Any) -> GitLabClient:
-    c = get_client(
-        "gitlab",
+def gitlab_mock(handler: Any) -> GitLabClient:
+    return mock_client(
+        GitLabClient,
+        handler,
         base_url="https://gitlab.example.test/api/v4",
         credentials=Credentials(token=SecretStr("glpat-x")),
-        transport=httpx.MockTransport(handler),
-        retry=FAST,
-        breaker=CircuitBreaker("gitlab", failure_threshold=1000),
     )
-    assert isinstance(c, GitLabClient)
-    return c
 
 
 async def test_pipeline_missing_status_is_malformed() -> None:
-    async with (gl := mock_client(lambda r: httpx.Response(200, json=[{"id": 1}]))):
+    async with (gl := gitlab_mock(lambda r: httpx.Response(200, json=[{"id": 1}]))):
         with pytest.raises(MalformedResponseError, match="status"):
             await gl.list_pipelines(ListPipelinesParams(project=1))
 
@@ -355,7 +336,7 @@ async def test_request_shapes() -> None:
             return httpx.Response(200, json=[], headers={"X-Next-Page": ""})
         return httpx.Response(201, json={"id": 7, "status": "created", "ref": "main"})
 
-    async with (gl := mock_client(handler)):
+    async with (gl := gitlab_mock(handler)):
         await gl.list_pipeline_jobs(
             ListPipelineJobsParams(
                 project="grp/sub/proj", pipeline_id=5, scope=["failed", "canceled"]

@@ -4,7 +4,6 @@ arbitrary base path (``http://llm.local/openai/v1``) on MockTransport."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,8 +11,6 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from integrations.auth import Credentials
-from integrations.base import RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.errors import (
     AuthenticationError,
     MalformedResponseError,
@@ -28,11 +25,9 @@ from integrations.openai import (
     OpenAIClient,
     schema_problems,
 )
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
-from junction.settings import Settings
-
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
+from tests.helpers import FAST, ClientFactory, collection, mock_client, set_faults
 
 TRIAGE = JsonSchemaFormat(
     name="incident_triage",
@@ -60,43 +55,17 @@ def ask(text: str, **kwargs: Any) -> ChatCompletionParams:
     return ChatCompletionParams(messages=[ChatMessage(role="user", content=text)], **kwargs)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: SandboxServer) -> None:
-    sandbox.reset()
-
-
-def client(sb: SandboxServer, **kwargs: Any) -> OpenAIClient:
-    kwargs.setdefault("retry", FAST)
-    kwargs.setdefault("breaker", CircuitBreaker("openai", failure_threshold=1000))
-    c = get_client("openai", settings=Settings(sandbox_url=sb.url), **kwargs)
-    assert isinstance(c, OpenAIClient)
-    return c
-
-
-def completions(sb: SandboxServer) -> dict[str, Any]:
-    resp = httpx.get(f"{sb.url}/_admin/state/openai")
-    resp.raise_for_status()
-    found: dict[str, Any] = resp.json()["collections"].get("completions", {})
-    return found
-
-
 # --- sandbox ------------------------------------------------------------------------------------
 
 
-async def test_list_models(sandbox: SandboxServer) -> None:
-    async with (oa := client(sandbox)):
+async def test_list_models(make_client: ClientFactory) -> None:
+    async with (oa := make_client(OpenAIClient)):
         models = await oa.list_models(ListModelsParams())
     assert "gpt-4o-mini" in {m.id for m in models.data}
     assert all(m.object == "model" for m in models.data)
 
 
-async def test_chat_completion_text(sandbox: SandboxServer) -> None:
+async def test_chat_completion_text(sb: SandboxServer, make_client: ClientFactory) -> None:
     params = ChatCompletionParams(
         model="gpt-4o",
         messages=[
@@ -105,26 +74,26 @@ async def test_chat_completion_text(sandbox: SandboxServer) -> None:
         ],
         temperature=0.0,
     )
-    async with (oa := client(sandbox)):
+    async with (oa := make_client(OpenAIClient)):
         done = await oa.chat_completion(params)
     assert done.text == "Sandbox reply (6 words): okta login failures since 09:00 UTC"
     assert done.parsed is None and done.model == "gpt-4o"
     assert done.choices[0].finish_reason == "stop"
     assert done.usage is not None
     assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
-    [stored] = completions(sandbox).values()
+    [stored] = collection(sb, "openai", "completions").values()
     assert stored["id"] == done.id and stored["usage"] == done.usage.model_dump()
 
 
-async def test_chat_completion_token_cap(sandbox: SandboxServer) -> None:
-    async with (oa := client(sandbox)):
+async def test_chat_completion_token_cap(make_client: ClientFactory) -> None:
+    async with (oa := make_client(OpenAIClient)):
         done = await oa.chat_completion(ask("one two three four five six", max_completion_tokens=3))
     assert done.choices[0].finish_reason == "length"
     assert done.usage is not None and done.usage.completion_tokens == 3
 
 
-async def test_chat_completion_structured(sandbox: SandboxServer) -> None:
-    async with (oa := client(sandbox)):
+async def test_chat_completion_structured(make_client: ClientFactory) -> None:
+    async with (oa := make_client(OpenAIClient)):
         done = await oa.chat_completion(ask("Disk full on db-1", response_schema=TRIAGE))
     parsed = done.parsed
     assert isinstance(parsed, dict)
@@ -135,34 +104,40 @@ async def test_chat_completion_structured(sandbox: SandboxServer) -> None:
     assert json.loads(done.text or "") == parsed
 
 
-async def test_unknown_model_is_not_found(sandbox: SandboxServer) -> None:
-    async with (oa := client(sandbox)):
+async def test_unknown_model_is_not_found(make_client: ClientFactory) -> None:
+    async with (oa := make_client(OpenAIClient)):
         with pytest.raises(NotFoundError, match="does not exist"):
             await oa.chat_completion(ask("hi", model="gpt-nope"))
 
 
-async def test_bad_token_is_authentication_error(sandbox: SandboxServer) -> None:
-    async with (oa := client(sandbox, credentials=Credentials(token=SecretStr("sk-wrong")))):
+async def test_bad_token_is_authentication_error(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (oa := make_client(OpenAIClient, wrong_secret="sk-wrong")):
         with pytest.raises(AuthenticationError, match="Incorrect API key"):
             await oa.list_models(ListModelsParams())
         with pytest.raises(AuthenticationError):
             await oa.chat_completion(ask("hi"))
-    assert completions(sandbox) == {}
+    assert collection(sb, "openai", "completions") == {}
 
 
-async def test_lost_response_is_retried_as_idempotent(sandbox: SandboxServer) -> None:
+async def test_lost_response_is_retried_as_idempotent(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """chat_completion is marked idempotent: a lost answer is retried (each retry costs a
     completion's tokens, nothing else), here until the attempts run out."""
-    httpx.post(f"{sandbox.url}/_admin/faults/openai", json={"lost_after_commit": 1.0})
-    async with (oa := client(sandbox)):
+    set_faults(sb, "openai", lost_after_commit=1.0)
+    async with (oa := make_client(OpenAIClient)):
         with pytest.raises(ServerError):
             await oa.chat_completion(ask("hi"))
-    assert len(completions(sandbox)) == FAST.max_attempts
+    assert len(collection(sb, "openai", "completions")) == FAST.max_attempts
 
 
-async def test_garbled_answer_is_malformed_response(sandbox: SandboxServer) -> None:
-    httpx.post(f"{sandbox.url}/_admin/faults/openai", json={"malformed_rate": 1.0})
-    async with (oa := client(sandbox)):
+async def test_garbled_answer_is_malformed_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    set_faults(sb, "openai", malformed_rate=1.0)
+    async with (oa := make_client(OpenAIClient)):
         with pytest.raises(MalformedResponseError, match="invalid JSON"):
             await oa.list_models(ListModelsParams())
 
@@ -171,16 +146,12 @@ async def test_garbled_answer_is_malformed_response(sandbox: SandboxServer) -> N
 
 
 def compatible(handler: Any) -> OpenAIClient:
-    c = get_client(
-        "openai",
+    return mock_client(
+        OpenAIClient,
+        handler,
         base_url="http://llm.local/openai/v1",
         credentials=Credentials(token=SecretStr("sk-local")),
-        transport=httpx.MockTransport(handler),
-        retry=FAST,
-        breaker=CircuitBreaker("openai", failure_threshold=1000),
     )
-    assert isinstance(c, OpenAIClient)
-    return c
 
 
 def reply(content: str | None, refusal: str | None = None) -> httpx.Response:

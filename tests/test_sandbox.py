@@ -2,7 +2,7 @@
 client, auth behaves per scheme with the vendors' error shapes, OAuth2 tokens expire and
 refresh, rate-limit headers, the admin API, synthetic endpoints and SMTP.
 
-One real ``SandboxServer`` (uvicorn on a thread) per module; no mocks.
+The session's real ``SandboxServer`` (uvicorn on a thread), clean for every test; no mocks.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -21,7 +20,6 @@ from pydantic import SecretStr
 
 from integrations.auth import Credentials, OAuth2ClientCredentials
 from integrations.base import IntegrationClient, RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.catalog import AuthSpec, IntegrationSpec, load_catalog
 from integrations.errors import (
     AuthenticationError,
@@ -40,48 +38,28 @@ from integrations.sandbox.api import (
 from integrations.sandbox.app import SandboxServer
 from integrations.sandbox.auth import AuthFailure, TokenStore, check_request
 from integrations.sandbox.faults import FaultProfile, SyntheticConfig, SyntheticTable
-from junction.settings import Settings
+from tests.helpers import quiet_breaker, requests_log, sandbox_settings
 
 CATALOG = load_catalog()
 HTTP_NAMES = [s.name for s in CATALOG if s.transport == "http"]
 
 
-@pytest.fixture(scope="module")
-def sb() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(sb: SandboxServer) -> None:
-    sb.reset()
-
-
-def settings(sb: SandboxServer) -> Settings:
-    return Settings(sandbox_url=sb.url, sandbox_smtp_port=sb.smtp_port)
+#: Three attempts with short real backoffs.
+RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.02, jitter=0.0)
 
 
 def client(sb: SandboxServer, name: str, **kwargs: Any) -> IntegrationClient:
     """The catalog entry's client (its typed class via the registry, or the generic engine
     while that module is not written yet), pointed at the sandbox, with a private breaker
     (so one test's failures never open another's) and fast retries."""
-    kwargs.setdefault("retry", RetryPolicy(max_attempts=3, backoff_base=0.01,
-                                           backoff_max=0.02, jitter=0.0))
-    kwargs.setdefault("breaker", CircuitBreaker(name, failure_threshold=1000))
+    kwargs.setdefault("retry", RETRY)
+    kwargs.setdefault("breaker", quiet_breaker(name))
     spec = CATALOG.get(name)
     try:
         cls = client_class(spec)
     except ConfigurationError:
         cls = IntegrationClient
-    return cls(spec, settings=settings(sb), **kwargs)
-
-
-def generic(sb: SandboxServer, name: str, **kwargs: Any) -> IntegrationClient:
-    """The generic engine only (typed clients may validate bodies our fault tests garble)."""
-    kwargs.setdefault("retry", RetryPolicy(max_attempts=3, backoff_base=0.01,
-                                           backoff_max=0.02, jitter=0.0))
-    kwargs.setdefault("breaker", CircuitBreaker(name, failure_threshold=1000))
-    return IntegrationClient(CATALOG.get(name), settings=settings(sb), **kwargs)
+    return cls(spec, settings=sandbox_settings(sb), **kwargs)
 
 
 def admin(sb: SandboxServer) -> httpx.Client:
@@ -110,7 +88,7 @@ async def test_health_check_of_every_http_entry(sb: SandboxServer, name: str) ->
     assert result.ok, result.error
     assert result.status == 200
     # It really reached the sandbox's route for this service, once.
-    routes = dict(sb.requests(name)["services"][name]["routes"])
+    routes = dict(requests_log(sb, name)["routes"])
     if spec.auth.scheme == "oauth2":
         assert routes.pop("POST /oauth2/token")["statuses"] == {"200": 1}
     ((key, route),) = routes.items()
@@ -120,16 +98,18 @@ async def test_health_check_of_every_http_entry(sb: SandboxServer, name: str) ->
 
 def test_twilio_health_path_matches_any_account(sb: SandboxServer) -> None:
     with admin(sb) as http:
-        r = http.get("/twilio/2010-04-01/Accounts/AC123.json",
-                     auth=("sandbox-user", "sandbox-password"))
+        r = http.get(
+            "/twilio/2010-04-01/Accounts/AC123.json", auth=("sandbox-user", "sandbox-password")
+        )
     assert r.status_code == 200
     assert r.json()["sid"] == "AC123"
 
 
 def test_unknown_path_gets_vendor_shaped_404(sb: SandboxServer) -> None:
     with admin(sb) as http:
-        okta = http.get("/okta/api/v1/nothing-here",
-                        headers={"Authorization": "SSWS sandbox-token"})
+        okta = http.get(
+            "/okta/api/v1/nothing-here", headers={"Authorization": "SSWS sandbox-token"}
+        )
         gh = http.get("/github/nothing", headers={"Authorization": "Bearer sandbox-token"})
         top = http.get("/no-such-service/x")
     assert okta.status_code == 404 and okta.json()["errorCode"] == "E0000007"
@@ -157,8 +137,11 @@ WRONG = Credentials(token=SecretStr("wrong-token-1234567"), source="test")
         ("gitlab", WRONG, "401 Unauthorized"),
         ("openai", WRONG, "Incorrect API key provided"),
         ("pagerduty", WRONG, "Unauthorized"),
-        ("jira", Credentials(username="sandbox-user", password=SecretStr("not-the-password")),
-         "You are not authenticated"),
+        (
+            "jira",
+            Credentials(username="sandbox-user", password=SecretStr("not-the-password")),
+            "You are not authenticated",
+        ),
         ("datadog", WRONG, "Unauthorized"),
     ],
 )
@@ -176,16 +159,30 @@ async def test_bad_credentials_raise_authentication_error_with_vendor_message(
 @pytest.mark.parametrize(
     ("path", "headers", "body"),
     [
-        ("/okta/api/v1/users/me", {"Authorization": "SSWS nope"},
-         {"errorCode": "E0000011", "errorSummary": "Invalid token provided"}),
+        (
+            "/okta/api/v1/users/me",
+            {"Authorization": "SSWS nope"},
+            {"errorCode": "E0000011", "errorSummary": "Invalid token provided"},
+        ),
         ("/github/user", {"Authorization": "Bearer nope"}, {"message": "Bad credentials"}),
-        ("/gitlab/api/v4/user", {"Authorization": "Bearer nope"},
-         {"message": "401 Unauthorized"}),
-        ("/pagerduty/abilities", {"Authorization": "Token token=nope"},
-         {"error": {"message": "Unauthorized", "code": 2006}}),
-        ("/openai/v1/models", {"Authorization": "Bearer nope"},
-         {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                    "param": None, "code": "invalid_api_key"}}),
+        ("/gitlab/api/v4/user", {"Authorization": "Bearer nope"}, {"message": "401 Unauthorized"}),
+        (
+            "/pagerduty/abilities",
+            {"Authorization": "Token token=nope"},
+            {"error": {"message": "Unauthorized", "code": 2006}},
+        ),
+        (
+            "/openai/v1/models",
+            {"Authorization": "Bearer nope"},
+            {
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
+        ),
         ("/zendesk/api/v2/users/me.json", {}, {"error": "Couldn't authenticate you"}),
     ],
 )
@@ -210,8 +207,7 @@ def test_slack_auth_errors_are_http_200_ok_false(sb: SandboxServer) -> None:
     with admin(sb) as http:
         bad = http.post("/slack/api/auth.test", headers={"Authorization": "Bearer xoxb-nope"})
         none = http.post("/slack/api/auth.test")
-        good = http.post("/slack/api/auth.test",
-                         headers={"Authorization": "Bearer sandbox-token"})
+        good = http.post("/slack/api/auth.test", headers={"Authorization": "Bearer sandbox-token"})
     assert (bad.status_code, bad.json()) == (200, {"ok": False, "error": "invalid_auth"})
     assert none.json() == {"ok": False, "error": "not_authed"}
     assert good.json()["ok"] is True
@@ -232,10 +228,13 @@ def test_api_key_header_prefix_and_query_param() -> None:
     parameter today, so the check is exercised on a hand-made spec)."""
     tokens = TokenStore()
     base = CATALOG.get("okta")
-    assert check_request(base, [(b"authorization", b"SSWS sandbox-token")], b"", tokens) \
+    assert (
+        check_request(base, [(b"authorization", b"SSWS sandbox-token")], b"", tokens)
         == "sandbox-user"
-    assert isinstance(check_request(base, [(b"authorization", b"Bearer sandbox-token")], b"",
-                                    tokens), AuthFailure)
+    )
+    assert isinstance(
+        check_request(base, [(b"authorization", b"Bearer sandbox-token")], b"", tokens), AuthFailure
+    )
     query = base.model_copy(update={"auth": AuthSpec(scheme="api_key", query_param="api_key")})
     assert check_request(query, [], b"api_key=sandbox-token", tokens) == "sandbox-user"
     failure = check_request(query, [], b"api_key=other", tokens)
@@ -285,21 +284,39 @@ def test_public_routes_skip_the_auth_check(sb: SandboxServer) -> None:
 # --- OAuth2 -----------------------------------------------------------------------------------
 
 
+def token_request(
+    http: httpx.Client,
+    service: str,
+    *,
+    secret: str = "sandbox-password",
+    grant_type: str = "client_credentials",
+) -> httpx.Response:
+    """``POST /<service>/oauth2/token``, the client authenticated with HTTP Basic."""
+    return http.post(
+        f"/{service}/oauth2/token",
+        data={"grant_type": grant_type},
+        auth=("sandbox-client", secret),
+    )
+
+
 def test_token_endpoint_grants_and_rejects(sb: SandboxServer) -> None:
     with admin(sb) as http:
-        ok = http.post("/workday/oauth2/token", data={"grant_type": "client_credentials"},
-                       auth=("sandbox-client", "sandbox-password"))
-        form = http.post("/auth0/oauth2/token", json={
-            "grant_type": "client_credentials", "client_id": "sandbox-client",
-            "client_secret": "sandbox-password"})
-        bad = http.post("/workday/oauth2/token", data={"grant_type": "client_credentials"},
-                        auth=("sandbox-client", "wrong"))
-        grant = http.post("/workday/oauth2/token", data={"grant_type": "password"},
-                          auth=("sandbox-client", "sandbox-password"))
+        ok = token_request(http, "workday")
+        form = http.post(
+            "/auth0/oauth2/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-password",
+            },
+        )
+        bad = token_request(http, "workday", secret="wrong")
+        grant = token_request(http, "workday", grant_type="password")
         token = ok.json()["access_token"]
         other = http.get("/teams/v1.0/organization", headers={"Authorization": f"Bearer {token}"})
-        mine = http.get("/workday/ccx/api/v1/tenant/workers",
-                        headers={"Authorization": f"Bearer {token}"})
+        mine = http.get(
+            "/workday/ccx/api/v1/tenant/workers", headers={"Authorization": f"Bearer {token}"}
+        )
     assert ok.status_code == 200
     assert ok.json()["token_type"] == "Bearer" and ok.json()["expires_in"] == 3600
     assert form.status_code == 200
@@ -312,8 +329,7 @@ def test_token_endpoint_grants_and_rejects(sb: SandboxServer) -> None:
 def test_token_expires_after_configured_ttl(sb: SandboxServer) -> None:
     sb.faults.set("msgraph", token_ttl_seconds=0.3)
     with admin(sb) as http:
-        grant = http.post("/msgraph/oauth2/token", data={"grant_type": "client_credentials"},
-                          auth=("sandbox-client", "sandbox-password")).json()
+        grant = token_request(http, "msgraph").json()
         headers = {"Authorization": f"Bearer {grant['access_token']}"}
         assert grant["expires_in"] == 0.3
         deadline = time.monotonic() + 5
@@ -379,16 +395,31 @@ async def test_bad_client_secret_is_authentication_error(sb: SandboxServer) -> N
 @pytest.mark.parametrize(
     ("path", "headers", "names"),
     [
-        ("/github/user", {"Authorization": "Bearer sandbox-token"},
-         ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]),
-        ("/gitlab/api/v4/user", {"Authorization": "Bearer sandbox-token"},
-         ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]),
-        ("/okta/api/v1/users/me", {"Authorization": "SSWS sandbox-token"},
-         ["x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"]),
-        ("/openai/v1/models", {"Authorization": "Bearer sandbox-token"},
-         ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests"]),
-        ("/stripe/v1/balance", {"Authorization": "Bearer sandbox-token"},
-         ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]),
+        (
+            "/github/user",
+            {"Authorization": "Bearer sandbox-token"},
+            ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+        ),
+        (
+            "/gitlab/api/v4/user",
+            {"Authorization": "Bearer sandbox-token"},
+            ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
+        ),
+        (
+            "/okta/api/v1/users/me",
+            {"Authorization": "SSWS sandbox-token"},
+            ["x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"],
+        ),
+        (
+            "/openai/v1/models",
+            {"Authorization": "Bearer sandbox-token"},
+            ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests"],
+        ),
+        (
+            "/stripe/v1/balance",
+            {"Authorization": "Bearer sandbox-token"},
+            ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+        ),
     ],
 )
 def test_rate_limit_headers_use_vendor_names(
@@ -404,8 +435,10 @@ def test_rate_limit_headers_use_vendor_names(
 def test_rate_limit_headers_follow_the_bucket(sb: SandboxServer) -> None:
     sb.faults.set("github", rate_limit={"requests_per_second": 0.01, "burst": 3})
     with admin(sb) as http:
-        got = [http.get("/github/user", headers={"Authorization": "Bearer sandbox-token"})
-               for _ in range(4)]
+        got = [
+            http.get("/github/user", headers={"Authorization": "Bearer sandbox-token"})
+            for _ in range(4)
+        ]
     assert [r.headers["x-ratelimit-limit"] for r in got] == ["3"] * 4
     assert [r.headers["x-ratelimit-remaining"] for r in got] == ["2", "1", "0", "0"]
     assert [r.status_code for r in got] == [200, 200, 200, 429]
@@ -462,8 +495,9 @@ def test_admin_outage_starts_and_ends(sb: SandboxServer) -> None:
         http.delete("/_admin/outage/asana")
         up = http.get("/asana/api/1.0/users/me", headers=h)
         bad = http.post("/_admin/outage/asana", json={"seconds": 5, "mode": "explode"})
-    assert down.status_code == 503 and down.json() == {"errors": [{"message":
-                                                                   "Service Unavailable"}]}
+    assert down.status_code == 503 and down.json() == {
+        "errors": [{"message": "Service Unavailable"}]
+    }
     assert up.status_code == 200
     assert bad.status_code == 422
 
@@ -501,11 +535,16 @@ def test_admin_requests_counts_routes_and_faults(sb: SandboxServer) -> None:
 
 def test_admin_profile_json_and_yaml(sb: SandboxServer) -> None:
     with admin(sb) as http:
-        ok = http.post("/_admin/profile", json={"seed": 3, "services": {
-            "zoom": {"error_rate": 1.0}}, "synthetic": {"count": 3}})
+        ok = http.post(
+            "/_admin/profile",
+            json={"seed": 3, "services": {"zoom": {"error_rate": 1.0}}, "synthetic": {"count": 3}},
+        )
         zoom = http.get("/zoom/v2/users/me", headers={"Authorization": "Bearer sandbox-token"})
-        yml = http.post("/_admin/profile", content=b"services:\n  zoom: {}\n",
-                        headers={"content-type": "application/yaml"})
+        yml = http.post(
+            "/_admin/profile",
+            content=b"services:\n  zoom: {}\n",
+            headers={"content-type": "application/yaml"},
+        )
         zoom2 = http.get("/zoom/v2/users/me", headers={"Authorization": "Bearer sandbox-token"})
         bad = http.post("/_admin/profile", json={"services": {"zoom": {"hang_rate": -1}}})
     assert ok.status_code == 200 and ok.json()["synthetic"] == 3
@@ -519,12 +558,9 @@ def test_admin_is_not_subject_to_faults(sb: SandboxServer) -> None:
     with admin(sb) as http:
         assert http.get("/_admin/health").status_code == 200
         assert http.get("/_admin/requests").status_code == 200
-        token = http.post("/teams/oauth2/token", data={"grant_type": "client_credentials"},
-                          auth=("sandbox-client", "sandbox-password"))
+        token = token_request(http, "teams")
         sb.faults.set("teams", include_token_endpoint=True)
-        token_faulted = http.post("/teams/oauth2/token",
-                                  data={"grant_type": "client_credentials"},
-                                  auth=("sandbox-client", "sandbox-password"))
+        token_faulted = token_request(http, "teams")
     assert token.status_code == 200
     assert token_faulted.status_code == 503
 
@@ -534,8 +570,9 @@ def test_admin_is_not_subject_to_faults(sb: SandboxServer) -> None:
 
 def test_synthetic_endpoints(sb: SandboxServer) -> None:
     with admin(sb) as http:
-        cfg = http.post("/_admin/synthetic", json={"count": 50, "latency_ms": 0, "seed": 1,
-                                                   "error_rate": 0.2}).json()
+        cfg = http.post(
+            "/_admin/synthetic", json={"count": 50, "latency_ms": 0, "seed": 1, "error_rate": 0.2}
+        ).json()
         answers = [http.get(f"/_synthetic/{i}/health") for i in range(50)]
         outside = http.get("/_synthetic/50/health")
         junk = http.get("/_synthetic/abc/health")
@@ -544,8 +581,13 @@ def test_synthetic_endpoints(sb: SandboxServer) -> None:
     ok = [r for r in answers if r.status_code == 200]
     assert all(r.json() == {"ok": True, "i": int(r.url.path.split("/")[2])} for r in ok)
     failing = {i for i, r in enumerate(answers) if r.status_code == 503}
-    expected = {i for i, bad in enumerate(SyntheticTable(SyntheticConfig(
-        count=50, seed=1, error_rate=0.2)).failing) if bad}
+    expected = {
+        i
+        for i, bad in enumerate(
+            SyntheticTable(SyntheticConfig(count=50, seed=1, error_rate=0.2)).failing
+        )
+        if bad
+    }
     assert failing == expected and 0 < len(failing) < 50
     assert outside.status_code == junk.status_code == 404
     assert count == 50
@@ -577,10 +619,14 @@ def _message(message_id: str | None, subject: str = "Deploy finished") -> EmailM
 
 async def test_smtp_stores_messages_keyed_by_message_id(sb: SandboxServer) -> None:
     assert sb.smtp_port
-    await aiosmtplib.send(_message("<m1@junction>"), hostname="127.0.0.1", port=sb.smtp_port,
-                          username="sandbox-user", password="sandbox-password")
-    await aiosmtplib.send(_message("<m1@junction>"), hostname="127.0.0.1", port=sb.smtp_port,
-                          username="sandbox-user", password="sandbox-password")
+    for _ in range(2):  # the same message, then its resend
+        await aiosmtplib.send(
+            _message("<m1@junction>"),
+            hostname="127.0.0.1",
+            port=sb.smtp_port,
+            username="sandbox-user",
+            password="sandbox-password",
+        )
     await aiosmtplib.send(_message(None, "no id"), hostname="127.0.0.1", port=sb.smtp_port)
     with admin(sb) as http:
         messages = http.get("/_admin/state/smtp").json()["collections"]["messages"]
@@ -600,8 +646,13 @@ async def test_smtp_stores_messages_keyed_by_message_id(sb: SandboxServer) -> No
 async def test_smtp_rejects_wrong_password(sb: SandboxServer) -> None:
     assert sb.smtp_port
     with pytest.raises(aiosmtplib.SMTPAuthenticationError):
-        await aiosmtplib.send(_message("<m2@junction>"), hostname="127.0.0.1",
-                              port=sb.smtp_port, username="sandbox-user", password="nope")
+        await aiosmtplib.send(
+            _message("<m2@junction>"),
+            hostname="127.0.0.1",
+            port=sb.smtp_port,
+            username="sandbox-user",
+            password="nope",
+        )
     assert sb.state.get("smtp").counts() == {}
 
 
@@ -609,8 +660,9 @@ async def test_smtp_outage_answers_421(sb: SandboxServer) -> None:
     assert sb.smtp_port
     sb.faults.start_outage("smtp", 30)
     with pytest.raises(aiosmtplib.SMTPResponseException) as info:
-        await aiosmtplib.send(_message("<m3@junction>"), hostname="127.0.0.1",
-                              port=sb.smtp_port, timeout=5)
+        await aiosmtplib.send(
+            _message("<m3@junction>"), hostname="127.0.0.1", port=sb.smtp_port, timeout=5
+        )
     assert info.value.code == 421
     sb.faults.end_outage("smtp")
     await aiosmtplib.send(_message("<m3@junction>"), hostname="127.0.0.1", port=sb.smtp_port)
@@ -621,8 +673,9 @@ async def test_smtp_lost_after_commit_keeps_the_message(sb: SandboxServer) -> No
     assert sb.smtp_port
     sb.faults.set("smtp", lost_after_commit=1.0)
     with pytest.raises(aiosmtplib.SMTPException):
-        await aiosmtplib.send(_message("<m4@junction>"), hostname="127.0.0.1",
-                              port=sb.smtp_port, timeout=5)
+        await aiosmtplib.send(
+            _message("<m4@junction>"), hostname="127.0.0.1", port=sb.smtp_port, timeout=5
+        )
     assert list(sb.state.get("smtp").collection("messages")) == ["<m4@junction>"]
     assert sb.requests("smtp")["services"]["smtp"]["faults"] == {"lost_after_commit": 1}
 
@@ -635,7 +688,7 @@ def test_vendor_error_body_table() -> None:
     assert vendor_error_body("slack", 429) == {"ok": False, "error": "ratelimited"}
     assert vendor_error_body("salesforce", 401)[0]["errorCode"] == "INVALID_SESSION_ID"
     assert vendor_error_body("nosuch", 503) == {"message": "Service Unavailable"}
-    assert vendor_error_body("github", 404, "Not here") ["message"] == "Not here"
+    assert vendor_error_body("github", 404, "Not here")["message"] == "Not here"
 
 
 def test_paginate() -> None:
@@ -650,11 +703,13 @@ def test_basic_auth_header_parsing_is_strict() -> None:
     spec: IntegrationSpec = CATALOG.get("jira")
     tokens = TokenStore()
     good = base64.b64encode(b"sandbox-user:sandbox-password")
-    assert check_request(spec, [(b"authorization", b"Basic " + good)], b"", tokens) \
-        == "sandbox-user"
+    assert (
+        check_request(spec, [(b"authorization", b"Basic " + good)], b"", tokens) == "sandbox-user"
+    )
     for value in (b"Basic !!!notbase64", b"Basic " + base64.b64encode(b"nocolon"), b"Bearer x"):
-        assert isinstance(check_request(spec, [(b"authorization", value)], b"", tokens),
-                          AuthFailure)
+        assert isinstance(
+            check_request(spec, [(b"authorization", value)], b"", tokens), AuthFailure
+        )
 
 
 async def test_concurrent_health_sweep(sb: SandboxServer) -> None:

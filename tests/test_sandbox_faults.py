@@ -1,13 +1,13 @@
 """Fault injection: every fault kind reaches the client as the right typed error, retries
 are visible in the sandbox's request log, profiles load and validate, and randomness is
-reproducible. One real ``SandboxServer`` per module; the generic client engine."""
+reproducible. The session's real ``SandboxServer``, clean for every test; the generic client
+engine."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from integrations.base import IntegrationClient, RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.catalog import load_catalog
 from integrations.errors import (
     APIConnectionError,
@@ -36,45 +35,40 @@ from integrations.sandbox.faults import (
     UniformLatency,
     sample_latency_ms,
 )
-from junction.settings import Settings
+from tests.helpers import quiet_breaker, requests_log, sandbox_settings
 
 CATALOG = load_catalog()
 ITEMS = "/_test/items"
 
 
-@pytest.fixture(scope="module")
-def sb() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as server:
-        # A side-effecting endpoint of our own (the vendor modules are tested elsewhere).
-        routes = VendorRoutes("webhook")
+@pytest.fixture(scope="module", autouse=True)
+def _items_endpoint(sandbox: SandboxServer) -> None:
+    """A side-effecting endpoint of our own (the vendor modules are tested elsewhere),
+    mounted on the session sandbox under a path no vendor uses."""
+    routes = VendorRoutes("webhook")
 
-        @routes.route("POST", ITEMS)
-        async def create(req: SandboxRequest) -> Any:
-            item = {"id": req.state.next_id("item-"), **(req.json() or {})}
-            req.state.collection("items")[item["id"]] = item
-            return json_response(item, status=201)
+    @routes.route("POST", ITEMS)
+    async def create(req: SandboxRequest) -> Any:
+        item = {"id": req.state.next_id("item-"), **(req.json() or {})}
+        req.state.collection("items")[item["id"]] = item
+        return json_response(item, status=201)
 
-        @routes.route("GET", ITEMS)
-        async def list_items(req: SandboxRequest) -> Any:
-            return json_response(list(req.state.collection("items").values()))
+    @routes.route("GET", ITEMS)
+    async def list_items(req: SandboxRequest) -> Any:
+        return json_response(list(req.state.collection("items").values()))
 
-        server.app.add_routes(routes)
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(sb: SandboxServer) -> None:
-    sb.reset()
+    sandbox.app.add_routes(routes)
 
 
-def client(sb: SandboxServer, name: str = "asana", *, attempts: int = 3,
-           timeout: float | None = None) -> IntegrationClient:
+def client(
+    sb: SandboxServer, name: str = "asana", *, attempts: int = 3, timeout: float | None = None
+) -> IntegrationClient:
+    """The generic engine (no typed client), with short real backoffs."""
     return IntegrationClient(
         CATALOG.get(name),
-        settings=Settings(sandbox_url=sb.url),
-        retry=RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_max=0.02,
-                          jitter=0.0),
-        breaker=CircuitBreaker(name, failure_threshold=1000),
+        settings=sandbox_settings(sb),
+        retry=RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_max=0.02, jitter=0.0),
+        breaker=quiet_breaker(name),
         timeout=timeout,
     )
 
@@ -84,7 +78,8 @@ async def get_me(c: IntegrationClient) -> Any:
 
 
 def attempts(sb: SandboxServer, service: str, route: str) -> dict[str, Any]:
-    return sb.requests(service)["services"][service]["routes"][route]
+    found: dict[str, Any] = requests_log(sb, service)["routes"][route]
+    return found
 
 
 # --- status faults and retries --------------------------------------------------------------
@@ -148,8 +143,9 @@ async def test_token_bucket_rate_limit(sb: SandboxServer) -> None:
     assert info.value.retry_after == 2  # ceil(1 token / 0.5 per s)
     assert '"errorCode": "E0000047"' in info.value.body_excerpt
     with httpx.Client() as http:
-        r = http.get(f"{sb.url}/okta/api/v1/users/me",
-                     headers={"Authorization": "SSWS sandbox-token"})
+        r = http.get(
+            f"{sb.url}/okta/api/v1/users/me", headers={"Authorization": "SSWS sandbox-token"}
+        )
     assert r.status_code == 429
     assert r.headers["x-rate-limit-remaining"] == "0"
     assert r.headers["x-rate-limit-limit"] == "2"
@@ -234,10 +230,21 @@ def test_outage_windows_follow_the_clock() -> None:
     """Relative and absolute windows, admin outages and their early end, on a fake clock."""
     now = [1_000_000.0]
     base = datetime.fromtimestamp(now[0], UTC)
-    profile = FaultProfile.from_dict({"services": {
-        "okta": {"outages": [{"start": 10, "end": 20, "mode": "hang"},
-                             {"start": (base + timedelta(seconds=30)).isoformat(),
-                              "end": (base + timedelta(seconds=40)).isoformat()}]}}})
+    profile = FaultProfile.from_dict(
+        {
+            "services": {
+                "okta": {
+                    "outages": [
+                        {"start": 10, "end": 20, "mode": "hang"},
+                        {
+                            "start": (base + timedelta(seconds=30)).isoformat(),
+                            "end": (base + timedelta(seconds=40)).isoformat(),
+                        },
+                    ]
+                }
+            }
+        }
+    )
     c = FaultController(profile, wall=lambda: now[0])
 
     def at(t: float, service: str = "okta") -> str | None:
@@ -245,7 +252,13 @@ def test_outage_windows_follow_the_clock() -> None:
         return c.outage_mode(service)
 
     assert [at(5), at(10), at(19.9), at(20), at(35), at(40)] == [
-        None, "hang", "hang", None, "503", None]
+        None,
+        "hang",
+        "hang",
+        None,
+        "503",
+        None,
+    ]
     at(12)
     c.end_outage("okta")  # ends the window in progress ...
     assert at(13) is None
@@ -257,9 +270,10 @@ def test_outage_windows_follow_the_clock() -> None:
         c.start_outage("okta", 5, "boom")
 
 
-@pytest.mark.parametrize(("mode", "error"), [("hang", APITimeoutError),
-                                             ("reset", APIConnectionError),
-                                             ("503", ServerError)])
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("hang", APITimeoutError), ("reset", APIConnectionError), ("503", ServerError)],
+)
 async def test_outage_modes(sb: SandboxServer, mode: str, error: type[Exception]) -> None:
     sb.faults.start_outage("asana", 30, mode)
     async with client(sb, attempts=1, timeout=0.3) as c:
@@ -271,14 +285,26 @@ async def test_outage_modes(sb: SandboxServer, mode: str, error: type[Exception]
 
 async def test_absolute_outage_windows(sb: SandboxServer) -> None:
     now = datetime.now(UTC)
-    sb.faults.set("asana", outages=[
-        {"start": (now - timedelta(hours=2)).isoformat(),
-         "end": (now - timedelta(hours=1)).isoformat()}])
+    sb.faults.set(
+        "asana",
+        outages=[
+            {
+                "start": (now - timedelta(hours=2)).isoformat(),
+                "end": (now - timedelta(hours=1)).isoformat(),
+            }
+        ],
+    )
     async with client(sb, attempts=1) as c:
         await get_me(c)  # a past window does nothing
-        sb.faults.set("asana", outages=[
-            {"start": (now - timedelta(minutes=1)).isoformat(),
-             "end": (now + timedelta(minutes=5)).isoformat()}])
+        sb.faults.set(
+            "asana",
+            outages=[
+                {
+                    "start": (now - timedelta(minutes=1)).isoformat(),
+                    "end": (now + timedelta(minutes=5)).isoformat(),
+                }
+            ],
+        )
         with pytest.raises(ServerError):
             await get_me(c)
 
@@ -326,19 +352,23 @@ def test_latency_distributions() -> None:
     rng = random.Random(1)
     uniform = [sample_latency_ms(UniformLatency(min=20, max=200), rng) for _ in range(2000)]
     assert min(uniform) >= 20 and max(uniform) <= 200
-    logn = sorted(sample_latency_ms(LognormalLatency(p50=50, p95=200), rng)
-                  for _ in range(4000))
+    logn = sorted(sample_latency_ms(LognormalLatency(p50=50, p95=200), rng) for _ in range(4000))
     assert 45 < logn[2000] < 55
     assert 170 < logn[3800] < 230
-    capped = [sample_latency_ms(LognormalLatency(p50=50, p95=200, max=80), rng)
-              for _ in range(500)]
+    capped = [sample_latency_ms(LognormalLatency(p50=50, p95=200, max=80), rng) for _ in range(500)]
     assert max(capped) == 80
     assert sample_latency_ms(12.5, rng) == 12.5 and sample_latency_ms(None, rng) == 0
 
 
 def test_seed_makes_faults_reproducible() -> None:
-    profile = FaultProfile.from_dict({"seed": 5, "services": {"*": {
-        "error_rate": 0.3, "reset_rate": 0.1, "latency_ms": {"min": 1, "max": 9}}}})
+    profile = FaultProfile.from_dict(
+        {
+            "seed": 5,
+            "services": {
+                "*": {"error_rate": 0.3, "reset_rate": 0.1, "latency_ms": {"min": 1, "max": 9}}
+            },
+        }
+    )
 
     def run(p: FaultProfile) -> list[tuple[float, str | None]]:
         c = FaultController(p)
@@ -388,10 +418,14 @@ def test_packaged_profiles_load() -> None:
         ("services:\n  oktaa: {error_rate: 0.1}\n", ["oktaa", "okta"]),
         ("services:\n  okta: {latency_ms: {min: 5}}\n", ["services.okta.latency_ms", "max"]),
         ("services:\n  okta: {latency_ms: fast}\n", ["services.okta.latency_ms"]),
-        ("services:\n  okta: {rate_limit: {requests_per_second: 0}}\n",
-         ["services.okta.rate_limit.requests_per_second"]),
-        ("services:\n  okta: {outages: [{start: 10, end: 5}]}\n",
-         ["services.okta.outages.0", "end must be after start"]),
+        (
+            "services:\n  okta: {rate_limit: {requests_per_second: 0}}\n",
+            ["services.okta.rate_limit.requests_per_second"],
+        ),
+        (
+            "services:\n  okta: {outages: [{start: 10, end: 5}]}\n",
+            ["services.okta.outages.0", "end must be after start"],
+        ),
         ("services:\n  okta: {error_status: 404}\n", ["services.okta.error_status", "5xx"]),
         ("services:\n  okta: {hang_rate: 0.6, error_rate: 0.6}\n", ["<= 1"]),
         ("seed: 1\nservics: {}\n", ["servics"]),

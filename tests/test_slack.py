@@ -4,7 +4,6 @@ chat.postMessage once it may have been processed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,8 +11,6 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from integrations.auth import Credentials
-from integrations.base import RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.errors import (
     AuthenticationError,
     BadRequestError,
@@ -22,38 +19,10 @@ from integrations.errors import (
     ServerError,
 )
 from integrations.metrics import collecting
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
 from integrations.slack import LookupUserParams, PostMessageParams, SlackClient
-from junction.settings import Settings
-
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(sb: SandboxServer) -> None:
-    sb.reset()
-
-
-def slack(sb: SandboxServer, **kwargs: Any) -> SlackClient:
-    kwargs.setdefault("retry", FAST)
-    kwargs.setdefault("breaker", CircuitBreaker("slack", failure_threshold=1000))
-    client = get_client("slack", settings=Settings(sandbox_url=sb.url), **kwargs)
-    assert isinstance(client, SlackClient)
-    return client
-
-
-def state(sb: SandboxServer) -> dict[str, Any]:
-    answer = httpx.get(f"{sb.url}/_admin/state/slack", timeout=10)
-    answer.raise_for_status()
-    collections: dict[str, Any] = answer.json()["collections"]
-    return collections
+from tests.helpers import ClientFactory, mock_client, state
 
 
 def test_actions_are_registered_with_their_safety() -> None:
@@ -63,28 +32,32 @@ def test_actions_are_registered_with_their_safety() -> None:
     assert lookup.read_only and lookup.idempotent
 
 
-async def test_post_message_lands_in_the_channel(sb: SandboxServer) -> None:
+async def test_post_message_lands_in_the_channel(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*deploy* done"}}]
-    async with (client := slack(sb)):
+    async with (client := make_client(SlackClient)):
         sent = await client.post_message(
             PostMessageParams(channel="#ops", text="deploy done", blocks=blocks)
         )
     assert sent.ok and sent.channel == "C0000000002"
-    messages = state(sb)["messages"]
+    messages = state(sb, "slack")["messages"]
     assert list(messages) == [f"C0000000002:{sent.ts}"]
     stored = messages[f"C0000000002:{sent.ts}"]
     assert stored["text"] == "deploy done" and stored["blocks"] == blocks
 
 
-async def test_post_message_unknown_channel_is_not_found_and_recorded(sb: SandboxServer) -> None:
+async def test_post_message_unknown_channel_is_not_found_and_recorded(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     with collecting() as metrics:
-        async with (client := slack(sb)):
+        async with (client := make_client(SlackClient)):
             with pytest.raises(NotFoundError) as err:
                 await client.post_message(PostMessageParams(channel="#nope", text="x"))
     assert "channel_not_found" in str(err.value) and err.value.status_code == 404
     (metric,) = [m for m in metrics if m.service == "slack"]
     assert (metric.ok, metric.error_class, metric.attempts) == (False, "NotFoundError", 1)
-    assert state(sb)["messages"] == {}
+    assert state(sb, "slack")["messages"] == {}
 
 
 def test_post_message_needs_text_or_blocks() -> None:
@@ -92,8 +65,8 @@ def test_post_message_needs_text_or_blocks() -> None:
         PostMessageParams(channel="C1")
 
 
-async def test_lookup_user_by_email(sb: SandboxServer) -> None:
-    async with (client := slack(sb)):
+async def test_lookup_user_by_email(make_client: ClientFactory) -> None:
+    async with (client := make_client(SlackClient)):
         user = await client.lookup_user_by_email(LookupUserParams(email="Grace.Hopper@example.com"))
         assert (user.id, user.real_name) == ("U0000000002", "Grace Hopper")
         assert user.profile.email == "grace.hopper@example.com"
@@ -101,36 +74,41 @@ async def test_lookup_user_by_email(sb: SandboxServer) -> None:
             await client.lookup_user_by_email(LookupUserParams(email="nobody@example.com"))
 
 
-async def test_bad_token_is_authentication_error(sb: SandboxServer) -> None:
-    bad = Credentials(token=SecretStr("xoxb-wrong-token-123"))
-    async with (client := slack(sb, credentials=bad)):
+async def test_bad_token_is_authentication_error(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(SlackClient, wrong_secret="xoxb-wrong-token-123")):
         with pytest.raises(AuthenticationError) as err:
             await client.post_message(PostMessageParams(channel="#ops", text="x"))
         health = await client.health_check()
     assert err.value.status_code == 401 and "invalid_auth" in str(err.value)
     assert "wrong-token" not in str(err.value)
     assert (health.ok, health.error_class) == (False, "AuthenticationError")
-    assert not state(sb).get("messages")
+    assert not state(sb, "slack").get("messages")
 
 
-async def test_post_message_not_retried_after_a_lost_response(sb: SandboxServer) -> None:
+async def test_post_message_not_retried_after_a_lost_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     sb.faults.set("slack", lost_after_commit=1.0)
-    async with (client := slack(sb)):
+    async with (client := make_client(SlackClient)):
         with pytest.raises(ServerError) as err:
             await client.post_message(PostMessageParams(channel="#alerts", text="once"))
     assert err.value.status_code == 504
-    assert len(state(sb)["messages"]) == 1  # committed once, never re-posted
+    assert len(state(sb, "slack")["messages"]) == 1  # committed once, never re-posted
 
 
-async def test_http_429_is_retried_even_for_post_message(sb: SandboxServer) -> None:
+async def test_http_429_is_retried_even_for_post_message(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     # A one-token bucket: the health check takes it, the post meets HTTP 429 with
     # Retry-After: 1 (nothing processed), waits and succeeds.
     sb.faults.set("slack", rate_limit={"requests_per_second": 10, "burst": 1})
     with collecting() as metrics:
-        async with (client := slack(sb)):
+        async with (client := make_client(SlackClient)):
             assert (await client.health_check()).ok
             sent = await client.post_message(PostMessageParams(channel="#ops", text="after 429"))
-    assert sent.ts and len(state(sb)["messages"]) == 1
+    assert sent.ts and len(state(sb, "slack")["messages"]) == 1
     post = next(m for m in metrics if m.action == "post_message")
     assert (post.ok, post.attempts) == (True, 2)
 
@@ -138,9 +116,9 @@ async def test_http_429_is_retried_even_for_post_message(sb: SandboxServer) -> N
 # --- Slack's HTTP-200 error codes, on a MockTransport -------------------------------------
 
 
-def mocked(answers: list[dict[str, Any]], headers: dict[str, str] | None = None) -> tuple[
-    SlackClient, list[httpx.Request]
-]:
+def mocked(
+    answers: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> tuple[SlackClient, list[httpx.Request]]:
     calls: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -148,15 +126,12 @@ def mocked(answers: list[dict[str, Any]], headers: dict[str, str] | None = None)
         body = answers[min(len(calls), len(answers)) - 1]
         return httpx.Response(200, json=body, headers=headers or {})
 
-    client = get_client(
-        "slack",
+    client = mock_client(
+        SlackClient,
+        handler,
         base_url="https://slack.example/api",
         credentials=Credentials(token=SecretStr("xoxb-test-token")),
-        transport=httpx.MockTransport(handler),
-        retry=FAST,
-        breaker=CircuitBreaker("slack", failure_threshold=1000),
     )
-    assert isinstance(client, SlackClient)
     return client, calls
 
 
@@ -164,8 +139,9 @@ OK_POST = {"ok": True, "channel": "C1", "ts": "1.000001", "message": {"text": "x
 
 
 async def test_ratelimited_body_is_retried_even_for_post_message() -> None:
-    client, calls = mocked([{"ok": False, "error": "ratelimited"}, OK_POST],
-                           headers={"Retry-After": "0"})
+    client, calls = mocked(
+        [{"ok": False, "error": "ratelimited"}, OK_POST], headers={"Retry-After": "0"}
+    )
     with collecting() as metrics:
         sent = await client.post_message(PostMessageParams(channel="C1", text="x"))
     assert sent.ts == "1.000001" and len(calls) == 2
@@ -198,7 +174,8 @@ async def test_fatal_error_is_server_error_not_retried_for_a_post() -> None:
     with pytest.raises(ServerError):
         await client.post_message(PostMessageParams(channel="C1", text="x"))
     assert len(calls) == 1  # may have posted: not repeated
-    client2, calls2 = mocked([{"ok": False, "error": "fatal_error"},
-                              {"ok": True, "user": {"id": "U1"}}])
+    client2, calls2 = mocked(
+        [{"ok": False, "error": "fatal_error"}, {"ok": True, "user": {"id": "U1"}}]
+    )
     user = await client2.lookup_user_by_email(LookupUserParams(email="a@b.co"))
     assert user.id == "U1" and len(calls2) == 2  # a read is retried

@@ -3,7 +3,6 @@ plus MockTransport cases for what the sandbox cannot produce."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,8 +10,6 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from integrations.auth import Credentials
-from integrations.base import RetryPolicy
-from integrations.breaker import CircuitBreaker
 from integrations.errors import (
     AuthenticationError,
     MalformedResponseError,
@@ -20,7 +17,7 @@ from integrations.errors import (
     PermissionDeniedError,
     ServerError,
 )
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
 from integrations.webex import (
     AddMembershipParams,
@@ -30,122 +27,95 @@ from integrations.webex import (
     WebexClient,
     next_link,
 )
-from junction.settings import Settings
+from tests.helpers import (
+    ClientFactory,
+    clear_faults,
+    faults_seen,
+    mock_client,
+    route_requests,
+    set_faults,
+    state,
+)
 
-FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
 BOT = "junction-bot@webex.bot"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(smtp_port=None) as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: SandboxServer) -> None:
-    sandbox.reset()  # state, faults and the request log
-
-
-def client(sb: SandboxServer, **kwargs: Any) -> WebexClient:
-    kwargs.setdefault("retry", FAST)
-    kwargs.setdefault("breaker", CircuitBreaker("webex", failure_threshold=1000))
-    c = get_client("webex", settings=Settings(sandbox_url=sb.url), **kwargs)
-    assert isinstance(c, WebexClient)
-    return c
-
-
-def state(sb: SandboxServer) -> dict[str, dict[str, Any]]:
-    resp = httpx.get(f"{sb.url}/_admin/state/webex")
-    resp.raise_for_status()
-    collections: dict[str, dict[str, Any]] = resp.json()["collections"]
-    return collections
-
-
-def set_faults(sb: SandboxServer, **fields: Any) -> None:
-    httpx.post(f"{sb.url}/_admin/faults/webex", json=fields).raise_for_status()
-
-
-def clear_faults(sb: SandboxServer) -> None:
-    httpx.delete(f"{sb.url}/_admin/faults/webex").raise_for_status()
-
-
-def lost(sb: SandboxServer) -> int:
-    return int(sb.requests("webex")["services"]["webex"]["faults"].get("lost_after_commit", 0))
-
-
 def rooms_titled(sb: SandboxServer, title: str) -> list[dict[str, Any]]:
-    return [r for r in state(sb)["rooms"].values() if r["title"] == title]
+    return [r for r in state(sb, "webex")["rooms"].values() if r["title"] == title]
 
 
-async def new_room(sb: SandboxServer, title: str = "Incident 42") -> str:
-    async with (wx := client(sb)):
+async def new_room(make_client: ClientFactory, title: str = "Incident 42") -> str:
+    async with (wx := make_client(WebexClient)):
         return (await wx.create_room(CreateRoomParams(title=title))).id
 
 
 # --- me and rooms -----------------------------------------------------------------------------
 
 
-async def test_get_me(sandbox: SandboxServer) -> None:
-    async with (wx := client(sandbox)):
+async def test_get_me(sb: SandboxServer, make_client: ClientFactory) -> None:
+    async with (wx := make_client(WebexClient)):
         me = await wx.get_me(GetMeParams())
     assert me.emails == [BOT] and me.type == "bot"
-    assert me.id in state(sandbox)["people"]
+    assert me.id in state(sb, "webex")["people"]
 
 
-async def test_create_room_then_reuse(sandbox: SandboxServer) -> None:
-    async with (wx := client(sandbox)):
+async def test_create_room_then_reuse(sb: SandboxServer, make_client: ClientFactory) -> None:
+    async with (wx := make_client(WebexClient)):
         me = await wx.get_me(GetMeParams())
         room = await wx.create_room(CreateRoomParams(title="Incident 42"))
         again = await wx.create_room(CreateRoomParams(title="Incident 42"))
     assert not room.unchanged and again.unchanged and again.id == room.id
-    [stored] = rooms_titled(sandbox, "Incident 42")
+    [stored] = rooms_titled(sb, "Incident 42")
     assert stored["creatorId"] == me.id and stored["type"] == "group"
     assert any(
         m["roomId"] == room.id and m["personId"] == me.id
-        for m in state(sandbox)["memberships"].values()
+        for m in state(sb, "webex")["memberships"].values()
     )
 
 
-async def test_create_room_finds_ours_beyond_the_first_page(sandbox: SandboxServer) -> None:
+async def test_create_room_finds_ours_beyond_the_first_page(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """'Ops Alerts' (ours) is the oldest of 106 rooms: found on page 2 via Link."""
-    async with (wx := client(sandbox)):
+    async with (wx := make_client(WebexClient)):
         found = await wx.create_room(CreateRoomParams(title="Ops Alerts"))
         assert found.unchanged
         shallow = await wx.create_room(CreateRoomParams(title="Ops Alerts", max_pages=1))
     assert not shallow.unchanged  # search depth is the documented limit of the strategy
-    assert len(rooms_titled(sandbox, "Ops Alerts")) == 2
+    assert len(rooms_titled(sb, "Ops Alerts")) == 2
 
 
-async def test_create_room_never_takes_over_someone_elses_room(sandbox: SandboxServer) -> None:
-    async with (wx := client(sandbox)):
+async def test_create_room_never_takes_over_someone_elses_room(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (wx := make_client(WebexClient)):
         room = await wx.create_room(CreateRoomParams(title="Project room 7"))
     assert not room.unchanged
-    creators = {r["creatorId"] for r in rooms_titled(sandbox, "Project room 7")}
+    creators = {r["creatorId"] for r in rooms_titled(sb, "Project room 7")}
     assert len(creators) == 2  # Alice's and ours
 
 
-async def test_create_room_lost_response_never_duplicates(sandbox: SandboxServer) -> None:
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (wx := client(sandbox)):
+async def test_create_room_lost_response_never_duplicates(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    set_faults(sb, "webex", lost_after_commit=1.0)
+    async with (wx := make_client(WebexClient)):
         room = await wx.create_room(CreateRoomParams(title="War room"))
-        assert lost(sandbox) == 1
-        clear_faults(sandbox)
+        assert faults_seen(sb, "webex", "lost_after_commit") == 1
+        clear_faults(sb, "webex")
         again = await wx.create_room(CreateRoomParams(title="War room"))
     assert room.unchanged and again.id == room.id
-    assert len(rooms_titled(sandbox, "War room")) == 1
+    assert len(rooms_titled(sb, "War room")) == 1
 
 
 # --- messages -------------------------------------------------------------------------------
 
 
-def route_count(sb: SandboxServer, route: str) -> int:
-    return sb.request_log.count("webex", route)
-
-
-async def test_direct_messages_are_deduplicated(sandbox: SandboxServer) -> None:
+async def test_direct_messages_are_deduplicated(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     params = CreateMessageParams(to_person_email="bob@example.com", text="Your laptop is ready")
-    async with (wx := client(sandbox)):
+    async with (wx := make_client(WebexClient)):
         msg = await wx.create_message(params)
         dup = await wx.create_message(params)
         # The same 1:1 room addressed by id: a bot may read its direct rooms back.
@@ -160,46 +130,52 @@ async def test_direct_messages_are_deduplicated(sandbox: SandboxServer) -> None:
     assert dup.id == by_room.id == msg.id
     assert md_dup.unchanged and md_dup.id == md.id and md.markdown == "**Down**"
     assert forced.id not in (msg.id, md.id)
-    stored = list(state(sandbox)["messages"].values())
+    stored = list(state(sb, "webex")["messages"].values())
     assert sorted(m["text"] for m in stored) == ["Down", params.text, params.text]
     assert all(m["personEmail"] == BOT and m["roomId"] == msg.roomId for m in stored)
     assert msg.roomId is not None
-    assert state(sandbox)["rooms"][msg.roomId]["type"] == "direct"
+    assert state(sb, "webex")["rooms"][msg.roomId]["type"] == "direct"
 
 
-async def test_direct_message_lost_response_never_duplicates(sandbox: SandboxServer) -> None:
+async def test_direct_message_lost_response_never_duplicates(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     params = CreateMessageParams(to_person_email="alice@example.com", text="Paging on-call")
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (wx := client(sandbox)):
+    set_faults(sb, "webex", lost_after_commit=1.0)
+    async with (wx := make_client(WebexClient)):
         msg = await wx.create_message(params)
-        assert lost(sandbox) == 1
-        clear_faults(sandbox)
+        assert faults_seen(sb, "webex", "lost_after_commit") == 1
+        clear_faults(sb, "webex")
         again = await wx.create_message(params)
     assert msg.unchanged and again.id == msg.id
-    assert len(state(sandbox)["messages"]) == 1
+    assert len(state(sb, "webex")["messages"]) == 1
 
 
-async def test_bot_group_room_message_is_posted_once(sandbox: SandboxServer) -> None:
+async def test_bot_group_room_message_is_posted_once(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """A bot cannot list its own posts in a group room (Webex wants mentionedPeople=me),
     so the client does not try, posts once per call and never blindly re-posts."""
-    room_id = await new_room(sandbox)
-    async with (wx := client(sandbox)):
+    room_id = await new_room(make_client)
+    async with (wx := make_client(WebexClient)):
         first = await wx.create_message(CreateMessageParams(room_id=room_id, text="Build failed"))
         second = await wx.create_message(CreateMessageParams(room_id=room_id, text="Build failed"))
-        set_faults(sandbox, lost_after_commit=1.0)
+        set_faults(sb, "webex", lost_after_commit=1.0)
         with pytest.raises(ServerError):
             await wx.create_message(CreateMessageParams(room_id=room_id, text="Build fixed"))
     assert first.id != second.id and not second.unchanged
-    assert lost(sandbox) == 1  # one POST: the ambiguous failure was not retried
-    assert route_count(sandbox, "GET /messages") == 0
-    assert route_count(sandbox, "GET /rooms/{room_id}") == 1  # room type, cached per client
-    texts = sorted(m["text"] for m in state(sandbox)["messages"].values())
+    assert (
+        faults_seen(sb, "webex", "lost_after_commit") == 1
+    )  # one POST: the ambiguous failure was not retried
+    assert route_requests(sb, "webex", "GET /messages") == 0
+    assert route_requests(sb, "webex", "GET /rooms/{room_id}") == 1  # room type, cached per client
+    texts = sorted(m["text"] for m in state(sb, "webex")["messages"].values())
     assert texts == ["Build failed", "Build failed", "Build fixed"]
 
 
-async def test_sandbox_refuses_bot_listing_group_messages(sandbox: SandboxServer) -> None:
-    room_id = await new_room(sandbox)
-    async with (wx := client(sandbox)):
+async def test_sandbox_refuses_bot_listing_group_messages(make_client: ClientFactory) -> None:
+    room_id = await new_room(make_client)
+    async with (wx := make_client(WebexClient)):
         with pytest.raises(PermissionDeniedError, match="mentionedPeople"):
             await wx.request("GET", "/messages", action="raw", params={"roomId": room_id})
         listed = await wx.request(
@@ -209,16 +185,12 @@ async def test_sandbox_refuses_bot_listing_group_messages(sandbox: SandboxServer
 
 
 def webex_mock(handler: Any) -> WebexClient:
-    c = get_client(
-        "webex",
+    return mock_client(
+        WebexClient,
+        handler,
         base_url="https://webexapis.test/v1",
         credentials=Credentials(token=SecretStr("t")),
-        transport=httpx.MockTransport(handler),
-        retry=FAST,
-        breaker=CircuitBreaker("webex", failure_threshold=1000),
     )
-    assert isinstance(c, WebexClient)
-    return c
 
 
 async def test_user_token_reads_group_room_back() -> None:
@@ -250,21 +222,23 @@ async def test_user_token_reads_group_room_back() -> None:
     assert seen.count("POST /v1/messages") == 1 and "GET /v1/rooms/r1" not in seen
 
 
-async def test_create_message_without_dedupe_is_not_retried(sandbox: SandboxServer) -> None:
+async def test_create_message_without_dedupe_is_not_retried(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
     """With the check off, an ambiguous failure is raised, never blindly re-posted."""
     params = CreateMessageParams(
         to_person_email="bob@example.com", text="x", dedupe_window_seconds=0
     )
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (wx := client(sandbox)):
+    set_faults(sb, "webex", lost_after_commit=1.0)
+    async with (wx := make_client(WebexClient)):
         with pytest.raises(ServerError):
             await wx.create_message(params)
-    assert len(state(sandbox)["messages"]) == 1
-    assert route_count(sandbox, "GET /messages/direct") == 0
+    assert len(state(sb, "webex")["messages"]) == 1
+    assert route_requests(sb, "webex", "GET /messages/direct") == 0
 
 
-async def test_message_to_unknown_room(sandbox: SandboxServer) -> None:
-    async with (wx := client(sandbox)):
+async def test_message_to_unknown_room(make_client: ClientFactory) -> None:
+    async with (wx := make_client(WebexClient)):
         with pytest.raises(NotFoundError):
             await wx.create_message(CreateMessageParams(room_id="nope", text="x"))
 
@@ -285,30 +259,34 @@ def test_message_params_validate() -> None:
 # --- memberships ----------------------------------------------------------------------------
 
 
-async def test_add_membership_then_409_returns_existing(sandbox: SandboxServer) -> None:
-    room_id = await new_room(sandbox)
+async def test_add_membership_then_409_returns_existing(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    room_id = await new_room(make_client)
     params = AddMembershipParams(
         room_id=room_id, person_email="alice@example.com", is_moderator=True
     )
-    async with (wx := client(sandbox)):
+    async with (wx := make_client(WebexClient)):
         added = await wx.add_membership(params)
         again = await wx.add_membership(params)
     assert not added.unchanged and again.unchanged and again.id == added.id
     assert added.isModerator and added.personEmail == "alice@example.com"
-    members = [m for m in state(sandbox)["memberships"].values() if m["roomId"] == room_id]
+    members = [m for m in state(sb, "webex")["memberships"].values() if m["roomId"] == room_id]
     assert sorted(m["personEmail"] for m in members) == ["alice@example.com", BOT]
 
 
-async def test_add_membership_lost_response(sandbox: SandboxServer) -> None:
-    room_id = await new_room(sandbox)
-    set_faults(sandbox, lost_after_commit=1.0)
-    async with (wx := client(sandbox)):
+async def test_add_membership_lost_response(sb: SandboxServer, make_client: ClientFactory) -> None:
+    room_id = await new_room(make_client)
+    set_faults(sb, "webex", lost_after_commit=1.0)
+    async with (wx := make_client(WebexClient)):
         member = await wx.add_membership(
             AddMembershipParams(room_id=room_id, person_email="new.hire@example.com")
         )
-    assert lost(sandbox) == 1 and member.unchanged
+    assert faults_seen(sb, "webex", "lost_after_commit") == 1 and member.unchanged
     emails = [
-        m["personEmail"] for m in state(sandbox)["memberships"].values() if m["roomId"] == room_id
+        m["personEmail"]
+        for m in state(sb, "webex")["memberships"].values()
+        if m["roomId"] == room_id
     ]
     assert sorted(emails) == [BOT, "new.hire@example.com"]
 
@@ -316,17 +294,19 @@ async def test_add_membership_lost_response(sandbox: SandboxServer) -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 
-async def test_bad_token_is_authentication_error(sandbox: SandboxServer) -> None:
-    async with (wx := client(sandbox, credentials=Credentials(token=SecretStr("wrong")))):
+async def test_bad_token_is_authentication_error(make_client: ClientFactory) -> None:
+    async with (wx := make_client(WebexClient, wrong_secret="wrong")):
         with pytest.raises(AuthenticationError):
             await wx.get_me(GetMeParams())
         with pytest.raises(AuthenticationError):
             await wx.create_room(CreateRoomParams(title="x"))
 
 
-async def test_garbled_answer_is_malformed_response(sandbox: SandboxServer) -> None:
-    set_faults(sandbox, malformed_rate=1.0, malformed="html")
-    async with (wx := client(sandbox)):
+async def test_garbled_answer_is_malformed_response(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    set_faults(sb, "webex", malformed_rate=1.0, malformed="html")
+    async with (wx := make_client(WebexClient)):
         with pytest.raises(MalformedResponseError, match="HTML"):
             await wx.get_me(GetMeParams())
 
@@ -337,16 +317,7 @@ async def test_rooms_page_without_items_is_malformed() -> None:
             return httpx.Response(200, json={"id": "me", "emails": [BOT]})
         return httpx.Response(200, json={"rooms": []})
 
-    wx = get_client(
-        "webex",
-        base_url="https://webexapis.test/v1",
-        credentials=Credentials(token=SecretStr("t")),
-        transport=httpx.MockTransport(handler),
-        retry=FAST,
-        breaker=CircuitBreaker("webex", failure_threshold=1000),
-    )
-    assert isinstance(wx, WebexClient)
-    async with wx:
+    async with (wx := webex_mock(handler)):
         with pytest.raises(MalformedResponseError, match="items"):
             await wx.create_room(CreateRoomParams(title="x"))
 

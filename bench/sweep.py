@@ -1,12 +1,18 @@
 """Sweep benchmark: health-check 1,000 sandbox endpoints with latencies of 20-200 ms.
 
-Arms, in the same run, against the same sandbox process:
-- ``junction``: the production path (``integrations.sweep.check_all``: one shared
-  connection pool, a semaphore, every check through ``IntegrationClient`` with its
-  breaker, retry policy and metric hook), in a fresh process so peak RSS is its own;
-- ``sequential``: the same clients checked one after another (what a loop does).
+Arms, in the same run, against the same sandbox process, each in a fresh process so its
+peak RSS is its own. Every concurrent arm runs ``integrations.sweep.check_all`` (a
+semaphore, every check through ``IntegrationClient`` with its breaker, retry policy and
+metric hook); they differ in the ``httpx.AsyncClient`` underneath:
+- ``aiohttp``: one shared client over ``AiohttpTransport`` (``JUNCTION_HTTP_BACKEND=aiohttp``);
+- ``sharded-pool``: one shared client over several small httpcore pools
+  (``JUNCTION_HTTP_BACKEND=httpcore``);
+- ``per-client-pools``: every client its own httpcore pool;
+- ``shared-pool``: one shared client over one big httpcore pool;
+- ``sequential``: the production client, checks one after another (what a loop does).
+The production arm is the one ``Settings.http_backend`` defaults to.
 Reported: wall time of each, the slowest endpoint's own latency (measured alone), the
-ratios wall/slowest (the floor is 1.0; goal <= 1.2) and sequential/junction, and the
+ratios wall/slowest (the floor is 1.0; goal <= 1.2) and sequential/production, and the
 peak RSS of the sweeping process (goal <= 500 MB).
 
 Run: ``make bench`` or ``.venv/bin/python bench/sweep.py [--endpoints 1000]``.
@@ -33,6 +39,7 @@ import httpx
 
 if TYPE_CHECKING:
     from integrations.base import IntegrationClient
+    from integrations.transport import HttpBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -106,13 +113,17 @@ async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
     """Run one arm in this process and return its measurements."""
     from integrations.sweep import check_all
 
+    sequential = arm == "sequential"
     started = time.perf_counter()
     ctx = httpx.create_ssl_context()
     shared = None
-    if arm in ("sharded-pool", "sequential"):
+    if sequential:
+        arm = production_arm()
+    backend = next((b for b, a in BACKEND_ARMS.items() if a == arm), None)
+    if backend is not None:
         from integrations.transport import sweep_client
 
-        shared = sweep_client(count, httpx.Timeout(30.0, connect=10.0))
+        shared = sweep_client(count, httpx.Timeout(30.0, connect=10.0), backend=backend)
     elif arm == "shared-pool":
         shared = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=count, max_keepalive_connections=count),
@@ -121,11 +132,13 @@ async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
         )
     clients = make_clients(url, count, shared, ctx)
     built = time.perf_counter()
-    if arm == "sequential":
+    cpu_built = time.process_time()
+    if sequential:
         results = [await c.health_check() for c in clients]
     else:
         results = await check_all(clients, concurrency=count)
     done = time.perf_counter()
+    cpu_done = time.process_time()
     for c in clients:
         if c._http is not shared and c._http is not None:
             await c._http.aclose()
@@ -135,6 +148,7 @@ async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
         "wall_s": done - started,
         "build_s": built - started,
         "checks_s": done - built,
+        "checks_cpu_s": cpu_done - cpu_built,
         "failed": float(sum(not r.ok for r in results)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -165,7 +179,16 @@ def slowest_endpoint(url: str, delays: list[float]) -> tuple[int, float]:
     return i, min(times)
 
 
-ARMS = ("sharded-pool", "per-client-pools", "shared-pool", "sequential")
+#: The arm of each ``Settings.http_backend`` (``sweep_client(..., backend=...)``).
+BACKEND_ARMS: dict[HttpBackend, str] = {"aiohttp": "aiohttp", "httpcore": "sharded-pool"}
+ARMS = ("aiohttp", "sharded-pool", "per-client-pools", "shared-pool", "sequential")
+
+
+def production_arm() -> str:
+    """The arm of the backend production sweeps use (``Settings.http_backend``'s default)."""
+    from junction.settings import Settings
+
+    return BACKEND_ARMS[Settings.model_fields["http_backend"].default]
 
 
 def main() -> None:
@@ -192,7 +215,7 @@ def main() -> None:
         httpx.post(f"{url}/_admin/synthetic", json=config).raise_for_status()
         idx, slowest = slowest_endpoint(url, delays)
         for _ in range(args.repeats):  # interleave arms so drift hits all alike
-            for arm in ARMS[:3]:
+            for arm in ARMS[:-1]:
                 results.setdefault(arm, []).append(arm_in_subprocess(arm, url, args.endpoints))
         if not args.skip_sequential:
             results["sequential"] = [arm_in_subprocess("sequential", url, args.endpoints)]
@@ -203,13 +226,22 @@ def main() -> None:
     def med(arm: str, key: str) -> float:
         return statistics.median(r[key] for r in results[arm])
 
-    production = "sharded-pool"
+    production = production_arm()
     print(
         f"\n{args.endpoints} endpoints, configured latency 20-200 ms; slowest #{idx} "
         f"({delays[idx] * 1000:.0f} ms configured, {slowest * 1000:.0f} ms measured alone)."
     )
     print(f"Median of {args.repeats} runs per arm, each in a fresh process.\n")
-    header = ("arm", "wall ms", "build ms", "checks ms", "wall/slowest", "failed", "peak RSS MB")
+    header = (
+        "arm",
+        "wall ms",
+        "build ms",
+        "checks ms",
+        "checks CPU ms",
+        "wall/slowest",
+        "failed",
+        "peak RSS MB",
+    )
     rows = []
     for arm in results:
         rows.append(
@@ -218,6 +250,7 @@ def main() -> None:
                 f"{med(arm, 'wall_s') * 1000:.0f}",
                 f"{med(arm, 'build_s') * 1000:.0f}",
                 f"{med(arm, 'checks_s') * 1000:.0f}",
+                f"{med(arm, 'checks_cpu_s') * 1000:.0f}",
                 f"{med(arm, 'wall_s') / slowest:.2f}",
                 f"{sum(r['failed'] for r in results[arm]):.0f}",
                 f"{max(r['peak_rss_mb'] for r in results[arm]):.0f}",

@@ -1,8 +1,9 @@
 """One concurrent health sweep over many integrations.
 
 Plain asyncio, no Prefect: the monitoring flow, the CLI and the benchmark all call
-:func:`sweep`. All HTTP clients share one ``httpx.AsyncClient`` over a sharded pool
-(``integrations.transport``: one TLS context, small httpcore pools), and a semaphore
+:func:`sweep`. All HTTP clients share one ``httpx.AsyncClient`` whose transport is
+chosen by ``JUNCTION_HTTP_BACKEND`` (``integrations.transport``: aiohttp by default, or
+sharded httpcore pools), and a semaphore
 bounds the checks in flight.
 """
 
@@ -116,7 +117,7 @@ async def sweep(
             catalog.get(name)  # unknown names fail before anything is sent
     limit = concurrency or settings.sweep_concurrency
     timeout = httpx.Timeout(settings.http_timeout_seconds, connect=settings.connect_timeout_seconds)
-    async with sweep_client(limit, timeout) as http:
+    async with sweep_client(limit, timeout, backend=settings.http_backend) as http:
         clients, failures = build_clients(
             names,
             settings=settings,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     )
     sweep_concurrency: int = Field(
         200, ge=1, description="Most health checks in flight at once during a sweep."
+    )
+    http_backend: Literal["httpcore", "aiohttp"] = Field(
+        "aiohttp",
+        description="Transport of the shared client used for health sweeps: 'aiohttp' (an "
+        "aiohttp session under the httpx API; about half the CPU per check, see "
+        "bench/sweep.py) or 'httpcore' (httpx's own stack, sharded pools).",
     )
     prefect_ephemeral_startup_timeout_seconds: int = Field(
         90,

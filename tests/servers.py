@@ -106,17 +106,25 @@ class ServerStartError(RuntimeError):
     """A test server did not start or did not answer in time."""
 
 
+DEFAULT_SPECS_DIRS = (REPO_ROOT.parent / "shared" / "specs", Path("/work/shared/specs"))
+
+
 def specs_dir() -> Path:
     """Return the vendor specs directory.
 
     ``$JUNCTION_SPECS_DIR`` if set (a relative value is taken relative to the repo root),
-    else ``../shared/specs`` relative to the repo root.
+    else the first of :data:`DEFAULT_SPECS_DIRS` that exists: ``../shared/specs`` next to
+    the checkout, then the workplace's shared folder (CI may clone the repository
+    somewhere else than beside it).
     """
-    raw = os.environ.get("JUNCTION_SPECS_DIR", "../shared/specs")
-    path = Path(raw)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    return path.resolve()
+    raw = os.environ.get("JUNCTION_SPECS_DIR")
+    if raw:
+        path = Path(raw)
+        return (path if path.is_absolute() else REPO_ROOT / path).resolve()
+    for candidate in DEFAULT_SPECS_DIRS:
+        if candidate.is_dir():
+            return candidate.resolve()
+    return DEFAULT_SPECS_DIRS[0].resolve()
 
 
 def free_port() -> int:

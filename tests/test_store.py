@@ -61,32 +61,88 @@ FULL_ROWS: dict[str, list[dict[str, Any]]] = {
     "calls": [
         call_row(0, id="c1"),
         call_row(
-            1, id="c2", ts=DAY + timedelta(days=1), status=None, ok=False, latency_ms=3001.25,
-            error_class="TimeoutError", error="read timed out\nline 2 ünïcode",
-            attempts=3, breaker_state="open", source="workflow", run_id="run-9",
+            1,
+            id="c2",
+            ts=DAY + timedelta(days=1),
+            status=None,
+            ok=False,
+            latency_ms=3001.25,
+            error_class="TimeoutError",
+            error="read timed out\nline 2 ünïcode",
+            attempts=3,
+            breaker_state="open",
+            source="workflow",
+            run_id="run-9",
         ),
     ],
     "probes": [
-        {"id": "p1", "ts": DAY, "sweep_id": "s1", "service": "crm", "ok": True, "status": 200,
-         "latency_ms": 8.0, "error_class": None, "error": None, "breaker_state": "closed"},
-        {"id": "p2", "ts": DAY, "sweep_id": "s1", "service": "erp", "ok": False, "status": None,
-         "latency_ms": 0.0, "error_class": "ConnectError", "error": "refused",
-         "breaker_state": "half_open"},
+        {
+            "id": "p1",
+            "ts": DAY,
+            "sweep_id": "s1",
+            "service": "crm",
+            "ok": True,
+            "status": 200,
+            "latency_ms": 8.0,
+            "error_class": None,
+            "error": None,
+            "breaker_state": "closed",
+        },
+        {
+            "id": "p2",
+            "ts": DAY,
+            "sweep_id": "s1",
+            "service": "erp",
+            "ok": False,
+            "status": None,
+            "latency_ms": 0.0,
+            "error_class": "ConnectError",
+            "error": "refused",
+            "breaker_state": "half_open",
+        },
     ],
     "workflow_runs": [
-        {"id": "w1", "run_id": "r1", "workflow": "sync_orders", "started_at": DAY,
-         "ended_at": DAY + timedelta(seconds=90), "status": "completed", "duration_ms": 90_000.0,
-         "steps": 5, "retries": 1, "fallbacks": 0, "error": None,
-         "params_json": '{"since": "2024-05-01"}'},
-        {"id": "w2", "run_id": "r2", "workflow": "sync_orders",
-         "started_at": DAY - timedelta(days=2), "ended_at": None, "status": "failed",
-         "duration_ms": 10.5, "steps": 1, "retries": 0, "fallbacks": 2, "error": "boom",
-         "params_json": None},
+        {
+            "id": "w1",
+            "run_id": "r1",
+            "workflow": "sync_orders",
+            "started_at": DAY,
+            "ended_at": DAY + timedelta(seconds=90),
+            "status": "completed",
+            "duration_ms": 90_000.0,
+            "steps": 5,
+            "retries": 1,
+            "fallbacks": 0,
+            "error": None,
+            "params_json": '{"since": "2024-05-01"}',
+        },
+        {
+            "id": "w2",
+            "run_id": "r2",
+            "workflow": "sync_orders",
+            "started_at": DAY - timedelta(days=2),
+            "ended_at": None,
+            "status": "failed",
+            "duration_ms": 10.5,
+            "steps": 1,
+            "retries": 0,
+            "fallbacks": 2,
+            "error": "boom",
+            "params_json": None,
+        },
     ],
     "alerts": [
-        {"id": "a1", "ts": DAY, "fingerprint": "f1", "service": "crm", "rule": "error_rate",
-         "severity": "critical", "state": "firing", "message": "5xx > 10%",
-         "labels_json": '{"team": "core"}'},
+        {
+            "id": "a1",
+            "ts": DAY,
+            "fingerprint": "f1",
+            "service": "crm",
+            "rule": "error_rate",
+            "severity": "critical",
+            "state": "firing",
+            "message": "5xx > 10%",
+            "labels_json": '{"team": "core"}',
+        },
     ],
 }
 
@@ -129,7 +185,10 @@ def _child_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 def spawn_writer(root: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WRITER), str(root), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_CHILD_ENV or None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_CHILD_ENV or None,
     )
 
 
@@ -196,10 +255,14 @@ def test_types_and_partitions(store: MetricsStore) -> None:
     assert types["latency_ms"] == "DOUBLE" and types["ok"] == "BOOLEAN"
     assert types["date"] == "DATE"
     assert [p.parent.name for p in files(store.root, "calls")] == [
-        "date=2024-05-01", "date=2024-05-02"]
+        "date=2024-05-01",
+        "date=2024-05-02",
+    ]
     # workflow_runs partitions by started_at
     assert [p.parent.name for p in files(store.root, "workflow_runs")] == [
-        "date=2024-04-29", "date=2024-05-01"]
+        "date=2024-04-29",
+        "date=2024-05-01",
+    ]
     df = store.query("SELECT id, date FROM workflow_runs WHERE date = ?", ["2024-04-29"])
     assert list(df["id"]) == ["w2"]
     schema = pq.read_schema(files(store.root, "calls")[0])
@@ -246,12 +309,22 @@ def test_accepts_models_dataclasses_mappings_and_defaults(store: MetricsStore) -
         breaker_state: str
 
     before = datetime.now(UTC)
-    store.append("probes", [
-        Probe(sweep_id="s", service="a", ok=True, status=200, latency_ms=1.0),
-        ProbeDC("s", "b", False, None, 7, "X", "y", "open"),
-        {"sweep_id": "s", "service": "c", "ok": True, "status": 204, "latency_ms": 2.0,
-         "breaker_state": "closed", "ts": "2024-05-01T10:00:00Z"},
-    ])
+    store.append(
+        "probes",
+        [
+            Probe(sweep_id="s", service="a", ok=True, status=200, latency_ms=1.0),
+            ProbeDC("s", "b", False, None, 7, "X", "y", "open"),
+            {
+                "sweep_id": "s",
+                "service": "c",
+                "ok": True,
+                "status": 204,
+                "latency_ms": 2.0,
+                "breaker_state": "closed",
+                "ts": "2024-05-01T10:00:00Z",
+            },
+        ],
+    )
     store.flush()
     df = store.query("SELECT * FROM probes ORDER BY service")
     assert list(df["service"]) == ["a", "b", "c"]
@@ -290,22 +363,29 @@ def test_record_call_ignores_extra_attributes(store: MetricsStore) -> None:
         request_bytes: int = 0  # not a column: dropped by record_call only
         tags: tuple[str, ...] = ("x",)
 
-    store.record_call(CallMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1,
-                                 "closed"))
+    store.record_call(
+        CallMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1, "closed")
+    )
     with pytest.raises(ValueError, match="request_bytes"):
-        store.append("calls", [CallMetric("crm", "get", "GET", "/c", 200, True, 1.5, None,
-                                          None, 1, "closed")])
+        store.append(
+            "calls",
+            [CallMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1, "closed")],
+        )
     store.flush()
     assert records(store.query("SELECT service, source, attempts FROM calls")) == [
-        {"service": "crm", "source": "cli", "attempts": 1}]
+        {"service": "crm", "source": "cli", "attempts": 1}
+    ]
 
 
 # --------------------------------------------------------------------------- errors
 
 
 def test_unknown_table(store: MetricsStore) -> None:
-    for call in (lambda: store.append("nope", [{}]), lambda: store.count("nope"),
-                 lambda: store.compact("nope")):
+    for call in (
+        lambda: store.append("nope", [{}]),
+        lambda: store.count("nope"),
+        lambda: store.compact("nope"),
+    ):
         with pytest.raises(ValueError, match=r"unknown table 'nope'.*calls.*probes"):
             call()
 
@@ -399,6 +479,7 @@ def test_spool_file_format(store: MetricsStore) -> None:
 
 def test_threads_append_concurrently(tmp_path: Path) -> None:
     with MetricsStore(tmp_path / "s", flush_rows=150) as s:
+
         def work(k: int) -> None:
             for b in range(20):
                 s.append("calls", [call_row(i, id=f"{k}-{b}-{i}") for i in range(100)])
@@ -484,8 +565,9 @@ def test_eight_processes_write_concurrently_then_compact_under_reads(tmp_path: P
     root = tmp_path / "store"
     store = MetricsStore(root)
     procs = [
-        spawn_writer(root, "--rows", "10000", "--batch", "700", "--flush-rows", "2500",
-                     "--days", "3")
+        spawn_writer(
+            root, "--rows", "10000", "--batch", "700", "--flush-rows", "2500", "--days", "3"
+        )
         for _ in range(8)
     ]
     _run_writers(store, procs, compact=False)
@@ -517,8 +599,11 @@ def test_eight_processes_write_concurrently_then_compact_under_reads(tmp_path: P
     assert not errors, errors
     assert set(during) == {80_000}
     assert result == {"calls": len(segments), "probes": 0, "workflow_runs": 0, "alerts": 0}
-    assert [len(list(p.glob("*.parquet"))) for p in sorted((root / "calls").glob("date=*"))] \
-        == [1, 1, 1]
+    assert [len(list(p.glob("*.parquet"))) for p in sorted((root / "calls").glob("date=*"))] == [
+        1,
+        1,
+        1,
+    ]
     df = store.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM calls")
     assert (df["n"][0], df["d"][0]) == (80_000, 80_000)
 
@@ -527,8 +612,7 @@ def test_compaction_while_writers_flush(tmp_path: Path) -> None:
     root = tmp_path / "store"
     store = MetricsStore(root)
     procs = [
-        spawn_writer(root, "--rows", "3000", "--batch", "200", "--flush-rows", "400",
-                     "--days", "2")
+        spawn_writer(root, "--rows", "3000", "--batch", "200", "--flush-rows", "400", "--days", "2")
         for _ in range(4)
     ]
     _run_writers(store, procs, compact=True)
@@ -554,8 +638,22 @@ def _digest(paths: list[Path]) -> dict[Path, str]:
 
 def test_sigkill_mid_run_with_partial_spool_line(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    proc = spawn_writer(root, "--rows", "2500", "--batch", "500", "--flush-rows", "1000",
-                        "--days", "2", "--prefix", "k", "--base", DAY.isoformat(), "--hang")
+    proc = spawn_writer(
+        root,
+        "--rows",
+        "2500",
+        "--batch",
+        "500",
+        "--flush-rows",
+        "1000",
+        "--days",
+        "2",
+        "--prefix",
+        "k",
+        "--base",
+        DAY.isoformat(),
+        "--hang",
+    )
     try:
         assert _read_until_ready(proc) == 2500
         # Two flushes happened (2 x 1000 rows over 2 partitions); 500 rows wait in the spool.
@@ -581,8 +679,22 @@ def test_sigkill_mid_run_with_partial_spool_line(tmp_path: Path) -> None:
 
 def _orphan_spool(root: Path, rows: int) -> Path:
     """Leave a SIGKILLed writer's unflushed spool behind; return its path."""
-    proc = spawn_writer(root, "--rows", str(rows), "--batch", "100", "--flush-rows", "100000",
-                        "--prefix", "o", "--days", "2", "--base", DAY.isoformat(), "--hang")
+    proc = spawn_writer(
+        root,
+        "--rows",
+        str(rows),
+        "--batch",
+        "100",
+        "--flush-rows",
+        "100000",
+        "--prefix",
+        "o",
+        "--days",
+        "2",
+        "--base",
+        DAY.isoformat(),
+        "--hang",
+    )
     try:
         _read_until_ready(proc)
     finally:
@@ -663,10 +775,17 @@ def _merged(segments: list[Path]) -> pa.Table:
 def _write_manifest(root: Path, inputs: list[Path], output: str, temp: str) -> Path:
     (root / "_manifests").mkdir(exist_ok=True)
     manifest = root / "_manifests" / "deadbeef.json"
-    manifest.write_text(json.dumps({
-        "table": "calls", "partition": inputs[0].parent.name,
-        "inputs": [p.name for p in inputs], "output": output, "temp": temp,
-    }))
+    manifest.write_text(
+        json.dumps(
+            {
+                "table": "calls",
+                "partition": inputs[0].parent.name,
+                "inputs": [p.name for p in inputs],
+                "output": output,
+                "temp": temp,
+            }
+        )
+    )
     return manifest
 
 

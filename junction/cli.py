@@ -250,13 +250,25 @@ def config(
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="Sandbox port (0 = any free port).")] = 0,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Sandbox fault profile: a packaged name (default, flaky) or a YAML file."
+        ),
+    ] = "default",
 ) -> None:
     """Start the sandbox, run one health sweep as a Prefect flow, record it, show it."""
     _prepare_runtime()
-    from integrations.sandbox.app import SandboxServer
+    from integrations.sandbox.app import SandboxServer, load_profile
 
-    console.print("[bold]Junction demo[/]: starting the sandbox of simulated services...")
-    with SandboxServer(port=port, smtp_port=0) as sandbox:
+    try:
+        profile, source = load_profile(faults)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot load fault profile {faults!r}: {exc}")
+    console.print(
+        f"[bold]Junction demo[/]: starting the sandbox of simulated services (faults: {source})..."
+    )
+    with SandboxServer(port=port, smtp_port=0, profile=profile) as sandbox:
         os.environ["JUNCTION_SANDBOX_URL"] = sandbox.url
         os.environ["JUNCTION_SANDBOX_SMTP_PORT"] = str(sandbox.smtp_port)
         from junction.settings import get_settings
@@ -276,6 +288,11 @@ def demo(
 
     console.print(health_table(results))
     healthy = sum(r.ok for r in results)
+    latencies = sorted(r.latency_ms for r in results)
+    console.print(
+        f"latency p50 {latencies[len(latencies) // 2]:.0f} ms, "
+        f"max {latencies[-1]:.0f} ms (one concurrent sweep of {len(results)} integrations)"
+    )
     store = open_store(settings)
     summary = store.query(
         "select count(*) as probes, count(distinct sweep_id) as sweeps from probes"

@@ -1392,7 +1392,8 @@ class SandboxServer:
             self._sock = None
 
 
-def _resolve_profile(faults_file: str | Path | None) -> tuple[FaultProfile, str]:
+def load_profile(faults_file: str | Path | None) -> tuple[FaultProfile, str]:
+    """A fault profile from a YAML path or a packaged name (``flaky``); default ``default.yaml``."""
     if faults_file is None:
         path = PROFILES_DIR / "default.yaml"
     else:
@@ -1422,7 +1423,7 @@ def serve(
         ProfileError: The profile is invalid (the message names the bad fields).
         OSError: A port is taken (the message names host and ports).
     """
-    profile, source = _resolve_profile(faults_file)
+    profile, source = load_profile(faults_file)
     server = SandboxServer(host, port, profile, smtp_port)
 
     def ready() -> None:

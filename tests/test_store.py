@@ -27,6 +27,7 @@ import pytest
 from filelock import FileLock
 from pydantic import BaseModel
 
+from integrations.metrics import CallMetric
 from junction.store import TABLES, MetricsStore
 
 WRITER = Path(__file__).with_name("store_writer_proc.py")
@@ -346,30 +347,17 @@ def test_naive_datetime_is_utc_and_json_columns(store: MetricsStore) -> None:
 
 def test_record_call_ignores_extra_attributes(store: MetricsStore) -> None:
     @dataclasses.dataclass
-    class CallMetric:
-        service: str
-        action: str
-        method: str
-        path: str
-        status: int | None
-        ok: bool
-        latency_ms: float
-        error_class: str | None
-        error: str | None
-        attempts: int
-        breaker_state: str
-        source: str = "cli"
-        run_id: str | None = None
-        request_bytes: int = 0  # not a column: dropped by record_call only
+    class ExtendedMetric(CallMetric):  # the engine's metric plus attributes that are not columns
+        request_bytes: int = 0
         tags: tuple[str, ...] = ("x",)
 
     store.record_call(
-        CallMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1, "closed")
+        ExtendedMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1, "closed", "cli")
     )
     with pytest.raises(ValueError, match="request_bytes"):
         store.append(
             "calls",
-            [CallMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1, "closed")],
+            [ExtendedMetric("crm", "get", "GET", "/c", 200, True, 1.5, None, None, 1, "closed")],
         )
     store.flush()
     assert records(store.query("SELECT service, source, attempts FROM calls")) == [

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -166,6 +167,12 @@ def integrations_check(
         console.print(health_table(results))
         healthy = sum(r.ok for r in results)
         console.print(f"{healthy}/{len(results)} healthy")
+    sandbox = urlsplit(settings.sandbox_url).netloc
+    if any(not r.ok and sandbox in (r.error or "") for r in results):
+        err_console.print(
+            f"hint: nothing answers at the sandbox ({settings.sandbox_url}): start it with "
+            "`junction sandbox serve` in another terminal, or run `junction demo`."
+        )
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

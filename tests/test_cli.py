@@ -109,3 +109,14 @@ def test_invalid_settings_are_a_clear_error() -> None:
 def test_sandbox_serve_rejects_missing_profile() -> None:
     out = run(["sandbox", "serve", "--port", "0", "--faults", "/nonexistent.yaml"])
     assert out.returncode == 2 and "fault profile not found" in out.stderr
+
+
+def test_check_without_a_sandbox_says_how_to_start_one(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    out = run(["integrations", "check", "okta", "--no-record"], env={"JUNCTION_SANDBOX_URL": url})
+    assert out.returncode == 1
+    assert "APIConnectionError" in out.stdout
+    assert f"nothing answers at the sandbox ({url})" in out.stderr
+    assert "junction sandbox serve" in out.stderr

@@ -26,7 +26,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -37,19 +36,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from deployments.local import free_port
+
 if TYPE_CHECKING:
     from integrations.base import IntegrationClient
     from integrations.transport import HttpBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_sandbox(port: int) -> subprocess.Popen[bytes]:

@@ -56,8 +56,7 @@ async def run_sweep(
     Args:
         names: Catalog names (default: every enabled integration).
         settings: Settings (default: the process's).
-        store: Where to record (default: the configured store); ``None`` with
-            ``record=False`` semantics is not offered: a sweep is always recorded.
+        store: Where to record (default: the configured store, opened and closed here).
         sweep_id: Id of this sweep (default: a new uuid).
         concurrency: Checks in flight at once.
 

@@ -35,6 +35,8 @@ import psutil
 import pytest
 import yaml
 
+from deployments.local import free_port  # re-exported: tests import it from here
+
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 """The repository root (the parent of ``tests/``)."""
 
@@ -125,14 +127,6 @@ def specs_dir() -> Path:
         if candidate.is_dir():
             return candidate.resolve()
     return DEFAULT_SPECS_DIRS[0].resolve()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tcp_open(host: str, port: int) -> bool:

@@ -28,6 +28,16 @@ sandbox_app = typer.Typer(help="The built-in sandbox of simulated services.", no
 app.add_typer(integrations_app, name="integrations")
 app.add_typer(sandbox_app, name="sandbox")
 
+
+def _register_command_groups() -> None:
+    from junction.commands import alerts, analytics, monitor, workflow
+
+    for module in (monitor, alerts, workflow, analytics):
+        module.register(app)
+
+
+_register_command_groups()
+
 console = Console()
 err_console = Console(stderr=True)
 

@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         "command runs flows (Prefect's 20 s default is too short on 2 cores).",
     )
 
+    # --- monitoring and alerting (issue 3) ---
+
+    # --- workflows (issue 4) ---
+
+    # --- analytics and reports (issue 5) ---
+
     @field_validator("sandbox_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

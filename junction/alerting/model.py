@@ -149,7 +149,17 @@ class Channel(Protocol):
     """A configured delivery channel (Webex room, Slack channel, SMTP, PagerDuty, ...)."""
 
     name: str
-    kind: str
+
+    @property
+    def kind(self) -> str:
+        """Channel type: webex, slack, email, pagerduty, alertmanager, webhook."""
+        ...
+
+    @property
+    def dedupes(self) -> bool:
+        """True when the vendor deduplicates resends (PagerDuty dedup_key, Alertmanager
+        labels, webhook Idempotency-Key), so a send interrupted by a crash may be redone."""
+        ...
 
     async def send(self, notification: Notification) -> DeliveryResult:
         """Deliver one notification; never raises for delivery problems."""

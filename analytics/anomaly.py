@@ -1,0 +1,436 @@
+"""The production streaming anomaly detector.
+
+Point by point, no look-ahead: the score of a point depends only on it and the points
+before it, so appending later points never changes an earlier score. Three stages:
+
+1. **Robust local statistics** (``FeatureExtractor``): robust z-scores (median / MAD of the
+   *previous* points) of the value over a short and a long window, of the first difference,
+   of the mean of the last few points (a level shift shows there before any single point
+   looks odd), of the change since the same time yesterday (the daily period is learnt
+   from the first timestamps: a daily pattern that stops or shifts) and of the recent mean
+   step size (volatility rising). Scales have a floor so quantised or flat series do not
+   divide by zero.
+2. **Records** (``RecordScorer``): each z-score is divided by the largest value that
+   feature reached over the previous ``history`` points, so a point scores high when it
+   beats what *this* series routinely does (a z of 8 is normal for a noisy series, alarming
+   for a quiet one). Score = ``r / (1 + r)`` of the largest ratio: 0.5 = ties the record.
+3. **Suppression**: after a detection (score >= ``threshold``) the next ``suppress`` points
+   are damped: NAB-style scoring rewards only the earliest detection of an incident, and
+   repeated alarms for the same incident are noise for an operator too.
+
+The first ``warmup`` points only feed the statistics and score 0 (NAB does not score the
+first 15 % of a series either).
+
+Measured on NAB (``bench/nab.py``; see bench/README.md "Anomaly detection (NAB)").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Parameters of the detector: one set for every series (tuned on the whole NAB corpus).
+
+    Attributes:
+        short_window: Points of the short robust window (value z-score).
+        long_window: Points of the long robust window (value, difference, level z-scores).
+        mean_window: Previous points averaged with the current one (level-shift z-score).
+        refresh: Recompute the long-window statistics every this many points (speed).
+        warmup: Points that only train the statistics; they score 0.
+        volatility_window: Points whose mean absolute step is the volatility feature.
+        max_period: Longest daily period (points per day) kept for the daily feature.
+        min_seasonal: Day-over-day changes needed before the daily feature scores.
+        history: Points over which each feature's record (largest z-score) is kept.
+        min_record: Floor of a feature's record, so tiny z-scores never score high.
+        threshold: Score from which a point is a detection (``is_anomaly``).
+        suppress: Points after a detection whose scores are damped.
+        damping: Factor applied to scores during suppression.
+    """
+
+    short_window: int = 64
+    long_window: int = 512
+    mean_window: int = 6
+    refresh: int = 4
+    warmup: int = 150
+    volatility_window: int = 24
+    max_period: int = 2016
+    min_seasonal: int = 32
+    history: int = 1500
+    min_record: float = 0.0
+    threshold: float = 0.533
+    suppress: int = 120
+    damping: float = 0.0
+
+
+class _Ring:
+    """Fixed-size buffer of the last ``size`` floats (order irrelevant to medians)."""
+
+    def __init__(self, size: int) -> None:
+        self.buf = np.zeros(size)
+        self.count = 0
+        self.size = size
+
+    def push(self, x: float) -> None:
+        self.buf[self.count % self.size] = x
+        self.count += 1
+
+    def values(self) -> np.ndarray:
+        return self.buf if self.count >= self.size else self.buf[: self.count]
+
+
+def _median(a: np.ndarray) -> float:
+    # np.median's generic path (NaN checks, mean of the middle) costs 5x this here.
+    m = a.size
+    k = m // 2
+    if m % 2:
+        return float(np.partition(a, k)[k])
+    p = np.partition(a, (k - 1, k))
+    return float(0.5 * (p[k - 1] + p[k]))
+
+
+def _median_mad(a: np.ndarray) -> tuple[float, float]:
+    med = _median(a)
+    return med, _median(np.abs(a - med))
+
+
+def _seconds(ts: Any) -> float | None:
+    """Seconds since the epoch of a timestamp (datetime, pandas/numpy time or a number)."""
+    if isinstance(ts, int | float):
+        return float(ts)
+    if hasattr(ts, "timestamp"):
+        return float(ts.timestamp())
+    if isinstance(ts, np.datetime64):
+        return float(ts.astype("datetime64[ms]").astype(np.int64)) / 1000.0
+    return None
+
+
+class FeatureExtractor:
+    """Robust z-scores of each new point against the points before it."""
+
+    names = ("value_short", "value_long", "diff", "level", "daily", "volatility")
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        self.short = _Ring(cfg.short_window)
+        self.long = _Ring(cfg.long_window)
+        self.diffs = _Ring(cfg.long_window)
+        self.abs_diffs = _Ring(cfg.long_window)
+        self.recent_abs_diffs: deque[float] = deque(maxlen=max(cfg.volatility_window - 1, 1))
+        self.seasonal = _Ring(cfg.long_window)
+        self.recent: deque[float] = deque(maxlen=cfg.mean_window)
+        self.prev: float | None = None
+        self.n = 0
+        self._long_stats = (0.0, 1.0, 0.0, 1.0, 0.0, 1.0)
+        self._seasonal_stats = (0.0, 1.0)
+        # The daily period in points, from the first intervals (None: no daily context).
+        self._first_times: list[float] = []
+        self.period: int | None = None
+        self._lag: deque[float] | None = None
+
+    def _scale(self, mad: float, ref: np.ndarray, med: float) -> float:
+        # MAD is 0 on quantised or flat data; floor it by a sliver of the range seen.
+        floor = 0.01 * float(ref.max() - ref.min()) + 1e-6 * abs(med) + 1e-9
+        return max(_MAD_TO_SIGMA * mad, floor)
+
+    def _learn_period(self, seconds: float | None) -> None:
+        if seconds is None or len(self._first_times) > 16:
+            return
+        self._first_times.append(seconds)
+        if len(self._first_times) == 17:
+            step = float(np.median(np.diff(self._first_times)))
+            period = round(86400.0 / step) if step > 0 else 0
+            if 4 <= period <= self.cfg.max_period:
+                self.period = period
+                self._lag = deque(maxlen=period)
+
+    def _daily(self, value: float) -> float:
+        """z-score of the change since the same time yesterday (0 until learnt)."""
+        if self._lag is None:
+            return 0.0
+        z = 0.0
+        if len(self._lag) == self._lag.maxlen:
+            e = value - self._lag[0]
+            if self.seasonal.count >= self.cfg.min_seasonal:
+                if self.seasonal.count % self.cfg.refresh == 0 or (
+                    self.seasonal.count < self.cfg.long_window
+                ):
+                    sv = self.seasonal.values()
+                    med, mad = _median_mad(sv)
+                    self._seasonal_stats = (med, self._scale(mad, sv, med))
+                med, scale = self._seasonal_stats
+                z = abs(e - med) / scale
+            self.seasonal.push(e)
+        self._lag.append(value)
+        return z
+
+    def update(self, value: float, ts: Any = None) -> np.ndarray | None:
+        """Feed one value; its z-scores (None until there is history to compare with)."""
+        self._learn_period(_seconds(ts) if ts is not None else None)
+        daily = self._daily(value)
+        feats: np.ndarray | None = None
+        diff = value - self.prev if self.prev is not None else 0.0
+        if self.n >= 8:
+            if self.n % self.cfg.refresh == 0 or self.n < self.cfg.long_window:
+                lv = self.long.values()
+                med_l, mad_l = _median_mad(lv)
+                dv = self.diffs.values()
+                med_d, mad_d = _median_mad(dv)
+                av = self.abs_diffs.values()
+                med_a, mad_a = _median_mad(av)
+                self._long_stats = (
+                    med_l,
+                    self._scale(mad_l, lv, med_l),
+                    med_d,
+                    self._scale(mad_d, dv, med_d),
+                    med_a,
+                    self._scale(mad_a, av, med_a),
+                )
+            med_l, sc_l, med_d, sc_d, med_a, sc_a = self._long_stats
+            sv = self.short.values()
+            med_s, mad_s = _median_mad(sv)
+            sc_s = self._scale(mad_s, sv, med_s)
+            level = (sum(self.recent) + value) / (len(self.recent) + 1)
+            # Volatility: the recent mean step size against the usual one (only increases).
+            vol = (sum(self.recent_abs_diffs) + abs(diff)) / (len(self.recent_abs_diffs) + 1)
+            feats = np.array(
+                [
+                    abs(value - med_s) / sc_s,
+                    abs(value - med_l) / sc_l,
+                    abs(diff - med_d) / sc_d,
+                    abs(level - med_l) / sc_l,
+                    daily,
+                    max(0.0, vol - med_a) / sc_a,
+                ]
+            )
+        self.short.push(value)
+        self.long.push(value)
+        if self.prev is not None:
+            self.diffs.push(diff)
+            self.abs_diffs.push(abs(diff))
+            self.recent_abs_diffs.append(abs(diff))
+        self.recent.append(value)
+        self.prev = value
+        self.n += 1
+        return feats
+
+
+class RecordScorer:
+    """Scores a point by how far its z-scores exceed the largest of the recent past.
+
+    A z-score is only surprising relative to what this series usually does: a noisy series
+    routinely produces z = 8, a quiet one never does. So each feature's z-score is divided
+    by the largest value that feature reached over the previous ``history`` points; a
+    ratio above 1 is a new record. The score is ``r / (1 + r)`` of the largest ratio ``r``
+    (0.5 = equal to the recent record).
+    """
+
+    def __init__(self, cfg: DetectorConfig, n_features: int) -> None:
+        self.cfg = cfg
+        self.past = [_Ring(cfg.history) for _ in range(n_features)]
+        self.since_detection = cfg.suppress + 1
+        self.n = 0
+
+    def update(self, feats: np.ndarray | None) -> float:
+        """Score of the point with these features, in [0, 1]."""
+        cfg = self.cfg
+        self.n += 1
+        if feats is None:
+            return 0.0
+        ratio = 0.0
+        for ring, z in zip(self.past, feats.tolist(), strict=True):
+            if ring.count >= 20:
+                record = max(float(ring.values().max()), cfg.min_record)
+                ratio = max(ratio, z / (record + 1e-9))
+            ring.push(z)
+        score = ratio / (1.0 + ratio) if self.n > cfg.warmup else 0.0
+        self.since_detection += 1
+        if self.since_detection <= cfg.suppress:
+            score *= cfg.damping
+        elif score >= cfg.threshold:
+            self.since_detection = 0
+        return score
+
+
+class StreamingDetector:
+    """Streaming anomaly detector: ``update(ts, value)`` returns the point's score in [0, 1].
+
+    Example:
+        >>> det = StreamingDetector()
+        >>> scores = [det.update(t, v) for t, v in points]
+
+    Points are taken in the order given (``load_series_csv`` sorts a CSV; NAB's own files
+    repeat and even reorder a few timestamps, and NAB scores them in file order).
+    Timestamps set the daily period (points per day, from the median of the first
+    intervals); otherwise the statistics are over points, so an irregular series is
+    treated as its sequence of values.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.features = FeatureExtractor(self.config)
+        self.scorer = RecordScorer(self.config, len(FeatureExtractor.names))
+
+    def update(self, ts: Any, value: float) -> float:
+        """Feed the next point; its anomaly score in [0, 1].
+
+        Raises:
+            ValueError: On a non-finite value.
+        """
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"value at {ts} is not a finite number: {value}")
+        return self.scorer.update(self.features.update(value, ts))
+
+    def is_anomaly(self, score: float) -> bool:
+        """Whether a score is a detection under this detector's threshold."""
+        return score >= self.config.threshold
+
+
+def score_values(
+    points: Iterable[tuple[Any, float]], config: DetectorConfig | None = None
+) -> list[float]:
+    """Scores of a stream of ``(timestamp, value)`` points, streamed through one detector."""
+    det = StreamingDetector(config)
+    return [det.update(t, v) for t, v in points]
+
+
+def score_series(
+    df: pd.DataFrame, config: DetectorConfig | None = None, threshold: float | None = None
+) -> pd.DataFrame:
+    """Score a ``timestamp, value`` frame point by point.
+
+    Args:
+        df: Columns ``timestamp`` (sorted, unique) and ``value`` (finite numbers).
+        config: Detector parameters (default: the NAB-tuned ones).
+        threshold: Detection threshold (default: the config's).
+
+    Returns:
+        A frame with columns ``timestamp, value, score, is_anomaly``.
+    """
+    import pandas as pd
+
+    cfg = config or DetectorConfig()
+    thr = cfg.threshold if threshold is None else threshold
+    ts = pd.to_datetime(df["timestamp"]).tolist()
+    values = df["value"].astype(float).tolist()
+    scores = score_values(zip(ts, values, strict=True), cfg)
+    return pd.DataFrame(
+        {
+            "timestamp": ts,
+            "value": values,
+            "score": scores,
+            "is_anomaly": [s >= thr for s in scores],
+        }
+    )
+
+
+class SeriesInputError(ValueError):
+    """A ``timestamp,value`` input that cannot be scored; the message is for the user."""
+
+
+MIN_POINTS = 2
+
+
+def load_series_csv(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check a ``timestamp,value`` CSV for the detector.
+
+    Decisions on imperfect input (documented in bench/README.md and ``--help``):
+    - out-of-order rows are sorted by timestamp, with a warning;
+    - duplicated timestamps are an error (which of the values is right is ambiguous);
+    - empty or NaN values are dropped, with a warning naming the rows (a gap in
+      monitoring data is normal; a made-up value would not be);
+    - a non-numeric value or an unparsable timestamp is an error naming the row
+      (row numbers count the header as row 1, like a spreadsheet).
+
+    Returns:
+        The frame (``timestamp``, ``value``; sorted, unique, finite) and the warnings.
+
+    Raises:
+        SeriesInputError: On anything the detector cannot score, with a one-line message.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise SeriesInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise SeriesInputError(f"{p}: is a directory, expected a CSV file")
+    try:
+        raw = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise SeriesInputError(f"{p}: empty file (expected a header timestamp,value)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SeriesInputError(f"{p}: not a readable CSV ({reason})") from None
+    columns = {str(c).strip().lower(): c for c in raw.columns}
+    if "timestamp" not in columns or "value" not in columns:
+        found = ", ".join(str(c) for c in raw.columns) or "none"
+        raise SeriesInputError(f"{p}: expected columns timestamp,value; found: {found}")
+    ts_text = raw[columns["timestamp"]].astype(str).str.strip()
+    val_text = raw[columns["value"]].astype(str).str.strip()
+    if len(raw) == 0:
+        raise SeriesInputError(f"{p}: no data rows (not enough data to score)")
+    warnings: list[str] = []
+
+    values = pd.to_numeric(val_text, errors="coerce")
+    missing = val_text.str.lower().isin(["", "nan", "na", "null", "none"])
+    bad = values.isna() & ~missing
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SeriesInputError(
+            f"{p}: row {i + 2}: value {val_text.iloc[i]!r} is not a number"
+            + (f" ({int(bad.sum())} such rows)" if bad.sum() > 1 else "")
+        )
+    infinite = ~np.isfinite(values.to_numpy(dtype=float)) & ~values.isna().to_numpy()
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        raise SeriesInputError(f"{p}: row {i + 2}: value {val_text.iloc[i]!r} is not finite")
+
+    try:
+        stamps = pd.to_datetime(ts_text, errors="coerce", format="mixed")
+    except (ValueError, TypeError) as exc:
+        raise SeriesInputError(f"{p}: timestamps cannot be read together ({exc})") from None
+    if stamps.isna().any():
+        i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise SeriesInputError(
+            f"{p}: row {i + 2}: timestamp {ts_text.iloc[i]!r} is not a date/time"
+        )
+
+    df = pd.DataFrame({"timestamp": stamps, "value": values.astype(float)})
+    nan_rows = np.flatnonzero(df["value"].isna().to_numpy())
+    if len(nan_rows):
+        shown = ", ".join(str(r + 2) for r in nan_rows[:5]) + (", ..." if len(nan_rows) > 5 else "")
+        warnings.append(f"dropped {len(nan_rows)} rows with an empty or NaN value (rows {shown})")
+        df = df.dropna(subset=["value"])
+    dup = df["timestamp"].duplicated(keep=False)
+    if dup.any():
+        first = df.loc[dup, "timestamp"].iloc[0]
+        rows = [str(int(i) + 2) for i in df.index[df["timestamp"] == first]]
+        raise SeriesInputError(
+            f"{p}: duplicated timestamp {first} (rows {', '.join(rows)}); "
+            "keep one value per timestamp"
+        )
+    if not df["timestamp"].is_monotonic_increasing:
+        warnings.append("rows were not in timestamp order: sorted them by timestamp")
+        df = df.sort_values("timestamp", kind="stable")
+    df = df.reset_index(drop=True)
+    if len(df) < MIN_POINTS:
+        raise SeriesInputError(
+            f"{p}: not enough data: {len(df)} point(s) with a value; "
+            f"the detector needs at least {MIN_POINTS}"
+        )
+    return df, warnings

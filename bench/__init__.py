@@ -1,0 +1,1 @@
+"""Benchmarks (a package, so bench/analytics.py does not clash with the analytics package)."""

@@ -1,0 +1,445 @@
+"""Trends in DuckDB SQL, straight from the metrics store's Parquet files.
+
+Every function aggregates in DuckDB straight from the Parquet files and returns only the
+aggregated rows as a DataFrame: no row-level data passes through pandas. Hourly and
+daily buckets are computed one UTC-day partition at a time (:func:`aggregate_by_partition`:
+exact, since a bucket never spans two partitions; half the peak memory of one query over
+every file, see bench/analytics.py); a time window skips whole day directories.
+Buckets are UTC (``date_trunc`` in a UTC session).
+
+* :func:`latency_trends`: per bucket (hour/day), service and action: calls, ok calls,
+  success rate, p50/p95/p99 and mean latency (``quantile_cont`` with a list of
+  quantiles: one sort per group instead of three).
+* :func:`uptime`: per bucket and service, from ``probes``: probes, ok probes, uptime.
+* :func:`week_over_week`: the last 7 days against the 7 before, per service (and action).
+* :func:`service_summary`: one row per service over the window (the overview table).
+* :func:`compute_trends`: all of the above in one :class:`Trends`.
+
+Empty tables give empty frames with the documented columns, never an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+    from analytics.rollups import Rollups
+    from junction.store import MetricsStore
+
+Grain = Literal["hour", "day"]
+
+LATENCY_COLUMNS = [
+    "bucket",
+    "service",
+    "action",
+    "calls",
+    "ok_calls",
+    "success_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_ms",
+]
+UPTIME_COLUMNS = ["bucket", "service", "probes", "ok_probes", "uptime", "p50_ms", "p95_ms"]
+
+
+@contextlib.contextmanager
+def store_connection(
+    store: MetricsStore, *, memory_limit: str | None = None, threads: int | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with the store's views, tuned for aggregation, under the read lock.
+
+    Args:
+        store: The metrics store.
+        memory_limit: DuckDB ``memory_limit`` (default: setting
+            ``analytics_duckdb_memory_limit``); DuckDB spills beyond it.
+        threads: DuckDB threads (default: setting ``analytics_duckdb_threads``).
+    """
+    if memory_limit is None or threads is None:
+        from junction.settings import get_settings
+
+        settings = get_settings()
+        memory_limit = memory_limit or getattr(settings, "analytics_duckdb_memory_limit", "1GB")
+        threads = threads or int(getattr(settings, "analytics_duckdb_threads", 2))
+    con = store.connect()
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET threads = {int(threads)}")
+        # Aggregates need no input order; dropping it lets DuckDB stream and spill freely.
+        con.execute("SET preserve_insertion_order = false")
+        with store.read_lock():
+            yield con
+    finally:
+        con.close()
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def window_sql(
+    ts_col: str,
+    since: datetime | None,
+    until: datetime | None,
+    services: Sequence[str] | None,
+    *,
+    partition_column: bool = True,
+) -> tuple[str, list[Any]]:
+    """``AND ...`` filter for ``[since, until)`` and services.
+
+    With ``partition_column`` (querying the store's views) it also filters the ``date``
+    column, which prunes whole day directories.
+    """
+    sql: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        s = _utc(since)
+        sql.append(f'AND "{ts_col}" >= ?')
+        params.append(s)
+        if partition_column:
+            sql.append('AND "date" >= ?')
+            params.append(s.date())
+    if until is not None:
+        u = _utc(until)
+        sql.append(f'AND "{ts_col}" < ?')
+        params.append(u)
+        if partition_column:
+            sql.append('AND "date" <= ?')
+            params.append(u.date())
+    if services is not None:
+        sql.append("AND list_contains(?, service)")
+        params.append(list(services))
+    return " ".join(sql), params
+
+
+def partition_sources(
+    store: MetricsStore, table: str, since: datetime | None, until: datetime | None
+) -> list[str]:
+    """One ``read_parquet([...])`` source per day partition of ``table`` inside the window."""
+    lo = _utc(since).date() if since is not None else None
+    hi = _utc(until).date() if until is not None else None
+    out = []
+    for part in sorted((store.root / table).glob("date=*")):
+        try:
+            day = date.fromisoformat(part.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if (lo is not None and day < lo) or (hi is not None and day > hi):
+            continue
+        files = sorted(part.glob("*.parquet"))
+        if files:
+            listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            out.append(f"read_parquet([{listed}], union_by_name = true)")
+    return out
+
+
+def aggregate_by_partition(
+    con: duckdb.DuckDBPyConnection,
+    store: MetricsStore,
+    table: str,
+    agg_sql: str,
+    finish_sql: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    params: list[Any] | None = None,
+) -> pd.DataFrame:
+    """Run ``agg_sql`` and then ``finish_sql`` on it once per day partition; concatenate.
+
+    Exact whenever every group lies inside one UTC day (hour and day buckets do: the
+    partition is the UTC day of the timestamp). One day's groups at a time keeps DuckDB's
+    memory bounded: on 10 M rows it peaked at half the memory of one query over every
+    file, at about the same speed (bench/analytics.py). ``finish_sql`` must be a
+    per-row projection whose ``ORDER BY`` starts with the time bucket: partitions are
+    visited in date order, so the concatenation is sorted as one global query would be.
+
+    Args:
+        con: A connection from :func:`store_connection` (holds the read lock).
+        store: The store.
+        table: Table whose partitions to read.
+        agg_sql: Aggregation with a ``{source}`` placeholder for the relation.
+        finish_sql: Final projection/sort with an ``{agg}`` placeholder.
+        since: Skip partitions before this day (rows are filtered by ``agg_sql``).
+        until: Skip partitions after this day.
+        params: Parameters of ``agg_sql``.
+    """
+    import pandas as pd
+
+    # No files: run over the (typed, empty) view so the columns are still right.
+    sources = partition_sources(store, table, since, until) or [table]
+    parts = []
+    for src in sources:
+        sql = finish_sql.format(agg=f"({agg_sql.format(source=src)})")
+        parts.append(con.sql(sql, params=params).df())
+    nonempty = [p for p in parts if len(p)]
+    if len(nonempty) <= 1:
+        return nonempty[0] if nonempty else parts[0]
+    return pd.concat(nonempty, ignore_index=True)
+
+
+def _run(store: MetricsStore, sql: str, params: list[Any], **tuning: Any) -> pd.DataFrame:
+    with store_connection(store, **tuning) as con:
+        return con.execute(sql, params).df()
+
+
+def latency_trends(
+    store: MetricsStore,
+    grain: Grain = "hour",
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
+    by_action: bool = True,
+    sources: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per bucket, service (and action): volume, success rate and latency percentiles.
+
+    Args:
+        store: The metrics store (reads ``calls``).
+        grain: ``hour`` or ``day`` (UTC).
+        since: Inclusive start.
+        until: Exclusive end.
+        services: Only these services.
+        by_action: Group by action too (``action`` is ``"*"`` otherwise).
+        sources: Only calls from these sources (``workflow``, ``probe``, ``cli``...).
+
+    Returns:
+        Columns :data:`LATENCY_COLUMNS`, sorted by bucket, service, action.
+    """
+    if grain not in ("hour", "day"):
+        raise ValueError("grain must be 'hour' or 'day'")
+    where, params = window_sql("ts", since, until, services, partition_column=False)
+    if sources is not None:
+        where += " AND list_contains(?, source)"
+        params.append(list(sources))
+    action = "action" if by_action else "'*'"
+    agg = f"""
+        SELECT date_trunc('{grain}', ts) AS bucket, service, {action} AS action,
+               count(*) AS calls, count(*) FILTER (WHERE ok) AS ok_calls,
+               quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q,
+               avg(latency_ms) AS mean_ms
+        FROM {{source}} WHERE true {where}
+        GROUP BY ALL
+    """
+    finish = """
+        SELECT bucket, service, action, calls, ok_calls,
+               ok_calls / calls AS success_rate,
+               q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms, mean_ms
+        FROM {agg}
+        ORDER BY bucket, service, action
+    """
+    with store_connection(store) as con:
+        return aggregate_by_partition(
+            con, store, "calls", agg, finish, since=since, until=until, params=params
+        )
+
+
+def uptime(
+    store: MetricsStore,
+    grain: Grain = "hour",
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per bucket and service, from ``probes``: probes, ok probes, uptime (ok share), p50/p95.
+
+    Returns:
+        Columns :data:`UPTIME_COLUMNS`, sorted by bucket, service.
+    """
+    if grain not in ("hour", "day"):
+        raise ValueError("grain must be 'hour' or 'day'")
+    where, params = window_sql("ts", since, until, services, partition_column=False)
+    agg = f"""
+        SELECT date_trunc('{grain}', ts) AS bucket, service,
+               count(*) AS probes, count(*) FILTER (WHERE ok) AS ok_probes,
+               quantile_cont(latency_ms, [0.5, 0.95]) AS q
+        FROM {{source}} WHERE true {where}
+        GROUP BY ALL
+    """
+    finish = """
+        SELECT bucket, service, probes, ok_probes, ok_probes / probes AS uptime,
+               q[1] AS p50_ms, q[2] AS p95_ms
+        FROM {agg}
+        ORDER BY bucket, service
+    """
+    with store_connection(store) as con:
+        return aggregate_by_partition(
+            con, store, "probes", agg, finish, since=since, until=until, params=params
+        )
+
+
+def week_over_week(
+    store: MetricsStore,
+    *,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
+    by_action: bool = False,
+) -> pd.DataFrame:
+    """The 7 days before ``until`` against the 7 days before those, per service (and action).
+
+    Args:
+        store: The metrics store (reads ``calls``).
+        until: End of "this week" (exclusive; default: the latest call's timestamp, so a
+            finished synthetic history compares its own last two weeks).
+        services: Only these services.
+        by_action: One row per service and action instead of per service.
+
+    Returns:
+        Columns ``service``, ``action``, ``calls``/``success_rate``/``p95_ms`` for this and
+        the previous week (``prev_*``), ``calls_change`` and ``p95_change`` (relative,
+        0.1 = +10 %), ``success_rate_change`` (absolute, in rate units). A side without
+        data gives NaN changes.
+    """
+    if until is None:
+        with store_connection(store) as con:
+            row = con.execute("SELECT max(ts) FROM calls").fetchone()
+        latest = row[0] if row else None
+        # Just past the latest call, so the last call belongs to "this week".
+        until = datetime.now(UTC) if latest is None else _utc(latest) + timedelta(microseconds=1)
+    end = _utc(until)
+    mid = end - timedelta(days=7)
+    start = end - timedelta(days=14)
+    where, params = window_sql("ts", start, end, services)
+    action = "action" if by_action else "'*'"
+    sql = f"""
+        WITH w AS (
+            SELECT service, {action} AS action, ts >= ? AS this_week,
+                   count(*) AS calls, count(*) FILTER (WHERE ok) / count(*) AS success_rate,
+                   quantile_cont(latency_ms, 0.95) AS p95_ms
+            FROM calls WHERE true {where}
+            GROUP BY ALL
+        )
+        SELECT coalesce(t.service, p.service) AS service,
+               coalesce(t.action, p.action) AS action,
+               t.calls AS calls, p.calls AS prev_calls,
+               t.success_rate AS success_rate, p.success_rate AS prev_success_rate,
+               t.p95_ms AS p95_ms, p.p95_ms AS prev_p95_ms,
+               t.calls / p.calls - 1 AS calls_change,
+               t.p95_ms / nullif(p.p95_ms, 0) - 1 AS p95_change,
+               t.success_rate - p.success_rate AS success_rate_change
+        FROM (SELECT * FROM w WHERE this_week) t
+        FULL OUTER JOIN (SELECT * FROM w WHERE NOT this_week) p
+          ON t.service = p.service AND t.action = p.action
+        ORDER BY service, action
+    """
+    frame = _run(store, sql, [mid, *params])
+    frame.attrs["this_week"] = (mid, end)
+    frame.attrs["previous_week"] = (start, mid)
+    return frame
+
+
+def service_summary(
+    store: MetricsStore,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per service over the window: calls, success rate, latency, probe uptime.
+
+    Returns:
+        Columns ``service``, ``calls``, ``success_rate``, ``p50_ms``, ``p95_ms``,
+        ``p99_ms``, ``mean_ms``, ``probes``, ``uptime`` (NaN/<NA> where a table has no
+        rows for the service), sorted by service.
+    """
+    where, params = window_sql("ts", since, until, services)
+    sql = f"""
+        WITH c AS (
+            SELECT service, count(*) AS calls,
+                   count(*) FILTER (WHERE ok) / count(*) AS success_rate,
+                   quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q,
+                   avg(latency_ms) AS mean_ms
+            FROM calls WHERE true {where} GROUP BY service
+        ), p AS (
+            SELECT service, count(*) AS probes, count(*) FILTER (WHERE ok) / count(*) AS uptime
+            FROM probes WHERE true {where} GROUP BY service
+        )
+        SELECT coalesce(c.service, p.service) AS service, c.calls, c.success_rate,
+               c.q[1] AS p50_ms, c.q[2] AS p95_ms, c.q[3] AS p99_ms, c.mean_ms,
+               p.probes, p.uptime
+        FROM c FULL OUTER JOIN p ON c.service = p.service
+        ORDER BY service
+    """
+    return _run(store, sql, [*params, *params])
+
+
+@dataclass
+class Trends:
+    """Everything :func:`compute_trends` computes, as DataFrames."""
+
+    hourly: pd.DataFrame
+    daily: pd.DataFrame
+    uptime_hourly: pd.DataFrame
+    uptime_daily: pd.DataFrame
+    week_over_week: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def compute_trends(
+    store: MetricsStore,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
+    rollups: Rollups | None = None,
+) -> Trends:
+    """Hourly and daily latency/volume/success per service and action, uptime, WoW, summary.
+
+    Args:
+        store: The metrics store.
+        since: Inclusive start of the window (default: everything).
+        until: Exclusive end (default: everything; also the end of "this week").
+        services: Only these services.
+        rollups: Read the hourly/daily frames from these incremental rollups (refreshed
+            first; identical numbers, see :mod:`analytics.rollups`) instead of scanning
+            the raw calls and probes.
+    """
+    if rollups is not None:
+        rollups.refresh()
+
+        def read(table: str, grain: str) -> pd.DataFrame:
+            assert rollups is not None
+            read_grain = rollups.hourly if grain == "hour" else rollups.daily
+            frame = read_grain(table, since=since, until=until, services=services)
+            return frame[LATENCY_COLUMNS if table == "calls" else UPTIME_COLUMNS]
+
+        hourly, daily = read("calls", "hour"), read("calls", "day")
+        uptime_hourly, uptime_daily = read("probes", "hour"), read("probes", "day")
+    else:
+        hourly = latency_trends(store, "hour", since=since, until=until, services=services)
+        daily = latency_trends(store, "day", since=since, until=until, services=services)
+        uptime_hourly = uptime(store, "hour", since=since, until=until, services=services)
+        uptime_daily = uptime(store, "day", since=since, until=until, services=services)
+    return Trends(
+        hourly=hourly,
+        daily=daily,
+        uptime_hourly=uptime_hourly,
+        uptime_daily=uptime_daily,
+        week_over_week=week_over_week(store, until=until, services=services),
+        summary=service_summary(store, since=since, until=until, services=services),
+    )
+
+
+__all__ = [
+    "LATENCY_COLUMNS",
+    "UPTIME_COLUMNS",
+    "Grain",
+    "Trends",
+    "aggregate_by_partition",
+    "compute_trends",
+    "latency_trends",
+    "partition_sources",
+    "service_summary",
+    "store_connection",
+    "uptime",
+    "week_over_week",
+    "window_sql",
+]

@@ -9,11 +9,14 @@ before it, so appending later points never changes an earlier score. Three stage
    looks odd), of the change since the same time yesterday (the daily period is learnt
    from the first timestamps: a daily pattern that stops or shifts) and of the recent mean
    step size (volatility rising). Scales have a floor so quantised or flat series do not
-   divide by zero.
-2. **Records** (``RecordScorer``): each z-score is divided by the largest value that
-   feature reached over the previous ``history`` points, so a point scores high when it
-   beats what *this* series routinely does (a z of 8 is normal for a noisy series, alarming
-   for a quiet one). Score = ``r / (1 + r)`` of the largest ratio: 0.5 = ties the record.
+   divide by zero. Plus **contextual novelty** (``ContextNovelty``, after CAD-OSE): how
+   many of the last few points formed a context never seen before: two consecutive
+   (level, step) pairs, or a level at a time of day, levels quantised on the range learnt
+   over the first day. ``DetectorConfig.features`` picks which features score.
+2. **Records** (``RecordScorer``): each feature is divided by the largest value it
+   reached over the previous ``history`` points, so a point scores high when it beats
+   what *this* series routinely does (a z of 8 is normal for a noisy series, alarming for
+   a quiet one). Score = ``r / (1 + r)`` of the largest ratio: 0.5 = ties the record.
 3. **Suppression**: after a detection (score >= ``threshold``) the next ``suppress`` points
    are damped: NAB-style scoring rewards only the earliest detection of an incident, and
    repeated alarms for the same incident are noise for an operator too.
@@ -59,6 +62,27 @@ class DetectorConfig:
         threshold: Score from which a point is a detection (``is_anomaly``).
         suppress: Points after a detection whose scores are damped.
         damping: Factor applied to scores during suppression.
+        novelty_bins: Value levels of the contextual-novelty feature (over the range
+            seen while learning plus a 10 % margin each side).
+        novelty_order: Consecutive levels that form one context.
+        novelty_step_levels: Resolution of the step (difference) in the second novelty
+            feature, whose contexts are (level, step) pairs: steps are rounded to
+            ``span / novelty_step_levels`` (at most 3 such units either way).
+        novelty_step_order: Consecutive (level, step) pairs that form one context.
+        novelty_time_bins: Parts of the day in the third novelty feature, whose contexts
+            are (level, part of the day) pairs: a level never seen at this time of day
+            (0: off; it is off anyway for points without timestamps).
+        novelty_window: Recent points whose novel contexts are counted.
+        novelty_learn_max: Longest time (points) the novelty's level grid is learnt.
+        novelty_min_record: Floor of the novelty feature's record: after a stretch with
+            no novel context at all, one alone does not beat it (two do).
+        novelty_step_min_record: The same for the (level, step) novelty, whose finer
+            contexts turn up new more often by chance (three novel ones needed).
+        novelty_time_min_record: The same for the (level, time of day) novelty.
+        features: The features that score (names from ``FeatureExtractor.names``). The
+            others are computed but left out: on NAB the short-window value z-score, the
+            first difference and the level-only novelty each cost more in false alarms
+            than they caught (see bench/README.md).
     """
 
     short_window: int = 64
@@ -71,9 +95,27 @@ class DetectorConfig:
     min_seasonal: int = 32
     history: int = 1500
     min_record: float = 0.0
-    threshold: float = 0.533
+    threshold: float = 0.515
     suppress: int = 120
     damping: float = 0.0
+    novelty_bins: int = 12
+    novelty_order: int = 3
+    novelty_step_levels: int = 4
+    novelty_step_order: int = 2
+    novelty_time_bins: int = 12
+    novelty_window: int = 12
+    novelty_learn_max: int = 600
+    novelty_min_record: float = 1.0
+    novelty_step_min_record: float = 2.0
+    novelty_time_min_record: float = 2.0
+    features: tuple[str, ...] = (
+        "value_long",
+        "level",
+        "daily",
+        "volatility",
+        "novelty_steps",
+        "novelty_time",
+    )
 
 
 class _Ring:
@@ -118,10 +160,110 @@ def _seconds(ts: Any) -> float | None:
     return None
 
 
+class ContextNovelty:
+    """How many of the last few points formed a sequence of levels never seen before.
+
+    A contextual detector in the spirit of CAD-OSE (NAB's Contextual Anomaly Detector): the
+    value is quantised into ``bins`` levels of the range seen while learning (values
+    outside it get a few overflow levels), each point's context is the tuple of the last
+    ``order`` levels (with ``step_levels``, of the last ``order`` (level, step) pairs, the
+    step quantised too, so a new way of moving is novel as well as a new sequence of
+    places; with ``phases``, of (level, part of the day) pairs: a level never seen at this
+    time of day), and a context is *novel* the first time it occurs. The feature is the
+    number of novel contexts among the last ``window`` points: a series that starts
+    tracing a shape it never traced before (a new rhythm, a stall, a new plateau) scores
+    even when no single value, step or level is extreme. The level grid is learnt over
+    the warmup or one daily period, whichever is longer (at most ``novelty_learn_max``
+    points: a grid from half a day would call the other half of the daily cycle novel),
+    then fixed, so a context seen once stays known.
+    """
+
+    def __init__(
+        self, cfg: DetectorConfig, order: int, step_levels: int = 0, phases: int = 0
+    ) -> None:
+        self.bins = cfg.novelty_bins
+        self.order = order
+        self.step_levels = step_levels
+        self.phases = phases
+        self.warmup = cfg.warmup
+        self.learn_max = max(cfg.novelty_learn_max, cfg.warmup)
+        # The values (and times), until the grid is fixed.
+        self.buffer: list[tuple[float, float | None]] | None = []
+        self.levels: deque[tuple[int, int, int]] = deque(maxlen=order)
+        self.recent: deque[int] = deque(maxlen=cfg.novelty_window)
+        self.seen: set[tuple[tuple[int, int, int], ...]] = set()
+        self.lo = 0.0
+        self.span = 1.0
+        self.prev: float | None = None
+        self.n = 0
+
+    def _token(self, value: float, seconds: float | None) -> tuple[int, int, int]:
+        b = min(max(math.floor((value - self.lo) / self.span * self.bins), -3), self.bins + 2)
+        step = phase = 0
+        if self.step_levels and self.prev is not None:
+            step = min(max(round((value - self.prev) / self.span * self.step_levels), -3), 3)
+        if self.phases and seconds is not None:
+            phase = int((seconds % 86400.0) // (86400.0 / self.phases))
+        self.prev = value
+        return b, step, phase
+
+    def _fix_grid(self) -> None:
+        assert self.buffer is not None
+        lo = min(v for v, _ in self.buffer)
+        hi = max(v for v, _ in self.buffer)
+        span = hi - lo if hi > lo else abs(hi) + 1.0
+        self.lo, self.span = lo - 0.1 * span, 1.2 * span
+        for v, t in self.buffer:
+            self.levels.append(self._token(v, t))
+            if len(self.levels) == self.order:
+                self.seen.add(tuple(self.levels))
+        self.buffer = None
+
+    def update(
+        self, value: float, period: int | None = None, seconds: float | None = None
+    ) -> float:
+        """Feed one value; the count of novel contexts in the recent window (NaN while
+        the level grid is being learnt).
+
+        Args:
+            value: The new value.
+            period: Points per day if known (it is, from the 17th point on, when the
+                series has timestamps); sets how long the level grid is learnt.
+            seconds: The point's time (seconds since the epoch), for ``phases``.
+        """
+        novel = 0
+        learn = min(max(self.warmup, period or 0), self.learn_max)
+        if self.buffer is not None:
+            self.buffer.append((value, seconds))
+            self.n += 1
+            if self.n >= learn:
+                self._fix_grid()
+            return math.nan
+        else:
+            self.levels.append(self._token(value, seconds))
+            key = tuple(self.levels)
+            if key not in self.seen:
+                self.seen.add(key)
+                novel = 1
+        self.n += 1
+        self.recent.append(novel)
+        return float(sum(self.recent))
+
+
 class FeatureExtractor:
     """Robust z-scores of each new point against the points before it."""
 
-    names = ("value_short", "value_long", "diff", "level", "daily", "volatility")
+    names = (
+        "value_short",
+        "value_long",
+        "diff",
+        "level",
+        "daily",
+        "volatility",
+        "novelty",
+        "novelty_steps",
+        "novelty_time",
+    )
 
     def __init__(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
@@ -140,6 +282,11 @@ class FeatureExtractor:
         self._first_times: list[float] = []
         self.period: int | None = None
         self._lag: deque[float] | None = None
+        self.novelty = ContextNovelty(cfg, cfg.novelty_order)
+        self.novelty_steps = ContextNovelty(
+            cfg, cfg.novelty_step_order, max(cfg.novelty_step_levels, 1)
+        )
+        self.novelty_time = ContextNovelty(cfg, 1, phases=cfg.novelty_time_bins)
 
     def _scale(self, mad: float, ref: np.ndarray, med: float) -> float:
         # MAD is 0 on quantised or flat data; floor it by a sliver of the range seen.
@@ -179,8 +326,17 @@ class FeatureExtractor:
 
     def update(self, value: float, ts: Any = None) -> np.ndarray | None:
         """Feed one value; its z-scores (None until there is history to compare with)."""
-        self._learn_period(_seconds(ts) if ts is not None else None)
+        seconds = _seconds(ts) if ts is not None else None
+        self._learn_period(seconds)
         daily = self._daily(value)
+        novelty = self.novelty.update(value, self.period)
+        novelty_steps = self.novelty_steps.update(value, self.period)
+        # Off (NaN: never scored) without a time of day.
+        novelty_time = (
+            self.novelty_time.update(value, self.period, seconds)
+            if seconds is not None and self.cfg.novelty_time_bins > 0
+            else math.nan
+        )
         feats: np.ndarray | None = None
         diff = value - self.prev if self.prev is not None else 0.0
         if self.n >= 8:
@@ -214,6 +370,9 @@ class FeatureExtractor:
                     abs(level - med_l) / sc_l,
                     daily,
                     max(0.0, vol - med_a) / sc_a,
+                    novelty,
+                    novelty_steps,
+                    novelty_time,
                 ]
             )
         self.short.push(value)
@@ -238,9 +397,13 @@ class RecordScorer:
     (0.5 = equal to the recent record).
     """
 
-    def __init__(self, cfg: DetectorConfig, n_features: int) -> None:
+    def __init__(
+        self, cfg: DetectorConfig, n_features: int, floors: list[float] | None = None
+    ) -> None:
         self.cfg = cfg
         self.past = [_Ring(cfg.history) for _ in range(n_features)]
+        # Per-feature floors of the record (count features need one: see DetectorConfig).
+        self.floors = [max(cfg.min_record, f) for f in floors or [0.0] * n_features]
         self.since_detection = cfg.suppress + 1
         self.n = 0
 
@@ -251,9 +414,11 @@ class RecordScorer:
         if feats is None:
             return 0.0
         ratio = 0.0
-        for ring, z in zip(self.past, feats.tolist(), strict=True):
+        for ring, z, floor in zip(self.past, feats.tolist(), self.floors, strict=True):
+            if math.isnan(z):
+                continue  # a feature still learning: no record yet, no score
             if ring.count >= 20:
-                record = max(float(ring.values().max()), cfg.min_record)
+                record = max(float(ring.values().max()), floor)
                 ratio = max(ratio, z / (record + 1e-9))
             ring.push(z)
         score = ratio / (1.0 + ratio) if self.n > cfg.warmup else 0.0
@@ -272,6 +437,8 @@ class StreamingDetector:
         >>> det = StreamingDetector()
         >>> scores = [det.update(t, v) for t, v in points]
 
+    Raises ``ValueError`` if ``config.features`` names an unknown feature.
+
     Points are taken in the order given (``load_series_csv`` sorts a CSV; NAB's own files
     repeat and even reorder a few timestamps, and NAB scores them in file order).
     Timestamps set the daily period (points per day, from the median of the first
@@ -282,7 +449,19 @@ class StreamingDetector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         self.features = FeatureExtractor(self.config)
-        self.scorer = RecordScorer(self.config, len(FeatureExtractor.names))
+        names = FeatureExtractor.names
+        unknown = [n for n in self.config.features if n not in names]
+        if unknown or not self.config.features:
+            raise ValueError(f"unknown or no features {unknown}; choose from {names}")
+        self._columns = [names.index(n) for n in self.config.features]
+        # The count features (novel contexts) need a floor on their records.
+        counts = {
+            "novelty": self.config.novelty_min_record,
+            "novelty_steps": self.config.novelty_step_min_record,
+            "novelty_time": self.config.novelty_time_min_record,
+        }
+        floors = [counts.get(name, 0.0) for name in self.config.features]
+        self.scorer = RecordScorer(self.config, len(self._columns), floors)
 
     def update(self, ts: Any, value: float) -> float:
         """Feed the next point; its anomaly score in [0, 1].
@@ -293,7 +472,8 @@ class StreamingDetector:
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"value at {ts} is not a finite number: {value}")
-        return self.scorer.update(self.features.update(value, ts))
+        feats = self.features.update(value, ts)
+        return self.scorer.update(None if feats is None else feats[self._columns])
 
     def is_anomaly(self, score: float) -> bool:
         """Whether a score is a detection under this detector's threshold."""

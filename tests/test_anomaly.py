@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from analytics.anomaly import (
+    ContextNovelty,
     DetectorConfig,
+    FeatureExtractor,
+    RecordScorer,
     StreamingDetector,
     score_series,
     score_values,
@@ -91,8 +94,10 @@ def test_few_false_alarms_on_a_clean_seasonal_series() -> None:
     detections = [
         int(score_series(seasonal_series(2400, seed))["is_anomaly"].sum()) for seed in range(3)
     ]
-    # 2,250 scored points each; alarms are suppressed for 100 points after each one.
-    assert max(detections) <= 3, detections
+    # 2,250 scored points (~8 days) each. The contextual-novelty features trade a few
+    # alarms on pure noise for NAB windows (mean over 16 seeds 2.9 -> 3.75; see
+    # bench/README.md): at most 5 per series, 4 on average.
+    assert max(detections) <= 5 and sum(detections) <= 12, detections
 
 
 def test_constant_series_scores_zero_and_a_change_after_it_is_caught() -> None:
@@ -142,3 +147,110 @@ def test_nab_subset() -> None:
     windows = sum(len(f.windows) for f in files)
     assert tp >= windows - 3, [(r.name, r.tp, r.fn, r.fp) for r in results]
     assert sum(r.raw for r in results) > 3.0
+
+
+def test_context_novelty_learns_its_grid_then_counts_new_contexts() -> None:
+    cfg = DetectorConfig(warmup=60, novelty_window=4)
+    novelty = ContextNovelty(cfg, order=3)
+    wave = [0.0, 1.0, 2.0, 3.0, 2.0, 1.0] * 12  # a triangle wave, 72 points
+    out = [novelty.update(v) for v in wave]
+    assert all(math.isnan(x) for x in out[:60])  # learning the level grid: no score yet
+    assert out[60:] == [0.0] * 12  # the known rhythm: nothing new
+    # The same levels in an order never seen: each point closes a new context.
+    assert [novelty.update(v) for v in (3.0, 0.0, 3.0, 0.0, 3.0, 0.0)] == [1, 2, 3, 4, 3, 2]
+    assert [novelty.update(v) for v in (3.0, 0.0, 3.0, 0.0)] == [1, 0, 0, 0]  # now known
+
+
+def test_step_novelty_sees_a_new_way_of_moving() -> None:
+    """A level seen before, reached by a jump never seen: only the (level, step) context
+    is new."""
+    cfg = DetectorConfig(warmup=40, novelty_window=1)
+    levels_only = ContextNovelty(cfg, order=1)
+    with_steps = ContextNovelty(cfg, order=1, step_levels=4)
+    ramp = [float(v) for v in [*range(11), *range(9, 0, -1)]] * 2  # 0..10..1, twice
+    for v in [*ramp, 0.0]:
+        levels_only.update(v)
+        with_steps.update(v)
+    assert (levels_only.update(10.0), with_steps.update(10.0)) == (0.0, 1.0)
+
+
+def test_novelty_grid_is_learnt_over_one_day() -> None:
+    """With 5-minute timestamps (288 points a day) the grid is learnt over the first day,
+    so the other half of the daily cycle is not called novel."""
+    df = seasonal_series(400)
+    fe = FeatureExtractor(DetectorConfig())
+    col = FeatureExtractor.names.index("novelty")
+    feats = [fe.update(v, t) for t, v in zip(df["timestamp"], df["value"], strict=True)]
+    assert fe.period == 288
+    assert all(math.isnan(f[col]) for f in feats[8:288] if f is not None)
+    assert not math.isnan(feats[288][col])  # type: ignore[index]
+    fe2 = FeatureExtractor(DetectorConfig())  # no timestamps: the warmup (150 points)
+    feats2 = [fe2.update(v) for v in df["value"]]
+    assert math.isnan(feats2[149][col]) and not math.isnan(feats2[150][col])  # type: ignore[index]
+
+
+def test_count_features_have_a_floor_on_their_record() -> None:
+    cfg = DetectorConfig(warmup=0)
+    floored = RecordScorer(cfg, 1, floors=[1.0])
+    bare = RecordScorer(cfg, 1)
+    for _ in range(30):
+        floored.update(np.array([0.0]))
+        bare.update(np.array([0.0]))
+    # After a quiet stretch one novel context only ties the floor; without it, it fires.
+    assert floored.update(np.array([1.0])) == pytest.approx(0.5)
+    assert bare.update(np.array([1.0])) >= cfg.threshold
+    assert floored.update(np.array([2.0])) >= cfg.threshold  # two do beat it
+
+
+def test_a_learning_feature_is_skipped() -> None:
+    cfg = DetectorConfig(warmup=0)
+    scorer = RecordScorer(cfg, 2)
+    for _ in range(30):
+        scorer.update(np.array([1.0, math.nan]))
+    assert scorer.past[1].count == 0  # a NaN (still learning) never enters the record
+    assert scorer.update(np.array([1.0, 5.0])) == pytest.approx(0.5)  # no record yet
+    assert scorer.past[1].count == 1
+
+
+def test_time_novelty_sees_a_level_at_an_unusual_time_of_day() -> None:
+    """A value seen every day, but never at this time of day: only the (level, part of the
+    day) context is new."""
+    cfg = DetectorConfig(warmup=48, novelty_window=1, novelty_time_bins=12)
+    levels_only = ContextNovelty(cfg, 1)
+    with_time = ContextNovelty(cfg, 1, phases=12)
+    hour = 3600.0
+    # Two days, hourly: 10 in the day (08:00-19:00), 0 at night.
+    for h in range(48):
+        v = 10.0 if 8 <= h % 24 < 20 else 0.0
+        levels_only.update(v, seconds=h * hour)
+        with_time.update(v, seconds=h * hour)
+    assert (
+        levels_only.update(0.0, seconds=48 * hour),
+        with_time.update(0.0, seconds=48 * hour),
+    ) == (0.0, 0.0)
+    at_3am = 51 * hour  # 10 at 03:00: a known level, an unknown time for it
+    assert (levels_only.update(10.0, seconds=at_3am), with_time.update(10.0, seconds=at_3am)) == (
+        0.0,
+        1.0,
+    )
+
+
+def test_time_novelty_is_off_without_timestamps() -> None:
+    fe = FeatureExtractor(DetectorConfig())
+    col = FeatureExtractor.names.index("novelty_time")
+    feats = [fe.update(float(i % 7)) for i in range(400)]
+    assert all(math.isnan(f[col]) for f in feats if f is not None)
+
+
+def test_feature_selection() -> None:
+    """Only the configured features score; an unknown name is refused."""
+    df = seasonal_series(600)
+    _add(df, slice(500, 501), 80)
+    points = list(zip(df["timestamp"], df["value"], strict=True))
+    default = score_values(points)
+    assert default[500] >= DetectorConfig().threshold
+    # The daily feature alone cannot score before it has a day of day-over-day changes.
+    daily_only = score_values(points, DetectorConfig(features=("daily",)))
+    assert max(daily_only[:320]) == 0.0 and daily_only != default
+    with pytest.raises(ValueError, match="unknown"):
+        StreamingDetector(DetectorConfig(features=("value", "nope")))

@@ -177,10 +177,169 @@ class Settings(BaseSettings):
     )
 
     # --- monitoring and alerting (issue 3) ---
+    alerting_file: Path | None = Field(
+        None,
+        description="YAML alerting configuration (rules, channels, routes, escalation, "
+        "dependencies, maintenance, SLA); unset: built-in defaults from the thresholds.",
+    )
+    alerts_db: Path | None = Field(
+        None,
+        description="SQLite file holding alert state and the notification outbox. "
+        "Default: <JUNCTION_HOME>/alerts.db.",
+    )
+    alert_send_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest one notification delivery may take before the outbox gives "
+        "up on that attempt (the engine never waits on a slow channel).",
+    )
+    status_page_urls: str = Field(
+        "",
+        description="Vendor status pages (Statuspage-style, /api/v2/summary.json appended): "
+        "comma-separated service=URL pairs overriding the built-in map; 'service=' turns "
+        "one off. Sandboxed services use the sandbox's pages.",
+    )
+    status_page_cache_seconds: float = Field(
+        60.0, ge=0, description="How long a fetched vendor status page is reused (seconds)."
+    )
+
+    monitor_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between sweeps of `junction monitor` when --every is not given "
+        "(the monitor-integrations deployment's interval is set in prefect.yaml).",
+    )
+    monitor_window_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Sliding window (seconds) over which the monitor computes success rate, "
+        "p50/p95 latency, uptime and the health score of each service.",
+    )
+    monitor_probe_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Timeout of one monitoring probe; a probe that hangs longer is cut and "
+        "counted as a failure.",
+    )
+    monitor_confirm_delay_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="Delay before the immediate re-probe that confirms a healthy service's "
+        "first failure (fast detection without alerting on a single blip).",
+    )
+    monitor_down_after: int = Field(
+        2,
+        ge=1,
+        description="Consecutive failed observations after which the monitor calls a "
+        "service down (status critical), whatever its window averages say.",
+    )
+    monitor_tail_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often `junction monitor --every` reads other processes' live calls "
+        "from the metrics store (passive monitoring).",
+    )
 
     # --- workflows (issue 4) ---
+    workflow_integration_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Most concurrent calls to one integration from workflow runs of one "
+        "process (a spec's `concurrency:` overrides it per integration).",
+    )
+    workflow_step_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Timeout of one workflow step attempt when the step sets no `timeout`.",
+    )
+    workflow_routing_window_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="How far back routing looks at calls and probes to rank the providers "
+        "of a capability step (success rate, then p95 latency).",
+    )
+    workflow_routing_refresh_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How long a process reuses the routing statistics it read.",
+    )
+    workflow_retry_max_attempts: int = Field(
+        4,
+        ge=1,
+        le=20,
+        description="Attempts per request made by a workflow step, the first included.",
+    )
+    workflow_retry_backoff_base_seconds: float = Field(
+        0.1,
+        ge=0,
+        description="First retry delay of a workflow step's request (doubles per attempt, "
+        "plus up to as much jitter); a server's Retry-After wins. Shorter than "
+        "JUNCTION_RETRY_BACKOFF_BASE_SECONDS: a run waits on its slowest chain.",
+    )
+    workflow_retry_backoff_max_seconds: float = Field(
+        2.0, ge=0, description="Cap on one retry delay of a workflow step's request (seconds)."
+    )
 
     # --- analytics and reports (issue 5) ---
+    analytics_report_days: int = Field(
+        30, ge=1, le=366, description="Report: days of history analysed (window end = newest row)."
+    )
+    analytics_report_dir: Path | None = Field(
+        None, description="Report: output directory. Default: <JUNCTION_HOME>/reports."
+    )
+    analytics_forecast_horizon_days: int = Field(
+        7, ge=1, le=90, description="Forecasts and failure prediction: days ahead."
+    )
+    analytics_forecast_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Forecasts: worker processes fitting Prophet models (default: CPU count).",
+    )
+    analytics_uncertainty_samples: int = Field(
+        100,
+        ge=0,
+        description="Forecasts: Prophet's simulated paths per fit (intervals, failure "
+        "probabilities); fewer is faster, 0 disables intervals.",
+    )
+    analytics_slo_target: float = Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="Failure prediction: SLA success objective whose error budget "
+        "(1 - target of the window's calls) is projected.",
+    )
+    analytics_auto_apply_confidence: float = Field(
+        0.90,
+        ge=0,
+        le=1,
+        description="Recommendations: `junction analytics apply` writes a change without "
+        "an explicit --accept only at or above this confidence.",
+    )
+    analytics_max_clock_skew_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Validation: timestamps later than now + this many seconds are a "
+        "critical failure (a writer's clock is wrong).",
+    )
+    analytics_probe_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Validation: expected seconds between two probes of a service "
+        "(default: the median gap seen in the data).",
+    )
+    analytics_gap_factor: float = Field(
+        3.0,
+        ge=1,
+        description="Validation: a probe gap longer than this many probe intervals is "
+        "reported (warning).",
+    )
+    analytics_duckdb_memory_limit: str = Field(
+        "1GB",
+        description="DuckDB memory_limit for trends and rollups (it spills to disk beyond).",
+    )
+    analytics_duckdb_threads: int = Field(
+        2, ge=1, description="DuckDB threads for trends and rollups."
+    )
 
     @field_validator("sandbox_url")
     @classmethod

@@ -3,8 +3,9 @@
 # CI run and by hand; it only does work when something is missing or out of date.
 #
 #   * Debian packages: prometheus-alertmanager (real Alertmanager for the alerting
-#     tests) and chromium (headless browser checks). Installed only when missing, never
-#     started as services.
+#     tests), prometheus and prometheus-blackbox-exporter (the peer stack of
+#     bench/detection.py) and chromium (headless browser checks). Installed only when
+#     missing, never started as services.
 #   * npm packages from package-lock.json (Stoplight Prism for the contract tests),
 #     via `npm ci`, only when node_modules is missing or older than the lockfile.
 #
@@ -24,6 +25,8 @@ die() { printf 'install-system-deps: ERROR: %s\n' "$*" >&2; exit 1; }
 # package name -> file that proves it is installed
 declare -A APT_CHECK=(
   [prometheus-alertmanager]=/usr/bin/prometheus-alertmanager
+  [prometheus]=/usr/bin/prometheus
+  [prometheus-blackbox-exporter]=/usr/bin/prometheus-blackbox-exporter
   [chromium]=/usr/bin/chromium
 )
 
@@ -42,7 +45,7 @@ cleanup_policy() {
 install_apt_packages() {
   local missing=()
   local pkg
-  for pkg in prometheus-alertmanager chromium; do
+  for pkg in prometheus-alertmanager prometheus prometheus-blackbox-exporter chromium; do
     if [[ -x "${APT_CHECK[$pkg]}" ]]; then
       log "$pkg already installed (${APT_CHECK[$pkg]})"
     else
@@ -80,11 +83,11 @@ install_apt_packages() {
   trap cleanup_policy EXIT
 
   local apt_env=(env DEBIAN_FRONTEND=noninteractive)
-  local install=(apt-get install -y --no-install-recommends "${missing[@]}")
+  local install=(apt-get install -y -qq --no-install-recommends "${missing[@]}")
   log "installing Debian packages: ${missing[*]}"
   if ! "${SUDO[@]}" "${apt_env[@]}" "${install[@]}"; then
     log "apt-get install failed; running apt-get update and retrying"
-    "${SUDO[@]}" "${apt_env[@]}" apt-get update \
+    "${SUDO[@]}" "${apt_env[@]}" apt-get update -qq \
       || die "apt-get update failed; cannot install ${missing[*]}"
     "${SUDO[@]}" "${apt_env[@]}" "${install[@]}" \
       || die "apt-get install ${missing[*]} failed"

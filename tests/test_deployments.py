@@ -74,9 +74,12 @@ def test_deploy_creates_health_sweep_from_prefect_yaml(
     assert deployment["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
     ]
-    # prefect.yaml holds exactly one deployment today.
-    found = api.post("/deployments/filter", json={}).json()
-    assert [d["name"] for d in found] == ["health-sweep"]
+    found = {d["name"]: d for d in api.post("/deployments/filter", json={}).json()}
+    assert {"health-sweep", "monitor-integrations"} <= set(found), sorted(found)
+    monitor = found["monitor-integrations"]
+    assert monitor["entrypoint"] == "flows/monitor.py:monitor_integrations"
+    assert monitor["work_pool_name"] == WORK_POOL
+    assert [s["schedule"]["interval"] for s in monitor["schedules"]] == [30]
 
 
 def _run_logs(api: httpx.Client, run_id: str) -> str:

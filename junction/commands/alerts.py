@@ -1,9 +1,393 @@
-"""`junction alerts` commands."""
+"""`junction alerts`: list, acknowledge and silence alerts; inspect the outbox.
+
+State lives in ``<JUNCTION_HOME>/alerts.db`` (``JUNCTION_ALERTS_DB``), shared with the
+monitor: an acknowledgement or a silence made here takes effect at its next evaluation.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
 import typer
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from junction.settings import Settings
+
+alerts_app = typer.Typer(
+    help="Alerts: list, acknowledge, silence; the notification outbox.", no_args_is_help=True
+)
+
+_SEVERITY_STYLE = {"critical": "red", "warning": "yellow"}
+_STATE_STYLE = {"firing": "bold", "acknowledged": "cyan", "resolved": "green"}
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.add_typer(alerts_app, name="alerts")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from junction.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid configuration: {problems}")
+
+
+def _connect() -> sqlite3.Connection:
+    import sqlite3
+
+    from junction.alerting import state
+
+    path = state.db_path(_settings())
+    try:
+        return state.connect(path)
+    except (sqlite3.Error, OSError) as exc:
+        _fail(f"cannot open the alert database {path}: {exc}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ago(ts: datetime | None, now: datetime) -> str:
+    if ts is None:
+        return "-"
+    from junction.alerting.rules import format_duration
+
+    delta = now - ts
+    return format_duration(delta) + " ago" if delta.total_seconds() >= 1 else "now"
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _export_history(conn: sqlite3.Connection) -> None:
+    """Mirror the new transition to the metrics store (best effort: the monitor retries)."""
+    import time
+
+    from junction.alerting import state
+    from junction.store import MetricsStore
+
+    settings = _settings()
+    try:
+        with MetricsStore(settings.metrics_dir) as store:
+            state.export_history(conn, store, wall=time.time())
+    except Exception:
+        return
+
+
+@alerts_app.command("list")
+def list_alerts(
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Include resolved alerts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List unresolved alerts (--all: resolved ones too)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from junction.alerting import state
+
+    conn = _connect()
+    try:
+        alerts = state.list_alerts(conn, include_resolved=show_all)
+    finally:
+        conn.close()
+    if as_json:
+        _print_json([a.to_json() for a in alerts])
+        return
+    console = Console()
+    if not alerts:
+        console.print("no alerts" if show_all else "no active alerts")
+        return
+    now = _now()
+    table = Table(title="Alerts", title_justify="left")
+    for col in ("id", "severity", "state", "fingerprint", "since", "message", "notes"):
+        table.add_column(col, overflow="fold")
+    for a in alerts:
+        notes = []
+        if a.suppressed_by:
+            notes.append(f"suppressed: {a.suppressed_by} down")
+        if a.silenced_by:
+            notes.append(f"silenced ({a.silenced_by})")
+        if a.acked_by:
+            notes.append(f"acked by {a.acked_by}")
+        if a.annotation:
+            notes.append(a.annotation)
+        sev = _SEVERITY_STYLE.get(a.severity.value, "")
+        st = _STATE_STYLE.get(a.state.value, "")
+        table.add_row(
+            str(a.id),
+            f"[{sev}]{a.severity.value}[/]",
+            f"[{st}]{a.state.value}[/]",
+            a.fingerprint,
+            _ago(a.started_at, now),
+            a.message,
+            "; ".join(notes),
+        )
+    console.print(table)
+
+
+@alerts_app.command("ack")
+def ack(
+    ref: Annotated[str, typer.Argument(help="Alert id or fingerprint (service:rule).")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who acknowledges (default: $USER).")
+    ] = None,
+) -> None:
+    """Acknowledge an alert and the rest of its incident: stops escalation and repeats."""
+    import getpass
+
+    from junction.alerting import state
+
+    who = by or getpass.getuser()
+    conn = _connect()
+    try:
+        try:
+            alerts = state.acknowledge(conn, ref, who, _now())
+        except (state.AlertNotFoundError, state.AlertResolvedError) as exc:
+            _fail(str(exc.args[0]))
+        _export_history(conn)
+    finally:
+        conn.close()
+    alert, others = alerts[0], alerts[1:]
+    more = f" and {len(others)} more of its incident" if others else ""
+    typer.echo(f"acknowledged alert {alert.id} ({alert.fingerprint}){more} by {alert.acked_by}")
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--label must look like key=value, got {item!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@alerts_app.command("silence")
+def silence(
+    duration: Annotated[str, typer.Option("--for", help="How long: 30m, 2h, 1d.")],
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="Service to silence.")
+    ] = None,
+    rule: Annotated[str | None, typer.Option("--rule", "-r", help="Rule to silence.")] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="Label matcher key=value (repeatable)."),
+    ] = None,
+    comment: Annotated[str, typer.Option("--comment", "-c", help="Why.")] = "",
+    by: Annotated[str | None, typer.Option("--by", help="Who (default: $USER).")] = None,
+) -> None:
+    """Silence matching alerts for a while (no firing/escalation/repeat messages; the
+    resolved message is still sent to whoever was told)."""
+    import getpass
+
+    from junction.alerting import state
+    from junction.alerting.rules import RULE_NAMES, format_duration, parse_duration
+
+    try:
+        delta = parse_duration(duration)
+    except ValueError as exc:
+        _fail(f"--for: {exc}")
+    if rule is not None and rule not in RULE_NAMES:
+        _fail(f"--rule: unknown rule {rule!r} (expected one of: {', '.join(RULE_NAMES)})")
+    if service is not None:
+        from integrations.catalog import load_catalog
+
+        if service not in load_catalog():
+            _fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
+    conn = _connect()
+    try:
+        try:
+            created = state.add_silence(
+                conn,
+                now=_now(),
+                duration=delta,
+                service=service,
+                rule=rule,
+                labels=_labels(label or []),
+                created_by=by or getpass.getuser(),
+                comment=comment,
+            )
+        except ValueError as exc:
+            _fail(str(exc))
+    finally:
+        conn.close()
+    typer.echo(
+        f"silence {created.id} until {created.ends_at.isoformat(timespec='seconds')} "
+        f"({format_duration(delta)})"
+    )
+
+
+@alerts_app.command("silences")
+def silences(
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Include expired ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List silences (active ones; --all: expired and removed too)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from junction.alerting import state
+
+    conn = _connect()
+    try:
+        found = state.list_silences(conn, _now(), include_expired=show_all)
+    finally:
+        conn.close()
+    if as_json:
+        _print_json([s.to_json() for s in found])
+        return
+    if not found:
+        Console().print("no silences")
+        return
+    table = Table(title="Silences", title_justify="left")
+    for col in ("id", "service", "rule", "labels", "ends", "by", "comment"):
+        table.add_column(col, overflow="fold")
+    for s in found:
+        table.add_row(
+            s.id,
+            s.service or "*",
+            s.rule or "*",
+            ",".join(f"{k}={v}" for k, v in s.labels.items()) or "-",
+            ("removed " if s.deleted_at else "") + s.ends_at.isoformat(timespec="seconds"),
+            s.created_by,
+            s.comment,
+        )
+    Console().print(table)
+
+
+@alerts_app.command("unsilence")
+def unsilence(sid: Annotated[str, typer.Argument(help="Silence id (s1, s2, ...).")]) -> None:
+    """End a silence now."""
+    from junction.alerting import state
+
+    conn = _connect()
+    try:
+        try:
+            state.remove_silence(conn, sid, _now())
+        except LookupError as exc:
+            _fail(str(exc.args[0]))
+    finally:
+        conn.close()
+    typer.echo(f"silence {sid} removed")
+
+
+@alerts_app.command("outbox")
+def outbox(
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Include delivered rows.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Notifications not delivered yet (pending, needing a check, failed)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from junction.alerting.outbox import Outbox
+
+    conn = _connect()
+    try:
+        box = Outbox(conn)
+        rows = box.rows() if show_all else box.rows("pending", "sending", "needs_check", "failed")
+    finally:
+        conn.close()
+    if as_json:
+        _print_json(
+            [
+                {
+                    "key": r.key,
+                    "channel": r.channel,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "last_error": r.last_error,
+                    "title": r.notification.title,
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        Console().print("outbox empty")
+        return
+    table = Table(title="Outbox", title_justify="left")
+    for col in ("key", "channel", "kind", "status", "attempts", "last error", "title"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.key,
+            r.channel,
+            r.kind,
+            r.status,
+            str(r.attempts),
+            r.last_error or "",
+            r.notification.title,
+        )
+    Console().print(table)
+
+
+@alerts_app.command("settle")
+def settle(
+    key: Annotated[str, typer.Argument(help="Notification key (see `junction alerts outbox`).")],
+    delivered: Annotated[
+        bool,
+        typer.Option(
+            "--delivered/--resend",
+            help="It did arrive (mark delivered) / it did not (send it again).",
+        ),
+    ],
+) -> None:
+    """Settle a notification that may or may not have arrived (status needs_check)."""
+    from junction.alerting.outbox import Outbox
+
+    conn = _connect()
+    try:
+        try:
+            Outbox(conn).settle(key, delivered=delivered)
+        except LookupError as exc:
+            _fail(str(exc.args[0]))
+    finally:
+        conn.close()
+    typer.echo(f"{key}: " + ("marked delivered" if delivered else "queued to be sent again"))
+
+
+@alerts_app.command("check-config")
+def check_config(
+    path: Annotated[
+        str | None, typer.Argument(help="Alerting YAML (default: JUNCTION_ALERTING_FILE).")
+    ] = None,
+) -> None:
+    """Validate an alerting configuration file; print every problem with its line."""
+    from junction.alerting.rules import AlertConfigError, load_config
+
+    settings = _settings()
+    target = path or (str(settings.alerting_file) if settings.alerting_file else None)
+    if target is None:
+        _fail("no file given and JUNCTION_ALERTING_FILE is not set")
+    try:
+        config = load_config(target, settings=settings)
+    except AlertConfigError as exc:
+        _fail(f"invalid alerting configuration:\n{exc}")
+    typer.echo(
+        f"{target}: ok ({len(config.channels)} channels, {len(config.overrides)} service "
+        f"overrides, {len(config.dependencies)} dependency entries, "
+        f"{len(config.maintenance)} maintenance windows)"
+    )

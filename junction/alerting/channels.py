@@ -1,0 +1,748 @@
+"""Delivery channels: one alert notification to Webex, Slack, email, PagerDuty,
+Alertmanager or a generic webhook, through the integration clients.
+
+A channel is configured by name in the alerting configuration::
+
+    channels:
+      ops-chat:  {type: slack, channel: "#ops"}
+      oncall:    {type: pagerduty}                 # routing key: JUNCTION_PAGERDUTY_ROUTING_KEY
+      mail:      {type: email, to: [ops@example.com], from: junction@example.com}
+      am:        {type: alertmanager, base_url: http://127.0.0.1:9093/api/v2}
+      hook:      {type: webhook, url: https://hooks.example.com, path: /junction}
+
+and built with :func:`build_channel`, which validates the parameters of its type and
+names the channel and the field in every error. Credentials come from the settings
+(``JUNCTION_<INTEGRATION>_TOKEN`` ...), never from the channel file; the only secrets a
+channel spec may name are read from environment variables (``secret_env``,
+``routing_key_env``).
+
+:meth:`send` makes one attempt within the channel's own timeout and never raises. It
+maps what happened to a :class:`~junction.alerting.model.DeliveryOutcome` that the
+outbox acts on:
+
+============================================  ==========================================
+what happened                                 outcome
+============================================  ==========================================
+2xx (SMTP 250)                                DELIVERED
+connection refused, 429, 5xx, 408,            RETRY (``retry_after_seconds`` from the
+circuit open                                  vendor's ``Retry-After`` / the breaker)
+timeout or lost answer after the request      RETRY where the vendor deduplicates
+was sent                                      (PagerDuty ``dedup_key``, Alertmanager label
+                                              set, webhook ``Idempotency-Key``);
+                                              AMBIGUOUS for Webex, Slack and SMTP (no
+                                              idempotency key: a resend may duplicate)
+401, 403, other 4xx, bad configuration        FAILED (the detail says why)
+============================================  ==========================================
+
+Vendor semantics:
+
+- **pagerduty**: Events API v2. Firing, escalation and repeat notifications are
+  ``trigger`` events with ``dedup_key = Notification.dedup_key``, so PagerDuty folds them
+  into one incident; resolved is a ``resolve`` event with the same key.
+- **alertmanager**: ``POST /api/v2/alerts``. The label set (``alertname``, ``service``,
+  ``severity``, ``junction_group`` + the notification's labels) is the alert's identity,
+  so a resend refreshes the same alert. Firing alerts carry ``endsAt = now + hold_seconds``
+  (Alertmanager would otherwise resolve them itself after its ``resolve_timeout``);
+  resolved sets ``endsAt`` in the past. When the notification's labels carry no
+  severity, a resolve ends both severities, so a group that escalated from warning to
+  critical leaves nothing firing.
+- **webhook**: JSON body ``Notification.to_json()``, ``Idempotency-Key`` =
+  ``Notification.key``, ``X-Junction-Signature: sha256=<HMAC>`` when a secret is set.
+- **email**: SMTP via :class:`integrations.email.SmtpClient`; ``Message-ID`` derived from
+  ``Notification.key`` (:func:`integrations.email.message_id`), so a resend is
+  recognisable.
+- **webex** / **slack**: one markdown / mrkdwn message per notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from integrations.base import IntegrationClient, RetryPolicy
+from integrations.breaker import CircuitBreaker
+from integrations.errors import (
+    APIConnectionError,
+    APIStatusError,
+    CircuitOpenError,
+    ConfigurationError,
+    IntegrationError,
+    MalformedResponseError,
+    RateLimitError,
+    RequestTimeoutError,
+    RetryLaterError,
+)
+from integrations.redaction import redact, register_secret
+from junction.alerting.model import (
+    DeliveryOutcome,
+    DeliveryResult,
+    Notification,
+    NotificationKind,
+    Severity,
+)
+from junction.settings import Settings, get_settings
+
+log = logging.getLogger("junction.alerting.channels")
+
+_EMAIL = r"^[^@\s<>]+@[^@\s<>]+$"
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,255}$")
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+class ChannelConfigError(ValueError):
+    """A channel spec is invalid: unknown type, missing or bad field (names both)."""
+
+
+# --- per-type parameters ------------------------------------------------------------------
+
+
+class _Params(BaseModel):
+    """Fields every channel type accepts."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: str
+    base_url: str | None = Field(
+        None, description="Override the integration's base URL (else settings/sandbox)."
+    )
+    timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=300,
+        description="Budget of one send (default JUNCTION_ALERT_SEND_TIMEOUT_SECONDS, 10).",
+    )
+
+
+class WebexParams(_Params):
+    """``type: webex``: a Webex room (or a person, 1:1)."""
+
+    type: Literal["webex"] = "webex"
+    room_id: str | None = Field(None, min_length=1)
+    to_person_email: str | None = Field(None, pattern=_EMAIL)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WebexParams:
+        if (self.room_id is None) == (self.to_person_email is None):
+            raise ValueError("give exactly one of room_id and to_person_email")
+        return self
+
+
+class SlackParams(_Params):
+    """``type: slack``: a Slack channel id or name."""
+
+    type: Literal["slack"] = "slack"
+    channel: str = Field(min_length=1)
+
+
+class EmailParams(_Params):
+    """``type: email``: SMTP recipients and sender."""
+
+    type: Literal["email"] = "email"
+    to: list[str] = Field(min_length=1)
+    sender: str = Field("junction@junction.local", alias="from", pattern=_EMAIL)
+    subject_prefix: str = "[Junction]"
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for addr in value:
+            if not re.match(_EMAIL, addr):
+                raise ValueError(f"not an email address: {addr!r}")
+        return value
+
+
+class PagerDutyParams(_Params):
+    """``type: pagerduty``: Events API v2."""
+
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key_env: str | None = Field(
+        None, description="Environment variable holding the routing key (else the settings')."
+    )
+    events_url: str | None = None
+    source: str | None = Field(None, description="payload.source (default: the service label).")
+
+
+class AlertmanagerParams(_Params):
+    """``type: alertmanager``: ``POST /api/v2/alerts``."""
+
+    type: Literal["alertmanager"] = "alertmanager"
+    hold_seconds: float = Field(
+        3600, gt=0, description="endsAt of a firing alert = now + this (renewed by repeats)."
+    )
+    generator_url: str | None = None
+    extra_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class WebhookParams(_Params):
+    """``type: webhook``: JSON POST, HMAC-signed when a secret is set."""
+
+    type: Literal["webhook"] = "webhook"
+    url: str | None = Field(None, description="Receiver base URL (alias of base_url).")
+    path: str = Field("/", pattern=r"^/")
+    secret_env: str | None = Field(
+        None, description="Environment variable holding the HMAC secret (else the settings')."
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+PARAMS: dict[str, type[_Params]] = {
+    "alertmanager": AlertmanagerParams,
+    "email": EmailParams,
+    "pagerduty": PagerDutyParams,
+    "slack": SlackParams,
+    "webex": WebexParams,
+    "webhook": WebhookParams,
+}
+"""Channel type -> its parameter model (the known types)."""
+
+
+# --- the channels -------------------------------------------------------------------------
+
+
+def _ts(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _headline(n: Notification) -> str:
+    """``[FIRING] CRITICAL`` / ``[RESOLVED]`` ... the first words of every message."""
+    if n.kind is NotificationKind.RESOLVED:
+        return "[RESOLVED]"
+    return f"[{n.kind.value.upper()}] {n.severity.value.upper()}"
+
+
+class BaseChannel:
+    """What every channel shares: the client, the timeout, the error mapping.
+
+    Subclasses set :attr:`kind`, :attr:`integration`, :attr:`dedupes` and implement
+    :meth:`_deliver`.
+
+    Args:
+        name: The channel's configured name.
+        params: Its validated parameters.
+        settings: Process settings.
+        client_factory: Builds the integration client (tests may pass their own).
+    """
+
+    kind: ClassVar[str] = ""
+    integration: ClassVar[str] = ""
+    dedupes: ClassVar[bool] = False
+    """Whether the vendor drops a repeat of the same notification (retry is harmless)."""
+
+    def __init__(
+        self,
+        name: str,
+        params: _Params,
+        settings: Settings,
+        client_factory: Callable[..., IntegrationClient] | None = None,
+    ) -> None:
+        self.name = name
+        self.params = params
+        self.settings = settings
+        # The whole send fits in the budget the outbox gives it (its wait_for would
+        # otherwise cut us and judge the outcome without knowing what was sent).
+        configured: float = getattr(settings, "alert_send_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+        self.timeout: float = params.timeout_seconds or configured
+        self._factory = client_factory
+        self._client: IntegrationClient | None = None
+        self._secrets: list[str] = []
+        # One attempt per send: the outbox owns retries (with its durable backoff); a
+        # private breaker keeps a dead channel from tripping the service's probes.
+        self._retry = RetryPolicy(max_attempts=1)
+        self._breaker = CircuitBreaker(f"channel:{name}", failure_threshold=5, reset_timeout=30.0)
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def client(self) -> IntegrationClient:
+        """The integration client (built on first use)."""
+        if self._client is None:
+            from integrations.registry import get_client
+
+            factory = self._factory or get_client
+            self._client = factory(
+                self.integration,
+                settings=self.settings,
+                base_url=self._base_url(),
+                retry=self._retry,
+                breaker=self._breaker,
+                timeout=self.timeout * 0.8,
+                source="alert",
+                **self._client_kwargs(),
+            )
+        return self._client
+
+    def _base_url(self) -> str | None:
+        return self.params.base_url
+
+    def _secret(self, value: str | None) -> str | None:
+        if value:
+            register_secret(value)
+            self._secrets.append(value)
+        return value
+
+    async def _deliver(self, notification: Notification) -> str:
+        """Send one notification; return a short detail. Raise IntegrationError on failure."""
+        raise NotImplementedError
+
+    async def send(self, notification: Notification) -> DeliveryResult:
+        """Deliver ``notification`` once, within the channel's timeout; never raises.
+
+        Args:
+            notification: What to deliver.
+
+        Returns:
+            The outcome (see the module docstring for the mapping).
+        """
+        try:
+            # The client's own read timeout (80 %) fires first; this guard bounds the
+            # whole exchange (connect + TLS + SMTP dialogue) for a server that trickles.
+            async with asyncio.timeout(self.timeout * 0.95):
+                detail = await self._deliver(notification)
+        except IntegrationError as exc:
+            return self._classify(exc)
+        except TimeoutError:
+            return self._after_send(f"no answer within {self.timeout * 0.95:.3g}s")
+        except Exception as exc:  # a bug or an unexpected library error: report, never raise
+            log.exception("channel %s: unexpected error", self.name)
+            return DeliveryResult(
+                DeliveryOutcome.FAILED, self._clean(f"{type(exc).__name__}: {exc}")
+            )
+        return DeliveryResult(DeliveryOutcome.DELIVERED, self._clean(detail))
+
+    def _clean(self, text: str) -> str:
+        text = redact(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:500]
+
+    def _after_send(self, why: str) -> DeliveryResult:
+        """The request may have arrived: resend only where the vendor dedupes."""
+        if self.dedupes:
+            return DeliveryResult(
+                DeliveryOutcome.RETRY, self._clean(f"{why}; resend is deduplicated by the vendor")
+            )
+        return DeliveryResult(
+            DeliveryOutcome.AMBIGUOUS,
+            self._clean(f"{why}; it may have been delivered and {self.kind} cannot deduplicate"),
+        )
+
+    def _classify(self, exc: IntegrationError) -> DeliveryResult:
+        detail = exc.message
+        if isinstance(exc, CircuitOpenError):
+            return DeliveryResult(DeliveryOutcome.RETRY, self._clean(detail), exc.retry_in)
+        if isinstance(exc, RateLimitError | RetryLaterError | RequestTimeoutError):
+            hint = getattr(exc, "retry_after", None)
+            return DeliveryResult(DeliveryOutcome.RETRY, self._clean(detail), hint)
+        if isinstance(exc, APIConnectionError):
+            if not exc.request_sent:
+                return DeliveryResult(DeliveryOutcome.RETRY, self._clean(detail))
+            return self._after_send(detail)
+        if isinstance(exc, MalformedResponseError):
+            # A 2xx with a garbled body: the vendor most likely took it.
+            return self._after_send(detail)
+        if isinstance(exc, APIStatusError | ConfigurationError):
+            return DeliveryResult(DeliveryOutcome.FAILED, self._clean(detail))
+        return DeliveryResult(DeliveryOutcome.FAILED, self._clean(detail))
+
+    async def aclose(self) -> None:
+        """Close the client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class WebexChannel(BaseChannel):
+    """A Webex room or 1:1 conversation; one markdown message per notification."""
+
+    kind = "webex"
+    integration = "webex"
+    params: WebexParams
+
+    @staticmethod
+    def markdown(n: Notification) -> str:
+        """The message's markdown."""
+        lines = [f"**{_headline(n)}** {n.title}", "", n.text]
+        lines.append(
+            f"_since {_ts(n.starts_at)}_" + (f" _until {_ts(n.ends_at)}_" if n.ends_at else "")
+        )
+        return "\n".join(lines)[:7000]
+
+    async def _deliver(self, notification: Notification) -> str:
+        from integrations.webex import CreateMessageParams, WebexClient
+
+        client = self.client
+        assert isinstance(client, WebexClient)
+        text = f"{_headline(notification)} {notification.title}\n\n{notification.text}"[:7000]
+        # dedupe_window 0: post exactly once (a bot cannot read back a group room).
+        message = await client.create_message(
+            CreateMessageParams(
+                room_id=self.params.room_id,
+                to_person_email=self.params.to_person_email,
+                text=text,
+                markdown=self.markdown(notification),
+                dedupe_window_seconds=0,
+            )
+        )
+        return f"webex message {message.id}"
+
+
+class SlackChannel(BaseChannel):
+    """A Slack channel; one ``chat.postMessage`` per notification."""
+
+    kind = "slack"
+    integration = "slack"
+    params: SlackParams
+
+    @staticmethod
+    def mrkdwn(n: Notification) -> str:
+        """The message text (Slack mrkdwn)."""
+        return f"*{_headline(n)}* {n.title}\n{n.text}"[:3900]
+
+    async def _deliver(self, notification: Notification) -> str:
+        from integrations.slack import PostMessageParams, SlackClient
+
+        client = self.client
+        assert isinstance(client, SlackClient)
+        result = await client.post_message(
+            PostMessageParams(channel=self.params.channel, text=self.mrkdwn(notification))
+        )
+        return f"slack message {result.channel}/{result.ts}"
+
+
+class EmailChannel(BaseChannel):
+    """Email over SMTP; ``Message-ID`` derived from the notification key."""
+
+    kind = "email"
+    integration = "smtp"
+    params: EmailParams
+
+    def subject(self, n: Notification) -> str:
+        """The subject line."""
+        return f"{self.params.subject_prefix} {_headline(n)} {n.title}".strip()[:250]
+
+    @staticmethod
+    def body(n: Notification) -> str:
+        """The plain-text body."""
+        rows = [n.title, "", n.text, ""]
+        rows.append(f"Started: {_ts(n.starts_at)}")
+        if n.ends_at:
+            rows.append(f"Resolved: {_ts(n.ends_at)}")
+        if n.labels:
+            rows.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(n.labels.items())))
+        rows.append(f"Notification: {n.key}")
+        return "\n".join(rows) + "\n"
+
+    async def _deliver(self, notification: Notification) -> str:
+        from integrations.email import SendEmailParams, SmtpClient
+
+        client = self.client
+        assert isinstance(client, SmtpClient)
+        sent = await client.send_email(
+            SendEmailParams(
+                sender=self.params.sender,
+                to=self.params.to,
+                subject=self.subject(notification),
+                text=self.body(notification),
+                idempotency_key=notification.key,
+            )
+        )
+        return f"email {sent.message_id} to {len(sent.accepted)} recipient(s)"
+
+
+class PagerDutyChannel(BaseChannel):
+    """PagerDuty Events API v2: trigger/resolve by ``dedup_key``."""
+
+    kind = "pagerduty"
+    integration = "pagerduty"
+    dedupes = True
+    params: PagerDutyParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        key = None
+        if self.params.routing_key_env:
+            key = os.environ.get(self.params.routing_key_env)
+            if not key:
+                raise ChannelConfigError(
+                    f"channel {self.name!r} (pagerduty): field 'routing_key_env': environment "
+                    f"variable {self.params.routing_key_env} is not set"
+                )
+        else:
+            configured = self.settings.integration("pagerduty").routing_key
+            key = configured.get_secret_value() if configured else None
+            if not key:
+                raise ChannelConfigError(
+                    f"channel {self.name!r} (pagerduty): no routing key: set "
+                    "JUNCTION_PAGERDUTY_ROUTING_KEY or the field 'routing_key_env'"
+                )
+        self._routing_key = self._secret(key)
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"routing_key": self._routing_key}
+        if self.params.events_url:
+            kw["events_url"] = self.params.events_url
+        return kw
+
+    @staticmethod
+    def dedup_key(n: Notification) -> str:
+        """PagerDuty's ``dedup_key`` (at most 255 characters)."""
+        key = n.dedup_key or n.group_key
+        return key if len(key) <= 255 else hashlib.sha256(key.encode()).hexdigest()
+
+    async def _deliver(self, notification: Notification) -> str:
+        from integrations.pagerduty import PagerDutyClient, SendEventParams
+
+        client = self.client
+        assert isinstance(client, PagerDutyClient)
+        n = notification
+        if n.kind is NotificationKind.RESOLVED:
+            params = SendEventParams(event_action="resolve", dedup_key=self.dedup_key(n))
+        else:
+            params = SendEventParams(
+                event_action="trigger",
+                dedup_key=self.dedup_key(n),
+                summary=f"{n.title}"[:1024],
+                source=self.params.source or n.labels.get("service") or n.group_key,
+                severity="critical" if n.severity is Severity.CRITICAL else "warning",
+                component=n.labels.get("service"),
+                group=n.labels.get("group"),
+                event_class=n.labels.get("rule"),
+                custom_details={"text": n.text, "labels": dict(n.labels), "kind": n.kind.value},
+                timestamp=n.starts_at,
+            )
+        result = await client.send_event(params)
+        return f"pagerduty {params.event_action} {result.dedup_key}"
+
+
+class AlertmanagerChannel(BaseChannel):
+    """Prometheus Alertmanager: ``POST /api/v2/alerts``, identity = label set."""
+
+    kind = "alertmanager"
+    integration = "alertmanager"
+    dedupes = True
+    params: AlertmanagerParams
+
+    def labels(self, n: Notification, severity: str | None = None) -> dict[str, str]:
+        """The alert's label set (its identity at Alertmanager)."""
+        labels = {k: v for k, v in n.labels.items() if v}
+        labels.update(self.params.extra_labels)
+        labels["alertname"] = n.labels.get("alertname") or n.labels.get("rule") or "JunctionAlert"
+        labels["service"] = n.labels.get("service") or n.group_key
+        labels["severity"] = severity or n.labels.get("severity") or n.severity.value
+        labels["junction_group"] = n.dedup_key or n.group_key
+        return labels
+
+    async def _deliver(self, notification: Notification) -> str:
+        from integrations.alertmanager import AlertmanagerClient, PostableAlert, PostAlertsParams
+
+        client = self.client
+        assert isinstance(client, AlertmanagerClient)
+        n = notification
+        now = datetime.now(UTC)
+        annotations = {"summary": n.title, "description": n.text, "junction_key": n.key}
+        if n.kind is NotificationKind.RESOLVED:
+            # endsAt must not be in the future, or Alertmanager keeps it firing until then.
+            ends = min(n.ends_at, now) if n.ends_at else now
+            severities = (
+                [None] if "severity" in n.labels else [s.value for s in Severity]
+            )  # an escalated group may have been posted under either severity
+        else:
+            ends = now + timedelta(seconds=self.params.hold_seconds)
+            severities = [None]
+        alerts = [
+            PostableAlert(
+                labels=self.labels(n, severity),
+                annotations=annotations,
+                starts_at=n.starts_at,
+                ends_at=ends,
+                generator_url=self.params.generator_url,
+            )
+            for severity in severities
+        ]
+        result = await client.post_alerts(PostAlertsParams(alerts=alerts))
+        return f"alertmanager accepted {result.accepted} alert(s)"
+
+
+class WebhookChannel(BaseChannel):
+    """Generic webhook: JSON ``Notification.to_json()``, HMAC-signed, Idempotency-Key."""
+
+    kind = "webhook"
+    integration = "webhook"
+    dedupes = True
+    params: WebhookParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        secret: str | None = None
+        if self.params.secret_env:
+            secret = os.environ.get(self.params.secret_env)
+            if not secret:
+                raise ChannelConfigError(
+                    f"channel {self.name!r} (webhook): field 'secret_env': environment "
+                    f"variable {self.params.secret_env} is not set"
+                )
+        self._hmac = self._secret(secret)
+
+    def _base_url(self) -> str | None:
+        return self.params.url or self.params.base_url
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        if self._hmac is None:
+            return {}
+        config = self.settings.integration("webhook").model_copy(
+            update={"token": SecretStr(self._hmac)}
+        )
+        return {"config": config}
+
+    @staticmethod
+    def idempotency_key(n: Notification) -> str:
+        """``Notification.key`` when it is a valid header token, else its SHA-256."""
+        if _KEY_CHARS.match(n.key):
+            return n.key
+        return hashlib.sha256(n.key.encode()).hexdigest()
+
+    async def _deliver(self, notification: Notification) -> str:
+        from integrations.webhook import SendWebhookParams, WebhookClient
+
+        client = self.client
+        assert isinstance(client, WebhookClient)
+        delivery = await client.send(
+            SendWebhookParams(
+                payload=notification.to_json(),
+                path=self.params.path,
+                idempotency_key=self.idempotency_key(notification),
+                headers=dict(self.params.headers),
+            )
+        )
+        return f"webhook HTTP {delivery.status_code}"
+
+
+CHANNEL_CLASSES: dict[str, type[BaseChannel]] = {
+    "alertmanager": AlertmanagerChannel,
+    "email": EmailChannel,
+    "pagerduty": PagerDutyChannel,
+    "slack": SlackChannel,
+    "webex": WebexChannel,
+    "webhook": WebhookChannel,
+}
+
+
+def _problems(name: str, kind: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(spec)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(sorted(f for f in PARAMS[kind].model_fields if f != "type"))
+            msg = f"unknown field (known: {known})"
+        parts.append(f"field {where!r}: {msg}")
+    return f"channel {name!r} ({kind}): " + "; ".join(parts)
+
+
+def validate_channel(name: str, spec: Mapping[str, Any]) -> _Params:
+    """Validate one channel spec without building clients.
+
+    Args:
+        name: The channel's name.
+        spec: Its mapping (``type`` plus the type's fields).
+
+    Returns:
+        The validated parameters.
+
+    Raises:
+        ChannelConfigError: Unknown type (lists the known ones) or a bad field.
+    """
+    if not isinstance(spec, Mapping):
+        raise ChannelConfigError(f"channel {name!r}: expected a mapping, got {type(spec).__name__}")
+    kind = spec.get("type")
+    if kind not in PARAMS:
+        known = ", ".join(sorted(PARAMS))
+        got = f"unknown type {kind!r}" if kind else "missing field 'type'"
+        raise ChannelConfigError(f"channel {name!r}: {got}; known types: {known}")
+    try:
+        return PARAMS[str(kind)].model_validate(dict(spec))
+    except ValidationError as exc:
+        raise ChannelConfigError(_problems(name, str(kind), exc)) from None
+    except ValueError as exc:  # model_post_init checks
+        raise ChannelConfigError(f"channel {name!r} ({kind}): {exc}") from None
+
+
+def build_channel(
+    name: str,
+    spec: Mapping[str, Any],
+    settings: Settings | None = None,
+    *,
+    client_factory: Callable[..., IntegrationClient] | None = None,
+) -> BaseChannel:
+    """Build the channel ``name`` from its spec.
+
+    Nothing is sent; clients are created on the first :meth:`BaseChannel.send`.
+
+    Args:
+        name: The channel's configured name (used in messages and as ``Notification.channel``).
+        spec: ``{"type": "<kind>", ...fields of that type}``.
+        settings: Process settings (credentials, sandbox URL); default :func:`get_settings`.
+        client_factory: Replaces :func:`integrations.registry.get_client` (tests).
+
+    Returns:
+        A :class:`~junction.alerting.model.Channel`.
+
+    Raises:
+        ChannelConfigError: Unknown type, bad or missing field, unset secret variable.
+    """
+    params = validate_channel(name, spec)
+    try:
+        return CHANNEL_CLASSES[params.type](
+            name, params, settings or get_settings(), client_factory
+        )
+    except ChannelConfigError:
+        raise
+    except (IntegrationError, ValueError) as exc:
+        raise ChannelConfigError(f"channel {name!r} ({params.type}): {exc}") from None
+
+
+def build_channels(
+    specs: Mapping[str, Mapping[str, Any]], settings: Settings | None = None
+) -> dict[str, BaseChannel]:
+    """Build every channel of a ``channels:`` mapping (all errors reported together).
+
+    Raises:
+        ChannelConfigError: One line per bad channel.
+    """
+    built: dict[str, BaseChannel] = {}
+    errors: list[str] = []
+    for name, spec in specs.items():
+        try:
+            built[name] = build_channel(name, spec, settings)
+        except ChannelConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ChannelConfigError("\n".join(errors))
+    return built

@@ -1,0 +1,680 @@
+"""Durable alert state: SQLite at ``<JUNCTION home>/alerts.db`` (WAL, stdlib ``sqlite3``).
+
+Tables (the outbox's own table is created by :mod:`junction.alerting.outbox`)::
+
+    meta      key, value                 instance id, counters, the engine clock
+    alerts    id, fingerprint, service, rule, severity, state, group_key, suppressed_by,
+              silenced_by, message, value, labels_json, annotation, started_at,
+              updated_at, acked_at, acked_by, resolved_at, transitions, clear_s
+              -- at most one unresolved alert per fingerprint (partial unique index)
+    groups    key, root_service, state, severity, started_at, resolved_at, notified_json,
+              level, seq, age_s, esc_s, repeat_s, first_notified_at, labels_json
+    silences  id, service, rule, labels_json, starts_at, ends_at, created_by, comment,
+              created_at, deleted_at
+    history   id, ts, fingerprint, service, rule, severity, state, message, labels_json,
+              claimed_at, exported     -- every transition, mirrored to the metrics store
+
+Timestamps are ISO-8601 UTC text. Every id is deterministic: alerts and groups take the
+next value of a counter kept in ``meta`` inside the evaluation's transaction, history rows
+are ``<instance>-<alert id>-<transition number>``, so a crash mid-evaluation rolls back
+every id it took and the rerun produces the same ones, and the metrics store's ``alerts``
+table never gets the same transition twice (see :func:`export_history`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from junction.alerting.model import AlertState, Severity
+
+if TYPE_CHECKING:
+    from junction.settings import Settings
+    from junction.store import MetricsStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    service TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    suppressed_by TEXT,
+    silenced_by TEXT,
+    message TEXT NOT NULL,
+    value REAL,
+    labels_json TEXT NOT NULL,
+    annotation TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    acked_at TEXT,
+    acked_by TEXT,
+    resolved_at TEXT,
+    transitions INTEGER NOT NULL DEFAULT 0,
+    clear_s REAL NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active
+    ON alerts (fingerprint) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS alerts_group ON alerts (group_key);
+CREATE TABLE IF NOT EXISTS groups (
+    key TEXT PRIMARY KEY,
+    root_service TEXT NOT NULL,
+    state TEXT NOT NULL,
+    severity TEXT,
+    started_at TEXT NOT NULL,
+    resolved_at TEXT,
+    notified_json TEXT NOT NULL DEFAULT '{}',
+    level INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0,
+    age_s REAL NOT NULL DEFAULT 0,
+    esc_s REAL NOT NULL DEFAULT 0,
+    repeat_s REAL NOT NULL DEFAULT 0,
+    first_notified_at TEXT,
+    labels_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS groups_state ON groups (state);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    service TEXT,
+    rule TEXT,
+    labels_json TEXT NOT NULL DEFAULT '{}',
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    deleted_at TEXT
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    ts TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    service TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL,
+    labels_json TEXT NOT NULL,
+    claimed_at REAL,
+    exported INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS history_pending ON history (exported) WHERE exported = 0;
+"""
+
+EXPORT_LEASE_SECONDS = 60.0
+"""A history export claimed longer ago than this is taken to have crashed."""
+
+
+def iso(ts: datetime) -> str:
+    """``ts`` as ISO-8601 UTC text (naive means UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat()
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    """Inverse of :func:`iso`."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def utc(ts: datetime) -> datetime:
+    """``ts`` as an aware UTC datetime."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def db_path(settings: Settings) -> Path:
+    """The alert database file the settings name (``<home>/alerts.db`` by default)."""
+    return Path(settings.alerts_db) if settings.alerts_db else Path(settings.home) / "alerts.db"
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) the alert database in WAL mode.
+
+    The connection is in autocommit mode: callers group statements with
+    :func:`transaction`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9); only
+    # an OS crash may lose the last commits, never corrupt the file.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    with transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        from junction.alerting.outbox import OUTBOX_SCHEMA, migrate
+
+        for statement in OUTBOX_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        migrate(conn)
+        columns = {r["name"] for r in conn.execute("PRAGMA table_info(alerts)")}
+        if "clear_s" not in columns:  # databases created before resolve_after existed
+            conn.execute("ALTER TABLE alerts ADD COLUMN clear_s REAL NOT NULL DEFAULT 0")
+        columns = {r["name"] for r in conn.execute("PRAGMA table_info(groups)")}
+        if "labels_json" not in columns:  # ... and before groups kept their labels
+            conn.execute("ALTER TABLE groups ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex[:8],)
+            )
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def meta_get(conn: sqlite3.Connection, key: str) -> str | None:
+    """A value from ``meta``."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row["value"])
+
+
+def meta_set(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """Set a value in ``meta``."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def next_counter(conn: sqlite3.Connection, name: str) -> int:
+    """Increment and return counter ``name`` (inside the caller's transaction)."""
+    current = int(meta_get(conn, f"counter:{name}") or 0) + 1
+    meta_set(conn, f"counter:{name}", str(current))
+    return current
+
+
+def instance_id(conn: sqlite3.Connection) -> str:
+    """This database's random id (prefix of group keys and history ids)."""
+    return meta_get(conn, "instance") or "00000000"
+
+
+@dataclass
+class Alert:
+    """One alert (one fingerprint's episode from firing to resolved).
+
+    Attributes:
+        id: Numeric id (``junction alerts ack 12``).
+        fingerprint: ``<service>:<rule>``.
+        service: The service.
+        rule: The rule.
+        severity: Current severity.
+        state: firing, acknowledged or resolved.
+        group_key: The notification group it belongs to.
+        suppressed_by: The upstream service whose outage this alert is part of, if any.
+        silenced_by: Id of the silence or maintenance window covering it, if any.
+        message: What is wrong ("success rate 0.120 < 0.9").
+        value: The measured value.
+        labels: Labels (service, rule, severity and configured ones).
+        annotation: Vendor status note ("GitLab reports: degraded"), if any.
+        started_at: First fired.
+        updated_at: Last change.
+        acked_at: When acknowledged.
+        acked_by: Who acknowledged it.
+        resolved_at: When resolved.
+        transitions: Transitions recorded in the history so far.
+        clear_s: Engine seconds its rule has been fine while still unresolved
+            (``resolve_after``).
+    """
+
+    id: int
+    fingerprint: str
+    service: str
+    rule: str
+    severity: Severity
+    state: AlertState
+    group_key: str
+    message: str
+    started_at: datetime
+    updated_at: datetime
+    suppressed_by: str | None = None
+    silenced_by: str | None = None
+    value: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotation: str | None = None
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+    resolved_at: datetime | None = None
+    transitions: int = 0
+    clear_s: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Alert:
+        """Build from an ``alerts`` row."""
+        return cls(
+            id=int(row["id"]),
+            fingerprint=row["fingerprint"],
+            service=row["service"],
+            rule=row["rule"],
+            severity=Severity(row["severity"]),
+            state=AlertState(row["state"]),
+            group_key=row["group_key"],
+            message=row["message"],
+            started_at=datetime.fromisoformat(row["started_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            suppressed_by=row["suppressed_by"],
+            silenced_by=row["silenced_by"],
+            value=row["value"],
+            labels=json.loads(row["labels_json"]),
+            annotation=row["annotation"],
+            acked_at=parse_ts(row["acked_at"]),
+            acked_by=row["acked_by"],
+            resolved_at=parse_ts(row["resolved_at"]),
+            transitions=int(row["transitions"]),
+            clear_s=float(row["clear_s"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (``junction alerts list --json``)."""
+        return {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "service": self.service,
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "state": self.state.value,
+            "group": self.group_key,
+            "suppressed_by": self.suppressed_by,
+            "silenced_by": self.silenced_by,
+            "message": self.message,
+            "value": self.value,
+            "labels": self.labels,
+            "annotation": self.annotation,
+            "started_at": iso(self.started_at),
+            "updated_at": iso(self.updated_at),
+            "acked_at": iso(self.acked_at) if self.acked_at else None,
+            "acked_by": self.acked_by,
+            "resolved_at": iso(self.resolved_at) if self.resolved_at else None,
+        }
+
+
+def save_alert(conn: sqlite3.Connection, alert: Alert) -> None:
+    """Insert or update ``alert`` (inside the caller's transaction)."""
+    conn.execute(
+        """
+        INSERT INTO alerts (id, fingerprint, service, rule, severity, state, group_key,
+            suppressed_by, silenced_by, message, value, labels_json, annotation, started_at,
+            updated_at, acked_at, acked_by, resolved_at, transitions, clear_s)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET
+            severity = excluded.severity, state = excluded.state,
+            group_key = excluded.group_key, suppressed_by = excluded.suppressed_by,
+            silenced_by = excluded.silenced_by, message = excluded.message,
+            value = excluded.value, labels_json = excluded.labels_json,
+            annotation = excluded.annotation, updated_at = excluded.updated_at,
+            acked_at = excluded.acked_at, acked_by = excluded.acked_by,
+            resolved_at = excluded.resolved_at, transitions = excluded.transitions,
+            clear_s = excluded.clear_s
+        """,
+        (
+            alert.id,
+            alert.fingerprint,
+            alert.service,
+            alert.rule,
+            alert.severity.value,
+            alert.state.value,
+            alert.group_key,
+            alert.suppressed_by,
+            alert.silenced_by,
+            alert.message,
+            alert.value,
+            json.dumps(alert.labels, sort_keys=True),
+            alert.annotation,
+            iso(alert.started_at),
+            iso(alert.updated_at),
+            iso(alert.acked_at) if alert.acked_at else None,
+            alert.acked_by,
+            iso(alert.resolved_at) if alert.resolved_at else None,
+            alert.transitions,
+            alert.clear_s,
+        ),
+    )
+
+
+def record_transition(
+    conn: sqlite3.Connection, alert: Alert, ts: datetime, state: str, message: str
+) -> str:
+    """Append a history row for ``alert`` (and bump its transition count; save it after).
+
+    Returns:
+        The row's deterministic id.
+    """
+    alert.transitions += 1
+    row_id = f"{instance_id(conn)}-{alert.id}-{alert.transitions}"
+    conn.execute(
+        """
+        INSERT OR IGNORE INTO history (id, ts, fingerprint, service, rule, severity, state,
+            message, labels_json)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (
+            row_id,
+            iso(ts),
+            alert.fingerprint,
+            alert.service,
+            alert.rule,
+            alert.severity.value,
+            state,
+            message,
+            json.dumps(alert.labels, sort_keys=True),
+        ),
+    )
+    return row_id
+
+
+def active_alerts(conn: sqlite3.Connection) -> list[Alert]:
+    """Unresolved alerts, oldest first."""
+    rows = conn.execute("SELECT * FROM alerts WHERE state != 'resolved' ORDER BY id").fetchall()
+    return [Alert.from_row(r) for r in rows]
+
+
+def list_alerts(conn: sqlite3.Connection, *, include_resolved: bool = False) -> list[Alert]:
+    """Alerts for display: unresolved ones, or every alert with ``include_resolved``."""
+    if include_resolved:
+        rows = conn.execute("SELECT * FROM alerts ORDER BY id").fetchall()
+        return [Alert.from_row(r) for r in rows]
+    return active_alerts(conn)
+
+
+def find_alert(conn: sqlite3.Connection, ref: str) -> Alert | None:
+    """The alert ``ref`` names: a numeric id, or a fingerprint (its unresolved alert)."""
+    ref = ref.strip()
+    if ref.isdigit():
+        row = conn.execute("SELECT * FROM alerts WHERE id = ?", (int(ref),)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT * FROM alerts WHERE fingerprint = ? ORDER BY (state = 'resolved'), id DESC "
+            "LIMIT 1",
+            (ref,),
+        ).fetchone()
+    return None if row is None else Alert.from_row(row)
+
+
+class AlertNotFoundError(LookupError):
+    """No alert matches the reference given."""
+
+
+class AlertResolvedError(ValueError):
+    """The alert is already resolved."""
+
+
+def acknowledge(conn: sqlite3.Connection, ref: str, by: str, now: datetime) -> list[Alert]:
+    """Acknowledge an alert and the rest of its incident (every firing alert of its group).
+
+    One acknowledgement stops the incident's escalation and repeats: the storm behind a
+    failing dependency is one group, and nobody should have to ack 22 alerts. An alert that
+    joins the group later starts unacknowledged. Acknowledging an acknowledged alert
+    changes nothing.
+
+    Returns:
+        The alert ``ref`` names first, then the others acknowledged with it.
+
+    Raises:
+        AlertNotFoundError: No alert with that id or fingerprint.
+        AlertResolvedError: It is resolved already.
+    """
+    now = utc(now)
+    with transaction(conn):
+        alert = find_alert(conn, ref)
+        if alert is None:
+            raise AlertNotFoundError(f"no alert with id or fingerprint {ref!r}")
+        if alert.state is AlertState.RESOLVED:
+            raise AlertResolvedError(f"alert {alert.id} ({alert.fingerprint}) is already resolved")
+        group = [
+            Alert.from_row(r)
+            for r in conn.execute(
+                "SELECT * FROM alerts WHERE group_key = ? AND state = 'firing' AND id != ? "
+                "ORDER BY id",
+                (alert.group_key, alert.id),
+            )
+        ]
+        done = [alert]
+        for target in [alert, *group]:
+            if target.state is not AlertState.FIRING:
+                continue
+            target.state = AlertState.ACKNOWLEDGED
+            target.acked_at = now
+            target.acked_by = by
+            target.updated_at = max(now, target.started_at)
+            record_transition(conn, target, now, "acknowledged", f"acknowledged by {by}")
+            save_alert(conn, target)
+            if target is not alert:
+                done.append(target)
+    return done
+
+
+# ------------------------------------------------------------------------------ silences
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A silence created from the command line (or the API).
+
+    Attributes:
+        id: ``s<n>``.
+        service: Service matcher (``None``: any).
+        rule: Rule matcher (``None``: any).
+        labels: Label matchers.
+        starts_at: Start.
+        ends_at: Expiry.
+        created_by: Who.
+        comment: Why.
+        created_at: When created.
+        deleted_at: When removed early (``unsilence``), if it was.
+    """
+
+    id: str
+    service: str | None
+    rule: str | None
+    labels: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str = ""
+    comment: str = ""
+    created_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """True until it expires or is removed.
+
+        ``starts_at`` is not checked: a silence starts when it is created, and a wall clock
+        that steps back must not make it look "not started yet" and let pages through.
+        """
+        return self.deleted_at is None and now < self.ends_at
+
+    def matches(self, service: str, rule: str, labels: Mapping[str, str]) -> bool:
+        """True if an alert with these attributes is covered."""
+        if self.service is not None and self.service != service:
+            return False
+        if self.rule is not None and self.rule != rule:
+            return False
+        return all(labels.get(k) == v for k, v in self.labels.items())
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Silence:
+        """Build from a ``silences`` row."""
+        return cls(
+            id=row["id"],
+            service=row["service"],
+            rule=row["rule"],
+            labels=json.loads(row["labels_json"]),
+            starts_at=datetime.fromisoformat(row["starts_at"]),
+            ends_at=datetime.fromisoformat(row["ends_at"]),
+            created_by=row["created_by"],
+            comment=row["comment"],
+            created_at=parse_ts(row["created_at"]),
+            deleted_at=parse_ts(row["deleted_at"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "id": self.id,
+            "service": self.service,
+            "rule": self.rule,
+            "labels": dict(self.labels),
+            "starts_at": iso(self.starts_at),
+            "ends_at": iso(self.ends_at),
+            "created_by": self.created_by,
+            "comment": self.comment,
+        }
+
+
+def add_silence(
+    conn: sqlite3.Connection,
+    *,
+    now: datetime,
+    duration: timedelta,
+    service: str | None = None,
+    rule: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    created_by: str = "",
+    comment: str = "",
+) -> Silence:
+    """Create a silence from ``now`` for ``duration``.
+
+    Raises:
+        ValueError: No matcher at all (it would silence everything) or a non-positive
+            duration.
+    """
+    if service is None and rule is None and not labels:
+        raise ValueError(
+            "a silence needs --service, --rule or --label (it would silence everything)"
+        )
+    if duration <= timedelta(0):
+        raise ValueError("a silence needs a positive duration")
+    now = utc(now)
+    with transaction(conn):
+        sid = f"s{next_counter(conn, 'silence')}"
+        silence = Silence(
+            sid, service, rule, dict(labels or {}), now, now + duration, created_by, comment, now
+        )
+        conn.execute(
+            "INSERT INTO silences (id, service, rule, labels_json, starts_at, ends_at, "
+            "created_by, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                sid,
+                service,
+                rule,
+                json.dumps(dict(labels or {}), sort_keys=True),
+                iso(silence.starts_at),
+                iso(silence.ends_at),
+                created_by,
+                comment,
+                iso(now),
+            ),
+        )
+    return silence
+
+
+def list_silences(
+    conn: sqlite3.Connection, now: datetime, *, include_expired: bool = False
+) -> list[Silence]:
+    """Silences active at ``now`` (or every one with ``include_expired``)."""
+    rows = conn.execute("SELECT * FROM silences ORDER BY created_at, id").fetchall()
+    silences = [Silence.from_row(r) for r in rows]
+    if include_expired:
+        return silences
+    at = utc(now)
+    return [s for s in silences if s.deleted_at is None and at < s.ends_at]
+
+
+def remove_silence(conn: sqlite3.Connection, sid: str, now: datetime) -> Silence:
+    """End silence ``sid`` now.
+
+    Raises:
+        LookupError: No such silence.
+    """
+    with transaction(conn):
+        row = conn.execute("SELECT * FROM silences WHERE id = ?", (sid,)).fetchone()
+        if row is None:
+            raise LookupError(f"no silence with id {sid!r}")
+        conn.execute("UPDATE silences SET deleted_at = ? WHERE id = ?", (iso(utc(now)), sid))
+        row = conn.execute("SELECT * FROM silences WHERE id = ?", (sid,)).fetchone()
+    return Silence.from_row(row)
+
+
+# ------------------------------------------------------------------------- history export
+
+
+def export_history(conn: sqlite3.Connection, store: MetricsStore, *, wall: float) -> int:
+    """Append pending history rows to the metrics store's ``alerts`` table, exactly once.
+
+    Rows are claimed (``claimed_at``) in one transaction, appended and flushed, then
+    marked exported. A row found claimed but not exported (its exporter crashed between
+    the append and the mark, or is still running past :data:`EXPORT_LEASE_SECONDS`) is
+    first looked up in the store by id and only appended if it is not there.
+
+    Args:
+        conn: The alert database.
+        store: The metrics store.
+        wall: Current wall-clock epoch seconds (for the claim lease).
+
+    Returns:
+        Rows appended.
+    """
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT * FROM history WHERE exported = 0 AND (claimed_at IS NULL OR claimed_at < ?)"
+            " ORDER BY seq",
+            (wall - EXPORT_LEASE_SECONDS,),
+        ).fetchall()
+        if not rows:
+            return 0
+        conn.executemany(
+            "UPDATE history SET claimed_at = ? WHERE id = ?", [(wall, r["id"]) for r in rows]
+        )
+    suspect = [r["id"] for r in rows if r["claimed_at"] is not None]
+    present: set[str] = set()
+    if suspect:
+        placeholders = ", ".join("?" for _ in suspect)
+        frame = store.query(f"SELECT id FROM alerts WHERE id IN ({placeholders})", suspect)
+        present = {str(x) for x in frame["id"]}
+    out = [
+        {
+            "id": r["id"],
+            "ts": r["ts"],
+            "fingerprint": r["fingerprint"],
+            "service": r["service"],
+            "rule": r["rule"],
+            "severity": r["severity"],
+            "state": r["state"],
+            "message": r["message"],
+            "labels_json": r["labels_json"],
+        }
+        for r in rows
+        if r["id"] not in present
+    ]
+    if out:
+        store.append("alerts", out)
+        store.flush()
+    with transaction(conn):
+        conn.executemany("UPDATE history SET exported = 1 WHERE id = ?", [(r["id"],) for r in rows])
+    return len(out)

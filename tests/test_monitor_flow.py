@@ -1,0 +1,67 @@
+"""The monitor-integrations Prefect flow on a real (ephemeral) Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_monitor_flow_restores_windows_records_and_publishes(
+    prefect_harness: None, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.monitor import monitor_integrations
+    from junction.settings import get_settings
+    from junction.store import MetricsStore
+
+    monkeypatch.setenv("JUNCTION_SANDBOX_URL", sb.url)
+    monkeypatch.setenv("JUNCTION_SANDBOX_SMTP_PORT", str(sb.smtp_port))
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    monkeypatch.setenv("JUNCTION_MONITOR_CONFIRM_DELAY_SECONDS", "0.05")
+    get_settings.cache_clear()
+    names = ["okta", "github", "smtp"]
+    try:
+        first = asyncio.run(monitor_integrations(names=names))
+        httpx.post(f"{sb.url}/_admin/outage/github", json={"seconds": 60}).raise_for_status()
+        second = asyncio.run(monitor_integrations(names=names))
+    finally:
+        get_settings.cache_clear()
+
+    assert [s.service for s in first.services] == names
+    assert all(s.status == "healthy" for s in first.services)
+    # Each run is its own monitor: the second one restored the first run's probes.
+    assert second.service("okta").observations == 2
+    github = second.service("github")
+    assert github.observations == 3 and github.down and github.status == "critical"
+    assert github.alerts  # the alert engine fired for it
+    assert MetricsStore(tmp_path / "metrics").count("probes") == 3 + 4
+
+    artifact: Any = Artifact.get("service-health")
+    assert artifact is not None
+    assert "2/3 services healthy" in (artifact.description or "")
+    assert "1 critical" in (artifact.description or "")
+    data = artifact.data
+    rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
+    by_service = {row["service"]: row for row in rows}
+    assert sorted(by_service) == sorted(names)
+    assert by_service["github"]["status"] == "critical"
+    assert by_service["github"]["success_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert "down: last 2 checks failed" in by_service["github"]["why"]
+    assert by_service["okta"]["score"] == 100.0 and by_service["okta"]["observations"] == 2

@@ -1,0 +1,290 @@
+"""The HTML report: sections, not-enough-data paths, CLI, and a headless Chromium look."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analytics.report import ReportData, collect, render_markdown, write_report
+from junction.settings import Settings
+from junction.store import MetricsStore
+from tests.test_recommend import SPEC, crafted
+
+SERVICES = ["okta", "jira", "slack", "webex"]
+SECTIONS = [
+    "kpis",
+    "health",
+    "performance",
+    "alerts",
+    "trends",
+    "forecasts",
+    "predictions",
+    "dependencies",
+    "recommendations",
+]
+FAST = {"analytics_uncertainty_samples": 60}
+
+
+def build_store(root: Path, spec_dir: Path, *, days: int = 15) -> MetricsStore:
+    """Synthetic history for 4 services plus crafted workflow runs of ``SPEC``."""
+    from analytics.synthetic import generate_history
+
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    generate_history(
+        root,
+        services=SERVICES,
+        days=days,
+        seed=2,
+        alerts=True,
+        workflows=2,
+        start=end - timedelta(days=days),
+    )
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / "onboard_test.yaml").write_text(SPEC)
+    calls, runs = crafted(runs=100, start=end - timedelta(days=2))
+    calls = calls.assign(
+        status=200,
+        breaker_state="closed",
+        attempts=1,
+        source=calls.get("source", pd.Series("workflow", index=calls.index)).fillna("workflow"),
+    )
+    calls["ts"] = calls["ts"].astype(object)
+    rows = [
+        {k: v for k, v in r.items() if not (isinstance(v, float) and pd.isna(v))}
+        for r in calls.to_dict("records")
+    ]
+    store = MetricsStore(root)
+    store.append("calls", rows)
+    store.append(
+        "workflow_runs",
+        [dict(r, steps=5, retries=0, fallbacks=0) for r in runs.to_dict("records")],
+    )
+    store.flush()
+    return store
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportData, Path, Path]:
+    base = tmp_path_factory.mktemp("report")
+    store = build_store(base / "metrics", base / "specs")
+    data = collect(store, Settings(**FAST), days=15, spec_dir=base / "specs", workers=1)
+    path = write_report(data, base / "out")
+    return data, path, base
+
+
+def test_report_has_every_section_charts_and_no_external_urls(
+    built: tuple[ReportData, Path, Path],
+) -> None:
+    data, path, _ = built
+    text = path.read_text()
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in text, key
+    assert "Not enough data" not in text.split('id="recommendations"')[1].split("</section>")[0]
+    # overall + per-service trends, up to 4 forecast charts, the dependency graph
+    assert len(re.findall(r"<svg\b", text)) >= 2 + 1 + 1
+    assert text.count('class="chart depmap"') == 1
+    assert "onboard_test" in text  # the dependency graph shows the spec's workflow
+    # Self-contained: no script, no external resource (SVG's xmlns is a name, not a fetch).
+    assert "<script" not in text
+    assert not re.search(r"""(src|href)=["']https?://""", text)
+    assert "@import" not in text and "url(http" not in text
+    # KPIs with targets and baselines
+    names = [k.name for k in data.kpis]
+    assert names == [
+        "Workflow success rate",
+        "Average response time",
+        "Uptime",
+        "Error detection time",
+    ]
+    assert data.kpis[0].baseline == "85%" and data.kpis[3].baseline == "5-10 min"
+    assert all(k.met is not None for k in data.kpis[:3])
+    assert data.kpis[3].met is not None  # synthetic alerts follow their incidents
+    # forecasts for every service and metric, predictions for every service
+    assert set(data.forecasts) >= {(s, m) for s in SERVICES for m in ("volume", "latency")}
+    assert set(data.predictions) >= set(SERVICES)
+    # the streaming detector watched volume, latency and error rate of every service
+    assert {(s, m) for s in SERVICES for m in ("volume", "latency", "error_rate")} <= set(
+        data.stream_scores
+    )
+    assert {r.kind for r in data.recommendations} >= {"cache", "parallelize"}
+    summary = (path.parent / "report.json").read_text()
+    assert "Workflow success rate" in summary
+    md = render_markdown(data)
+    assert "## KPI scorecard" in md and "## Recommendations" in md and "<svg" not in md
+
+
+def test_stream_detections_lists_flagged_points() -> None:
+    from analytics.report import stream_detections
+
+    ts = pd.date_range("2026-11-01", periods=3, freq="h")
+    scores = {
+        ("okta", "error_rate"): pd.DataFrame(
+            {
+                "timestamp": ts,
+                "value": [0.0, 0.5, 0.01],
+                "score": [0.1, 0.99, 0.2],
+                "is_anomaly": [False, True, False],
+            }
+        ),
+        ("slack", "error_rate"): pd.DataFrame(  # a drop back to 0: not news
+            {
+                "timestamp": ts,
+                "value": [0.2, 0.3, 0.0],
+                "score": [0.1, 0.1, 0.99],
+                "is_anomaly": [False, False, True],
+            }
+        ),
+        ("jira", "latency"): pd.DataFrame(
+            {"timestamp": ts, "value": 1.0, "score": 0.0, "is_anomaly": False}
+        ),
+    }
+    found = stream_detections(scores)
+    assert found.to_dict("records") == [
+        {"service": "okta", "metric": "error_rate", "timestamp": ts[1], "value": 0.5, "score": 0.99}
+    ]
+    assert stream_detections(None).empty
+
+
+def test_empty_store_says_not_enough_data(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "metrics")
+    data = collect(store, Settings(**FAST), days=7, spec_dir=tmp_path / "none", workers=1)
+    path = write_report(data, tmp_path / "out")
+    text = path.read_text()
+    assert "Not enough data" in text
+    assert "the metrics store is empty" in text
+    assert all(k.met is None for k in data.kpis)
+    assert "not enough data" in render_markdown(data).lower()
+
+
+def test_short_and_constant_history_report_without_failing(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "metrics")
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    store.append(
+        "calls",
+        [
+            {
+                "ts": now - timedelta(minutes=5 * i),
+                "service": "okta",
+                "action": "get_user",
+                "method": "GET",
+                "path": "/u",
+                "status": 200,
+                "ok": True,
+                "latency_ms": 120.0,
+                "attempts": 1,
+                "breaker_state": "closed",
+                "source": "test",
+            }
+            for i in range(30)  # 2.5 hours, constant latency
+        ],
+    )
+    store.flush()
+    data = collect(store, Settings(**FAST), days=7, spec_dir=tmp_path / "none", workers=1)
+    text = write_report(data, tmp_path / "out").read_text()
+    assert "okta" in text
+    fc = data.forecasts[("okta", "latency")]
+    assert getattr(fc, "reason", "")  # NotEnoughData, not an exception
+    assert "Not enough data" in text or "not enough data" in text
+
+
+def test_cli_report_and_recommend_and_apply(
+    built: tuple[ReportData, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from junction.cli import app
+    from junction.settings import get_settings
+
+    _, _, base = built
+    specs = tmp_path / "specs"
+    shutil.copytree(base / "specs", specs)
+    monkeypatch.setenv("JUNCTION_STORE_DIR", str(base / "metrics"))
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        out = runner.invoke(app, ["analytics", "recommend", "--specs", str(specs), "--days", "15"])
+        assert out.exit_code == 0, out.output
+        assert "cache" in out.output and "parallelize" in out.output
+        dry = runner.invoke(
+            app, ["analytics", "apply", "--dry-run", "--specs", str(specs), "--days", "15"]
+        )
+        assert dry.exit_code == 0, dry.output
+        assert "+    cache: {ttl:" in dry.output and "would change" in dry.output
+        assert (specs / "onboard_test.yaml").read_text() == SPEC
+        applied = runner.invoke(app, ["analytics", "apply", "--specs", str(specs), "--days", "15"])
+        assert applied.exit_code == 0, applied.output
+        assert (specs / ".history" / "onboard_test.rev1.yaml").read_text() == SPEC
+        bad = runner.invoke(
+            app, ["analytics", "apply", "--accept", "nope-1", "--specs", str(specs)]
+        )
+        assert bad.exit_code == 2 and "unknown recommendation id" in bad.output
+        missing = runner.invoke(app, ["analytics", "recommend", "--specs", str(tmp_path / "x")])
+        assert missing.exit_code == 2 and "does not exist" in missing.output
+        assert "Traceback" not in missing.output
+    finally:
+        get_settings.cache_clear()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium binary not installed "
+    "(scripts/install-system-deps.sh installs Debian's chromium)",
+)
+def test_chromium_renders_report_with_charts(
+    built: tuple[ReportData, Path, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    _, path, _ = built
+    shot = tmp_path / "report.png"
+    assert CHROMIUM is not None
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1280,4000",
+            path.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert shot.exists(), proc.stderr[-2000:]
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1280, 4000)
+    pixels: Any = img.getdata()
+    total = img.size[0] * img.size[1]
+    colours = {}
+    for px in pixels:
+        colours[px] = colours.get(px, 0) + 1
+    background = max(colours.values())
+    assert background < 0.9 * total, "page is (nearly) uniform: nothing rendered"
+
+    def near(rgb: tuple[int, int, int], tol: int = 12) -> int:
+        return sum(
+            n
+            for c, n in colours.items()
+            if all(abs(a - b) <= tol for a, b in zip(c, rgb, strict=True))
+        )
+
+    # Colours that only the charts use: the overall-volume fill, the forecast band,
+    # the dependency graph's step boxes are further down the page.
+    assert near((0x93, 0xC5, 0xFD)) > 5_000, "overall trend chart missing"
+    assert near((0xBF, 0xDB, 0xFE)) > 5_000, "forecast band missing"
+    # The header bar (dark slate) is at the top: the page is laid out, not blank.
+    assert img.getpixel((20, 20)) == (0x1E, 0x29, 0x3B)

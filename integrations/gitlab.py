@@ -21,6 +21,13 @@ Retry safety of the side-effecting actions:
 - ``add_project_member``: 409 "Member already exists" -> the existing member.
 - ``block_user``: GitLab answers success for an already blocked user; the user is then
   re-read.
+- ``create_user`` (``POST /users``, administrators): check-before-create by the exact
+  ``username`` (``GET /users?username=``); a user found with the same email is returned
+  (``unchanged``), before the first attempt and after an ambiguous failure. GitLab answers
+  409 when the username or email is taken by someone else, raised as ``ConflictError``.
+- ``find_user`` reads only: ``GET /users?username=`` (exact) or ``GET /users?search=``
+  (by email: administrators can search every user's email, others the public email)
+  keeping only an exact, case-insensitive email match.
 """
 
 from __future__ import annotations
@@ -32,10 +39,10 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from integrations.base import IntegrationClient, action
-from integrations.errors import ConflictError
+from integrations.errors import ConflictError, NotFoundError
 
 T = TypeVar("T")
 
@@ -223,6 +230,39 @@ class BlockUserParams(BaseModel):
     user_id: int = Field(ge=1)
 
 
+_USERNAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+_EMAIL = r"^[^@\s]+@[^@\s]+$"
+
+
+class FindUserParams(BaseModel):
+    """Input of :meth:`GitLabClient.find_user`: exactly one of ``username`` and ``email``."""
+
+    username: str | None = Field(None, min_length=1, max_length=255, pattern=_USERNAME)
+    email: str | None = Field(None, pattern=_EMAIL)
+
+    @model_validator(mode="after")
+    def _one(self) -> FindUserParams:
+        if (self.username is None) == (self.email is None):
+            raise ValueError("give exactly one of username and email")
+        return self
+
+
+class CreateUserParams(BaseModel):
+    """Input of :meth:`GitLabClient.create_user` (an administrator's token is needed).
+
+    Attributes:
+        email: The user's email (confirmed: ``skip_confirmation``).
+        username: The username (GitLab's rules: letters, digits, ``_.-``).
+        name: Display name.
+        external: An external user (no access to internal projects).
+    """
+
+    email: str = Field(pattern=_EMAIL)
+    username: str = Field(min_length=2, max_length=255, pattern=_USERNAME)
+    name: str = Field(min_length=1, max_length=255)
+    external: bool = False
+
+
 # --- outputs ------------------------------------------------------------------------------
 
 
@@ -369,7 +409,14 @@ class GitLabUser(BaseModel):
     username: str
     name: str | None = None
     state: str
+    email: str | None = None
+    public_email: str | None = None
     unchanged: bool = False
+
+    def has_email(self, email: str) -> bool:
+        """Whether ``email`` is this user's (primary or public) email, ignoring case."""
+        wanted = email.strip().lower()
+        return any(e and e.strip().lower() == wanted for e in (self.email, self.public_email))
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -669,6 +716,91 @@ class GitLabClient(IntegrationClient):
             )
             member.unchanged = True
             return member
+
+    async def _users(self, query: dict[str, str], action: str) -> list[GitLabUser]:
+        return await self.request(
+            "GET",
+            "/users",
+            action=action,
+            model=list[GitLabUser],
+            params={**query, "per_page": 100},
+        )
+
+    @action(read_only=True)
+    async def find_user(self, params: FindUserParams) -> GitLabUser:
+        """Find a user by exact username or exact email.
+
+        Args:
+            params: The username or the email.
+
+        Returns:
+            The user.
+
+        Raises:
+            NotFoundError: No user has that username or email.
+        """
+        if params.username is not None:
+            users = await self._users({"username": params.username}, "find_user")
+            found = [u for u in users if u.username.lower() == params.username.lower()]
+            wanted = f"username {params.username!r}"
+        else:
+            assert params.email is not None  # the model requires one of the two
+            users = await self._users({"search": params.email}, "find_user")
+            found = [u for u in users if u.has_email(params.email)]
+            wanted = f"email {params.email!r}"
+        if not found:
+            raise NotFoundError(
+                f"no GitLab user with {wanted}",
+                status_code=404,
+                service=self.name,
+                action="find_user",
+            )
+        return found[0]
+
+    async def _user_by_username(self, params: CreateUserParams) -> GitLabUser | None:
+        users = await self._users({"username": params.username}, "create_user")
+        for user in users:
+            if user.username.lower() == params.username.lower() and user.has_email(params.email):
+                user.unchanged = True
+                return user
+        return None
+
+    async def post_user(self, params: CreateUserParams) -> GitLabUser:
+        """Send the bare ``POST /users`` (no lookup; not retry-safe alone)."""
+        body: dict[str, Any] = {
+            "email": params.email,
+            "username": params.username,
+            "name": params.name,
+            "reset_password": True,  # GitLab mails a set-password link; we never hold one
+            "skip_confirmation": True,
+        }
+        if params.external:
+            body["external"] = True
+        return await self.request(
+            "POST", "/users", action="create_user", model=GitLabUser, json=body, idempotent=False
+        )
+
+    @action(read_only=False, idempotent=True)
+    async def create_user(self, params: CreateUserParams) -> GitLabUser:
+        """Create a user account unless that username with that email exists already.
+
+        Retry-safe by check-before-create on the exact username (see the module
+        docstring).
+
+        Args:
+            params: Email, username, name.
+
+        Returns:
+            The user; ``unchanged`` when it existed.
+
+        Raises:
+            ConflictError: The username or email belongs to another user.
+        """
+        return await self.create_once(
+            lookup=lambda: self._user_by_username(params),
+            create=lambda: self.post_user(params),
+            lookup_first=True,
+        )
 
     @action(read_only=False, idempotent=True)
     async def block_user(self, params: BlockUserParams) -> GitLabUser:

@@ -22,6 +22,9 @@ the Junction sandbox (i.e. ``<sandbox_url>/pagerduty/v2/enqueue``),
 ``JUNCTION_PAGERDUTY_ROUTING_KEY``) is registered with the redactor before use and never
 logged.
 
+``list_oncalls`` (``GET /oncalls?include[]=users``, read-only) gives who is on call,
+with each user's email, for an escalation policy or schedule.
+
 Retry-safety: ``create_incident`` always sends an ``incident_key``; PagerDuty rejects a
 second open incident with the same key on the service (HTTP 400), which the client
 answers by looking the incident up by key and returning it; ``update_incident`` is a
@@ -131,6 +134,36 @@ class ListIncidentsParams(BaseModel):
             query["urgencies[]"] = list(self.urgencies)
         if self.incident_key:
             query["incident_key"] = self.incident_key
+        return query
+
+
+class ListOncallsParams(BaseModel):
+    """Input of :meth:`PagerDutyClient.list_oncalls`.
+
+    Attributes:
+        escalation_policy_ids: Only on-calls of these escalation policies.
+        schedule_ids: Only on-calls of these schedules.
+        earliest: Only the earliest on-call per user, policy and level (PagerDuty's
+            ``earliest=true``: who is on call now, without the later shifts).
+        max_escalation_level: Keep levels up to this one (1 = first responders).
+        limit: Page size (1-100).
+    """
+
+    escalation_policy_ids: list[str] = Field(default_factory=list)
+    schedule_ids: list[str] = Field(default_factory=list)
+    earliest: bool = True
+    max_escalation_level: int | None = Field(None, ge=1)
+    limit: int = Field(100, ge=1, le=100)
+
+    def query(self) -> dict[str, Any]:
+        """Query parameters (PagerDuty's ``name[]`` array style)."""
+        query: dict[str, Any] = {"include[]": ["users"], "limit": self.limit}
+        if self.escalation_policy_ids:
+            query["escalation_policy_ids[]"] = list(self.escalation_policy_ids)
+        if self.schedule_ids:
+            query["schedule_ids[]"] = list(self.schedule_ids)
+        if self.earliest:
+            query["earliest"] = "true"
         return query
 
 
@@ -270,6 +303,50 @@ class IncidentList(BaseModel):
     offset: int | None = None
     more: bool | None = None
     total: int | None = None
+
+
+class OncallUser(BaseModel):
+    """The user of an on-call entry (a full user with ``include[]=users``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str | None = None
+    summary: str | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+class Oncall(BaseModel):
+    """One on-call entry: a user on a level of an escalation policy."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user: OncallUser
+    escalation_level: int | None = None
+    escalation_policy: PagerDutyReference | None = None
+    schedule: PagerDutyReference | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class OncallList(BaseModel):
+    """A page of on-calls, and the distinct on-call emails (for chat invitations).
+
+    Attributes:
+        oncalls: The entries, as PagerDuty lists them.
+        emails: Distinct emails of the users, in order of first appearance (set by
+            Junction).
+        more: PagerDuty has more entries than this page.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    oncalls: list[Oncall]
+    emails: list[str] = Field(default_factory=list)
+    limit: int | None = None
+    offset: int | None = None
+    more: bool | None = None
 
 
 class EventResult(BaseModel):
@@ -422,6 +499,30 @@ class PagerDutyClient(IntegrationClient):
             params=params.query(),
             headers=self._rest_headers,
         )
+
+    @action(read_only=True)
+    async def list_oncalls(self, params: ListOncallsParams) -> OncallList:
+        """Who is on call now (``GET /oncalls``, with the users' emails).
+
+        Args:
+            params: Escalation policies or schedules, and the level cap.
+
+        Returns:
+            The on-call entries (one page) and their users' distinct emails.
+        """
+        page = await self.request(
+            "GET",
+            "/oncalls",
+            action="list_oncalls",
+            model=OncallList,
+            params=params.query(),
+            headers=self._rest_headers,
+        )
+        if params.max_escalation_level is not None:
+            cap = params.max_escalation_level
+            page.oncalls = [o for o in page.oncalls if (o.escalation_level or 1) <= cap]
+        page.emails = list(dict.fromkeys(o.user.email for o in page.oncalls if o.user.email))
+        return page
 
     @action(read_only=False, idempotent=True)
     async def update_incident(self, params: UpdateIncidentParams) -> PagerDutyIncident:

@@ -5,7 +5,9 @@ Plays the GitLab REST API v4 (https://docs.gitlab.com/ee/api/rest/): ``{"message
 error bodies, offset pagination with ``page``/``per_page`` and the ``X-Page``,
 ``X-Per-Page``, ``X-Total``, ``X-Total-Pages``, ``X-Next-Page``, ``X-Prev-Page`` headers,
 projects addressed by id or URL-encoded full path, 409 "Member already exists", and
-``POST /users/:id/block`` succeeding for an already blocked user. Seeded: projects
+``POST /users/:id/block`` succeeding for an already blocked user, ``GET /users``
+(``username``, ``search``) and ``POST /users`` (409 when the username or email is
+taken; users carry ``email``, shown to the admin token). Seeded: projects
 ``acme/backend`` (id 1, 25 pipelines, pipeline 1001 failed with a failed ``test`` job
 whose trace ends in an assertion error) and ``acme/frontend`` (id 2); users 1
 ``junction-bot`` (the token's user, an admin), 2 ``alice``, 3 ``bob``, 4 ``mallory``,
@@ -79,6 +81,8 @@ def _user_obj(
         "avatar_url": None,
         "web_url": f"https://gitlab.example.com/{username}",
         "is_admin": admin,
+        "email": f"{username}@example.com",
+        "public_email": None,
     }
 
 
@@ -233,6 +237,58 @@ def _public(obj: dict[str, Any], *hidden: str) -> dict[str, Any]:
 async def current_user(req: SandboxRequest) -> Response:
     """The token's user (health check)."""
     return json_response(_state(req).collection("users")[str(BOT_USER_ID)])
+
+
+@routes.route("GET", "/users")
+async def list_users(req: SandboxRequest) -> Response:
+    """Users: ``username`` exact, ``search`` in name, username or email (admins see email)."""
+    users = list(_state(req).collection("users").values())
+    username = req.query.get("username")
+    if username:
+        users = [u for u in users if u["username"].lower() == username.lower()]
+    search = (req.query.get("search") or "").lower()
+    if search:
+        users = [
+            u
+            for u in users
+            if search in u["username"].lower()
+            or search in (u["name"] or "").lower()
+            or search in (u.get("email") or "").lower()
+        ]
+    return _paged(req, users)
+
+
+@routes.route("POST", "/users")
+async def create_user(req: SandboxRequest) -> Response:
+    """Create a user (admins only); 409 when the username or email is taken."""
+    users = _state(req).collection("users")
+    if not users[str(BOT_USER_ID)]["is_admin"]:
+        raise _msg(403, "403 Forbidden")
+    body = req.json() or {}
+    missing = [k for k in ("email", "username", "name") if not body.get(k)]
+    if missing:
+        raise VendorError(400, {"error": f"{', '.join(missing)} is missing"})
+    if not (
+        body.get("password") or body.get("reset_password") or body.get("force_random_password")
+    ):
+        raise VendorError(
+            400,
+            {
+                "error": "password, reset_password, force_random_password are missing, "
+                "at least one parameter must be provided"
+            },
+        )
+    for user in users.values():
+        if user["username"].lower() == str(body["username"]).lower():
+            raise _msg(409, "Username has already been taken")
+        if (user.get("email") or "").lower() == str(body["email"]).lower():
+            raise _msg(409, "Email has already been taken")
+    uid = max(int(k) for k in users) + 1
+    user = _user_obj(uid, str(body["username"]), str(body["name"]), "active")
+    user["email"] = str(body["email"])
+    user["external"] = bool(body.get("external", False))
+    users[str(uid)] = user
+    return json_response(user, status=201)
 
 
 @routes.route("GET", "/users/{user_id:int}")
@@ -497,7 +553,7 @@ async def add_member(req: SandboxRequest) -> Response:
     if key in members:
         raise _msg(409, "Member already exists")
     member = {
-        **_public(user, "is_admin"),
+        **_public(user, "is_admin", "email"),
         "project_id": project["id"],
         "access_level": level,
         "expires_at": body.get("expires_at"),

@@ -1,4 +1,4 @@
-"""Sandbox PagerDuty: REST v2 incidents, services, abilities, and the Events API v2.
+"""Sandbox PagerDuty: REST v2 incidents, services, abilities, on-calls, and the Events API v2.
 
 Plays https://developer.pagerduty.com/api-reference/: errors are ``{"error": {"message",
 "code", "errors": [...]}}``; writes need a ``From`` header naming a user (400 code 2001
@@ -39,6 +39,10 @@ SEED_SERVICES = [("PSANDB1", "Checkout API"), ("PSANDB2", "Payments worker")]
 SEED_USERS = [
     ("PUSER01", "Sandbox User", "sandbox-user@example.com"),
     ("PUSER02", "On Call", "oncall@example.com"),
+]
+SEED_ONCALLS = [  # (escalation policy, level, user): PUSER02 answers first
+    ("PPOLICY1", 1, "PUSER02"),
+    ("PPOLICY1", 2, "PUSER01"),
 ]
 ABILITIES = ["teams", "read_only_users", "service_support_hours", "urgencies"]
 HTML = "https://junction-sandbox.pagerduty.com"
@@ -262,6 +266,39 @@ async def update_incident(req: SandboxRequest) -> Response:
 
 
 # --- REST: the rest ----------------------------------------------------------------------
+
+
+@routes.route("GET", "/oncalls")
+async def list_oncalls(req: SandboxRequest) -> Response:
+    """Who is on call (seeded), filtered by ``escalation_policy_ids[]``; ``include[]=users``
+    expands each user reference into the user (with email), as PagerDuty does."""
+    state = _state(req)
+    users = state.collection("users")
+    policies = _multi(req, "escalation_policy_ids[]")
+    expand = "users" in _multi(req, "include[]")
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    oncalls = []
+    for policy, level, uid in SEED_ONCALLS:
+        if policies and policy not in policies:
+            continue
+        user = users[uid]
+        oncalls.append(
+            {
+                "user": dict(user) if expand else {**_ref(user), "type": "user_reference"},
+                "escalation_level": level,
+                "escalation_policy": {
+                    "id": policy,
+                    "type": "escalation_policy_reference",
+                    "summary": "Sandbox escalation policy",
+                },
+                "schedule": None,
+                "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end": None,
+            }
+        )
+    return json_response(
+        {"oncalls": oncalls, "limit": 25, "offset": 0, "more": False, "total": None}
+    )
 
 
 @routes.route("GET", "/abilities")

@@ -1,0 +1,741 @@
+"""Workflow benchmark: the employee onboarding, three ways, on a flaky sandbox.
+
+200 runs (``--runs``) of ``flows/specs/employee_onboarding.yaml`` against the sandbox (in
+its own process) with latencies of 50-300 ms on every answer and 15% transient failures
+per request (7% 5xx drawn from 500/502/503, 4% 429 with ``Retry-After: 1``, 4% connection
+resets). Arms, in the same run, each on a clean sandbox state:
+
+- ``naive``: the steps as a user writes them by hand: one ``httpx.AsyncClient``, the
+  vendor routes called in sequence, no retries, no lookups.
+- ``prefect``: the same requests as plain sequential Prefect tasks (``retries=2``,
+  ``retry_delay_seconds=[0.5, 1]``), one flow run per workflow run.
+- ``junction``: ``flows.workflow.run_workflow`` (the production flow), one flow run per
+  workflow run: the DAG runner, every step a task.
+- ``junction-batch``: ``flows.workflow.run_workflows``: the runs as tasks of one parent
+  flow run sharing one runtime (what Prefect's per-flow-run cost leaves on the table).
+
+Runs of an arm go ``--concurrency`` at a time (default 4), in rounds of distinct hires
+(the sandbox has 130 workers; the side-effect services are wiped between rounds, so no run
+meets a user an earlier run created). Per run: success, latency (the caller's wall time).
+Also measured in the same run: the cost of an empty flow run (async and sync flows), the
+DAG's critical path (longest chain of the junction arm's mean step durations), and, in a
+second phase with ``lost_after_commit: 0.2`` on every write (the vendor commits, the answer
+is lost), the duplicate side effects each arm leaves after its runs plus one rerun of each
+failed run (what an operator does).
+
+Run: ``.venv/bin/python bench/workflows.py [--runs 200] [--quick] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PY = sys.executable
+SPEC = "employee_onboarding"
+FAULTS: dict[str, Any] = {
+    "latency_ms": {"min": 50, "max": 300},
+    "error_rate": 0.07,
+    "error_status": [500, 502, 503],
+    "burst_429": 0.04,
+    "retry_after_seconds": 1,
+    "reset_rate": 0.04,
+}
+"""15% transient failures per request (5xx / 429 + Retry-After / resets), 50-300 ms."""
+
+SIDE_EFFECTS = ("okta", "gitlab", "webex", "jira", "servicenow")
+GROUP = "Engineering"
+PROJECT = "acme/backend"
+
+
+# --- the sandbox ------------------------------------------------------------------------------
+
+
+def start_sandbox(port: int, smtp_port: int) -> subprocess.Popen[bytes]:
+    """Run the sandbox in its own process and wait until it answers."""
+    import httpx
+
+    command = [PY, "-m", "junction", "sandbox", "serve", "--port", str(port)]
+    command += ["--smtp-port", str(smtp_port)]
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_admin/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise SystemExit("sandbox did not start within 90 s")
+
+
+class Admin:
+    """The sandbox's admin API."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.http = httpx.Client(timeout=30)
+
+    def faults(self, **extra: Any) -> None:
+        """Set the benchmark's fault mix on every service (plus ``extra``)."""
+        self.http.delete(f"{self.url}/_admin/faults/*").raise_for_status()
+        self.http.post(f"{self.url}/_admin/faults/*", json={**FAULTS, **extra}).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.http.delete(f"{self.url}/_admin/faults/*").raise_for_status()
+
+    def wipe(self) -> None:
+        """Forget what the side-effect services stored (they re-seed on next use)."""
+        for service in SIDE_EFFECTS:
+            self.http.delete(f"{self.url}/_admin/state/{service}").raise_for_status()
+
+    def state(self, service: str) -> dict[str, dict[str, Any]]:
+        resp = self.http.get(f"{self.url}/_admin/state/{service}")
+        resp.raise_for_status()
+        collections: dict[str, dict[str, Any]] = resp.json()["collections"]
+        return collections
+
+    def workers(self) -> list[str]:
+        """Workday ids of the sandbox's workers (seeded on first use)."""
+        import httpx
+
+        # one authenticated request seeds the collection
+        token = self.http.post(
+            f"{self.url}/workday/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=("sandbox-client", "sandbox-password"),
+        ).json()["access_token"]
+        httpx.get(
+            f"{self.url}/workday/ccx/api/v1/tenant/workers",
+            headers={"Authorization": f"Bearer {token}"},
+            params={"limit": 1},
+        )
+        return list(self.state("workday")["workers"])
+
+    def duplicates(self) -> dict[str, int]:
+        """Side effects that exist more than once, by kind."""
+        out: dict[str, int] = {}
+
+        def extra(counter: Counter[Any]) -> int:
+            return sum(n - 1 for n in counter.values() if n > 1)
+
+        okta = self.state("okta").get("users", {}).values()
+        out["okta users"] = extra(Counter(u["profile"]["login"].lower() for u in okta))
+        gitlab = self.state("gitlab").get("users", {}).values()
+        out["gitlab users"] = extra(Counter(u["username"].lower() for u in gitlab))
+        messages = self.state("webex").get("messages", {}).values()
+        out["webex messages"] = extra(
+            Counter(
+                (m.get("toPersonEmail"), m.get("markdown") or m.get("text"))
+                for m in messages
+                if m.get("toPersonEmail")
+            )
+        )
+        issues = self.state("jira").get("issues", {}).values()
+        out["jira issues"] = extra(Counter(i["fields"]["summary"] for i in issues))
+        return out
+
+
+# --- samples and stats ------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One workflow run of an arm."""
+
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+    steps: dict[str, float] = field(default_factory=dict)
+    inner_ms: float | None = None  # the workflow run itself, inside its flow run
+
+
+def p95(values: list[float]) -> float:
+    """95th percentile (inclusive method; the value itself for one sample)."""
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def summarize(samples: list[Sample]) -> dict[str, Any]:
+    """Success rate, mean/p95 latency (all runs and successful runs)."""
+    lat = [s.latency_ms for s in samples]
+    good = [s.latency_ms for s in samples if s.ok]
+    errors = Counter((s.error or "")[:80] for s in samples if not s.ok)
+    inner = [s.inner_ms for s in samples if s.ok and s.inner_ms is not None]
+    return {
+        "mean_inner_ok_ms": statistics.fmean(inner) if inner else None,
+        "runs": len(samples),
+        "success_rate": sum(s.ok for s in samples) / len(samples) if samples else 0.0,
+        "mean_ms": statistics.fmean(lat) if lat else 0.0,
+        "p95_ms": p95(lat),
+        "mean_ok_ms": statistics.fmean(good) if good else 0.0,
+        "p95_ok_ms": p95(good),
+        "top_errors": errors.most_common(3),
+    }
+
+
+# --- arm: naive -------------------------------------------------------------------------------
+
+
+class Naive:
+    """The onboarding's requests by hand: sequential, no retries, no lookups."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.http = httpx.AsyncClient(timeout=10)
+        self.token: str | None = None
+
+    async def workday_token(self) -> str:
+        if self.token is None:
+            resp = await self.http.post(
+                f"{self.url}/workday/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=("sandbox-client", "sandbox-password"),
+            )
+            resp.raise_for_status()
+            self.token = str(resp.json()["access_token"])
+        return self.token
+
+    async def run(self, wid: str) -> None:
+        """One onboarding; raises on the first failure."""
+        u, http = self.url, self.http
+        okta = {"Authorization": "SSWS sandbox-token"}
+        bearer = {"Authorization": "Bearer sandbox-token"}
+        token = await self.workday_token()
+        r = await http.get(
+            f"{u}/workday/ccx/api/v1/tenant/workers/{wid}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        r.raise_for_status()
+        hire = r.json()
+        name, email = hire["descriptor"], hire["primaryWorkEmail"]
+        first, _, last = name.partition(" ")
+        r = await http.post(
+            f"{u}/okta/api/v1/users",
+            params={"activate": "true"},
+            headers=okta,
+            json={
+                "profile": {"firstName": first, "lastName": last, "email": email, "login": email}
+            },
+        )
+        r.raise_for_status()
+        user_id = r.json()["id"]
+        r = await http.get(
+            f"{u}/okta/api/v1/groups", params={"q": GROUP, "limit": 10}, headers=okta
+        )
+        r.raise_for_status()
+        group_id = r.json()[0]["id"]
+        r = await http.put(f"{u}/okta/api/v1/groups/{group_id}/users/{user_id}", headers=okta)
+        r.raise_for_status()
+        r = await http.post(
+            f"{u}/gitlab/api/v4/users",
+            headers=bearer,
+            json={
+                "email": email,
+                "username": email.split("@")[0],
+                "name": name,
+                "reset_password": True,
+                "skip_confirmation": True,
+            },
+        )
+        r.raise_for_status()
+        gitlab_id = r.json()["id"]
+        r = await http.post(
+            f"{u}/gitlab/api/v4/projects/{quote(PROJECT, safe='')}/members",
+            headers=bearer,
+            json={"user_id": gitlab_id, "access_level": 30},
+        )
+        r.raise_for_status()
+        r = await http.post(
+            f"{u}/webex/v1/messages",
+            headers=bearer,
+            json={"toPersonEmail": email, "markdown": f"Welcome aboard, {first}! ({email})"},
+        )
+        r.raise_for_status()
+        r = await http.post(
+            f"{u}/jira/rest/api/3/issue",
+            auth=("sandbox-user", "sandbox-password"),
+            json={
+                "fields": {
+                    "project": {"key": "OPS"},
+                    "summary": f"Equipment for new hire {name}",
+                    "issuetype": {"name": "Task"},
+                    "labels": ["onboarding", "equipment"],
+                }
+            },
+        )
+        r.raise_for_status()
+
+    async def sample(self, wid: str) -> Sample:
+        t0 = time.perf_counter()
+        try:
+            await self.run(wid)
+        except Exception as exc:  # any failure ends a hand-written script
+            return Sample(False, (time.perf_counter() - t0) * 1000, f"{type(exc).__name__}")
+        return Sample(True, (time.perf_counter() - t0) * 1000)
+
+
+# --- arm: plain Prefect -----------------------------------------------------------------------
+
+
+def plain_prefect_flow(url: str) -> Callable[[str], Awaitable[Any]]:
+    """The naive requests as sequential Prefect tasks with Prefect retries."""
+    from prefect import flow, task
+
+    naive = Naive(url)
+    retry = {"retries": 2, "retry_delay_seconds": [0.5, 1.0]}
+
+    @task(name="onboard-steps", **retry)  # type: ignore[call-overload]
+    async def token() -> str:
+        return await naive.workday_token()
+
+    steps: list[Callable[..., Awaitable[Any]]] = []
+
+    def step(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+        def wrap(fn: Callable[..., Awaitable[Any]]) -> Any:
+            return task(name=name, **retry)(fn)  # type: ignore[call-overload]
+
+        return wrap
+
+    okta = {"Authorization": "SSWS sandbox-token"}
+    bearer = {"Authorization": "Bearer sandbox-token"}
+    http, u = naive.http, url
+
+    async def call(method: str, path: str, **kw: Any) -> Any:
+        r = await http.request(method, f"{u}{path}", **kw)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    @step("hire")
+    async def hire(wid: str, tok: str) -> Any:
+        return await call(
+            "GET",
+            f"/workday/ccx/api/v1/tenant/workers/{wid}",
+            headers={"Authorization": f"Bearer {tok}"},
+        )
+
+    @step("okta_user")
+    async def okta_user(first: str, last: str, email: str) -> Any:
+        return await call(
+            "POST",
+            "/okta/api/v1/users",
+            params={"activate": "true"},
+            headers=okta,
+            json={
+                "profile": {"firstName": first, "lastName": last, "email": email, "login": email}
+            },
+        )
+
+    @step("find_groups")
+    async def find_groups() -> Any:
+        return await call("GET", "/okta/api/v1/groups", params={"q": GROUP}, headers=okta)
+
+    @step("okta_groups")
+    async def okta_groups(gid: str, uid: str) -> Any:
+        return await call("PUT", f"/okta/api/v1/groups/{gid}/users/{uid}", headers=okta)
+
+    @step("gitlab_user")
+    async def gitlab_user(email: str, name: str) -> Any:
+        body = {
+            "email": email,
+            "username": email.split("@")[0],
+            "name": name,
+            "reset_password": True,
+            "skip_confirmation": True,
+        }
+        return await call("POST", "/gitlab/api/v4/users", headers=bearer, json=body)
+
+    @step("gitlab_membership")
+    async def gitlab_membership(uid: int) -> Any:
+        path = f"/gitlab/api/v4/projects/{quote(PROJECT, safe='')}/members"
+        return await call("POST", path, headers=bearer, json={"user_id": uid, "access_level": 30})
+
+    @step("welcome")
+    async def welcome(email: str, first: str) -> Any:
+        body = {"toPersonEmail": email, "markdown": f"Welcome aboard, {first}! ({email})"}
+        return await call("POST", "/webex/v1/messages", headers=bearer, json=body)
+
+    @step("equipment")
+    async def equipment(name: str) -> Any:
+        fields = {
+            "project": {"key": "OPS"},
+            "summary": f"Equipment for new hire {name}",
+            "issuetype": {"name": "Task"},
+            "labels": ["onboarding", "equipment"],
+        }
+        return await call(
+            "POST",
+            "/jira/rest/api/3/issue",
+            auth=("sandbox-user", "sandbox-password"),
+            json={"fields": fields},
+        )
+
+    @flow(name="plain-onboarding", log_prints=False, validate_parameters=False)
+    async def plain_onboarding(wid: str) -> None:
+        tok = await token()
+        h = await hire(wid, tok)
+        name, email = h["descriptor"], h["primaryWorkEmail"]
+        first, _, last = name.partition(" ")
+        user = await okta_user(first, last, email)
+        groups = await find_groups()
+        await okta_groups(groups[0]["id"], user["id"])
+        gl = await gitlab_user(email, name)
+        await gitlab_membership(gl["id"])
+        await welcome(email, first)
+        await equipment(name)
+
+    del steps
+    return plain_onboarding
+
+
+# --- running an arm ---------------------------------------------------------------------------
+
+
+async def run_arm(
+    sample: Callable[[str], Awaitable[Sample]],
+    workers: list[str],
+    runs: int,
+    concurrency: int,
+    admin: Admin,
+) -> list[Sample]:
+    """``runs`` runs, ``concurrency`` at a time, in rounds of distinct hires."""
+    out: list[Sample] = []
+    done = 0
+    while done < runs:
+        admin.wipe()
+        batch = workers[: min(len(workers), runs - done)]
+        out.extend(await run_arm_no_wipe(sample, batch, concurrency))
+        done += len(batch)
+    return out
+
+
+async def flow_sample(fn: Callable[..., Awaitable[Any]], *args: Any) -> Sample:
+    """Time one flow run from the caller's side; failed states are failed runs."""
+    t0 = time.perf_counter()
+    try:
+        state = await fn(*args, return_state=True)
+    except Exception as exc:  # the orchestrator itself failed (ephemeral API 503s)
+        latency = (time.perf_counter() - t0) * 1000
+        return Sample(False, latency, f"orchestrator: {type(exc).__name__}: {exc}"[:120])
+    latency = (time.perf_counter() - t0) * 1000
+    data = await state.aresult(raise_on_failure=False)
+    steps: dict[str, float] = {}
+    inner = None
+    if isinstance(data, dict):
+        steps = {s["step_id"]: s["duration_ms"] for s in data.get("steps", [])}
+        inner = data.get("duration_ms")
+    if state.is_completed():
+        return Sample(True, latency, None, steps, inner)
+    return Sample(False, latency, (state.message or "failed")[:120], steps, inner)
+
+
+async def empty_flow_cost(repeats: int) -> dict[str, float]:
+    """Mean wall of an empty async flow run, an empty subflow, and a task, after warm-up."""
+    from prefect import flow, task
+
+    @flow(name="empty-async")
+    async def empty() -> int:
+        return 1
+
+    @task(name="empty-task")
+    async def nothing() -> int:
+        return 1
+
+    @flow(name="empty-parent")
+    async def parent(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await empty()
+            times.append(time.perf_counter() - t0)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await nothing()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    await empty()
+    flows = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        await empty()
+        flows.append(time.perf_counter() - t0)
+    inner = await parent(repeats)
+    return {
+        "async_flow_ms": statistics.fmean(flows) * 1000,
+        "subflow_ms": statistics.fmean(inner[:repeats]) * 1000,
+        "task_ms": statistics.fmean(inner[repeats:]) * 1000,
+    }
+
+
+def sync_flow_cost(repeats: int) -> dict[str, float]:
+    """Mean wall of an empty *sync* flow run (the engine joins its heartbeat thread), and
+    the same with the heartbeat switched off (``flows.heartbeat_frequency = None``, which
+    only a profile or ``temporary_settings`` can set: the env var must be an int >= 30)."""
+    from prefect import flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    @flow(name="empty-sync")
+    def empty() -> int:
+        return 1
+
+    def timed() -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            empty()
+            times.append(time.perf_counter() - t0)
+        return statistics.fmean(times) * 1000
+
+    empty()
+    out = {"sync_flow_ms": timed()}
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        out["sync_flow_no_heartbeat_ms"] = timed()
+    return out
+
+
+def critical_path(step_ms: dict[str, list[float]]) -> tuple[float, list[str]]:
+    """The longest chain of the spec's DAG weighted by the mean step durations."""
+    from junction.workflows.validate import load_workflow
+
+    spec = load_workflow(SPEC)
+    deps = spec.dependencies()
+    mean = {k: statistics.fmean(v) for k, v in step_ms.items() if v}
+    best: dict[str, tuple[float, list[str]]] = {}
+    for wave in spec.topological_order():
+        for sid in wave:
+            before = max((best[d] for d in deps[sid]), default=(0.0, []), key=lambda b: b[0])
+            best[sid] = (before[0] + mean.get(sid, 0.0), [*before[1], sid])
+    return max(best.values(), key=lambda b: b[0])
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, Any]:
+    from flows.workflow import run_workflow, run_workflows
+
+    workers = admin.workers()
+    costs = await empty_flow_cost(5)
+    naive = Naive(url)
+    plain = plain_prefect_flow(url)
+    results: dict[str, Any] = {"costs": costs}
+    arms: dict[str, list[Sample]] = {}
+
+    async def junction_sample(wid: str) -> Sample:
+        return await flow_sample(run_workflow, SPEC, {"worker_id": wid})
+
+    async def plain_sample(wid: str) -> Sample:
+        return await flow_sample(plain, wid)
+
+    admin.faults()
+    started = {}
+    for arm, fn in (
+        ("naive", naive.sample),
+        ("prefect", plain_sample),
+        ("junction", junction_sample),
+    ):
+        t0 = time.perf_counter()
+        arms[arm] = await run_arm(fn, workers, args.runs, args.concurrency, admin)
+        started[arm] = time.perf_counter() - t0
+        print(f"{arm}: {json.dumps(summarize(arms[arm]), default=str)}", file=sys.stderr)
+
+    # junction-batch: the same runs as tasks of one parent flow run per round
+    t0 = time.perf_counter()
+    batch: list[Sample] = []
+    done = 0
+    while done < args.runs:
+        admin.wipe()
+        chunk = workers[: min(len(workers), args.runs - done)]
+        try:
+            summaries = await run_workflows(
+                SPEC, [{"worker_id": w} for w in chunk], concurrency=args.concurrency
+            )
+        except Exception as exc:  # the parent flow run could not be created
+            summaries = [
+                {"status": "failed", "duration_ms": 0.0, "error": f"orchestrator: {exc}"[:120]}
+                | {"steps": []}
+                for _ in chunk
+            ]
+        for summary in summaries:
+            steps = {x["step_id"]: x["duration_ms"] for x in summary["steps"]}
+            ok = summary["status"] == "completed"
+            batch.append(
+                Sample(ok, summary["duration_ms"], summary["error"], steps, summary["duration_ms"])
+            )
+        done += len(chunk)
+    arms["junction-batch"] = batch
+    started["junction-batch"] = time.perf_counter() - t0
+
+    step_ms: dict[str, list[float]] = {}
+    for s in arms["junction"]:
+        if s.ok:
+            for k, v in s.steps.items():
+                step_ms.setdefault(k, []).append(v)
+    path_ms, path = critical_path(step_ms)
+    results["critical_path"] = {"ms": path_ms, "steps": path}
+    results["arms"] = {
+        arm: {**summarize(samples), "arm_wall_s": started[arm]} for arm, samples in arms.items()
+    }
+
+    # duplicates under lost responses: every write's answer lost with probability 0.2
+    dup_runs = min(args.runs, args.dup_runs)
+    dups: dict[str, Any] = {}
+    admin.faults(lost_after_commit=0.2)
+    for arm, fn in (
+        ("naive", naive.sample),
+        ("prefect", plain_sample),
+        ("junction", junction_sample),
+    ):
+        admin.wipe()
+        first = await run_arm_no_wipe(fn, workers[:dup_runs], 4)
+        failed = [w for w, s in zip(workers[:dup_runs], first, strict=True) if not s.ok]
+        rerun = await run_arm_no_wipe(fn, failed, 4)
+        dups[arm] = {
+            "runs": dup_runs,
+            "failed_then_rerun": len(failed),
+            "still_failed": sum(not s.ok for s in rerun),
+            "duplicates": admin.duplicates(),
+        }
+    admin.clear_faults()
+    results["duplicates"] = dups
+    return results
+
+
+async def run_arm_no_wipe(
+    sample: Callable[[str], Awaitable[Sample]], wids: list[str], concurrency: int
+) -> list[Sample]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(wid: str) -> Sample:
+        async with gate:
+            return await sample(wid)
+
+    return list(await asyncio.gather(*(one(w) for w in wids)))
+
+
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
+    """The report table."""
+    costs = results["costs"]
+    empty = costs["async_flow_ms"]
+    path = results["critical_path"]
+    arms = results["arms"]
+    naive_mean = arms["naive"]["mean_ms"]
+    lines = [
+        f"{args.runs} onboarding runs per arm, {args.concurrency} at a time; every request "
+        "50-300 ms, 15% transient failures (7% 5xx, 4% 429 + Retry-After 1 s, 4% resets).",
+        f"Empty flow run: async {empty:.0f} ms, sync {costs['sync_flow_ms']:.0f} ms "
+        f"(sync without heartbeat {costs['sync_flow_no_heartbeat_ms']:.0f} ms); "
+        f"empty subflow {costs['subflow_ms']:.0f} ms; empty task {costs['task_ms']:.0f} ms.",
+        f"Critical path (junction's mean step durations): {path['ms']:.0f} ms "
+        f"({' -> '.join(path['steps'])}).",
+        "",
+        "arm            | success | mean ms | p95 ms | mean ok ms | in-flow ok ms | "
+        "mean/naive | (ok - empty flow) / crit. path | arm wall s",
+        "-------------- | ------- | ------- | ------ | ---------- | ------------- | "
+        "---------- | ------------------------------ | ----------",
+    ]
+    for arm, a in arms.items():
+        less = a["mean_ok_ms"] - (empty if arm in {"prefect", "junction"} else 0.0)
+        ratio = less / path["ms"] if path["ms"] else 0.0
+        inner = a["mean_inner_ok_ms"]
+        lines.append(
+            f"{arm:<14} | {a['success_rate'] * 100:6.1f}% | {a['mean_ms']:7.0f} | "
+            f"{a['p95_ms']:6.0f} | {a['mean_ok_ms']:10.0f} | "
+            f"{'-' if inner is None else f'{inner:.0f}':>13} | "
+            f"{a['mean_ms'] / naive_mean if naive_mean else 0:10.2f} | "
+            f"{ratio:30.2f} | {a['arm_wall_s']:10.1f}"
+        )
+    lines.append("")
+    lines.append("duplicate side effects under lost responses (lost_after_commit 0.2 on writes):")
+    for arm, d in results["duplicates"].items():
+        total = sum(d["duplicates"].values())
+        detail = ", ".join(f"{k} {v}" for k, v in d["duplicates"].items() if v) or "none"
+        lines.append(
+            f"  {arm:<9} {d['runs']} runs, {d['failed_then_rerun']} failed and rerun "
+            f"({d['still_failed']} failed again): {total} duplicates ({detail})"
+        )
+    for arm, a in arms.items():
+        if a["top_errors"]:
+            lines.append(f"  {arm} errors: {a['top_errors']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200, help="Runs per arm.")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="Runs in flight per arm in the latency phase (more than 1 measures Prefect's "
+        "SQLite API under bursts rather than the runs).",
+    )
+    parser.add_argument("--dup-runs", type=int, default=40, help="Runs per arm, lost phase.")
+    parser.add_argument("--quick", action="store_true", help="20 runs, 10 in the lost phase.")
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.dup_runs = min(args.runs, 20), min(args.dup_runs, 10)
+
+    from deployments.local import free_port
+
+    port, smtp = free_port(), free_port()
+    home = Path(tempfile.mkdtemp(prefix="junction-bench-wf-"))
+    os.environ.update(
+        JUNCTION_SANDBOX_URL=f"http://127.0.0.1:{port}",
+        JUNCTION_SANDBOX_SMTP_PORT=str(smtp),
+        JUNCTION_HOME=str(home / "junction"),
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="CRITICAL",  # failed runs are counted, not printed
+        DO_NOT_TRACK="1",
+    )
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    proc = start_sandbox(port, smtp)
+    try:
+        admin = Admin(f"http://127.0.0.1:{port}")
+        sync_costs = sync_flow_cost(3)  # before the event loop: a sync flow blocks it
+        results = asyncio.run(bench(args, admin.url, admin))
+        results["costs"].update(sync_costs)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+    results["config"] = {"runs": args.runs, "concurrency": args.concurrency, "faults": FAULTS}
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        print(render(results, args))
+
+
+if __name__ == "__main__":
+    main()

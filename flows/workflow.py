@@ -1,0 +1,155 @@
+"""The generic workflow flow: run any validated spec as a DAG of Prefect tasks.
+
+Each step is a task run named after the step id (``tasks/steps.py``); the DAG, bounds,
+caching, coalescing, batching, breaker/fallback, routing and recording live in
+:mod:`junction.workflows.runner`. The flow run's id is the workflow run's id, so the
+``calls`` and ``workflow_runs`` rows of a run point back at it in the Prefect UI.
+
+A failed workflow ends the flow run in a ``Failed`` state whose message names the step;
+the state's data is the run's summary (``RunResult.to_dict()``) either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+from prefect import flow
+from prefect.states import Completed, Failed, State
+
+if TYPE_CHECKING:
+    from junction.settings import Settings
+    from junction.workflows.runner import Runtime
+    from junction.workflows.spec import WorkflowSpec
+
+_SPECS: dict[tuple[str, int], WorkflowSpec] = {}
+_RUNTIMES: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[Runtime, AsyncGenerator[None, None]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _closing(runtime: Runtime) -> AsyncGenerator[None, None]:
+    """Closes ``runtime`` when the event loop shuts down (``shutdown_asyncgens``)."""
+    try:
+        yield
+        await asyncio.Event().wait()  # pragma: no cover - parked until the loop ends
+    finally:
+        await runtime.aclose()
+        if runtime.store is not None:
+            runtime.store.close()
+
+
+async def shared_runtime(settings: Settings) -> Runtime:
+    """The runtime of this event loop, shared by the flow runs the loop runs.
+
+    Flow runs of one process and loop (a script or a benchmark calling the flow in a
+    loop) reuse clients, connections, OAuth tokens and the store instead of building
+    them per run; the runtime is closed when the loop shuts down (``asyncio.run`` closes
+    pending async generators). Prefect's cache replaces the in-process cache.
+    """
+    from junction.health import open_store
+    from junction.workflows.runner import Runtime
+
+    loop = asyncio.get_running_loop()
+    found = _RUNTIMES.get(loop)
+    if found is not None and found[0].settings is settings:
+        return found[0]
+    if found is not None:  # settings changed (tests): start over
+        await found[1].aclose()
+    runtime = Runtime(settings, store=open_store(settings), cache=False)
+    keeper = _closing(runtime)
+    await keeper.__anext__()
+    _RUNTIMES[loop] = (runtime, keeper)
+    return runtime
+
+
+def load_spec(spec: str) -> WorkflowSpec:
+    """Load and validate ``spec`` once per process and file version.
+
+    Validation (schema, registry lookups, templates, cycles) costs ~0.1 s; a process that
+    runs many flow runs of one spec pays it once, and again only when the file changes.
+
+    Raises:
+        FileNotFoundError: No such file or built-in spec.
+        SpecInvalid: The spec does not validate.
+    """
+    from junction.workflows.validate import load_workflow, resolve_spec_path
+
+    path = resolve_spec_path(spec).resolve()
+    key = (str(path), path.stat().st_mtime_ns)
+    loaded = _SPECS.get(key)
+    if loaded is None:
+        loaded = _SPECS[key] = load_workflow(path)
+    return loaded
+
+
+@flow(name="workflow", log_prints=False, validate_parameters=False)
+async def run_workflow(spec: str, params: dict[str, Any] | None = None) -> State[Any]:
+    """Run the workflow ``spec`` (a YAML path or a built-in name) once.
+
+    Args:
+        spec: The spec file, or a built-in spec's name (``employee_onboarding``).
+        params: The workflow's parameters (strings are coerced to the declared types).
+
+    Returns:
+        A ``Completed`` or ``Failed`` state carrying the run's summary dict.
+    """
+    from prefect.runtime import flow_run
+
+    from junction.settings import get_settings
+    from junction.workflows.runner import WorkflowRunner
+    from tasks.steps import prefect_step
+
+    loaded = load_spec(spec)  # validation before any side effect
+    runtime = await shared_runtime(get_settings())
+    runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
+    try:
+        result = await runner.run(params or {}, run_id=str(flow_run.id or "") or None)
+    finally:
+        if runtime.store is not None:
+            runtime.store.flush()  # the monitor sees this run's rows now
+    summary = result.to_dict()
+    if result.ok:
+        return Completed(data=summary, message=f"{loaded.name}: completed")
+    return Failed(data=summary, message=result.error or f"{loaded.name}: failed")
+
+
+@flow(name="workflow-batch", log_prints=False, validate_parameters=False)
+async def run_workflows(
+    spec: str, params_list: list[dict[str, Any]], concurrency: int = 4
+) -> list[dict[str, Any]]:
+    """Run ``spec`` once per parameter set inside one flow run (steps are its task runs).
+
+    One flow run pays Prefect's per-flow-run cost once for the whole batch, and the runs
+    share one runtime: clients and their connections and OAuth tokens, per-integration
+    bounds, coalescing and batching across runs (onboarding a list of hires). Each run
+    still records its own ``workflow_runs`` row and ``calls`` rows under its own run id.
+
+    Args:
+        spec: The spec file, or a built-in spec's name.
+        params_list: One parameter mapping per run.
+        concurrency: Runs in flight at once.
+
+    Returns:
+        Each run's summary (``RunResult.to_dict()``), in order.
+    """
+    from junction.settings import get_settings
+    from junction.workflows.runner import WorkflowRunner
+    from tasks.steps import prefect_step
+
+    loaded = load_spec(spec)
+    runtime = await shared_runtime(get_settings())
+    runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(params: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            return (await runner.run(params)).to_dict()
+
+    try:
+        return list(await asyncio.gather(*(one(p) for p in params_list)))
+    finally:
+        if runtime.store is not None:
+            runtime.store.flush()

@@ -1,0 +1,19 @@
+"""Cross-service workflows: the YAML spec, its validation, templating and dependency map.
+
+Modules (the spec side; the runner's modules are ``runner``, ``routing``, ``cache``,
+``batching`` and ``cli_run``):
+
+- :mod:`junction.workflows.spec`: the pydantic models of a spec (``WorkflowSpec``,
+  ``Step``, ``Parameter``...), their semantics, parameter resolution and idempotency keys.
+- :mod:`junction.workflows.capabilities`: ``notify.send``, ``ticket.create``,
+  ``incident.create``, ``llm.complete`` and their providers; ``candidates(step)``.
+- :mod:`junction.workflows.templating`: sandboxed jinja2 (``{{ params.x }}``,
+  ``{{ steps.id.output.field }}``), static reference extraction.
+- :mod:`junction.workflows.validate`: every check before anything runs, errors as
+  ``file:line: step 'x': message``; ``load_workflow(path_or_builtin_name)``.
+- :mod:`junction.workflows.depmap`: workflows -> steps -> services and co-failures;
+  ``service_dependencies()`` for alert suppression; Mermaid and DOT export.
+
+Built-in specs live in ``flows/specs/*.yaml``; the JSON Schema editors use is
+``junction/workflows/workflow.schema.json`` (``junction workflow schema --write``).
+"""

@@ -1,0 +1,439 @@
+"""Capabilities: provider-neutral step targets (``notify.send``, ``ticket.create``...).
+
+A capability step (``uses: notify.send``) takes the capability's generic inputs (a
+pydantic model, e.g. :class:`NotifyInput`) and runs on one of several providers. Each
+provider is a :class:`Binding`: the integration, its action, and how generic inputs map
+to the action's inputs. Integrations offering the capability are also tagged with it in
+``integrations/catalog.yaml`` (``capabilities: [chat, notify]``).
+
+Candidates of a step (:func:`candidates`), in preference order:
+
+- ``<integration>.<action>`` step: the action itself, then each ``fallback`` entry.
+- capability step: the ``providers`` listed on the step, else every provider of the
+  capability whose required inputs the step's ``with`` gives; then the ``fallback``
+  entries not already listed. The runner may reorder them by recent health.
+
+Public API: :data:`CAPABILITIES`, :class:`Capability`, :class:`Binding`,
+:class:`Candidate`, :func:`get_capability`, :func:`candidates`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from integrations.base import ActionSpec
+    from junction.workflows.spec import Step
+
+__all__ = [
+    "CAPABILITIES",
+    "Binding",
+    "Candidate",
+    "Capability",
+    "IncidentInput",
+    "LlmInput",
+    "NotifyInput",
+    "TicketInput",
+    "UnknownCapabilityError",
+    "candidates",
+    "get_capability",
+]
+
+
+class UnknownCapabilityError(KeyError):
+    """No capability (or provider of it) by that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown capability"
+
+
+# --- generic inputs ---------------------------------------------------------------------------
+
+
+class NotifyInput(BaseModel):
+    """Inputs of ``notify.send``.
+
+    Attributes:
+        text: The message (markdown where the provider renders it).
+        title: Subject line (email) or heading.
+        channel: Room id (Webex), channel id or name (Slack).
+        recipient_email: A person (Webex direct message, email).
+        sender: Sender address (email).
+        idempotency_key: Key of the message (email Message-ID dedupe).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    title: str | None = None
+    channel: str | None = None
+    recipient_email: str | None = None
+    sender: str | None = None
+    idempotency_key: str | None = None
+
+
+class TicketInput(BaseModel):
+    """Inputs of ``ticket.create``.
+
+    Attributes:
+        project: Jira project key, GitLab project id or path.
+        title: Summary.
+        description: Body text.
+        labels: Labels.
+        issue_type: Jira issue type.
+        idempotency_key: Key that makes the create safe to retry.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str | None = None
+    title: str = Field(min_length=1)
+    description: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    issue_type: str | None = None
+    idempotency_key: str | None = None
+
+
+class IncidentInput(BaseModel):
+    """Inputs of ``incident.create``.
+
+    Attributes:
+        title: What is wrong.
+        service: The provider's service id (PagerDuty service).
+        urgency: ``high`` or ``low``.
+        details: Body text.
+        requester: Email of the user the incident is opened as (PagerDuty ``From``;
+            default ``JUNCTION_PAGERDUTY_USERNAME``).
+        idempotency_key: Deduplication key (PagerDuty ``incident_key``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1)
+    service: str | None = None
+    urgency: Literal["high", "low"] | None = None
+    details: str | None = None
+    requester: str | None = None
+    idempotency_key: str | None = None
+
+
+class LlmInput(BaseModel):
+    """Inputs of ``llm.complete``.
+
+    Attributes:
+        prompt: The user message.
+        system: The system message.
+        model: Provider model name (provider default when absent).
+        max_tokens: Output cap.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    system: str | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+
+
+# --- bindings ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How one provider serves a capability.
+
+    Attributes:
+        integration: Catalog name.
+        action: Action name.
+        inputs: Action input field -> generic input name.
+        list_inputs: Action fields that take a one-element list of the generic value.
+        required: Generic inputs this provider cannot do without.
+        transform: Builds extra action inputs from the generic ones (OpenAI messages).
+    """
+
+    integration: str
+    action: str
+    inputs: Mapping[str, str]
+    list_inputs: frozenset[str] = frozenset()
+    required: frozenset[str] = frozenset()
+    transform: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+
+    def map_inputs(self, generic: Mapping[str, Any]) -> dict[str, Any]:
+        """The action's inputs from rendered generic inputs (``None`` values left out)."""
+        out: dict[str, Any] = {}
+        for target, source in self.inputs.items():
+            value = generic.get(source)
+            if value is None:
+                continue
+            out[target] = [value] if target in self.list_inputs else value
+        if self.transform is not None:
+            out.update(self.transform(generic))
+        return out
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A capability verb and its providers.
+
+    Attributes:
+        name: ``<capability>.<verb>``.
+        description: What it does.
+        input: The generic input model.
+        bindings: Providers, in default preference order.
+        read_only: No side effect.
+    """
+
+    name: str
+    description: str
+    input: type[BaseModel]
+    bindings: tuple[Binding, ...]
+    read_only: bool = False
+
+    def provider_actions(self, integrations: list[str] | None = None) -> list[ActionSpec]:
+        """The :class:`~integrations.base.ActionSpec` of each provider (or of those named)."""
+        from integrations.registry import get_action
+
+        names = integrations if integrations is not None else [b.integration for b in self.bindings]
+        return [get_action(b.integration, b.action) for b in map(self.binding, names)]
+
+    def binding(self, integration: str) -> Binding:
+        """The binding of ``integration``.
+
+        Raises:
+            UnknownCapabilityError: The integration does not provide this capability.
+        """
+        for b in self.bindings:
+            if b.integration == integration:
+                return b
+        known = ", ".join(b.integration for b in self.bindings)
+        raise UnknownCapabilityError(
+            f"{integration!r} does not provide {self.name} (providers: {known})"
+        )
+
+
+def _openai_messages(generic: Mapping[str, Any]) -> dict[str, Any]:
+    messages = []
+    if generic.get("system"):
+        messages.append({"role": "system", "content": generic["system"]})
+    messages.append({"role": "user", "content": generic["prompt"]})
+    return {"messages": messages}
+
+
+CAPABILITIES: dict[str, Capability] = {
+    c.name: c
+    for c in (
+        Capability(
+            name="notify.send",
+            description="Send a message to a room, channel or person.",
+            input=NotifyInput,
+            bindings=(
+                Binding(
+                    "webex",
+                    "create_message",
+                    {
+                        "room_id": "channel",
+                        "to_person_email": "recipient_email",
+                        "markdown": "text",
+                    },
+                ),
+                Binding(
+                    "slack",
+                    "post_message",
+                    {"channel": "channel", "text": "text"},
+                    required=frozenset({"channel"}),
+                ),
+                Binding(
+                    "smtp",
+                    "send_email",
+                    {
+                        "to": "recipient_email",
+                        "subject": "title",
+                        "text": "text",
+                        "sender": "sender",
+                        "idempotency_key": "idempotency_key",
+                    },
+                    list_inputs=frozenset({"to"}),
+                    required=frozenset({"recipient_email", "title", "sender"}),
+                ),
+            ),
+        ),
+        Capability(
+            name="ticket.create",
+            description="Open a ticket (issue) in a tracker.",
+            input=TicketInput,
+            bindings=(
+                Binding(
+                    "jira",
+                    "create_issue",
+                    {
+                        "project_key": "project",
+                        "summary": "title",
+                        "description": "description",
+                        "labels": "labels",
+                        "issue_type": "issue_type",
+                        "idempotency_key": "idempotency_key",
+                    },
+                    required=frozenset({"project"}),
+                ),
+                Binding(
+                    "gitlab",
+                    "create_issue",
+                    {
+                        "project": "project",
+                        "title": "title",
+                        "description": "description",
+                        "labels": "labels",
+                        "idempotency_key": "idempotency_key",
+                    },
+                    required=frozenset({"project"}),
+                ),
+                Binding(
+                    "servicenow",
+                    "create_incident",
+                    {
+                        "short_description": "title",
+                        "description": "description",
+                        "correlation_id": "idempotency_key",
+                    },
+                ),
+            ),
+        ),
+        Capability(
+            name="incident.create",
+            description="Open an incident that pages the on-call responder.",
+            input=IncidentInput,
+            bindings=(
+                Binding(
+                    "pagerduty",
+                    "create_incident",
+                    {
+                        "title": "title",
+                        "service_id": "service",
+                        "urgency": "urgency",
+                        "details": "details",
+                        "from_email": "requester",
+                        "incident_key": "idempotency_key",
+                    },
+                    required=frozenset({"service"}),
+                ),
+                Binding(
+                    "servicenow",
+                    "create_incident",
+                    {
+                        "short_description": "title",
+                        "description": "details",
+                        "correlation_id": "idempotency_key",
+                    },
+                ),
+            ),
+        ),
+        Capability(
+            name="llm.complete",
+            description="Ask a language model (one prompt, one answer).",
+            input=LlmInput,
+            bindings=(
+                Binding(
+                    "openai",
+                    "chat_completion",
+                    {"model": "model", "max_tokens": "max_tokens"},
+                    transform=_openai_messages,
+                ),
+            ),
+            # not read-only: the runner must not cache a model's (varying) answer blindly
+        ),
+    )
+}
+"""Every capability verb, by name."""
+
+
+def get_capability(name: str) -> Capability:
+    """The capability ``<capability>.<verb>``.
+
+    Raises:
+        UnknownCapabilityError: No such capability (the message lists the known ones).
+    """
+    try:
+        return CAPABILITIES[name]
+    except KeyError:
+        known = ", ".join(sorted(CAPABILITIES))
+        raise UnknownCapabilityError(f"unknown capability {name!r} (known: {known})") from None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run a step: an integration's action and its (template) inputs.
+
+    Attributes:
+        integration: Catalog name.
+        action: Action name.
+        with_: The step's (or the fallback's) ``with``, unrendered.
+        binding: For capability steps: maps rendered generic inputs to the action's.
+        fallback: Came from the step's ``fallback`` list.
+    """
+
+    integration: str
+    action: str
+    with_: Mapping[str, Any] = field(default_factory=dict)
+    binding: Binding | None = None
+    fallback: bool = False
+
+    @property
+    def uses(self) -> str:
+        """``<integration>.<action>``."""
+        return f"{self.integration}.{self.action}"
+
+    def action_input(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
+        """The action's input dict from the rendered ``with`` (mapped for capabilities)."""
+        return self.binding.map_inputs(rendered) if self.binding else dict(rendered)
+
+
+def _serves(binding: Binding, given: set[str]) -> bool:
+    return binding.required <= given
+
+
+def candidates(step: Step) -> list[Candidate]:
+    """The ways to run ``step``, in preference order (see the module docstring).
+
+    Raises:
+        UnknownCapabilityError: A capability or provider the table does not have.
+    """
+    target = step.target()
+    out: list[Candidate] = []
+    if target.kind == "action":
+        out.append(Candidate(target.left, target.right, step.with_))
+        for fb in step.fallback:
+            integration, _, act = fb.uses.partition(".")
+            out.append(
+                Candidate(
+                    integration,
+                    act or target.right,
+                    fb.with_ if fb.with_ is not None else step.with_,
+                    fallback=True,
+                )
+            )
+        return out
+    cap = get_capability(target.text)
+    given = set(step.with_)
+    names = list(step.providers) or [b.integration for b in cap.bindings if _serves(b, given)]
+    for name in names:
+        b = cap.binding(name)
+        out.append(Candidate(b.integration, b.action, step.with_, binding=b))
+    for fb in step.fallback:
+        name = fb.uses.partition(".")[0]
+        if name in names and fb.with_ is None:
+            continue
+        b = cap.binding(name)
+        out.append(
+            Candidate(
+                b.integration,
+                b.action,
+                fb.with_ if fb.with_ is not None else step.with_,
+                binding=b,
+                fallback=True,
+            )
+        )
+    return out

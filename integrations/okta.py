@@ -226,11 +226,11 @@ class OktaClient(IntegrationClient):
     async def create_user(self, params: CreateUserParams) -> OktaUser:
         """Create (and by default activate) a user, or return the existing one.
 
-        Retry-safe: looks the login up first, and a 400 ``E0000001`` "login already
-        exists" (a lost response to our own earlier attempt, or a race) is answered by
-        fetching that user. ``group_ids`` are ensured either way. An existing user is
-        returned whatever its status (a ``DEPROVISIONED`` user still holds its login, so
-        Okta would refuse a new one anyway): check ``status``.
+        Retry-safe: Okta refuses a duplicate login, and its 400 ``E0000001`` "login
+        already exists" (a lost response to our own earlier attempt, an earlier run, or
+        a race) is answered by fetching that user. ``group_ids`` are ensured either
+        way. An existing user is returned whatever its status (a ``DEPROVISIONED`` user
+        still holds its login, so Okta would refuse a new one anyway): check ``status``.
 
         Args:
             params: Names, email, login, groups and whether to activate.
@@ -239,34 +239,35 @@ class OktaClient(IntegrationClient):
             The user; ``unchanged`` tells whether it was there before.
         """
         login = params.login or params.email
-        user = await self._find_user(login, "create_user")
-        if user is None:
-            body: dict[str, Any] = {
-                "profile": {
-                    "firstName": params.first_name,
-                    "lastName": params.last_name,
-                    "email": params.email,
-                    "login": login,
-                }
+        # Okta refuses a second user with the same login (400 E0000001), so the create
+        # goes first and the lookup runs only when the login is taken: one request on
+        # the common path instead of two.
+        body: dict[str, Any] = {
+            "profile": {
+                "firstName": params.first_name,
+                "lastName": params.last_name,
+                "email": params.email,
+                "login": login,
             }
-            if params.group_ids:
-                body["groupIds"] = params.group_ids
-            try:
-                return await self.request(
-                    "POST",
-                    "/api/v1/users",
-                    action="create_user",
-                    model=OktaUser,
-                    params={"activate": str(params.activate).lower()},
-                    json=body,
-                    idempotent=True,  # Okta enforces unique logins: a replay cannot duplicate
-                )
-            except BadRequestError as exc:
-                if not is_login_taken(exc):
-                    raise
-                user = await self._find_user(login, "create_user")
-                if user is None:
-                    raise
+        }
+        if params.group_ids:
+            body["groupIds"] = params.group_ids
+        try:
+            return await self.request(
+                "POST",
+                "/api/v1/users",
+                action="create_user",
+                model=OktaUser,
+                params={"activate": str(params.activate).lower()},
+                json=body,
+                idempotent=True,  # Okta enforces unique logins: a replay cannot duplicate
+            )
+        except BadRequestError as exc:
+            if not is_login_taken(exc):
+                raise
+            user = await self._find_user(login, "create_user")
+            if user is None:
+                raise
         for group_id in params.group_ids:
             await self._put_member(group_id, user.id, "create_user")
         user.unchanged = True

@@ -273,8 +273,19 @@ def demo(
             help="Sandbox fault profile: a packaged name (default, flaky) or a YAML file."
         ),
     ] = "default",
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report/--no-report",
+            help="Also write the analytics report over 21 days of generated history.",
+        ),
+    ] = True,
 ) -> None:
-    """Start the sandbox, run one health sweep as a Prefect flow, record it, show it."""
+    """Monitor every integration, run the onboarding workflow, write the analytics report.
+
+    All on the embedded defaults: the sandbox of simulated services, Prefect's ephemeral
+    mode and the local metrics store.
+    """
     _prepare_runtime()
     from integrations.sandbox.app import SandboxServer, load_profile
 
@@ -294,34 +305,67 @@ def demo(
         settings = _settings()
         console.print(f"sandbox at {sandbox.url} (SMTP on port {sandbox.smtp_port})")
         console.print(
-            "running the [bold]health-sweep[/] Prefect flow (ephemeral Prefect server; "
-            "the first flow of a process takes ~20 s to start it)..."
+            "1/3 the [bold]monitor-integrations[/] Prefect flow: probe, score, alert "
+            "(ephemeral Prefect server; the first flow of a process takes ~20 s to start it)..."
         )
-        from flows.health_sweep import health_sweep
-
-        results = asyncio.run(health_sweep())
+        sweep, state = asyncio.run(_demo_flows())
+        workflow = state.result(raise_on_failure=False)
+        if isinstance(workflow, BaseException):
+            _fail(f"the onboarding workflow could not run: {workflow}")
+    from junction.commands.monitor import health_table
     from junction.health import open_store
-    from junction.render import health_table
+    from junction.workflows.cli_run import render_summary
 
-    console.print(health_table(results))
-    healthy = sum(r.ok for r in results)
-    latencies = sorted(r.latency_ms for r in results)
+    console.print(health_table(sweep.services, "Integration health"))
+    counts = sweep.counts()
+    healthy = counts.get("healthy", 0)
     console.print(
-        f"latency p50 {latencies[len(latencies) // 2]:.0f} ms, "
-        f"max {latencies[-1]:.0f} ms (one concurrent sweep of {len(results)} integrations)"
+        "2/3 the [bold]employee_onboarding[/] workflow (Workday -> Okta + GitLab -> Webex "
+        "welcome + Jira ticket) as a Prefect flow:"
     )
+    console.print(render_summary(workflow))
     store = open_store(settings)
-    summary = store.query(
-        "select count(*) as probes, count(distinct sweep_id) as sweeps from probes"
-    ).iloc[0]
-    calls = store.count("calls")
+    probes, calls, runs = (store.count(t) for t in ("probes", "calls", "workflow_runs"))
     console.print(
-        f"{healthy}/{len(results)} integrations healthy. Recorded in {settings.metrics_dir}: "
-        f"{int(summary['probes'])} probe rows over {int(summary['sweeps'])} sweep(s), "
-        f"{calls} call rows."
+        f"{healthy}/{len(sweep.services)} integrations healthy; workflow "
+        f"{workflow.get('status')}. Recorded in {settings.metrics_dir}: {probes} probe rows, "
+        f"{calls} call rows, {runs} workflow run rows."
     )
-    if healthy != len(results):
+    if report:
+        console.print(
+            "3/3 the [bold]analytics-report[/] flow over 21 days of generated history "
+            "(8 services, 5-minute resolution: validation, trends, anomalies, forecasts)..."
+        )
+        path = _demo_report(Path(settings.home))
+        console.print(f"report: {path}  (open it in a browser)")
+    if healthy != len(sweep.services) or workflow.get("status") != "completed":
         raise typer.Exit(1)
+
+
+async def _demo_flows() -> tuple[Any, Any]:
+    import hashlib
+
+    from flows.monitor import monitor_integrations
+    from flows.workflow import run_workflow
+
+    sweep = await monitor_integrations()
+    # The sandbox seeds Workday workers; worker 0's ID is the md5 of "worker-0".
+    worker = hashlib.md5(b"worker-0", usedforsecurity=False).hexdigest()
+    state = await run_workflow("employee_onboarding", {"worker_id": worker}, return_state=True)
+    return sweep, state
+
+
+def _demo_report(home: Path) -> Path:
+    from analytics.synthetic import generate_history
+    from flows.analytics_report import analytics_report
+    from junction.settings import get_settings
+
+    history = home / "demo-history"
+    if not (history / "calls").exists():
+        generate_history(history, services=8, days=21, seed=7)
+    os.environ["JUNCTION_STORE_DIR"] = str(history)
+    get_settings.cache_clear()
+    return Path(analytics_report(out_dir=str(home / "reports")))
 
 
 def main() -> None:

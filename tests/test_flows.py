@@ -66,9 +66,13 @@ def test_make_demo_path_runs_end_to_end(tmp_path: Path) -> None:
         timeout=400,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "43/43 integrations healthy" in out.stdout
-    assert "43 probe rows over 1 sweep(s)" in out.stdout
+    text = " ".join(out.stdout.split())  # rich wraps long lines
+    assert "43/43 integrations healthy; workflow completed." in text
+    assert "43 probe rows" in text and "1 workflow run rows" in text
     assert "Traceback" not in out.stderr
+    report = tmp_path / "home" / "reports" / "report.html"
+    html = report.read_text()
+    assert html.count("<svg") >= 3 and "KPI scorecard" in html
 
 
 def test_credentials_from_a_prefect_secret_block(

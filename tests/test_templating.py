@@ -3,6 +3,7 @@ and every escape attempt failing with a clear error."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,7 +107,7 @@ def test_syntax_errors_are_template_errors() -> None:
         ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "calls not allowed"),
         ("{{ params.__class__ }}", "has no attribute '__class__'"),
         ("{{ params['__class__'] }}", "__class__"),
-        ("{{ cycler.__init__.__globals__ }}", "'cycler' is undefined"),
+        ("{{ cycler.__init__.__globals__ }}", "has no attribute '__globals__'"),
         ("{{ joiner }}", "'joiner' is undefined"),
         ("{{ namespace }}", "'namespace' is undefined"),
         ("{{ lipsum }}", "'lipsum' is undefined"),
@@ -194,3 +195,23 @@ def test_references_of_expressions_and_nested_values() -> None:
         "two",
     }
     assert step_references("{{ broken") == set()
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ ''.__class__ }}", "{{ params.x.__class__ }}", "{{ (1).real }}", "{{ 'a'.upper }}"],
+)
+def test_attribute_escapes_are_rejected_statically(source: str) -> None:
+    with pytest.raises(TemplateError):
+        references(source)
+
+
+def test_validate_rejects_an_escape_before_running(tmp_path: Path) -> None:
+    from junction.workflows.validate import validate_text
+
+    text = (
+        "name: esc\nsteps:\n  - id: b\n    uses: jira.create_issue\n"
+        "    with: {project_key: OPS, summary: \"{{ ''.__class__ }}\"}\n"
+    )
+    result = validate_text(text, source=str(tmp_path / "esc.yaml"))
+    assert result.errors and "__class__" in result.errors[0].message

@@ -158,6 +158,19 @@ def _check_tree(tree: nodes.Node, source: str) -> None:
     for name in tree.find_all(nodes.Name):
         if name.name in _RESERVED_NAMES:
             raise TemplateError(f"{name.name!r} is not available in templates: {source.strip()!r}")
+    for node in tree.find_all(nodes.Getattr):
+        # Caught here, not only at render time, so `workflow validate` rejects the spec.
+        if node.attr.startswith("__"):
+            raise TemplateError(
+                f"has no attribute {node.attr!r} (templates read data only): {source.strip()!r}"
+            )
+        base: nodes.Node = node
+        while isinstance(base, nodes.Getattr | nodes.Getitem):
+            base = base.node
+        if not isinstance(base, nodes.Name):
+            raise TemplateError(
+                f"attributes can only be read from data (params, steps, item): {source.strip()!r}"
+            )
     for node in tree.find_all(nodes.Filter):
         if node.name not in ALLOWED_FILTERS:
             raise TemplateError(

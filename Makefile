@@ -32,6 +32,7 @@ demo: venv
 	$(VENV)/bin/junction demo
 
 test: venv system-deps
+	mkdir -p $(PREFECT_HOME)
 	$(VENV)/bin/pytest -q
 
 test-fast: venv

@@ -78,8 +78,14 @@ class CorpusFile:
 
 
 def nab_dir() -> Path:
-    """The corpus directory: ``$JUNCTION_NAB_DIR`` or ``../shared/nab`` next to the repo."""
-    return Path(os.environ.get("JUNCTION_NAB_DIR", DEFAULT_NAB_DIR))
+    """The corpus directory: ``$JUNCTION_NAB_DIR``, else ``../shared/nab`` next to the
+    repo, else the workplace's ``/work/shared/nab`` (as the vendor specs are found)."""
+    if "JUNCTION_NAB_DIR" in os.environ:
+        return Path(os.environ["JUNCTION_NAB_DIR"])
+    for candidate in (Path(DEFAULT_NAB_DIR), Path("/work/shared/nab")):
+        if (candidate / "labels").is_dir():
+            return candidate
+    return Path(DEFAULT_NAB_DIR)
 
 
 def load_profiles(root: Path) -> dict[str, Profile]:

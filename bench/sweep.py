@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from deployments.local import free_port
+from integrations.sandbox.process import start_sandbox_process
 
 if TYPE_CHECKING:
     from integrations.base import IntegrationClient
@@ -44,26 +45,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def start_sandbox(port: int) -> subprocess.Popen[bytes]:
-    """Run the sandbox in its own process (as a user would) and wait until it answers."""
-    proc = subprocess.Popen(
-        [PY, "-m", "junction", "sandbox", "serve", "--port", str(port), "--smtp-port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_admin/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise SystemExit("sandbox did not start within 60 s")
 
 
 def make_clients(
@@ -202,7 +183,7 @@ def main() -> None:
     config = {"count": args.endpoints, "latency_ms": {"min": 20, "max": 200}, "seed": 1}
     delays = SyntheticTable(SyntheticConfig.model_validate(config)).delays  # same draw as server
     port = free_port()
-    sandbox = start_sandbox(port)
+    sandbox = start_sandbox_process(port)
     url = f"http://127.0.0.1:{port}"
     results: dict[str, list[dict[str, float]]] = {}
     try:

@@ -34,7 +34,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,8 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from integrations.sandbox.process import start_sandbox_process  # noqa: E402
 
 PY = sys.executable
 SPEC = "employee_onboarding"
@@ -67,30 +68,6 @@ PROJECT = "acme/backend"
 
 
 # --- the sandbox ------------------------------------------------------------------------------
-
-
-def start_sandbox(port: int, smtp_port: int) -> subprocess.Popen[bytes]:
-    """Run the sandbox in its own process and wait until it answers."""
-    import httpx
-
-    command = [PY, "-m", "junction", "sandbox", "serve", "--port", str(port)]
-    command += ["--smtp-port", str(smtp_port)]
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_admin/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise SystemExit("sandbox did not start within 90 s")
 
 
 class Admin:
@@ -722,7 +699,7 @@ def main() -> None:
         DO_NOT_TRACK="1",
     )
     (home / "prefect").mkdir(parents=True, exist_ok=True)
-    proc = start_sandbox(port, smtp)
+    proc = start_sandbox_process(port, smtp_port=smtp)
     try:
         admin = Admin(f"http://127.0.0.1:{port}")
         sync_costs = sync_flow_cost(3)  # before the event loop: a sync flow blocks it

@@ -64,7 +64,6 @@ import functools
 import inspect
 import logging
 import math
-import re
 import signal
 import threading
 import time
@@ -74,6 +73,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from uuid import uuid4
 
+from junction.durations import duration_seconds
 from junction.scoring import (
     Observation,
     ScoreBreakdown,
@@ -113,8 +113,6 @@ _NEVER_SENT = frozenset(
         "InvalidBaseURLError",
     }
 )
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
@@ -129,22 +127,9 @@ def parse_duration(text: str) -> float:
     Raises:
         ValueError: Not a duration, or not positive (the message shows valid examples).
     """
-    raw = text.strip().lower().replace(" ", "")
     hint = "use a number with a unit, e.g. 500ms, 5s, 1m, 1m30s"
-    seconds: float | None = None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        pos = 0
-        total = 0.0
-        for match in _DURATION_PART.finditer(raw):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-            pos = match.end()
-        if raw and pos == len(raw):
-            seconds = total
-    if seconds is None or not math.isfinite(seconds):
+    seconds = duration_seconds(text)
+    if seconds is None:
         raise ValueError(f"invalid duration {text!r}: {hint}")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {text!r}: {hint}")

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from junction.alerting.model import Severity
+from junction.durations import duration_seconds
 
 if TYPE_CHECKING:
     from junction.alerting.model import Channel
@@ -80,8 +81,6 @@ THRESHOLD_RULES = ("success_rate", "response_time", "health_score")
 _DIRECTION = {"success_rate": "below", "response_time": "above", "health_score": "below"}
 _UPPER = {"success_rate": 1.0, "health_score": 100.0}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 Path_ = tuple[str | int, ...]
 
@@ -122,10 +121,10 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"not a duration: {value!r}")
     if value.strip().startswith("-"):
         raise ValueError(f"must not be negative, got {value!r}")
-    match = _DURATION_RE.match(value)
-    if not match:
+    seconds = duration_seconds(value)
+    if seconds is None:
         raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 2h, 1d)")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -110,6 +110,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from junction.durations import duration_seconds
+
 if TYPE_CHECKING:
     from integrations.base import ActionSpec
 
@@ -135,8 +137,6 @@ STEP_ID = r"^[a-z_][a-z0-9_]*$"
 
 _USES = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
 _FALLBACK = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 IDEMPOTENCY_FIELDS: tuple[str, ...] = ("idempotency_key", "incident_key", "dedup_key")
 """Input fields through which actions accept a caller's idempotency key, by preference."""
@@ -152,8 +152,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError("a duration is a number of seconds or a string like '30s'")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    elif isinstance(value, str) and (parsed := duration_seconds(value)) is not None:
+        seconds = parsed
     else:
         raise ValueError(f"{value!r} is not a duration (use seconds or '500ms', '30s', '5m', '1h')")
     if seconds <= 0:
@@ -164,9 +164,12 @@ def parse_duration(value: Any) -> float:
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "number", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"},
+        {
+            "type": "string",
+            "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*)+$|^\s*\d+(\.\d+)?\s*$",
+        },
     ],
-    "description": "Seconds, or a string like '500ms', '30s', '5m', '1h'.",
+    "description": "Seconds, or a string like '500ms', '30s', '5m', '1h', '1m30s'.",
 }
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]

@@ -1,0 +1,43 @@
+"""Durations as people write them in the CLI, alerting files and workflow specs.
+
+``500ms``, ``30s``, ``5m``, ``2h``, ``1d``, ``1w``, compounds like ``1m30s``, or a bare
+number of seconds. One grammar for the whole product; each caller decides what it accepts
+(positive only, zero allowed) and how it words the error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+UNIT_SECONDS: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds in ``text``, or ``None`` when it is not a duration (or not finite).
+
+    Whitespace is ignored and units are case-insensitive. A bare number may be negative;
+    a string with units may not (callers reject negatives with their own message).
+    """
+    raw = "".join(text.split()).lower()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        pos, total = 0, 0.0
+        for match in _PART.finditer(raw):
+            if match.start() != pos:
+                return None
+            total += float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        return total if pos == len(raw) else None
+    return value if math.isfinite(value) else None

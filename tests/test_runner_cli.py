@@ -12,7 +12,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from junction.workflows.cli_run import parse_params, register
+from junction.cli.workflow import parse_params, workflow_app
 from tests.helpers import requests_log, set_faults
 
 WORKER_0 = "2f5d8d236660d0591e487847bd050202"
@@ -47,14 +47,7 @@ def cli(sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ty
     monkeypatch.setenv("JUNCTION_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
     get_settings.cache_clear()
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a group, so "run" is a subcommand as under `junction workflow`
-        pass
-
-    yield app
+    yield workflow_app
     get_settings.cache_clear()
 
 

@@ -71,7 +71,7 @@ def test_integration_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_setting_has_a_description_and_is_in_the_readme() -> None:
-    from junction.cli import config_rows
+    from junction.cli.config import config_rows
 
     readme = (ROOT / "README.md").read_text()
     for env, _default, description in config_rows():

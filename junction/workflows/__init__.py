@@ -1,7 +1,7 @@
 """Cross-service workflows: the YAML spec, its validation, templating and dependency map.
 
 Modules (the spec side; the runner's modules are ``runner``, ``routing``, ``cache``,
-``batching`` and ``cli_run``):
+and ``batching``):
 
 - :mod:`junction.workflows.spec`: the pydantic models of a spec (``WorkflowSpec``,
   ``Step``, ``Parameter``...), their semantics, parameter resolution and idempotency keys.

@@ -1,16 +1,33 @@
-"""`junction workflow` commands: validate, list, graph, schema (and `run`, from the runner).
+"""``junction workflow``: validate, list, graph, schema and run workflow specs.
 
-``workflow_app`` is the sub-typer; the runner's module ``junction.workflows.cli_run``
-adds ``run`` to it through its ``register(workflow_app)`` when it exists.
+``junction workflow run`` runs a spec as a Prefect flow (``flows/workflow.py``: every step
+a task run in the UI; the first flow of a process starts Prefect's ephemeral server unless
+``PREFECT_API_URL`` points at one), or in process with ``--local`` (the same runner).
+Either way the run is recorded in the metrics store (``calls`` with the run id, one
+``workflow_runs`` row). Exit codes: 0 completed, 1 the workflow failed (the failing step
+is named), 2 bad input (invalid spec, bad parameters, configuration).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from junction.cli.common import (
+    console,
+    err_console,
+    fail,
+    prepare_runtime,
+    print_table,
+    table,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 workflow_app = typer.Typer(
     help="Cross-service workflows: validate, list, graph and run YAML specs.",
@@ -24,12 +41,6 @@ class GraphFormat(StrEnum):
     MERMAID = "mermaid"
     DOT = "dot"
     JSON = "json"
-
-
-def _fail(message: str, code: int = 2) -> None:
-    from junction.cli import _fail as fail
-
-    fail(message, code)
 
 
 @workflow_app.command("validate")
@@ -49,17 +60,17 @@ def validate(
 
     targets = list(specs or []) or [str(p) for p in builtin_specs().values()]
     if not targets:
-        _fail("no spec given and no built-in specs found")
+        fail("no spec given and no built-in specs found")
     results = []
     for target in targets:
         try:
             results.append(validate_file(target))
         except FileNotFoundError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except OSError as exc:
-            _fail(f"cannot read {target}: {exc}")
+            fail(f"cannot read {target}: {exc}")
         except Exception as exc:  # a validator bug must still end in one clear line
-            _fail(f"could not validate {target}: {type(exc).__name__}: {exc}")
+            fail(f"could not validate {target}: {type(exc).__name__}: {exc}")
     failed = False
     report: list[dict[str, Any]] = []
     for result in results:
@@ -135,16 +146,11 @@ def list_specs(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Built-in workflows", show_lines=True)
-    table.add_column("workflow")
-    table.add_column("parameters")
-    table.add_column("steps (after)")
+    listing = table("Built-in workflows", "workflow", "parameters", "steps (after)")
+    listing.show_lines = True
     for row in rows:
         if "steps" not in row:
-            table.add_row(row["name"], "[red]invalid[/]", "")
+            listing.add_row(row["name"], "[red]invalid[/]", "")
             continue
         params = "\n".join(
             f"{n}: {p['type']}" + ("*" if p["required"] else f" = {p['default']!r}")
@@ -154,8 +160,8 @@ def list_specs(
             f"{s['id']}: {s['uses']}" + (f" (after {', '.join(s['needs'])})" if s["needs"] else "")
             for s in row["steps"]
         )
-        table.add_row(f"{row['name']}\n[dim]{row['description']}[/]", params, steps)
-    Console().print(table)
+        listing.add_row(f"{row['name']}\n[dim]{row['description']}[/]", params, steps)
+    print_table(listing)
     typer.echo("* required")
 
 
@@ -185,9 +191,9 @@ def graph(
         try:
             chosen = [load_workflow(s) for s in specs]
         except FileNotFoundError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except SpecInvalid as exc:
-            _fail(f"invalid spec:\n{exc}")
+            fail(f"invalid spec:\n{exc}")
     store = None
     since = None
     if history:
@@ -238,12 +244,128 @@ def schema(
     typer.echo(text, nl=False)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``junction workflow`` (and the runner's ``run`` when it is installed)."""
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}`` (values stay strings; the spec coerces them).
+
+    Raises:
+        ValueError: An item without ``=`` or with an empty name.
+    """
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--param expects NAME=VALUE, got {pair!r}")
+        out[name.strip()] = value
+    return out
+
+
+def _run_local(spec_ref: str, params: dict[str, Any]) -> dict[str, Any]:
+    from junction.health import open_store
+    from junction.settings import get_settings
+    from junction.workflows.runner import run_workflow_once
+    from junction.workflows.validate import load_workflow
+
+    spec = load_workflow(spec_ref)
+    settings = get_settings()
+    store = open_store(settings)
     try:
-        from junction.workflows import cli_run
-    except ImportError:
-        cli_run = None  # type: ignore[assignment]
-    if cli_run is not None and not any(c.name == "run" for c in workflow_app.registered_commands):
-        cli_run.register(workflow_app)
+        result = asyncio.run(run_workflow_once(spec, params, settings=settings, store=store))
+    finally:
+        store.close()
+    return result.to_dict()
+
+
+def _run_prefect(spec_ref: str, params: dict[str, Any]) -> dict[str, Any]:
+    from junction.workflows.validate import load_workflow
+
+    load_workflow(spec_ref)  # fail fast (exit 2) before starting Prefect
+    from flows.workflow import run_workflow
+
+    async def go() -> Any:
+        return await run_workflow(spec_ref, params, return_state=True)
+
+    state: Any = asyncio.run(go())
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, BaseException):
+        raise data
+    summary: dict[str, Any] = data
+    return summary
+
+
+def render_summary(summary: dict[str, Any]) -> Table:
+    """A rich table of the run's steps."""
+    out = table(
+        f"{summary['workflow']} run {summary['run_id']}: {summary['status']}",
+        *("step", "status", "provider", "ms", "attempts", "fallback", "note"),
+        right=("ms", "attempts"),
+    )
+    colors = {"ok": "green", "failed": "red", "skipped": "yellow"}
+    for s in summary["steps"]:
+        note = s["error"] or ("cached" if s["cached"] else "coalesced" if s["coalesced"] else "")
+        out.add_row(
+            s["step_id"],
+            f"[{colors.get(s['status'], 'white')}]{s['status']}[/]",
+            s["provider"] or "-",
+            f"{s['duration_ms']:.0f}",
+            str(s["attempts"]),
+            s["fallback"] or "",
+            note,
+        )
+    return out
+
+
+@workflow_app.command("run")
+def run(
+    spec: Annotated[str, typer.Argument(help="Spec file, or a built-in spec's name.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A parameter, NAME=VALUE (repeatable)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run's summary as JSON.")
+    ] = False,
+    local: Annotated[
+        bool,
+        typer.Option("--local", help="Run in process, without Prefect (same runner)."),
+    ] = False,
+) -> None:
+    """Run a workflow: per step status, duration, attempts and fallback used."""
+    prepare_runtime()
+    from integrations.errors import IntegrationError
+    from junction.workflows.spec import ParameterError
+    from junction.workflows.validate import SpecInvalid
+
+    try:
+        params = parse_params(param or [])
+        summary = _run_local(spec, params) if local else _run_prefect(spec, params)
+    except SpecInvalid as exc:
+        for error in exc.errors:
+            err_console.print(f"[red]{error}[/red]", highlight=False)
+        fail(f"{spec}: invalid spec ({len(exc.errors)} error(s)); nothing was run")
+        return
+    except (ParameterError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+        return
+    except IntegrationError as exc:
+        fail(exc.message)
+        return
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_table(render_summary(summary))
+        console.print(
+            f"{summary['status']} in {summary['duration_ms'] / 1000:.2f}s, "
+            f"{summary['retries']} retries, {summary['fallbacks']} fallback(s)"
+        )
+    if summary["status"] != "completed":
+        step = summary.get("failed_step")
+        where = f" at step {step!r}" if step else ""
+        err_console.print(
+            f"[red]workflow failed{where}: {summary.get('error')}[/red]", highlight=False
+        )
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``junction workflow`` to the top-level app."""
     app.add_typer(workflow_app, name="workflow")

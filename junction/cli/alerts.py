@@ -6,16 +6,15 @@ monitor: an acknowledgement or a silence made here takes effect at its next eval
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from junction.cli.common import console, fail, load_settings, print_json, print_table
+
 if TYPE_CHECKING:
     import sqlite3
-
-    from junction.settings import Settings
 
 alerts_app = typer.Typer(
     help="Alerts: list, acknowledge, silence; the notification outbox.", no_args_is_help=True
@@ -30,37 +29,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(alerts_app, name="alerts")
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    from pydantic import ValidationError
-
-    from junction.settings import get_settings
-
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        _fail(f"invalid configuration: {problems}")
-
-
 def _connect() -> sqlite3.Connection:
     import sqlite3
 
     from junction.alerting import state
 
-    path = state.db_path(_settings())
+    path = state.db_path(load_settings())
     try:
         return state.connect(path)
     except (sqlite3.Error, OSError) as exc:
-        _fail(f"cannot open the alert database {path}: {exc}")
+        fail(f"cannot open the alert database {path}: {exc}")
 
 
 def _now() -> datetime:
@@ -76,10 +54,6 @@ def _ago(ts: datetime | None, now: datetime) -> str:
     return format_duration(delta) + " ago" if delta.total_seconds() >= 1 else "now"
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
 def _export_history(conn: sqlite3.Connection) -> None:
     """Mirror the new transition to the metrics store (best effort: the monitor retries)."""
     import time
@@ -87,7 +61,7 @@ def _export_history(conn: sqlite3.Connection) -> None:
     from junction.alerting import state
     from junction.store import MetricsStore
 
-    settings = _settings()
+    settings = load_settings()
     try:
         with MetricsStore(settings.metrics_dir) as store:
             state.export_history(conn, store, wall=time.time())
@@ -101,7 +75,6 @@ def list_alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List unresolved alerts (--all: resolved ones too)."""
-    from rich.console import Console
     from rich.table import Table
 
     from junction.alerting import state
@@ -112,9 +85,8 @@ def list_alerts(
     finally:
         conn.close()
     if as_json:
-        _print_json([a.to_json() for a in alerts])
+        print_json([a.to_json() for a in alerts])
         return
-    console = Console()
     if not alerts:
         console.print("no alerts" if show_all else "no active alerts")
         return
@@ -143,7 +115,7 @@ def list_alerts(
             a.message,
             "; ".join(notes),
         )
-    console.print(table)
+    print_table(table)
 
 
 @alerts_app.command("ack")
@@ -164,7 +136,7 @@ def ack(
         try:
             alerts = state.acknowledge(conn, ref, who, _now())
         except (state.AlertNotFoundError, state.AlertResolvedError) as exc:
-            _fail(str(exc.args[0]))
+            fail(str(exc.args[0]))
         _export_history(conn)
     finally:
         conn.close()
@@ -178,7 +150,7 @@ def _labels(values: list[str]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            _fail(f"--label must look like key=value, got {item!r}")
+            fail(f"--label must look like key=value, got {item!r}")
         labels[key.strip()] = value.strip()
     return labels
 
@@ -207,14 +179,14 @@ def silence(
     try:
         delta = parse_duration(duration)
     except ValueError as exc:
-        _fail(f"--for: {exc}")
+        fail(f"--for: {exc}")
     if rule is not None and rule not in RULE_NAMES:
-        _fail(f"--rule: unknown rule {rule!r} (expected one of: {', '.join(RULE_NAMES)})")
+        fail(f"--rule: unknown rule {rule!r} (expected one of: {', '.join(RULE_NAMES)})")
     if service is not None:
         from integrations.catalog import load_catalog
 
         if service not in load_catalog():
-            _fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
+            fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
     conn = _connect()
     try:
         try:
@@ -229,7 +201,7 @@ def silence(
                 comment=comment,
             )
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     finally:
         conn.close()
     typer.echo(
@@ -244,7 +216,6 @@ def silences(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List silences (active ones; --all: expired and removed too)."""
-    from rich.console import Console
     from rich.table import Table
 
     from junction.alerting import state
@@ -255,10 +226,10 @@ def silences(
     finally:
         conn.close()
     if as_json:
-        _print_json([s.to_json() for s in found])
+        print_json([s.to_json() for s in found])
         return
     if not found:
-        Console().print("no silences")
+        console.print("no silences")
         return
     table = Table(title="Silences", title_justify="left")
     for col in ("id", "service", "rule", "labels", "ends", "by", "comment"):
@@ -273,7 +244,7 @@ def silences(
             s.created_by,
             s.comment,
         )
-    Console().print(table)
+    print_table(table)
 
 
 @alerts_app.command("unsilence")
@@ -286,7 +257,7 @@ def unsilence(sid: Annotated[str, typer.Argument(help="Silence id (s1, s2, ...).
         try:
             state.remove_silence(conn, sid, _now())
         except LookupError as exc:
-            _fail(str(exc.args[0]))
+            fail(str(exc.args[0]))
     finally:
         conn.close()
     typer.echo(f"silence {sid} removed")
@@ -298,7 +269,6 @@ def outbox(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Notifications not delivered yet (pending, needing a check, failed)."""
-    from rich.console import Console
     from rich.table import Table
 
     from junction.alerting.outbox import Outbox
@@ -310,7 +280,7 @@ def outbox(
     finally:
         conn.close()
     if as_json:
-        _print_json(
+        print_json(
             [
                 {
                     "key": r.key,
@@ -326,7 +296,7 @@ def outbox(
         )
         return
     if not rows:
-        Console().print("outbox empty")
+        console.print("outbox empty")
         return
     table = Table(title="Outbox", title_justify="left")
     for col in ("key", "channel", "kind", "status", "attempts", "last error", "title"):
@@ -341,7 +311,7 @@ def outbox(
             r.last_error or "",
             r.notification.title,
         )
-    Console().print(table)
+    print_table(table)
 
 
 @alerts_app.command("settle")
@@ -363,7 +333,7 @@ def settle(
         try:
             Outbox(conn).settle(key, delivered=delivered)
         except LookupError as exc:
-            _fail(str(exc.args[0]))
+            fail(str(exc.args[0]))
     finally:
         conn.close()
     typer.echo(f"{key}: " + ("marked delivered" if delivered else "queued to be sent again"))
@@ -378,14 +348,14 @@ def check_config(
     """Validate an alerting configuration file; print every problem with its line."""
     from junction.alerting.rules import AlertConfigError, load_config
 
-    settings = _settings()
+    settings = load_settings()
     target = path or (str(settings.alerting_file) if settings.alerting_file else None)
     if target is None:
-        _fail("no file given and JUNCTION_ALERTING_FILE is not set")
+        fail("no file given and JUNCTION_ALERTING_FILE is not set")
     try:
         config = load_config(target, settings=settings)
     except AlertConfigError as exc:
-        _fail(f"invalid alerting configuration:\n{exc}")
+        fail(f"invalid alerting configuration:\n{exc}")
     typer.echo(
         f"{target}: ok ({len(config.channels)} channels, {len(config.overrides)} service "
         f"overrides, {len(config.dependencies)} dependency entries, "

@@ -1,0 +1,29 @@
+"""The ``junction`` command line: one package, one module per command group.
+
+Every module exposes ``register(app)``, called here; shared helpers live in
+:mod:`junction.cli.common`. Heavy libraries (Prefect, pandas, DuckDB, the sandbox) are
+imported inside the commands so that ``junction --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from junction.cli import alerts, analytics, config, demo, integrations, monitor, sandbox, workflow
+
+app = typer.Typer(
+    help="Junction: cross-service workflows, integration health monitoring and analytics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (integrations, monitor, alerts, workflow, analytics, sandbox, config, demo):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point for ``python -m junction``."""
+    app(prog_name="junction")
+
+
+__all__ = ["app", "main"]

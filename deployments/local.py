@@ -462,7 +462,12 @@ def _run_worker_until_interrupted(env: Mapping[str, str], pool: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m deployments.local up|deploy|worker`` (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m deployments.local", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.local",
+        description="Deploy Junction's flows (prefect.yaml) to a Prefect server and run a "
+        "process worker. `up` does it all on this machine with a local server.",
+        epilog="Details and pitfalls: the docstring of deployments/local.py and README.md.",
+    )
     parser.add_argument("--pool", default=WORK_POOL, help="work pool name")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="local server + work pool + deployments + worker")

@@ -12,6 +12,8 @@ import typer
 from junction.cli import alerts, analytics, config, demo, integrations, monitor, sandbox, workflow
 
 app = typer.Typer(
+    # Plain click help: no `<bool>` after flags, paragraphs re-flowed, readable when piped.
+    rich_markup_mode=None,
     help="Junction: cross-service workflows, integration health monitoring and analytics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -19,6 +21,9 @@ app = typer.Typer(
 
 for _module in (integrations, monitor, alerts, workflow, analytics, sandbox, config, demo):
     _module.register(app)
+for _group in app.registered_groups:
+    if _group.typer_instance is not None:
+        _group.typer_instance.rich_markup_mode = None
 
 
 def main() -> None:

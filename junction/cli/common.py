@@ -61,6 +61,12 @@ def prepare_runtime() -> Settings:
         The settings (validated).
     """
     settings = load_settings()
+    # Junction's home holds workflow parameters, error text and Prefect's pickled results:
+    # nothing this process creates is readable by other users.
+    os.umask(0o077)
+    home = Path(settings.home).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    _owner_only(home)
     os.environ.setdefault(
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
         str(settings.prefect_ephemeral_startup_timeout_seconds),
@@ -70,12 +76,23 @@ def prepare_runtime() -> Settings:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # Prefect creates its home without parents and then fails obscurely on a fresh machine.
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    prefect_home = Path(os.environ["PREFECT_HOME"]).expanduser()
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    _owner_only(prefect_home)
     # Function-level: the redactor pulls in the integrations package (httpx).
     from integrations.redaction import install_log_redaction
 
     install_log_redaction()
     return settings
+
+
+def _owner_only(path: Path) -> None:
+    """Make a directory we own ``0700`` (one made before, by an older version, was 0755)."""
+    try:
+        if path.stat().st_uid == os.getuid():
+            path.chmod(0o700)
+    except OSError:
+        pass  # not ours, or read-only: the store's own modes still apply
 
 
 def print_json(data: Any) -> None:

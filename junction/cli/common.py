@@ -120,6 +120,7 @@ def print_table(t: Table) -> None:
         console.print(t)
         return
     # Piped (CI logs, `| cat`, `| grep`): rich assumes 80 columns and folds cells
-    # mid-word ("servi/ce"); measure the table's natural width and print at that.
+    # mid-word ("servi/ce", URLs cut in two). Print at the table's natural width: one
+    # line per row, whole words and URLs, easy to grep.
     width = Console(width=10_000).measure(t).maximum
-    Console(width=max(80, width), soft_wrap=False).print(t)
+    Console(width=max(console.width, width)).print(t)

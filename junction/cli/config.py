@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from junction.cli.common import print_table, table
+from junction.cli.common import print_json, print_table, table
 
 
 def register(app: typer.Typer) -> None:
@@ -41,9 +41,13 @@ def config_rows() -> list[tuple[str, str, str]]:
 
 def config(
     markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show every setting: environment variable, default, description."""
     rows = config_rows()
+    if as_json:
+        print_json([{"variable": e, "default": d, "description": t} for e, d, t in rows])
+        return
     if markdown:
         print("| variable | default | description |\n|---|---|---|")
         for env, default, desc in rows:

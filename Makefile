@@ -4,25 +4,41 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
-STAMP  := $(VENV)/.installed
+# Two pinned sets from one resolution (scripts/lock.sh): requirements.lock is what runs
+# (runtime + the sandbox the demo serves); requirements-dev.lock adds tests and linters.
+STAMP     := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 # Prefect's ephemeral server takes 15-21 s to start on 2 cores; its default timeout is 20 s.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_HOME ?= $(CURDIR)/.junction/prefect
 export JUNCTION_HOME ?= $(CURDIR)/.junction
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv deps system-deps demo test test-fast lint bench clean
+.PHONY: venv venv-dev deps system-deps demo test test-fast lint lock bench clean
 
 venv: $(STAMP)
+venv-dev: $(DEV_STAMP)
 
-# Pinned: requirements.lock (uv pip compile of pyproject.toml), installed with uv.
-$(STAMP): requirements.lock pyproject.toml
+$(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@test -x $(UV) || $(PY) -m pip install -q "uv==0.13.9"
+	$(PY) -m pip install -q "uv==0.13.9"
+
+# Runtime only: what `make demo` needs.
+$(STAMP): requirements.lock pyproject.toml | $(UV)
 	$(UV) pip install -q --python $(PY) -r requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	@touch $(STAMP)
+
+# Runtime + tests + linters (same versions: both locks come from one resolution).
+$(DEV_STAMP): requirements-dev.lock pyproject.toml | $(UV)
+	$(UV) pip install -q --python $(PY) -r requirements-dev.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@touch $(STAMP) $(DEV_STAMP)
+
+# Re-pin after changing dependencies in pyproject.toml (keeps every existing pin).
+lock: | $(UV)
+	UV=$(UV) scripts/lock.sh
 
 # Prism (npm, package-lock.json), Alertmanager and Chromium (Debian packages).
 system-deps:
@@ -31,20 +47,25 @@ system-deps:
 demo: venv
 	$(VENV)/bin/junction demo
 
-test: venv system-deps
+test: venv-dev system-deps
 	mkdir -p $(PREFECT_HOME)
 	$(VENV)/bin/pytest -q
 
-test-fast: venv
+test-fast: venv-dev
+	mkdir -p $(PREFECT_HOME)
 	$(VENV)/bin/pytest -q -m "not prism and not alertmanager"
 
-lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy junction integrations analytics flows tasks deployments bench
+# Every tool runs even when an earlier one fails, so one run reports everything.
+lint: venv-dev
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/mypy junction integrations analytics flows tasks deployments bench || status=1; \
+	$(VENV)/bin/lint-imports --no-logo || status=1; \
+	exit $$status
 
 bench: venv
 	$(PY) bench/sweep.py
 
 clean:
-	rm -rf $(VENV) node_modules .junction .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .junction .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,6 +1,6 @@
 """Workflow benchmark: the employee onboarding, three ways, on a flaky sandbox.
 
-200 runs (``--runs``) of ``flows/specs/employee_onboarding.yaml`` against the sandbox (in
+200 runs (``--runs``) of ``junction/workflows/specs/employee_onboarding.yaml`` against the sandbox (in
 its own process) with latencies of 50-300 ms on every answer and 15% transient failures
 per request (7% 5xx drawn from 500/502/503, 4% 429 with ``Retry-After: 1``, 4% connection
 resets). Arms, in the same run, each on a clean sandbox state:

@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-if TYPE_CHECKING:
-    from junction.settings import Settings
-    from junction.workflows.runner import Runtime
-    from junction.workflows.spec import WorkflowSpec
+from junction.health import open_store
+from junction.settings import Settings, get_settings
+from junction.workflows.builtins import resolve_spec_path
+from junction.workflows.runner import Runtime, WorkflowRunner
+from junction.workflows.spec import WorkflowSpec
+from junction.workflows.validate import load_workflow
+from tasks.steps import prefect_step
 
 _SPECS: dict[tuple[str, int], WorkflowSpec] = {}
 _RUNTIMES: weakref.WeakKeyDictionary[
@@ -49,9 +53,6 @@ async def shared_runtime(settings: Settings) -> Runtime:
     them per run; the runtime is closed when the loop shuts down (``asyncio.run`` closes
     pending async generators). Prefect's cache replaces the in-process cache.
     """
-    from junction.health import open_store
-    from junction.workflows.runner import Runtime
-
     loop = asyncio.get_running_loop()
     found = _RUNTIMES.get(loop)
     if found is not None and found[0].settings is settings:
@@ -75,8 +76,6 @@ def load_spec(spec: str) -> WorkflowSpec:
         FileNotFoundError: No such file or built-in spec.
         SpecInvalid: The spec does not validate.
     """
-    from junction.workflows.validate import load_workflow, resolve_spec_path
-
     path = resolve_spec_path(spec).resolve()
     key = (str(path), path.stat().st_mtime_ns)
     loaded = _SPECS.get(key)
@@ -96,12 +95,6 @@ async def run_workflow(spec: str, params: dict[str, Any] | None = None) -> State
     Returns:
         A ``Completed`` or ``Failed`` state carrying the run's summary dict.
     """
-    from prefect.runtime import flow_run
-
-    from junction.settings import get_settings
-    from junction.workflows.runner import WorkflowRunner
-    from tasks.steps import prefect_step
-
     loaded = load_spec(spec)  # validation before any side effect
     runtime = await shared_runtime(get_settings())
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
@@ -135,10 +128,6 @@ async def run_workflows(
     Returns:
         Each run's summary (``RunResult.to_dict()``), in order.
     """
-    from junction.settings import get_settings
-    from junction.workflows.runner import WorkflowRunner
-    from tasks.steps import prefect_step
-
     loaded = load_spec(spec)
     runtime = await shared_runtime(get_settings())
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)

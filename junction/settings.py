@@ -279,6 +279,13 @@ class Settings(BaseSettings):
     workflow_retry_backoff_max_seconds: float = Field(
         2.0, ge=0, description="Cap on one retry delay of a workflow step's request (seconds)."
     )
+    workflow_max_items: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most items one `for_each` step may run over; above it the step fails "
+        "before sending any request.",
+    )
 
     # --- analytics and reports (issue 5) ---
     analytics_report_days: int = Field(

@@ -7,33 +7,30 @@ read-only step, a cache policy keyed on the step's identity *and* inputs
 the step id and the action: ``INPUTS`` alone let one task read another's result) with
 the step's TTL as ``cache_expiration``. The step's body is not a task parameter (it is
 not serializable); it is handed over through a registry keyed by a one-use token.
+
+A failed step ends its task run in a ``Failed`` state carrying the outcome (returned, not
+raised: an ordinary step failure is no reason for a traceback in the logs).
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 from uuid import uuid4
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.states import Failed, State
 
+from junction.clients import get_action
 from junction.workflows.cache import prefect_cache_key
-from junction.workflows.runner import StepBody, StepOutcome
-
-if TYPE_CHECKING:
-    from junction.workflows.spec import Step
+from junction.workflows.capabilities import get_capability
+from junction.workflows.runner import Alternative, StepBody, StepOutcome, alternatives
+from junction.workflows.spec import Step
 
 _BODIES: dict[str, StepBody] = {}
-
-
-class StepTaskFailed(Exception):
-    """Raised inside the task so Prefect marks a failed step's task run Failed.
-
-    Carries the outcome as JSON text (exceptions may be serialized by Prefect).
-    """
 
 
 @task(name="workflow-step", cache_policy=NO_CACHE, retries=0, log_prints=False)
@@ -43,16 +40,20 @@ async def run_step(
     inputs: dict[str, Any],
     cache_ttl: float | None,
     token: str,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Run one workflow step (its body, registered under ``token``).
 
     ``step_id``, ``uses``, ``inputs`` and ``cache_ttl`` identify the step
     for the cache key and the UI; the body does the work.
+
+    Returns:
+        The outcome (``StepOutcome.to_dict()``); for a failed step, a ``Failed`` state
+        whose data is the outcome.
     """
     body = _BODIES.pop(token)
     outcome = await body()
     if outcome.status == "failed":
-        raise StepTaskFailed(json.dumps(outcome.to_dict(), default=str))
+        return Failed(data=outcome.to_dict(), message=outcome.error or f"{step_id} failed")
     return outcome.to_dict()
 
 
@@ -67,9 +68,6 @@ async def prefect_step(step: Step, inputs: dict[str, Any], body: StepBody) -> St
     Returns:
         The step's outcome; ``cached`` when Prefect answered from its cache.
     """
-    from junction.workflows.capabilities import get_capability
-    from junction.workflows.runner import alternatives
-
     ttl: float | None = None
     if step.cache is not None:
         alts, capability = alternatives(step)
@@ -86,13 +84,20 @@ async def prefect_step(step: Step, inputs: dict[str, Any], body: StepBody) -> St
         )
     started = time.perf_counter()
     try:
-        data = await run_step.with_options(**options)(step.id, step.uses, inputs, ttl, token)
-    except StepTaskFailed as exc:
-        return StepOutcome.from_dict(json.loads(str(exc)))
+        # An async task called with return_state gives a coroutine of the state.
+        pending = run_step.with_options(**options)(
+            step.id, step.uses, inputs, ttl, token, return_state=True
+        )
+        state = await cast("Awaitable[State[Any]]", pending)
     finally:
         ran = token not in _BODIES
         _BODIES.pop(token, None)
+    data = await state.aresult(raise_on_failure=False)
+    if isinstance(data, BaseException):  # the body itself crashed: not a step outcome
+        raise data
     outcome = StepOutcome.from_dict(data)
+    if state.is_failed():
+        return outcome
     if not ran:  # Prefect answered from its cache: no call was made in this run
         outcome.cached = True
         outcome.attempts = outcome.retries = outcome.calls = 0
@@ -101,7 +106,5 @@ async def prefect_step(step: Step, inputs: dict[str, Any], body: StepBody) -> St
     return outcome
 
 
-def _read_only(alts: list[Any]) -> bool:
-    from integrations.registry import get_action
-
+def _read_only(alts: list[Alternative]) -> bool:
     return all(get_action(a.provider, a.action).read_only for a in alts)

@@ -34,7 +34,8 @@ from junction.workflows.spec import (
     render_json_schema,
     resolve_params,
 )
-from junction.workflows.validate import SCHEMA_PATH, builtin_specs, validate_file
+from junction.workflows.builtins import builtin_specs
+from junction.workflows.validate import SCHEMA_PATH, validate_file
 
 BUILTINS = ["ci_failure_triage", "employee_offboarding", "employee_onboarding", "incident_response"]
 
@@ -350,10 +351,8 @@ def test_builtin_spec_validates(name: str) -> None:
     assert result.ok, [str(e) for e in result.errors]
     assert result.spec is not None and result.spec.name == name
     text = path.read_text("utf-8")
-    assert text.splitlines()[0] == (
-        "# yaml-language-server: $schema=../../junction/workflows/workflow.schema.json"
-    )
-    assert (path.parent / "../../junction/workflows/workflow.schema.json").resolve() == SCHEMA_PATH
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=../workflow.schema.json"
+    assert (path.parent / "../workflow.schema.json").resolve() == SCHEMA_PATH
     schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
     jsonschema.validate(yaml.safe_load(text), schema, cls=jsonschema.Draft202012Validator)
 

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from integrations.sandbox.app import SandboxServer
+from junction.workflows import runner
 from junction.workflows.validate import load_workflow
 from tests.helpers import collection, faults_seen, sandbox_settings, set_faults
-
-runner = pytest.importorskip("junction.workflows.runner")
 
 
 def wid(n: int) -> str:

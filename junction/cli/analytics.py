@@ -124,7 +124,7 @@ DaysOpt = Annotated[
 ]
 SpecsOpt = Annotated[
     Path | None,
-    typer.Option("--specs", help="Workflow spec directory (default: flows/specs)."),
+    typer.Option("--specs", help="Workflow spec directory (default: the built-in specs)."),
 ]
 
 

@@ -1,33 +1,49 @@
 """``junction workflow``: validate, list, graph, schema and run workflow specs.
 
-``junction workflow run`` runs a spec as a Prefect flow (``flows/workflow.py``: every step
-a task run in the UI; the first flow of a process starts Prefect's ephemeral server unless
-``PREFECT_API_URL`` points at one), or in process with ``--local`` (the same runner).
-Either way the run is recorded in the metrics store (``calls`` with the run id, one
-``workflow_runs`` row). Exit codes: 0 completed, 1 the workflow failed (the failing step
-is named), 2 bad input (invalid spec, bad parameters, configuration).
+``junction workflow run`` checks the spec and the parameters first, then runs the spec in
+this process, or as a Prefect flow (``flows/workflow.py``: every step a task run in the
+UI) when a Prefect server is configured (``PREFECT_API_URL``) or ``--prefect`` asks for
+one; it never starts a temporary Prefect server the user did not ask for. Either way the
+run is recorded in the metrics store (``calls`` with the run id, one ``workflow_runs``
+row). Exit codes: 0 completed, 1 the workflow failed (one line per failed step), 2 bad
+input (invalid spec, bad parameters, configuration).
+
+Function-level imports below keep ``junction --help`` fast (the validator, runner and
+Prefect cost seconds to import).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import tomllib
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from junction.cli.common import (
     console,
     err_console,
     fail,
     prepare_runtime,
+    print_json,
     print_table,
     table,
+    warn,
 )
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from junction.settings import Settings
+    from junction.workflows.runner import StepBody, StepOutcome
+    from junction.workflows.spec import Step, WorkflowSpec
 
 workflow_app = typer.Typer(
     help="Cross-service workflows: validate, list, graph and run YAML specs.",
@@ -56,7 +72,8 @@ def validate(
 
     Exit code 0 when every spec is valid, 1 when any has errors, 2 when a file is missing.
     """
-    from junction.workflows.validate import builtin_specs, validate_file
+    from junction.workflows.builtins import builtin_specs
+    from junction.workflows.validate import validate_file
 
     targets = list(specs or []) or [str(p) for p in builtin_specs().values()]
     if not targets:
@@ -112,8 +129,9 @@ def _error_dict(error: Any) -> dict[str, Any]:
 def list_specs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the built-in specs with their parameters and steps."""
-    from junction.workflows.validate import builtin_specs, validate_file
+    """List the built-in specs with their parameters and steps (nothing truncated)."""
+    from junction.workflows.builtins import builtin_specs
+    from junction.workflows.validate import validate_file
 
     rows: list[dict[str, Any]] = []
     for name, path in builtin_specs().items():
@@ -122,6 +140,7 @@ def list_specs(
         if spec is None:
             rows.append({"name": name, "file": str(path), "valid": False})
             continue
+        deps = spec.dependencies()
         rows.append(
             {
                 "name": spec.name,
@@ -138,31 +157,33 @@ def list_specs(
                     for p, param in spec.parameters.items()
                 },
                 "steps": [
-                    {"id": s.id, "uses": s.uses, "needs": sorted(spec.dependencies()[s.id])}
-                    for s in spec.steps
+                    {"id": s.id, "uses": s.uses, "needs": sorted(deps[s.id])} for s in spec.steps
                 ],
             }
         )
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
+        print_json(rows)
         return
-    listing = table("Built-in workflows", "workflow", "parameters", "steps (after)")
-    listing.show_lines = True
+    # Plain lines rather than a table: a narrow terminal wraps them, never truncates.
     for row in rows:
+        console.print(f"[bold]{row['name']}[/]", highlight=False)
         if "steps" not in row:
-            listing.add_row(row["name"], "[red]invalid[/]", "")
+            console.print(f"  [red]invalid[/]: run `junction workflow validate {row['file']}`")
             continue
-        params = "\n".join(
-            f"{n}: {p['type']}" + ("*" if p["required"] else f" = {p['default']!r}")
-            for n, p in row["parameters"].items()
-        )
-        steps = "\n".join(
-            f"{s['id']}: {s['uses']}" + (f" (after {', '.join(s['needs'])})" if s["needs"] else "")
-            for s in row["steps"]
-        )
-        listing.add_row(f"{row['name']}\n[dim]{row['description']}[/]", params, steps)
-    print_table(listing)
-    typer.echo("* required")
+        console.print(f"  {escape(row['description'])}", highlight=False, soft_wrap=True)
+        console.print("  parameters:")
+        for n, p in row["parameters"].items():
+            kind = p["type"] + (" (required)" if p["required"] else f" = {p['default']!r}")
+            about = f": {p['description']}" if p["description"] else ""
+            console.print(f"    {n}: {escape(kind + about)}", highlight=False, soft_wrap=True)
+        console.print("  steps:")
+        width = max(len(s["id"]) for s in row["steps"])
+        for s in row["steps"]:
+            after = f"  (after {', '.join(s['needs'])})" if s["needs"] else ""
+            console.print(
+                f"    {s['id']:<{width}}  {s['uses']}{after}", highlight=False, soft_wrap=True
+            )
+        console.print()
 
 
 @workflow_app.command("graph")
@@ -259,32 +280,103 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _run_local(spec_ref: str, params: dict[str, Any]) -> dict[str, Any]:
-    from junction.health import open_store
-    from junction.settings import get_settings
-    from junction.workflows.runner import run_workflow_once
-    from junction.workflows.validate import load_workflow
+def configured_prefect_api() -> str | None:
+    """The Prefect server the user configured: ``PREFECT_API_URL`` in the environment or
+    in the active Prefect profile; ``None`` when there is none (Prefect would start a
+    temporary server). Read without importing Prefect (~2 s)."""
+    url = os.environ.get("PREFECT_API_URL", "").strip()
+    if url:
+        return url
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+    entry = profiles.get("profiles", {}).get(active, {}) if isinstance(active, str) else {}
+    value = entry.get("PREFECT_API_URL") if isinstance(entry, dict) else None
+    return (str(value).strip() or None) if value else None
 
-    spec = load_workflow(spec_ref)
-    settings = get_settings()
+
+class _StepProgress:
+    """A live line on stderr while a run is in flight: steps done, steps running."""
+
+    def __init__(self, spec: WorkflowSpec, enabled: bool) -> None:
+        self.total = len(spec.steps)
+        self.running: list[str] = []
+        self.done = 0
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(spec.name, total=self.total)
+
+    def _show(self) -> None:
+        running = ", ".join(self.running) or "-"
+        self.progress.update(self.task, completed=self.done, description=f"running {running}")
+
+    async def wrapper(self, step: Step, inputs: dict[str, Any], body: StepBody) -> StepOutcome:
+        """A :data:`~junction.workflows.runner.StepWrapper` that shows the step running."""
+        self.running.append(step.id)
+        self._show()
+        try:
+            return await body()
+        finally:
+            self.running.remove(step.id)
+            self.done += 1
+            self._show()
+
+
+def _run_local(
+    spec: WorkflowSpec, params: dict[str, Any], settings: Settings, progress: _StepProgress
+) -> dict[str, Any]:
+    # Function-level: the runner imports every integration client (~1 s); `--help` must not.
+    from junction.health import open_store
+    from junction.workflows.runner import run_workflow_once
+
     store = open_store(settings)
     try:
-        result = asyncio.run(run_workflow_once(spec, params, settings=settings, store=store))
+        with progress.progress:
+            result = asyncio.run(
+                run_workflow_once(
+                    spec, params, settings=settings, store=store, wrapper=progress.wrapper
+                )
+            )
     finally:
         store.close()
     return result.to_dict()
 
 
-def _run_prefect(spec_ref: str, params: dict[str, Any]) -> dict[str, Any]:
-    from junction.workflows.validate import load_workflow
+def _quiet_prefect_console() -> None:
+    """Prefect's console lines (task states, tracebacks of failed tasks, "Still processing
+    items" at exit) would bury the summary; they still reach the Prefect server."""
+    for name in ("APILogWorker", "EventsWorker"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.CRITICAL)
 
-    load_workflow(spec_ref)  # fail fast (exit 2) before starting Prefect
+
+def _run_prefect(spec_ref: str, params: dict[str, Any]) -> dict[str, Any]:
+    # Function-level: importing Prefect and the flow costs ~3 s; `--help` must not.
     from flows.workflow import run_workflow
+
+    _quiet_prefect_console()
 
     async def go() -> Any:
         return await run_workflow(spec_ref, params, return_state=True)
 
-    state: Any = asyncio.run(go())
+    with err_console.status("running as a Prefect flow run"):
+        state: Any = asyncio.run(go())
     data = state.result(raise_on_failure=False)
     if isinstance(data, BaseException):
         raise data
@@ -309,60 +401,117 @@ def render_summary(summary: dict[str, Any]) -> Table:
             f"{s['duration_ms']:.0f}",
             str(s["attempts"]),
             s["fallback"] or "",
-            note,
+            escape(note),
         )
     return out
 
 
-@workflow_app.command("run")
+def _report_failures(summary: dict[str, Any]) -> None:
+    """One line per failed step on stderr: the step that failed the run, then the others."""
+    first = summary.get("failed_step")
+    for s in summary["steps"]:
+        if s["status"] != "failed":
+            continue
+        error = escape(str(s["error"]))
+        if s["step_id"] == first:
+            message = f"[red]workflow failed at step {first!r}: {error}[/]"
+            err_console.print(message, highlight=False)
+        else:
+            warn(f"step {s['step_id']!r} failed (continue_on_error): {error}")
+    if first is None and summary.get("error"):
+        err_console.print(f"[red]workflow failed: {escape(str(summary['error']))}[/]")
+
+
+WHERE_HELP = """Where it runs: in this process by default; as a Prefect flow run (every step a
+task run in the UI) on the Prefect server of PREFECT_API_URL when one is configured, or
+with --prefect (on a temporary server when none is configured: it takes ~20 s to start).
+
+Parameters are given with -p NAME=VALUE; `junction workflow list` shows each spec's
+parameters. The onboarding and offboarding take a Workday worker's ID (worker_id): on the
+sandbox, `junction sandbox records workday` lists the seeded workers and their IDs.
+
+Everything (the spec and the parameters) is checked before anything starts. Exit codes:
+0 completed, 1 the workflow failed (one line per failed step), 2 bad input."""
+
+
+@workflow_app.command("run", epilog=WHERE_HELP)
 def run(
     spec: Annotated[str, typer.Argument(help="Spec file, or a built-in spec's name.")],
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="A parameter, NAME=VALUE (repeatable)."),
+        typer.Option(
+            "--param",
+            "-p",
+            help="A parameter, NAME=VALUE (repeatable). worker_id: see "
+            "`junction sandbox records workday`.",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run's summary as JSON.")
     ] = False,
     local: Annotated[
         bool,
-        typer.Option("--local", help="Run in process, without Prefect (same runner)."),
+        typer.Option("--local", help="Run in this process even when Prefect is configured."),
+    ] = False,
+    prefect: Annotated[
+        bool,
+        typer.Option(
+            "--prefect",
+            help="Run as a Prefect flow run (on a temporary server without PREFECT_API_URL).",
+        ),
     ] = False,
 ) -> None:
     """Run a workflow: per step status, duration, attempts and fallback used."""
-    prepare_runtime()
-    from integrations.errors import IntegrationError
-    from junction.workflows.spec import ParameterError
-    from junction.workflows.validate import SpecInvalid
+    if local and prefect:
+        fail("--local and --prefect exclude each other")
+    settings = prepare_runtime()
+    # Function-level: the validator imports the registry and jinja; `--help` must not.
+    from junction.workflows.runner import check_items
+    from junction.workflows.spec import ParameterError, resolve_params
+    from junction.workflows.validate import SpecInvalid, load_workflow
 
     try:
-        params = parse_params(param or [])
-        summary = _run_local(spec, params) if local else _run_prefect(spec, params)
+        loaded = load_workflow(spec)
+        params = resolve_params(loaded, parse_params(param or []))
+        check_items(loaded, params, settings)
     except SpecInvalid as exc:
         for error in exc.errors:
-            err_console.print(f"[red]{error}[/red]", highlight=False)
+            err_console.print(f"[red]{escape(str(error))}[/red]", highlight=False)
         fail(f"{spec}: invalid spec ({len(exc.errors)} error(s)); nothing was run")
-        return
     except (ParameterError, FileNotFoundError, ValueError) as exc:
+        fail(f"{exc}; nothing was run")
+    api = configured_prefect_api()
+    as_flow = prefect or (api is not None and not local)
+    if as_flow:
+        where = f"the Prefect server at {api}" if api else "a temporary Prefect server (~20 s)"
+        err_console.print(f"running {loaded.name} as a Prefect flow run on {where}")
+    elif not local:
+        err_console.print(
+            f"running {loaded.name} in this process (no PREFECT_API_URL; --prefect runs it as "
+            "a Prefect flow run)",
+            highlight=False,
+        )
+    interactive = err_console.is_terminal and not as_json
+    try:
+        if as_flow:
+            summary = _run_prefect(spec, params)
+        else:
+            summary = _run_local(loaded, params, settings, _StepProgress(loaded, interactive))
+    except (ParameterError, ValueError) as exc:
         fail(str(exc))
-        return
-    except IntegrationError as exc:
-        fail(exc.message)
-        return
+    except Exception as exc:  # a failure outside any step must still be one line
+        fail(f"the run stopped: {type(exc).__name__}: {exc}", code=1)
     if as_json:
-        print(json.dumps(summary, indent=2, default=str))
+        print_json(summary)
     else:
         print_table(render_summary(summary))
         console.print(
             f"{summary['status']} in {summary['duration_ms'] / 1000:.2f}s, "
-            f"{summary['retries']} retries, {summary['fallbacks']} fallback(s)"
+            f"{summary['retries']} retries, {summary['fallbacks']} fallback(s)",
+            highlight=False,
         )
     if summary["status"] != "completed":
-        step = summary.get("failed_step")
-        where = f" at step {step!r}" if step else ""
-        err_console.print(
-            f"[red]workflow failed{where}: {summary.get('error')}[/red]", highlight=False
-        )
+        _report_failures(summary)
         raise typer.Exit(1)
 
 

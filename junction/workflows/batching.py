@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from integrations.okta import OktaUser
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -131,8 +133,6 @@ async def okta_users_by_login(client: Any, logins: Sequence[str]) -> dict[str, A
         its caller, which the runner turns into the same ``NotFoundError`` as the
         single lookup).
     """
-    from integrations.okta import OktaUser
-
     expression = " or ".join(
         'profile.login eq "{}"'.format(login.replace('"', '\\"')) for login in logins
     )

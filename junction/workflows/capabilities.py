@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from junction.clients import get_action
+
 if TYPE_CHECKING:
     from integrations.base import ActionSpec
     from junction.workflows.spec import Step
@@ -195,8 +197,6 @@ class Capability:
 
     def provider_actions(self, integrations: list[str] | None = None) -> list[ActionSpec]:
         """The :class:`~integrations.base.ActionSpec` of each provider (or of those named)."""
-        from integrations.registry import get_action
-
         names = integrations if integrations is not None else [b.integration for b in self.bindings]
         return [get_action(b.integration, b.action) for b in map(self.binding, names)]
 

@@ -31,9 +31,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from junction.workflows.builtins import builtin_specs
+from junction.workflows.capabilities import UnknownCapabilityError, candidates
+from junction.workflows.spec import WorkflowSpec
+from junction.workflows.validate import validate_file
+
 if TYPE_CHECKING:
     from junction.store import MetricsStore
-    from junction.workflows.spec import WorkflowSpec
 
 __all__ = [
     "CoFailure",
@@ -322,8 +326,6 @@ def step_nodes(spec: WorkflowSpec) -> list[StepNode]:
 
     Unknown capabilities or providers (an invalid spec) contribute what can be resolved.
     """
-    from junction.workflows.capabilities import UnknownCapabilityError, candidates
-
     deps = spec.dependencies()
     nodes: list[StepNode] = []
     for step in spec.steps:
@@ -354,8 +356,6 @@ _BUILTIN_CACHE: dict[tuple[tuple[str, int], ...], list[WorkflowSpec]] = {}
 
 def _builtin() -> list[WorkflowSpec]:
     """The valid built-in specs, re-read only when a file changed (the monitor asks often)."""
-    from junction.workflows.validate import builtin_specs, validate_file
-
     paths = list(builtin_specs().values())
     key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
     if key not in _BUILTIN_CACHE:

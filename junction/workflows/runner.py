@@ -64,14 +64,30 @@ from integrations.errors import (
     RateLimitError,
 )
 from integrations.metrics import CallMetric
+from junction.clients import get_action, get_client
 from junction.settings import Settings, get_settings
 from junction.workflows.batching import BATCHABLE, MicroBatcher
 from junction.workflows.cache import ResultCache, SingleFlight, step_key
+from junction.workflows.capabilities import candidates
 from junction.workflows.routing import ProviderStats, RoutingPolicy, load_stats, rank_providers
+from junction.workflows.spec import (
+    ParameterError,
+    Step,
+    WorkflowSpec,
+    derive_idempotency_key,
+    idempotency_field,
+    resolve_params,
+)
+from junction.workflows.templating import (
+    TemplateError,
+    evaluate,
+    references,
+    render,
+    time_budget,
+)
 
 if TYPE_CHECKING:
     from junction.store import MetricsStore
-    from junction.workflows.spec import Step, WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +317,71 @@ def may_fall_back(exc: BaseException, action: ActionSpec) -> bool:
     return nothing_happened(exc)
 
 
+# --- for_each ----------------------------------------------------------------------------------
+
+
+def for_each_items(step: Step, context: Mapping[str, Any], settings: Settings) -> list[Any]:
+    """The items of a ``for_each`` step: a list of at most ``JUNCTION_WORKFLOW_MAX_ITEMS``.
+
+    Raises:
+        TemplateError: The expression fails, gives no list, or too many items.
+    """
+    value = evaluate(step.for_each or "[]", context)
+    if not isinstance(value, list | tuple):
+        raise TemplateError(f"for_each gave {type(value).__name__}, not a list")
+    limit = settings.workflow_max_items
+    if len(value) > limit:
+        raise TemplateError(
+            f"for_each gave {len(value)} items, more than the limit of {limit} "
+            "(JUNCTION_WORKFLOW_MAX_ITEMS); nothing was sent for this step"
+        )
+    return list(value)
+
+
+_STATIC_ROOTS = frozenset({"params", "workflow"})
+
+
+def _reads_only_params(expression: str) -> bool:
+    try:
+        refs = references(expression, expression=True)
+    except TemplateError:
+        return False
+    return {r[0] for r in refs} <= _STATIC_ROOTS
+
+
+def check_items(spec: WorkflowSpec, params: Mapping[str, Any], settings: Settings) -> None:
+    """Before a run starts: each ``for_each`` that reads only parameters is within the cap.
+
+    (``for_each: '["Engineering"] * params.n'`` with ``n=5000`` fails here, before the
+    first step sends anything.) Steps whose ``when`` reads only parameters and is false
+    are left out; expressions reading step outputs are checked when the step runs.
+
+    Raises:
+        ParameterError: Every step over the cap, named.
+    """
+    context = {"params": dict(params), "workflow": {"name": spec.name}}
+    problems: list[str] = []
+    for step in spec.steps:
+        if step.for_each is None or not _reads_only_params(step.for_each):
+            continue
+        try:
+            with time_budget(step.timeout or settings.workflow_step_timeout_seconds):
+                static_when = step.when is not None and _reads_only_params(step.when)
+                if static_when and not evaluate(step.when or "", context):
+                    continue
+                value = evaluate(step.for_each, context)
+        except TemplateError:
+            continue  # reported when the step runs, with the step's context
+        limit = settings.workflow_max_items
+        if isinstance(value, list | tuple) and len(value) > limit:
+            problems.append(
+                f"step {step.id!r}: for_each gives {len(value)} items, more than the limit "
+                f"of {limit} (JUNCTION_WORKFLOW_MAX_ITEMS)"
+            )
+    if problems:
+        raise ParameterError("; ".join(problems))
+
+
 # --- alternatives ------------------------------------------------------------------------------
 
 
@@ -333,8 +414,6 @@ def alternatives(step: Step) -> tuple[list[Alternative], bool]:
     steps give the action then each ``fallback``; capability steps the providers bound
     to the capability (their inputs mapped from the generic ones).
     """
-    from junction.workflows.capabilities import candidates
-
     found = [
         Alternative(
             c.integration,
@@ -351,7 +430,7 @@ def alternatives(step: Step) -> tuple[list[Alternative], bool]:
 
 
 StepBody = Callable[[], Awaitable[StepOutcome]]
-StepWrapper = Callable[["Step", dict[str, Any], StepBody], Awaitable[StepOutcome]]
+StepWrapper = Callable[[Step, dict[str, Any], StepBody], Awaitable[StepOutcome]]
 """``wrapper(step, rendered_inputs, body)``: runs ``body`` (e.g. inside a Prefect task)."""
 
 
@@ -442,11 +521,10 @@ class Runtime:
         """
         client = self._clients.get(provider)
         if client is None:
-            from integrations.registry import get_client
-
-            options: dict[str, Any] = {"settings": self.settings, "source": "workflow"}
-            options.update(self.client_options)
-            client = get_client(provider, metric_hook=self._on_metric, **options)
+            options: dict[str, Any] = {"source": "workflow", **self.client_options}
+            client = get_client(
+                provider, settings=self.settings, metric_hook=self._on_metric, **options
+            )
             self._clients[provider] = client
         return client
 
@@ -551,8 +629,6 @@ class WorkflowRunner:
         key = f"{provider}.{action}"
         found = self._actions.get(key)
         if found is None:
-            from integrations.registry import get_action
-
             found = self._actions[key] = get_action(provider, action)
         return found
 
@@ -571,11 +647,11 @@ class WorkflowRunner:
             store). Failures are in the result, not raised.
 
         Raises:
-            ParameterError: ``params`` do not fit the spec (before any call).
+            ParameterError: ``params`` do not fit the spec, or a ``for_each`` that reads
+                only parameters gives too many items (before any call).
         """
-        from junction.workflows.spec import resolve_params
-
         resolved = resolve_params(self.spec, params or {})
+        check_items(self.spec, resolved, self.runtime.settings)
         run = _Run(self, resolved, run_id or uuid4().hex)
         result = await run.execute()
         if self.runtime.store is not None:
@@ -626,10 +702,9 @@ class _Run:
         error = ordered[self.failed].error if self.failed else None
         outputs: dict[str, Any] = {}
         if not self.failed and self.spec.outputs:
-            from junction.workflows.templating import TemplateError, render
-
             try:
-                outputs = render(self.spec.outputs, self.context())
+                with time_budget(self.rt.settings.workflow_step_timeout_seconds):
+                    outputs = render(self.spec.outputs, self.context())
             except TemplateError as exc:
                 status, error = "failed", f"outputs: {exc}"
         return RunResult(
@@ -669,28 +744,25 @@ class _Run:
                 return skipped(f"upstream step {dep!r} {status}")
         if self.failed is not None:
             return skipped(f"not started: step {self.failed!r} failed")
-        from junction.workflows.templating import TemplateError, evaluate, render
-
         try:
-            if step.when is not None and not evaluate(step.when, self.context()):
-                return skipped("condition is false")
-            items: list[Any] | None = None
-            if step.for_each is not None:
-                value = evaluate(step.for_each, self.context())
-                if not isinstance(value, list | tuple):
-                    raise TemplateError(f"for_each gave {type(value).__name__}, not a list")
-                items = list(value)
-            # the rendered inputs (with for_each: of every item) key Prefect's cache
-            preview: dict[str, Any] = (
-                render(step.with_, self.context())
-                if items is None
-                else {
-                    "for_each": [
-                        render(step.with_, self.context(item=item, index=i))
-                        for i, item in enumerate(items)
-                    ]
-                }
-            )
+            # Rendering is synchronous: it gets the step's time budget, like its calls.
+            with time_budget(self.timeout(step)):
+                if step.when is not None and not evaluate(step.when, self.context()):
+                    return skipped("condition is false")
+                items: list[Any] | None = None
+                if step.for_each is not None:
+                    items = for_each_items(step, self.context(), self.rt.settings)
+                # the rendered inputs (with for_each: of every item) key Prefect's cache
+                preview: dict[str, Any] = (
+                    render(step.with_, self.context())
+                    if items is None
+                    else {
+                        "for_each": [
+                            render(step.with_, self.context(item=item, index=i))
+                            for i, item in enumerate(items)
+                        ]
+                    }
+                )
         except TemplateError as exc:
             return self._failure(step, t0, started_at, f"step {step.id!r}: {exc}", "TemplateError")
 
@@ -754,12 +826,14 @@ class _Run:
         outcome.calls = self.state.calls_by_step.get(step.id, 0)
         return outcome
 
+    def timeout(self, step: Step) -> float:
+        """Seconds one attempt of ``step`` may take (and its templates' render budget)."""
+        return step.timeout or self.rt.settings.workflow_step_timeout_seconds
+
     async def _call(
         self, step: Step, ctx: dict[str, Any], index: int | None, outcome: StepOutcome
     ) -> Any:
         """One execution of the step's action, over its alternatives in order."""
-        from junction.workflows.templating import TemplateError, render
-
         alts, capability = alternatives(step)
         if capability and len(alts) > 1:
             order = self.rt.rank([a.provider for a in alts])
@@ -780,10 +854,11 @@ class _Run:
                 )
                 continue
             try:
-                inputs = render(dict(alt.with_), ctx)
-                if alt.adapt is not None:
-                    inputs = alt.adapt(inputs)
-                inputs = self._with_key(step, action, inputs, index, ctx)
+                with time_budget(self.timeout(step)):
+                    inputs = render(dict(alt.with_), ctx)
+                    if alt.adapt is not None:
+                        inputs = alt.adapt(inputs)
+                    inputs = self._with_key(step, action, inputs, index, ctx)
                 params = action.input.model_validate(inputs)
             except (TemplateError, ValidationError, ValueError) as exc:
                 tried.append(f"{alt.uses}: bad inputs: {exc}")
@@ -826,14 +901,10 @@ class _Run:
         """Add the idempotency key to a side-effecting action's inputs (see the spec)."""
         if action.read_only:
             return inputs
-        from junction.workflows.spec import derive_idempotency_key, idempotency_field
-
         name = idempotency_field(action)
         if name is None or name in inputs:
             return inputs
         if step.idempotency_key is not None:
-            from junction.workflows.templating import render
-
             key = str(render(step.idempotency_key, ctx))
             if (
                 index is not None
@@ -855,7 +926,7 @@ class _Run:
         outcome: StepOutcome,
     ) -> Any:
         """The step's attempts of one alternative: timeout each, retry when safe."""
-        timeout = step.timeout or self.rt.settings.workflow_step_timeout_seconds
+        timeout = self.timeout(step)
         delay = step.retry_delay if step.retry_delay is not None else 0.5
         attempt = 0
         while True:

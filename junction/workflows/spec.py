@@ -1,6 +1,7 @@
 """The workflow spec: pydantic models of a YAML workflow, and the helpers the runner needs.
 
-A spec (``flows/specs/*.yaml``; JSON Schema in ``junction/workflows/workflow.schema.json``)::
+A spec (built-in: ``junction/workflows/specs/*.yaml``; JSON Schema in
+``junction/workflows/workflow.schema.json``)::
 
     name: employee_onboarding
     description: Workday hire -> Okta -> Webex
@@ -110,7 +111,9 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from integrations.catalog import load_catalog
 from junction.durations import duration_seconds
+from junction.workflows.templating import step_references
 
 if TYPE_CHECKING:
     from integrations.base import ActionSpec
@@ -398,8 +401,6 @@ class Step(BaseModel):
 
     def target(self) -> Target:
         """What ``uses`` names: an integration action if the catalog has the left part."""
-        from integrations.catalog import load_catalog
-
         left, _, right = self.uses.partition(".")
         kind: Literal["action", "capability"] = "action" if left in load_catalog() else "capability"
         return Target(kind=kind, left=left, right=right)
@@ -473,8 +474,6 @@ class WorkflowSpec(BaseModel):
 
         References to unknown steps are left out (validation reports them).
         """
-        from junction.workflows.templating import step_references
-
         ids = {s.id for s in self.steps}
         deps: dict[str, set[str]] = {}
         for s in self.steps:
@@ -566,7 +565,8 @@ def workflow_json_schema() -> dict[str, Any]:
     """The JSON Schema of a spec file (published as ``workflow.schema.json``).
 
     Editors pick it up from a spec's first line,
-    ``# yaml-language-server: $schema=../../junction/workflows/workflow.schema.json``.
+    ``# yaml-language-server: $schema=<path>/workflow.schema.json`` (the built-in specs
+    say ``../workflow.schema.json``).
     """
     schema = WorkflowSpec.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

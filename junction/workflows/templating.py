@@ -8,14 +8,18 @@ Built on jinja2's :class:`~jinja2.sandbox.SandboxedEnvironment`, narrowed furthe
   ``namespace`` are gone), no calls at all, no ``include``/``import``/``extends``/macros
   (rejected before rendering; there is no loader, so no file access either), only the
   whitelisted filters below. ``StrictUndefined``: a missing key is an error, never "".
-- Bounded: ``*`` and ``**`` refuse results that would be huge; output is capped.
+- Bounded (:mod:`junction.workflows.bounds`): operations that build strings,
+  collections or integers refuse results that would be huge *before* building them, loops
+  are counted, output is capped while it is produced, and a render stops at its time
+  budget (the runner gives it the step's timeout: :func:`time_budget`).
 - Native types: a string that is exactly one ``{{ expression }}`` renders to the
   expression's value (``"{{ params.count }}"`` gives the int), anything else to a string.
 
 Public API: :func:`render` (recursive over dicts and lists), :func:`evaluate` (a bare
 expression, for ``when`` and ``for_each``), :func:`references` and
 :func:`step_references` (static extraction, for validation and dependency inference),
-:func:`check_syntax`, :class:`TemplateError`.
+:func:`check_syntax`, :func:`expression_source`, :func:`time_budget`,
+:class:`TemplateError`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,14 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
+
+from junction.workflows import bounds
+from junction.workflows.bounds import LimitExceeded, time_budget
 
 __all__ = [
     "ALLOWED_FILTERS",
@@ -35,10 +45,13 @@ __all__ = [
     "TemplateError",
     "check_syntax",
     "evaluate",
+    "expression_source",
     "has_template",
     "references",
     "render",
+    "single_expression",
     "step_references",
+    "time_budget",
 ]
 
 ROOTS = frozenset({"params", "steps", "item", "index", "workflow", "run", "inputs"})
@@ -55,8 +68,9 @@ ALLOWED_FILTERS = frozenset(
 )  # fmt: skip
 """Filters a template may use (``map``/``selectattr`` read keys through the sandbox)."""
 
-_MAX_OUTPUT = 1_000_000
-_MAX_REPEAT = 100_000
+_MAX_OUTPUT = bounds.MAX_CHARS
+_LOOP_GUARD = "__loop_guard"  # internal filters: a template cannot name them (not allowed)
+_CONCAT = "__concat"
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 _RESERVED_NAMES = frozenset({"self", "varargs", "kwargs", "caller", "context", "environment"})
 _FORBIDDEN_NODES: tuple[type[nodes.Node], ...] = (
@@ -95,7 +109,7 @@ def _items_of(value: Mapping[str, Any]) -> list[list[Any]]:
 class _Sandbox(SandboxedEnvironment):
     """A sandbox where templates see plain data only."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=False, loader=None)
@@ -104,6 +118,9 @@ class _Sandbox(SandboxedEnvironment):
         self.filters.clear()
         self.filters.update(kept)
         self.filters.update({"split": _split, "tail_lines": _tail_lines, "items_of": _items_of})
+        self.filters.update(bounds.GUARDED_FILTERS)
+        self.filters[_LOOP_GUARD] = bounds.loop_guard
+        self.filters[_CONCAT] = bounds.concat
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """``a.b`` reads key ``b`` of a mapping; nothing else has attributes."""
@@ -128,16 +145,9 @@ class _Sandbox(SandboxedEnvironment):
         return self.undefined(obj=obj, name=str(argument))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        """Refuse ``'x' * 10**9`` and ``9 ** 9 ** 9``."""
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > 64:
-                raise SecurityError("exponent too large in template")
-            return left**right
-        for seq, times in ((left, right), (right, left)):
-            sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
-            if sized and len(seq) * times > _MAX_REPEAT:
-                raise SecurityError("repetition too large in template")
-        return left * right
+        """Refuse ``'x' * 10**9``, ``9 ** 9 ** 9``, ``'%999999999d' % 1`` before computing."""
+        bounds.check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
 
 
 @lru_cache(maxsize=1)
@@ -184,13 +194,45 @@ def _parse(source: str) -> nodes.Template:
         tree = _env().parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message} in {source.strip()!r}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # e.g. a 5,000-digit literal
+        shown = source.strip()[:80]
+        raise TemplateError(f"template cannot be parsed: {exc} in {shown!r}") from None
     _check_tree(tree, source)
     return tree
 
 
-def _expression_source(expression: str) -> str:
+class _Guard(NodeTransformer):
+    """Routes loops and ``~`` through :mod:`~junction.workflows.bounds` (after the checks)."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _LOOP_GUARD, [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        parts = nodes.List(list(node.nodes), lineno=node.lineno)
+        return nodes.Filter(parts, _CONCAT, [], [], None, None, lineno=node.lineno)
+
+
+def _guarded(tree: nodes.Template) -> nodes.Template:
+    guarded = _Guard().visit(tree)
+    guarded.set_environment(_env())
+    return guarded
+
+
+def expression_source(expression: str) -> str:
+    """The bare expression of ``expression`` (``{{ ... }}`` around it is accepted)."""
     match = _SINGLE.match(expression)
     return match.group("expr") if match else expression
+
+
+def single_expression(value: str) -> str | None:
+    """The expression of a string that is exactly one ``{{ expression }}``, else ``None``."""
+    match = _SINGLE.match(value)
+    if match is None or "}}" in match.group("expr"):
+        return None
+    return match.group("expr")
 
 
 def check_syntax(value: str, *, expression: bool = False) -> None:
@@ -203,41 +245,53 @@ def check_syntax(value: str, *, expression: bool = False) -> None:
     Raises:
         TemplateError: Bad syntax, a forbidden construct or filter.
     """
-    _parse("{{ " + _expression_source(value) + " }}" if expression else value)
+    _parse("{{ " + expression_source(value) + " }}" if expression else value)
 
 
 @lru_cache(maxsize=2048)
-def _compiled_expression(expr: str) -> Any:
-    _parse("{{ " + expr + " }}")
+def _compiled_expression(expr: str) -> TemplateExpression:
+    _parse("{{ " + expr + " }}")  # the static rules
     try:
-        return _env().compile_expression(expr, undefined_to_none=False)
+        parser = Parser(_env(), expr, state="variable")
+        node = parser.parse_expression()
+        if not parser.stream.eos:
+            raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message} in {expr.strip()!r}") from None
+    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
+    template = _env().from_string(_guarded(nodes.Template(body, lineno=1)))
+    return TemplateExpression(template, undefined_to_none=False)
 
 
 @lru_cache(maxsize=2048)
 def _compiled_template(source: str) -> Any:
-    _parse(source)
-    return _env().from_string(source)
+    _parse(source)  # the static rules
+    return _env().from_string(_guarded(_env().parse(source)))
 
 
 def _fail(source: str, exc: Exception) -> TemplateError:
+    shown = source.strip()[:200]
     if isinstance(exc, UndefinedError):
-        return TemplateError(f"{exc.message} in {source.strip()!r}")
+        return TemplateError(f"{exc.message} in {shown!r}")
+    if isinstance(exc, LimitExceeded):
+        return TemplateError(f"template refused: {exc} in {shown!r}")
     if isinstance(exc, SecurityError):
-        return TemplateError(f"unsafe template {source.strip()!r}: {exc}")
-    return TemplateError(f"cannot render {source.strip()!r}: {type(exc).__name__}: {exc}")
+        return TemplateError(f"unsafe template {shown!r}: {exc}")
+    return TemplateError(f"cannot render {shown!r}: {type(exc).__name__}: {exc}")
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """The value of an expression (``params.x > 3``; ``{{ ... }}`` around it is accepted).
 
+    Bounded like every render (:mod:`junction.workflows.bounds`).
+
     Raises:
-        TemplateError: Invalid, unsafe, or reading missing data.
+        TemplateError: Invalid, unsafe, too costly, or reading missing data.
     """
-    expr = _expression_source(expression)
+    expr = expression_source(expression)
     try:
-        value = _compiled_expression(expr)(**context)
+        with bounds.rendering():
+            value = _compiled_expression(expr)(**context)
         if isinstance(value, Undefined):
             value._fail_with_undefined_error()
     except TemplateError:
@@ -254,14 +308,12 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
     if match and "}}" not in match.group("expr") and "{%" not in source:
         return evaluate(match.group("expr"), context)
     try:
-        out = _compiled_template(source).render(**context)
+        with bounds.rendering():
+            return bounds.collect(_compiled_template(source).generate(**context), _MAX_OUTPUT)
     except TemplateError:
         raise
     except Exception as exc:
         raise _fail(source, exc) from None
-    if len(out) > _MAX_OUTPUT:
-        raise TemplateError(f"template output over {_MAX_OUTPUT} characters: {source[:80]!r}")
-    return out
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
@@ -359,7 +411,7 @@ def references(value: Any, *, expression: bool = False) -> set[tuple[str, ...]]:
     found: set[tuple[str, ...]] = set()
     for text in _strings(value):
         if expression:
-            tree = _parse("{{ " + _expression_source(text) + " }}")
+            tree = _parse("{{ " + expression_source(text) + " }}")
         elif has_template(text):
             tree = _parse(text)
         else:

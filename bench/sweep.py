@@ -74,7 +74,7 @@ def make_clients(
         clients.append(
             IntegrationClient(
                 spec,
-                settings=settings,
+                engine=settings.engine_config(),
                 base_url=spec.base_url,
                 http=http or own,
                 source="bench",

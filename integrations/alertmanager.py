@@ -9,20 +9,21 @@ a proxy in front may add it).
 Retry-safety: posting alerts is idempotent by label set (Alertmanager merges an alert
 into the one with identical labels, only refreshing its times and annotations), so it is
 retried freely. Silences have no natural key: :meth:`AlertmanagerClient.create_silence`
-puts a marker ``[junction:<key>]`` in the comment and, before a re-attempt (and before the
-first when the caller chose the key), lists silences with the same matchers and returns
-a live one carrying the marker instead of creating another.
+puts a marker ``[junction:<key>]`` in the comment (the caller's key, else one derived
+from matchers, author, comment and times) and, before the first attempt and every
+re-attempt, lists silences with the same matchers and returns a live one carrying the
+marker instead of creating another.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action, derived_key
+from integrations.base import IntegrationClient
 
 
 def _rfc3339(value: datetime) -> str:
@@ -142,7 +143,8 @@ class CreateSilenceParams(BaseModel):
         starts_at: Start (default now).
         ends_at: End; default ``starts_at + duration_minutes``.
         duration_minutes: Length when ``ends_at`` is not given.
-        idempotency_key: Identifies this request across retries; default random.
+        idempotency_key: Identifies this request across retries and reruns; default
+            derived from matchers, author, comment and times.
     """
 
     matchers: list[Matcher] = Field(min_length=1)
@@ -151,7 +153,7 @@ class CreateSilenceParams(BaseModel):
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     duration_minutes: float = Field(60, gt=0)
-    idempotency_key: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1)
+    idempotency_key: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _order(self) -> CreateSilenceParams:
@@ -162,7 +164,16 @@ class CreateSilenceParams(BaseModel):
     @property
     def marker(self) -> str:
         """The marker appended to the comment."""
-        return f"[junction:{self.idempotency_key}]"
+        key = derived_key(
+            self.idempotency_key,
+            self.matchers,
+            self.created_by,
+            self.comment,
+            self.starts_at,
+            self.ends_at,
+            self.duration_minutes,
+        )
+        return f"[junction:{key}]"
 
     def body(self, now: datetime) -> dict[str, Any]:
         """The ``postableSilence`` body."""
@@ -324,7 +335,7 @@ class AlertmanagerClient(IntegrationClient):
             "GET", "/alerts", action="list_alerts", model=list[GettableAlert], params=params.query()
         )
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def create_silence(self, params: CreateSilenceParams) -> SilenceCreated:
         """Create a silence, safely retried (check-before-create by comment marker).
 
@@ -360,9 +371,7 @@ class AlertmanagerClient(IntegrationClient):
                 max_attempts=1,  # re-attempts go through lookup() first
             )
 
-        return await self.create_once(
-            lookup=lookup, create=create, lookup_first="idempotency_key" in params.model_fields_set
-        )
+        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
 
     @action(read_only=True)
     async def get_status(self, params: GetStatusParams) -> AlertmanagerStatus:

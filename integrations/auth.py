@@ -1,9 +1,16 @@
 """Auth schemes as ``httpx.Auth`` flows, plus credential resolution.
 
-Credentials come from, in order: the caller's argument, ``JUNCTION_<NAME>_*`` env vars,
-the Prefect Secret block named by ``JUNCTION_<NAME>_SECRET_BLOCK``, and (only when the
-integration points at the Junction sandbox) the sandbox's well-known test credentials.
-Every secret found is registered with the redactor before it is used.
+Credentials come from, in order: the caller's argument, the integration's configuration
+(which the core fills from ``JUNCTION_<NAME>_*``), the Prefect Secret block it names
+(``secret_block``), and (only when the integration points at the Junction sandbox) the
+sandbox's well-known test credentials.
+
+Every secret found is registered with the redactor before it is used, together with every
+form it takes on the wire, since a vendor may echo any of them back in an error body:
+the full header value (``Bearer ...``, ``SSWS ...``, ``Token token=...``), the base64 of
+``user:password`` (HTTP basic, the OAuth2 token request) and ``Basic <that>``, and the
+encodings :func:`~integrations.redaction.register_secret` adds (URL, JSON, base64).
+OAuth2 access tokens obtained at run time are registered the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
@@ -21,6 +29,7 @@ import httpx
 from pydantic import SecretStr
 
 from integrations.catalog import AuthSpec, IntegrationSpec
+from integrations.config import IntegrationConfig
 from integrations.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -28,7 +37,6 @@ from integrations.errors import (
     MissingCredentialsError,
 )
 from integrations.redaction import register_secret
-from junction.settings import IntegrationSettings
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ def _env_names(name: str, scheme: str) -> str:
     return f"{up}TOKEN"
 
 
-def _from_settings(scheme: str, cfg: IntegrationSettings) -> Credentials | None:
+def _from_settings(scheme: str, cfg: IntegrationConfig) -> Credentials | None:
     if scheme in ("bearer", "api_key") and cfg.token:
         return Credentials(token=cfg.token, source="env")
     if scheme == "basic" and cfg.username and cfg.password:
@@ -85,24 +93,57 @@ def _from_settings(scheme: str, cfg: IntegrationSettings) -> Credentials | None:
 _block_cache: dict[str, object] = {}
 
 
-def _load_secret_block(block: str) -> object:
-    """Load a Prefect Secret block once per process (it costs an API round trip)."""
+def _load_secret_block(name: str, scheme: str, block: str) -> object:
+    """Load a Prefect Secret block once per process (it costs an API round trip).
+
+    Raises:
+        MissingCredentialsError: One line: the block is missing (and how to create it),
+            or why it could not be read.
+    """
     if block not in _block_cache:
-        from prefect.blocks.system import Secret  # heavy import, only when configured
+        # Function-level: Prefect's import costs seconds and only block users need it.
+        from prefect.blocks.system import Secret
 
         try:
             # _sync: this runs inside flows' event loops, where load() would return a coroutine
             secret = cast(Secret, Secret.load(block, _sync=True))  # type: ignore[call-arg]
             _block_cache[block] = secret.get()
-        except Exception as exc:  # Prefect raises ValueError for a missing block
+        except ValueError as exc:  # Prefect's "Unable to find block document named ..."
+            if "unable to find" not in str(exc).lower():
+                raise _block_unreadable(name, block, exc) from None
             raise MissingCredentialsError(
-                f"could not load Prefect Secret block {block!r}: {type(exc).__name__}"
+                f"Prefect Secret block {block!r} (JUNCTION_{name.upper()}_SECRET_BLOCK) does "
+                f'not exist on the Prefect server in use: create it with `python -c "from '
+                f"prefect.blocks.system import Secret; Secret(value={_block_example(scheme)})"
+                f".save('{block}')\"` (or in the Prefect UI: Blocks, Secret), or set "
+                f"{_env_names(name, scheme)} instead",
+                service=name,
             ) from None
+        except Exception as exc:  # an unreachable API, a block of another type...
+            raise _block_unreadable(name, block, exc) from None
     return _block_cache[block]
 
 
+def _block_unreadable(name: str, block: str, exc: Exception) -> MissingCredentialsError:
+    detail = " ".join(str(exc).split())[:200]
+    return MissingCredentialsError(
+        f"could not read Prefect Secret block {block!r} (JUNCTION_{name.upper()}_SECRET_BLOCK):"
+        f" {type(exc).__name__}" + (f": {detail}" if detail else ""),
+        service=name,
+    )
+
+
+def _block_example(scheme: str) -> str:
+    """The value a Secret block holds for ``scheme``, as Python source."""
+    if scheme == "basic":
+        return "{'username': '...', 'password': '...'}"
+    if scheme == "oauth2":
+        return "{'client_id': '...', 'client_secret': '...'}"
+    return "'<token>'"
+
+
 def _from_block(name: str, scheme: str, block: str) -> Credentials:
-    value = _load_secret_block(block)
+    value = _load_secret_block(name, scheme, block)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = json.loads(value)
@@ -120,7 +161,7 @@ def _from_block(name: str, scheme: str, block: str) -> Credentials:
     fields = {k: v for k, v in value.items() if isinstance(v, str)}
     creds = _from_settings(
         scheme,
-        IntegrationSettings.model_construct(
+        IntegrationConfig.model_construct(
             token=SecretStr(fields["token"]) if "token" in fields else None,
             username=fields.get("username"),
             password=SecretStr(fields["password"]) if "password" in fields else None,
@@ -137,7 +178,7 @@ def _from_block(name: str, scheme: str, block: str) -> Credentials:
 
 def resolve_credentials(
     spec: IntegrationSpec,
-    cfg: IntegrationSettings,
+    cfg: IntegrationConfig,
     *,
     sandbox: bool,
     explicit: Credentials | None = None,
@@ -169,10 +210,37 @@ def resolve_credentials(
             f"block in JUNCTION_{spec.name.upper()}_SECRET_BLOCK",
             service=spec.name,
         )
+    register_credentials(spec.auth, creds)
+    return creds
+
+
+def basic_value(user: str, password: str) -> str:
+    """The base64 of ``user:password`` that HTTP basic auth sends."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def register_credentials(auth: AuthSpec, creds: Credentials) -> None:
+    """Register every secret of ``creds`` and each form it takes on the wire.
+
+    Args:
+        auth: The scheme, header and prefix the secrets are sent with.
+        creds: The resolved credentials.
+    """
     for secret in (creds.token, creds.password, creds.client_secret):
         if secret is not None:
             register_secret(secret.get_secret_value())
-    return creds
+    if creds.token is not None:
+        token = creds.token.get_secret_value()
+        if auth.scheme == "bearer":
+            register_secret(f"Bearer {token}")
+        elif auth.prefix and not auth.query_param:
+            register_secret(f"{auth.prefix}{token}")  # "SSWS ...", "Token token=..."
+    for user, secret in ((creds.username, creds.password), (creds.client_id, creds.client_secret)):
+        if user is not None and secret is not None:
+            password = secret.get_secret_value()
+            register_secret(f"{user}:{password}")  # and its base64, the basic header value
+            register_secret(f"Basic {basic_value(user, password)}")
+            register_secret(f"\x00{user}\x00{password}")  # and its base64: SMTP AUTH PLAIN
 
 
 # --- httpx auth flows ---------------------------------------------------------------------
@@ -228,9 +296,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         data = {"grant_type": "client_credentials"}
         if self._scope:
             data["scope"] = self._scope
-        basic = base64.b64encode(
-            f"{self._client_id}:{self._client_secret.get_secret_value()}".encode()
-        ).decode()
+        basic = basic_value(self._client_id, self._client_secret.get_secret_value())
         return httpx.Request(
             "POST",
             self.token_url,
@@ -251,11 +317,16 @@ class OAuth2ClientCredentials(httpx.Auth):
             body = response.json()
             token = body["access_token"]
             expires_in = float(body.get("expires_in", 3600))
+            if not isinstance(token, str) or not token:
+                raise TypeError("access_token is not a string")
         except (ValueError, KeyError, TypeError):
             raise MalformedResponseError(
                 "OAuth2 token endpoint answered without a JSON access_token"
             ) from None
+        if not math.isfinite(expires_in):
+            expires_in = 3600.0
         register_secret(token)
+        register_secret(f"Bearer {token}")
         self._token = token
         self._expires_at = time.monotonic() + expires_in
         self.fetches += 1

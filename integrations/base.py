@@ -1,27 +1,28 @@
 """The shared async engine every integration client stands on.
 
-:class:`IntegrationClient` owns, for one service: the base URL, auth, timeouts, the retry
-policy (408/429/5xx and connection errors; non-idempotent requests only when that is
-safe; ``Retry-After`` honoured; capped exponential backoff with jitter, via tenacity),
-the service's circuit breaker, the typed errors, redaction, and the metric hook. A
-catalog entry alone makes a working client with ``health_check()``; vendor modules add
-typed actions with the :func:`action` decorator.
+:class:`IntegrationClient` owns, for one service: the base URL (and the rule that keeps
+every request, credentials included, under it: :mod:`integrations.urls`), auth,
+timeouts, the retry policy (:mod:`integrations.retry`), the service's circuit breaker,
+the typed errors, redaction, and the metric hook. A catalog entry alone makes a working
+client with ``health_check()``; vendor modules add typed actions with the
+:func:`~integrations.actions.action` decorator and build paths with :meth:`IntegrationClient.path`.
+
+Configuration comes in as objects (:mod:`integrations.config`): a client built without
+any talks to the sandbox at its default address; nothing here reads the environment.
 
 What vendor modules share lives here too, so they do not each grow a copy:
 ``request(..., with_response=True)`` (body plus headers and status, for pagination),
-:meth:`IntegrationClient.link_pages` (``Link: rel="next"`` pagination),
-:meth:`IntegrationClient.create_once` (check-before-create for vendors without an
-idempotency key) and the :meth:`IntegrationClient._check_response` hook (vendors that
-report failures inside a 2xx answer).
+:meth:`IntegrationClient.link_pages` (``Link: rel="next"`` pagination, same origin
+only), :meth:`IntegrationClient.create_once` (check-before-create for vendors without an
+idempotency key), :func:`derived_key` (a caller's key, or one derived from what the
+caller gave) and the :meth:`IntegrationClient._check_response` hook (vendors that report
+failures inside a 2xx answer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import inspect
 import json as jsonlib
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,26 +36,43 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, stop_after_attempt
 
+from integrations.actions import ActionSpec, action, actions_of, derived_key
 from integrations.auth import Credentials, build_auth, resolve_credentials
 from integrations.breaker import BreakerState, CircuitBreaker, breakers
 from integrations.catalog import IntegrationSpec, load_catalog
+from integrations.config import EngineConfig, IntegrationConfig
 from integrations.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     CircuitOpenError,
     ConfigurationError,
+    CrossOriginError,
     IntegrationError,
     InvalidBaseURLError,
     MalformedResponseError,
-    RateLimitError,
     RetryLaterError,
+    UnsafeRequestError,
     status_error_class,
 )
 from integrations.metrics import CallMetric, MetricSink, emit
 from integrations.redaction import redact
+from integrations.retry import RetryPolicy, parse_retry_after
 from integrations.transport import shared_ssl_context
-from junction.settings import IntegrationSettings, Settings, get_settings
+from integrations.urls import BaseURL, CrossOriginURLError, UnsafeURLError, expand, next_link
+
+__all__ = [  # the engine's public names, importable from here as before the split
+    "APIResponse",
+    "ActionSpec",
+    "HealthResult",
+    "IntegrationClient",
+    "RequestOptions",
+    "RetryPolicy",
+    "action",
+    "derived_key",
+    "next_link",
+    "parse_retry_after",
+]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -62,139 +80,6 @@ P = TypeVar("P")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_-]*)\}")
-_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-zA-Z]+)"?')
-
-
-# --- retry policy -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to retry a failed attempt.
-
-    Attributes:
-        max_attempts: Attempts in all, the first included.
-        backoff_base: First delay in seconds; doubles per attempt.
-        backoff_max: Cap on one delay.
-        retry_after_max: Longest ``Retry-After`` honoured; a longer one fails the call.
-        jitter: Random seconds (0..jitter) added to each exponential delay.
-    """
-
-    max_attempts: int = 3
-    backoff_base: float = 0.5
-    backoff_max: float = 8.0
-    retry_after_max: float = 30.0
-    jitter: float = 0.5
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """The policy configured by ``JUNCTION_RETRY_*``."""
-        return cls(
-            max_attempts=settings.retry_max_attempts,
-            backoff_base=settings.retry_backoff_base_seconds,
-            backoff_max=settings.retry_backoff_max_seconds,
-            retry_after_max=settings.retry_after_max_seconds,
-            jitter=settings.retry_backoff_base_seconds,
-        )
-
-    def should_retry(self, exc: BaseException, *, idempotent: bool) -> bool:
-        """Whether ``exc`` may be retried for a request of this idempotency.
-
-        A 429 and a refused connection never reached the server's business logic, so
-        they are retried for any request; 5xx, 408, timeouts, resets and garbled bodies
-        may hide a success, so only idempotent requests are retried on them.
-        """
-        if isinstance(exc, CircuitOpenError) or not isinstance(exc, IntegrationError):
-            return False
-        if isinstance(exc, RateLimitError):
-            return exc.retry_after is None or exc.retry_after <= self.retry_after_max
-        if isinstance(exc, APIConnectionError) and not exc.request_sent:
-            return True
-        return exc.retryable and idempotent
-
-    def wait_seconds(self, exc: BaseException | None, attempt: int) -> float:
-        """Delay before the next attempt: the server's ``Retry-After``, else backoff."""
-        hint = getattr(exc, "retry_after", None)
-        if hint is not None:
-            return float(min(max(hint, 0.0), self.retry_after_max))
-        # tenacity's wait_exponential_jitter formula, applied to our attempt number
-        exponential = self.backoff_base * 2 ** (attempt - 1) + random.uniform(0, self.jitter)
-        return float(min(exponential, self.backoff_max))
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header (delta-seconds or an HTTP date) into seconds."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now if now is not None else time.time()
-    return max(0.0, when.timestamp() - current)
-
-
-# --- actions ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """Metadata of one typed action, for the workflow validator and the runner.
-
-    Attributes:
-        name: Action name (``create_user``).
-        input: Pydantic model of the input.
-        output: Type of the output (a pydantic model, or ``list[Model]``).
-        read_only: No side effect: safe to cache and to coalesce.
-        idempotent: Safe to retry (side effects are checked before create or keyed).
-        description: One line, from the method's docstring.
-    """
-
-    name: str
-    input: type[BaseModel]
-    output: Any
-    read_only: bool
-    idempotent: bool
-    description: str = ""
-
-
-def action(
-    *, read_only: bool = False, idempotent: bool | None = None, name: str | None = None
-) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
-    """Mark a client method as a typed action: ``async def f(self, params: In) -> Out``.
-
-    Args:
-        read_only: The action has no side effect.
-        idempotent: Retrying cannot duplicate a side effect (defaults to ``read_only``).
-        name: Action name; defaults to the method name.
-    """
-
-    def decorate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        hints = inspect.get_annotations(fn, eval_str=True)
-        params = [p for p in inspect.signature(fn).parameters if p != "self"]
-        if len(params) != 1 or not (
-            isinstance(hints.get(params[0]), type) and issubclass(hints[params[0]], BaseModel)
-        ):
-            raise TypeError(f"action {fn.__qualname__} must take exactly one pydantic model")
-        doc = (inspect.getdoc(fn) or "").splitlines()
-        fn.__junction_action__ = ActionSpec(  # type: ignore[attr-defined]
-            name=name or fn.__name__,
-            input=hints[params[0]],
-            output=hints.get("return"),
-            read_only=read_only,
-            idempotent=read_only if idempotent is None else idempotent,
-            description=doc[0] if doc else "",
-        )
-        return fn
-
-    return decorate
 
 
 # --- health -------------------------------------------------------------------------------
@@ -232,11 +117,13 @@ class APIResponse(Generic[T]):
         data: The decoded body, as ``expect`` and ``model`` would return it alone.
         headers: The response headers (pagination: ``Link``, ``X-Next-Page``, ``X-Total``).
         status: The HTTP status.
+        url: The URL that answered (relative ``Link`` headers resolve against it).
     """
 
     data: T
     headers: httpx.Headers
     status: int
+    url: str = ""
 
 
 class RequestOptions(TypedDict, total=False):
@@ -252,27 +139,6 @@ class RequestOptions(TypedDict, total=False):
     timeout: float | None
     expect: Expect
     max_attempts: int | None
-
-
-def next_link(headers: httpx.Headers | None) -> str | None:
-    """The ``rel="next"`` URL of a response's ``Link`` headers (RFC 8288), if any.
-
-    Okta sends one ``Link`` header per relation, Webex and GitHub several relations in
-    one header; both forms are read.
-
-    Args:
-        headers: The response headers (``None`` reads as no link).
-
-    Returns:
-        The next page's absolute URL, or ``None`` on the last page.
-    """
-    if headers is None:
-        return None
-    for value in headers.get_list("link"):
-        for url, rel in _LINK.findall(value):
-            if rel == "next":
-                return str(url)
-    return None
 
 
 @lru_cache(maxsize=512)
@@ -308,6 +174,15 @@ def _vendor_message(body: Any) -> str | None:
     return None
 
 
+def _same_origin(url: str, other: str) -> bool:
+    """Whether two absolute URLs share scheme, host and port."""
+    a, b = urlsplit(url), urlsplit(other)
+    try:
+        return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    except ValueError:  # a bad port: not the sandbox (the base URL check says why)
+        return False
+
+
 def _extract(template: str, actual: str) -> dict[str, str]:
     """Values of ``{placeholders}`` in a URL template, read off the actual URL."""
     parts = _PLACEHOLDER.split(template)
@@ -321,20 +196,25 @@ def _extract(template: str, actual: str) -> dict[str, str]:
 class IntegrationClient:
     """Async client of one integration, built from its catalog entry.
 
-    Use as ``async with get_client("okta") as okta: await okta.health_check()``.
+    Use as ``async with IntegrationClient(spec) as client: await client.health_check()``
+    (the core's ``junction.clients.get_client("okta")`` builds one from the settings).
 
     Args:
-        spec: The catalog entry.
-        settings: Process settings (default: :func:`get_settings`).
-        base_url: Overrides ``JUNCTION_<NAME>_BASE_URL`` and the sandbox default.
-        credentials: Overrides env vars and Secret blocks.
+        spec: The catalog entry (default: the entry named by the class's ``service``).
+        config: This integration's base URL, credentials and overrides (default: none
+            set, i.e. the sandbox with its well-known credentials).
+        engine: Engine-wide behaviour: sandbox address, timeouts, retry policy, breaker
+            thresholds (default: :class:`~integrations.config.EngineConfig`'s defaults).
+        base_url: Overrides ``config.base_url`` and the sandbox default.
+        credentials: Overrides the configured credentials and Secret blocks.
         http: A shared ``httpx.AsyncClient`` (not closed by this client).
         transport: An httpx transport for an owned client (``MockTransport`` in tests).
-        retry: Retry policy (default from settings).
+        retry: Retry policy (default: the engine's).
         breaker: Circuit breaker (default: the process-wide one of this service).
         metric_hook: Extra sink for this client's metrics (besides the global sinks).
         source: Recorded with each metric (``probe``, ``workflow``, ``cli``).
         run_id: Recorded with each metric (a flow or workflow run id).
+        timeout: Read timeout (default: ``config.timeout_seconds``, else the engine's).
     """
 
     service: ClassVar[str] = ""
@@ -343,7 +223,8 @@ class IntegrationClient:
         self,
         spec: IntegrationSpec | None = None,
         *,
-        settings: Settings | None = None,
+        config: IntegrationConfig | None = None,
+        engine: EngineConfig | None = None,
         base_url: str | None = None,
         credentials: Credentials | None = None,
         http: httpx.AsyncClient | None = None,
@@ -354,7 +235,6 @@ class IntegrationClient:
         source: str = "call",
         run_id: str | None = None,
         timeout: float | None = None,
-        config: IntegrationSettings | None = None,
     ) -> None:
         if spec is None:
             if not self.service:
@@ -362,32 +242,30 @@ class IntegrationClient:
             spec = load_catalog().get(self.service)
         self.spec = spec
         self.name = spec.name
-        self.settings = settings or get_settings()
-        cfg = config or self.settings.integration(spec.name)
+        engine = engine or EngineConfig()
+        self.engine = engine
+        cfg = config or IntegrationConfig()
         self.config = cfg
         chosen = base_url or cfg.base_url
-        self.sandbox = chosen is None or chosen.startswith(self.settings.sandbox_url)
+        self.sandbox = chosen is None or _same_origin(chosen, engine.sandbox_url)
         if spec.transport == "smtp" and chosen is None:
-            chosen = f"smtp://{urlsplit(self.settings.sandbox_url).hostname}:" + str(
-                self.settings.sandbox_smtp_port
-            )
-        self.base_url = self._check_base_url(
-            chosen or spec.sandbox_base_url(self.settings.sandbox_url)
-        )
+            chosen = f"smtp://{urlsplit(engine.sandbox_url).hostname}:{engine.sandbox_smtp_port}"
+        self.base_url = self._check_base_url(chosen or spec.sandbox_base_url(engine.sandbox_url))
+        self._base = BaseURL.parse(self.base_url) if spec.transport == "http" else None
         self.credentials = resolve_credentials(
             spec, cfg, sandbox=self.sandbox, explicit=credentials
         )
-        self.retry = retry or RetryPolicy.from_settings(self.settings)
+        self.retry = retry or engine.retry
         self.breaker = breaker or breakers.get(
             spec.name,
-            failure_threshold=self.settings.breaker_failure_threshold,
-            reset_timeout=self.settings.breaker_reset_seconds,
+            failure_threshold=engine.breaker_failure_threshold,
+            reset_timeout=engine.breaker_reset_seconds,
         )
         self.metric_hook = metric_hook
         self.source = source
         self.run_id = run_id
-        read = timeout or cfg.timeout_seconds or self.settings.http_timeout_seconds
-        self.timeout = httpx.Timeout(read, connect=min(read, self.settings.connect_timeout_seconds))
+        read = timeout or cfg.timeout_seconds or engine.timeout_seconds
+        self.timeout = httpx.Timeout(read, connect=min(read, engine.connect_timeout_seconds))
         self._auth: httpx.Auth | None = None
         if spec.transport == "http":
             self._auth = build_auth(
@@ -426,6 +304,10 @@ class IntegrationClient:
             raise InvalidBaseURLError(
                 f"malformed base URL {url!r}: bad port", service=self.name
             ) from None
+        if parts.query or parts.fragment:
+            raise InvalidBaseURLError(
+                f"malformed base URL {url!r}: no query string or fragment", service=self.name
+            )
         return url.rstrip("/")
 
     def _token_url(self) -> str | None:
@@ -434,7 +316,7 @@ class IntegrationClient:
         if self.config.token_url:
             return self.config.token_url
         if self.sandbox:
-            return f"{self.settings.sandbox_url}/{self.name}/oauth2/token"
+            return f"{self.engine.sandbox_url}/{self.name}/oauth2/token"
         template = self.spec.auth.token_url or ""
         values = _extract(self.spec.base_url, self.base_url)
         try:
@@ -449,13 +331,7 @@ class IntegrationClient:
     @classmethod
     def actions(cls) -> dict[str, ActionSpec]:
         """The typed actions of this client class, by name."""
-        found: dict[str, ActionSpec] = {}
-        for klass in reversed(cls.__mro__):
-            for attr in vars(klass).values():
-                spec = getattr(attr, "__junction_action__", None)
-                if isinstance(spec, ActionSpec):
-                    found[spec.name] = spec
-        return found
+        return actions_of(cls)
 
     # -- lifecycle
 
@@ -487,10 +363,46 @@ class IntegrationClient:
     # -- the call path
 
     def url(self, path: str) -> str:
-        """Absolute URL of ``path`` (an absolute URL is returned unchanged)."""
-        if path.startswith(("http://", "https://")):
-            return path
-        return f"{self.base_url}/{path.lstrip('/')}"
+        """Absolute URL of ``path``, which must stay under the base URL.
+
+        Args:
+            path: A path under the base URL, or an absolute URL on its origin and path.
+
+        Raises:
+            CrossOriginError: ``path`` is a URL on another origin (scheme, host, port).
+            UnsafeRequestError: It leaves the base path or has a ``.``/``..`` segment.
+        """
+        return str(self._target(path, None))
+
+    def path(self, template: str, **params: str | int) -> str:
+        """A request path with each parameter as one percent-encoded segment.
+
+        ``client.path("/rooms/{room_id}", room_id=rid)``: vendor modules build every
+        path from parameters this way, never by formatting, so an id holding ``/``,
+        ``?`` or ``#`` stays one segment and ``..`` cannot reach another route.
+
+        Args:
+            template: The path with ``{name}`` placeholders.
+            **params: A value for each placeholder.
+
+        Raises:
+            UnsafeRequestError: A value is empty, ``.`` or ``..`` (nothing is sent).
+        """
+        try:
+            return expand(template, params)
+        except UnsafeURLError as exc:
+            raise UnsafeRequestError(str(exc), service=self.name) from None
+
+    def _target(self, path: str, action: str | None) -> httpx.URL:
+        """The URL of one request, refused (typed, nothing sent) off the base URL."""
+        if self._base is None:
+            raise ConfigurationError(f"{self.spec.transport} integration has no HTTP URLs")
+        try:
+            return self._base.resolve(path)
+        except CrossOriginURLError as exc:
+            raise CrossOriginError(str(exc), service=self.name, action=action) from None
+        except UnsafeURLError as exc:
+            raise UnsafeRequestError(str(exc), service=self.name, action=action) from None
 
     @overload
     async def request(
@@ -588,6 +500,15 @@ class IntegrationClient:
             IntegrationError: A typed subclass; the message names service and action.
         """
         method = method.upper()
+        started = time.perf_counter()
+        metric_path = redact(urlsplit(path).path or path)  # no query string, no secrets
+        try:
+            target = self._target(path, action)
+        except UnsafeRequestError as exc:
+            self.last_attempts = 0
+            self._report(action, method, metric_path, None, False, started, 0, exc)
+            raise
+        where = f"{method} {target.path}"
         send_headers = dict(self.spec.headers)
         if headers:
             send_headers.update(headers)
@@ -598,21 +519,30 @@ class IntegrationClient:
         policy = self.retry
         attempts_allowed = max_attempts or policy.max_attempts
         call_timeout = httpx.Timeout(timeout, connect=self.timeout.connect) if timeout else None
-        started = time.perf_counter()
         attempts = 0
         status: int | None = None
-        metric_path = redact(urlsplit(path).path or path)  # no query string, no secrets
 
         async def attempt() -> Any:
             nonlocal attempts, status
             attempts += 1
             response = await self._send_once(
-                method, path, action, params, json, data, content, send_headers, call_timeout
+                method,
+                target,
+                where,
+                action,
+                params,
+                json,
+                data,
+                content,
+                send_headers,
+                call_timeout,
             )
             status = response.status_code
             self.last_status = status
-            body = self._decode(response, method, path, action, model, expect)
-            return APIResponse(body, response.headers, status) if with_response else body
+            body = self._decode(response, where, action, model, expect)
+            if with_response:
+                return APIResponse(body, response.headers, status, str(response.request.url))
+            return body
 
         try:
             if attempts_allowed == 1:
@@ -657,7 +587,8 @@ class IntegrationClient:
     async def _send_once(
         self,
         method: str,
-        path: str,
+        target: httpx.URL,
+        where: str,
         action: str,
         params: Mapping[str, Any] | None,
         json: Any,
@@ -667,11 +598,10 @@ class IntegrationClient:
         timeout: httpx.Timeout | None,
     ) -> httpx.Response:
         self._admit(action)
-        where = f"{method} {urlsplit(self.url(path)).path}"
         try:
             response = await self.http.request(
                 method,
-                self.url(path),
+                target,
                 params=params,
                 json=json,
                 data=data,
@@ -679,6 +609,9 @@ class IntegrationClient:
                 headers=headers,
                 auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
                 timeout=timeout if timeout is not None else self.timeout,
+                # Never follow, whatever a shared client says: a redirect may point
+                # anywhere, and httpx would carry the auth along.
+                follow_redirects=False,
             )
             await response.aread()
         except IntegrationError:
@@ -779,13 +712,11 @@ class IntegrationClient:
     def _decode(
         self,
         response: httpx.Response,
-        method: str,
-        path: str,
+        where: str,
         action: str,
         model: Any,
         expect: Expect,
     ) -> Any:
-        where = f"{method} {urlsplit(self.url(path)).path}"
         if expect == "none" or response.status_code == 204:
             body: Any = None
         elif expect == "text":
@@ -894,7 +825,9 @@ class IntegrationClient:
         """GET a list and follow its ``Link: <...>; rel="next"`` headers (Okta, Webex).
 
         The next URL carries the whole query (cursor included), so ``params`` go with the
-        first request only.
+        first request only. A relative link resolves against the page's URL; a link off
+        the base URL (another origin, another path) raises :class:`CrossOriginError` /
+        :class:`UnsafeRequestError` before anything is sent to it.
 
         Args:
             path: The list's path.
@@ -919,7 +852,7 @@ class IntegrationClient:
                 with_response=True,
             )
             pages.append(page.data)
-            url = next_link(page.headers)
+            url = next_link(page.headers, base=page.url)
         return pages, url is not None
 
     async def create_once(
@@ -1019,7 +952,7 @@ class IntegrationClient:
         health = self.spec.health
         path = health.path
         if "{username}" in path:
-            path = path.replace("{username}", self.credentials.username or "")
+            path = self.path(path, username=self.credentials.username or "")
         await self.request(
             health.method,
             path,

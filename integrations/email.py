@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 import aiosmtplib
 from pydantic import BaseModel, Field, model_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action
+from integrations.base import IntegrationClient
 from integrations.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -354,7 +355,7 @@ class SmtpClient(IntegrationClient):
 
         await self._call("health_check", "EHLO", run, max_attempts=max_attempts)
 
-    @action(read_only=False, idempotent=False)
+    @action(read_only=False, idempotent=False, key_field="idempotency_key")
     async def send_email(self, params: SendEmailParams) -> EmailSent:
         """Send one message to its recipients.
 

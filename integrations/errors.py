@@ -60,12 +60,26 @@ class UnknownActionError(ConfigurationError):
     """The integration has no action of this name."""
 
 
+class UnknownCapabilityError(ConfigurationError):
+    """No catalog entry has this capability tag, or provides this capability action."""
+
+
 class MissingCredentialsError(ConfigurationError):
     """No credential was found in the argument, the environment or a Secret block."""
 
 
 class InvalidBaseURLError(ConfigurationError):
     """The configured base URL is not an absolute http(s) URL."""
+
+
+class UnsafeRequestError(IntegrationError):
+    """Refused before sending: the request would leave the configured base URL (a
+    pagination link or absolute URL on another origin, a path climbing out of the base
+    path, a path parameter that is not one segment). Nothing was sent."""
+
+
+class CrossOriginError(UnsafeRequestError):
+    """The request's origin (scheme, host, port) is not the configured base URL's."""
 
 
 class CircuitOpenError(IntegrationError):

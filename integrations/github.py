@@ -6,25 +6,25 @@ Follows https://docs.github.com/en/rest (``POST /repos/{owner}/{repo}/issues``, 
 spec: github/rest-api-description). Auth: ``Authorization: Bearer <token>``; the catalog
 adds ``Accept: application/vnd.github+json`` and ``X-GitHub-Api-Version: 2022-11-28``.
 
-Retry-safety of :meth:`GitHubClient.create_issue`: GitHub has no idempotency key, so the
-issue body ends with a hidden marker ``<!-- junction-idempotency-key: <key> -->`` and,
-before every re-attempt (and before the first when the caller chose the key), the most
-recently created issues of the repository (``GET
-.../issues?state=all&sort=created&direction=desc``, narrowed by the issue's labels) are
-searched for it. The list endpoint reads the database directly (the search API is
-indexed and lags, so it is not used). A found issue is returned instead of a new one.
+Retry- and rerun-safety of :meth:`GitHubClient.create_issue`: GitHub has no idempotency
+key, so the issue body ends with a hidden marker ``<!-- junction-idempotency-key: <key>
+-->`` and, before the first attempt and every re-attempt, the most recently created
+issues of the repository (``GET .../issues?sort=created&direction=desc``, narrowed by
+the issue's labels) are searched for it. The key is the caller's (an issue in any state
+counts), else derived from repository and title (only an open issue counts). The list
+endpoint reads the database directly (the search API is indexed and lags, so it is not
+used). A found issue is returned instead of a new one.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action, derived_key
+from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
 
 MARKER = "<!-- junction-idempotency-key: {key} -->"
@@ -48,10 +48,6 @@ RunStatus = Literal[
 ]
 
 
-def _repo_path(owner: str, repo: str) -> str:
-    return f"/repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
-
-
 # --- inputs -------------------------------------------------------------------------------
 
 
@@ -65,8 +61,9 @@ class CreateIssueParams(BaseModel):
         body: Issue body (Markdown); the idempotency marker is appended.
         labels: Label names (dropped by GitHub unless the token has push access).
         assignees: Logins to assign.
-        idempotency_key: Identifies this logical request across retries; pass a stable
-            value (e.g. ``<run id>:<step>``) to make a re-run safe too. Default: random.
+        idempotency_key: Identifies this logical request across retries and reruns
+            (e.g. ``<run id>:<step>``). Default: derived from repository and title, so
+            the same request made again finds the open issue it opened.
     """
 
     owner: str = Field(pattern=_NAME)
@@ -75,14 +72,13 @@ class CreateIssueParams(BaseModel):
     body: str = ""
     labels: list[str] = Field(default_factory=list)
     assignees: list[str] = Field(default_factory=list)
-    idempotency_key: str = Field(
-        default_factory=lambda: uuid.uuid4().hex, min_length=1, pattern=r"^[^<>\n]+$"
-    )
+    idempotency_key: str | None = Field(None, min_length=1, pattern=r"^[^<>\n]+$")
 
     @property
     def marker(self) -> str:
         """The hidden marker appended to the body."""
-        return MARKER.format(key=self.idempotency_key)
+        key = derived_key(self.idempotency_key, self.owner.lower(), self.repo.lower(), self.title)
+        return MARKER.format(key=key)
 
     def request_body(self) -> dict[str, Any]:
         """The JSON body of ``POST .../issues``."""
@@ -209,15 +205,15 @@ class GitHubClient(IntegrationClient):
 
     service = "github"
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def create_issue(self, params: CreateIssueParams) -> GitHubIssue:
-        """Create an issue, safely retried (check-before-create by body marker).
+        """Create an issue, safely retried and rerun (check-before-create by body marker).
 
-        Before every re-attempt, and before the first when ``idempotency_key`` was
-        given, the 100 most recently created issues (with the issue's labels, if any)
-        are searched for the body marker; a found issue is returned with
-        ``existing=True``. A 404 from the lookup is read as "nothing yet": it means the
-        repository is missing or hidden, and the create then reports that itself.
+        Before the first attempt and every re-attempt, the 100 most recently created
+        issues (open ones only for a derived key; with the issue's labels, if any) are
+        searched for the body marker; a found issue is returned with ``existing=True``.
+        A 404 from the lookup is read as "nothing yet": it means the repository is
+        missing or hidden, and the create then reports that itself.
 
         Args:
             params: Repository, title, body, labels, assignees, idempotency key.
@@ -225,12 +221,14 @@ class GitHubClient(IntegrationClient):
         Returns:
             The created (or found) issue.
         """
-        base = _repo_path(params.owner, params.repo)
+        issues_path = self.path(
+            "/repos/{owner}/{repo}/issues", owner=params.owner, repo=params.repo
+        )
         marker = params.marker
 
         async def lookup() -> GitHubIssue | None:
             query: dict[str, Any] = {
-                "state": "all",
+                "state": "all" if params.idempotency_key else "open",
                 "sort": "created",
                 "direction": "desc",
                 "per_page": 100,
@@ -240,7 +238,7 @@ class GitHubClient(IntegrationClient):
             try:
                 issues = await self.request(
                     "GET",
-                    f"{base}/issues",
+                    issues_path,
                     action="create_issue.lookup",
                     model=list[GitHubIssue],
                     params=query,
@@ -255,7 +253,7 @@ class GitHubClient(IntegrationClient):
         async def create() -> GitHubIssue:
             return await self.request(
                 "POST",
-                f"{base}/issues",
+                issues_path,
                 action="create_issue",
                 model=GitHubIssue,
                 json=params.request_body(),
@@ -263,9 +261,7 @@ class GitHubClient(IntegrationClient):
                 max_attempts=1,  # re-attempts go through lookup() first
             )
 
-        return await self.create_once(
-            lookup=lookup, create=create, lookup_first="idempotency_key" in params.model_fields_set
-        )
+        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
 
     @action(read_only=True)
     async def list_workflow_runs(self, params: ListWorkflowRunsParams) -> WorkflowRunList:
@@ -277,10 +273,14 @@ class GitHubClient(IntegrationClient):
         Returns:
             One page of runs and the total count.
         """
-        base = _repo_path(params.owner, params.repo)
-        path = f"{base}/actions/runs"
+        repo = {"owner": params.owner, "repo": params.repo}
+        path = self.path("/repos/{owner}/{repo}/actions/runs", **repo)
         if params.workflow_id is not None:
-            path = f"{base}/actions/workflows/{quote(str(params.workflow_id), safe='')}/runs"
+            path = self.path(
+                "/repos/{owner}/{repo}/actions/workflows/{workflow}/runs",
+                workflow=params.workflow_id,
+                **repo,
+            )
         query: dict[str, Any] = {"per_page": params.per_page, "page": params.page}
         for key in ("branch", "status", "event"):
             value = getattr(params, key)
@@ -301,5 +301,8 @@ class GitHubClient(IntegrationClient):
             The repository.
         """
         return await self.request(
-            "GET", _repo_path(params.owner, params.repo), action="get_repo", model=GitHubRepo
+            "GET",
+            self.path("/repos/{owner}/{repo}", owner=params.owner, repo=params.repo),
+            action="get_repo",
+            model=GitHubRepo,
         )

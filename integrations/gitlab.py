@@ -15,9 +15,11 @@ Retry safety of the side-effecting actions:
   for that marker and returns the match. The key defaults to a hash of project + title
   (so "ensure one open issue titled X" is the default meaning); pass
   ``idempotency_key`` to scope it differently.
-- ``trigger_pipeline``: the pipeline gets a ``JUNCTION_IDEMPOTENCY_KEY`` variable. After
-  an ambiguous failure (and, when the caller gave ``idempotency_key``, before creating)
-  the client looks at the ref's recent API-triggered pipelines for one carrying that key.
+- ``trigger_pipeline``: the pipeline gets a ``JUNCTION_IDEMPOTENCY_KEY`` variable (the
+  caller's key, else one derived from project, ref and variables). Before creating and
+  after an ambiguous failure the client looks at the ref's recent API-triggered
+  pipelines (24 hours for a caller's key, ``dedupe_window_seconds`` for a derived one)
+  for one carrying that key.
 - ``add_project_member``: 409 "Member already exists" -> the existing member.
 - ``block_user``: GitLab answers success for an already blocked user; the user is then
   re-read.
@@ -32,16 +34,15 @@ Retry safety of the side-effecting actions:
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
-from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action, derived_key
+from integrations.base import IntegrationClient
 from integrations.errors import ConflictError, NotFoundError
 
 T = TypeVar("T")
@@ -77,9 +78,10 @@ PipelineStatus = Literal[
 ]
 
 
-def project_segment(project: str | int) -> str:
-    """A project id or ``group/project`` path as one URL path segment (``group%2Fproject``)."""
-    return quote(str(project).strip("/"), safe="")
+def project_ref(project: str | int) -> str:
+    """A project id or ``group/project`` path as GitLab names it in a URL (one segment,
+    ``group%2Fproject`` once :meth:`IntegrationClient.path` encodes it)."""
+    return str(project).strip("/")
 
 
 def issue_marker(key: str) -> str:
@@ -142,12 +144,16 @@ class TriggerPipelineParams(_ProjectParams):
         ref: Branch or tag to run.
         variables: Extra CI/CD variables.
         idempotency_key: Makes re-runs of the same workflow step reuse the pipeline the
-            first run created; without it only retries within one call are protected.
+            first run created (looked for over the last 24 hours).
+        dedupe_window_seconds: Without ``idempotency_key``: a pipeline Junction started
+            for the same project, ref and variables this recently is the same one (a
+            rerun after a crash reuses it); 0 always starts a new pipeline.
     """
 
     ref: str = Field(min_length=1)
     variables: list[PipelineVariable] = Field(default_factory=list)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    dedupe_window_seconds: int = Field(300, ge=0, le=86400)
 
 
 class ListPipelineJobsParams(_ProjectParams):
@@ -477,7 +483,7 @@ class GitLabClient(IntegrationClient):
         """
         filters = {"status": params.status, "ref": params.ref, "source": params.source}
         query = {k: v for k, v in filters.items() if v is not None}
-        path = f"/projects/{project_segment(params.project)}/pipelines"
+        path = self.path("/projects/{project}/pipelines", project=project_ref(params.project))
         return await self._paged(path, query, PipelineList, params, "list_pipelines")
 
     @action(read_only=True)
@@ -492,7 +498,11 @@ class GitLabClient(IntegrationClient):
         """
         return await self.request(
             "GET",
-            f"/projects/{project_segment(params.project)}/pipelines/{params.pipeline_id}",
+            self.path(
+                "/projects/{project}/pipelines/{pipeline}",
+                project=project_ref(params.project),
+                pipeline=params.pipeline_id,
+            ),
             action="get_pipeline",
             model=Pipeline,
         )
@@ -500,10 +510,10 @@ class GitLabClient(IntegrationClient):
     async def _pipeline_with_key(
         self, params: TriggerPipelineParams, key: str, since: datetime
     ) -> Pipeline | None:
-        project = project_segment(params.project)
+        project = project_ref(params.project)
         recent = await self.request(
             "GET",
-            f"/projects/{project}/pipelines",
+            self.path("/projects/{project}/pipelines", project=project),
             action="trigger_pipeline",
             model=list[Pipeline],
             params={
@@ -518,7 +528,11 @@ class GitLabClient(IntegrationClient):
         for pipeline in recent:
             variables = await self.request(
                 "GET",
-                f"/projects/{project}/pipelines/{pipeline.id}/variables",
+                self.path(
+                    "/projects/{project}/pipelines/{pipeline}/variables",
+                    project=project,
+                    pipeline=pipeline.id,
+                ),
                 action="trigger_pipeline",
             )
             wanted = {"key": IDEMPOTENCY_VARIABLE, "value": key}
@@ -535,38 +549,44 @@ class GitLabClient(IntegrationClient):
     async def _post_pipeline(self, params: TriggerPipelineParams, key: str) -> Pipeline:
         return await self.request(
             "POST",
-            f"/projects/{project_segment(params.project)}/pipeline",
+            self.path("/projects/{project}/pipeline", project=project_ref(params.project)),
             action="trigger_pipeline",
             model=Pipeline,
             json=self._trigger_body(params, key),
             idempotent=False,
         )
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def trigger_pipeline(self, params: TriggerPipelineParams) -> Pipeline:
-        """Create (run) a pipeline for a ref, without ever starting it twice for one call.
+        """Create (run) a pipeline for a ref, without starting it twice for one request.
 
-        Retry-safe through the ``JUNCTION_IDEMPOTENCY_KEY`` pipeline variable: after an
-        ambiguous failure the ref's recent API pipelines are searched for the key before
-        trying again; with a caller-supplied ``idempotency_key`` (the last 24 hours) also
-        before the first attempt, which makes re-runs of a workflow step safe too.
+        Retry-safe through the ``JUNCTION_IDEMPOTENCY_KEY`` pipeline variable: the ref's
+        recent API pipelines are searched for the key before the first attempt and
+        after an ambiguous failure. The key is the caller's ``idempotency_key`` (searched
+        over 24 hours), else derived from project, ref and variables (searched over
+        ``dedupe_window_seconds``; at 0 a new pipeline is always started and only this
+        call's retries are protected).
 
         Args:
-            params: Project, ref, variables and an optional idempotency key.
+            params: Project, ref, variables, an optional idempotency key, the window.
 
         Returns:
             The pipeline; ``unchanged`` when an earlier attempt's pipeline was found.
         """
-        key = params.idempotency_key or uuid.uuid4().hex
-        started = datetime.now(UTC)
-        # A caller key may come from an earlier run; our own key cannot predate this call
-        # (a minute of slack covers clock skew between us and GitLab).
-        since = started - (timedelta(hours=24) if params.idempotency_key else timedelta(minutes=1))
-
+        window = params.dedupe_window_seconds
+        if params.idempotency_key:
+            key, look_back = params.idempotency_key, timedelta(hours=24)
+        elif window:
+            key = derived_key(None, project_ref(params.project), params.ref, params.variables)
+            look_back = timedelta(seconds=window)
+        else:  # the caller asked for a new pipeline each time
+            key, look_back = uuid.uuid4().hex, timedelta(minutes=0)
+        # A minute of slack covers clock skew between us and GitLab.
+        since = datetime.now(UTC) - look_back - timedelta(minutes=1)
         return await self.create_once(
             lookup=lambda: self._pipeline_with_key(params, key, since),
             create=lambda: self._post_pipeline(params, key),
-            lookup_first=params.idempotency_key is not None,
+            lookup_first=bool(params.idempotency_key or window),
         )
 
     @action(read_only=True)
@@ -586,7 +606,11 @@ class GitLabClient(IntegrationClient):
             query["scope[]"] = list(params.scope)
         if params.include_retried:
             query["include_retried"] = "true"
-        path = f"/projects/{project_segment(params.project)}/pipelines/{params.pipeline_id}/jobs"
+        path = self.path(
+            "/projects/{project}/pipelines/{pipeline}/jobs",
+            project=project_ref(params.project),
+            pipeline=params.pipeline_id,
+        )
         return await self._paged(path, query, JobList, params, "list_pipeline_jobs")
 
     @action(read_only=True)
@@ -601,7 +625,11 @@ class GitLabClient(IntegrationClient):
         """
         text = await self.request(
             "GET",
-            f"/projects/{project_segment(params.project)}/jobs/{params.job_id}/trace",
+            self.path(
+                "/projects/{project}/jobs/{job}/trace",
+                project=project_ref(params.project),
+                job=params.job_id,
+            ),
             action="get_job_log",
             expect="text",
         )
@@ -614,16 +642,13 @@ class GitLabClient(IntegrationClient):
     # -- issues
 
     def issue_key(self, params: CreateIssueParams) -> str:
-        """The idempotency key of an issue request (given, or hashed from project + title)."""
-        if params.idempotency_key:
-            return params.idempotency_key
-        raw = f"{params.project}\x00{params.title}".encode()
-        return hashlib.sha256(raw).hexdigest()[:32]
+        """The idempotency key of an issue request (given, or derived from project + title)."""
+        return derived_key(params.idempotency_key, project_ref(params.project), params.title)
 
     async def _find_issue(self, params: CreateIssueParams, marker: str) -> Issue | None:
         candidates = await self.request(
             "GET",
-            f"/projects/{project_segment(params.project)}/issues",
+            self.path("/projects/{project}/issues", project=project_ref(params.project)),
             action="create_issue",
             model=list[Issue],
             params={"state": "opened", "search": params.title, "in": "title", "per_page": 100},
@@ -651,14 +676,14 @@ class GitLabClient(IntegrationClient):
         """Send the bare ``POST /projects/:id/issues`` (no search; not retry-safe alone)."""
         return await self.request(
             "POST",
-            f"/projects/{project_segment(params.project)}/issues",
+            self.path("/projects/{project}/issues", project=project_ref(params.project)),
             action="create_issue",
             model=Issue,
             json=self.issue_body(params),
             idempotent=False,
         )
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def create_issue(self, params: CreateIssueParams) -> Issue:
         """Open an issue unless an open one with the same idempotency key exists.
 
@@ -694,14 +719,14 @@ class GitLabClient(IntegrationClient):
         Returns:
             The member; ``unchanged`` when the user already was one.
         """
-        project = project_segment(params.project)
+        project = project_ref(params.project)
         body: dict[str, Any] = {"user_id": params.user_id, "access_level": params.access_level}
         if params.expires_at:
             body["expires_at"] = params.expires_at.isoformat()
         try:
             return await self.request(
                 "POST",
-                f"/projects/{project}/members",
+                self.path("/projects/{project}/members", project=project),
                 action="add_project_member",
                 model=ProjectMember,
                 json=body,
@@ -710,7 +735,9 @@ class GitLabClient(IntegrationClient):
         except ConflictError:
             member = await self.request(
                 "GET",
-                f"/projects/{project}/members/{params.user_id}",
+                self.path(
+                    "/projects/{project}/members/{user}", project=project, user=params.user_id
+                ),
                 action="add_project_member",
                 model=ProjectMember,
             )
@@ -812,19 +839,16 @@ class GitLabClient(IntegrationClient):
         Returns:
             The user as it is after the call (``state`` ``blocked``).
         """
-        before = await self.request(
-            "GET", f"/users/{params.user_id}", action="block_user", model=GitLabUser
-        )
+        user_path = self.path("/users/{user}", user=params.user_id)
+        before = await self.request("GET", user_path, action="block_user", model=GitLabUser)
         if before.state == "blocked":
             before.unchanged = True
             return before
         await self.request(
             "POST",
-            f"/users/{params.user_id}/block",
+            self.path("/users/{user}/block", user=params.user_id),
             action="block_user",
             expect="none",
             idempotent=True,  # blocking a blocked user is a no-op success in GitLab
         )
-        return await self.request(
-            "GET", f"/users/{params.user_id}", action="block_user", model=GitLabUser
-        )
+        return await self.request("GET", user_path, action="block_user", model=GitLabUser)

@@ -8,24 +8,26 @@ text. Auth is HTTP basic with an Atlassian account email and API token. The base
 the site (``https://<site>.atlassian.net``); paths carry ``/rest/api/3``.
 
 Retry-safety of :meth:`JiraClient.create_issue`: Jira has no idempotency key, so every
-issue is created with a marker label ``junction-idem-<key>`` and, before every
-re-attempt (and before the first when the caller chose the key), ``search/jql`` looks for
-an issue of the project carrying it; a found issue is returned instead of creating
-another. Jira's search is eventually
-consistent (the index can lag a write by a moment); the backoff before a re-attempt
-gives it that moment, but a duplicate cannot be ruled out absolutely.
+issue is created with a marker label ``junction-idem-<key>`` and, before the first
+attempt and every re-attempt, ``search/jql`` looks for an issue of the project carrying
+it; a found issue is returned instead of creating another. The key is the caller's
+(any issue with it counts), else derived from project, summary and issue type (only an
+unresolved issue counts: the same summary after the first is done opens a new one).
+Jira's search is eventually consistent (the index can lag a write by a moment); the
+backoff before a re-attempt gives it that moment, but a duplicate cannot be ruled out
+absolutely. :meth:`JiraClient.transition_issue` reads the issue's status first, so a
+repeat of a transition whose target status is reached already is a success.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action, derived_key
+from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
 
 LABEL_PREFIX = "junction-idem-"
@@ -72,9 +74,9 @@ class CreateIssueParams(BaseModel):
         issue_type: Issue type name (``Task``, ``Bug``, ``Incident``...).
         description: Plain text (converted to ADF) or a ready ADF document.
         labels: Labels (no spaces).
-        idempotency_key: Identifies this logical request across retries; pass a stable
-            value (e.g. ``<run id>:<step>``) to make a re-run of the step safe too.
-            Default: a new random key (covers the retries of this call).
+        idempotency_key: Identifies this logical request across retries and reruns
+            (e.g. ``<run id>:<step>``). Default: derived from project, summary and issue
+            type, so the same request made again finds the unresolved issue it opened.
     """
 
     project_key: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -82,7 +84,14 @@ class CreateIssueParams(BaseModel):
     issue_type: str = "Task"
     description: str | dict[str, Any] | None = None
     labels: list[str] = Field(default_factory=list)
-    idempotency_key: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1)
+    idempotency_key: str | None = Field(None, min_length=1)
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: the caller's, else derived from the request."""
+        return derived_key(
+            self.idempotency_key, self.project_key.upper(), self.summary, self.issue_type
+        )
 
     def body(self) -> dict[str, Any]:
         """The ``IssueUpdateDetails`` request body, marker label included."""
@@ -90,7 +99,7 @@ class CreateIssueParams(BaseModel):
             "project": {"key": self.project_key},
             "summary": self.summary,
             "issuetype": {"name": self.issue_type},
-            "labels": [*self.labels, idempotency_label(self.idempotency_key)],
+            "labels": [*self.labels, idempotency_label(self.key)],
         }
         if self.description is not None:
             fields["description"] = (
@@ -167,16 +176,32 @@ class JiraNamed(BaseModel):
     key: str | None = None
 
 
+class JiraStatus(JiraNamed):
+    """An issue's status, with its category (``new``, ``indeterminate``, ``done``)."""
+
+    status_category: JiraNamed | None = Field(None, alias="statusCategory")
+
+
 class JiraIssueFields(BaseModel):
     """The issue fields Junction reads."""
 
     model_config = ConfigDict(extra="allow")
 
     summary: str | None = None
-    status: JiraNamed | None = None
+    status: JiraStatus | None = None
     labels: list[str] = Field(default_factory=list)
     issuetype: JiraNamed | None = None
     project: JiraNamed | None = None
+
+    @property
+    def is_done(self) -> bool:
+        """Whether the issue is resolved (its status category is ``done``)."""
+        if self.status is None:
+            return False
+        category = self.status.status_category
+        if category is not None and (category.key or category.name):
+            return (category.key or category.name or "").lower() in ("done", "complete")
+        return (self.status.name or "").lower() in ("done", "closed", "resolved")
 
 
 class JiraIssue(BaseModel):
@@ -229,12 +254,18 @@ class TransitionList(BaseModel):
 
 
 class TransitionResult(BaseModel):
-    """Outcome of :meth:`JiraClient.transition_issue`."""
+    """Outcome of :meth:`JiraClient.transition_issue`.
+
+    Attributes:
+        unchanged: Set by Junction: the issue already was in the target status, so no
+            transition ran (``transition_id`` is then empty).
+    """
 
     issue_key: str
     transition_id: str
     transition_name: str | None = None
     to_status: str | None = None
+    unchanged: bool = False
 
 
 # --- client -------------------------------------------------------------------------------
@@ -245,15 +276,15 @@ class JiraClient(IntegrationClient):
 
     service = "jira"
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def create_issue(self, params: CreateIssueParams) -> CreatedIssue:
-        """Create an issue, safely retried (check-before-create by marker label).
+        """Create an issue, safely retried and rerun (check-before-create by marker label).
 
-        Before every re-attempt, and before the first when ``idempotency_key`` was
-        given, ``search/jql`` looks for an issue of the project with the label
-        ``junction-idem-<idempotency_key>``; if one exists (a previous attempt committed
-        but its answer was lost, or an earlier run used the key), it is returned with
-        ``existing=True``. A lookup that fails stops the call: no blind re-create.
+        Before the first attempt and every re-attempt, ``search/jql`` looks for an issue
+        of the project with the label ``junction-idem-<key>``; if one exists (a previous
+        attempt committed but its answer was lost, or an earlier run made the same
+        request), it is returned with ``existing=True``. With a derived key only an
+        unresolved issue counts. A lookup that fails stops the call: no blind re-create.
 
         Args:
             params: Project, summary, type, description, labels, idempotency key.
@@ -261,7 +292,8 @@ class JiraClient(IntegrationClient):
         Returns:
             The created or found issue's id and key.
         """
-        label = idempotency_label(params.idempotency_key)
+        label = idempotency_label(params.key)
+        any_status = params.idempotency_key is not None
 
         async def lookup() -> CreatedIssue | None:
             found = await self.request(
@@ -271,13 +303,13 @@ class JiraClient(IntegrationClient):
                 model=SearchResults,
                 params={
                     "jql": f'project = "{params.project_key}" AND labels = "{label}"',
-                    "fields": "summary,labels",
-                    "maxResults": 1,
+                    "fields": "summary,labels,status",
+                    "maxResults": 20,
                 },
             )
-            if not found.issues:
+            issue = next((i for i in found.issues if any_status or not i.fields.is_done), None)
+            if issue is None:
                 return None
-            issue = found.issues[0]
             return CreatedIssue.model_validate(
                 {"id": issue.id, "key": issue.key, "self": issue.self_url, "existing": True}
             )
@@ -293,9 +325,7 @@ class JiraClient(IntegrationClient):
                 max_attempts=1,  # re-attempts go through lookup() first, below
             )
 
-        return await self.create_once(
-            lookup=lookup, create=create, lookup_first="idempotency_key" in params.model_fields_set
-        )
+        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
 
     @action(read_only=True)
     async def get_issue(self, params: GetIssueParams) -> JiraIssue:
@@ -312,7 +342,7 @@ class JiraClient(IntegrationClient):
         """
         return await self.request(
             "GET",
-            f"/rest/api/3/issue/{quote(params.issue_key, safe='')}",
+            self.path("/rest/api/3/issue/{issue}", issue=params.issue_key),
             action="get_issue",
             model=JiraIssue,
             params={"fields": ",".join(params.fields)} if params.fields else None,
@@ -334,7 +364,7 @@ class JiraClient(IntegrationClient):
         body = adf(params.body) if isinstance(params.body, str) else params.body
         return await self.request(
             "POST",
-            f"/rest/api/3/issue/{quote(params.issue_key, safe='')}/comment",
+            self.path("/rest/api/3/issue/{issue}/comment", issue=params.issue_key),
             action="add_comment",
             model=JiraComment,
             json={"body": body},
@@ -345,27 +375,45 @@ class JiraClient(IntegrationClient):
     async def transition_issue(self, params: TransitionIssueParams) -> TransitionResult:
         """Move an issue through its workflow (e.g. to ``Done``).
 
-        Looks the transition up among the ones currently available (by id, name or
-        target status), then performs it. Not retried after the request may have
-        reached Jira: the same transition is usually unavailable from the new status.
+        Reads the issue's status first: when ``transition`` names the status the issue
+        is in already, nothing runs and ``unchanged`` is set (so a rerun of the step
+        succeeds). Otherwise looks the transition up among the ones currently available
+        (by id, name or target status), then performs it. Not retried after the request
+        may have reached Jira: the same transition is usually unavailable from the new
+        status.
 
         Args:
             params: Issue key and transition.
 
         Returns:
-            The transition performed.
+            The transition performed (or ``unchanged``).
 
         Raises:
             NotFoundError: No available transition matches.
         """
-        issue = quote(params.issue_key, safe="")
+        wanted = params.transition.casefold()
+        current = await self.request(
+            "GET",
+            self.path("/rest/api/3/issue/{issue}", issue=params.issue_key),
+            action="transition_issue.status",
+            model=JiraIssue,
+            params={"fields": "status"},
+        )
+        status = current.fields.status
+        if status is not None and (status.name or "").casefold() == wanted:
+            return TransitionResult(
+                issue_key=params.issue_key,
+                transition_id="",
+                to_status=status.name,
+                unchanged=True,
+            )
+        transitions = self.path("/rest/api/3/issue/{issue}/transitions", issue=params.issue_key)
         available = await self.request(
             "GET",
-            f"/rest/api/3/issue/{issue}/transitions",
+            transitions,
             action="transition_issue.list",
             model=TransitionList,
         )
-        wanted = params.transition.casefold()
         match = next(
             (
                 t
@@ -387,7 +435,7 @@ class JiraClient(IntegrationClient):
             )
         await self.request(
             "POST",
-            f"/rest/api/3/issue/{issue}/transitions",
+            transitions,
             action="transition_issue",
             json={"transition": {"id": match.id}},
             expect="none",

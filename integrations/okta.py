@@ -19,19 +19,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action
-from integrations.base import next_link as next_link  # re-exported: Link paging is the engine's
+from integrations.actions import action
+from integrations.base import IntegrationClient
 from integrations.errors import APIStatusError, BadRequestError, NotFoundError
-
-
-def _segment(value: str) -> str:
-    """One URL path segment: logins hold ``@`` and may hold ``/``, so encode everything."""
-    return quote(value, safe="")
-
 
 # --- models -------------------------------------------------------------------------------
 
@@ -217,7 +210,10 @@ class OktaClient(IntegrationClient):
     async def _find_user(self, login: str, action: str) -> OktaUser | None:
         try:
             return await self.request(
-                "GET", f"/api/v1/users/{_segment(login)}", action=action, model=OktaUser
+                "GET",
+                self.path("/api/v1/users/{login}", login=login),
+                action=action,
+                model=OktaUser,
             )
         except NotFoundError:
             return None
@@ -287,7 +283,10 @@ class OktaClient(IntegrationClient):
             NotFoundError: No such user.
         """
         return await self.request(
-            "GET", f"/api/v1/users/{_segment(params.login)}", action="get_user", model=OktaUser
+            "GET",
+            self.path("/api/v1/users/{login}", login=params.login),
+            action="get_user",
+            model=OktaUser,
         )
 
     @action(read_only=True)
@@ -318,7 +317,7 @@ class OktaClient(IntegrationClient):
     async def _put_member(self, group_id: str, user_id: str, action: str) -> None:
         await self.request(
             "PUT",
-            f"/api/v1/groups/{_segment(group_id)}/users/{_segment(user_id)}",
+            self.path("/api/v1/groups/{group}/users/{user}", group=group_id, user=user_id),
             action=action,
             expect="none",
         )
@@ -355,7 +354,7 @@ class OktaClient(IntegrationClient):
         """
         user = await self.request(
             "GET",
-            f"/api/v1/users/{_segment(params.user_id)}",
+            self.path("/api/v1/users/{user}", user=params.user_id),
             action="deactivate_user",
             model=OktaUser,
         )
@@ -366,7 +365,7 @@ class OktaClient(IntegrationClient):
         try:
             await self.request(
                 "POST",
-                f"/api/v1/users/{_segment(user.id)}/lifecycle/deactivate",
+                self.path("/api/v1/users/{user}/lifecycle/deactivate", user=user.id),
                 action="deactivate_user",
                 params={"sendEmail": str(params.send_email).lower()},
                 expect="none",
@@ -376,7 +375,7 @@ class OktaClient(IntegrationClient):
             refused = exc  # our earlier attempt may have landed: the re-read decides
         user = await self.request(
             "GET",
-            f"/api/v1/users/{_segment(user.id)}",
+            self.path("/api/v1/users/{user}", user=user.id),
             action="deactivate_user",
             model=OktaUser,
         )

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action
+from integrations.base import IntegrationClient
 from integrations.errors import MalformedResponseError
 
 # --- inputs -------------------------------------------------------------------------------

@@ -13,36 +13,38 @@ the action's ``from_email`` or, by default, ``JUNCTION_PAGERDUTY_USERNAME``.
 
 The Events API is a different host and authenticates with the integration's routing key
 in the body (no ``Authorization`` header, so the REST key never leaves for it). Its URL,
-in order: the client's ``events_url`` argument, the integration settings' ``events_url``
+in order: the client's ``events_url`` argument, the integration configuration's ``events_url``
 (``JUNCTION_PAGERDUTY_EVENTS_URL``), ``<base URL>/v2/enqueue`` when the client points at
 the Junction sandbox (i.e. ``<sandbox_url>/pagerduty/v2/enqueue``),
 ``https://events.eu.pagerduty.com/v2/enqueue`` for the EU REST host, else
 ``https://events.pagerduty.com/v2/enqueue``. The routing key (the action's
-``routing_key``, else the client's, else the settings' ``routing_key``,
+``routing_key``, else the client's, else the configuration's ``routing_key``,
 ``JUNCTION_PAGERDUTY_ROUTING_KEY``) is registered with the redactor before use and never
 logged.
 
 ``list_oncalls`` (``GET /oncalls?include[]=users``, read-only) gives who is on call,
 with each user's email, for an escalation policy or schedule.
 
-Retry-safety: ``create_incident`` always sends an ``incident_key``; PagerDuty rejects a
-second open incident with the same key on the service (HTTP 400), which the client
-answers by looking the incident up by key and returning it; ``update_incident`` is a
-PUT of a status (idempotent); ``send_event`` always sends a ``dedup_key``, which
+Retry- and rerun-safety: ``create_incident`` always sends an ``incident_key`` (the
+caller's, else derived from service and title: never random); PagerDuty rejects a second
+open incident with the same key on the service (HTTP 400), which the client answers by
+looking the incident up by key and returning it; ``update_incident`` is a PUT of a
+status (idempotent); ``send_event`` always sends a ``dedup_key`` (the caller's, else
+derived from the event's summary, source, severity, component, group and class), which
 PagerDuty uses to fold repeats into the same alert.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from integrations.actions import action, derived_key
 from integrations.auth import Credentials
-from integrations.base import IntegrationClient, action
+from integrations.base import IntegrationClient
 from integrations.catalog import AuthSpec
 from integrations.errors import BadRequestError, ConfigurationError
 from integrations.redaction import register_secret
@@ -65,8 +67,9 @@ class CreateIncidentParams(BaseModel):
         service_id: Id of the PagerDuty service (``PIJ90N7``).
         urgency: ``high`` or ``low`` (default: the service's rule).
         details: Body text of the incident.
-        incident_key: De-duplication key; default a new random key. Pass a stable one
-            (e.g. ``<run id>:<step>``) to make a re-run of the step safe too.
+        incident_key: De-duplication key (e.g. ``<run id>:<step>``); default derived
+            from service and title, so the same request made again finds the incident
+            while it is open.
         escalation_policy_id: Escalation policy to use instead of the service's.
         priority_id: Priority id.
         from_email: Requester email (``From`` header); default
@@ -77,10 +80,15 @@ class CreateIncidentParams(BaseModel):
     service_id: str = Field(min_length=1)
     urgency: Literal["high", "low"] | None = None
     details: str | None = None
-    incident_key: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1)
+    incident_key: str | None = Field(None, min_length=1, max_length=255)
     escalation_policy_id: str | None = None
     priority_id: str | None = None
     from_email: str | None = Field(None, pattern=_EMAIL)
+
+    @property
+    def key(self) -> str:
+        """The ``incident_key``: the caller's, else derived from service and title."""
+        return derived_key(self.incident_key, self.service_id, self.title)
 
     def body(self) -> dict[str, Any]:
         """The ``POST /incidents`` body."""
@@ -88,7 +96,7 @@ class CreateIncidentParams(BaseModel):
             "type": "incident",
             "title": self.title,
             "service": {"id": self.service_id, "type": "service_reference"},
-            "incident_key": self.incident_key,
+            "incident_key": self.key,
         }
         if self.urgency:
             incident["urgency"] = self.urgency
@@ -189,7 +197,8 @@ class SendEventParams(BaseModel):
     Attributes:
         event_action: ``trigger``, ``acknowledge`` or ``resolve``.
         dedup_key: Groups events into one alert; required to acknowledge or resolve.
-            Default for a trigger: a new random key (returned, so it can be resolved).
+            Default for a trigger: derived from summary, source, severity, component,
+            group and class (returned, so it can be resolved).
         summary: Alert summary (required to trigger; at most 1024 characters).
         source: Affected system (required to trigger).
         severity: ``critical``, ``error``, ``warning`` or ``info`` (required to trigger).
@@ -223,6 +232,19 @@ class SendEventParams(BaseModel):
         elif self.dedup_key is None:
             raise ValueError(f"an {self.event_action} event needs the dedup_key of its alert")
         return self
+
+    @property
+    def key(self) -> str:
+        """The ``dedup_key``: the caller's, else derived from the alert's identity."""
+        return derived_key(
+            self.dedup_key,
+            self.summary,
+            self.source,
+            self.severity,
+            self.component,
+            self.group,
+            self.event_class,
+        )
 
     def body(self, routing_key: str, dedup_key: str) -> dict[str, Any]:
         """The ``/v2/enqueue`` body."""
@@ -428,7 +450,7 @@ class PagerDutyClient(IntegrationClient):
             max_attempts=max_attempts,
         )
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="incident_key")
     async def create_incident(self, params: CreateIncidentParams) -> PagerDutyIncident:
         """Open an incident on a service, safely retried (``incident_key``).
 
@@ -461,7 +483,7 @@ class PagerDutyClient(IntegrationClient):
                 idempotent=True,  # a repeat is rejected by incident_key, handled below
             )
         except BadRequestError:
-            existing = await self._open_incident(params.incident_key)
+            existing = await self._open_incident(params.key)
             if existing is None:
                 raise
             return existing
@@ -539,7 +561,7 @@ class PagerDutyClient(IntegrationClient):
             incident["resolution"] = params.resolution
         updated = await self.request(
             "PUT",
-            f"/incidents/{quote(params.incident_id, safe='')}",
+            self.path("/incidents/{incident}", incident=params.incident_id),
             action="update_incident",
             model=IncidentEnvelope,
             json={"incident": incident},
@@ -550,11 +572,11 @@ class PagerDutyClient(IntegrationClient):
         )
         return updated.incident
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="dedup_key")
     async def send_event(self, params: SendEventParams) -> EventResult:
         """Send an Events API v2 event (trigger, acknowledge or resolve an alert).
 
-        Idempotent by ``dedup_key`` (generated for a trigger without one), so it is
+        Idempotent by ``dedup_key`` (derived for a trigger without one), so it is
         retried after a lost response.
 
         Args:
@@ -572,7 +594,7 @@ class PagerDutyClient(IntegrationClient):
             )
         routing_key = secret.get_secret_value()
         register_secret(routing_key)
-        dedup_key = params.dedup_key or uuid.uuid4().hex
+        dedup_key = params.key
         return await self._events_client().request(
             "POST",
             self.events_url,
@@ -591,7 +613,7 @@ class PagerDutyClient(IntegrationClient):
             parts = urlsplit(self.events_url)
             self._events = IntegrationClient(
                 spec,
-                settings=self.settings,
+                engine=self.engine,
                 base_url=f"{parts.scheme}://{parts.netloc}",
                 credentials=Credentials(source="none"),
                 http=self.http,

@@ -4,13 +4,22 @@ Two nets: every secret value Junction loads is registered here (so it is replace
 wherever it appears, whatever the vendor's format), and patterns catch credentials we
 never loaded ourselves (an ``Authorization`` header echoed by a vendor, a ``token=``
 query parameter, OpenAI-style ``sk-`` keys).
+
+A registered secret is also registered in the encodings it can take on its way out and
+back (:func:`encoded_forms`: URL-encoded, JSON-escaped, base64), so a vendor echoing a
+query parameter, a JSON body or a header value still gets redacted. The forms a whole
+credential takes on the wire (``Basic <base64 of user:password>``, ``SSWS <token>``)
+are registered by :mod:`integrations.auth`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import threading
+from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 
@@ -49,8 +58,33 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 _MIN_SECRET_LEN = 4
 
 
+def encoded_forms(value: str) -> set[str]:
+    """``value`` and the encodings it takes in URLs, JSON and headers.
+
+    Args:
+        value: A secret.
+
+    Returns:
+        The value itself, its percent-encodings (``quote`` and ``quote_plus``), its JSON
+        string escaping, and its standard and URL-safe base64 (padded and not).
+    """
+    b64 = base64.b64encode(value.encode()).decode()
+    urlsafe = base64.urlsafe_b64encode(value.encode()).decode()
+    return {
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        b64,
+        b64.rstrip("="),
+        urlsafe,
+        urlsafe.rstrip("="),
+    }
+
+
 def register_secret(value: str | None) -> None:
-    """Register a secret value so it is replaced wherever it appears.
+    """Register a secret value (and its :func:`encoded_forms`) to be replaced everywhere.
 
     Args:
         value: The plain secret. ``None`` and very short values are ignored.
@@ -61,7 +95,7 @@ def register_secret(value: str | None) -> None:
     with _lock:
         if value in _secrets:
             return
-        _secrets.add(value)
+        _secrets.update(f for f in encoded_forms(value) if len(f) >= _MIN_SECRET_LEN)
         # Longest first so a secret containing another is replaced whole.
         ordered = sorted(_secrets, key=len, reverse=True)
         _secret_re = re.compile("|".join(re.escape(s) for s in ordered))

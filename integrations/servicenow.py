@@ -7,22 +7,23 @@ https://developer.servicenow.com/dev.do#!/reference/api/latest/rest/c_TableAPI
 field values are strings. Auth is HTTP basic. The base URL is the instance
 (``https://<instance>.service-now.com``).
 
-Retry-safety of :meth:`ServiceNowClient.create_incident`: every incident carries a
-``correlation_id`` (the caller's, or a new random one), ServiceNow's field for the id of
-the record in the calling system. Before a re-attempt (and before the first when the
-caller chose the id) the client reads ``GET
-/api/now/table/incident?sysparm_query=correlation_id=<id>``; the Table API reads the
-database, so a committed incident is always found and returned instead of duplicated.
+Retry- and rerun-safety of :meth:`ServiceNowClient.create_incident`: every incident
+carries a ``correlation_id``, ServiceNow's field for the id of the record in the calling
+system: the caller's, else one derived from the incident's fields (never random, so the
+same request made again carries the same id). Before the first attempt and every
+re-attempt the client reads ``GET
+/api/now/table/incident?sysparm_query=correlation_id=<id>`` (with a derived id, only
+an active incident counts: the same summary after the first is closed opens a new one);
+the Table API reads the database, so a committed incident is always found and returned
+instead of duplicated.
 """
 
 from __future__ import annotations
 
-import uuid
-from urllib.parse import quote
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action, derived_key
+from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
 
 TABLE = "/api/now/table/incident"
@@ -44,10 +45,10 @@ class CreateIncidentParams(BaseModel):
         category: Category (``network``, ``software``...).
         caller_id: sys_id or user name of the caller.
         assignment_group: sys_id or name of the assignment group.
-        correlation_id: Id of this incident in the calling system; makes the create
-            retry-safe. Default: a new random id (covers this call's retries); pass a
-            stable one (e.g. ``<run id>:<step>``) to make a re-run safe too. ``^`` is
-            not allowed (it separates encoded-query terms).
+        correlation_id: Id of this incident in the calling system (e.g. ``<run
+            id>:<step>``); makes the create retry- and rerun-safe. Default: derived from
+            the other fields (see :attr:`key`). ``^`` is not allowed (it separates
+            encoded-query terms).
         correlation_display: Name of the calling system.
     """
 
@@ -58,16 +59,26 @@ class CreateIncidentParams(BaseModel):
     category: str | None = None
     caller_id: str | None = None
     assignment_group: str | None = None
-    correlation_id: str = Field(
-        default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=100, pattern=r"^[^^]+$"
-    )
+    correlation_id: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[^^]+$")
     correlation_display: str = "Junction"
+
+    @property
+    def key(self) -> str:
+        """The correlation id: the caller's, else derived from the incident's fields."""
+        return derived_key(
+            self.correlation_id,
+            self.short_description,
+            self.description,
+            self.category,
+            self.caller_id,
+            self.assignment_group,
+        )
 
     def body(self) -> dict[str, str]:
         """The record to insert (Table API field names, string values)."""
         body = {
             "short_description": self.short_description,
-            "correlation_id": self.correlation_id,
+            "correlation_id": self.key,
             "correlation_display": self.correlation_display,
         }
         for key in (
@@ -161,21 +172,23 @@ class ServiceNowClient(IntegrationClient):
         )
         return found.result[0] if found.result else None
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="correlation_id")
     async def create_incident(self, params: CreateIncidentParams) -> ServiceNowIncident:
-        """Create an incident, safely retried (check-before-create by correlation id).
+        """Create an incident, safely retried and rerun (check-before-create by correlation id).
 
         Args:
             params: The incident's fields and correlation id.
 
         Returns:
-            The created incident, or (``existing=True``) the one a lost attempt created.
+            The created incident, or (``existing=True``) the one an earlier attempt or run
+            created.
         """
+        query = f"correlation_id={params.key}"
+        if params.correlation_id is None:
+            query += "^active=true"  # a derived id: a closed incident is history
 
         async def lookup() -> ServiceNowIncident | None:
-            found = await self._by_query(
-                f"correlation_id={params.correlation_id}", "create_incident.lookup"
-            )
+            found = await self._by_query(query, "create_incident.lookup")
             return found.model_copy(update={"existing": True}) if found else None
 
         async def create() -> ServiceNowIncident:
@@ -191,9 +204,7 @@ class ServiceNowClient(IntegrationClient):
             )
             return created.result
 
-        return await self.create_once(
-            lookup=lookup, create=create, lookup_first="correlation_id" in params.model_fields_set
-        )
+        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
 
     @action(read_only=True)
     async def get_incident(self, params: GetIncidentParams) -> ServiceNowIncident:
@@ -211,7 +222,7 @@ class ServiceNowClient(IntegrationClient):
         if params.sys_id is not None:
             got = await self.request(
                 "GET",
-                f"{TABLE}/{quote(params.sys_id, safe='')}",
+                self.path(TABLE + "/{sys_id}", sys_id=params.sys_id),
                 action="get_incident",
                 model=IncidentResult,
                 params=_FLAT,

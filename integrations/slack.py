@@ -26,7 +26,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action
+from integrations.base import IntegrationClient
 from integrations.errors import (
     APIStatusError,
     AuthenticationError,

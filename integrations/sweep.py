@@ -1,38 +1,51 @@
 """One concurrent health sweep over many integrations.
 
 Plain asyncio, no Prefect: the monitoring flow, the CLI and the benchmark all call
-:func:`sweep`. All HTTP clients share one ``httpx.AsyncClient`` whose transport is
-chosen by ``JUNCTION_HTTP_BACKEND`` (``integrations.transport``: aiohttp by default, or
-sharded httpcore pools), and a semaphore
-bounds the checks in flight.
+:func:`sweep` (the core through ``junction.clients.sweep``, which passes the settings'
+configuration). All HTTP clients share one ``httpx.AsyncClient`` whose transport is the
+engine's ``http_backend`` (``integrations.transport``: aiohttp by default, or sharded
+httpcore pools), and a semaphore bounds the checks in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
 from integrations.base import HealthResult, IntegrationClient
 from integrations.catalog import load_catalog
+from integrations.config import EngineConfig, IntegrationConfig
 from integrations.errors import IntegrationError
 from integrations.metrics import MetricSink
 from integrations.registry import get_client
 from integrations.transport import sweep_client
-from junction.settings import Settings, get_settings
+
+ConfigSource = Callable[[str], IntegrationConfig]
+"""Gives the configuration of one integration by name (the core reads the environment)."""
 
 
 def build_clients(
     names: Sequence[str],
     *,
-    settings: Settings,
     http: httpx.AsyncClient,
+    engine: EngineConfig | None = None,
+    configs: ConfigSource | None = None,
     source: str = "probe",
     run_id: str | None = None,
     metric_hook: MetricSink | None = None,
 ) -> tuple[list[IntegrationClient], list[HealthResult]]:
     """Build a client per name; a misconfigured integration becomes a failed result.
+
+    Args:
+        names: Catalog names.
+        http: The shared HTTP client.
+        engine: Engine configuration (default: the defaults).
+        configs: Each integration's configuration (default: none, the sandbox).
+        source: Recorded with each call metric.
+        run_id: Recorded with each call metric.
+        metric_hook: Extra sink for the call metrics.
 
     Returns:
         ``(clients, failures)``: the usable clients and one failed ``HealthResult`` per
@@ -45,7 +58,8 @@ def build_clients(
             clients.append(
                 get_client(
                     name,
-                    settings=settings,
+                    engine=engine,
+                    config=configs(name) if configs is not None else None,
                     http=http,
                     source=source,
                     run_id=run_id,
@@ -84,7 +98,8 @@ async def check_all(
 async def sweep(
     names: Sequence[str] | None = None,
     *,
-    settings: Settings | None = None,
+    engine: EngineConfig | None = None,
+    configs: ConfigSource | None = None,
     concurrency: int | None = None,
     source: str = "probe",
     run_id: str | None = None,
@@ -94,9 +109,10 @@ async def sweep(
     """Health-check integrations concurrently.
 
     Args:
-        names: Catalog names; default: every enabled integration.
-        settings: Settings (default: the process's).
-        concurrency: Checks in flight at once (default ``JUNCTION_SWEEP_CONCURRENCY``).
+        names: Catalog names; default: every integration of the catalog.
+        engine: Engine configuration (default: the defaults).
+        configs: Each integration's configuration (default: none, the sandbox).
+        concurrency: Checks in flight at once (default: the engine's).
         source: Recorded with each call metric.
         run_id: Recorded with each call metric.
         metric_hook: Extra sink for the call metrics.
@@ -108,19 +124,20 @@ async def sweep(
     Raises:
         UnknownIntegrationError: If a name is not in the catalog.
     """
-    settings = settings or get_settings()
+    engine = engine or EngineConfig()
     catalog = load_catalog()
     if names is None:
-        names = settings.enabled_names(catalog.names)
+        names = catalog.names
     else:
         for name in names:
             catalog.get(name)  # unknown names fail before anything is sent
-    limit = concurrency or settings.sweep_concurrency
-    timeout = httpx.Timeout(settings.http_timeout_seconds, connect=settings.connect_timeout_seconds)
-    async with sweep_client(limit, timeout, backend=settings.http_backend) as http:
+    limit = concurrency or engine.sweep_concurrency
+    timeout = httpx.Timeout(engine.timeout_seconds, connect=engine.connect_timeout_seconds)
+    async with sweep_client(limit, timeout, backend=engine.http_backend) as http:
         clients, failures = build_clients(
             names,
-            settings=settings,
+            engine=engine,
+            configs=configs,
             http=http,
             source=source,
             run_id=run_id,

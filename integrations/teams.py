@@ -17,17 +17,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.base import IntegrationClient, action
-
-
-def _segment(value: str) -> str:
-    # Channel ids look like "19:abc@thread.tacv2"; Graph's own examples keep ':' and '@'.
-    return quote(value, safe=":@")
-
+from integrations.actions import action
+from integrations.base import IntegrationClient
 
 # --- inputs -------------------------------------------------------------------------------
 
@@ -107,7 +101,12 @@ class TeamsClient(IntegrationClient):
         Returns:
             The created message.
         """
-        path = f"/teams/{_segment(params.team_id)}/channels/{_segment(params.channel_id)}/messages"
+        # Channel ids look like "19:abc@thread.tacv2": Graph takes ':' and '@' encoded.
+        path = self.path(
+            "/teams/{team}/channels/{channel}/messages",
+            team=params.team_id,
+            channel=params.channel_id,
+        )
         return await self.request(
             "POST",
             path,

@@ -32,8 +32,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action
-from integrations.base import next_link as next_link  # re-exported: Link paging is the engine's
+from integrations.actions import action
+from integrations.base import IntegrationClient
 from integrations.errors import ConflictError
 
 M = TypeVar("M", bound=BaseModel)
@@ -251,7 +251,10 @@ class WebexClient(IntegrationClient):
             return True  # people read any room they are in; bots read their 1:1 rooms
         if params.room_id not in self._room_types:
             room = await self.request(
-                "GET", f"/rooms/{params.room_id}", action="create_message", model=Room
+                "GET",
+                self.path("/rooms/{room_id}", room_id=params.room_id),
+                action="create_message",
+                model=Room,
             )
             self._room_types[params.room_id] = room.type
         return self._room_types[params.room_id] == "direct"

@@ -10,7 +10,13 @@ and compares in constant time.
 The catalog entry has ``auth: none``; the optional signing secret is read from
 ``JUNCTION_WEBHOOK_TOKEN`` (the integration settings' ``token``) and registered with the
 redactor. Deliveries are at-least-once: a delivery whose answer was lost is sent again
-with the same ``Idempotency-Key`` (receivers are expected to dedupe on it).
+with the same ``Idempotency-Key`` (receivers are expected to dedupe on it). The key is
+the caller's, else derived from path and payload (never random), so the same delivery
+made again by a rerun is recognisable too.
+
+The ``path`` stays under the base URL: a ``.`` or ``..`` segment (literal or
+percent-encoded) is refused before anything is sent, so a path such as
+``/../../tenant-b/x`` cannot reach a sibling tenant on a shared receiver.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import uuid
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action, derived_key
+from integrations.base import IntegrationClient
 from integrations.errors import status_error_class
 from integrations.redaction import register_secret
+from integrations.urls import UnsafeURLError, relative_path
 
 SIGNATURE_HEADER = "X-Junction-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -58,18 +65,29 @@ class SendWebhookParams(BaseModel):
 
     Attributes:
         payload: JSON payload.
-        path: Path under the webhook base URL (default ``/``).
-        idempotency_key: Delivery id sent as ``Idempotency-Key``; default random. Pass a
-            stable one (e.g. ``<run id>:<step>``) so a re-run is recognisable too.
+        path: Path under the webhook base URL (default ``/``); no ``.``/``..`` segments.
+        idempotency_key: Delivery id sent as ``Idempotency-Key`` (e.g. ``<run
+            id>:<step>``); default derived from path and payload.
         headers: Extra headers (e.g. a receiver's routing header).
     """
 
     payload: dict[str, Any] | list[Any]
-    path: str = Field("/", pattern=r"^/")
-    idempotency_key: str = Field(
-        default_factory=lambda: uuid.uuid4().hex, min_length=1, pattern=r"^[\x21-\x7e]+$"
-    )
+    path: str = "/"
+    idempotency_key: str | None = Field(None, min_length=1, pattern=r"^[\x21-\x7e]+$")
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _stays_under_base(cls, value: str) -> str:
+        try:
+            return relative_path(value)
+        except UnsafeURLError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def key(self) -> str:
+        """The ``Idempotency-Key``: the caller's, else derived from path and payload."""
+        return derived_key(self.idempotency_key, self.path, self.payload)
 
 
 class WebhookDelivery(BaseModel):
@@ -105,7 +123,7 @@ class WebhookClient(IntegrationClient):
         register_secret(value)
         return value or None
 
-    @action(read_only=False, idempotent=True)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def send(self, params: SendWebhookParams) -> WebhookDelivery:
         """POST the payload as JSON; signed when a secret is set; retried with the same key.
 
@@ -122,7 +140,7 @@ class WebhookClient(IntegrationClient):
         headers = {
             **params.headers,
             "Content-Type": "application/json",
-            IDEMPOTENCY_HEADER: params.idempotency_key,
+            IDEMPOTENCY_HEADER: params.key,
         }
         secret = self._secret
         if secret:
@@ -143,7 +161,7 @@ class WebhookClient(IntegrationClient):
             answer = reply.data
         return WebhookDelivery(
             status_code=reply.status,
-            idempotency_key=params.idempotency_key,
+            idempotency_key=params.key,
             signed=bool(secret),
             response=answer,
         )

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from integrations.base import IntegrationClient, action
+from integrations.actions import action
+from integrations.base import IntegrationClient
 
 PAGE_LIMIT_MAX = 100
 """Workday's cap on ``limit``."""
@@ -196,7 +196,10 @@ class WorkdayClient(IntegrationClient):
             NotFoundError: No such worker.
         """
         return await self.request(
-            "GET", f"/workers/{quote(params.worker_id, safe='')}", action="get_worker", model=Worker
+            "GET",
+            self.path("/workers/{worker}", worker=params.worker_id),
+            action="get_worker",
+            model=Worker,
         )
 
     @action(read_only=True)

@@ -10,7 +10,7 @@ from uuid import uuid4
 
 from integrations.base import HealthResult
 from integrations.metrics import add_sink, remove_sink
-from integrations.sweep import sweep
+from junction.clients import sweep
 from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
 

@@ -708,7 +708,7 @@ class Monitor:
         from integrations.catalog import load_catalog
         from integrations.errors import IntegrationError
         from integrations.metrics import add_sink
-        from integrations.registry import get_client
+        from junction.clients import get_client
         from integrations.transport import sweep_client
         from junction.store import MetricsStore
         from junction.tail import StoreTailer

@@ -3,9 +3,10 @@
 Precedence is argument > environment > default: ``Settings(store_dir=...)`` wins over
 ``JUNCTION_STORE_DIR``, which wins over the default here. The product plan's flags and
 thresholds keep their plain names (``RESPONSE_TIME_WARNING_MS``) and also answer to the
-``JUNCTION_`` prefix. Per-integration settings (base URL, credentials, timeout) live in
-:class:`IntegrationSettings`, read from ``JUNCTION_<NAME>_*``; with no base URL set an
-integration talks to the built-in sandbox.
+``JUNCTION_`` prefix. Per-integration settings (base URL, credentials, timeout) are an
+:class:`~integrations.config.IntegrationConfig` read from ``JUNCTION_<NAME>_*``
+(:meth:`Settings.integration`); with no base URL set an integration talks to the built-in
+sandbox. :meth:`Settings.engine_config` gives the clients' engine-wide configuration.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
-    SecretStr,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from integrations.config import EngineConfig, IntegrationConfig
+from integrations.retry import RetryPolicy
 
 
 def _plan(name: str) -> AliasChoices:
@@ -392,8 +393,8 @@ class Settings(BaseSettings):
             )
         return [n for n in catalog_names if n in wanted]
 
-    def integration(self, name: str, **overrides: Any) -> IntegrationSettings:
-        """Settings of one integration, from ``JUNCTION_<NAME>_*`` and ``overrides``.
+    def integration(self, name: str, **overrides: Any) -> IntegrationConfig:
+        """Configuration of one integration, from ``JUNCTION_<NAME>_*`` and ``overrides``.
 
         Args:
             name: Catalog name (``okta``, ``azure_devops``).
@@ -402,7 +403,7 @@ class Settings(BaseSettings):
         # Read the environment directly: a pydantic-settings instance per integration cost
         # ~3 ms each (it rebuilds every source), which dominated a 1,000-client sweep.
         prefix = f"JUNCTION_{name.upper()}_"
-        fields = IntegrationSettings.model_fields
+        fields = IntegrationConfig.model_fields
         values: dict[str, Any] = {}
         for key, value in os.environ.items():
             if key.upper().startswith(prefix):
@@ -410,50 +411,27 @@ class Settings(BaseSettings):
                 if field in fields:
                     values[field] = value
         values.update(overrides)
-        return IntegrationSettings.model_validate(values)
+        return IntegrationConfig.model_validate(values)
 
-
-class IntegrationSettings(BaseModel):
-    """One integration's settings, read from ``JUNCTION_<NAME>_<FIELD>``.
-
-    Which credential fields apply depends on the integration's auth scheme: ``token``
-    for bearer and API-key schemes, ``username``/``password`` for basic, ``client_id``/
-    ``client_secret`` for OAuth2 client credentials.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    base_url: str | None = Field(
-        None, description="The service's base URL; unset means the Junction sandbox."
-    )
-    token: SecretStr | None = Field(
-        None, description="Bearer token or API key (bearer / api_key schemes)."
-    )
-    username: str | None = Field(None, description="User name or email (basic scheme).")
-    password: SecretStr | None = Field(None, description="Password or API token (basic scheme).")
-    client_id: str | None = Field(None, description="OAuth2 client id (oauth2 scheme).")
-    client_secret: SecretStr | None = Field(
-        None, description="OAuth2 client secret (oauth2 scheme)."
-    )
-    token_url: str | None = Field(
-        None, description="OAuth2 token endpoint; default from the catalog."
-    )
-    scope: str | None = Field(None, description="OAuth2 scope to request.")
-    secret_block: str | None = Field(
-        None,
-        description="Name of a Prefect Secret block holding the credential (a string, or a "
-        "JSON object with the credential fields); used when no env credential is set.",
-    )
-    timeout_seconds: float | None = Field(
-        None, gt=0, description="Read timeout for this integration (default: global)."
-    )
-    events_url: str | None = Field(
-        None,
-        description="PagerDuty only: Events API v2 URL (default: derived from the base URL).",
-    )
-    routing_key: SecretStr | None = Field(
-        None, description="PagerDuty only: Events API v2 routing key (integration key)."
-    )
+    def engine_config(self) -> EngineConfig:
+        """How every integration client behaves, from the integration settings above."""
+        return EngineConfig(
+            sandbox_url=self.sandbox_url,
+            sandbox_smtp_port=self.sandbox_smtp_port,
+            timeout_seconds=self.http_timeout_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            retry=RetryPolicy(
+                max_attempts=self.retry_max_attempts,
+                backoff_base=self.retry_backoff_base_seconds,
+                backoff_max=self.retry_backoff_max_seconds,
+                retry_after_max=self.retry_after_max_seconds,
+                jitter=self.retry_backoff_base_seconds,
+            ),
+            breaker_failure_threshold=self.breaker_failure_threshold,
+            breaker_reset_seconds=self.breaker_reset_seconds,
+            http_backend=self.http_backend,
+            sweep_concurrency=self.sweep_concurrency,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from integrations.auth import SANDBOX_USER, Credentials
 from integrations.base import IntegrationClient, RetryPolicy
 from integrations.breaker import CircuitBreaker
 from integrations.catalog import load_catalog
-from integrations.registry import get_client
+from junction.clients import get_client
 from junction.settings import Settings
 
 if TYPE_CHECKING:

@@ -44,8 +44,10 @@ from integrations.errors import (
 from integrations.metrics import collecting
 from integrations.pagerduty import PagerDutyClient, SendEventParams
 from integrations.redaction import install_log_redaction, redact, register_secret
-from integrations.registry import get_action, get_client
-from junction.settings import IntegrationSettings, Settings
+from integrations.config import EngineConfig, IntegrationConfig
+from integrations.registry import get_action
+from junction.clients import get_client
+from junction.settings import Settings
 
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
 
@@ -64,7 +66,7 @@ def make(
     spec = load_catalog().get(name)
     return cls(
         spec,
-        settings=Settings(sandbox_url="http://sandbox.test"),
+        engine=EngineConfig(sandbox_url="http://sandbox.test"),
         transport=httpx.MockTransport(handler),
         retry=retry,
         breaker=breaker or CircuitBreaker(name, failure_threshold=50),
@@ -658,7 +660,7 @@ async def test_pagerduty_events_url_and_routing_key_come_from_the_integration_se
     explicit = get_client(
         "pagerduty",
         settings=settings,
-        config=IntegrationSettings(events_url="http://other.test/enqueue"),
+        config=IntegrationConfig(events_url="http://other.test/enqueue"),
     )
     assert isinstance(explicit, PagerDutyClient)
     assert explicit.events_url == "http://other.test/enqueue" and explicit._routing_key is None

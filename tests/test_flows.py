@@ -82,7 +82,7 @@ def test_credentials_from_a_prefect_secret_block(
 
     from integrations import auth
     from integrations.redaction import redact
-    from integrations.registry import get_client
+    from junction.clients import get_client
     from junction.settings import Settings
 
     Secret(value="sandbox-token").save("junction-test-okta", overwrite=True)
@@ -109,5 +109,5 @@ def test_credentials_from_a_prefect_secret_block(
     monkeypatch.setattr(auth, "_block_cache", {})
     from integrations.errors import MissingCredentialsError
 
-    with pytest.raises(MissingCredentialsError, match="no-such-block"):
+    with pytest.raises(MissingCredentialsError, match="no-such-block.*does not exist.*Secret"):
         get_client("okta", settings=settings)

@@ -98,7 +98,8 @@ async def test_create_issue_retry_safe_after_lost_response(
             )
     assert issue.existing and issue.number == 1
     assert list(collection(sb, "github", "issues")) == ["junction-org/app#1"]
-    assert [m.action for m in metrics] == ["create_issue", "create_issue.lookup"]
+    lookup = "create_issue.lookup"
+    assert [m.action for m in metrics] == [lookup, "create_issue", lookup]
 
 
 async def test_list_workflow_runs_filters(make_client: ClientFactory) -> None:

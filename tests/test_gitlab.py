@@ -31,10 +31,11 @@ from integrations.gitlab import (
     PipelineVariable,
     TriggerPipelineParams,
     issue_marker,
-    project_segment,
+    project_ref,
 )
 from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
+from integrations.urls import expand
 from tests.helpers import ClientFactory, clear_faults, faults_seen, mock_client, set_faults, state
 
 SEEDED_PIPELINES = 25
@@ -112,11 +113,16 @@ async def test_trigger_pipeline_creates_with_variables(
     )
     async with (gl := make_client(GitLabClient)):
         first = await gl.trigger_pipeline(params)
-        second = await gl.trigger_pipeline(params)  # no caller key: a deliberate second run
+        # No caller key: the key is derived from the request, so the same request made
+        # again (a rerun after a crash) finds the pipeline instead of starting another...
+        again = await gl.trigger_pipeline(params)
+        # ...unless the caller asks for a new pipeline each time.
+        second = await gl.trigger_pipeline(params.model_copy(update={"dedupe_window_seconds": 0}))
         with pytest.raises(BadRequestError) as bad_ref:
             await gl.trigger_pipeline(TriggerPipelineParams(project=1, ref="no-such-branch"))
         assert "Reference not found" in bad_ref.value.body_excerpt
-    assert first.id != second.id and not first.unchanged
+    assert again.id == first.id and again.unchanged and not first.unchanged
+    assert first.id != second.id and not second.unchanged
     assert first.ref == "develop" and first.source == "api"
     variables = [
         v
@@ -342,7 +348,9 @@ async def test_request_shapes() -> None:
                 project="grp/sub/proj", pipeline_id=5, scope=["failed", "canceled"]
             )
         )
-        await gl.trigger_pipeline(TriggerPipelineParams(project="grp/sub/proj", ref="main"))
+        await gl.trigger_pipeline(
+            TriggerPipelineParams(project="grp/sub/proj", ref="main", dedupe_window_seconds=0)
+        )
     jobs, trigger = seen
     assert jobs.url.raw_path.startswith(b"/api/v4/projects/grp%2Fsub%2Fproj/pipelines/5/jobs?")
     assert jobs.url.params.get_list("scope[]") == ["failed", "canceled"]
@@ -351,9 +359,10 @@ async def test_request_shapes() -> None:
     assert b'"ref":"main"' in trigger.content and IDEMPOTENCY_VARIABLE.encode() in trigger.content
 
 
-def test_project_segment() -> None:
-    assert project_segment(42) == "42"
-    assert project_segment("/group/sub/project/") == "group%2Fsub%2Fproject"
+def test_project_path_is_one_segment() -> None:
+    assert expand("/projects/{p}", {"p": project_ref(42)}) == "/projects/42"
+    path = expand("/projects/{p}/issues", {"p": project_ref("/group/sub/project/")})
+    assert path == "/projects/group%2Fsub%2Fproject/issues"
 
 
 def test_action_flags() -> None:

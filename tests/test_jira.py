@@ -3,9 +3,11 @@ transitions, typed errors."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
+from integrations.auth import Credentials
 from integrations.errors import AuthenticationError, BadRequestError, NotFoundError, ServerError
 from integrations.jira import (
     AddCommentParams,
@@ -19,7 +21,7 @@ from integrations.jira import (
 from integrations.metrics import collecting
 from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
-from tests.helpers import ClientFactory, collection
+from tests.helpers import ClientFactory, collection, mock_client
 
 
 def test_actions_and_their_safety() -> None:
@@ -96,7 +98,7 @@ async def test_create_issue_is_retry_safe_after_lost_response(
     # Committed once, found, not re-created.
     assert list(collection(sb, "jira", "issues")) == ["OPS-1"]
     actions = [m.action for m in metrics]
-    assert actions == ["create_issue", "create_issue.lookup"]
+    assert actions == ["create_issue.lookup", "create_issue", "create_issue.lookup"]
 
 
 async def test_create_is_not_repeated_blind_when_the_lookup_fails(
@@ -106,20 +108,49 @@ async def test_create_is_not_repeated_blind_when_the_lookup_fails(
     async with (client := make_client(JiraClient)):
         with pytest.raises(ServerError):
             await client.create_issue(CreateIssueParams(project_key="OPS", summary="never"))
-    # One create; the re-attempt needs a lookup first, which kept failing (3 tries).
-    assert sb.request_log.count("jira", "POST /rest/api/3/issue") == 1
+    # The create needs a lookup first, which kept failing (3 tries): nothing created blind.
+    assert sb.request_log.count("jira", "POST /rest/api/3/issue") == 0
     assert sb.request_log.count("jira", "GET /rest/api/3/search/jql") == 3
 
 
-async def test_create_issue_re_attempts_after_a_5xx(
+async def test_create_issue_re_attempts_after_a_5xx() -> None:
+    posts: list[httpx.Request] = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the lookup: nothing carries the label
+            return httpx.Response(200, json={"issues": [], "isLast": True})
+        posts.append(request)
+        if len(posts) == 1:  # the first create fails before committing
+            return httpx.Response(503, json={"errorMessages": ["busy"]})
+        return httpx.Response(201, json={"id": "10001", "key": "OPS-1"})
+
+    client = mock_client(
+        JiraClient,
+        vendor,
+        base_url="https://acme.atlassian.net",
+        credentials=Credentials(username="me@example.com", password=SecretStr("api-token-x")),
+    )
+    async with client:
+        created = await client.create_issue(CreateIssueParams(project_key="OPS", summary="2nd"))
+    assert not created.existing and created.key == "OPS-1" and len(posts) == 2
+
+
+async def test_rerun_without_a_key_finds_the_open_issue_not_a_closed_one(
     sb: SandboxServer, make_client: ClientFactory
 ) -> None:
-    sb.faults.set("jira", error_next=1)  # only the first request (the create) fails
+    params = CreateIssueParams(project_key="OPS", summary="Laptop for Ada")  # no key given
     async with (client := make_client(JiraClient)):
-        created = await client.create_issue(CreateIssueParams(project_key="OPS", summary="2nd"))
-    assert not created.existing and list(collection(sb, "jira", "issues")) == ["OPS-1"]
-    assert sb.request_log.count("jira", "POST /rest/api/3/issue") == 2
-    assert sb.request_log.count("jira", "GET /rest/api/3/search/jql") == 1
+        first = await client.create_issue(params)
+        rerun = await client.create_issue(params)  # a rerun (after a crash) of the same step
+        assert (rerun.key, rerun.existing) == (first.key, True)
+        await client.transition_issue(TransitionIssueParams(issue_key=first.key, transition="Done"))
+        again = await client.transition_issue(
+            TransitionIssueParams(issue_key=first.key, transition="done")
+        )
+        later = await client.create_issue(params)  # the first is resolved: a new request
+    assert again.unchanged and again.to_status == "Done"
+    assert not later.existing and later.key != first.key
+    assert len(collection(sb, "jira", "issues")) == 2
 
 
 async def test_errors_are_typed(make_client: ClientFactory) -> None:

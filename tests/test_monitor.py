@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from integrations.breaker import CircuitBreaker
-from integrations.registry import get_client
+from junction.clients import get_client
 from junction.monitor import (
     EngineHook,
     Monitor,

@@ -26,10 +26,10 @@ from integrations.okta import (
     ListGroupsParams,
     OktaClient,
     is_login_taken,
-    next_link,
 )
 from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
+from integrations.urls import next_link
 from tests.helpers import (
     FAST,
     ClientFactory,

@@ -29,8 +29,9 @@ from integrations.pagerduty import (
     UpdateIncidentParams,
 )
 from integrations.redaction import install_log_redaction, redact
-from integrations.registry import get_action, get_client
+from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
+from junction.clients import get_client
 from junction.settings import Settings
 from tests.helpers import ClientFactory, collection, mock_client
 

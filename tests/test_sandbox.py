@@ -59,7 +59,7 @@ def client(sb: SandboxServer, name: str, **kwargs: Any) -> IntegrationClient:
         cls = client_class(spec)
     except ConfigurationError:
         cls = IntegrationClient
-    return cls(spec, settings=sandbox_settings(sb), **kwargs)
+    return cls(spec, engine=sandbox_settings(sb).engine_config(), **kwargs)
 
 
 def admin(sb: SandboxServer) -> httpx.Client:

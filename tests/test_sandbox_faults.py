@@ -66,7 +66,7 @@ def client(
     """The generic engine (no typed client), with short real backoffs."""
     return IntegrationClient(
         CATALOG.get(name),
-        settings=sandbox_settings(sb),
+        engine=sandbox_settings(sb).engine_config(),
         retry=RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_max=0.02, jitter=0.0),
         breaker=quiet_breaker(name),
         timeout=timeout,

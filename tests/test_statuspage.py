@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from integrations.registry import get_client
+from junction.clients import get_client
 from junction.alerting.statuspage import (
     KNOWN_STATUS_PAGES,
     StatusPagePoller,

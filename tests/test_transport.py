@@ -36,15 +36,14 @@ from integrations.errors import (
     RateLimitError,
     ServerError,
 )
-from integrations.registry import get_client
 from integrations.sandbox.app import SandboxServer
-from integrations.sweep import sweep
 from integrations.transport import (
     AiohttpTransport,
     ShardedTransport,
     map_aiohttp_error,
     sweep_client,
 )
+from junction.clients import get_client, sweep
 from junction.settings import Settings
 
 BACKENDS = ("httpcore", "aiohttp")

@@ -19,13 +19,13 @@ from integrations.errors import (
 )
 from integrations.registry import get_action
 from integrations.sandbox.app import SandboxServer
+from integrations.urls import next_link
 from integrations.webex import (
     AddMembershipParams,
     CreateMessageParams,
     CreateRoomParams,
     GetMeParams,
     WebexClient,
-    next_link,
 )
 from tests.helpers import (
     ClientFactory,

@@ -280,7 +280,7 @@ class BaseChannel:
     def client(self) -> IntegrationClient:
         """The integration client (built on first use)."""
         if self._client is None:
-            from integrations.registry import get_client
+            from junction.clients import get_client
 
             factory = self._factory or get_client
             self._client = factory(
@@ -709,7 +709,7 @@ def build_channel(
         name: The channel's configured name (used in messages and as ``Notification.channel``).
         spec: ``{"type": "<kind>", ...fields of that type}``.
         settings: Process settings (credentials, sandbox URL); default :func:`get_settings`.
-        client_factory: Replaces :func:`integrations.registry.get_client` (tests).
+        client_factory: Replaces :func:`junction.clients.get_client` (tests).
 
     Returns:
         A :class:`~junction.alerting.model.Channel`.

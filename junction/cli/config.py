@@ -19,7 +19,8 @@ def config_rows() -> list[tuple[str, str, str]]:
     # Function-level: pydantic-settings is not needed for `junction --help`.
     from pydantic_core import PydanticUndefined
 
-    from junction.settings import IntegrationSettings, Settings
+    from integrations.config import IntegrationConfig
+    from junction.settings import Settings
 
     rows = []
     for name, field in Settings.model_fields.items():
@@ -34,7 +35,7 @@ def config_rows() -> list[tuple[str, str, str]]:
         else:
             shown = str(default)
         rows.append((env, shown, field.description or ""))
-    for name, field in IntegrationSettings.model_fields.items():
+    for name, field in IntegrationConfig.model_fields.items():
         rows.append((f"JUNCTION_<NAME>_{name.upper()}", "", field.description or ""))
     return rows
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
 
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
 
     from integrations.base import HealthResult
     from integrations.catalog import IntegrationSpec
+    from junction.settings import Settings
 
 integrations_app = typer.Typer(
     help="The integration catalog and health checks.", no_args_is_help=True
@@ -51,8 +51,18 @@ def result_dict(r: HealthResult) -> dict[str, Any]:
     }
 
 
+def short_error(r: HealthResult) -> str:
+    """A failure on one line: its class and message, without the ``service.action:`` prefix
+    (the row names the service already)."""
+    if not r.error:
+        return ""
+    message = " ".join(r.error.split())
+    prefix = f"{r.service}.health_check: "
+    return f"{r.error_class}: {message.removeprefix(prefix)}"
+
+
 def health_table(results: Sequence[HealthResult], title: str = "Integration health") -> Table:
-    """A table of health results: one row per integration, failures explained."""
+    """A table of health results: one line per integration, failures explained in one line."""
     out = table(
         title,
         "integration",
@@ -60,9 +70,11 @@ def health_table(results: Sequence[HealthResult], title: str = "Integration heal
         "HTTP",
         "latency ms",
         "breaker",
-        "error",
         right=("HTTP", "latency ms"),
     )
+    # One line per service: a long error ends in an ellipsis on a terminal (piped output
+    # is printed at its natural width, whole).
+    out.add_column("error", overflow="ellipsis", no_wrap=True)
     for r in results:
         status = "[green]healthy[/]" if r.ok else "[red]failing[/]"
         out.add_row(
@@ -71,9 +83,21 @@ def health_table(results: Sequence[HealthResult], title: str = "Integration heal
             str(r.status) if r.status is not None else "-",
             f"{r.latency_ms:.0f}",
             r.breaker_state,
-            f"{r.error_class}: {r.error}" if r.error else "",
+            short_error(r),
         )
     return out
+
+
+def sandbox_unreachable(results: Sequence[HealthResult], settings: Settings) -> bool:
+    """Whether failures say the sandbox is not running: a service configured to use it
+    (no base URL of its own) could not connect."""
+    unreachable = ("APIConnectionError", "APITimeoutError")
+    return any(
+        not r.ok
+        and r.error_class in unreachable
+        and settings.integration(r.service).base_url is None
+        for r in results
+    )
 
 
 def catalog_table(specs: Sequence[IntegrationSpec], base_urls: dict[str, str]) -> Table:
@@ -93,16 +117,24 @@ def catalog_table(specs: Sequence[IntegrationSpec], base_urls: dict[str, str]) -
 def integrations_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     capability: Annotated[
-        str | None, typer.Option(help="Only integrations with this capability (notify, ticket...).")
+        str | None,
+        typer.Option(
+            help="Only integrations with this capability tag (notify, ticket...) or "
+            "providing this capability action (notify.send, ticket.create...)."
+        ),
     ] = None,
 ) -> None:
     """List every integration: name, capabilities, auth, base URL, health endpoint."""
     # Function-level: the catalog loads YAML and pydantic models, not needed for --help.
     from integrations.catalog import load_catalog
+    from integrations.errors import UnknownCapabilityError
 
     settings = load_settings()
     catalog = load_catalog()
-    specs = catalog.with_capability(capability) if capability else list(catalog)
+    try:
+        specs = catalog.with_capability(capability) if capability else list(catalog)
+    except UnknownCapabilityError as exc:
+        fail(exc.message)
     enabled = set(settings.enabled_names(catalog.names))
     urls: dict[str, str] = {}
     for s in specs:
@@ -117,6 +149,7 @@ def integrations_list(
                     "name": s.name,
                     "title": s.title,
                     "capabilities": list(s.capabilities),
+                    "provides": {k: p.action for k, p in s.provides.items()},
                     "auth": s.auth.scheme,
                     "base_url": urls[s.name],
                     "vendor_base_url": s.base_url,
@@ -145,7 +178,7 @@ def integrations_check(
     settings = prepare_runtime()
     # Function-level: the clients pull in httpx, aiohttp and the store (DuckDB).
     from integrations.errors import IntegrationError
-    from integrations.sweep import sweep
+    from junction.clients import sweep
     from junction.health import run_sweep
 
     try:
@@ -159,17 +192,19 @@ def integrations_check(
         fail(exc.message)
     except ValueError as exc:
         fail(str(exc))
+    # The hint first: when the sandbox is down, it is the one thing to read.
+    if sandbox_unreachable(results, settings):
+        err_console.print(
+            f"hint: nothing answers at the sandbox ({settings.sandbox_url}): start it with "
+            "`junction sandbox serve` in another terminal, or run `junction demo`.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         print_json([result_dict(r) for r in results])
     else:
         print_table(health_table(results))
         healthy = sum(r.ok for r in results)
         console.print(f"{healthy}/{len(results)} healthy")
-    sandbox = urlsplit(settings.sandbox_url).netloc
-    if any(not r.ok and sandbox in (r.error or "") for r in results):
-        err_console.print(
-            f"hint: nothing answers at the sandbox ({settings.sandbox_url}): start it with "
-            "`junction sandbox serve` in another terminal, or run `junction demo`."
-        )
     if not all(r.ok for r in results):
         raise typer.Exit(1)

@@ -22,7 +22,7 @@ from integrations.alertmanager import (
 from integrations.base import RetryPolicy
 from integrations.breaker import CircuitBreaker
 from integrations.errors import BadRequestError
-from integrations.registry import get_client
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 

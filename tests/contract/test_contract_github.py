@@ -21,9 +21,10 @@ from integrations.github import (
     CreateIssueParams,
     GetRepoParams,
     GitHubClient,
+    GitHubIssue,
     ListWorkflowRunsParams,
 )
-from integrations.registry import get_client
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 
@@ -43,16 +44,23 @@ def client(prism_servers: dict[str, str]) -> GitHubClient:
 
 
 async def test_create_issue_accepted(prism_servers: dict[str, str]) -> None:
+    params = CreateIssueParams(
+        owner="octocat",
+        repo="hello-world",
+        title="CI red",
+        body="run failed",
+        labels=["ci"],
+        assignees=["octocat"],
+    )
     async with (c := client(prism_servers)):
-        issue = await c.create_issue(
-            CreateIssueParams(
-                owner="octocat",
-                repo="hello-world",
-                title="CI red",
-                body="run failed",
-                labels=["ci"],
-                assignees=["octocat"],
-            )
+        # The create the action sends (its lookup, GET .../issues, is not in the trimmed
+        # spec; the sandbox tests cover it).
+        issue = await c.request(
+            "POST",
+            "/repos/octocat/hello-world/issues",
+            action="create_issue",
+            model=GitHubIssue,
+            json=params.request_body(),
         )
     assert issue.number and not issue.existing
 

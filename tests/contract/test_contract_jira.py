@@ -12,12 +12,13 @@ from integrations.breaker import CircuitBreaker
 from integrations.errors import UnprocessableEntityError
 from integrations.jira import (
     AddCommentParams,
+    CreatedIssue,
     CreateIssueParams,
     GetIssueParams,
     JiraClient,
     TransitionIssueParams,
 )
-from integrations.registry import get_client
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 
@@ -45,8 +46,15 @@ async def test_create_issue_accepted(prism_servers: dict[str, str]) -> None:
         labels=["sev1"],
     )
     async with (c := client(prism_servers)):
-        created = await c.create_issue(CreateIssueParams(**params))  # fresh key: POST only
-        # With a caller's key the search/jql lookup runs first (Prism's example finds one).
+        # The create body the action sends (the action looks up its marker label first).
+        created = await c.request(
+            "POST",
+            "/rest/api/3/issue",
+            action="create_issue",
+            model=CreatedIssue,
+            json=CreateIssueParams(**params).body(),
+        )
+        # The action: the search/jql lookup runs first (Prism's example finds one).
         keyed = await c.create_issue(CreateIssueParams(**params, idempotency_key="run-1:s1"))
     assert created.key and not created.existing
     assert keyed.key and keyed.existing

@@ -18,7 +18,7 @@ from integrations.okta import (
     ListGroupsParams,
     OktaClient,
 )
-from integrations.registry import get_client
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 

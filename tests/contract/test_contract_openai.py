@@ -20,7 +20,7 @@ from integrations.openai import (
     ListModelsParams,
     OpenAIClient,
 )
-from integrations.registry import get_client
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 

@@ -26,7 +26,7 @@ from integrations.pagerduty import (
     PagerDutyClient,
     UpdateIncidentParams,
 )
-from integrations.registry import get_client
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 

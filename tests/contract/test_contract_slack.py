@@ -19,8 +19,8 @@ from integrations.auth import Credentials
 from integrations.base import RetryPolicy
 from integrations.breaker import CircuitBreaker
 from integrations.errors import UnprocessableEntityError
-from integrations.registry import get_client
 from integrations.slack import LookupUserParams, PostMessageParams, SlackClient
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 

@@ -16,8 +16,8 @@ from integrations.auth import Credentials
 from integrations.base import RetryPolicy
 from integrations.breaker import CircuitBreaker
 from integrations.errors import BadRequestError
-from integrations.registry import get_client
 from integrations.webex import CreateMessageParams, CreateRoomParams, GetMeParams, WebexClient
+from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
 

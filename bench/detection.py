@@ -34,7 +34,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,10 @@ from typing import Any
 
 import httpx
 import yaml
+from aiohttp import web
+
+from deployments.local import free_port
+from integrations.catalog import load_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -61,17 +64,8 @@ DEFAULT_SERVICE = "github"
 TOKEN = "sandbox-token"  # the sandbox's public test token, not a secret
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def health_url(service: str, sandbox_url: str) -> str:
     """The sandbox URL of ``service``'s catalog health check (bearer-token services only)."""
-    from integrations.catalog import load_catalog
-
     spec = load_catalog().get(service)
     if spec.auth.scheme != "bearer" or spec.health.method != "GET" or "{" in spec.health.path:
         raise ValueError(f"{service}: pick a service with a bearer-token GET health check")
@@ -181,8 +175,6 @@ class Receiver:
 
     async def start(self) -> None:
         """Serve on 127.0.0.1."""
-        from aiohttp import web
-
         app = web.Application()
         app.router.add_post("/{arm}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -195,8 +187,6 @@ class Receiver:
             await self._runner.cleanup()
 
     async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
         now = time.time()
         arm = request.match_info["arm"]
         try:

@@ -37,10 +37,14 @@ from typing import TYPE_CHECKING
 import httpx
 
 from deployments.local import free_port
+from integrations.base import IntegrationClient, RetryPolicy
+from integrations.catalog import AuthSpec, HealthCheck, IntegrationSpec
 from integrations.sandbox.process import start_sandbox_process
+from integrations.sweep import check_all
+from integrations.transport import sweep_client
+from junction.settings import Settings
 
 if TYPE_CHECKING:
-    from integrations.base import IntegrationClient
     from integrations.transport import HttpBackend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,10 +59,6 @@ def make_clients(
     With ``http=None`` every client gets its own small pool (sharing one TLS context);
     otherwise all share ``http``.
     """
-    from integrations.base import IntegrationClient, RetryPolicy
-    from integrations.catalog import AuthSpec, HealthCheck, IntegrationSpec
-    from junction.settings import Settings
-
     settings = Settings(sandbox_url=url)
     clients = []
     for i in range(count):
@@ -86,8 +86,6 @@ def make_clients(
 
 async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
     """Run one arm in this process and return its measurements."""
-    from integrations.sweep import check_all
-
     sequential = arm == "sequential"
     started = time.perf_counter()
     ctx = httpx.create_ssl_context()
@@ -96,8 +94,6 @@ async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
         arm = production_arm()
     backend = next((b for b, a in BACKEND_ARMS.items() if a == arm), None)
     if backend is not None:
-        from integrations.transport import sweep_client
-
         shared = sweep_client(count, httpx.Timeout(30.0, connect=10.0), backend=backend)
     elif arm == "shared-pool":
         shared = httpx.AsyncClient(
@@ -161,8 +157,6 @@ ARMS = ("aiohttp", "sharded-pool", "per-client-pools", "shared-pool", "sequentia
 
 def production_arm() -> str:
     """The arm of the backend production sweeps use (``Settings.http_backend``'s default)."""
-    from junction.settings import Settings
-
     return BACKEND_ARMS[Settings.model_fields["http_backend"].default]
 
 
@@ -178,6 +172,8 @@ def main() -> None:
         print(json.dumps(asyncio.run(run_arm(args.arm, args.url, args.endpoints))))
         return
 
+    # Function-level: only the parent needs the sandbox's fault tables; the arms' child
+    # processes would otherwise carry them in the peak RSS they report.
     from integrations.sandbox.faults import SyntheticConfig, SyntheticTable
 
     config = {"count": args.endpoints, "latency_ms": {"min": 20, "max": 200}, "seed": 1}

@@ -1,6 +1,7 @@
 """The health-sweep flow: probe every integration once, record, publish.
 
-Until the monitoring flow lands this is Junction's main job (``make demo``).
+A plain probe of everything (no windows, scores or alerts): the monitor-integrations flow
+(:mod:`flows.monitor`) is the one that judges health and alerts.
 """
 
 from __future__ import annotations

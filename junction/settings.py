@@ -210,6 +210,13 @@ class Settings(BaseSettings):
         description="Seconds between sweeps of `junction monitor` when --every is not given "
         "(the monitor-integrations deployment's interval is set in prefect.yaml).",
     )
+    monitor_min_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Shortest sweep interval `junction monitor --every` accepts: each sweep "
+        "probes every service, so a tiny interval floods the vendors.",
+    )
     monitor_window_seconds: float = Field(
         900.0,
         gt=0,

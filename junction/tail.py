@@ -32,6 +32,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from junction.store import TABLES
 
 log = logging.getLogger(__name__)
@@ -153,9 +156,6 @@ class StoreTailer:
         return rows
 
     def _read_parquet(self, path: str) -> list[dict[str, Any]]:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
         table = pq.read_table(path)
         if "ts" in table.column_names:
             table = table.filter(pc.greater_equal(table["ts"], self.since))

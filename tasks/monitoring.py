@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from junction.monitor import SweepResult  # light: no HTTP stack at import
+from junction.monitor import SweepResult, run_once
 
 ARTIFACT_KEY = "service-health"
 """Key of the table artifact published by every monitoring run."""
@@ -21,8 +21,6 @@ async def monitor_sweep(names: list[str] | None, sweep_id: str) -> SweepResult:
     Each scheduled run is a new process: the restore is what makes success rates and
     percentiles cover the configured window rather than this run's single probe.
     """
-    from junction.monitor import run_once
-
     return await run_once(names=names, sweep_id=sweep_id)
 
 

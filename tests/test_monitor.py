@@ -1,4 +1,4 @@
-"""The Monitor (junction/monitor.py) and the store tailer (junction/tail.py) against the real
+"""The Monitor (junction/monitor/) and the store tailer (junction/tail.py) against the real
 sandbox and real metrics stores: sweeps, confirmation, hangs, passive detection, restore,
 clock jumps, continuous mode and its shutdown, the alert engine hook."""
 
@@ -48,6 +48,7 @@ def make_settings(sb: Any, home: Path, **kw: Any) -> Settings:
         home=home,
         monitor_probe_timeout_seconds=kw.pop("monitor_probe_timeout_seconds", 2.0),
         monitor_confirm_delay_seconds=kw.pop("monitor_confirm_delay_seconds", 0.05),
+        monitor_min_interval_seconds=kw.pop("monitor_min_interval_seconds", 0.1),
         **kw,
     )
 
@@ -464,7 +465,12 @@ def _env(sb: Any, home: Path, **extra: str) -> dict[str, str]:
 def test_cli_every_stops_cleanly_on_a_signal_and_flushes(
     sb: Any, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    env = _env(sb, tmp_path, JUNCTION_INTEGRATIONS="okta,github")
+    env = _env(
+        sb,
+        tmp_path,
+        JUNCTION_INTEGRATIONS="okta,github",
+        JUNCTION_MONITOR_MIN_INTERVAL_SECONDS="0.1",
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "junction", "monitor", "--every", "200ms", "--no-alerts"],
         cwd=ROOT,
@@ -564,10 +570,12 @@ def test_cli_once_json(sb: Any, tmp_path: Path) -> None:
 
 def test_cli_once_table_and_critical_exit_status(sb: Any, tmp_path: Path) -> None:
     outage(sb, "github")
+    env = _env(sb, tmp_path)
+    env["COLUMNS"] = "80"  # what a pipe (`| cat`, a CI log) gets
     out = subprocess.run(
         [sys.executable, "-m", "junction", "monitor", "--once", "okta", "github"],
         cwd=ROOT,
-        env=_env(sb, tmp_path),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -575,8 +583,15 @@ def test_cli_once_table_and_critical_exit_status(sb: Any, tmp_path: Path) -> Non
     assert out.returncode == 1, out.stderr
     assert "Service health" in out.stdout and "critical" in out.stdout
     assert "1/2 healthy" in out.stdout
-    assert "github" in out.stdout and "down: last 2 checks failed" in out.stdout
     assert "hint" not in out.stderr  # the sandbox answers; github is down on its own
+    # Piped at 80 columns, each row is one line: no cell folded mid-word ("servi/ce").
+    header = next(line for line in out.stdout.splitlines() if "service" in line)
+    assert all(word in header for word in ("status", "score", "breaker", "alerts", "why"))
+    github = next(line for line in out.stdout.splitlines() if "github" in line)
+    assert "critical" in github and "down: last 2 checks failed" in github
+    assert "down/critical/firing" in github  # the alert engine ran and fired
+    okta = next(line for line in out.stdout.splitlines() if "okta" in line)
+    assert "healthy" in okta and "closed" in okta
 
 
 def test_cli_once_without_a_sandbox_gives_the_hint(tmp_path: Path) -> None:
@@ -770,3 +785,132 @@ async def test_alerts_carry_the_vendor_status_page_note(sb: Any, tmp_path: Path)
         assert alerts and {a.service for a in alerts} == {"okta"}
         assert all("reports:" in (a.annotation or "") for a in alerts), alerts
         assert "Login failures" in (alerts[0].annotation or "")
+
+
+# --- hardening: defaults, interval floor, bad alert state --------------------------------
+
+
+async def test_a_monitor_built_by_default_has_its_alert_engine(sb: Any, tmp_path: Path) -> None:
+    from junction.alerting.engine import AlertEngine
+
+    async with Monitor(make_settings(sb, tmp_path), names=["okta"]) as mon:
+        assert isinstance(mon.alerts, EngineHook)
+        assert isinstance(mon.alerts.engine, AlertEngine)
+        assert mon.alerts.poller is not None  # vendor status pages (enhanced monitoring)
+        assert (tmp_path / "alerts.db").exists()
+
+
+def test_run_forever_refuses_an_interval_below_the_floor(sb: Any, tmp_path: Path) -> None:
+    settings = make_settings(sb, tmp_path, monitor_min_interval_seconds=1.0)
+
+    async def go() -> None:
+        async with Monitor(settings, names=["okta"], alerts=False) as mon:
+            await mon.run_forever(0.001)
+
+    with pytest.raises(ValueError, match="below the minimum interval of 1 s"):
+        asyncio.run(go())
+    assert MetricsStore(settings.metrics_dir).count("probes") == 0  # nothing was probed
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--every", "1ms"], {}, "--every 1ms: 0.001 s is below the minimum interval of 1 s"),
+        (
+            ["--every", "2s"],
+            {"JUNCTION_MONITOR_MIN_INTERVAL_SECONDS": "5"},
+            "--every 2s: 2 s is below the minimum interval of 5 s",
+        ),
+        (
+            [],
+            {"JUNCTION_MONITOR_INTERVAL_SECONDS": "0.01"},
+            "JUNCTION_MONITOR_INTERVAL_SECONDS: 0.01 s is below the minimum interval",
+        ),
+    ],
+)
+def test_cli_every_below_the_floor_is_one_clear_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    from typer.testing import CliRunner
+
+    from junction.cli import app
+    from junction.settings import get_settings
+
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(app, ["monitor", *args])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 2, out.output
+    assert message in out.output and "JUNCTION_MONITOR_MIN_INTERVAL_SECONDS" in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert not (tmp_path / "metrics").exists()  # refused before anything ran
+
+
+def test_cli_with_a_corrupt_alert_database_is_one_clear_line(sb: Any, tmp_path: Path) -> None:
+    (tmp_path / "alerts.db").write_bytes(b"this is not an SQLite database\n" * 64)
+    out = subprocess.run(
+        [sys.executable, "-m", "junction", "monitor", "--once", "okta"],
+        cwd=ROOT,
+        env=_env(sb, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(" ".join(lines).split("error:")) == 2, out.stderr  # one error
+    text = " ".join(" ".join(lines).split())
+    assert str(tmp_path / "alerts.db") in text and "junction alerts reset" in text
+    assert not (tmp_path / "metrics" / "probes").exists()  # nothing was probed
+
+
+def test_cli_with_a_bad_alerting_file_names_file_line_and_field(sb: Any, tmp_path: Path) -> None:
+    config = tmp_path / "alerting.yaml"
+    config.write_text("defaults:\n  success_rate:\n    warning: .nan\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "junction", "monitor", "--once", "okta"],
+        cwd=ROOT,
+        env=_env(sb, tmp_path, JUNCTION_ALERTING_FILE=str(config)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    text = " ".join(out.stderr.split())
+    assert f"{config}:3: defaults.success_rate.warning: must be a finite number" in text, text
+    assert not (tmp_path / "metrics" / "probes").exists()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="junction/store.py creates spools 0644 and directories 0755 (umask 022)"
+)
+async def test_files_the_monitor_creates_are_private(sb: Any, tmp_path: Path) -> None:
+    """Spools, segments, locks and the alert database: 0600 in 0700 directories, whatever
+    the process umask (a Prefect worker does not go through the CLI)."""
+    home = tmp_path / "home"
+    settings = make_settings(sb, home)
+    old = os.umask(0o022)
+    try:
+        async with Monitor(settings, names=["okta", "github"]) as mon:
+            await mon.sweep()
+            spools = list((home / "metrics" / "_spool").glob("*/*.jsonl"))
+            assert spools  # a live spool, before the store flushes
+            modes = {p: p.stat().st_mode & 0o777 for p in spools}
+    finally:
+        os.umask(old)
+    for path in home.rglob("*"):
+        modes[path] = path.stat().st_mode & 0o777
+    loose = {str(p.relative_to(home)): oct(m) for p, m in modes.items() if m & 0o077}
+    assert not loose, loose
+    assert (home / "alerts.db").exists() and any(p.suffix == ".parquet" for p in modes)

@@ -28,6 +28,7 @@ def test_monitor_flow_restores_windows_records_and_publishes(
     from prefect.artifacts import Artifact
 
     from flows.monitor import monitor_integrations
+    from junction.monitor import SweepResult
     from junction.settings import get_settings
     from junction.store import MetricsStore
 
@@ -44,6 +45,7 @@ def test_monitor_flow_restores_windows_records_and_publishes(
     finally:
         get_settings.cache_clear()
 
+    assert isinstance(first, SweepResult) and isinstance(second, SweepResult)
     assert [s.service for s in first.services] == names
     assert all(s.status == "healthy" for s in first.services)
     # Each run is its own monitor: the second one restored the first run's probes.
@@ -65,3 +67,30 @@ def test_monitor_flow_restores_windows_records_and_publishes(
     assert by_service["github"]["success_rate"] == pytest.approx(1 / 3, abs=1e-3)
     assert "down: last 2 checks failed" in by_service["github"]["why"]
     assert by_service["okta"]["score"] == 100.0 and by_service["okta"]["observations"] == 2
+
+
+def test_monitor_flow_with_a_corrupt_alert_database_fails_with_one_line(
+    prefect_harness: None, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.states import State
+
+    from flows.monitor import monitor_integrations
+    from junction.settings import get_settings
+
+    (tmp_path / "alerts.db").write_bytes(b"not a database\n" * 64)
+    monkeypatch.setenv("JUNCTION_SANDBOX_URL", sb.url)
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    get_settings.cache_clear()
+
+    async def run() -> State[Any]:
+        return await monitor_integrations(names=["okta"], return_state=True)
+
+    try:
+        state = asyncio.run(run())
+    finally:
+        get_settings.cache_clear()
+    assert state.is_failed()
+    message = state.message or ""
+    assert "\n" not in message and "Traceback" not in message
+    assert str(tmp_path / "alerts.db") in message and "junction alerts reset" in message
+    assert not (tmp_path / "metrics" / "probes").exists()  # refused before any probe

@@ -12,8 +12,10 @@ import asyncio
 import json
 from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 
 from junction.cli.common import (
     console,
@@ -43,8 +45,6 @@ def _ms(value: float | None) -> str:
 
 def health_table(services: list[ServiceHealth], title: str) -> Table:
     """The monitor's health table: one row per service."""
-    from rich.markup import escape
-
     out = table(
         title,
         "service",
@@ -98,8 +98,6 @@ def _summary(result: SweepResult) -> str:
 
 def _sandbox_hint(settings: Any, result: SweepResult) -> str | None:
     """The `integrations check` hint when nothing answers at the sandbox."""
-    from urllib.parse import urlsplit
-
     sandbox = urlsplit(settings.sandbox_url).netloc
     if any(not p.ok and sandbox in (p.error or "") for p in result.probes):
         return (
@@ -145,9 +143,11 @@ def monitor(
     Otherwise sweep every --every until Ctrl-C/SIGTERM, one line per sweep plus every
     status change and alert transition.
     """
-    from rich.markup import escape
-
-    from junction.monitor import parse_duration
+    # Function-level: the monitor pulls in the HTTP stack and the alert engine, which
+    # `junction --help` should not pay for.
+    from integrations.errors import IntegrationError
+    from junction.alerting.state import AlertDatabaseError
+    from junction.monitor import Monitor, check_interval, parse_duration
 
     if once and every is not None:
         fail("--once and --every are exclusive: pick one")
@@ -160,9 +160,14 @@ def monitor(
     settings = prepare_runtime()
     if interval is None:
         interval = settings.monitor_interval_seconds
-
-    from integrations.errors import IntegrationError
-    from junction.monitor import Monitor
+    if not once:
+        try:
+            check_interval(interval, settings.monitor_min_interval_seconds)
+        except ValueError as exc:
+            source = (
+                f"--every {every}" if every is not None else "JUNCTION_MONITOR_INTERVAL_SECONDS"
+            )
+            fail(f"{source}: {exc}")
 
     def on_event(event: MonitorEvent) -> None:
         if once:
@@ -215,6 +220,8 @@ def monitor(
         result = asyncio.run(main())
     except IntegrationError as exc:
         fail(exc.message)
+    except AlertDatabaseError as exc:  # corrupt alerts.db: the message names the recovery
+        fail(str(exc))
     except ValueError as exc:  # bad JUNCTION_INTEGRATIONS, invalid alerting file
         fail(str(exc))
     except KeyboardInterrupt:

@@ -229,6 +229,8 @@ def parse_yaml(
             if big is not None:
                 raise _fail(source, big[1], f"the file {big[0]}")
             doc.data = loader.construct_document(node)
+    except ConfigError:  # a limit above: already located (and a ValueError, caught below)
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -285,6 +287,8 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> DataPath:
         ):
             path.append(part)
             current = current[part]
+        elif part == "[key]":  # pydantic's marker for an error in a dict key: the key itself
+            continue
         elif isinstance(current, Mapping) and isinstance(part, str) and i == len(loc) - 1:
             path.append(part)  # a missing key: the last part names it
             current = None

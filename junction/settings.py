@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import (
     AliasChoices,
     Field,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -134,6 +135,11 @@ class Settings(BaseSettings):
         lt=65536,
         description="Port of the sandbox's SMTP server (the default 'smtp' integration).",
     )
+    sandbox_admin_token: SecretStr | None = Field(
+        None,
+        description="Token the sandbox's admin API (/_admin) requires as a bearer; "
+        "'junction sandbox serve' enforces it and 'junction sandbox records' sends it.",
+    )
     http_timeout_seconds: float = Field(
         10.0, gt=0, description="Default read/write timeout of an integration call (seconds)."
     )
@@ -197,7 +203,7 @@ class Settings(BaseSettings):
     status_page_urls: str = Field(
         "",
         description="Vendor status pages (Statuspage-style, /api/v2/summary.json appended): "
-        "comma-separated service=URL pairs overriding the built-in map; 'service=' turns "
+        "comma-separated service=URL pairs overriding the catalog's status_page; 'service=' turns "
         "one off. Sandboxed services use the sandbox's pages.",
     )
     status_page_cache_seconds: float = Field(

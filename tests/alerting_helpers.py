@@ -7,11 +7,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner, Result
+
+from junction.alerting.channels import CHANNELS
+from junction.alerting.config import parse_config
 from junction.alerting.engine import AlertEngine, ServiceSnapshot
 from junction.alerting.model import DeliveryOutcome, DeliveryResult, Notification
-from junction.alerting.rules import AlertingConfig, parse_config
+from junction.alerting.rules import AlertingConfig
+from junction.cli import app
 from junction.scoring import WindowStats, health_score
-from junction.settings import Settings
+from junction.settings import Settings, get_settings
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SETTINGS = Settings()
@@ -109,6 +115,8 @@ class FakeChannel:
     ) -> None:
         self.name = name
         self.kind = kind
+        # as the real channel of that type: the registry says whether its vendor dedupes
+        self.dedupes = CHANNELS[kind].dedupes if kind in CHANNELS else False
         self.outcomes = list(outcomes or [])
         self.delay = delay
         self.sent: list[Notification] = []
@@ -123,3 +131,17 @@ class FakeChannel:
 
     async def aclose(self) -> None:
         return None
+
+
+def use_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ``JUNCTION_HOME`` at ``tmp_path`` (no alerting file, default alert database)."""
+    for key in ("JUNCTION_ALERTS_DB", "JUNCTION_ALERTING_FILE", "JUNCTION_STORE_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    return tmp_path
+
+
+def alerts_cli(*args: str, columns: int = 200) -> Result:
+    """Run ``junction alerts ARGS`` in-process (``COLUMNS`` set: output is not a terminal)."""
+    return CliRunner().invoke(app, ["alerts", *args], env={"COLUMNS": str(columns)})

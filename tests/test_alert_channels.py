@@ -34,6 +34,7 @@ from junction.alerting.model import (
     NotificationKind,
     Severity,
 )
+from junction.clients import get_client
 from junction.settings import Settings
 from tests.helpers import collection, sandbox_settings, set_faults
 from tests.servers import free_port
@@ -103,7 +104,7 @@ def test_missing_and_bad_fields_name_channel_and_field() -> None:
         build_channel("w", {"type": "webex", "rooom": "x"}, Settings())
     with pytest.raises(ChannelConfigError, match="exactly one of room_id and to_person_email"):
         build_channel("w", {"type": "webex"}, Settings())
-    with pytest.raises(ChannelConfigError, match="missing field 'type'"):
+    with pytest.raises(ChannelConfigError, match=r"missing 'type' \(one of: alertmanager, email"):
         build_channel("w", {"room_id": "x"}, Settings())
 
 
@@ -274,7 +275,9 @@ async def test_bad_credentials_are_failed_without_the_secret(
 
 
 async def test_slack_and_webex_post_one_message(sb: SandboxServer, settings: Settings) -> None:
-    async with WebexClient(settings=settings) as webex_client:
+    webex_client = get_client("webex", settings)
+    assert isinstance(webex_client, WebexClient)
+    async with webex_client:
         room = await webex_client.create_room(CreateRoomParams(title="Junction alerts"))
     webex = build_channel("w", {"type": "webex", "room_id": room.id}, settings)
     slack = build_channel("s", {"type": "slack", "channel": "C0000000002"}, settings)

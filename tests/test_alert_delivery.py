@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from junction.alerting.config import parse_config
 from junction.alerting.engine import AlertEngine
-from junction.alerting.rules import parse_config
 from junction.settings import Settings
 from tests.alerting_helpers import at, failing, healthy
 

@@ -13,6 +13,7 @@ import pytest
 from junction.alerting import state
 from junction.alerting.engine import AlertEngine
 from junction.alerting.model import AlertState, NotificationKind, Severity
+from junction.alerting.silences import add_silence
 from junction.store import MetricsStore
 from tests.alerting_helpers import (
     T0,
@@ -203,7 +204,7 @@ def test_dependent_group_already_notified_is_not_repeated_while_dependency_down(
 
 def test_silence_holds_notifications_until_it_expires(tmp_path: Path) -> None:
     eng = engine(tmp_path)
-    state.add_silence(eng.conn, now=at(0), duration=timedelta(minutes=10), service="okta")
+    add_silence(eng.conn, now=at(0), duration=timedelta(minutes=10), service="okta")
     r = eng.evaluate(failing(["okta", "gitlab"], at(1), 0.5), now=at(1))
     assert {n.labels["service"] for n in r.notifications} == {"gitlab"}
     assert {a.silenced_by for a in r.active if a.service == "okta"} == {"s1"}
@@ -216,8 +217,8 @@ def test_silence_holds_notifications_until_it_expires(tmp_path: Path) -> None:
 
 def test_silence_by_rule_and_label(tmp_path: Path) -> None:
     eng = engine(tmp_path, config("services: {okta: {labels: {team: id}}}\n"))
-    state.add_silence(eng.conn, now=at(0), duration=timedelta(hours=1), labels={"team": "id"})
-    state.add_silence(eng.conn, now=at(0), duration=timedelta(hours=1), rule="health_score")
+    add_silence(eng.conn, now=at(0), duration=timedelta(hours=1), labels={"team": "id"})
+    add_silence(eng.conn, now=at(0), duration=timedelta(hours=1), rule="health_score")
     r = eng.evaluate(failing(["okta", "gitlab"], at(1), 0.5), now=at(1))
     silenced = {a.fingerprint: a.silenced_by for a in r.active}
     assert silenced == {
@@ -227,7 +228,7 @@ def test_silence_by_rule_and_label(tmp_path: Path) -> None:
         "gitlab:health_score": "s2",
     }
     with pytest.raises(ValueError, match="silence everything"):
-        state.add_silence(eng.conn, now=at(0), duration=timedelta(hours=1))
+        add_silence(eng.conn, now=at(0), duration=timedelta(hours=1))
 
 
 def test_maintenance_window_from_config(tmp_path: Path) -> None:
@@ -247,7 +248,7 @@ def test_maintenance_window_from_config(tmp_path: Path) -> None:
 def test_resolved_is_sent_after_silence_and_after_suppression(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     eng.evaluate(failing(["okta"], at(0)), now=at(0))
-    state.add_silence(eng.conn, now=at(5), duration=timedelta(hours=1), service="okta")
+    add_silence(eng.conn, now=at(5), duration=timedelta(hours=1), service="okta")
     r = eng.evaluate(failing(["okta"], at(10)), now=at(10))
     assert r.notifications == []
     r = eng.evaluate(healthy(["okta"], at(20)), now=at(20))
@@ -475,7 +476,7 @@ def test_resolve_after_damps_flapping(tmp_path: Path) -> None:
 
 def test_silence_survives_a_clock_stepping_back(tmp_path: Path) -> None:
     eng = engine(tmp_path)
-    state.add_silence(eng.conn, now=at(3600), duration=timedelta(hours=1), service="okta")
+    add_silence(eng.conn, now=at(3600), duration=timedelta(hours=1), service="okta")
     r = eng.evaluate(failing(["okta"], at(0)), now=at(0))  # clock an hour behind
     assert r.notifications == [] and {a.silenced_by for a in r.active} == {"s1"}
 

@@ -141,12 +141,14 @@ CRASH = """
 import asyncio, os, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
+from junction.alerting.channels import CHANNELS
 from junction.alerting.model import DeliveryOutcome, DeliveryResult
 from tests.alerting_helpers import engine, at
 
 class Dying:
     def __init__(self, name, kind):
         self.name, self.kind = name, kind
+        self.dedupes = CHANNELS[kind].dedupes
     async def send(self, notification):
         with open({log!r}, "a") as f:
             f.write(notification.key + "\\n")

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from junction.clients import get_client
+from integrations.catalog import load_catalog
+from junction.alerting import statuspage
 from junction.alerting.statuspage import (
-    KNOWN_STATUS_PAGES,
     StatusPagePoller,
     VendorStatus,
     annotation,
     parse_summary,
     status_page_url,
 )
+from junction.clients import get_client
 from junction.settings import Settings
 from tests.helpers import sandbox_settings, set_faults
 
@@ -166,7 +167,34 @@ def test_url_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert status_page_url("gitlab", settings, {"gitlab": "https://s.example/x/"}) == (
         "https://s.example/x/api/v2/summary.json"
     )
-    assert all(url.startswith("https://") for url in KNOWN_STATUS_PAGES.values())
+
+
+def test_the_catalog_is_the_one_list_of_status_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = load_catalog()
+    with_pages = [spec for spec in catalog if spec.status_page]
+    assert len(with_pages) >= 10
+    for spec in catalog:
+        monkeypatch.setenv(f"JUNCTION_{spec.name.upper()}_BASE_URL", "https://vendor.example")
+    settings = Settings(status_page_urls="")
+    for spec in catalog:
+        url = status_page_url(spec.name, settings)
+        if spec.status_page is None:
+            assert url is None, spec.name
+        else:
+            assert url is not None and url.startswith("https://"), spec.name
+            assert url.endswith("/api/v2/summary.json"), spec.name
+            assert url.removesuffix("/api/v2/summary.json") in spec.status_page, spec.name
+    # a page only the catalog names is used (the poller once kept its own, shorter map)
+    assert status_page_url("openai", settings) == "https://status.openai.com/api/v2/summary.json"
+    # JUNCTION_STATUS_PAGE_URLS still wins over the catalog, and turns one off
+    settings = Settings(status_page_urls="openai=https://mirror.example/openai,github=")
+    assert (
+        status_page_url("openai", settings) == "https://mirror.example/openai/api/v2/summary.json"
+    )
+    assert status_page_url("github", settings) is None
+    # a name outside the catalog has no page (and no sandbox page)
+    assert status_page_url("not-a-service", Settings()) is None
+    assert not hasattr(statuspage, "KNOWN_STATUS_PAGES")
 
 
 def test_annotation_without_incident_names_components() -> None:

@@ -57,16 +57,16 @@ Vendor semantics:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -75,8 +75,10 @@ from pydantic import (
     model_validator,
 )
 
+from integrations.alertmanager import AlertmanagerClient, PostableAlert, PostAlertsParams
 from integrations.base import IntegrationClient, RetryPolicy
 from integrations.breaker import CircuitBreaker
+from integrations.email import SendEmailParams, SmtpClient
 from integrations.errors import (
     APIConnectionError,
     APIStatusError,
@@ -88,7 +90,12 @@ from integrations.errors import (
     RequestTimeoutError,
     RetryLaterError,
 )
+from integrations.pagerduty import PagerDutyClient, SendEventParams
 from integrations.redaction import redact, register_secret
+from integrations.slack import PostMessageParams, SlackClient
+from integrations.webex import CreateMessageParams, WebexClient
+from integrations.webhook import SendWebhookParams, WebhookClient
+from integrations.yamlconfig import ConfigModel
 from junction.alerting.model import (
     DeliveryOutcome,
     DeliveryResult,
@@ -96,13 +103,13 @@ from junction.alerting.model import (
     NotificationKind,
     Severity,
 )
+from junction.clients import get_client
 from junction.settings import Settings, get_settings
 
 log = logging.getLogger("junction.alerting.channels")
 
 _EMAIL = r"^[^@\s<>]+@[^@\s<>]+$"
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,255}$")
-DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
 class ChannelConfigError(ValueError):
@@ -112,12 +119,12 @@ class ChannelConfigError(ValueError):
 # --- per-type parameters ------------------------------------------------------------------
 
 
-class _Params(BaseModel):
-    """Fields every channel type accepts."""
+class ChannelParams(ConfigModel):
+    """Fields every channel type accepts (unknown fields, ``.inf`` and ``.nan`` refused)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
-    type: str
+    type: str = Field(description="The channel type (a key of CHANNELS).")
     base_url: str | None = Field(
         None, description="Override the integration's base URL (else settings/sandbox)."
     )
@@ -129,10 +136,9 @@ class _Params(BaseModel):
     )
 
 
-class WebexParams(_Params):
+class WebexParams(ChannelParams):
     """``type: webex``: a Webex room (or a person, 1:1)."""
 
-    type: Literal["webex"] = "webex"
     room_id: str | None = Field(None, min_length=1)
     to_person_email: str | None = Field(None, pattern=_EMAIL)
 
@@ -143,17 +149,15 @@ class WebexParams(_Params):
         return self
 
 
-class SlackParams(_Params):
+class SlackParams(ChannelParams):
     """``type: slack``: a Slack channel id or name."""
 
-    type: Literal["slack"] = "slack"
     channel: str = Field(min_length=1)
 
 
-class EmailParams(_Params):
+class EmailParams(ChannelParams):
     """``type: email``: SMTP recipients and sender."""
 
-    type: Literal["email"] = "email"
     to: list[str] = Field(min_length=1)
     sender: str = Field("junction@junction.local", alias="from", pattern=_EMAIL)
     subject_prefix: str = "[Junction]"
@@ -172,10 +176,9 @@ class EmailParams(_Params):
         return value
 
 
-class PagerDutyParams(_Params):
+class PagerDutyParams(ChannelParams):
     """``type: pagerduty``: Events API v2."""
 
-    type: Literal["pagerduty"] = "pagerduty"
     routing_key_env: str | None = Field(
         None, description="Environment variable holding the routing key (else the settings')."
     )
@@ -183,38 +186,28 @@ class PagerDutyParams(_Params):
     source: str | None = Field(None, description="payload.source (default: the service label).")
 
 
-class AlertmanagerParams(_Params):
+class AlertmanagerParams(ChannelParams):
     """``type: alertmanager``: ``POST /api/v2/alerts``."""
 
-    type: Literal["alertmanager"] = "alertmanager"
     hold_seconds: float = Field(
-        3600, gt=0, description="endsAt of a firing alert = now + this (renewed by repeats)."
+        3600,
+        gt=0,
+        le=7 * 86400,
+        description="endsAt of a firing alert = now + this (renewed by repeats).",
     )
     generator_url: str | None = None
     extra_labels: dict[str, str] = Field(default_factory=dict)
 
 
-class WebhookParams(_Params):
+class WebhookParams(ChannelParams):
     """``type: webhook``: JSON POST, HMAC-signed when a secret is set."""
 
-    type: Literal["webhook"] = "webhook"
     url: str | None = Field(None, description="Receiver base URL (alias of base_url).")
     path: str = Field("/", pattern=r"^/")
     secret_env: str | None = Field(
         None, description="Environment variable holding the HMAC secret (else the settings')."
     )
     headers: dict[str, str] = Field(default_factory=dict)
-
-
-PARAMS: dict[str, type[_Params]] = {
-    "alertmanager": AlertmanagerParams,
-    "email": EmailParams,
-    "pagerduty": PagerDutyParams,
-    "slack": SlackParams,
-    "webex": WebexParams,
-    "webhook": WebhookParams,
-}
-"""Channel type -> its parameter model (the known types)."""
 
 
 # --- the channels -------------------------------------------------------------------------
@@ -236,8 +229,8 @@ def _headline(n: Notification) -> str:
 class BaseChannel:
     """What every channel shares: the client, the timeout, the error mapping.
 
-    Subclasses set :attr:`kind`, :attr:`integration`, :attr:`dedupes` and implement
-    :meth:`_deliver`.
+    Subclasses set :attr:`kind`, :attr:`Params`, :attr:`integration`, :attr:`dedupes`,
+    implement :meth:`_deliver`, and are listed in :data:`CHANNELS`.
 
     Args:
         name: The channel's configured name.
@@ -247,6 +240,9 @@ class BaseChannel:
     """
 
     kind: ClassVar[str] = ""
+    """The ``type`` value that selects this channel in the configuration."""
+    Params: ClassVar[type[ChannelParams]] = ChannelParams
+    """The model of this type's fields."""
     integration: ClassVar[str] = ""
     dedupes: ClassVar[bool] = False
     """Whether the vendor drops a repeat of the same notification (retry is harmless)."""
@@ -254,7 +250,7 @@ class BaseChannel:
     def __init__(
         self,
         name: str,
-        params: _Params,
+        params: ChannelParams,
         settings: Settings,
         client_factory: Callable[..., IntegrationClient] | None = None,
     ) -> None:
@@ -263,8 +259,7 @@ class BaseChannel:
         self.settings = settings
         # The whole send fits in the budget the outbox gives it (its wait_for would
         # otherwise cut us and judge the outcome without knowing what was sent).
-        configured: float = getattr(settings, "alert_send_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-        self.timeout: float = params.timeout_seconds or configured
+        self.timeout: float = params.timeout_seconds or settings.alert_send_timeout_seconds
         self._factory = client_factory
         self._client: IntegrationClient | None = None
         self._secrets: list[str] = []
@@ -280,8 +275,6 @@ class BaseChannel:
     def client(self) -> IntegrationClient:
         """The integration client (built on first use)."""
         if self._client is None:
-            from junction.clients import get_client
-
             factory = self._factory or get_client
             self._client = factory(
                 self.integration,
@@ -382,6 +375,7 @@ class WebexChannel(BaseChannel):
     """A Webex room or 1:1 conversation; one markdown message per notification."""
 
     kind = "webex"
+    Params = WebexParams
     integration = "webex"
     params: WebexParams
 
@@ -395,8 +389,6 @@ class WebexChannel(BaseChannel):
         return "\n".join(lines)[:7000]
 
     async def _deliver(self, notification: Notification) -> str:
-        from integrations.webex import CreateMessageParams, WebexClient
-
         client = self.client
         assert isinstance(client, WebexClient)
         text = f"{_headline(notification)} {notification.title}\n\n{notification.text}"[:7000]
@@ -417,6 +409,7 @@ class SlackChannel(BaseChannel):
     """A Slack channel; one ``chat.postMessage`` per notification."""
 
     kind = "slack"
+    Params = SlackParams
     integration = "slack"
     params: SlackParams
 
@@ -426,8 +419,6 @@ class SlackChannel(BaseChannel):
         return f"*{_headline(n)}* {n.title}\n{n.text}"[:3900]
 
     async def _deliver(self, notification: Notification) -> str:
-        from integrations.slack import PostMessageParams, SlackClient
-
         client = self.client
         assert isinstance(client, SlackClient)
         result = await client.post_message(
@@ -440,6 +431,7 @@ class EmailChannel(BaseChannel):
     """Email over SMTP; ``Message-ID`` derived from the notification key."""
 
     kind = "email"
+    Params = EmailParams
     integration = "smtp"
     params: EmailParams
 
@@ -460,8 +452,6 @@ class EmailChannel(BaseChannel):
         return "\n".join(rows) + "\n"
 
     async def _deliver(self, notification: Notification) -> str:
-        from integrations.email import SendEmailParams, SmtpClient
-
         client = self.client
         assert isinstance(client, SmtpClient)
         sent = await client.send_email(
@@ -480,6 +470,7 @@ class PagerDutyChannel(BaseChannel):
     """PagerDuty Events API v2: trigger/resolve by ``dedup_key``."""
 
     kind = "pagerduty"
+    Params = PagerDutyParams
     integration = "pagerduty"
     dedupes = True
     params: PagerDutyParams
@@ -517,8 +508,6 @@ class PagerDutyChannel(BaseChannel):
         return key if len(key) <= 255 else hashlib.sha256(key.encode()).hexdigest()
 
     async def _deliver(self, notification: Notification) -> str:
-        from integrations.pagerduty import PagerDutyClient, SendEventParams
-
         client = self.client
         assert isinstance(client, PagerDutyClient)
         n = notification
@@ -545,6 +534,7 @@ class AlertmanagerChannel(BaseChannel):
     """Prometheus Alertmanager: ``POST /api/v2/alerts``, identity = label set."""
 
     kind = "alertmanager"
+    Params = AlertmanagerParams
     integration = "alertmanager"
     dedupes = True
     params: AlertmanagerParams
@@ -560,8 +550,6 @@ class AlertmanagerChannel(BaseChannel):
         return labels
 
     async def _deliver(self, notification: Notification) -> str:
-        from integrations.alertmanager import AlertmanagerClient, PostableAlert, PostAlertsParams
-
         client = self.client
         assert isinstance(client, AlertmanagerClient)
         n = notification
@@ -594,6 +582,7 @@ class WebhookChannel(BaseChannel):
     """Generic webhook: JSON ``Notification.to_json()``, HMAC-signed, Idempotency-Key."""
 
     kind = "webhook"
+    Params = WebhookParams
     integration = "webhook"
     dedupes = True
     params: WebhookParams
@@ -629,8 +618,6 @@ class WebhookChannel(BaseChannel):
         return hashlib.sha256(n.key.encode()).hexdigest()
 
     async def _deliver(self, notification: Notification) -> str:
-        from integrations.webhook import SendWebhookParams, WebhookClient
-
         client = self.client
         assert isinstance(client, WebhookClient)
         delivery = await client.send(
@@ -644,14 +631,33 @@ class WebhookChannel(BaseChannel):
         return f"webhook HTTP {delivery.status_code}"
 
 
-CHANNEL_CLASSES: dict[str, type[BaseChannel]] = {
-    "alertmanager": AlertmanagerChannel,
-    "email": EmailChannel,
-    "pagerduty": PagerDutyChannel,
-    "slack": SlackChannel,
-    "webex": WebexChannel,
-    "webhook": WebhookChannel,
+CHANNELS: dict[str, type[BaseChannel]] = {
+    cls.kind: cls
+    for cls in (
+        AlertmanagerChannel,
+        EmailChannel,
+        PagerDutyChannel,
+        SlackChannel,
+        WebexChannel,
+        WebhookChannel,
+    )
 }
+"""The one registry of channel types: ``type`` -> channel class (its ``Params`` validate
+the spec). Validation, ``junction alerts check-config`` and ``junction alerts
+channel-types`` are derived from it; a new channel type is a class added here."""
+
+CHANNEL_TYPES: tuple[str, ...] = tuple(sorted(CHANNELS))
+"""The known ``type`` values, sorted (for messages)."""
+
+
+def unknown_type_message(kind: object) -> str:
+    """What to say about a spec whose ``type`` is ``kind`` (not a key of :data:`CHANNELS`)."""
+    known = ", ".join(CHANNEL_TYPES)
+    if kind is None:
+        return f"missing 'type' (one of: {known})"
+    close = difflib.get_close_matches(str(kind), CHANNEL_TYPES, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown channel type {kind!r} ({hint}expected one of: {known})"
 
 
 def _problems(name: str, kind: str, exc: ValidationError) -> str:
@@ -660,13 +666,14 @@ def _problems(name: str, kind: str, exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(spec)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            known = ", ".join(sorted(f for f in PARAMS[kind].model_fields if f != "type"))
+            fields = CHANNELS[kind].Params.model_fields
+            known = ", ".join(sorted((i.alias or f) for f, i in fields.items() if f != "type"))
             msg = f"unknown field (known: {known})"
         parts.append(f"field {where!r}: {msg}")
     return f"channel {name!r} ({kind}): " + "; ".join(parts)
 
 
-def validate_channel(name: str, spec: Mapping[str, Any]) -> _Params:
+def validate_channel(name: str, spec: Mapping[str, Any]) -> ChannelParams:
     """Validate one channel spec without building clients.
 
     Args:
@@ -682,16 +689,12 @@ def validate_channel(name: str, spec: Mapping[str, Any]) -> _Params:
     if not isinstance(spec, Mapping):
         raise ChannelConfigError(f"channel {name!r}: expected a mapping, got {type(spec).__name__}")
     kind = spec.get("type")
-    if kind not in PARAMS:
-        known = ", ".join(sorted(PARAMS))
-        got = f"unknown type {kind!r}" if kind else "missing field 'type'"
-        raise ChannelConfigError(f"channel {name!r}: {got}; known types: {known}")
+    if not isinstance(kind, str) or kind not in CHANNELS:
+        raise ChannelConfigError(f"channel {name!r}: {unknown_type_message(kind)}")
     try:
-        return PARAMS[str(kind)].model_validate(dict(spec))
+        return CHANNELS[kind].Params.model_validate(dict(spec))
     except ValidationError as exc:
-        raise ChannelConfigError(_problems(name, str(kind), exc)) from None
-    except ValueError as exc:  # model_post_init checks
-        raise ChannelConfigError(f"channel {name!r} ({kind}): {exc}") from None
+        raise ChannelConfigError(_problems(name, kind, exc)) from None
 
 
 def build_channel(
@@ -719,9 +722,7 @@ def build_channel(
     """
     params = validate_channel(name, spec)
     try:
-        return CHANNEL_CLASSES[params.type](
-            name, params, settings or get_settings(), client_factory
-        )
+        return CHANNELS[params.type](name, params, settings or get_settings(), client_factory)
     except ChannelConfigError:
         raise
     except (IntegrationError, ValueError) as exc:

@@ -90,22 +90,24 @@ from typing import TYPE_CHECKING
 
 from junction.alerting import outbox as outbox_mod
 from junction.alerting import state
+from junction.alerting.config import load_settings_config
 from junction.alerting.model import (
     AlertState,
     Notification,
     NotificationKind,
     Severity,
 )
-from junction.alerting.rules import AlertingConfig, load_settings_config
+from junction.alerting.rules import AlertingConfig, format_duration
+from junction.alerting.silences import list_silences
 from junction.alerting.sla import SlaStatus, SlaTracker
 from junction.alerting.state import Alert, iso, utc
 from junction.scoring import ScoreBreakdown, WindowStats, health_score
+from junction.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from junction.alerting.model import Channel
     from junction.alerting.outbox import DeliveryReport
     from junction.scoring import Observation, ServiceWindow, Thresholds
-    from junction.settings import Settings
     from junction.store import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -379,10 +381,7 @@ class AlertEngine:
         Raises:
             AlertConfigError: The configuration file is invalid.
         """
-        if settings is None:
-            from junction.settings import get_settings
-
-            settings = get_settings()
+        settings = settings or get_settings()
         config = load_settings_config(settings)
         return cls(
             state.db_path(settings),
@@ -715,7 +714,7 @@ class _Evaluation:
             del self.groups[group.key]
 
     def _apply_silences(self) -> None:
-        silences = state.list_silences(self.conn, self.now)
+        silences = list_silences(self.conn, self.now)
         for alert in self.active.values():
             covering = None
             for window in self.config.maintenance:
@@ -880,7 +879,7 @@ class _Evaluation:
         title = (
             f"[resolved] {group.root_service}"
             + (f" (+{len(names) - 1} services)" if len(names) > 1 else "")
-            + f" after {_human(duration)}"
+            + f" after {format_duration(duration)}"
         )
         lines = [
             f"Incident {group.key} (root: {group.root_service}) resolved at "
@@ -908,9 +907,3 @@ class _Evaluation:
                     created_at=self.now,
                 )
             )
-
-
-def _human(delta: timedelta) -> str:
-    from junction.alerting.rules import format_duration
-
-    return format_duration(delta)

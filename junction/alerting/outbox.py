@@ -36,8 +36,8 @@ set it (``stamped_at``). A row stamped "in the future" means the clock stepped b
 taken as due (or its lease as expired) at once, so a clock jump delays nothing by the
 size of the jump.
 
-Whether a channel deduplicates: its ``dedupes`` (or ``idempotent``) attribute if it has
-one, otherwise its ``kind`` is one of :data:`IDEMPOTENT_KINDS`.
+Whether a channel deduplicates is its ``dedupes`` (:class:`~junction.alerting.model.Channel`),
+set by each channel class of the registry (:data:`junction.alerting.channels.CHANNELS`).
 """
 
 from __future__ import annotations
@@ -84,9 +84,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at)
 """
 
-IDEMPOTENT_KINDS = frozenset({"pagerduty", "alertmanager", "webhook"})
-"""Channel kinds whose vendor deduplicates a resent notification."""
-
 STATUSES = ("pending", "sending", "delivered", "needs_check", "failed")
 
 
@@ -121,15 +118,6 @@ def enqueue(conn: sqlite3.Connection, notification: Notification, now: datetime)
 
 def _iso(ts: datetime) -> str:
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-
-
-def is_idempotent(channel: Channel) -> bool:
-    """Whether re-sending to ``channel`` is harmless (vendor-side deduplication)."""
-    for attribute in ("dedupes", "idempotent"):
-        flag = getattr(channel, attribute, None)
-        if isinstance(flag, bool):
-            return flag
-    return getattr(channel, "kind", "") in IDEMPOTENT_KINDS
 
 
 @dataclass(frozen=True)
@@ -379,7 +367,7 @@ class Outbox:
                     (
                         wall + self.send_timeout + self.lease_margin,
                         wall,
-                        1 if is_idempotent(channel) else 0,
+                        1 if channel.dedupes else 0,
                         row["key"],
                     ),
                 )
@@ -390,7 +378,7 @@ class Outbox:
         self, channel: Channel, rows: list[sqlite3.Row]
     ) -> list[tuple[sqlite3.Row, DeliveryResult | None]]:
         """Send a channel's rows in order; stop at the first RETRY (the channel is down)."""
-        idempotent = is_idempotent(channel)
+        idempotent = channel.dedupes
         out: list[tuple[sqlite3.Row, DeliveryResult | None]] = []
         stopped = False
         for row in rows:

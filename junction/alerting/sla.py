@@ -45,6 +45,10 @@ _HOUR = 3600
 _MAX_BUCKETS = 20_000
 """Hard cap per tier and service, against buckets a wrong clock put far in the future."""
 
+MAX_BURN_WINDOW = timedelta(days=7)
+"""Longest burn-rate window: counted in minute buckets, it must stay well under
+``_MAX_BUCKETS`` of them (a longer one would be silently cut)."""
+
 
 def _epoch(ts: datetime) -> float:
     if ts.tzinfo is None:

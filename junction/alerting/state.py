@@ -1,6 +1,12 @@
 """Durable alert state: SQLite at ``<JUNCTION home>/alerts.db`` (WAL, stdlib ``sqlite3``).
 
-Tables (the outbox's own table is created by :mod:`junction.alerting.outbox`)::
+The file is created 0600 (its directory 0700 when created here): it holds alert
+messages and vendor error text. A damaged file stops every user with one
+:class:`AlertDatabaseError` line; ``junction alerts reset`` (:func:`reset_database`)
+moves it aside and starts a fresh one.
+
+Tables (the outbox's own table is defined in :mod:`junction.alerting.outbox`;
+silences are read and written by :mod:`junction.alerting.silences`)::
 
     meta      key, value                 instance id, counters, the engine clock
     alerts    id, fingerprint, service, rule, severity, state, group_key, suppressed_by,
@@ -23,17 +29,21 @@ table never gets the same transition twice (see :func:`export_history`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from junction.alerting.model import AlertState, Severity
+from junction.alerting.outbox import OUTBOX_SCHEMA
+from junction.alerting.outbox import migrate as migrate_outbox
 
 if TYPE_CHECKING:
     from junction.settings import Settings
@@ -138,31 +148,112 @@ def db_path(settings: Settings) -> Path:
     return Path(settings.alerts_db) if settings.alerts_db else Path(settings.home) / "alerts.db"
 
 
+class AlertDatabaseError(RuntimeError):
+    """The alert database cannot be used; ``str()`` is one line naming the file and the fix.
+
+    Attributes:
+        path: The database file.
+        corrupt: True when the file is damaged or not a database (the fix is
+            ``junction alerts reset``), False when it could not be opened (permissions,
+            a lock held too long, a missing disk).
+    """
+
+    def __init__(self, path: Path, reason: str, *, corrupt: bool) -> None:
+        self.path = path
+        self.corrupt = corrupt
+        if corrupt:
+            message = (
+                f"alert database {path} is corrupt ({reason}); run `junction alerts reset` "
+                "to move it aside and start with a fresh one"
+            )
+        else:
+            message = f"cannot open the alert database {path}: {reason}"
+        super().__init__(message)
+
+
+# SQLite's words for a damaged file (sqlite3.DatabaseError without a finer class).
+_CORRUPT_WORDS = ("not a database", "malformed", "corrupt")
+
+
+class _DamagedError(Exception):
+    """``PRAGMA quick_check`` found damage (the message is its first finding)."""
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in _CORRUPT_WORDS) or (
+        isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+    )
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` (0600, directory 0700 when created here) or tighten an existing file.
+
+    The database holds alert messages and vendor error text: readable by its owner only.
+    An existing directory is left alone (it may be shared, e.g. ``/tmp``).
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) the alert database in WAL mode.
+    """Open (creating if needed, mode 0600) the alert database in WAL mode.
 
     The connection is in autocommit mode: callers group statements with
-    :func:`transaction`.
+    :func:`transaction`. The file is checked first (``PRAGMA quick_check``), so a damaged
+    database is reported at once, not as a traceback in the middle of an evaluation.
+
+    Raises:
+        AlertDatabaseError: The file is damaged or not a database (``corrupt``), or it
+            cannot be opened.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    try:
+        _private_file(path)
+        conn = sqlite3.connect(
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise AlertDatabaseError(path, _reason(exc), corrupt=False) from None
+    try:
+        _open(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise AlertDatabaseError(path, _reason(exc), corrupt=_is_corruption(exc)) from None
+    except _DamagedError as exc:
+        conn.close()
+        raise AlertDatabaseError(path, str(exc), corrupt=True) from None
+    return conn
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _open(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=30000")
+    # Reading the header first: "file is not a database" surfaces here, not mid-evaluation.
+    problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if problem != "ok":
+        raise _DamagedError("integrity check: " + " ".join(str(problem).split()))
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9); only
     # an OS crash may lose the last commits, never corrupt the file.
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
     with transaction(conn):
-        for statement in SCHEMA.split(";"):
+        for statement in (*SCHEMA.split(";"), *OUTBOX_SCHEMA.split(";")):
             if statement.strip():
                 conn.execute(statement)
-        from junction.alerting.outbox import OUTBOX_SCHEMA, migrate
-
-        for statement in OUTBOX_SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        migrate(conn)
+        migrate_outbox(conn)
         columns = {r["name"] for r in conn.execute("PRAGMA table_info(alerts)")}
         if "clear_s" not in columns:  # databases created before resolve_after existed
             conn.execute("ALTER TABLE alerts ADD COLUMN clear_s REAL NOT NULL DEFAULT 0")
@@ -174,7 +265,51 @@ def connect(path: str | Path) -> sqlite3.Connection:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex[:8],)
             )
-    return conn
+
+
+def reset_database(path: str | Path, now: datetime, *, force: bool = False) -> Path | None:
+    """Move the alert database (with its ``-wal``/``-shm`` files) aside and create a fresh one.
+
+    The recovery for a damaged database: unresolved alerts, groups, silences and
+    undelivered notifications are lost; the history already exported to the metrics
+    store is not.
+
+    Args:
+        path: The database file.
+        now: Names the moved copy (``alerts.db.corrupt-20261207T120000Z``).
+        force: Also reset a healthy database.
+
+    Returns:
+        Where the old file went, or ``None`` when there was none.
+
+    Raises:
+        ValueError: The database is healthy and ``force`` is false.
+        AlertDatabaseError: It cannot be opened to check it, or the fresh one cannot be
+            created.
+        OSError: The files cannot be moved.
+    """
+    path = Path(path)
+    moved: Path | None = None
+    if path.exists():
+        if not force:
+            try:
+                connect(path).close()
+            except AlertDatabaseError as exc:
+                if not exc.corrupt:
+                    raise
+            else:
+                raise ValueError(
+                    f"alert database {path} is healthy: nothing to reset "
+                    "(--force discards its state anyway)"
+                )
+        stamp = utc(now).strftime("%Y%m%dT%H%M%SZ")
+        moved = path.with_name(f"{path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                source.rename(Path(f"{moved}{suffix}"))
+    connect(path).close()
+    return moved
 
 
 @contextmanager
@@ -468,157 +603,6 @@ def acknowledge(conn: sqlite3.Connection, ref: str, by: str, now: datetime) -> l
             if target is not alert:
                 done.append(target)
     return done
-
-
-# ------------------------------------------------------------------------------ silences
-
-
-@dataclass(frozen=True)
-class Silence:
-    """A silence created from the command line (or the API).
-
-    Attributes:
-        id: ``s<n>``.
-        service: Service matcher (``None``: any).
-        rule: Rule matcher (``None``: any).
-        labels: Label matchers.
-        starts_at: Start.
-        ends_at: Expiry.
-        created_by: Who.
-        comment: Why.
-        created_at: When created.
-        deleted_at: When removed early (``unsilence``), if it was.
-    """
-
-    id: str
-    service: str | None
-    rule: str | None
-    labels: Mapping[str, str]
-    starts_at: datetime
-    ends_at: datetime
-    created_by: str = ""
-    comment: str = ""
-    created_at: datetime | None = None
-    deleted_at: datetime | None = None
-
-    def active(self, now: datetime) -> bool:
-        """True until it expires or is removed.
-
-        ``starts_at`` is not checked: a silence starts when it is created, and a wall clock
-        that steps back must not make it look "not started yet" and let pages through.
-        """
-        return self.deleted_at is None and now < self.ends_at
-
-    def matches(self, service: str, rule: str, labels: Mapping[str, str]) -> bool:
-        """True if an alert with these attributes is covered."""
-        if self.service is not None and self.service != service:
-            return False
-        if self.rule is not None and self.rule != rule:
-            return False
-        return all(labels.get(k) == v for k, v in self.labels.items())
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Silence:
-        """Build from a ``silences`` row."""
-        return cls(
-            id=row["id"],
-            service=row["service"],
-            rule=row["rule"],
-            labels=json.loads(row["labels_json"]),
-            starts_at=datetime.fromisoformat(row["starts_at"]),
-            ends_at=datetime.fromisoformat(row["ends_at"]),
-            created_by=row["created_by"],
-            comment=row["comment"],
-            created_at=parse_ts(row["created_at"]),
-            deleted_at=parse_ts(row["deleted_at"]),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "id": self.id,
-            "service": self.service,
-            "rule": self.rule,
-            "labels": dict(self.labels),
-            "starts_at": iso(self.starts_at),
-            "ends_at": iso(self.ends_at),
-            "created_by": self.created_by,
-            "comment": self.comment,
-        }
-
-
-def add_silence(
-    conn: sqlite3.Connection,
-    *,
-    now: datetime,
-    duration: timedelta,
-    service: str | None = None,
-    rule: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    created_by: str = "",
-    comment: str = "",
-) -> Silence:
-    """Create a silence from ``now`` for ``duration``.
-
-    Raises:
-        ValueError: No matcher at all (it would silence everything) or a non-positive
-            duration.
-    """
-    if service is None and rule is None and not labels:
-        raise ValueError(
-            "a silence needs --service, --rule or --label (it would silence everything)"
-        )
-    if duration <= timedelta(0):
-        raise ValueError("a silence needs a positive duration")
-    now = utc(now)
-    with transaction(conn):
-        sid = f"s{next_counter(conn, 'silence')}"
-        silence = Silence(
-            sid, service, rule, dict(labels or {}), now, now + duration, created_by, comment, now
-        )
-        conn.execute(
-            "INSERT INTO silences (id, service, rule, labels_json, starts_at, ends_at, "
-            "created_by, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                sid,
-                service,
-                rule,
-                json.dumps(dict(labels or {}), sort_keys=True),
-                iso(silence.starts_at),
-                iso(silence.ends_at),
-                created_by,
-                comment,
-                iso(now),
-            ),
-        )
-    return silence
-
-
-def list_silences(
-    conn: sqlite3.Connection, now: datetime, *, include_expired: bool = False
-) -> list[Silence]:
-    """Silences active at ``now`` (or every one with ``include_expired``)."""
-    rows = conn.execute("SELECT * FROM silences ORDER BY created_at, id").fetchall()
-    silences = [Silence.from_row(r) for r in rows]
-    if include_expired:
-        return silences
-    at = utc(now)
-    return [s for s in silences if s.deleted_at is None and at < s.ends_at]
-
-
-def remove_silence(conn: sqlite3.Connection, sid: str, now: datetime) -> Silence:
-    """End silence ``sid`` now.
-
-    Raises:
-        LookupError: No such silence.
-    """
-    with transaction(conn):
-        row = conn.execute("SELECT * FROM silences WHERE id = ?", (sid,)).fetchone()
-        if row is None:
-            raise LookupError(f"no silence with id {sid!r}")
-        conn.execute("UPDATE silences SET deleted_at = ? WHERE id = ?", (iso(utc(now)), sid))
-        row = conn.execute("SELECT * FROM silences WHERE id = ?", (sid,)).fetchone()
-    return Silence.from_row(row)
 
 
 # ------------------------------------------------------------------------- history export

@@ -10,20 +10,18 @@ delayed``.
 
 Which URL a service's page has, in order:
 
-1. ``urls=`` given to the poller (from the alerting configuration);
+1. ``urls=`` given to the poller;
 2. ``JUNCTION_STATUS_PAGE_URLS`` (``service=https://status.example.com,...``; an empty
    URL turns a service off);
 3. a service still talking to the sandbox (no ``JUNCTION_<NAME>_BASE_URL``): the
    sandbox's page ``<sandbox_url>/statuspage/v1/pages/<service>``;
-4. :data:`KNOWN_STATUS_PAGES`, vendors that run their status page on Statuspage;
+4. the ``status_page`` field of the service's entry in the integration catalog
+   (``integrations/catalog.yaml``), the one list of vendor status pages;
 5. otherwise none (the service is not annotated).
 
-:data:`KNOWN_STATUS_PAGES` lists only pages known to be Statuspage-hosted, answering
-``/api/v2/summary.json``. Deliberately absent: GitLab (status.io), Slack (its own
-status API), Okta, Stripe, Zendesk, Salesforce, Microsoft 365/Teams, Webex (own
-platforms), and OpenAI and PagerDuty (hosting not verified when this was written;
-configure them through ``JUNCTION_STATUS_PAGE_URLS`` if their page answers
-``/api/v2/summary.json``).
+A catalog ``status_page`` names a page that answers the Statuspage
+``/api/v2/summary.json`` shape (the full URL, or the page's base URL, to which
+:data:`SUMMARY_PATH` is appended).
 
 Failures never reach the caller: a timeout, an HTTP error or a page that does not have
 the documented shape gives ``None`` and a logged reason (also kept in
@@ -43,27 +41,12 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from integrations.catalog import load_catalog
 from junction.settings import Settings, get_settings
 
 log = logging.getLogger("junction.alerting.statuspage")
 
 Indicator = Literal["none", "minor", "major", "critical", "maintenance"]
-
-KNOWN_STATUS_PAGES: dict[str, str] = {
-    "github": "https://www.githubstatus.com",
-    "jira": "https://jira-software.status.atlassian.com",
-    "confluence": "https://confluence.status.atlassian.com",
-    "bitbucket": "https://bitbucket.status.atlassian.com",
-    "opsgenie": "https://opsgenie.status.atlassian.com",
-    "statuspage": "https://metastatuspage.com",
-    "circleci": "https://status.circleci.com",
-    "discord": "https://discordstatus.com",
-    "twilio": "https://status.twilio.com",
-    "sendgrid": "https://status.sendgrid.com",
-    "datadog": "https://status.datadoghq.com",
-}
-"""Service -> base URL of its Statuspage-hosted status page (``/api/v2/summary.json``
-is appended)."""
 
 SUMMARY_PATH = "/api/v2/summary.json"
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -267,6 +250,7 @@ def status_page_url(
             an empty string turns the service off).
     """
     settings = settings or get_settings()
+    catalog = load_catalog()
     base: str | None
     if urls is not None and service in urls:
         base = urls[service]
@@ -274,10 +258,12 @@ def status_page_url(
         overrides = _parse_overrides(settings.status_page_urls)
         if service in overrides:
             base = overrides[service]
-        elif settings.integration(service).base_url is None:
+        elif service in catalog and settings.integration(service).base_url is None:
             base = f"{settings.sandbox_url}/statuspage/v1/pages/{service}"
+        elif service in catalog:
+            base = catalog.get(service).status_page
         else:
-            base = KNOWN_STATUS_PAGES.get(service)
+            base = None
     if not base:
         return None
     base = base.rstrip("/")
@@ -285,12 +271,8 @@ def status_page_url(
 
 
 def _vendor_title(service: str) -> str:
-    try:
-        from integrations.catalog import load_catalog
-
-        return load_catalog().get(service).title
-    except Exception:  # an unknown name still gets a readable label
-        return service
+    catalog = load_catalog()
+    return catalog.get(service).title if service in catalog else service
 
 
 class StatusPagePoller:

@@ -2,16 +2,22 @@
 
 State lives in ``<JUNCTION_HOME>/alerts.db`` (``JUNCTION_ALERTS_DB``), shared with the
 monitor: an acknowledgement or a silence made here takes effect at its next evaluation.
+A damaged database is one error line naming ``junction alerts reset``, which moves it
+aside and starts a fresh one.
+
+The alerting modules are imported inside the commands: asyncio, pydantic and the catalog
+would otherwise load on every ``junction --help``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from junction.cli.common import console, fail, load_settings, print_json, print_table
+from junction.cli.common import console, fail, load_settings, print_json, print_table, table
 
 if TYPE_CHECKING:
     import sqlite3
@@ -30,15 +36,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _connect() -> sqlite3.Connection:
-    import sqlite3
+    """The alert database; a damaged or unopenable one is one line and exit 2."""
+    from junction.alerting import state  # deferred: keeps `junction --help` fast
 
-    from junction.alerting import state
-
-    path = state.db_path(load_settings())
     try:
-        return state.connect(path)
-    except (sqlite3.Error, OSError) as exc:
-        fail(f"cannot open the alert database {path}: {exc}")
+        return state.connect(state.db_path(load_settings()))
+    except state.AlertDatabaseError as exc:
+        fail(str(exc))
 
 
 def _now() -> datetime:
@@ -48,7 +52,7 @@ def _now() -> datetime:
 def _ago(ts: datetime | None, now: datetime) -> str:
     if ts is None:
         return "-"
-    from junction.alerting.rules import format_duration
+    from junction.alerting.rules import format_duration  # deferred: keeps --help fast
 
     delta = now - ts
     return format_duration(delta) + " ago" if delta.total_seconds() >= 1 else "now"
@@ -58,6 +62,7 @@ def _export_history(conn: sqlite3.Connection) -> None:
     """Mirror the new transition to the metrics store (best effort: the monitor retries)."""
     import time
 
+    # deferred: keeps `junction --help` fast (the store loads pyarrow)
     from junction.alerting import state
     from junction.store import MetricsStore
 
@@ -75,9 +80,7 @@ def list_alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List unresolved alerts (--all: resolved ones too)."""
-    from rich.table import Table
-
-    from junction.alerting import state
+    from junction.alerting import state  # deferred: keeps `junction --help` fast
 
     conn = _connect()
     try:
@@ -91,9 +94,7 @@ def list_alerts(
         console.print("no alerts" if show_all else "no active alerts")
         return
     now = _now()
-    table = Table(title="Alerts", title_justify="left")
-    for col in ("id", "severity", "state", "fingerprint", "since", "message", "notes"):
-        table.add_column(col, overflow="fold")
+    out = table("Alerts", "id", "severity", "state", "fingerprint", "since", "message", "notes")
     for a in alerts:
         notes = []
         if a.suppressed_by:
@@ -106,16 +107,16 @@ def list_alerts(
             notes.append(a.annotation)
         sev = _SEVERITY_STYLE.get(a.severity.value, "")
         st = _STATE_STYLE.get(a.state.value, "")
-        table.add_row(
+        out.add_row(
             str(a.id),
             f"[{sev}]{a.severity.value}[/]",
             f"[{st}]{a.state.value}[/]",
-            a.fingerprint,
+            escape(a.fingerprint),
             _ago(a.started_at, now),
-            a.message,
-            "; ".join(notes),
+            escape(a.message),
+            escape("; ".join(notes)),
         )
-    print_table(table)
+    print_table(out)
 
 
 @alerts_app.command("ack")
@@ -128,7 +129,7 @@ def ack(
     """Acknowledge an alert and the rest of its incident: stops escalation and repeats."""
     import getpass
 
-    from junction.alerting import state
+    from junction.alerting import state  # deferred: keeps `junction --help` fast
 
     who = by or getpass.getuser()
     conn = _connect()
@@ -173,8 +174,10 @@ def silence(
     resolved message is still sent to whoever was told)."""
     import getpass
 
-    from junction.alerting import state
+    # deferred: keeps `junction --help` fast
+    from integrations.catalog import load_catalog
     from junction.alerting.rules import RULE_NAMES, format_duration, parse_duration
+    from junction.alerting.silences import add_silence
 
     try:
         delta = parse_duration(duration)
@@ -182,15 +185,12 @@ def silence(
         fail(f"--for: {exc}")
     if rule is not None and rule not in RULE_NAMES:
         fail(f"--rule: unknown rule {rule!r} (expected one of: {', '.join(RULE_NAMES)})")
-    if service is not None:
-        from integrations.catalog import load_catalog
-
-        if service not in load_catalog():
-            fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
+    if service is not None and service not in load_catalog():
+        fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
     conn = _connect()
     try:
         try:
-            created = state.add_silence(
+            created = add_silence(
                 conn,
                 now=_now(),
                 duration=delta,
@@ -216,13 +216,11 @@ def silences(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List silences (active ones; --all: expired and removed too)."""
-    from rich.table import Table
-
-    from junction.alerting import state
+    from junction.alerting.silences import list_silences  # deferred: keeps --help fast
 
     conn = _connect()
     try:
-        found = state.list_silences(conn, _now(), include_expired=show_all)
+        found = list_silences(conn, _now(), include_expired=show_all)
     finally:
         conn.close()
     if as_json:
@@ -231,31 +229,29 @@ def silences(
     if not found:
         console.print("no silences")
         return
-    table = Table(title="Silences", title_justify="left")
-    for col in ("id", "service", "rule", "labels", "ends", "by", "comment"):
-        table.add_column(col, overflow="fold")
+    out = table("Silences", "id", "service", "rule", "labels", "ends", "by", "comment")
     for s in found:
-        table.add_row(
+        out.add_row(
             s.id,
-            s.service or "*",
-            s.rule or "*",
-            ",".join(f"{k}={v}" for k, v in s.labels.items()) or "-",
+            escape(s.service or "*"),
+            escape(s.rule or "*"),
+            escape(",".join(f"{k}={v}" for k, v in s.labels.items()) or "-"),
             ("removed " if s.deleted_at else "") + s.ends_at.isoformat(timespec="seconds"),
-            s.created_by,
-            s.comment,
+            escape(s.created_by),
+            escape(s.comment),
         )
-    print_table(table)
+    print_table(out)
 
 
 @alerts_app.command("unsilence")
 def unsilence(sid: Annotated[str, typer.Argument(help="Silence id (s1, s2, ...).")]) -> None:
     """End a silence now."""
-    from junction.alerting import state
+    from junction.alerting.silences import remove_silence  # deferred: keeps --help fast
 
     conn = _connect()
     try:
         try:
-            state.remove_silence(conn, sid, _now())
+            remove_silence(conn, sid, _now())
         except LookupError as exc:
             fail(str(exc.args[0]))
     finally:
@@ -269,9 +265,7 @@ def outbox(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Notifications not delivered yet (pending, needing a check, failed)."""
-    from rich.table import Table
-
-    from junction.alerting.outbox import Outbox
+    from junction.alerting.outbox import Outbox  # deferred: keeps `junction --help` fast
 
     conn = _connect()
     try:
@@ -298,20 +292,28 @@ def outbox(
     if not rows:
         console.print("outbox empty")
         return
-    table = Table(title="Outbox", title_justify="left")
-    for col in ("key", "channel", "kind", "status", "attempts", "last error", "title"):
-        table.add_column(col, overflow="fold")
+    out = table(
+        "Outbox",
+        "key",
+        "channel",
+        "kind",
+        "status",
+        "attempts",
+        "last error",
+        "title",
+        right=("attempts",),
+    )
     for r in rows:
-        table.add_row(
-            r.key,
-            r.channel,
+        out.add_row(
+            escape(r.key),
+            escape(r.channel),
             r.kind,
             r.status,
             str(r.attempts),
-            r.last_error or "",
-            r.notification.title,
+            escape(r.last_error or ""),
+            escape(r.notification.title),
         )
-    print_table(table)
+    print_table(out)
 
 
 @alerts_app.command("settle")
@@ -326,7 +328,7 @@ def settle(
     ],
 ) -> None:
     """Settle a notification that may or may not have arrived (status needs_check)."""
-    from junction.alerting.outbox import Outbox
+    from junction.alerting.outbox import Outbox  # deferred: keeps `junction --help` fast
 
     conn = _connect()
     try:
@@ -346,7 +348,7 @@ def check_config(
     ] = None,
 ) -> None:
     """Validate an alerting configuration file; print every problem with its line."""
-    from junction.alerting.rules import AlertConfigError, load_config
+    from junction.alerting.config import AlertConfigError, load_config  # deferred: --help speed
 
     settings = load_settings()
     target = path or (str(settings.alerting_file) if settings.alerting_file else None)
@@ -355,9 +357,84 @@ def check_config(
     try:
         config = load_config(target, settings=settings)
     except AlertConfigError as exc:
-        fail(f"invalid alerting configuration:\n{exc}")
+        if len(exc.problems) == 1:
+            fail(str(exc))
+        fail(f"invalid alerting configuration ({len(exc.problems)} problems):\n{exc}")
     typer.echo(
         f"{target}: ok ({len(config.channels)} channels, {len(config.overrides)} service "
         f"overrides, {len(config.dependencies)} dependency entries, "
         f"{len(config.maintenance)} maintenance windows)"
     )
+
+
+@alerts_app.command("reset")
+def reset(
+    force: Annotated[
+        bool, typer.Option("--force", help="Also reset a healthy database (its state is lost).")
+    ] = False,
+) -> None:
+    """Move a damaged alert database aside (kept as alerts.db.corrupt-<time>) and start fresh.
+
+    Unresolved alerts, silences and undelivered notifications are lost; the alert history
+    already in the metrics store is kept, and the monitor re-fires what is still wrong.
+    Stop `junction monitor` first.
+    """
+    from junction.alerting import state  # deferred: keeps `junction --help` fast
+
+    path = state.db_path(load_settings())
+    try:
+        moved = state.reset_database(path, _now(), force=force)
+    except (state.AlertDatabaseError, ValueError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot move the alert database {path} aside: {exc.strerror or exc}")
+    if moved is None:
+        typer.echo(f"no alert database at {path}; created an empty one")
+    else:
+        typer.echo(f"moved {path} to {moved}; started a fresh alert database")
+
+
+@alerts_app.command("channel-types")
+def channel_types(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the alert channel types and the fields each takes in `channels:`."""
+    from junction.alerting.channels import CHANNELS  # deferred: keeps `junction --help` fast
+
+    found: list[dict[str, Any]] = []
+    rows: list[tuple[str, str, str, str]] = []
+    for kind, cls in sorted(CHANNELS.items()):
+        fields = {
+            info.alias or name: {
+                "required": info.is_required(),
+                "description": (info.description or "").strip(),
+            }
+            for name, info in cls.Params.model_fields.items()
+            if name != "type"
+        }
+        summary = (cls.Params.__doc__ or "").strip().splitlines()[0].replace("``", "")
+        found.append(
+            {
+                "type": kind,
+                "integration": cls.integration,
+                "resend_safe": cls.dedupes,
+                "summary": summary,
+                "fields": fields,
+            }
+        )
+        rows.append(
+            (
+                kind,
+                cls.integration,
+                "yes" if cls.dedupes else "no",
+                ", ".join(f"{n}*" if f["required"] else n for n, f in fields.items()),
+            )
+        )
+    if as_json:
+        print_json(found)
+        return
+    out = table("Alert channel types", "type", "integration", "resend safe", "fields")
+    for row in rows:
+        out.add_row(*(escape(cell) for cell in row))
+    print_table(out)
+    console.print("* required", highlight=False)

@@ -18,6 +18,7 @@ from integrations.auth import SANDBOX_USER, Credentials
 from integrations.base import IntegrationClient, RetryPolicy
 from integrations.breaker import CircuitBreaker
 from integrations.catalog import load_catalog
+from integrations.config import EngineConfig
 from junction.clients import get_client
 from junction.settings import Settings
 
@@ -125,6 +126,13 @@ def sandbox_settings(sb: SandboxServer) -> Settings:
     return Settings(sandbox_url=sb.url, sandbox_smtp_port=sb.smtp_port)
 
 
+def sandbox_engine(sb: SandboxServer) -> EngineConfig:
+    """The client engine configuration pointing every integration (HTTP and SMTP) at ``sb``."""
+    if sb.smtp_port is None:
+        return EngineConfig(sandbox_url=sb.url)
+    return EngineConfig(sandbox_url=sb.url, sandbox_smtp_port=sb.smtp_port)
+
+
 @overload
 def new_client(target: type[C], /, **kwargs: Any) -> C: ...
 
@@ -173,7 +181,7 @@ class ClientFactory:
         name = target if isinstance(target, str) else target.service
         if wrong_secret is not None:
             kwargs["credentials"] = bad_credentials(name, wrong_secret)
-        kwargs.setdefault("settings", sandbox_settings(self.sb))
+        kwargs.setdefault("engine", sandbox_engine(self.sb))
         return new_client(target, **kwargs)
 
 

@@ -37,8 +37,9 @@ from integrations.sandbox.api import (
 )
 from integrations.sandbox.app import SandboxServer
 from integrations.sandbox.auth import AuthFailure, TokenStore, check_request
-from integrations.sandbox.faults import FaultProfile, SyntheticConfig, SyntheticTable
-from tests.helpers import quiet_breaker, requests_log, sandbox_settings
+from integrations.sandbox.faults import SyntheticTable
+from integrations.sandbox.profile import FaultProfile, SyntheticConfig
+from tests.helpers import quiet_breaker, requests_log, sandbox_engine
 
 CATALOG = load_catalog()
 HTTP_NAMES = [s.name for s in CATALOG if s.transport == "http"]
@@ -59,7 +60,7 @@ def client(sb: SandboxServer, name: str, **kwargs: Any) -> IntegrationClient:
         cls = client_class(spec)
     except ConfigurationError:
         cls = IntegrationClient
-    return cls(spec, engine=sandbox_settings(sb).engine_config(), **kwargs)
+    return cls(spec, engine=sandbox_engine(sb), **kwargs)
 
 
 def admin(sb: SandboxServer) -> httpx.Client:

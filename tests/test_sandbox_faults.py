@@ -26,16 +26,18 @@ from integrations.errors import (
 )
 from integrations.sandbox.api import SandboxRequest, VendorRoutes, json_response
 from integrations.sandbox.app import SandboxServer
-from integrations.sandbox.faults import (
+from integrations.sandbox.faults import FaultController
+from integrations.sandbox.profile import (
     PROFILES_DIR,
-    FaultController,
     FaultProfile,
     LognormalLatency,
     ProfileError,
     UniformLatency,
+    load_profile,
     sample_latency_ms,
 )
-from tests.helpers import quiet_breaker, requests_log, sandbox_settings
+from integrations.yamlconfig import ConfigError
+from tests.helpers import quiet_breaker, requests_log, sandbox_engine
 
 CATALOG = load_catalog()
 ITEMS = "/_test/items"
@@ -66,7 +68,7 @@ def client(
     """The generic engine (no typed client), with short real backoffs."""
     return IntegrationClient(
         CATALOG.get(name),
-        engine=sandbox_settings(sb).engine_config(),
+        engine=sandbox_engine(sb),
         retry=RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_max=0.02, jitter=0.0),
         breaker=quiet_breaker(name),
         timeout=timeout,
@@ -428,18 +430,56 @@ def test_packaged_profiles_load() -> None:
         ),
         ("services:\n  okta: {error_status: 404}\n", ["services.okta.error_status", "5xx"]),
         ("services:\n  okta: {hang_rate: 0.6, error_rate: 0.6}\n", ["<= 1"]),
-        ("seed: 1\nservics: {}\n", ["servics"]),
-        ("services: [1, 2\n", ["not valid YAML"]),
+        ("seed: 1\nservics: {}\n", ["bad.yaml:2:", "servics", "did you mean 'services'"]),
+        ("services: [1, 2\n", ["invalid YAML"]),
+        # Every number finite and in range (.inf and .nan are valid YAML floats).
+        ("services:\n  okta: {hang_seconds: .inf}\n", ["bad.yaml:2:", "hang_seconds", "finite"]),
+        ("services:\n  okta: {latency_ms: .nan}\n", ["services.okta.latency_ms", "finite"]),
+        ("services:\n  okta: {latency_ms: {p50: 1, p95: .inf}}\n", ["p95", "finite"]),
+        ("services:\n  okta: {rate_limit: {requests_per_second: .inf}}\n", ["finite"]),
+        ("services:\n  okta: {outages: [{start: 5, end: .inf}]}\n", ["outages.0.end"]),
+        (
+            "services:\n  okta: {outages: [{start: -5}]}\n",
+            ["outages.0.start", "greater than or equal to 0"],
+        ),
+        (
+            "services:\n  okta: {outages: [{start: 1e300}]}\n",
+            ["outages.0.start", "less than or equal to"],
+        ),
+        ("services:\n  okta: {token_ttl_seconds: 1e30}\n", ["token_ttl_seconds"]),
+        ("services:\n  okta: {latency_ms: 99999999999}\n", ["latency_ms"]),
+        ("synthetic: {count: 10, latency_ms: .inf}\n", ["synthetic.latency_ms", "finite"]),
+        ("seed: " + "9" * 30 + "\n", ["seed"]),
+        ("a: &a [1, 2]\nb: [*a, *a]\n", ["unknown field 'a'"]),
     ],
 )
-def test_profile_errors_name_the_field(tmp_path: Path, yaml_text: str, names: list[str]) -> None:
+def test_profile_errors_name_file_line_and_field(
+    tmp_path: Path, yaml_text: str, names: list[str]
+) -> None:
+    """Profiles load through the one YAML loader: ``file:line: field: problem``, and no
+    number that is infinite, NaN or out of range gets in."""
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
-    with pytest.raises(ProfileError) as info:
+    with pytest.raises(ConfigError) as info:
         FaultProfile.from_yaml(path)
     for name in names:
         assert name in str(info.value)
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith(f"{path}:")
+
+
+def test_profile_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="too many aliases"):
+        FaultProfile.from_yaml(path)
+
+
+def test_load_profile_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_profile(tmp_path / "nope.yaml")
+    assert load_profile("flaky")[0].name == "flaky"
 
 
 def test_profile_star_defaults_and_overrides(tmp_path: Path) -> None:

@@ -13,15 +13,33 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from integrations.sandbox.services import vendor_error_body
+
+__all__ = [
+    "Handler",
+    "Listing",
+    "Page",
+    "Route",
+    "SandboxRequest",
+    "Seeder",
+    "ServiceState",
+    "VendorError",
+    "VendorRoutes",
+    "json_response",
+    "link_header",
+    "paginate",
+    "vendor_error",
+    "vendor_error_body",
+]
 
 
 @dataclass
@@ -91,8 +109,6 @@ class SandboxRequest:
 
     def form(self) -> dict[str, str]:
         """A urlencoded form body."""
-        from urllib.parse import parse_qsl
-
         return dict(parse_qsl(self.body.decode("utf-8", "replace")))
 
 
@@ -119,12 +135,61 @@ class Route:
     public: bool = False  # skip the catalog auth check (the route authenticates itself)
 
 
+Seeder = Callable[[ServiceState, str], None]
+"""Fills an empty service state: ``seed(state, base_url)`` (``base_url`` may be ``""``)."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Seeded records of one collection that users need ids from (``junction sandbox
+    records``): the collection and the fields shown, dotted for nested ones
+    (``profile.login``); the first field is the record's id."""
+
+    collection: str
+    fields: tuple[str, ...]
+
+
 class VendorRoutes:
-    """The routes one vendor module contributes to the sandbox."""
+    """The routes one vendor module contributes to the sandbox, and how its state is
+    seeded and which of its records are worth listing."""
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.routes: list[Route] = []
+        self.listings: list[Listing] = []
+        self._seed: Seeder | None = None
+        self._seed_marker = ""
+
+    def seeder(self, marker: str) -> Callable[[Seeder], Seeder]:
+        """Register the function that seeds this service's state.
+
+        Args:
+            marker: A collection the seed always creates; while it is missing, the state
+                is unseeded (after start-up or ``POST /_admin/reset``).
+        """
+
+        def decorate(seed: Seeder) -> Seeder:
+            self._seed, self._seed_marker = seed, marker
+            return seed
+
+        return decorate
+
+    def seeded(self, state: ServiceState, base: str | Callable[[], str] = "") -> ServiceState:
+        """``state``, seeded first if it is not yet (handlers call this on entry).
+
+        Args:
+            state: The service's state.
+            base: The service's base URL in the sandbox (for links in seeded objects), or
+                a function computing it (called only when seeding: it is on every
+                request's path).
+        """
+        if self._seed is not None and self._seed_marker not in state.collections:
+            self._seed(state, base() if callable(base) else base)
+        return state
+
+    def lists(self, collection: str, *fields: str) -> None:
+        """Show ``collection``'s ``fields`` in ``junction sandbox records`` (first: the id)."""
+        self.listings.append(Listing(collection, fields))
 
     def route(
         self, method: str, path: str, *, public: bool = False
@@ -152,279 +217,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# --- generic helpers for vendor modules (added with the sandbox app) ---------------------
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-# Default messages where the vendor's wording is well known; otherwise the HTTP reason.
-_DEFAULT_MESSAGES: dict[str, dict[int, str]] = {
-    "okta": {
-        400: "Api validation failed",
-        401: "Invalid token provided",
-        403: "You do not have permission to perform the requested action",
-        404: "Not found: Resource not found",
-        429: "API call exceeded rate limit due to too many requests.",
-    },
-    "github": {
-        401: "Bad credentials",
-        403: "Resource not accessible by integration",
-        429: "API rate limit exceeded",
-    },
-    "gitlab": {
-        400: "400 Bad request",
-        401: "401 Unauthorized",
-        403: "403 Forbidden",
-        404: "404 Not Found",
-        409: "409 Conflict",
-        429: "Retry later",
-    },
-    "openai": {
-        401: "Incorrect API key provided",
-        429: "Rate limit reached for requests",
-        500: "The server had an error while processing your request. Sorry about that!",
-        503: "The engine is currently overloaded, please try again later",
-    },
-    "slack": {
-        400: "invalid_arguments",
-        401: "invalid_auth",
-        403: "missing_scope",
-        404: "unknown_method",
-        429: "ratelimited",
-        500: "fatal_error",
-        503: "service_unavailable",
-    },
-    "jira": {
-        401: "You are not authenticated. Authentication required to perform this operation.",
-        403: "You do not have permission to perform this operation.",
-    },
-    "pagerduty": {
-        400: "Invalid Input Provided",
-        401: "Unauthorized",
-        403: "Access Denied",
-        404: "Not Found",
-        429: "Rate Limit Exceeded",
-        500: "Internal Error",
-    },
-    "teams": {401: "Access token is empty or invalid."},
-    "msgraph": {401: "Access token is empty or invalid."},
-    "zendesk": {401: "Couldn't authenticate you"},
-    "salesforce": {401: "Session expired or invalid"},
-    "twilio": {401: "Authenticate"},
-    "notion": {401: "API token is invalid."},
-    "zoom": {401: "Invalid access token."},
-    "freshdesk": {401: "You have to be logged in to perform this action."},
-    "discord": {401: "401: Unauthorized"},
-    "stripe": {401: "Invalid API Key provided"},
-}
-
-_OKTA_CODES = {
-    400: "E0000001",
-    401: "E0000011",
-    403: "E0000006",
-    404: "E0000007",
-    405: "E0000022",
-    409: "E0000001",
-    429: "E0000047",
-}
-_PAGERDUTY_CODES = {400: 2001, 401: 2006, 403: 2010, 404: 2100, 429: 2020}
-_SLACK_CODE = re.compile(r"[a-z][a-z0-9_]*")
-_GRAPH_CODES = {
-    400: "BadRequest",
-    401: "InvalidAuthenticationToken",
-    403: "Authorization_RequestDenied",
-    404: "Request_ResourceNotFound",
-    409: "Conflict",
-    429: "TooManyRequests",
-    503: "serviceNotAvailable",
-    504: "gatewayTimeout",
-}
-
-
-def _openai(status: int, msg: str) -> Any:
-    if status == 401:
-        kind, code = "invalid_request_error", "invalid_api_key"
-    elif status == 429:
-        kind, code = "requests", "rate_limit_exceeded"
-    elif status >= 500:
-        kind, code = "server_error", None
-    else:
-        kind, code = "invalid_request_error", None
-    return {"error": {"message": msg, "type": kind, "param": None, "code": code}}
-
-
-def _slack(status: int, msg: str) -> Any:
-    code = (
-        msg
-        if _SLACK_CODE.fullmatch(msg)
-        else _DEFAULT_MESSAGES["slack"].get(
-            status, "internal_error" if status >= 500 else "invalid_request"
-        )
-    )
-    return {"ok": False, "error": code}
-
-
-def _graph(status: int, msg: str) -> Any:
-    code = _GRAPH_CODES.get(status, "generalException")
-    return {
-        "error": {
-            "code": code,
-            "message": msg,
-            "innerError": {"request-id": "00000000-0000-0000-0000-000000000000"},
-        }
-    }
-
-
-_ErrorShape = Callable[[int, str], Any]
-
-_SHAPES: dict[str, _ErrorShape] = {
-    "okta": lambda s, m: {
-        "errorCode": _OKTA_CODES.get(s, "E0000009"),
-        "errorSummary": m,
-        "errorLink": _OKTA_CODES.get(s, "E0000009"),
-        "errorId": "oaeSandbox000000000000",
-        "errorCauses": [],
-    },
-    "github": lambda s, m: {
-        "message": m,
-        "documentation_url": "https://docs.github.com/rest",
-        "status": str(s),
-    },
-    "gitlab": lambda s, m: {"message": m},
-    "openai": _openai,
-    "slack": _slack,
-    "jira": lambda s, m: {"errorMessages": [m], "errors": {}},
-    "confluence": lambda s, m: {"statusCode": s, "message": m},
-    "pagerduty": lambda s, m: {"error": {"message": m, "code": _PAGERDUTY_CODES.get(s, 2000)}},
-    "webex": lambda s, m: {
-        "message": m,
-        "errors": [{"description": m}],
-        "trackingId": "SANDBOX_00000000",
-    },
-    "teams": _graph,
-    "msgraph": _graph,
-    "workday": lambda s, m: {"error": m, "errors": [{"error": m}]},
-    "servicenow": lambda s, m: {"error": {"message": m, "detail": None}, "status": "failure"},
-    "alertmanager": lambda s, m: {"code": s, "message": m},
-    "webhook": lambda s, m: {"error": m},
-    "statuspage": lambda s, m: {"error": m},
-    "zendesk": lambda s, m: {"error": m} if s == 401 else {"error": _reason(s), "description": m},
-    "salesforce": lambda s, m: [
-        {
-            "message": m,
-            "errorCode": "INVALID_SESSION_ID"
-            if s == 401
-            else "REQUEST_LIMIT_EXCEEDED"
-            if s in (403, 429)
-            else "UNKNOWN_EXCEPTION",
-        }
-    ],
-    "twilio": lambda s, m: {
-        "code": 20003 if s == 401 else 20500 if s >= 500 else 20404,
-        "message": m,
-        "more_info": "https://www.twilio.com/docs/errors",
-        "status": s,
-    },
-    "stripe": lambda s, m: {
-        "error": {"message": m, "type": "api_error" if s >= 500 else "invalid_request_error"}
-    },
-    "datadog": lambda s, m: {"errors": [m]},
-    "opsgenie": lambda s, m: {"message": m, "took": 0.001, "requestId": "sandbox"},
-    "sendgrid": lambda s, m: {"errors": [{"field": None, "message": m}]},
-    "hubspot": lambda s, m: {
-        "status": "error",
-        "message": m,
-        "correlationId": "sandbox",
-        "category": "INVALID_AUTHENTICATION"
-        if s == 401
-        else "RATE_LIMITS"
-        if s == 429
-        else "UNKNOWN",
-    },
-    "bitbucket": lambda s, m: {"type": "error", "error": {"message": m}},
-    "asana": lambda s, m: {"errors": [{"message": m}]},
-    "sentry": lambda s, m: {"detail": m},
-    "azure_devops": lambda s, m: {
-        "$id": "1",
-        "innerException": None,
-        "message": m,
-        "typeName": "Microsoft.VisualStudio.Services.WebApi.VssServiceException",
-        "typeKey": "VssServiceException",
-        "errorCode": 0,
-        "eventId": 3000,
-    },
-    "zoom": lambda s, m: {"code": 124 if s == 401 else s, "message": m},
-    "discord": lambda s, m: {"message": m, "code": 0},
-    "notion": lambda s, m: {
-        "object": "error",
-        "status": s,
-        "code": "unauthorized"
-        if s == 401
-        else "rate_limited"
-        if s == 429
-        else "internal_server_error"
-        if s >= 500
-        else "object_not_found"
-        if s == 404
-        else "validation_error",
-        "message": m,
-    },
-    "airtable": lambda s, m: {
-        "error": {
-            "type": "AUTHENTICATION_REQUIRED" if s == 401 else _reason(s).upper().replace(" ", "_"),
-            "message": m,
-        }
-    },
-    "freshdesk": lambda s, m: {
-        "code": "invalid_credentials" if s == 401 else "error",
-        "message": m,
-    },
-    "auth0": lambda s, m: {
-        "statusCode": s,
-        "error": _reason(s),
-        "message": m,
-        "errorCode": "invalid_token" if s == 401 else "error",
-    },
-    "box": lambda s, m: {
-        "type": "error",
-        "status": s,
-        "code": _reason(s).lower().replace(" ", "_"),
-        "message": m,
-        "request_id": "sandbox",
-    },
-    "clickup": lambda s, m: {"err": m, "ECODE": "OAUTH_025" if s == 401 else "SANDBOX_ERR"},
-    "intercom": lambda s, m: {
-        "type": "error.list",
-        "request_id": "sandbox",
-        "errors": [{"code": _reason(s).lower().replace(" ", "_"), "message": m}],
-    },
-    "postmark": lambda s, m: {"ErrorCode": 10 if s == 401 else 0, "Message": m},
-}
-
-
-def vendor_error_body(service: str, status: int, message: str | None = None) -> Any:
-    """The body ``service`` really answers for an HTTP ``status`` error.
-
-    One table for every vendor, used by the sandbox app (auth failures, injected
-    faults, unknown paths) and by vendor modules (``raise VendorError(404,
-    vendor_error_body("okta", 404))``). Slack's shape is ``{"ok": false, "error":
-    "<code>"}`` (pass the code as ``message``); Salesforce's is a list; everything else a
-    dict. Unknown services get ``{"message": ...}``.
-
-    Args:
-        service: Catalog name.
-        status: The HTTP status of the error.
-        message: The human message; default: the vendor's usual wording, else the
-            HTTP reason phrase.
-    """
-    msg = message or _DEFAULT_MESSAGES.get(service, {}).get(status) or _reason(status)
-    shape = _SHAPES.get(service)
-    return shape(status, msg) if shape else {"message": msg}
+# --- helpers for vendor modules -----------------------------------------------------------
 
 
 def vendor_error(
@@ -470,8 +263,6 @@ def link_header(url: str, page: Page, cursor_param: str = "after", limit: int | 
     """An RFC 8288 ``Link: <url?after=N>; rel="next"`` header for ``page`` ("" if last)."""
     if page.next_cursor is None:
         return ""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     query[cursor_param] = page.next_cursor

@@ -1,19 +1,5 @@
-"""Fault injection for the sandbox: the config models, the YAML profile loader, and the
-runtime controller that decides, request by request, what goes wrong.
-
-A *profile* (``profiles/default.yaml``) holds a ``seed``, a ``services`` map of
-per-service :class:`ServiceFaults` (``"*"`` applies to every service; a service's own
-entry overrides it field by field) and an optional ``synthetic`` block for the
-benchmark endpoints. Example::
-
-    seed: 42
-    services:
-      "*": {latency_ms: {min: 20, max: 150}}
-      okta:
-        error_rate: 0.05            # 5xx with Okta's error body
-        rate_limit: {requests_per_second: 10, burst: 20}
-        outages: [{start: 30, end: 60, mode: "503"}]   # seconds after load
-    synthetic: {count: 1000, latency_ms: {min: 20, max: 200}, seed: 1}
+"""Fault injection at run time: the controller that decides, request by request, what
+goes wrong in the sandbox, from a fault profile (:mod:`integrations.sandbox.profile`).
 
 Randomness is reproducible: each service has its own ``random.Random`` seeded from the
 profile seed and the service name, so the same request sequence meets the same faults.
@@ -21,7 +7,6 @@ profile seed and the service name, so the same request sequence meets the same f
 
 from __future__ import annotations
 
-import difflib
 import math
 import random
 import threading
@@ -29,426 +14,23 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import ValidationError
+
+from integrations.catalog import load_catalog
+from integrations.sandbox.profile import (
+    MAX_SECONDS,
+    FaultProfile,
+    ProfileError,
+    ServiceFaults,
+    SyntheticConfig,
+    check_service_name,
+    describe_errors,
+    merge_faults,
+    sample_latency_ms,
+    validate_fields,
 )
-
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-"""Where the packaged profiles (``default.yaml``, ``flaky.yaml``) live."""
-
-DEFAULT_LOST_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-_Z95 = 1.6448536269514722  # standard normal quantile of 0.95
-
-
-class ProfileError(ValueError):
-    """A fault profile or a fault update is invalid; the message names each bad field."""
-
-
-# --- config models ----------------------------------------------------------------------
-
-
-class UniformLatency(BaseModel):
-    """Latency drawn uniformly from ``[min, max]`` milliseconds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min: float = Field(ge=0)
-    max: float = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformLatency:
-        if self.max < self.min:
-            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
-        return self
-
-
-class LognormalLatency(BaseModel):
-    """Log-normal latency with the given median and 95th percentile (ms), optionally capped."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    p50: float = Field(gt=0)
-    p95: float = Field(gt=0)
-    max: float | None = Field(None, gt=0, description="Cap on one draw (ms).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LognormalLatency:
-        if self.p95 < self.p50:
-            raise ValueError(f"p95 ({self.p95}) must be >= p50 ({self.p50})")
-        return self
-
-
-def _latency_kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return "fixed"
-    if isinstance(value, UniformLatency):
-        return "uniform"
-    if isinstance(value, LognormalLatency):
-        return "lognormal"
-    if isinstance(value, Mapping):
-        return "lognormal" if ("p50" in value or "p95" in value) else "uniform"
-    return None
-
-
-Latency = Annotated[
-    Annotated[float, Tag("fixed"), Field(ge=0)]
-    | Annotated[UniformLatency, Tag("uniform")]
-    | Annotated[LognormalLatency, Tag("lognormal")],
-    Discriminator(
-        _latency_kind,
-        custom_error_type="latency",
-        custom_error_message="must be a number of ms, {min, max} or {p50, p95}",
-    ),
-]
-"""A latency: fixed ms, ``{min, max}`` uniform, or ``{p50, p95}`` log-normal."""
-
-Rate = Annotated[float, Field(ge=0, le=1)]
-
-
-def sample_latency_ms(
-    spec: float | UniformLatency | LognormalLatency | None, rng: random.Random
-) -> float:
-    """Draw one latency in milliseconds from ``spec`` (``None`` = 0)."""
-    if spec is None:
-        return 0.0
-    if isinstance(spec, UniformLatency):
-        return rng.uniform(spec.min, spec.max)
-    if isinstance(spec, LognormalLatency):
-        sigma = (math.log(spec.p95) - math.log(spec.p50)) / _Z95
-        value = rng.lognormvariate(math.log(spec.p50), sigma)
-        return min(value, spec.max) if spec.max is not None else value
-    return float(spec)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-class OutageWindow(BaseModel):
-    """A window during which the service is down.
-
-    ``start``/``end`` are seconds relative to when the profile (or the fault update) was
-    loaded, or absolute ISO-8601 timestamps (naive ones are UTC); ``end`` omitted means
-    "until cleared". ``mode``: ``"503"`` (vendor-shaped 503), ``"hang"`` (no answer) or
-    ``"reset"`` (connection dropped mid-response).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    start: float | datetime = 0.0
-    end: float | datetime | None = None
-    mode: Literal["503", "hang", "reset"] = "503"
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> OutageWindow:
-        if isinstance(self.start, datetime) != isinstance(self.end, datetime) and (
-            self.end is not None
-        ):
-            raise ValueError("start and end must both be seconds or both be timestamps")
-        if isinstance(self.start, float) and self.start < 0:
-            raise ValueError("start must be >= 0 seconds")
-        if self.end is not None:
-            if isinstance(self.start, datetime) and isinstance(self.end, datetime):
-                later = _as_utc(self.end) > _as_utc(self.start)
-            else:
-                later = float(self.end) > float(self.start)  # type: ignore[arg-type]
-            if not later:
-                raise ValueError("end must be after start")
-        return self
-
-    def absolute(self, t0: float) -> tuple[float, float]:
-        """The window as wall-clock ``(start, end)`` epoch seconds, ``t0`` = load time."""
-
-        def at(value: float | datetime | None, default: float) -> float:
-            if value is None:
-                return default
-            if isinstance(value, datetime):
-                return _as_utc(value).timestamp()
-            return t0 + float(value)
-
-        return at(self.start, t0), at(self.end, math.inf)
-
-
-class RateLimitSpec(BaseModel):
-    """A token bucket: ``requests_per_second`` refill, ``burst`` capacity."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    requests_per_second: float = Field(gt=0)
-    burst: int | None = Field(None, ge=1, description="Bucket size; default ceil(rate).")
-
-    @property
-    def capacity(self) -> int:
-        """The bucket size."""
-        return self.burst if self.burst is not None else max(1, math.ceil(self.requests_per_second))
-
-
-class ServiceFaults(BaseModel):
-    """Faults of one service. Every field is optional; unset fields inherit ``"*"``.
-
-    Per request, in this order: an active outage window wins; then the token bucket
-    (429); then ``error_next``; then one random draw picks at most one of ``burst_429``,
-    ``hang_rate``, ``reset_rate``, ``error_rate``, ``malformed_rate`` (so their sum must
-    be <= 1 and each is exactly its own probability). ``latency_ms`` delays every answer
-    that is not a hang. ``lost_after_commit`` is drawn after the handler ran (and
-    committed) for ``lost_methods``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    latency_ms: Latency | None = None
-    error_rate: Rate = 0.0
-    error_status: int | list[int] = Field(503, description="5xx status(es) of injected errors.")
-    error_retry_after_seconds: int | None = Field(
-        None, ge=0, description="Send Retry-After with injected 5xx errors."
-    )
-    error_next: int = Field(0, ge=0, description="The next N requests get an error.")
-    rate_limit: RateLimitSpec | None = None
-    burst_429: Rate = 0.0
-    retry_after_seconds: int = Field(1, ge=0, description="Retry-After of burst_429 answers.")
-    hang_rate: Rate = 0.0
-    hang_seconds: float = Field(3600.0, gt=0)
-    reset_rate: Rate = 0.0
-    malformed_rate: Rate = 0.0
-    malformed: Literal["json", "html"] = "json"
-    malformed_status: int = Field(200, description="Status of malformed answers (200 or 5xx).")
-    outages: list[OutageWindow] = Field(default_factory=list)
-    lost_after_commit: Rate = 0.0
-    lost_mode: Literal["reset", "504"] = "504"
-    lost_methods: list[str] = Field(default_factory=lambda: list(DEFAULT_LOST_METHODS))
-    token_ttl_seconds: float = Field(3600.0, gt=0)
-    include_token_endpoint: bool = False
-
-    @field_validator("lost_mode", mode="before")
-    @classmethod
-    def _lost_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @field_validator("lost_methods")
-    @classmethod
-    def _upper(cls, value: list[str]) -> list[str]:
-        return [m.upper() for m in value]
-
-    @field_validator("error_status")
-    @classmethod
-    def _five_hundreds(cls, value: int | list[int]) -> int | list[int]:
-        codes = value if isinstance(value, list) else [value]
-        if not codes:
-            raise ValueError("needs at least one status")
-        bad = [c for c in codes if not 500 <= c <= 599]
-        if bad:
-            raise ValueError(f"must be 5xx statuses, got {bad}")
-        return value
-
-    @field_validator("malformed_status")
-    @classmethod
-    def _malformed_status(cls, value: int) -> int:
-        if value != 200 and not 500 <= value <= 599:
-            raise ValueError("must be 200 or a 5xx status")
-        return value
-
-    @model_validator(mode="after")
-    def _rates_fit(self) -> ServiceFaults:
-        total = (
-            self.burst_429
-            + self.hang_rate
-            + self.reset_rate
-            + self.error_rate
-            + self.malformed_rate
-        )
-        if total > 1.0 + 1e-9:
-            raise ValueError(
-                "burst_429 + hang_rate + reset_rate + error_rate + malformed_rate must be "
-                f"<= 1 (one draw picks at most one fault), got {total:g}"
-            )
-        return self
-
-    @property
-    def statuses(self) -> list[int]:
-        """``error_status`` as a list."""
-        return self.error_status if isinstance(self.error_status, list) else [self.error_status]
-
-    @property
-    def random_rate(self) -> float:
-        """Probability that the per-request draw injects a fault."""
-        return (
-            self.burst_429
-            + self.hang_rate
-            + self.reset_rate
-            + self.error_rate
-            + self.malformed_rate
-        )
-
-    @property
-    def active(self) -> bool:
-        """Whether any fault (or latency) can touch a request."""
-        return bool(
-            self.latency_ms
-            or self.random_rate
-            or self.rate_limit
-            or self.outages
-            or self.lost_after_commit
-            or self.error_next
-        )
-
-
-class SyntheticConfig(BaseModel):
-    """Benchmark endpoints ``GET /_synthetic/{i}/health`` for ``i`` in ``[0, count)``.
-
-    Each endpoint's latency (and whether it fails, with ``error_rate``) is drawn once from
-    ``seed``, so endpoint ``i`` behaves the same on every request and every run.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    count: int = Field(0, ge=0, le=1_000_000)
-    latency_ms: Latency = 0.0
-    seed: int = 0
-    error_rate: Rate = Field(0.0, description="Share of endpoints that answer 503.")
-
-
-def _catalog_names() -> list[str]:
-    from integrations.catalog import load_catalog
-
-    return load_catalog().names
-
-
-def check_service_name(name: str) -> str:
-    """Return ``name`` if it is ``"*"`` or a catalog name, else raise :class:`ProfileError`."""
-    names = _catalog_names()
-    if name == "*" or name in names:
-        return name
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ProfileError(f"unknown service {name!r}{hint}; use '*' or a catalog name")
-
-
-def merge_faults(*layers: ServiceFaults | None) -> ServiceFaults:
-    """Merge entries field by field: later layers' *explicitly set* fields win."""
-    data: dict[str, Any] = {}
-    for layer in layers:
-        if layer is not None:
-            data.update(layer.model_dump(exclude_unset=True))
-    return ServiceFaults.model_validate(data)
-
-
-class FaultProfile(BaseModel):
-    """A whole fault profile (see the module docstring for the YAML shape)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
-    description: str | None = None
-    seed: int = 0
-    services: dict[str, ServiceFaults] = Field(default_factory=dict)
-    synthetic: SyntheticConfig | None = None
-
-    @field_validator("services", mode="before")
-    @classmethod
-    def _known_services(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            for name in value:
-                try:
-                    check_service_name(str(name))
-                except ProfileError as exc:
-                    raise ValueError(str(exc)) from None
-            # `okta:` with nothing under it means "no faults", not an error.
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
-
-    @field_validator("services", mode="after")
-    @classmethod
-    def _merges_valid(cls, value: dict[str, ServiceFaults]) -> dict[str, ServiceFaults]:
-        base = value.get("*")
-        for name, entry in value.items():
-            if name != "*" and base is not None:
-                try:
-                    merge_faults(base, entry)
-                except ValidationError as exc:
-                    raise ValueError(f"{name} merged with '*': {_describe(exc, '')}") from None
-        return value
-
-    def for_service(self, service: str) -> ServiceFaults:
-        """The effective faults of ``service``: ``"*"`` overridden by its own entry."""
-        return merge_faults(self.services.get("*"), self.services.get(service))
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "profile") -> FaultProfile:
-        """Validate a profile from parsed YAML/JSON.
-
-        Raises:
-            ProfileError: Naming the source and every bad field (``services.okta.error_rate``).
-        """
-        if data is None:
-            data = {}
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ProfileError(_describe(exc, f"invalid fault profile {source}")) from None
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> FaultProfile:
-        """Load a profile from a YAML file.
-
-        Raises:
-            ProfileError: Unreadable file, bad YAML, or invalid fields (each named).
-        """
-        path = Path(path)
-        try:
-            text = path.read_text("utf-8")
-        except OSError as exc:
-            raise ProfileError(f"cannot read fault profile {path}: {exc}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProfileError(f"fault profile {path} is not valid YAML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
-
-    @classmethod
-    def packaged(cls, name: str) -> FaultProfile:
-        """A profile shipped in ``integrations/sandbox/profiles`` (``default``, ``flaky``)."""
-        return cls.from_yaml(PROFILES_DIR / f"{name}.yaml")
-
-
-def _describe(exc: ValidationError, title: str) -> str:
-    lines = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    body = "; ".join(lines)
-    return f"{title}: {body}" if title else body
-
-
-def validate_fields(fields: Mapping[str, Any], *, where: str) -> ServiceFaults:
-    """Validate a partial fault entry (the body of ``POST /_admin/faults/<service>``).
-
-    Raises:
-        ProfileError: Naming each bad field.
-    """
-    try:
-        return ServiceFaults.model_validate(dict(fields))
-    except ValidationError as exc:
-        raise ProfileError(_describe(exc, f"invalid faults for {where}")) from None
-
 
 # --- runtime ------------------------------------------------------------------------------
 
@@ -593,7 +175,7 @@ class FaultController:
             self._admin_outages: dict[str, tuple[float, float, str]] = {}
             self._cleared_at: dict[str, float] = {}
             self._error_next: dict[str, int] = {}
-            for name in _catalog_names():
+            for name in load_catalog().names:
                 left = self.effective(name).error_next
                 if left:
                     self._error_next[name] = left
@@ -634,7 +216,7 @@ class FaultController:
             merged = dict(old.model_dump(exclude_unset=True)) if old else {}
             merged.update(fields)
             new = validate_fields(merged, where=service)
-            targets = _catalog_names() if service == "*" else [service]
+            targets = load_catalog().names if service == "*" else [service]
             base = new if service == "*" else self._entries.get("*")
             for name in targets:
                 own = None if name == "*" else (new if name == service else self._entries.get(name))
@@ -642,7 +224,7 @@ class FaultController:
                     merge_faults(base, own)
                 except ValidationError as exc:
                     raise ProfileError(
-                        f"invalid faults for {name} (merged with '*'): {_describe(exc, '')}"
+                        f"invalid faults for {name} (merged with '*'): {describe_errors(exc)}"
                     ) from None
             self._entries[service] = new
             if "outages" in fields:
@@ -685,8 +267,8 @@ class FaultController:
         mode = str(mode)
         if mode not in ("503", "hang", "reset"):
             raise ProfileError(f"outage mode must be 503, hang or reset, got {mode!r}")
-        if seconds <= 0:
-            raise ProfileError("outage seconds must be > 0")
+        if not 0 < seconds <= MAX_SECONDS:  # also refuses NaN
+            raise ProfileError(f"outage seconds must be > 0 and <= {MAX_SECONDS:.0f}")
         now = self._wall()
         with self._lock:
             self._admin_outages[service] = (now, now + seconds, mode)

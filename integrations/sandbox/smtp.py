@@ -22,15 +22,13 @@ import email.policy
 import logging
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from integrations.auth import SANDBOX_PASSWORD, SANDBOX_USER
-
-if TYPE_CHECKING:
-    from integrations.sandbox.app import RequestLog, StateRegistry
-    from integrations.sandbox.faults import FaultController
+from integrations.sandbox.faults import FaultController
+from integrations.sandbox.state import RequestLog, StateRegistry
 
 SERVICE = "smtp"
 COLLECTION = "messages"

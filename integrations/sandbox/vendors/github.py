@@ -26,6 +26,7 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("github")
+routes.lists("repos", "full_name", "private")
 
 DOCS = "https://docs.github.com/rest"
 LOGIN = "sandbox-user"
@@ -37,7 +38,8 @@ def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("repos")
+def seed(state: ServiceState, base: str = "") -> None:
     """Two repositories, each with a few workflow runs."""
     repos = state.collection("repos")
     runs = state.collection("workflow_runs")
@@ -92,9 +94,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "repos" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _not_found() -> VendorError:

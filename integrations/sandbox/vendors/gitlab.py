@@ -31,6 +31,8 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("gitlab")
+routes.lists("projects", "id", "path_with_namespace")
+routes.lists("pipelines", "id", "project_id", "ref", "status")
 
 BOT_USER_ID = 1
 FAILED_PIPELINE_ID = 1001
@@ -124,7 +126,8 @@ def _job(jid: int, pipeline: dict[str, Any], name: str, stage: str, status: str)
     }
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("projects")
+def seed(state: ServiceState, base: str = "") -> None:
     """Fill an empty state (projects, users, pipelines, jobs, a failed trace)."""
     projects = state.collection("projects")
     for pid, path in ((1, "acme/backend"), (2, "acme/frontend")):
@@ -183,9 +186,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "projects" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _project(req: SandboxRequest) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("jira")
+routes.lists("projects", "key", "name")
 
 ISSUE_TYPES = {
     "task": ("10001", "Task"),
@@ -41,7 +42,8 @@ STATUSES = {"11": ("10000", "To Do"), "21": ("10001", "In Progress"), "31": ("10
 ACCOUNT_ID = "5b10a2844c20165700ede21g"
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("projects")
+def seed(state: ServiceState, base: str = "") -> None:
     """Two projects."""
     projects = state.collection("projects")
     for pid, key, name in (("10000", "OPS", "Operations"), ("10001", "JUN", "Junction")):
@@ -51,9 +53,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "projects" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _base(req: SandboxRequest) -> str:

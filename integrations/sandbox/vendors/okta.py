@@ -29,6 +29,8 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("okta")
+routes.lists("users", "id", "profile.login", "status")
+routes.lists("groups", "id", "profile.name")
 
 ADMIN_LOGIN = "sandbox-admin@example.com"
 SEED_GROUPS = [
@@ -81,6 +83,7 @@ def _user(
     }
 
 
+@routes.seeder("users")
 def seed(state: ServiceState, base: str = "") -> None:
     """Fill an empty state with the admin, a few users and ten groups."""
     users = state.collection("users")
@@ -104,9 +107,7 @@ def seed(state: ServiceState, base: str = "") -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "users" not in req.state.collections:
-        seed(req.state, _base(req))
-    return req.state
+    return routes.seeded(req.state, lambda: _base(req))
 
 
 def _base(req: SandboxRequest) -> str:

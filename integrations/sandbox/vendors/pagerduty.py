@@ -34,6 +34,8 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("pagerduty")
+routes.lists("services", "id", "name")
+routes.lists("users", "id", "name", "email")
 
 SEED_SERVICES = [("PSANDB1", "Checkout API"), ("PSANDB2", "Payments worker")]
 SEED_USERS = [
@@ -48,7 +50,8 @@ ABILITIES = ["teams", "read_only_users", "service_support_hours", "urgencies"]
 HTML = "https://junction-sandbox.pagerduty.com"
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("services")
+def seed(state: ServiceState, base: str = "") -> None:
     """Two services and two users."""
     services = state.collection("services")
     for sid, name in SEED_SERVICES:
@@ -69,9 +72,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "services" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _now() -> str:

@@ -28,6 +28,7 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("servicenow")
+routes.lists("sys_user", "sys_id", "user_name", "email")
 
 INCIDENT_FIELDS = (
     "short_description",
@@ -58,7 +59,8 @@ _PRIORITY = {
 }
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("sys_user")
+def seed(state: ServiceState, base: str = "") -> None:
     """One user, the sandbox principal."""
     users = state.collection("sys_user")
     sys_id = uuid.UUID(int=1).hex
@@ -73,9 +75,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "sys_user" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _now() -> str:

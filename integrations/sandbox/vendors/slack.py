@@ -18,6 +18,7 @@ from starlette.responses import Response
 from integrations.sandbox.api import SandboxRequest, ServiceState, VendorRoutes, json_response
 
 routes = VendorRoutes("slack")
+routes.lists("channels", "id", "name")
 
 TEAM_ID = "T0SANDBOX"
 BOT_USER_ID = "U0SANDBOT"
@@ -29,7 +30,8 @@ SEED_USERS = [
 ]
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("channels")
+def seed(state: ServiceState, base: str = "") -> None:
     """Fill an empty state with three channels and three members."""
     channels = state.collection("channels")
     for cid, name in SEED_CHANNELS:
@@ -52,9 +54,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "channels" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _error(code: str) -> Response:

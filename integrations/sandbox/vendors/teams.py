@@ -26,6 +26,7 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("teams")
+routes.lists("teams", "id", "displayName")
 
 TEAM_ID = "7a1f3c2e-0000-4000-8000-000000000001"
 CHANNELS = {
@@ -36,7 +37,8 @@ CHANNELS = {
 TENANT_ID = "00000000-0000-4000-8000-00000000a11c"
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("teams")
+def seed(state: ServiceState, base: str = "") -> None:
     """One team with three channels."""
     teams = state.collection("teams")
     teams[TEAM_ID] = {
@@ -48,9 +50,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "teams" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _now() -> str:

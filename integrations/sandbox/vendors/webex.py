@@ -32,6 +32,8 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("webex")
+routes.lists("people", "id", "emails", "displayName")
+routes.lists("rooms", "id", "title")
 
 BOT_EMAIL = "junction-bot@webex.bot"
 ORG_ID = base64.b64encode(b"ciscospark://us/ORGANIZATION/sandbox").decode().rstrip("=")
@@ -106,7 +108,8 @@ def _add_membership(
     return membership
 
 
-def seed(state: ServiceState) -> None:
+@routes.seeder("people")
+def seed(state: ServiceState, base: str = "") -> None:
     """Fill an empty state: the bot, Alice, Bob, 106 rooms."""
     state.collection("messages")
     bot = _person(state, BOT_EMAIL, "Junction Bot", "bot")
@@ -122,9 +125,7 @@ def seed(state: ServiceState) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "people" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _me(state: ServiceState) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from integrations.sandbox.api import (
 )
 
 routes = VendorRoutes("workday")
+routes.lists("workers", "id", "descriptor", "primaryWorkEmail", "hireDate", "terminationDate")
 
 WORKER_COUNT = 130
 RECENT_HIRES = 5
@@ -49,7 +50,8 @@ def _error(status: int, message: str) -> VendorError:
     return VendorError(status, {"error": message, "errors": [{"error": message}]})
 
 
-def seed(state: ServiceState, today: date | None = None) -> None:
+@routes.seeder("workers")
+def seed(state: ServiceState, base: str = "", today: date | None = None) -> None:
     """Seed the workers, dated relative to ``today``.
 
     Workers 0..4 were hired 1, 6, 11, 16, 21 days ago; workers 5..7 were terminated 2, 9
@@ -88,9 +90,7 @@ def seed(state: ServiceState, today: date | None = None) -> None:
 
 
 def _state(req: SandboxRequest) -> ServiceState:
-    if "workers" not in req.state.collections:
-        seed(req.state)
-    return req.state
+    return routes.seeded(req.state)
 
 
 def _int(req: SandboxRequest, name: str, default: int, low: int, high: int) -> int:

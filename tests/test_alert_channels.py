@@ -22,12 +22,8 @@ from integrations.alertmanager import AlertmanagerClient, ListAlertsParams
 from integrations.email import message_id
 from integrations.webex import CreateRoomParams, WebexClient
 from integrations.webhook import verify
-from junction.alerting.channels import (
-    AlertmanagerChannel,
-    ChannelConfigError,
-    build_channel,
-    build_channels,
-)
+from junction.alerting.channel_base import ChannelConfigError
+from junction.alerting.channels import AlertmanagerChannel, build_channel, build_channels
 from junction.alerting.model import (
     DeliveryOutcome,
     Notification,

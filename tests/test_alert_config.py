@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 from junction.alerting.channels import CHANNEL_TYPES, CHANNELS
-from junction.alerting.config import AlertConfigError, AlertingFile, load_config, parse_config
+from junction.alerting.config import AlertConfigError, load_config, parse_config
 from junction.alerting.engine import AlertEngine
 from junction.alerting.rules import MAX_DURATION, parse_duration
+from junction.alerting.schema import AlertingFile
 from junction.settings import Settings, get_settings
 from tests.alerting_helpers import alerts_cli, use_home
 

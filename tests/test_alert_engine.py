@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from junction.alerting import state
+from junction.alerting import alerts, state
 from junction.alerting.engine import AlertEngine
 from junction.alerting.model import AlertState, NotificationKind, Severity
 from junction.alerting.silences import add_silence
@@ -73,9 +73,9 @@ def test_lifecycle_dedup_and_restart(tmp_path: Path) -> None:
     assert done.active == []
     # Resolved stays resolved; a later evaluation sends nothing more.
     assert eng.evaluate([snap("okta", at(35))], now=at(35)).notifications == []
-    with pytest.raises(state.AlertResolvedError):
+    with pytest.raises(alerts.AlertResolvedError):
         eng.ack(str(acked.id), "bob", at(36))
-    with pytest.raises(state.AlertNotFoundError):
+    with pytest.raises(alerts.AlertNotFoundError):
         eng.ack("nope:rule", "bob", at(36))
 
 
@@ -488,7 +488,7 @@ def test_prune_keeps_alerts_and_undelivered_rows(tmp_path: Path) -> None:
     eng.evaluate(healthy(["okta"], at(10)), now=at(10))
     assert eng.prune(at(10) + timedelta(days=8)) == 4  # 4 exported history rows
     assert len(eng.outbox.rows("pending")) == 4  # never delivered: kept
-    assert len(state.list_alerts(eng.conn, include_resolved=True)) == 2
+    assert len(alerts.list_alerts(eng.conn, include_resolved=True)) == 2
     store.close()
 
 

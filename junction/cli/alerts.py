@@ -80,11 +80,11 @@ def list_alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List unresolved alerts (--all: resolved ones too)."""
-    from junction.alerting import state  # deferred: keeps `junction --help` fast
+    from junction.alerting.alerts import list_alerts  # deferred: keeps --help fast
 
     conn = _connect()
     try:
-        alerts = state.list_alerts(conn, include_resolved=show_all)
+        alerts = list_alerts(conn, include_resolved=show_all)
     finally:
         conn.close()
     if as_json:
@@ -129,14 +129,14 @@ def ack(
     """Acknowledge an alert and the rest of its incident: stops escalation and repeats."""
     import getpass
 
-    from junction.alerting import state  # deferred: keeps `junction --help` fast
+    from junction.alerting import alerts as records  # deferred: keeps --help fast
 
     who = by or getpass.getuser()
     conn = _connect()
     try:
         try:
-            alerts = state.acknowledge(conn, ref, who, _now())
-        except (state.AlertNotFoundError, state.AlertResolvedError) as exc:
+            alerts = records.acknowledge(conn, ref, who, _now())
+        except (records.AlertNotFoundError, records.AlertResolvedError) as exc:
             fail(str(exc.args[0]))
         _export_history(conn)
     finally:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +17,9 @@ from typer.testing import CliRunner
 
 from deployments.local import free_port
 from integrations.catalog import load_catalog
-from integrations.sandbox.admin import AdminGuard, exposure_warning, is_loopback
+from integrations.sandbox.admin import ADMIN_TOKEN_ENV, AdminGuard, exposure_warning, is_loopback
 from integrations.sandbox.app import SandboxServer
+from integrations.sandbox.process import start_sandbox_process
 from integrations.sandbox.records import seeded_records
 from integrations.sandbox.routing import discover_vendor_routes
 from integrations.sandbox.services import SERVICES_FILE, SandboxServices, vendor_error_body
@@ -195,6 +198,30 @@ def test_token_is_required_when_set(guarded: SandboxServer) -> None:
     assert right.status_code == any_name.status_code == 200
     assert foreign.status_code == 403
     assert vendor.status_code == 200  # vendors take their own credentials, not the token
+
+
+@pytest.mark.parametrize("token", [None, "serve-t0ken"])
+def test_serve_takes_the_token_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    """``junction sandbox serve`` reads JUNCTION_SANDBOX_ADMIN_TOKEN; a benchmark's sandbox
+    process gets exactly the token it asks for (none by default, whatever this process's
+    environment says)."""
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "from-the-parent")
+    port = free_port()
+    proc = start_sandbox_process(port, admin_token=token)
+    try:
+        url = f"http://127.0.0.1:{port}/_admin/requests"
+        bare = httpx.get(url, timeout=5)
+        parent = httpx.get(url, headers={"Authorization": "Bearer from-the-parent"}, timeout=5)
+        own = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    if token is None:
+        assert bare.status_code == 200
+    else:
+        assert (bare.status_code, parent.status_code, own.status_code) == (401, 401, 200)
 
 
 def test_exposure_warning_beyond_loopback() -> None:

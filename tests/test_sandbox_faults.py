@@ -432,6 +432,10 @@ def test_packaged_profiles_load() -> None:
         ("services:\n  okta: {hang_rate: 0.6, error_rate: 0.6}\n", ["<= 1"]),
         ("seed: 1\nservics: {}\n", ["bad.yaml:2:", "servics", "did you mean 'services'"]),
         ("services: [1, 2\n", ["invalid YAML"]),
+        (  # every problem at once, each on its line
+            "services:\n  oktaa: {}\n  okta: {error_rate: 2}\n",
+            ["bad.yaml:2: services.oktaa: unknown service", "bad.yaml:3: services.okta.error_rate"],
+        ),
         # Every number finite and in range (.inf and .nan are valid YAML floats).
         ("services:\n  okta: {hang_seconds: .inf}\n", ["bad.yaml:2:", "hang_seconds", "finite"]),
         ("services:\n  okta: {latency_ms: .nan}\n", ["services.okta.latency_ms", "finite"]),

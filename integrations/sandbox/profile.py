@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -352,6 +353,17 @@ def check_service_name(name: str) -> str:
     raise ProfileError(f"unknown service {name!r}{hint}; use '*' or a catalog name")
 
 
+def _service_name(name: str) -> str:
+    try:
+        return check_service_name(name)
+    except ProfileError as exc:
+        raise ValueError(str(exc)) from None
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+"""``"*"`` or a catalog name (checked key by key, so every bad one is reported)."""
+
+
 def merge_faults(*layers: ServiceFaults | None) -> ServiceFaults:
     """Merge entries field by field: later layers' *explicitly set* fields win."""
     data: dict[str, Any] = {}
@@ -367,18 +379,13 @@ class FaultProfile(ConfigModel):
     name: str | None = None
     description: str | None = None
     seed: SEED = 0
-    services: dict[str, ServiceFaults] = Field(default_factory=dict)
+    services: dict[ServiceName, ServiceFaults] = Field(default_factory=dict)
     synthetic: SyntheticConfig | None = None
 
     @field_validator("services", mode="before")
     @classmethod
-    def _known_services(cls, value: Any) -> Any:
+    def _empty_entries(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            for name in value:
-                try:
-                    check_service_name(str(name))
-                except ProfileError as exc:
-                    raise ValueError(str(exc)) from None
             # `okta:` with nothing under it means "no faults", not an error.
             return {k: ({} if v is None else v) for k, v in value.items()}
         return value

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         populate_by_name=True,
         extra="ignore",
         validate_default=True,
+        # "inf"/"nan" parse as floats; a threshold or timeout of nan silently disables
+        # whatever it configures, so no setting may be non-finite.
+        allow_inf_nan=False,
     )
 
     # --- product plan: feature flags ------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from junction.alerting.channels import CHANNEL_TYPES, CHANNELS
 from junction.alerting.config import AlertConfigError, load_config, parse_config
@@ -327,3 +328,21 @@ def test_the_example_file_passes_check_config(home: Path) -> None:
     out = alerts_cli("check-config", str(EXAMPLE))
     assert out.exit_code == 0, out.output
     assert ": ok (4 channels, 2 service overrides, 3 dependency entries" in out.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("JUNCTION_RESPONSE_TIME_WARNING_MS", "inf"),
+        ("JUNCTION_RESPONSE_TIME_CRITICAL_MS", "inf"),
+        ("JUNCTION_ALERT_SEND_TIMEOUT_SECONDS", "inf"),
+        ("JUNCTION_STATUS_PAGE_CACHE_SECONDS", "nan"),
+    ],
+)
+def test_the_settings_alert_defaults_come_from_must_be_finite(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a file the thresholds are the settings': ``inf`` there disabled the rule too."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match="finite number"):
+        Settings()

@@ -108,6 +108,9 @@ def test_silence_lifecycle(home: Path) -> None:
         (["--rule", "latency", "--for", "1h"], "unknown rule 'latency'"),
         (["--label", "team", "--for", "1h"], "--label must look like key=value"),
         (["--service", "okta", "--for", "0s"], "positive duration"),
+        # once an OverflowError traceback (timedelta of 6e19 seconds)
+        (["--service", "okta", "--for", "99999999999999w"], "--for: must be at most 366d"),
+        (["--service", "okta", "--for", "nan"], "--for: not a duration: 'nan'"),
     ],
 )
 def test_silence_errors(home: Path, args: list[str], message: str) -> None:

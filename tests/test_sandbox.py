@@ -23,7 +23,6 @@ from integrations.base import IntegrationClient, RetryPolicy
 from integrations.catalog import AuthSpec, IntegrationSpec, load_catalog
 from integrations.errors import (
     AuthenticationError,
-    ConfigurationError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -50,17 +49,13 @@ RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.02, jitter=
 
 
 def client(sb: SandboxServer, name: str, **kwargs: Any) -> IntegrationClient:
-    """The catalog entry's client (its typed class via the registry, or the generic engine
-    while that module is not written yet), pointed at the sandbox, with a private breaker
-    (so one test's failures never open another's) and fast retries."""
+    """The catalog entry's client (its typed class, or the generic engine for a
+    catalog-only entry), pointed at the sandbox, with a private breaker (so one test's
+    failures never open another's) and fast retries."""
     kwargs.setdefault("retry", RETRY)
     kwargs.setdefault("breaker", quiet_breaker(name))
     spec = CATALOG.get(name)
-    try:
-        cls = client_class(spec)
-    except ConfigurationError:
-        cls = IntegrationClient
-    return cls(spec, engine=sandbox_engine(sb), **kwargs)
+    return client_class(spec)(spec, engine=sandbox_engine(sb), **kwargs)
 
 
 def admin(sb: SandboxServer) -> httpx.Client:

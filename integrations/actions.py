@@ -2,14 +2,13 @@
 
 Vendor modules mark methods with :func:`action`; the workflow validator and runner read
 each action's :class:`ActionSpec` (input model, output type, side effects, and which
-input field carries the caller's idempotency key) without building a client.
+input field carries the caller's idempotency key) without building a client. How a keyed
+action stays safe to retry and rerun is :mod:`integrations.idempotency`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -88,33 +87,6 @@ def action(
         return fn
 
     return decorate
-
-
-def derived_key(given: str | None, *parts: object) -> str:
-    """An idempotency key: the caller's, else one derived from what the caller gave.
-
-    Never random: the same request made again (a retry, a rerun after a crash, the same
-    call from another process) carries the same key, so the vendor's deduplication or a
-    check-before-create recognises it.
-
-    Args:
-        given: The caller's key, used as is when set.
-        *parts: What identifies the object (project, title, payload...): strings,
-            numbers, ``None``, lists, dicts and pydantic models.
-
-    Returns:
-        ``given``, or 32 hex digits of a SHA-256 over ``parts``.
-    """
-    if given:
-        return given
-    raw = json.dumps(list(parts), sort_keys=True, separators=(",", ":"), default=_plain)
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return str(value)  # datetimes, dates, enums: their canonical text
 
 
 def actions_of(cls: type) -> dict[str, ActionSpec]:

@@ -1,42 +1,43 @@
 """The shared async engine every integration client stands on.
 
-:class:`IntegrationClient` owns, for one service: the base URL (and the rule that keeps
-every request, credentials included, under it: :mod:`integrations.urls`), auth,
-timeouts, the retry policy (:mod:`integrations.retry`), the service's circuit breaker,
-the typed errors, redaction, and the metric hook. A catalog entry alone makes a working
-client with ``health_check()``; vendor modules add typed actions with the
-:func:`~integrations.actions.action` decorator and build paths with :meth:`IntegrationClient.path`.
+:class:`IntegrationClient` owns, for one service: the base URL, auth, timeouts, the
+service's circuit breaker, the typed errors, redaction and the metric hook. A catalog
+entry alone makes a working client with ``health_check()``; vendor modules add typed
+actions with :func:`~integrations.actions.action` and build paths with
+:meth:`IntegrationClient.path`. Its parts, one module per job:
 
-Configuration comes in as objects (:mod:`integrations.config`): a client built without
-any talks to the sandbox at its default address; nothing here reads the environment.
+- :mod:`integrations.config`: the configuration objects it is built with (none: the
+  sandbox at its default address; nothing here reads the environment);
+- :mod:`integrations.urls`: where a request may go (never off the base URL's origin or
+  path: pagination links, absolute paths, path parameters);
+- :mod:`integrations.retry`: which failures are retried, and the wait;
+- :mod:`integrations.responses`: what an answer becomes (body, headers, vendor message);
+- :mod:`integrations.idempotency`: keys derived from the request, check-before-create;
+- :mod:`integrations.actions`: the typed-action metadata the workflow layer reads.
 
-What vendor modules share lives here too, so they do not each grow a copy:
-``request(..., with_response=True)`` (body plus headers and status, for pagination),
-:meth:`IntegrationClient.link_pages` (``Link: rel="next"`` pagination, same origin
-only), :meth:`IntegrationClient.create_once` (check-before-create for vendors without an
-idempotency key), :func:`derived_key` (a caller's key, or one derived from what the
-caller gave) and the :meth:`IntegrationClient._check_response` hook (vendors that report
-failures inside a 2xx answer).
+What vendor modules share is on the client: ``request(..., with_response=True)`` (body
+plus headers and status, for pagination), :meth:`IntegrationClient.link_pages` (``Link:
+rel="next"`` pagination), :meth:`IntegrationClient.create_once` and the
+:meth:`IntegrationClient._check_response` hook (vendors that report failures inside a
+2xx answer).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json as jsonlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any, ClassVar, Generic, Literal, Self, TypedDict, TypeVar, Unpack, overload
+from typing import Any, ClassVar, Literal, Self, TypeVar, Unpack, overload
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, stop_after_attempt
 
-from integrations.actions import ActionSpec, action, actions_of, derived_key
+from integrations.actions import ActionSpec, action, actions_of
 from integrations.auth import Credentials, build_auth, resolve_credentials
 from integrations.breaker import BreakerState, CircuitBreaker, breakers
 from integrations.catalog import IntegrationSpec, load_catalog
@@ -55,13 +56,21 @@ from integrations.errors import (
     UnsafeRequestError,
     status_error_class,
 )
+from integrations.idempotency import create_once, derived_key
 from integrations.metrics import CallMetric, MetricSink, emit
 from integrations.redaction import redact
+from integrations.responses import (
+    APIResponse,
+    Expect,
+    RequestOptions,
+    typed_adapter,
+    vendor_message,
+)
 from integrations.retry import RetryPolicy, parse_retry_after
 from integrations.transport import shared_ssl_context
 from integrations.urls import BaseURL, CrossOriginURLError, UnsafeURLError, expand, next_link
 
-__all__ = [  # the engine's public names, importable from here as before the split
+__all__ = [  # the engine's public names, importable from one place
     "APIResponse",
     "ActionSpec",
     "HealthResult",
@@ -99,79 +108,23 @@ class HealthResult:
     attempts: int = 1
     checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    @classmethod
+    def unusable(cls, service: str, exc: IntegrationError) -> HealthResult:
+        """The result of a service whose client cannot be built (bad URL, credentials):
+        a failure reported like any other, never silently dropped."""
+        return cls(
+            service=service,
+            ok=False,
+            status=None,
+            latency_ms=0.0,
+            error_class=exc.error_class,
+            error=exc.message,
+            breaker_state="n/a",
+            attempts=0,
+        )
+
 
 # --- the client ---------------------------------------------------------------------------
-
-
-Expect = Literal["json", "text", "none"]
-
-
-@dataclass(frozen=True)
-class APIResponse(Generic[T]):
-    """One answer with what the body alone does not carry (``with_response=True``).
-
-    Returned per call, so concurrent calls on one client never see each other's
-    headers (unlike ``last_status``, which is the client's latest).
-
-    Attributes:
-        data: The decoded body, as ``expect`` and ``model`` would return it alone.
-        headers: The response headers (pagination: ``Link``, ``X-Next-Page``, ``X-Total``).
-        status: The HTTP status.
-        url: The URL that answered (relative ``Link`` headers resolve against it).
-    """
-
-    data: T
-    headers: httpx.Headers
-    status: int
-    url: str = ""
-
-
-class RequestOptions(TypedDict, total=False):
-    """The keyword arguments of :meth:`IntegrationClient.request` its overloads share."""
-
-    params: Mapping[str, Any] | None
-    json: Any
-    data: Mapping[str, Any] | None
-    content: bytes | str | None
-    headers: Mapping[str, str] | None
-    idempotent: bool | None
-    idempotency_key: str | None
-    timeout: float | None
-    expect: Expect
-    max_attempts: int | None
-
-
-@lru_cache(maxsize=512)
-def _adapter(model: Any) -> TypeAdapter[Any]:
-    """A cached TypeAdapter: building one per response cost ~0.16 ms on the call path."""
-    return TypeAdapter(model)
-
-
-def _vendor_message(body: Any) -> str | None:
-    """Pull the human message out of the common vendor error shapes."""
-    if isinstance(body, str):  # a bare JSON string (Alertmanager's 400s)
-        return body.strip() or None
-    if isinstance(body, dict):
-        for key in ("errorSummary", "message", "error_description", "detail", "title"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
-            if isinstance(value, dict) and value:  # GitLab: {"message": {"base": ["..."]}}
-                return "; ".join(f"{k}: {v}" for k, v in list(value.items())[:3])
-        err = body.get("error")
-        if isinstance(err, dict):
-            inner = _vendor_message(err)
-            if inner:
-                return inner
-        if isinstance(err, str) and err:
-            return err
-        errors = body.get("errors") or body.get("errorMessages")
-        if isinstance(errors, list) and errors:
-            first = errors[0]
-            return first if isinstance(first, str) else _vendor_message(first)
-        if isinstance(errors, dict) and errors:
-            return "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:3])
-    return None
 
 
 def _same_origin(url: str, other: str) -> bool:
@@ -665,7 +618,7 @@ class IntegrationClient:
         code = response.status_code
         text = response.text
         try:
-            detail = _vendor_message(response.json())
+            detail = vendor_message(response.json())
         except ValueError:
             detail = None
         message = f"HTTP {code} from {where}"
@@ -727,7 +680,7 @@ class IntegrationClient:
         if expect != "json" or response.status_code == 204 or model is None:
             return body
         try:
-            return _adapter(model).validate_python(body)
+            return typed_adapter(model).validate_python(body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
@@ -862,60 +815,17 @@ class IntegrationClient:
         create: Callable[[], Awaitable[T]],
         lookup_first: bool,
     ) -> T:
-        """Create an object once, for vendors without an idempotency key (check-before-create).
-
-        A create whose answer is lost (5xx, timeout, connection reset, garbled body) may
-        have committed, so it is never repeated blind:
-
-        1. With ``lookup_first``, ``lookup()`` runs before the first attempt and an object
-           it finds is returned (a caller-chosen key may have been used by an earlier run).
-        2. ``create()`` makes one attempt. Send it non-idempotent (the engine then retries
-           only what never reached the vendor: a refused connection, a 429) or with
-           ``max_attempts=1``.
-        3. When the attempt fails in a way the client's :class:`RetryPolicy` retries, the
-           policy's wait passes (it also gives an eventually consistent search time to
-           see the write), then ``lookup()`` runs again: a found object is returned; only
-           when the lookup proves nothing was created is ``create()`` attempted again.
-        4. A lookup that fails ends the call with its error (chained to the create's):
-           better no object than a duplicate.
-
-        ``create()`` runs at most ``retry.max_attempts`` times; an error the policy does
-        not retry (4xx, circuit open, a ``Retry-After`` beyond the cap) and the last
-        attempt's error are raised as they are.
+        """Create an object once (check-before-create): :func:`~integrations.idempotency.
+        create_once` with this client's retry policy.
 
         Args:
             lookup: Finds the object an earlier attempt (or run) created, else ``None``.
-                Reads only. It marks what it returns (the vendors' ``unchanged`` or
-                ``existing`` field), which is how callers tell found from created.
             create: One create attempt.
-            lookup_first: Look up before the first attempt too. ``False`` when the key
-                that identifies the object was generated by this call (nothing can carry
-                it yet), which saves a request.
-
-        Returns:
-            The created object, or the one ``lookup()`` found.
+            lookup_first: Look up before the first attempt too.
         """
-        policy = self.retry
-        if lookup_first:
-            found = await lookup()
-            if found is not None:
-                return found
-        attempt = 1
-        while True:
-            try:
-                return await create()
-            except IntegrationError as exc:
-                if attempt >= policy.max_attempts or not policy.should_retry(exc, idempotent=True):
-                    raise
-                failure = exc
-            await asyncio.sleep(policy.wait_seconds(failure, attempt))
-            attempt += 1
-            try:
-                found = await lookup()
-            except IntegrationError as exc:
-                raise exc from failure
-            if found is not None:
-                return found
+        return await create_once(
+            self.retry, lookup=lookup, create=create, lookup_first=lookup_first
+        )
 
     # -- health
 

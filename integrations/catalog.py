@@ -138,8 +138,12 @@ class IntegrationSpec(ConfigModel):
         module, sep, attr = value.partition(":")
         if not sep or not attr.isidentifier():
             raise ValueError(f"client {value!r} must be 'package.module:ClassName'")
-        if importlib.util.find_spec(module) is None:  # finds the file, imports nothing
-            raise ValueError(f"no module {module!r}")
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):
+            # Finds the files, imports nothing but the parent packages (a name whose parent
+            # is missing would make find_spec raise, so parents are looked up first).
+            if importlib.util.find_spec(".".join(parts[:i])) is None:
+                raise ValueError(f"no module {module!r}")
         return value
 
     @field_validator("provides")

@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.actions import action, derived_key
+from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
+from integrations.idempotency import derived_key
 
 MARKER = "<!-- junction-idempotency-key: {key} -->"
 _NAME = r"^[A-Za-z0-9_.-]+$"

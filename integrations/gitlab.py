@@ -41,9 +41,10 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from integrations.actions import action, derived_key
+from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import ConflictError, NotFoundError
+from integrations.idempotency import derived_key
 
 T = TypeVar("T")
 

@@ -26,9 +26,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.actions import action, derived_key
+from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
+from integrations.idempotency import derived_key
 
 LABEL_PREFIX = "junction-idem-"
 

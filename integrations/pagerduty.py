@@ -42,11 +42,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from integrations.actions import action, derived_key
+from integrations.actions import action
 from integrations.auth import Credentials
 from integrations.base import IntegrationClient
 from integrations.catalog import AuthSpec
 from integrations.errors import BadRequestError, ConfigurationError
+from integrations.idempotency import derived_key
 from integrations.redaction import register_secret
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -588,7 +589,7 @@ class PagerDutyClient(IntegrationClient):
         secret = params.routing_key or self._routing_key
         if secret is None:
             raise ConfigurationError(
-                "no routing key: pass routing_key or set JUNCTION_PAGERDUTY_ROUTING_KEY",
+                "no routing key; pass routing_key or set JUNCTION_PAGERDUTY_ROUTING_KEY",
                 service=self.name,
                 action="send_event",
             )

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from integrations.actions import action, derived_key
+from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
+from integrations.idempotency import derived_key
 
 TABLE = "/api/now/table/incident"
 # Reference fields as plain sys_id strings instead of {"link", "value"} objects.

@@ -67,18 +67,7 @@ def build_clients(
                 )
             )
         except IntegrationError as exc:
-            failures.append(
-                HealthResult(
-                    service=name,
-                    ok=False,
-                    status=None,
-                    latency_ms=0.0,
-                    error_class=exc.error_class,
-                    error=exc.message,
-                    breaker_state="n/a",
-                    attempts=0,
-                )
-            )
+            failures.append(HealthResult.unusable(name, exc))
     return clients, failures
 
 

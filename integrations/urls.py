@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpx
@@ -48,11 +49,14 @@ def segment(value: str | int) -> str:
         The encoded segment (``group%2Fproject``).
 
     Raises:
-        UnsafeURLError: Empty, ``.`` or ``..`` (a dot segment moves to another route).
+        UnsafeURLError: Empty, or ``.``/``..`` once split at ``/`` (a server that decodes
+            ``%2F`` before routing would move to another route).
     """
     text = str(value)
-    if text in ("", ".", ".."):
-        raise UnsafeURLError(f"{text!r} is not a valid path parameter (it is not one segment)")
+    if not text or has_dot_segment(text):
+        raise UnsafeURLError(
+            f"{text!r} is not a valid path parameter (empty, or a '.' or '..' segment)"
+        )
     return quote(text, safe="")
 
 
@@ -133,7 +137,8 @@ class BaseURL:
         return cls(text.rstrip("/"), origin_of(url), url.path.rstrip("/"))
 
     def resolve(self, path: str) -> httpx.URL:
-        """The URL a request for ``path`` goes to.
+        """The URL a request for ``path`` goes to (cached: a probe asks for the same path
+        every time, and parsing it was most of this check's cost).
 
         Args:
             path: A path under the base URL (``/users/me``, with a query string or not),
@@ -143,6 +148,9 @@ class BaseURL:
             CrossOriginURLError: The URL is on another origin.
             UnsafeURLError: It leaves the base path, or has a dot segment.
         """
+        return _resolve(self, path)
+
+    def _resolve(self, path: str) -> httpx.URL:
         parts = urlsplit(path)
         if parts.scheme or parts.netloc or path.startswith("//"):
             absolute = path
@@ -164,6 +172,12 @@ class BaseURL:
         if self.prefix and not (url.path == self.prefix or url.path.startswith(self.prefix + "/")):
             raise UnsafeURLError(f"refused {url.path}: outside the base URL's path {self.prefix}/")
         return url
+
+
+@lru_cache(maxsize=4096)
+def _resolve(base: BaseURL, path: str) -> httpx.URL:
+    # httpx.URL is immutable, so one instance may serve every request for the path.
+    return base._resolve(path)
 
 
 def next_link(headers: httpx.Headers | None, *, base: str | httpx.URL | None = None) -> str | None:

@@ -29,9 +29,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from integrations.actions import action, derived_key
+from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import status_error_class
+from integrations.idempotency import derived_key
 from integrations.redaction import register_secret
 from integrations.urls import UnsafeURLError, relative_path
 

@@ -34,8 +34,7 @@ def get_client(name: str, settings: Settings | None = None, **kwargs: Any) -> In
             ``config`` or ``engine`` given here wins over the settings'.
 
     Raises:
-        UnknownIntegrationError: No such integration (with suggestions).
-        ConfigurationError: Bad base URL or missing credentials (nothing is sent).
+        ConfigurationError: Unknown integration, bad base URL, missing credentials.
     """
     settings = settings or get_settings()
     kwargs.setdefault("engine", settings.engine_config())
@@ -62,19 +61,12 @@ async def sweep(
     metric_hook: MetricSink | None = None,
     max_attempts: int = 1,
 ) -> list[HealthResult]:
-    """Health-check integrations concurrently, configured by ``settings``.
+    """:func:`integrations.sweep.sweep` configured by ``settings`` (the other arguments
+    are passed on).
 
     Args:
-        names: Catalog names; default: every enabled integration.
+        names: Catalog names; default: every enabled integration (``JUNCTION_INTEGRATIONS``).
         settings: Settings (default: the process's).
-        concurrency: Checks in flight at once (default ``JUNCTION_SWEEP_CONCURRENCY``).
-        source: Recorded with each call metric.
-        run_id: Recorded with each call metric.
-        metric_hook: Extra sink for the call metrics.
-        max_attempts: Attempts per check (1 reports the raw signal).
-
-    Returns:
-        One result per name, in the order given.
 
     Raises:
         UnknownIntegrationError: If a name is not in the catalog.

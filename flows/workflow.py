@@ -23,6 +23,7 @@ from prefect.states import Completed, Failed, State
 from junction.health import open_store
 from junction.settings import Settings, get_settings
 from junction.workflows.builtins import resolve_spec_path
+from junction.workflows.journal import SideEffectJournal, journal_path
 from junction.workflows.runner import Runtime, WorkflowRunner
 from junction.workflows.spec import WorkflowSpec
 from junction.workflows.validate import load_workflow
@@ -43,15 +44,18 @@ async def _closing(runtime: Runtime) -> AsyncGenerator[None, None]:
         await runtime.aclose()
         if runtime.store is not None:
             runtime.store.close()
+        if runtime.journal is not None:
+            runtime.journal.close()
 
 
 async def shared_runtime(settings: Settings) -> Runtime:
     """The runtime of this event loop, shared by the flow runs the loop runs.
 
     Flow runs of one process and loop (a script or a benchmark calling the flow in a
-    loop) reuse clients, connections, OAuth tokens and the store instead of building
-    them per run; the runtime is closed when the loop shuts down (``asyncio.run`` closes
-    pending async generators). Prefect's cache replaces the in-process cache.
+    loop) reuse clients, connections, OAuth tokens, the store and the side-effect journal
+    instead of building them per run; the runtime is closed when the loop shuts down
+    (``asyncio.run`` closes pending async generators). Prefect's cache replaces the
+    in-process cache.
     """
     loop = asyncio.get_running_loop()
     found = _RUNTIMES.get(loop)
@@ -59,7 +63,8 @@ async def shared_runtime(settings: Settings) -> Runtime:
         return found[0]
     if found is not None:  # settings changed (tests): start over
         await found[1].aclose()
-    runtime = Runtime(settings, store=open_store(settings), cache=False)
+    journal = SideEffectJournal(journal_path(settings.home))
+    runtime = Runtime(settings, store=open_store(settings), cache=False, journal=journal)
     keeper = _closing(runtime)
     await keeper.__anext__()
     _RUNTIMES[loop] = (runtime, keeper)

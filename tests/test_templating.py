@@ -3,11 +3,13 @@ and every escape attempt failing with a clear error."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from junction.workflows import bounds
 from junction.workflows.templating import (
     TemplateError,
     check_syntax,
@@ -15,6 +17,7 @@ from junction.workflows.templating import (
     references,
     render,
     step_references,
+    time_budget,
 )
 
 CTX: dict[str, Any] = {
@@ -134,6 +137,82 @@ def test_syntax_errors_are_template_errors() -> None:
 def test_escapes_fail_clearly(template: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message.replace("(", r"\(").replace(")", r"\)")):
         render(template, CTX)
+
+
+# --- resource bombs: refused before the work is done, within the step's time budget -------
+
+BIG = {"params": {"s": "x" * 100_000, "lines": "x\n" * 50_000, "n": 5000, "tags": ["a"]}}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        # nested loops over a 100,000-character string: 10^10 iterations
+        (
+            "{% for a in params.s %}{% for b in params.s %}{{ b }}{% endfor %}{% endfor %}",
+            "loops ran over 100000 iterations",
+        ),
+        ('{{ ([("x" * 100000)] * 100000) | join }}', "over 1000000 characters"),
+        ('{{ "%999999999d" % 1 }}', "width '999999999' too large"),
+        ('{{ "%.999999999f" % 1.5 }}', "too large"),
+        ('{{ "%*d" % (999999999, 1) }}', "width '*' too large"),
+        ('{{ params.s | replace("x", "x" * 100000) }}', "replace would produce"),
+        ("{{ params.lines | indent(100000) }}", "indent would produce"),
+        ("{{ params.s | indent(100000000) }}", "indent would produce"),
+        ("{{ ((((10 ** 64) ** 64) ** 64) ** 64) }}", "integer over 10000 bits"),
+        ("{{ ((10 ** 60) ** 45) * ((10 ** 60) ** 45) }}", "* would produce an integer over"),
+        (
+            "{{ params.s ~ params.s ~ params.s ~ params.s ~ params.s ~ params.s ~ params.s ~ "
+            "params.s ~ params.s ~ params.s ~ params.s }}",
+            "~ would produce",
+        ),
+        (
+            "{{ params.s + params.s + params.s + params.s + params.s + params.s + params.s + "
+            "params.s + params.s + params.s + params.s }}",
+            "+ would produce",
+        ),
+        ('{{ params.tags | batch(100000000, "x") }}', "batch size"),
+        ("{{ params.tags | tojson(indent=100000) }}", "tojson indent"),
+        (
+            "{{ [[params.s], [params.s], [params.s], [params.s], [params.s], [params.s], "
+            "[params.s], [params.s], [params.s], [params.s], [params.s]] | sum(start=[]) }}",
+            "sum would produce",
+        ),
+        ("{{ params.s | center(100000000) }}", "filter 'center' not allowed"),
+        ("{{ params.s | format(1) }}", "filter 'format' not allowed"),
+        ("{{ params.s * 20 }}", "repetition too large"),
+    ],
+)
+def test_resource_bombs_fail_with_a_clear_error(template: str, message: str) -> None:
+    with time_budget(5.0), pytest.raises(TemplateError, match=re.escape(message)):
+        render(template, BIG)
+
+
+def test_bombs_in_when_and_for_each_expressions_are_refused_too() -> None:
+    with pytest.raises(TemplateError, match="repetition too large"):
+        evaluate('["Engineering"] * 10 ** 9', BIG)
+    with pytest.raises(TemplateError, match="integer over"):
+        evaluate("((10 ** 64) ** 64) ** 64 > 1", BIG)
+
+
+def test_a_render_stops_at_its_time_budget() -> None:
+    """Each loop iteration checks the deadline: a budget already spent stops the loop."""
+    with time_budget(0.0), pytest.raises(TemplateError, match="time budget"):
+        render("{% for a in params.tags %}{{ a }}{% endfor %}", BIG)
+
+
+def test_ordinary_templates_are_not_affected_by_the_bounds() -> None:
+    ctx = {"params": {"tags": ["a", "b"], "n": 3, "s": "x" * 1000}}
+    assert render("{{ params.tags | join(', ') }}", ctx) == "a, b"
+    assert render("{% for t in params.tags %}[{{ t }}]{% endfor %}", ctx) == "[a][b]"
+    assert render("{{ 'a' ~ params.n ~ 'b' }}", ctx) == "a3b"
+    assert render("{{ '%05d' % params.n }}", ctx) == "00003"
+    assert render("{{ params.tags * 2 }}", ctx) == ["a", "b", "a", "b"]
+    assert render("{{ 2 ** 10 }}", ctx) == 1024
+    assert len(render("{{ params.s | indent(4) }}", ctx)) == 1000
+    assert len(render("{{ params.s * 100 }}", ctx)) == 100_000
+    assert render("{{ [[1], [2]] | sum(start=[]) }}", ctx) == [1, 2]
+    assert bounds.MAX_ITERATIONS >= 10_000
 
 
 def test_escapes_fail_in_conditions_too() -> None:

@@ -5,6 +5,9 @@ the flow run with a message naming it; runs recorded in the metrics store."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +126,40 @@ def test_workflow_flow_tasks_cache_failure_and_recording(
     calls = store.query("SELECT DISTINCT run_id FROM calls WHERE source = 'workflow'")
     assert set(calls["run_id"]) == set(runs["run_id"])
     store.close()
+
+
+def test_cli_runs_on_the_configured_prefect_server_without_tracebacks(
+    prefect_harness: None, sb: Any, tmp_path: Path
+) -> None:
+    """``junction workflow run`` with PREFECT_API_URL set: a flow run on that server; a
+    failed step is one line, no traceback, and nothing of Prefect's leaks at exit
+    ("Still processing items: 1 items remaining...")."""
+    from prefect.settings import PREFECT_API_URL
+
+    spec_file = tmp_path / "flow_test.yaml"
+    spec_file.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    set_faults(sb, "jira", outages=[{"start": 0, "mode": "503"}])
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "JUNCTION_SANDBOX_URL": sb.url,
+        "JUNCTION_SANDBOX_SMTP_PORT": str(sb.smtp_port),
+        "JUNCTION_HOME": str(tmp_path / "home"),
+    }
+    command = ["workflow", "run", str(spec_file), "-p", f"worker_id={WORKER_0}"]
+    out = subprocess.run(
+        [sys.executable, "-m", "junction", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith("running flow_test as a Prefect flow run on the Prefect server")
+    assert lines[1:] == [line for line in lines[1:] if "step 'ticket'" in line], out.stderr
+    assert len(lines) == 2, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "Still processing items" not in out.stderr + out.stdout
+    assert "failed" in out.stdout

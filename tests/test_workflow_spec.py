@@ -13,10 +13,14 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from integrations.catalog import load_catalog
+from integrations.errors import UnknownCapabilityError
 from junction.cli import app
+from junction.clients import get_action
+from junction.workflows.builtins import builtin_specs
 from junction.workflows.capabilities import (
     CAPABILITIES,
-    UnknownCapabilityError,
+    TRANSFORMS,
     candidates,
     get_capability,
 )
@@ -34,7 +38,6 @@ from junction.workflows.spec import (
     render_json_schema,
     resolve_params,
 )
-from junction.workflows.builtins import builtin_specs
 from junction.workflows.validate import SCHEMA_PATH, validate_file
 
 BUILTINS = ["ci_failure_triage", "employee_offboarding", "employee_onboarding", "incident_response"]
@@ -178,11 +181,29 @@ def test_derived_idempotency_keys_are_stable_and_distinct() -> None:
 
 
 def test_idempotency_field_of_actions() -> None:
-    from integrations.registry import get_action
-
     assert idempotency_field(get_action("jira", "create_issue")) == "idempotency_key"
     assert idempotency_field(get_action("pagerduty", "create_incident")) == "incident_key"
+    # declared by the action, not guessed from a list of names (the duplicated tickets)
+    assert idempotency_field(get_action("servicenow", "create_incident")) == "correlation_id"
     assert idempotency_field(get_action("okta", "create_user")) is None
+    assert idempotency_field(get_action("okta", "get_user")) is None
+
+
+def test_capability_providers_come_from_the_catalog() -> None:
+    """One registry: the catalog's ``provides:`` entries are the providers of each verb."""
+    catalog = load_catalog()
+    assert sorted(CAPABILITIES) == catalog.capability_actions
+    for name, cap in CAPABILITIES.items():
+        assert [b.integration for b in cap.bindings] == [
+            p.integration for p in catalog.providers(name)
+        ]
+        fields = set(cap.input.model_fields)
+        for b in cap.bindings:
+            action = get_action(b.integration, b.action)
+            assert set(b.inputs) <= set(action.input.model_fields), b
+            assert set(b.inputs.values()) <= fields and b.required <= fields, b
+            if catalog.get(b.integration).provides[name].transform:
+                assert b.transform in TRANSFORMS.values()
 
 
 def test_dependencies_combine_needs_and_template_references() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import pytest
-
 from integrations.sandbox.app import SandboxServer
 from junction.workflows import runner
 from junction.workflows.validate import load_workflow

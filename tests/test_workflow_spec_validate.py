@@ -381,6 +381,49 @@ def test_for_each_needs_a_list() -> None:
     assert_error(result, 13, "a", "for_each needs a list")
 
 
+@pytest.mark.parametrize(
+    ("expression", "kind"), [('"5"', "integer"), ("'{}'", "object"), ("none", "null")]
+)
+def test_for_each_constant_that_is_not_a_list(expression: str, kind: str) -> None:
+    """Validated, then refused at run time: now refused by validation."""
+    result = check(
+        f"- id: a\n  uses: okta.get_user\n  for_each: {expression}\n"
+        "  with: {login: '{{ item }}'}\n"
+    )
+    assert_error(result, 10, "a", f"is {kind}")
+
+
+def test_for_each_constant_bomb_is_refused_not_built() -> None:
+    result = check(
+        "- id: a\n  uses: okta.get_user\n  for_each: '[1] * 10**9'\n  with: {login: x}\n"
+    )
+    assert_error(result, 10, "a", "repetition too large")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("cache", ".inf", "finite"),
+        ("cache", "{ttl: .nan}", "finite"),
+        ("timeout", ".inf", "finite"),
+        ("timeout", ".nan", "finite"),
+        ("timeout", "1e-300", "at least 1ms"),
+        ("timeout", "1e308", "at most 24h"),
+        ("retry_delay", "-.inf", "finite"),
+        ("cache", "400d", "at most 30d"),
+    ],
+)
+def test_durations_the_runner_cannot_use_are_refused(field: str, value: str, fragment: str) -> None:
+    result = check(f"- id: a\n  uses: okta.get_user\n  with: {{login: x}}\n  {field}: {value}\n")
+    assert_error(result, 11, "a", fragment)
+
+
+def test_non_finite_parameter_default_is_refused() -> None:
+    head = "name: t\nparameters:\n  x: {type: number, default: .nan}\nsteps:\n"
+    result = check("- id: a\n  uses: okta.get_user\n  with: {login: x}\n", head=head)
+    assert_error(result, 3, None, "finite")
+
+
 def test_capability_input_types_are_checked_against_parameters() -> None:
     result = check("- id: a\n  uses: notify.send\n  with: {text: '{{ params.n }}', channel: c}\n")
     assert_error(result, 10, "a", "notify.send input 'text' expects string, but")

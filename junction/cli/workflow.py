@@ -339,18 +339,26 @@ def _run_local(
 ) -> dict[str, Any]:
     # Function-level: the runner imports every integration client (~1 s); `--help` must not.
     from junction.health import open_store
+    from junction.workflows.journal import SideEffectJournal, journal_path
     from junction.workflows.runner import run_workflow_once
 
     store = open_store(settings)
+    journal = SideEffectJournal(journal_path(settings.home))
     try:
         with progress.progress:
             result = asyncio.run(
                 run_workflow_once(
-                    spec, params, settings=settings, store=store, wrapper=progress.wrapper
+                    spec,
+                    params,
+                    settings=settings,
+                    store=store,
+                    wrapper=progress.wrapper,
+                    journal=journal,
                 )
             )
     finally:
         store.close()
+        journal.close()
     return result.to_dict()
 
 
@@ -393,7 +401,15 @@ def render_summary(summary: dict[str, Any]) -> Table:
     )
     colors = {"ok": "green", "failed": "red", "skipped": "yellow"}
     for s in summary["steps"]:
-        note = s["error"] or ("cached" if s["cached"] else "coalesced" if s["coalesced"] else "")
+        note = s["error"] or (
+            "cached"
+            if s["cached"]
+            else "done by an earlier run"
+            if s.get("reused")
+            else "coalesced"
+            if s["coalesced"]
+            else ""
+        )
         out.add_row(
             s["step_id"],
             f"[{colors.get(s['status'], 'white')}]{s['status']}[/]",
@@ -415,11 +431,12 @@ def _report_failures(summary: dict[str, Any]) -> None:
         error = escape(str(s["error"]))
         if s["step_id"] == first:
             message = f"[red]workflow failed at step {first!r}: {error}[/]"
-            err_console.print(message, highlight=False)
+            err_console.print(message, highlight=False, soft_wrap=True)
         else:
             warn(f"step {s['step_id']!r} failed (continue_on_error): {error}")
     if first is None and summary.get("error"):
-        err_console.print(f"[red]workflow failed: {escape(str(summary['error']))}[/]")
+        message = f"[red]workflow failed: {escape(str(summary['error']))}[/]"
+        err_console.print(message, highlight=False, soft_wrap=True)
 
 
 WHERE_HELP = """Where it runs: in this process by default; as a Prefect flow run (every step a
@@ -476,7 +493,7 @@ def run(
         check_items(loaded, params, settings)
     except SpecInvalid as exc:
         for error in exc.errors:
-            err_console.print(f"[red]{escape(str(error))}[/red]", highlight=False)
+            err_console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
         fail(f"{spec}: invalid spec ({len(exc.errors)} error(s)); nothing was run")
     except (ParameterError, FileNotFoundError, ValueError) as exc:
         fail(f"{exc}; nothing was run")
@@ -484,12 +501,17 @@ def run(
     as_flow = prefect or (api is not None and not local)
     if as_flow:
         where = f"the Prefect server at {api}" if api else "a temporary Prefect server (~20 s)"
-        err_console.print(f"running {loaded.name} as a Prefect flow run on {where}")
+        err_console.print(
+            f"running {loaded.name} as a Prefect flow run on {where}",
+            highlight=False,
+            soft_wrap=True,
+        )
     elif not local:
         err_console.print(
             f"running {loaded.name} in this process (no PREFECT_API_URL; --prefect runs it as "
             "a Prefect flow run)",
             highlight=False,
+            soft_wrap=True,
         )
     interactive = err_console.is_terminal and not as_json
     try:

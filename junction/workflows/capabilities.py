@@ -1,10 +1,11 @@
 """Capabilities: provider-neutral step targets (``notify.send``, ``ticket.create``...).
 
 A capability step (``uses: notify.send``) takes the capability's generic inputs (a
-pydantic model, e.g. :class:`NotifyInput`) and runs on one of several providers. Each
-provider is a :class:`Binding`: the integration, its action, and how generic inputs map
-to the action's inputs. Integrations offering the capability are also tagged with it in
-``integrations/catalog.yaml`` (``capabilities: [chat, notify]``).
+pydantic model, e.g. :class:`NotifyInput`) and runs on one of several providers. The
+verbs and their generic inputs are defined here (:data:`CAPABILITIES`); the providers are
+catalog data: each ``provides:`` entry of ``integrations/catalog.yaml`` names the
+integration's action and how generic inputs map to its inputs, and becomes a
+:class:`Binding` here (so a new provider is a catalog edit, not a code change).
 
 Candidates of a step (:func:`candidates`), in preference order:
 
@@ -14,25 +15,29 @@ Candidates of a step (:func:`candidates`), in preference order:
   entries not already listed. The runner may reorder them by recent health.
 
 Public API: :data:`CAPABILITIES`, :class:`Capability`, :class:`Binding`,
-:class:`Candidate`, :func:`get_capability`, :func:`candidates`.
+:data:`TRANSFORMS`, :class:`Candidate`, :func:`get_capability`, :func:`candidates`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from integrations.actions import ActionSpec
+from integrations.catalog import Provider, load_catalog
+from integrations.errors import UnknownCapabilityError
 from junction.clients import get_action
 
 if TYPE_CHECKING:
-    from integrations.base import ActionSpec
     from junction.workflows.spec import Step
 
 __all__ = [
     "CAPABILITIES",
+    "TRANSFORMS",
     "Binding",
     "Candidate",
     "Capability",
@@ -40,17 +45,9 @@ __all__ = [
     "LlmInput",
     "NotifyInput",
     "TicketInput",
-    "UnknownCapabilityError",
     "candidates",
     "get_capability",
 ]
-
-
-class UnknownCapabilityError(KeyError):
-    """No capability (or provider of it) by that name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown capability"
 
 
 # --- generic inputs ---------------------------------------------------------------------------
@@ -146,7 +143,7 @@ class LlmInput(BaseModel):
 
 @dataclass(frozen=True)
 class Binding:
-    """How one provider serves a capability.
+    """How one provider serves a capability (built from its catalog ``provides`` entry).
 
     Attributes:
         integration: Catalog name.
@@ -177,26 +174,72 @@ class Binding:
         return out
 
 
+def _chat_messages(generic: Mapping[str, Any]) -> dict[str, Any]:
+    messages = []
+    if generic.get("system"):
+        messages.append({"role": "system", "content": generic["system"]})
+    messages.append({"role": "user", "content": generic["prompt"]})
+    return {"messages": messages}
+
+
+TRANSFORMS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "chat_messages": _chat_messages,
+}
+"""Named transforms a catalog ``provides`` entry may ask for (``transform: chat_messages``)."""
+
+
+def _binding(provider: Provider) -> Binding:
+    provision = provider.provision
+    transform = None
+    if provision.transform is not None:
+        if provision.transform not in TRANSFORMS:
+            raise UnknownCapabilityError(
+                f"catalog: {provider.integration} provides {provider.capability} with unknown "
+                f"transform {provision.transform!r} (known: {', '.join(TRANSFORMS)})"
+            )
+        transform = TRANSFORMS[provision.transform]
+    return Binding(
+        provider.integration,
+        provision.action,
+        dict(provision.inputs),
+        frozenset(provision.list_inputs),
+        frozenset(provision.required),
+        transform,
+    )
+
+
+@lru_cache(maxsize=64)
+def _bindings(capability: str) -> tuple[Binding, ...]:
+    return tuple(_binding(p) for p in load_catalog().providers(capability))
+
+
 @dataclass(frozen=True)
 class Capability:
-    """A capability verb and its providers.
+    """A capability verb; its providers come from the catalog (``provides:`` entries).
 
     Attributes:
         name: ``<capability>.<verb>``.
         description: What it does.
         input: The generic input model.
-        bindings: Providers, in default preference order.
         read_only: No side effect.
     """
 
     name: str
     description: str
     input: type[BaseModel]
-    bindings: tuple[Binding, ...]
     read_only: bool = False
 
+    @property
+    def bindings(self) -> tuple[Binding, ...]:
+        """The providers, in preference order (the catalog's ``rank``, then catalog order).
+
+        Raises:
+            UnknownCapabilityError: No catalog entry provides the capability.
+        """
+        return _bindings(self.name)
+
     def provider_actions(self, integrations: list[str] | None = None) -> list[ActionSpec]:
-        """The :class:`~integrations.base.ActionSpec` of each provider (or of those named)."""
+        """The :class:`~integrations.actions.ActionSpec` of each provider (or of those named)."""
         names = integrations if integrations is not None else [b.integration for b in self.bindings]
         return [get_action(b.integration, b.action) for b in map(self.binding, names)]
 
@@ -215,14 +258,6 @@ class Capability:
         )
 
 
-def _openai_messages(generic: Mapping[str, Any]) -> dict[str, Any]:
-    messages = []
-    if generic.get("system"):
-        messages.append({"role": "system", "content": generic["system"]})
-    messages.append({"role": "user", "content": generic["prompt"]})
-    return {"messages": messages}
-
-
 CAPABILITIES: dict[str, Capability] = {
     c.name: c
     for c in (
@@ -230,124 +265,27 @@ CAPABILITIES: dict[str, Capability] = {
             name="notify.send",
             description="Send a message to a room, channel or person.",
             input=NotifyInput,
-            bindings=(
-                Binding(
-                    "webex",
-                    "create_message",
-                    {
-                        "room_id": "channel",
-                        "to_person_email": "recipient_email",
-                        "markdown": "text",
-                    },
-                ),
-                Binding(
-                    "slack",
-                    "post_message",
-                    {"channel": "channel", "text": "text"},
-                    required=frozenset({"channel"}),
-                ),
-                Binding(
-                    "smtp",
-                    "send_email",
-                    {
-                        "to": "recipient_email",
-                        "subject": "title",
-                        "text": "text",
-                        "sender": "sender",
-                        "idempotency_key": "idempotency_key",
-                    },
-                    list_inputs=frozenset({"to"}),
-                    required=frozenset({"recipient_email", "title", "sender"}),
-                ),
-            ),
         ),
         Capability(
             name="ticket.create",
             description="Open a ticket (issue) in a tracker.",
             input=TicketInput,
-            bindings=(
-                Binding(
-                    "jira",
-                    "create_issue",
-                    {
-                        "project_key": "project",
-                        "summary": "title",
-                        "description": "description",
-                        "labels": "labels",
-                        "issue_type": "issue_type",
-                        "idempotency_key": "idempotency_key",
-                    },
-                    required=frozenset({"project"}),
-                ),
-                Binding(
-                    "gitlab",
-                    "create_issue",
-                    {
-                        "project": "project",
-                        "title": "title",
-                        "description": "description",
-                        "labels": "labels",
-                        "idempotency_key": "idempotency_key",
-                    },
-                    required=frozenset({"project"}),
-                ),
-                Binding(
-                    "servicenow",
-                    "create_incident",
-                    {
-                        "short_description": "title",
-                        "description": "description",
-                        "correlation_id": "idempotency_key",
-                    },
-                ),
-            ),
         ),
         Capability(
             name="incident.create",
             description="Open an incident that pages the on-call responder.",
             input=IncidentInput,
-            bindings=(
-                Binding(
-                    "pagerduty",
-                    "create_incident",
-                    {
-                        "title": "title",
-                        "service_id": "service",
-                        "urgency": "urgency",
-                        "details": "details",
-                        "from_email": "requester",
-                        "incident_key": "idempotency_key",
-                    },
-                    required=frozenset({"service"}),
-                ),
-                Binding(
-                    "servicenow",
-                    "create_incident",
-                    {
-                        "short_description": "title",
-                        "description": "details",
-                        "correlation_id": "idempotency_key",
-                    },
-                ),
-            ),
         ),
         Capability(
             name="llm.complete",
             description="Ask a language model (one prompt, one answer).",
             input=LlmInput,
-            bindings=(
-                Binding(
-                    "openai",
-                    "chat_completion",
-                    {"model": "model", "max_tokens": "max_tokens"},
-                    transform=_openai_messages,
-                ),
-            ),
             # not read-only: the runner must not cache a model's (varying) answer blindly
         ),
     )
 }
-"""Every capability verb, by name."""
+"""Every capability verb a workflow step may use, by name: its generic inputs. Which
+integrations provide it, and how, is the catalog's ``provides:`` data (one registry)."""
 
 
 def get_capability(name: str) -> Capability:

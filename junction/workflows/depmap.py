@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from integrations.errors import UnknownCapabilityError
 from junction.workflows.builtins import builtin_specs
-from junction.workflows.capabilities import UnknownCapabilityError, candidates
+from junction.workflows.capabilities import candidates
 from junction.workflows.spec import WorkflowSpec
 from junction.workflows.validate import validate_file
 

@@ -30,8 +30,10 @@ What one run does (:meth:`WorkflowRunner.run`):
   ``retries`` re-run the whole action on top, only when that is safe
   (:func:`may_retry`). Each attempt is bounded by the step's ``timeout``.
 * **Idempotency**: a side-effecting step gets its ``idempotency_key`` (templated, or
-  derived from workflow, step and parameters) in the action's key field, so a retry or
-  a rerun reuses the key; the actions themselves check before they create.
+  derived from workflow, step and parameters) in the field its action declares for it
+  (``ActionSpec.key_field``), so a retry or a rerun reuses the key; the actions
+  themselves check before they create. A side effect with neither (a Slack message) is
+  recorded in the side-effect journal under the same key, and a rerun reuses it.
 * **Recording**: every call's :class:`~integrations.metrics.CallMetric` (``source``
   ``workflow``, ``run_id`` = the run) and one ``workflow_runs`` row per run go to the
   metrics store.
@@ -69,6 +71,7 @@ from junction.settings import Settings, get_settings
 from junction.workflows.batching import BATCHABLE, MicroBatcher
 from junction.workflows.cache import ResultCache, SingleFlight, step_key
 from junction.workflows.capabilities import candidates
+from junction.workflows.journal import SideEffectJournal
 from junction.workflows.routing import ProviderStats, RoutingPolicy, load_stats, rank_providers
 from junction.workflows.spec import (
     ParameterError,
@@ -119,6 +122,8 @@ class StepOutcome:
         retries: Step-level retries plus the clients' request retries.
         calls: Integration calls made (one per action request, after its retries).
         cached: The output came from the cache.
+        reused: The side effect was done by an earlier run with the same idempotency key
+            (the side-effect journal); nothing was sent.
         coalesced: The output came from an identical call in flight.
         duration_ms: From start (dependencies met) to end.
         started_at: When the step started (UTC).
@@ -137,6 +142,7 @@ class StepOutcome:
     retries: int = 0
     calls: int = 0
     cached: bool = False
+    reused: bool = False
     coalesced: bool = False
     duration_ms: float = 0.0
     started_at: datetime | None = None
@@ -157,6 +163,7 @@ class StepOutcome:
             "retries": self.retries,
             "calls": self.calls,
             "cached": self.cached,
+            "reused": self.reused,
             "coalesced": self.coalesced,
             "duration_ms": round(self.duration_ms, 1),
             "started_at": self.started_at.isoformat() if self.started_at else None,
@@ -451,6 +458,8 @@ class Runtime:
             recording, routing keeps the declared order).
         cache: Cache read-only steps with ``cache`` in process (off in the Prefect flow,
             which uses Prefect's cache).
+        journal: The side-effect journal (:mod:`junction.workflows.journal`): a rerun
+            does not repeat a side effect no vendor can deduplicate (``None``: off).
         coalesce: Share identical concurrent reads.
         batch: Merge concurrent calls of batchable actions.
         routing: Reorder capability providers by recent metrics.
@@ -466,6 +475,7 @@ class Runtime:
         *,
         store: MetricsStore | None = None,
         cache: bool = True,
+        journal: SideEffectJournal | None = None,
         coalesce: bool = True,
         batch: bool = True,
         routing: bool = True,
@@ -475,6 +485,7 @@ class Runtime:
         self.settings = settings or get_settings()
         self.store = store
         self.cache: ResultCache | None = ResultCache() if cache else None
+        self.journal = journal
         self.singleflight: SingleFlight | None = SingleFlight() if coalesce else None
         self.batch = batch
         self.routing = routing
@@ -841,6 +852,12 @@ class _Run:
             alts = [by_provider[p] for p in order]
         tried: list[str] = []
         last: BaseException | None = None
+        effect_key = self._journal_key(step, alts, ctx, index)
+        if effect_key is not None and self.rt.journal is not None:
+            done = self.rt.journal.get(effect_key)
+            if done is not None:  # an earlier run did it; the vendor could not tell
+                outcome.provider, outcome.uses, outcome.reused = done.provider, done.uses, True
+                return done.output
         for position, alt in enumerate(alts):
             action = self.runner._action(alt.provider, alt.action)
             client = self.rt.client(alt.provider)
@@ -861,7 +878,7 @@ class _Run:
                     inputs = self._with_key(step, action, inputs, index, ctx)
                 params = action.input.model_validate(inputs)
             except (TemplateError, ValidationError, ValueError) as exc:
-                tried.append(f"{alt.uses}: bad inputs: {exc}")
+                tried.append(f"{alt.uses}: bad inputs: {_one_line(exc)}")
                 last = exc
                 continue
             outcome.uses = alt.uses
@@ -882,6 +899,8 @@ class _Run:
             if position > 0 or tried:
                 outcome.fallback = alt.provider
             outcome.tried.extend(tried)
+            if effect_key is not None and self.rt.journal is not None and _unkeyed(action):
+                self.rt.journal.put(effect_key, alt.provider, alt.uses, value)
             return value
         outcome.tried.extend(tried)
         what = "; ".join(tried) or "no alternative"
@@ -904,17 +923,36 @@ class _Run:
         name = idempotency_field(action)
         if name is None or name in inputs:
             return inputs
-        if step.idempotency_key is not None:
-            key = str(render(step.idempotency_key, ctx))
-            if (
-                index is not None
-                and "item" not in step.idempotency_key
-                and "index" not in step.idempotency_key
-            ):
-                key = f"{key}-{index}"
-        else:
-            key = derive_idempotency_key(self.spec, step.id, self.params, index)
-        return {**inputs, name: key}
+        return {**inputs, name: self._key(step, ctx, index)}
+
+    def _key(self, step: Step, ctx: dict[str, Any], index: int | None) -> str:
+        """The step's idempotency key: its template rendered, else derived (see the spec).
+
+        Raises:
+            TemplateError: The ``idempotency_key`` template fails.
+        """
+        if step.idempotency_key is None:
+            return derive_idempotency_key(self.spec, step.id, self.params, index)
+        key = str(render(step.idempotency_key, ctx))
+        template = step.idempotency_key
+        if index is not None and "item" not in template and "index" not in template:
+            key = f"{key}-{index}"  # one key per item, though the template names none
+        return key
+
+    def _journal_key(
+        self, step: Step, alts: list[Alternative], ctx: dict[str, Any], index: int | None
+    ) -> str | None:
+        """The journal key of the step's side effect, when some alternative needs one."""
+        if self.rt.journal is None:
+            return None
+        if not any(_unkeyed(self.runner._action(a.provider, a.action)) for a in alts):
+            return None
+        try:
+            with time_budget(self.timeout(step)):
+                key = self._key(step, ctx, index)
+        except TemplateError:
+            return None  # reported with the inputs, where the key is rendered again
+        return f"{self.spec.name}/{step.id}/{key}"
 
     async def _attempts(
         self,
@@ -997,10 +1035,25 @@ class _Run:
         return value
 
 
+def _unkeyed(action: ActionSpec) -> bool:
+    """A side effect no vendor can deduplicate: no key field, not idempotent by itself."""
+    return not action.read_only and not action.idempotent and action.key_field is None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An input error as one line (pydantic's message spans several, with a docs link)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'inputs'}: {e['msg']}" for e in exc.errors()
+        )
+    return " ".join(str(exc).split())
+
+
 def _describe(exc: BaseException) -> str:
+    """One line: a vendor's message may span several."""
     if isinstance(exc, IntegrationError):
-        return f"{exc.error_class}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"
+        return " ".join(f"{exc.error_class}: {exc.message}".split())
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _error_class(exc: BaseException | None) -> str | None:
@@ -1020,6 +1073,7 @@ async def run_workflow_once(
     run_id: str | None = None,
     wrapper: StepWrapper = run_directly,
     cache: bool = True,
+    journal: SideEffectJournal | None = None,
 ) -> RunResult:
     """Run ``spec`` once on a fresh :class:`Runtime` (the CLI's and the flow's entry point).
 
@@ -1031,9 +1085,10 @@ async def run_workflow_once(
         run_id: The run's id.
         wrapper: How steps run (Prefect tasks in the flow).
         cache: In-process caching of read-only steps.
+        journal: Where unkeyed side effects are recorded so a rerun does not repeat them.
 
     Returns:
         The run's result.
     """
-    async with Runtime(settings, store=store, cache=cache) as rt:
+    async with Runtime(settings, store=store, cache=cache, journal=journal) as rt:
         return await WorkflowRunner(spec, rt, wrapper=wrapper).run(params, run_id=run_id)

@@ -64,7 +64,7 @@ Semantics the runner implements (documented here so spec authors and the runner 
   :func:`derive_idempotency_key` from the workflow name, the step id, the run's
   parameters and the ``for_each`` index, so a rerun of the same workflow with the same
   parameters reuses the keys and never duplicates a side effect. The runner passes the
-  key in the action's key field when the input model has one (:data:`IDEMPOTENCY_FIELDS`,
+  key in the field the action declares for it (``ActionSpec.key_field``, see
   :func:`idempotency_field`) unless ``with`` sets that field itself; read-only steps
   ignore it (validation rejects an explicit key on them).
 - ``for_each``: an expression giving a list; the action runs once per item (at most
@@ -78,7 +78,7 @@ Public API (stable; changes are additive):
   :class:`Fallback`, :class:`CacheSpec`, :class:`Target`.
 - :func:`parse_duration` (``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, numbers = seconds).
 - :func:`resolve_params` (CLI strings -> typed values, defaults, missing/unknown errors).
-- :func:`derive_idempotency_key`, :data:`IDEMPOTENCY_FIELDS`, :func:`idempotency_field`.
+- :func:`derive_idempotency_key`, :func:`idempotency_field`.
 - :meth:`WorkflowSpec.dependencies`, :meth:`WorkflowSpec.step`,
   :meth:`WorkflowSpec.topological_order`, :meth:`WorkflowSpec.template_fields`,
   :meth:`Step.target`, :attr:`Step.display_name`.
@@ -93,12 +93,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -112,6 +114,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from integrations.catalog import load_catalog
+from integrations.yamlconfig import ConfigModel
 from junction.durations import duration_seconds
 from junction.workflows.templating import step_references
 
@@ -119,7 +122,6 @@ if TYPE_CHECKING:
     from integrations.base import ActionSpec
 
 __all__ = [
-    "IDEMPOTENCY_FIELDS",
     "CacheSpec",
     "Duration",
     "Fallback",
@@ -141,26 +143,36 @@ STEP_ID = r"^[a-z_][a-z0-9_]*$"
 _USES = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
 _FALLBACK = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
 
-IDEMPOTENCY_FIELDS: tuple[str, ...] = ("idempotency_key", "incident_key", "dedup_key")
-"""Input fields through which actions accept a caller's idempotency key, by preference."""
+
+MIN_DURATION = 0.001
+"""Shortest duration a spec may give (1 ms): the runner cannot act on less."""
 
 
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string like ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``.
 
     Raises:
-        ValueError: Not a positive duration.
+        ValueError: Not a finite duration of at least 1 ms.
     """
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '30s'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (parsed := duration_seconds(value)) is not None:
-        seconds = parsed
-    else:
-        raise ValueError(f"{value!r} is not a duration (use seconds or '500ms', '30s', '5m', '1h')")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (parsed := duration_seconds(value)) is not None:
+            seconds = parsed
+        else:
+            raise ValueError(
+                f"{str(value)[:40]!r} is not a duration (use seconds or '500ms', '30s', '5m', '1h')"
+            )
+    except OverflowError:
+        raise ValueError("a duration must be a finite number of seconds") from None
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds (not .inf or .nan)")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds < MIN_DURATION:
+        raise ValueError(f"a duration must be at least {MIN_DURATION * 1000:g}ms")
     return seconds
 
 
@@ -177,6 +189,24 @@ _DURATION_SCHEMA: dict[str, Any] = {
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 """A duration in seconds; YAML may say ``30``, ``"30s"``, ``"5m"``."""
+
+MAX_TIMEOUT = 86_400.0
+"""Longest step ``timeout`` (a day)."""
+
+MAX_RETRY_DELAY = 3_600.0
+"""Longest ``retry_delay`` (an hour)."""
+
+MAX_CACHE_TTL = 30 * 86_400.0
+"""Longest ``cache`` TTL (30 days)."""
+
+
+def _at_most(limit: float, shown: str) -> Callable[[float], float]:
+    def check(seconds: float) -> float:
+        if seconds > limit:
+            raise ValueError(f"at most {shown} ({limit:g} seconds)")
+        return seconds
+
+    return check
 
 
 class ParamType(StrEnum):
@@ -210,7 +240,7 @@ class ParameterError(ValueError):
     """Parameters given to a run do not fit the spec (missing, unknown, wrong type)."""
 
 
-class Parameter(BaseModel):
+class Parameter(ConfigModel):
     """One workflow parameter.
 
     Attributes:
@@ -221,8 +251,6 @@ class Parameter(BaseModel):
         enum: Allowed values.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     type: ParamType = ParamType.STRING
     description: str = ""
     default: Any = None
@@ -231,6 +259,8 @@ class Parameter(BaseModel):
 
     @model_validator(mode="after")
     def _default_fits(self) -> Parameter:
+        if isinstance(self.default, float) and not math.isfinite(self.default):
+            raise ValueError("default must be a finite number (not .inf or .nan)")
         if self.default is not None and not _type_ok(self.type, self.default):
             raise ValueError(f"default {self.default!r} is not of type {self.type.value}")
         if self.default is not None and self.required:
@@ -254,14 +284,19 @@ class Parameter(BaseModel):
         if isinstance(value, str) and self.type is not ParamType.STRING:
             try:
                 out = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested absurdly deep
                 out = value
             if self.type is ParamType.BOOLEAN and value.lower() in {"true", "yes", "on", "1"}:
                 out = True
             elif self.type is ParamType.BOOLEAN and value.lower() in {"false", "no", "off", "0"}:
                 out = False
         if self.type is ParamType.NUMBER and isinstance(out, int) and not isinstance(out, bool):
-            out = float(out)
+            try:
+                out = float(out)
+            except OverflowError:
+                raise ParameterError(f"{str(value)[:40]!r} is too large a number") from None
+        if isinstance(out, float) and not math.isfinite(out):
+            raise ParameterError(f"{value!r} is not a finite number")
         if not _type_ok(self.type, out):
             raise ParameterError(f"{value!r} is not of type {self.type.value}")
         if self.enum is not None and out not in self.enum:
@@ -269,12 +304,12 @@ class Parameter(BaseModel):
         return out
 
 
-class CacheSpec(BaseModel):
+class CacheSpec(ConfigModel):
     """Caching of a read-only step's output (``cache: 5m`` is short for ``{ttl: 5m}``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    ttl: Duration = Field(description="How long a cached output is reused.")
+    ttl: Annotated[Duration, AfterValidator(_at_most(MAX_CACHE_TTL, "30d"))] = Field(
+        description="How long a cached output is reused."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -291,7 +326,7 @@ class CacheSpec(BaseModel):
         return {"anyOf": [handler(core_schema), _DURATION_SCHEMA]}
 
 
-class Fallback(BaseModel):
+class Fallback(ConfigModel):
     """An alternative provider of a step (``slack`` or ``slack.post_message`` shorthand).
 
     Attributes:
@@ -300,7 +335,7 @@ class Fallback(BaseModel):
         with_: Inputs for this alternative (YAML ``with``); the step's when omitted.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     uses: str = Field(pattern=_FALLBACK)
     with_: dict[str, Any] | None = Field(None, alias="with")
@@ -333,7 +368,7 @@ class Target(BaseModel):
         return f"{self.left}.{self.right}"
 
 
-class Step(BaseModel):
+class Step(ConfigModel):
     """One step of a workflow (see the module docstring for the semantics).
 
     Attributes:
@@ -358,7 +393,7 @@ class Step(BaseModel):
             (dependents are skipped).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     id: str = Field(pattern=STEP_ID)
     uses: str = Field(pattern=_USES)
@@ -378,8 +413,8 @@ class Step(BaseModel):
         ),
     ] = Field(default_factory=list)
     retries: int = Field(0, ge=0, le=20)
-    retry_delay: Duration | None = None
-    timeout: Duration | None = None
+    retry_delay: Annotated[Duration, AfterValidator(_at_most(MAX_RETRY_DELAY, "1h"))] | None = None
+    timeout: Annotated[Duration, AfterValidator(_at_most(MAX_TIMEOUT, "24h"))] | None = None
     cache: CacheSpec | None = None
     fallback: list[Fallback] = Field(default_factory=list)
     providers: list[str] = Field(default_factory=list)
@@ -406,7 +441,7 @@ class Step(BaseModel):
         return Target(kind=kind, left=left, right=right)
 
 
-class WorkflowSpec(BaseModel):
+class WorkflowSpec(ConfigModel):
     """A whole workflow.
 
     Attributes:
@@ -419,7 +454,7 @@ class WorkflowSpec(BaseModel):
         outputs: Results of the run, templated from ``params`` and ``steps``.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema of the file.")
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
@@ -554,11 +589,12 @@ def derive_idempotency_key(
 
 
 def idempotency_field(action: ActionSpec) -> str | None:
-    """The input field of ``action`` that takes an idempotency key, if any."""
-    for name in IDEMPOTENCY_FIELDS:
-        if name in action.input.model_fields:
-            return name
-    return None
+    """The input field of ``action`` that takes an idempotency key, if any.
+
+    The action declares it (``@action(key_field=...)``): the runner never guesses from
+    field names, so a vendor whose key is called ``correlation_id`` is covered too.
+    """
+    return None if action.read_only else action.key_field
 
 
 def workflow_json_schema() -> dict[str, Any]:

@@ -24,7 +24,8 @@ from junction.health import open_store
 from junction.settings import Settings, get_settings
 from junction.workflows.builtins import resolve_spec_path
 from junction.workflows.journal import SideEffectJournal, journal_path
-from junction.workflows.runner import Runtime, WorkflowRunner
+from junction.workflows.runner import WorkflowRunner
+from junction.workflows.runtime import Runtime
 from junction.workflows.spec import WorkflowSpec
 from junction.workflows.validate import load_workflow
 from tasks.steps import prefect_step

@@ -27,7 +27,8 @@ from prefect.states import Failed, State
 from junction.clients import get_action
 from junction.workflows.cache import prefect_cache_key
 from junction.workflows.capabilities import get_capability
-from junction.workflows.runner import Alternative, StepBody, StepOutcome, alternatives
+from junction.workflows.outcomes import StepBody, StepOutcome
+from junction.workflows.runtime import Alternative, alternatives
 from junction.workflows.spec import Step
 
 _BODIES: dict[str, StepBody] = {}
@@ -58,7 +59,7 @@ async def run_step(
 
 
 async def prefect_step(step: Step, inputs: dict[str, Any], body: StepBody) -> StepOutcome:
-    """:data:`~junction.workflows.runner.StepWrapper` running ``body`` as a Prefect task.
+    """:data:`~junction.workflows.outcomes.StepWrapper` running ``body`` as a Prefect task.
 
     Args:
         step: The step (its id names the task and the task run).

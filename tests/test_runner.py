@@ -18,7 +18,9 @@ import yaml
 from integrations.breaker import breakers
 from integrations.sandbox.app import SandboxServer
 from junction.store import MetricsStore
-from junction.workflows.runner import RunResult, Runtime, WorkflowRunner
+from junction.workflows.outcomes import RunResult
+from junction.workflows.runner import WorkflowRunner
+from junction.workflows.runtime import Runtime
 from junction.workflows.spec import WorkflowSpec
 from junction.workflows.validate import validate_text
 from tests.helpers import FAST, collection, route_requests, sandbox_settings, set_faults

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from junction.settings import Settings
-    from junction.workflows.runner import StepBody, StepOutcome
+    from junction.workflows.outcomes import StepBody, StepOutcome
     from junction.workflows.spec import Step, WorkflowSpec
 
 workflow_app = typer.Typer(
@@ -323,7 +323,7 @@ class _StepProgress:
         self.progress.update(self.task, completed=self.done, description=f"running {running}")
 
     async def wrapper(self, step: Step, inputs: dict[str, Any], body: StepBody) -> StepOutcome:
-        """A :data:`~junction.workflows.runner.StepWrapper` that shows the step running."""
+        """A :data:`~junction.workflows.outcomes.StepWrapper` that shows the step running."""
         self.running.append(step.id)
         self._show()
         try:
@@ -483,7 +483,7 @@ def run(
         fail("--local and --prefect exclude each other")
     settings = prepare_runtime()
     # Function-level: the validator imports the registry and jinja; `--help` must not.
-    from junction.workflows.runner import check_items
+    from junction.workflows.items import check_items
     from junction.workflows.spec import ParameterError, resolve_params
     from junction.workflows.validate import SpecInvalid, load_workflow
 

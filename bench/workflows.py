@@ -1,9 +1,10 @@
 """Workflow benchmark: the employee onboarding, three ways, on a flaky sandbox.
 
-200 runs (``--runs``) of ``junction/workflows/specs/employee_onboarding.yaml`` against the sandbox (in
-its own process) with latencies of 50-300 ms on every answer and 15% transient failures
-per request (7% 5xx drawn from 500/502/503, 4% 429 with ``Retry-After: 1``, 4% connection
-resets). Arms, in the same run, each on a clean sandbox state:
+200 runs (``--runs``) of the built-in ``employee_onboarding`` spec
+(``junction/workflows/specs``) against the sandbox (in its own process) with latencies of
+50-300 ms on every answer and 15% transient failures per request (7% 5xx drawn from
+500/502/503, 4% 429 with ``Retry-After: 1``, 4% connection resets). Arms, in the same
+run, each on a clean sandbox state:
 
 - ``naive``: the steps as a user writes them by hand: one ``httpx.AsyncClient``, the
   vendor routes called in sequence, no retries, no lookups.
@@ -49,6 +50,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from integrations.sandbox.process import start_sandbox_process  # noqa: E402
+from junction.workflows.validate import load_workflow  # noqa: E402
+
+# Prefect, the flows and deployments.local are imported inside the functions, after
+# main() has pointed PREFECT_HOME and JUNCTION_HOME at a fresh directory: Prefect reads
+# its settings when it is first imported.
 
 PY = sys.executable
 SPEC = "employee_onboarding"
@@ -502,8 +508,6 @@ def sync_flow_cost(repeats: int) -> dict[str, float]:
 
 def critical_path(step_ms: dict[str, list[float]]) -> tuple[float, list[str]]:
     """The longest chain of the spec's DAG weighted by the mean step durations."""
-    from junction.workflows.validate import load_workflow
-
     spec = load_workflow(SPEC)
     deps = spec.dependencies()
     mean = {k: statistics.fmean(v) for k, v in step_ms.items() if v}

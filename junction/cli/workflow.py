@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import tomllib
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -72,6 +73,7 @@ def validate(
 
     Exit code 0 when every spec is valid, 1 when any has errors, 2 when a file is missing.
     """
+    # Function-level: the validator imports the registry and jinja; `--help` must not.
     from junction.workflows.builtins import builtin_specs
     from junction.workflows.validate import validate_file
 
@@ -130,6 +132,7 @@ def list_specs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the built-in specs with their parameters and steps (nothing truncated)."""
+    # Function-level: the validator imports the registry and jinja; `--help` must not.
     from junction.workflows.builtins import builtin_specs
     from junction.workflows.validate import validate_file
 
@@ -204,6 +207,7 @@ def graph(
     ] = 24.0,
 ) -> None:
     """The dependency map: workflows -> steps -> services (and co-failing services)."""
+    # Function-level: the validator imports the registry and jinja; `--help` must not.
     from junction.workflows.depmap import build_map
     from junction.workflows.validate import SpecInvalid, load_workflow
 
@@ -218,8 +222,7 @@ def graph(
     store = None
     since = None
     if history:
-        from datetime import UTC, datetime, timedelta
-
+        # Function-level: the store imports DuckDB and pyarrow; `--help` must not.
         from junction.health import open_store
 
         store = open_store()
@@ -247,6 +250,7 @@ def schema(
     ] = False,
 ) -> None:
     """Print (or publish) the JSON Schema of workflow specs."""
+    # Function-level: the spec models import the catalog and jinja; `--help` must not.
     from junction.workflows.spec import render_json_schema
     from junction.workflows.validate import SCHEMA_PATH
 

@@ -9,14 +9,17 @@ before it, so appending later points never changes an earlier score. Three stage
    looks odd), of the change since the same time yesterday (the daily period is learnt
    from the first timestamps: a daily pattern that stops or shifts) and of the recent mean
    step size (volatility rising). Scales have a floor so quantised or flat series do not
-   divide by zero. Plus **contextual novelty** (``ContextNovelty``, after CAD-OSE): how
-   many of the last few points formed a context never seen before: two consecutive
-   (level, step) pairs, or a level at a time of day, levels quantised on the range learnt
-   over the first day. ``DetectorConfig.features`` picks which features score.
+   divide by zero (a sliver of the window's range without its extreme values: one spike
+   must not widen every scale after it). Plus **contextual novelty** (``ContextNovelty``,
+   after CAD-OSE): how many of the last few points formed a context never seen before:
+   two consecutive (level, step) pairs, or a level at a time of day, levels quantised on
+   the range learnt over the first day. ``DetectorConfig.features`` picks which features score.
 2. **Records** (``RecordScorer``): each feature is divided by the largest value it
    reached over the previous ``history`` points, so a point scores high when it beats
    what *this* series routinely does (a z of 8 is normal for a noisy series, alarming for
    a quiet one). Score = ``r / (1 + r)`` of the largest ratio: 0.5 = ties the record.
+   A run of record-breaking points raises the record at most ``record_clip`` fold, so
+   one spike cannot blind a feature for the whole window.
 3. **Suppression**: after a detection (score >= ``threshold``) the next ``suppress`` points
    are damped: NAB-style scoring rewards only the earliest detection of an incident, and
    repeated alarms for the same incident are noise for an operator too.
@@ -33,13 +36,10 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -59,6 +59,15 @@ class DetectorConfig:
         min_seasonal: Day-over-day changes needed before the daily feature scores.
         history: Points over which each feature's record (largest z-score) is kept.
         min_record: Floor of a feature's record, so tiny z-scores never score high.
+        record_clip: A run of record-breaking points enters a feature's history at most
+            this many times the record from before the run (0: no limit), so one spike
+            (a 5,000 on a series around 50) does not hide what comes after it for the
+            whole ``history`` window.
+        range_trim: Values left out at each end of a window's range when it sets the
+            scale floor (flat or quantised data), so one spike does not inflate the
+            scale of every point after it.
+        daily_smooth: Compare with the median of yesterday's value and its two
+            neighbours, so a spike yesterday is not an anomaly again today.
         threshold: Score from which a point is a detection (``is_anomaly``).
         suppress: Points after a detection whose scores are damped.
         damping: Factor applied to scores during suppression.
@@ -95,6 +104,9 @@ class DetectorConfig:
     min_seasonal: int = 32
     history: int = 1500
     min_record: float = 0.0
+    record_clip: float = 10.0
+    range_trim: int = 1
+    daily_smooth: bool = True
     threshold: float = 0.515
     suppress: int = 120
     damping: float = 0.0
@@ -144,9 +156,22 @@ def _median(a: np.ndarray) -> float:
     return float(0.5 * (p[k - 1] + p[k]))
 
 
-def _median_mad(a: np.ndarray) -> tuple[float, float]:
-    med = _median(a)
-    return med, _median(np.abs(a - med))
+def _robust(a: np.ndarray, trim: int) -> tuple[float, float, float]:
+    """Median, MAD and the range of ``a`` without its ``trim`` most extreme values at
+    each end.
+
+    Trimming the range keeps one spike from setting the scale floor of every point
+    that has it in its window. One ``np.partition`` for the median and both ends.
+    """
+    m = a.size
+    k = m // 2
+    j = min(max(trim, 0), (m - 1) // 2)
+    kth = {j, m - 1 - j, k}
+    if m % 2 == 0:
+        kth.add(k - 1)
+    p = np.partition(a, sorted(kth))
+    med = float(p[k]) if m % 2 else float(0.5 * (p[k - 1] + p[k]))
+    return med, _median(np.abs(a - med)), float(p[m - 1 - j] - p[j])
 
 
 def _seconds(ts: Any) -> float | None:
@@ -288,10 +313,15 @@ class FeatureExtractor:
         )
         self.novelty_time = ContextNovelty(cfg, 1, phases=cfg.novelty_time_bins)
 
-    def _scale(self, mad: float, ref: np.ndarray, med: float) -> float:
-        # MAD is 0 on quantised or flat data; floor it by a sliver of the range seen.
-        floor = 0.01 * float(ref.max() - ref.min()) + 1e-6 * abs(med) + 1e-9
-        return max(_MAD_TO_SIGMA * mad, floor)
+    def _stats(self, ref: np.ndarray) -> tuple[float, float]:
+        """Median and robust scale of ``ref``.
+
+        MAD is 0 on quantised or flat data: the scale has a floor of a sliver of the
+        (trimmed) range seen.
+        """
+        med, mad, spread = _robust(ref, self.cfg.range_trim)
+        floor = 0.01 * spread + 1e-6 * abs(med) + 1e-9
+        return med, max(_MAD_TO_SIGMA * mad, floor)
 
     def _learn_period(self, seconds: float | None) -> None:
         if seconds is None or len(self._first_times) > 16:
@@ -302,7 +332,8 @@ class FeatureExtractor:
             period = round(86400.0 / step) if step > 0 else 0
             if 4 <= period <= self.cfg.max_period:
                 self.period = period
-                self._lag = deque(maxlen=period)
+                # With daily_smooth, one more: the points either side of yesterday's.
+                self._lag = deque(maxlen=period + int(self.cfg.daily_smooth))
 
     def _daily(self, value: float) -> float:
         """z-score of the change since the same time yesterday (0 until learnt)."""
@@ -310,14 +341,18 @@ class FeatureExtractor:
             return 0.0
         z = 0.0
         if len(self._lag) == self._lag.maxlen:
-            e = value - self._lag[0]
+            if self.cfg.daily_smooth:
+                # Yesterday's value as the median of it and its two neighbours: a spike
+                # yesterday is not compared with today (a level change still is).
+                a, b, c = self._lag[0], self._lag[1], self._lag[2]
+                e = value - (a + b + c - min(a, b, c) - max(a, b, c))
+            else:
+                e = value - self._lag[0]
             if self.seasonal.count >= self.cfg.min_seasonal:
                 if self.seasonal.count % self.cfg.refresh == 0 or (
                     self.seasonal.count < self.cfg.long_window
                 ):
-                    sv = self.seasonal.values()
-                    med, mad = _median_mad(sv)
-                    self._seasonal_stats = (med, self._scale(mad, sv, med))
+                    self._seasonal_stats = self._stats(self.seasonal.values())
                 med, scale = self._seasonal_stats
                 z = abs(e - med) / scale
             self.seasonal.push(e)
@@ -341,24 +376,13 @@ class FeatureExtractor:
         diff = value - self.prev if self.prev is not None else 0.0
         if self.n >= 8:
             if self.n % self.cfg.refresh == 0 or self.n < self.cfg.long_window:
-                lv = self.long.values()
-                med_l, mad_l = _median_mad(lv)
-                dv = self.diffs.values()
-                med_d, mad_d = _median_mad(dv)
-                av = self.abs_diffs.values()
-                med_a, mad_a = _median_mad(av)
                 self._long_stats = (
-                    med_l,
-                    self._scale(mad_l, lv, med_l),
-                    med_d,
-                    self._scale(mad_d, dv, med_d),
-                    med_a,
-                    self._scale(mad_a, av, med_a),
+                    *self._stats(self.long.values()),
+                    *self._stats(self.diffs.values()),
+                    *self._stats(self.abs_diffs.values()),
                 )
             med_l, sc_l, med_d, sc_d, med_a, sc_a = self._long_stats
-            sv = self.short.values()
-            med_s, mad_s = _median_mad(sv)
-            sc_s = self._scale(mad_s, sv, med_s)
+            med_s, sc_s = self._stats(self.short.values())
             level = (sum(self.recent) + value) / (len(self.recent) + 1)
             # Volatility: the recent mean step size against the usual one (only increases).
             vol = (sum(self.recent_abs_diffs) + abs(diff)) / (len(self.recent_abs_diffs) + 1)
@@ -406,6 +430,8 @@ class RecordScorer:
         self.floors = [max(cfg.min_record, f) for f in floors or [0.0] * n_features]
         self.since_detection = cfg.suppress + 1
         self.n = 0
+        # Per feature: the record when the current run of record-breaking points began.
+        self.base: list[float | None] = [None] * n_features
 
     def update(self, feats: np.ndarray | None) -> float:
         """Score of the point with these features, in [0, 1]."""
@@ -414,12 +440,25 @@ class RecordScorer:
         if feats is None:
             return 0.0
         ratio = 0.0
-        for ring, z, floor in zip(self.past, feats.tolist(), self.floors, strict=True):
+        clip = cfg.record_clip
+        for i, (ring, z, floor) in enumerate(
+            zip(self.past, feats.tolist(), self.floors, strict=True)
+        ):
             if math.isnan(z):
                 continue  # a feature still learning: no record yet, no score
             if ring.count >= 20:
                 record = max(float(ring.values().max()), floor)
                 ratio = max(ratio, z / (record + 1e-9))
+                if clip > 0 and z > record > 0:
+                    # A new record enters the history at most `clip` times the record
+                    # from before this excursion began: one spike must not blind the
+                    # feature for the whole history window.
+                    base = self.base[i]
+                    if base is None:
+                        base = self.base[i] = record
+                    z = min(z, clip * base)
+                else:
+                    self.base[i] = None
             ring.push(z)
         score = ratio / (1.0 + ratio) if self.n > cfg.warmup else 0.0
         self.since_detection += 1
@@ -439,7 +478,7 @@ class StreamingDetector:
 
     Raises ``ValueError`` if ``config.features`` names an unknown feature.
 
-    Points are taken in the order given (``load_series_csv`` sorts a CSV; NAB's own files
+    Points are taken in the order given (``analytics.series_csv`` sorts a CSV; NAB's own files
     repeat and even reorder a few timestamps, and NAB scores them in file order).
     Timestamps set the daily period (points per day, from the median of the first
     intervals); otherwise the statistics are over points, so an irregular series is
@@ -501,8 +540,6 @@ def score_series(
     Returns:
         A frame with columns ``timestamp, value, score, is_anomaly``.
     """
-    import pandas as pd
-
     cfg = config or DetectorConfig()
     thr = cfg.threshold if threshold is None else threshold
     ts = pd.to_datetime(df["timestamp"]).tolist()
@@ -516,101 +553,3 @@ def score_series(
             "is_anomaly": [s >= thr for s in scores],
         }
     )
-
-
-class SeriesInputError(ValueError):
-    """A ``timestamp,value`` input that cannot be scored; the message is for the user."""
-
-
-MIN_POINTS = 2
-
-
-def load_series_csv(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Read and check a ``timestamp,value`` CSV for the detector.
-
-    Decisions on imperfect input (documented in bench/README.md and ``--help``):
-    - out-of-order rows are sorted by timestamp, with a warning;
-    - duplicated timestamps are an error (which of the values is right is ambiguous);
-    - empty or NaN values are dropped, with a warning naming the rows (a gap in
-      monitoring data is normal; a made-up value would not be);
-    - a non-numeric value or an unparsable timestamp is an error naming the row
-      (row numbers count the header as row 1, like a spreadsheet).
-
-    Returns:
-        The frame (``timestamp``, ``value``; sorted, unique, finite) and the warnings.
-
-    Raises:
-        SeriesInputError: On anything the detector cannot score, with a one-line message.
-    """
-    import pandas as pd
-
-    p = Path(path)
-    if not p.exists():
-        raise SeriesInputError(f"{p}: no such file")
-    if p.is_dir():
-        raise SeriesInputError(f"{p}: is a directory, expected a CSV file")
-    try:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise SeriesInputError(f"{p}: empty file (expected a header timestamp,value)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise SeriesInputError(f"{p}: not a readable CSV ({reason})") from None
-    columns = {str(c).strip().lower(): c for c in raw.columns}
-    if "timestamp" not in columns or "value" not in columns:
-        found = ", ".join(str(c) for c in raw.columns) or "none"
-        raise SeriesInputError(f"{p}: expected columns timestamp,value; found: {found}")
-    ts_text = raw[columns["timestamp"]].astype(str).str.strip()
-    val_text = raw[columns["value"]].astype(str).str.strip()
-    if len(raw) == 0:
-        raise SeriesInputError(f"{p}: no data rows (not enough data to score)")
-    warnings: list[str] = []
-
-    values = pd.to_numeric(val_text, errors="coerce")
-    missing = val_text.str.lower().isin(["", "nan", "na", "null", "none"])
-    bad = values.isna() & ~missing
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise SeriesInputError(
-            f"{p}: row {i + 2}: value {val_text.iloc[i]!r} is not a number"
-            + (f" ({int(bad.sum())} such rows)" if bad.sum() > 1 else "")
-        )
-    infinite = ~np.isfinite(values.to_numpy(dtype=float)) & ~values.isna().to_numpy()
-    if infinite.any():
-        i = int(np.flatnonzero(infinite)[0])
-        raise SeriesInputError(f"{p}: row {i + 2}: value {val_text.iloc[i]!r} is not finite")
-
-    try:
-        stamps = pd.to_datetime(ts_text, errors="coerce", format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise SeriesInputError(f"{p}: timestamps cannot be read together ({exc})") from None
-    if stamps.isna().any():
-        i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raise SeriesInputError(
-            f"{p}: row {i + 2}: timestamp {ts_text.iloc[i]!r} is not a date/time"
-        )
-
-    df = pd.DataFrame({"timestamp": stamps, "value": values.astype(float)})
-    nan_rows = np.flatnonzero(df["value"].isna().to_numpy())
-    if len(nan_rows):
-        shown = ", ".join(str(r + 2) for r in nan_rows[:5]) + (", ..." if len(nan_rows) > 5 else "")
-        warnings.append(f"dropped {len(nan_rows)} rows with an empty or NaN value (rows {shown})")
-        df = df.dropna(subset=["value"])
-    dup = df["timestamp"].duplicated(keep=False)
-    if dup.any():
-        first = df.loc[dup, "timestamp"].iloc[0]
-        rows = [str(int(i) + 2) for i in df.index[df["timestamp"] == first]]
-        raise SeriesInputError(
-            f"{p}: duplicated timestamp {first} (rows {', '.join(rows)}); "
-            "keep one value per timestamp"
-        )
-    if not df["timestamp"].is_monotonic_increasing:
-        warnings.append("rows were not in timestamp order: sorted them by timestamp")
-        df = df.sort_values("timestamp", kind="stable")
-    df = df.reset_index(drop=True)
-    if len(df) < MIN_POINTS:
-        raise SeriesInputError(
-            f"{p}: not enough data: {len(df)} point(s) with a value; "
-            f"the detector needs at least {MIN_POINTS}"
-        )
-    return df, warnings

@@ -30,6 +30,7 @@ import atexit
 import contextlib
 import logging
 import math
+import multiprocessing
 import os
 import threading
 import time
@@ -38,13 +39,12 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from junction.store import MetricsStore
+from junction.store import MetricsStore
 
 Metric = Literal["volume", "latency"]
 METRICS: tuple[Metric, ...] = ("volume", "latency")
@@ -234,6 +234,7 @@ def _fit_one(
 ) -> ForecastOutcome:
     """Fit and predict one clean series (runs in a worker process or inline)."""
     silence_cmdstanpy()
+    # Function-level: Prophet (and CmdStan) take ~2.5 s to import; only fits need them.
     from prophet import Prophet
 
     started = time.perf_counter()
@@ -324,8 +325,6 @@ def _worker_init() -> None:
 
 
 def _new_pool(workers: int, initializer: Callable[[], None] | None) -> ProcessPoolExecutor:
-    import multiprocessing
-
     ctx = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer)
 

@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from analytics.forecast import Forecast, NotEnoughData
 
@@ -138,14 +139,10 @@ def _slope_per_day(history: pd.DataFrame) -> float:
 
 
 def _z(width: float) -> float:
-    from scipy.stats import norm
-
     return float(norm.ppf(0.5 + width / 2))
 
 
 def _norm_cdf(x: pd.Series) -> pd.Series:
-    from scipy.stats import norm
-
     return pd.Series(norm.cdf(x.to_numpy()), index=x.index)
 
 

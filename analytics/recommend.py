@@ -62,6 +62,20 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+from scipy.stats import mannwhitneyu, norm
+
+from integrations.catalog import load_catalog
+from integrations.errors import ConfigurationError, UnknownCapabilityError
+from integrations.registry import get_action
+from integrations.yamlconfig import ConfigError, read_yaml
+from junction.workflows.batching import BATCHABLE
+from junction.workflows.capabilities import get_capability
+from junction.workflows.spec import parse_duration
+from junction.workflows.templating import step_references
+from junction.workflows.validate import validate_text
 
 log = logging.getLogger(__name__)
 
@@ -191,16 +205,14 @@ def load_specs(spec_dir: Path | str) -> dict[str, SpecFile]:
     Returns:
         ``workflow name -> SpecFile``.
     """
-    import yaml
-
     out: dict[str, SpecFile] = {}
     root = Path(spec_dir)
     if not root.is_dir():
         return out
     for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
+            data = read_yaml(path).data
+        except ConfigError:  # unreadable or invalid YAML: `workflow validate` says why
             continue
         if isinstance(data, dict) and isinstance(data.get("steps"), list):
             spec = SpecFile(path, data)
@@ -224,10 +236,8 @@ def evidence(n: float, k: float) -> float:
 def _action_info(service: str, action: str) -> tuple[bool | None, bool]:
     """(read_only or None if unknown, known)."""
     try:
-        from integrations.registry import get_action
-
         spec = get_action(service, action)
-    except Exception:  # unknown integration/action: the caller falls back to the method
+    except ConfigurationError:  # unknown integration/action: the caller uses the method
         return None, False
     return bool(spec.read_only), True
 
@@ -236,40 +246,32 @@ def _step_targets(step: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (integration, action) pairs a step's calls can have, primary first."""
     uses = str(step.get("uses", ""))
     left, _, right = uses.partition(".")
+    if left in load_catalog():
+        targets = [(left, right)]
+        for fb in step.get("fallback") or []:
+            fb_uses = fb.get("uses") if isinstance(fb, dict) else str(fb)
+            if fb_uses:
+                i, _, a = str(fb_uses).partition(".")
+                targets.append((i, a or right))
+        return targets
     try:
-        from integrations.catalog import load_catalog
-
-        if left in load_catalog():
-            targets = [(left, right)]
-            for fb in step.get("fallback") or []:
-                fb_uses = fb.get("uses") if isinstance(fb, dict) else str(fb)
-                if fb_uses:
-                    i, _, a = str(fb_uses).partition(".")
-                    targets.append((i, a or right))
-            return targets
-        from junction.workflows.capabilities import get_capability
-
         cap = get_capability(uses)
-        bindings = {b.integration: b.action for b in cap.bindings}
-        order = [str(p) for p in step.get("providers") or []] or list(bindings)
-        return [(p, bindings[p]) for p in order if p in bindings] + [
-            (p, a) for p, a in bindings.items() if p not in order
-        ]
-    except Exception:  # no catalog/capabilities: take ``uses`` literally
+    except UnknownCapabilityError:  # neither an integration nor a capability: as written
         return [(left, right)]
+    bindings = {b.integration: b.action for b in cap.bindings}
+    order = [str(p) for p in step.get("providers") or []] or list(bindings)
+    return [(p, bindings[p]) for p in order if p in bindings] + [
+        (p, a) for p, a in bindings.items() if p not in order
+    ]
 
 
 def _capability_providers(step: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     uses = str(step.get("uses", ""))
+    if uses.partition(".")[0] in load_catalog():
+        return None
     try:
-        from integrations.catalog import load_catalog
-
-        if uses.partition(".")[0] in load_catalog():
-            return None
-        from junction.workflows.capabilities import get_capability
-
         cap = get_capability(uses)
-    except Exception:
+    except UnknownCapabilityError:
         return None
     return [(b.integration, b.action) for b in cap.bindings]
 
@@ -281,17 +283,11 @@ def _template_refs(step: Mapping[str, Any], ids: set[str]) -> set[str]:
     for fb in step.get("fallback") or []:
         if isinstance(fb, dict):
             fields.append(fb.get("with"))
-    try:
-        from junction.workflows.templating import step_references
-
-        found: set[str] = set()
-        for i, value in enumerate(fields):
-            if value is not None:
-                found |= step_references(value, expression=i in (1, 2))
-        return found & ids
-    except ImportError:
-        text = repr(fields)
-        return {m for m in re.findall(r"steps\.([a-z_][a-z0-9_]*)", text)} & ids
+    found: set[str] = set()
+    for i, value in enumerate(fields):
+        if value is not None:
+            found |= step_references(value, expression=i in (1, 2))
+    return found & ids
 
 
 def _ttl_text(seconds: float) -> str:
@@ -305,14 +301,9 @@ def _parse_seconds(value: Any) -> float | None:
     if value is None:
         return None
     try:
-        from junction.workflows.spec import parse_duration
-
         return float(parse_duration(value))
-    except Exception:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return None
+    except ValueError:
+        return None
 
 
 def _days(calls: pd.DataFrame, runs: pd.DataFrame) -> float:
@@ -426,15 +417,6 @@ def _parallelize(
     return out
 
 
-def _batchable() -> set[tuple[str, str]]:
-    try:
-        from junction.workflows.batching import BATCHABLE
-
-        return set(BATCHABLE)
-    except ImportError:
-        return set()
-
-
 def _batch(
     spec: SpecFile, step: dict[str, Any], sc: pd.DataFrame, runs: int, runs_per_day: float
 ) -> Recommendation | None:
@@ -446,7 +428,7 @@ def _batch(
     if per_run < 2:
         return None
     mean_ms = float(mine["latency_ms"].mean())
-    bulk = (service, action) in _batchable()
+    bulk = (service, action) in BATCHABLE
     concurrency = step.get("concurrency")
     if bulk and step.get("for_each") and (concurrency is None or int(concurrency) <= 1):
         saved_calls = (per_run - math.ceil(per_run / BATCH_SIZE)) * runs_per_day
@@ -507,7 +489,6 @@ def _provider(
     providers = _capability_providers(step)
     if not providers or all_calls.empty:
         return None
-    from scipy.stats import mannwhitneyu, norm
 
     declared = [str(p) for p in step.get("providers") or []]
     order = declared or [p for p, _ in _step_targets(step)]
@@ -754,10 +735,24 @@ class ApplyResult:
         """All diffs, concatenated."""
         return "".join(s.diff for s in self.specs)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: the specs changed (with their diffs) and what was skipped."""
+        return {
+            "dry_run": self.dry_run,
+            "specs": [
+                {
+                    "spec": str(s.spec_path),
+                    "revision": None if s.revision_path is None else str(s.revision_path),
+                    "applied": list(s.applied),
+                    "diff": s.diff,
+                }
+                for s in self.specs
+            ],
+            "skipped": [{"id": i, "reason": why} for i, why in self.skipped],
+        }
 
-def _yaml() -> Any:
-    from ruamel.yaml import YAML
 
+def _yaml() -> YAML:
     y = YAML()  # round-trip: comments, key order and quoting survive
     y.preserve_quotes = True
     y.indent(mapping=2, sequence=4, offset=2)
@@ -767,8 +762,6 @@ def _yaml() -> Any:
 
 def _flow(value: Any) -> Any:
     """Short mappings/lists in YAML flow style (``{ttl: 5m}``), as spec authors write them."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
     if isinstance(value, dict):
         m = CommentedMap(value)
         m.fa.set_flow_style()
@@ -792,19 +785,18 @@ def next_revision(spec_path: Path) -> Path:
 
 
 def _validate(text: str, source: str) -> str | None:
-    """An error message if ``junction.workflows.validate`` rejects ``text``."""
-    try:
-        from junction.workflows.validate import validate_text
-    except ImportError:
-        return None
+    """Why the workflow validator rejects ``text`` (``None``: it is a valid spec).
+
+    An edit is written only when this returns ``None``: a validator that fails to
+    decide counts as a rejection, never as a pass.
+    """
     try:
         result = validate_text(text, source=source)
-    except Exception as exc:  # a validator bug must not block the edit; say so
+    except Exception as exc:  # the edit is not written either way; say why
         log.warning("could not validate %s after the edit: %s", source, exc)
-        return None
-    errors = getattr(result, "errors", [])
-    if errors:
-        return "; ".join(str(getattr(e, "message", e)) for e in errors[:3])
+        return f"the validator failed: {type(exc).__name__}: {exc}"
+    if result.errors:
+        return "; ".join(e.message for e in result.errors[:3])
     return None
 
 
@@ -854,13 +846,16 @@ def apply_recommendations(
 
 
 def _apply_file(path: Path, recs: list[Recommendation], result: ApplyResult, dry: bool) -> None:
-    yaml = _yaml()
+    rt = _yaml()
     try:
-        before = path.read_text()
-    except OSError as exc:
-        result.skipped += [(r.id, f"cannot read {path}: {exc}") for r in recs]
+        # The bounded loader first: the round-trip parser has no size or alias limits.
+        read_yaml(path)
+        before = path.read_text(encoding="utf-8")
+        doc = rt.load(before)
+    except (ConfigError, OSError, YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        result.skipped += [(r.id, f"cannot read {path}: {reason}") for r in recs]
         return
-    doc = yaml.load(before)
     steps = {str(s.get("id")): s for s in doc.get("steps") or [] if hasattr(s, "get")}
     done: list[str] = []
     for rec in recs:
@@ -885,7 +880,7 @@ def _apply_file(path: Path, recs: list[Recommendation], result: ApplyResult, dry
     if not done:
         return
     buf = io.StringIO()
-    yaml.dump(doc, buf)
+    rt.dump(doc, buf)
     after = buf.getvalue()
     problem = _validate(after, str(path))
     if problem is not None:

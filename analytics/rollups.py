@@ -48,18 +48,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from analytics.trends import aggregate_by_partition, store_connection
-from junction.store import MetricsStore
-
-if TYPE_CHECKING:
-    import duckdb
-    import pandas as pd
+from analytics.partitions import aggregate_by_partition, store_connection
+from junction.store import FILE_MODE, MetricsStore, create_private, make_private_dir
 
 ROLLUP_TABLES = ("calls", "probes")
 """Store tables that have rollups."""
@@ -152,7 +150,7 @@ def hourly_from_raw(
 ) -> pd.DataFrame:
     """Full recompute of the hourly rollup from the raw Parquet files (the reference).
 
-    Computed one day partition at a time (see :func:`analytics.trends.aggregate_by_partition`).
+    Computed one day partition at a time (see :func:`analytics.partitions.aggregate_by_partition`).
 
     Returns:
         The same columns and order as :meth:`Rollups.hourly`.
@@ -277,9 +275,9 @@ class Rollups:
             What was recomputed and the new watermark.
         """
         started = time.perf_counter()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         result = RefreshResult()
-        with FileLock(str(self.dir / ".lock")):
+        with FileLock(str(self.dir / ".lock"), mode=FILE_MODE):
             state = self._load_state()
             with store_connection(self.store, **self._tuning) as con:
                 for table in self.tables:
@@ -293,7 +291,8 @@ class Rollups:
 
     def rebuild(self) -> RefreshResult:
         """Drop every rollup and recompute from scratch."""
-        with FileLock(str(self.dir / ".lock")) if self.dir.exists() else contextlib.nullcontext():
+        lock = FileLock(str(self.dir / ".lock"), mode=FILE_MODE)
+        with lock if self.dir.exists() else contextlib.nullcontext():
             for table in self.tables:
                 for suffix in ("hourly", "daily"):
                     shutil.rmtree(self.dir / f"{table}_{suffix}", ignore_errors=True)
@@ -427,8 +426,6 @@ class Rollups:
         if services is not None:
             names = ", ".join("'" + s.replace("'", "''") + "'" for s in services)
             where += f" AND service IN ({names})" if services else " AND false"
-        import duckdb
-
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
@@ -504,10 +501,11 @@ def _iso(micros: int | None) -> str | None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_bytes(data)
+        with create_private(tmp) as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -515,10 +513,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _write_parquet(tbl: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        pq.write_table(tbl, tmp, compression="zstd")
+        with create_private(tmp) as fh:
+            pq.write_table(tbl, fh, compression="zstd")
         os.replace(tmp, path)  # readers see the old hour or the new one, never half
     except BaseException:
         tmp.unlink(missing_ok=True)

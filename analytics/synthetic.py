@@ -48,7 +48,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from junction.store import PARTITION_COLUMNS, TABLES
+from integrations.catalog import load_catalog
+from junction.store import PARTITION_COLUMNS, TABLES, create_private, make_private_dir
 
 IncidentMode = Literal["errors", "timeouts", "mixed"]
 IfExists = Literal["error", "append", "replace"]
@@ -227,12 +228,7 @@ def _to_epoch_us(ts: np.ndarray | pa.Array | list[datetime]) -> np.ndarray:
 def _service_names(n: int) -> list[str]:
     if n <= 0:
         raise ValueError("services must be >= 1")
-    try:
-        from integrations.catalog import load_catalog
-
-        names = load_catalog().names
-    except Exception:  # the generator must work without the catalog (e.g. a bare checkout)
-        names = []
+    names = load_catalog().names
     if n <= len(names):
         return names[:n]
     width = len(str(n))
@@ -644,14 +640,15 @@ def _write_partitions(
         part_dir = (
             root / table / f"date={(date(1970, 1, 1) + timedelta(days=int(day))).isoformat()}"
         )
-        part_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(part_dir)
         name = f"part-{uuid.UUID(bytes=rng.bytes(16), version=4).hex}.parquet"
         target = part_dir / name
         # Same temp naming as the store (``<final>.<pid>-<hex>.tmp``) so its sweeper can
         # delete what a killed generator leaves behind.
         tmp = part_dir / f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
-            pq.write_table(part, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            with create_private(tmp) as fh:
+                pq.write_table(part, fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -733,7 +730,7 @@ def generate_history(
         start = start.replace(tzinfo=UTC)
     start = start.astimezone(UTC)
     root = Path(store_root).absolute()
-    root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(root)
     written_tables = [*tables, *(["alerts"] if alerts else [])]
     for table in written_tables:
         if _existing_files(root, table):

@@ -2,10 +2,10 @@
 
 Every function aggregates in DuckDB straight from the Parquet files and returns only the
 aggregated rows as a DataFrame: no row-level data passes through pandas. Hourly and
-daily buckets are computed one UTC-day partition at a time (:func:`aggregate_by_partition`:
-exact, since a bucket never spans two partitions; half the peak memory of one query over
-every file, see bench/analytics.py); a time window skips whole day directories.
-Buckets are UTC (``date_trunc`` in a UTC session).
+daily buckets are computed one UTC-day partition at a time
+(:func:`analytics.partitions.aggregate_by_partition`: exact, since a bucket never spans
+two partitions); a time window skips whole day directories. Buckets are UTC
+(``date_trunc`` in a UTC session).
 
 * :func:`latency_trends`: per bucket (hour/day), service and action: calls, ok calls,
   success rate, p50/p95/p99 and mean latency (``quantile_cont`` with a list of
@@ -20,18 +20,16 @@ Empty tables give empty frames with the documented columns, never an error.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    import duckdb
-    import pandas as pd
+import pandas as pd
 
-    from analytics.rollups import Rollups
-    from junction.store import MetricsStore
+from analytics.partitions import aggregate_by_partition, store_connection, utc, window_sql
+from analytics.rollups import Rollups
+from junction.store import MetricsStore
 
 Grain = Literal["hour", "day"]
 
@@ -48,140 +46,6 @@ LATENCY_COLUMNS = [
     "mean_ms",
 ]
 UPTIME_COLUMNS = ["bucket", "service", "probes", "ok_probes", "uptime", "p50_ms", "p95_ms"]
-
-
-@contextlib.contextmanager
-def store_connection(
-    store: MetricsStore, *, memory_limit: str | None = None, threads: int | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection with the store's views, tuned for aggregation, under the read lock.
-
-    Args:
-        store: The metrics store.
-        memory_limit: DuckDB ``memory_limit`` (default: setting
-            ``analytics_duckdb_memory_limit``); DuckDB spills beyond it.
-        threads: DuckDB threads (default: setting ``analytics_duckdb_threads``).
-    """
-    if memory_limit is None or threads is None:
-        from junction.settings import get_settings
-
-        settings = get_settings()
-        memory_limit = memory_limit or getattr(settings, "analytics_duckdb_memory_limit", "1GB")
-        threads = threads or int(getattr(settings, "analytics_duckdb_threads", 2))
-    con = store.connect()
-    try:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET threads = {int(threads)}")
-        # Aggregates need no input order; dropping it lets DuckDB stream and spill freely.
-        con.execute("SET preserve_insertion_order = false")
-        with store.read_lock():
-            yield con
-    finally:
-        con.close()
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def window_sql(
-    ts_col: str,
-    since: datetime | None,
-    until: datetime | None,
-    services: Sequence[str] | None,
-    *,
-    partition_column: bool = True,
-) -> tuple[str, list[Any]]:
-    """``AND ...`` filter for ``[since, until)`` and services.
-
-    With ``partition_column`` (querying the store's views) it also filters the ``date``
-    column, which prunes whole day directories.
-    """
-    sql: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        s = _utc(since)
-        sql.append(f'AND "{ts_col}" >= ?')
-        params.append(s)
-        if partition_column:
-            sql.append('AND "date" >= ?')
-            params.append(s.date())
-    if until is not None:
-        u = _utc(until)
-        sql.append(f'AND "{ts_col}" < ?')
-        params.append(u)
-        if partition_column:
-            sql.append('AND "date" <= ?')
-            params.append(u.date())
-    if services is not None:
-        sql.append("AND list_contains(?, service)")
-        params.append(list(services))
-    return " ".join(sql), params
-
-
-def partition_sources(
-    store: MetricsStore, table: str, since: datetime | None, until: datetime | None
-) -> list[str]:
-    """One ``read_parquet([...])`` source per day partition of ``table`` inside the window."""
-    lo = _utc(since).date() if since is not None else None
-    hi = _utc(until).date() if until is not None else None
-    out = []
-    for part in sorted((store.root / table).glob("date=*")):
-        try:
-            day = date.fromisoformat(part.name.removeprefix("date="))
-        except ValueError:
-            continue
-        if (lo is not None and day < lo) or (hi is not None and day > hi):
-            continue
-        files = sorted(part.glob("*.parquet"))
-        if files:
-            listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-            out.append(f"read_parquet([{listed}], union_by_name = true)")
-    return out
-
-
-def aggregate_by_partition(
-    con: duckdb.DuckDBPyConnection,
-    store: MetricsStore,
-    table: str,
-    agg_sql: str,
-    finish_sql: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    params: list[Any] | None = None,
-) -> pd.DataFrame:
-    """Run ``agg_sql`` and then ``finish_sql`` on it once per day partition; concatenate.
-
-    Exact whenever every group lies inside one UTC day (hour and day buckets do: the
-    partition is the UTC day of the timestamp). One day's groups at a time keeps DuckDB's
-    memory bounded: on 10 M rows it peaked at half the memory of one query over every
-    file, at about the same speed (bench/analytics.py). ``finish_sql`` must be a
-    per-row projection whose ``ORDER BY`` starts with the time bucket: partitions are
-    visited in date order, so the concatenation is sorted as one global query would be.
-
-    Args:
-        con: A connection from :func:`store_connection` (holds the read lock).
-        store: The store.
-        table: Table whose partitions to read.
-        agg_sql: Aggregation with a ``{source}`` placeholder for the relation.
-        finish_sql: Final projection/sort with an ``{agg}`` placeholder.
-        since: Skip partitions before this day (rows are filtered by ``agg_sql``).
-        until: Skip partitions after this day.
-        params: Parameters of ``agg_sql``.
-    """
-    import pandas as pd
-
-    # No files: run over the (typed, empty) view so the columns are still right.
-    sources = partition_sources(store, table, since, until) or [table]
-    parts = []
-    for src in sources:
-        sql = finish_sql.format(agg=f"({agg_sql.format(source=src)})")
-        parts.append(con.sql(sql, params=params).df())
-    nonempty = [p for p in parts if len(p)]
-    if len(nonempty) <= 1:
-        return nonempty[0] if nonempty else parts[0]
-    return pd.concat(nonempty, ignore_index=True)
 
 
 def _run(store: MetricsStore, sql: str, params: list[Any], **tuning: Any) -> pd.DataFrame:
@@ -303,8 +167,8 @@ def week_over_week(
             row = con.execute("SELECT max(ts) FROM calls").fetchone()
         latest = row[0] if row else None
         # Just past the latest call, so the last call belongs to "this week".
-        until = datetime.now(UTC) if latest is None else _utc(latest) + timedelta(microseconds=1)
-    end = _utc(until)
+        until = datetime.now(UTC) if latest is None else utc(latest) + timedelta(microseconds=1)
+    end = utc(until)
     mid = end - timedelta(days=7)
     start = end - timedelta(days=14)
     where, params = window_sql("ts", start, end, services)
@@ -433,13 +297,9 @@ __all__ = [
     "UPTIME_COLUMNS",
     "Grain",
     "Trends",
-    "aggregate_by_partition",
     "compute_trends",
     "latency_trends",
-    "partition_sources",
     "service_summary",
-    "store_connection",
     "uptime",
     "week_over_week",
-    "window_sql",
 ]

@@ -36,12 +36,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import duckdb
 import pandas as pd
 
-if TYPE_CHECKING:
-    from junction.store import MetricsStore
+from junction.settings import get_settings
+from junction.store import MetricsStore
 
 Severity = Literal["critical", "warning"]
 
@@ -537,12 +538,10 @@ def _defaults(
 ) -> tuple[timedelta, float, timedelta | None]:
     if max_clock_skew is not None and gap_factor is not None and probe_interval is not None:
         return max_clock_skew, gap_factor, probe_interval
-    from junction.settings import get_settings
-
     s = get_settings()
-    skew = timedelta(seconds=float(getattr(s, "analytics_max_clock_skew_seconds", 300.0)))
-    factor = float(getattr(s, "analytics_gap_factor", 3.0))
-    interval_s = getattr(s, "analytics_probe_interval_seconds", None)
+    skew = timedelta(seconds=s.analytics_max_clock_skew_seconds)
+    factor = s.analytics_gap_factor
+    interval_s = s.analytics_probe_interval_seconds
     interval = timedelta(seconds=float(interval_s)) if interval_s else None
     return (
         max_clock_skew if max_clock_skew is not None else skew,
@@ -592,8 +591,6 @@ def _check_table(
 
 
 def _duck() -> Any:
-    import duckdb
-
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     return con

@@ -12,7 +12,7 @@ peak RSS, ``ru_maxrss``, is its own), run one after another:
   ``quantile([0.5, 0.95])``;
 * ``duckdb``: one SQL query over all files (``quantile_cont(x, [0.5, 0.95])``), with
   ``threads``/``memory_limit`` set and insertion order off;
-* ``duckdb-by-day``: the production path, ``analytics.trends.aggregate_by_partition``:
+* ``duckdb-by-day``: the production path, ``analytics.partitions.aggregate_by_partition``:
   the same SQL once per day partition (one day's groups at a time: bounded memory, small
   hash tables), Arrow results concatenated, one final projection;
 * ``incremental``: on a hard-linked copy of the store, build the rollups
@@ -41,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Libraries are imported inside each arm: every arm runs in a fresh process whose peak
+# RSS is its own, so the pandas arm must not pay for DuckDB's imports (and vice versa).
 
 CACHE = Path("/tmp/junction-bench-analytics")
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
@@ -156,8 +158,8 @@ def arm_duckdb(root: Path, memory_limit: str, threads: int, **_: Any) -> dict[st
 
 
 def arm_duckdb_by_day(root: Path, memory_limit: str, threads: int, **_: Any) -> dict[str, Any]:
-    """The production path: :func:`analytics.trends.aggregate_by_partition`."""
-    from analytics.trends import aggregate_by_partition, store_connection
+    """The production path: :func:`analytics.partitions.aggregate_by_partition`."""
+    from analytics.partitions import aggregate_by_partition, store_connection
     from junction.store import MetricsStore
 
     store = MetricsStore(root)

@@ -35,11 +35,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from analytics.anomaly import DetectorConfig, StreamingDetector
 
 DEFAULT_NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "nab"
 PROBATION_PERCENT = 0.15
@@ -388,8 +391,6 @@ def load_result_scores(results_dir: Path, files: Sequence[CorpusFile]) -> list[n
 
 def detector_scores(f: CorpusFile, params: dict[str, Any] | None = None) -> np.ndarray:
     """Stream one file through the production detector (point by point)."""
-    from analytics.anomaly import DetectorConfig, StreamingDetector
-
     cfg = DetectorConfig(**params) if params else DetectorConfig()
     det = StreamingDetector(cfg)
     ts = f.timestamps.astype("datetime64[s]").astype(np.int64).tolist()
@@ -423,8 +424,6 @@ def run_detector(
             if progress:
                 progress(f.name)
         return out
-    from concurrent.futures import ProcessPoolExecutor
-
     with ProcessPoolExecutor(jobs) as pool:
         return list(pool.map(_cached_scores, files, [cache] * len(files), [tag] * len(files)))
 

@@ -1,8 +1,9 @@
-"""The analytics-report flow: validate -> trends -> anomalies -> forecasts -> predictions
--> recommendations -> report + Prefect artifacts (hourly deployment ``analytics-report``).
+"""The analytics-report flow (hourly deployment ``analytics-report``): the analytics
+pipeline's stages as tasks (the same functions ``junction analytics report`` runs), then
+the report files and the Prefect artifacts.
 
-A critical data-validation failure stops the flow before any analysis, with the failed
-checks in the error message; warnings go into the report.
+A critical data-validation failure stops the flow at the validation task, with the
+failed checks in the error message, and publishes nothing; warnings go into the report.
 """
 
 from __future__ import annotations
@@ -10,17 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from analytics.forecast import close_shared_pool
-from tasks.analytics import (
-    analysis_window,
-    build_report,
-    compute_trends,
-    detect_anomalies,
-    forecast_services,
-    predict_failures,
-    publish_artifacts,
-    recommend_optimizations,
-    validate_metrics,
-)
+from tasks.analytics import STAGE_TASKS, open_report, publish_artifacts, write_report_files
 
 
 @flow(name="analytics-report", log_prints=False)
@@ -38,32 +29,17 @@ def analytics_report(
         out_dir: Report directory (default: ``JUNCTION_ANALYTICS_REPORT_DIR`` or
             ``<home>/reports``).
         spec_dir: Workflow specs for recommendations and the dependency graph
-            (default: ``flows/specs``).
-        validate_data: Run the data validation first.
+            (default: the built-in specs).
+        validate_data: Run the data validation.
         workers: Processes fitting forecasts (default: the setting, else CPU count).
     """
+    run = open_report(days, spec_dir, workers, validate_data)
     try:
-        return _report(days, out_dir, spec_dir, validate_data, workers)
+        for stage in STAGE_TASKS:
+            stage(run)
+        path = write_report_files(run, out_dir)
+        publish_artifacts(run, path)
+        return path
     finally:
+        run.cancel()
         close_shared_pool()  # the forecast workers end with the run
-
-
-def _report(
-    days: int | None, out_dir: str | None, spec_dir: str | None, validate: bool, workers: int | None
-) -> str:
-    data = analysis_window(days, workers)
-    if validate and not data.notes:
-        data.validation = validate_metrics(data)
-    trends = compute_trends(data)
-    data.health, data.performance = trends["health"], trends["performance"]
-    data.alerts_active, data.alerts_recent = trends["alerts_active"], trends["alerts_recent"]
-    data.hourly = trends["hourly"]
-    data.week_over_week = trends.get("week_over_week")
-    data.stream_scores = detect_anomalies(data.hourly, workers)
-    data.forecasts = forecast_services(data.hourly, workers)
-    window_days = max(1, round((data.end - data.start).total_seconds() / 86400))
-    data.predictions = predict_failures(data.hourly, data.forecasts, window_days)
-    data.recommendations = recommend_optimizations(data, spec_dir)
-    path = build_report(data, spec_dir, out_dir)
-    publish_artifacts(data, path)
-    return path

@@ -28,6 +28,7 @@ Layout under ``root``::
     <table>/date=YYYY-MM-DD/part-<uuid>.parquet       compacted segment
     _spool/<table>/<pid>-<uuid>.jsonl                  a writer's unflushed rows
     _manifests/<uuid>.json                             an in-flight compaction step
+    _quarantine/<table>/date=YYYY-MM-DD/<file>         an unreadable segment, moved aside
     .compact.lock                                      one compactor at a time (FileLock)
     .read.lock                                         readers shared / compaction swap exclusive
     metrics.duckdb                                     views for the duckdb CLI (set by compact)
@@ -59,6 +60,11 @@ Guarantees:
   together: every published row appears exactly once and counts never go down.
   Connections from ``connect()`` re-glob on each statement; wrap statements in
   :meth:`MetricsStore.read_lock` for the same guarantee while compactions may run.
+* A segment that is not a complete Parquet file (truncated by a full disk, a bad copy)
+  is moved to ``_quarantine/`` with a warning naming it, the first time a reader sees
+  it (or when DuckDB names it in an error); queries go on without its rows.
+* The store is private: directories are created 0700 and files 0600 (they hold
+  workflow parameters and error text); an older store's root is tightened to 0700.
 * Rows become visible at flush: after ``flush_rows`` rows, ``flush_seconds`` (checked on
   append), ``flush()``, ``close()``/context exit/garbage collection/interpreter exit, or
   recovery of a dead writer. The root must be on a local filesystem (``flock``).
@@ -74,6 +80,7 @@ import json
 import logging
 import numbers
 import os
+import re
 import threading
 import time
 import uuid
@@ -82,7 +89,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -190,6 +197,16 @@ PARTITION_COLUMNS: dict[str, str] = {
     "alerts": "ts",
 }
 """Table name -> timestamp column whose UTC day names the ``date=`` partition."""
+
+DIR_MODE = 0o700
+"""Mode of every directory of the store: it holds workflow parameters and error text."""
+FILE_MODE = 0o600
+"""Mode of every file of the store."""
+
+QUARANTINE_DIR = "_quarantine"
+"""Where unreadable segments are moved, under the root (``<table>/<date=...>/<file>``)."""
+_MAGIC = b"PAR1"
+_QUARANTINE_RETRIES = 5
 
 COMPACT_MAX_INPUT_BYTES = 256 * 1024 * 1024
 """Segments at least this large are left alone by compaction."""
@@ -413,6 +430,61 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents with mode 0700 (owner only).
+
+    ``Path.mkdir(parents=True, mode=...)`` applies the mode to the last directory only.
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
+            directory.mkdir(mode=DIR_MODE)
+
+
+def create_private(path: Path) -> BinaryIO:
+    """A new file opened for binary writing, mode 0600 from its creation on.
+
+    Raises:
+        FileExistsError: ``path`` exists.
+    """
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+
+
+def segment_problem(path: Path, *, deep: bool = False) -> str | None:
+    """Why ``path`` is not a complete Parquet file (``None``: it looks fine).
+
+    Cheap by default (the magic bytes at both ends and a footer that fits in the file:
+    what a truncated or half-copied segment fails); ``deep`` also reads every row.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(size - 8, 0))
+            tail = fh.read(8)
+    except FileNotFoundError:
+        return None  # compacted away meanwhile
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    if size < 12 or head != _MAGIC or tail[4:] != _MAGIC:
+        return f"truncated or not Parquet ({size} bytes, no Parquet markers at both ends)"
+    if int.from_bytes(tail[:4], "little") + 12 > size:
+        return "truncated (its footer is longer than the file)"
+    if deep:
+        try:
+            for _ in pq.ParquetFile(path).iter_batches():
+                pass
+        except (OSError, pa.ArrowException) as exc:
+            return f"unreadable: {exc}"
+    return None
+
+
 def _tmp_name(final: str) -> str:
     # The pid lets recover() tell a dead writer's leftover from a live writer's work.
     return f"{final}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
@@ -488,13 +560,14 @@ def _materialize(
     written = 0
     for day, tbl in parts.items():
         part_dir = root / table / f"date={day}"
-        part_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(part_dir)
         target = part_dir / f"seg-{uid}.parquet"
         if target.exists():  # published before a crash; compaction leaves it alone
             continue
         tmp = part_dir / _tmp_name(target.name)
         try:
-            pq.write_table(tbl, tmp, compression="zstd")
+            with create_private(tmp) as fh:
+                pq.write_table(tbl, fh, compression="zstd")
             if fsync:
                 _fsync_file(tmp)
             os.replace(tmp, target)
@@ -580,10 +653,10 @@ class _Writer:
 
     def _open_spool(self, table: str) -> _Spool:
         spool_dir = self.root / "_spool" / table
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(spool_dir)
         uid = uuid.uuid4().hex
         path = spool_dir / f"{os.getpid()}-{uid}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         try:
             # Held until the spool is deleted: recover() never touches a locked spool.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -672,13 +745,21 @@ class MetricsStore:
         if flush_rows < 1:
             raise ValueError("flush_rows must be >= 1")
         self.root = Path(root).absolute()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
+        # A store made before stores were private: closing the root closes all of it.
+        if self.root.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):
+                os.chmod(self.root, DIR_MODE)
         self._writer = _Writer(self.root, flush_rows, flush_seconds, fsync)
         # Runs at garbage collection or interpreter exit, whichever comes first.
         self._finalizer = weakref.finalize(self, _close_writer, self._writer)
         self._con: duckdb.DuckDBPyConnection | None = None  # views for query(), built lazily
         self._con_lock = threading.Lock()
         self._con_pid = os.getpid()
+        # Partition directory -> its mtime when every segment in it was last checked.
+        self._checked_dirs: dict[Path, int] = {}
+        self.quarantined: list[Path] = []
+        """Segments this instance moved aside as unreadable (their new paths)."""
 
     def __repr__(self) -> str:
         return f"MetricsStore({str(self.root)!r})"
@@ -855,7 +936,7 @@ class MetricsStore:
 
     def _quarantine(self, path: Path) -> None:
         target = self.root / "_spool" / "_corrupt"
-        target.mkdir(parents=True, exist_ok=True)
+        make_private_dir(target)
         os.replace(path, target / f"{path.parent.name}-{path.name}")
         log.error("%r: unreadable spool moved to %s", self, target)
 
@@ -871,7 +952,7 @@ class MetricsStore:
             for name in names:
                 self._resolve_manifest(manifest_dir / name, owner=True)
             return
-        lock = FileLock(str(self.root / ".compact.lock"))
+        lock = FileLock(str(self.root / ".compact.lock"), mode=FILE_MODE)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -940,22 +1021,74 @@ class MetricsStore:
         return False
 
     def _sweep_temp_files(self) -> None:
+        """Drop dead writers' temp files; check segments not seen before (quarantine)."""
         dirs = [self.root / "_manifests"]
         for table in TABLES:
             with contextlib.suppress(FileNotFoundError):
                 dirs.extend(p for p in (self.root / table).iterdir() if p.name.startswith("date="))
         for directory in dirs:
             try:
+                # Segments are immutable and renamed into place: a directory whose mtime
+                # has not moved holds the files checked last time.
+                stamp = directory.stat().st_mtime_ns
                 entries = list(os.scandir(directory))
             except FileNotFoundError:
                 continue
+            check = self._checked_dirs.get(directory) != stamp
+            healthy = True
             for entry in entries:
-                if not entry.name.endswith(".tmp"):
-                    continue
-                pid = _tmp_owner(entry.name)
-                if pid is not None and not _pid_alive(pid):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
+                if entry.name.endswith(".tmp"):
+                    pid = _tmp_owner(entry.name)
+                    if pid is not None and not _pid_alive(pid):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                elif check and entry.name.endswith(".parquet"):
+                    problem = segment_problem(Path(entry.path))
+                    if problem is not None:
+                        healthy = False
+                        self.quarantine_segment(Path(entry.path), problem)
+            if check and healthy:
+                self._checked_dirs[directory] = stamp
+
+    def quarantine_segment(self, path: Path, reason: str) -> Path | None:
+        """Move an unreadable segment out of the tables, with a warning naming it.
+
+        It goes to ``_quarantine/<table>/<date=...>/`` under the root, where no view
+        reads it; its rows are missing from every query until it is repaired and moved
+        back. ``None`` if it was gone already.
+        """
+        try:
+            relative = path.relative_to(self.root)
+        except ValueError:
+            return None
+        target = self.root / QUARANTINE_DIR / relative
+        make_private_dir(target.parent)
+        with self._read_lock(exclusive=True):
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                return None
+        self.quarantined.append(target)
+        log.warning(
+            "%r: segment %s is unreadable (%s): moved to %s; its rows are left out",
+            self,
+            relative,
+            reason,
+            target.relative_to(self.root),
+        )
+        return target
+
+    def _quarantine_from_error(self, error: Exception) -> bool:
+        """Quarantine the unreadable segments a DuckDB error names; True if any was."""
+        moved = False
+        for name in re.findall(r"[^\s'\"]+\.parquet", str(error)):
+            path = Path(name)
+            if not path.is_absolute() or not path.is_file():
+                continue
+            problem = segment_problem(path, deep=True)
+            if problem is not None and self.quarantine_segment(path, problem) is not None:
+                moved = True
+        return moved
 
     # ------------------------------------------------------------------ reading
 
@@ -963,7 +1096,7 @@ class MetricsStore:
     def _read_lock(self, *, exclusive: bool) -> Iterator[None]:
         # A fresh descriptor per use: flock conflicts between descriptors, so this also
         # works between threads of one process.
-        fd = os.open(self.root / ".read.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.root / ".read.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -1011,11 +1144,27 @@ class MetricsStore:
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run SQL against the table views and return a DataFrame (consistent snapshot).
 
+        A segment that cannot be read (truncated, corrupt) is moved aside with a warning
+        (:meth:`quarantine_segment`) and the query runs without it.
+
         Args:
             sql: A DuckDB statement referring to the table names.
             params: Values for ``?`` / ``$1`` placeholders.
         """
-        self.recover()
+        import duckdb  # deferred: writer processes never pay for it
+
+        for attempt in range(_QUARANTINE_RETRIES + 1):
+            self.recover()
+            try:
+                return self._query(sql, params)
+            except duckdb.Error as exc:
+                # A segment corrupted in a way the cheap check misses: DuckDB names it.
+                # Quarantine outside the shared read lock (it takes the exclusive one).
+                if attempt == _QUARANTINE_RETRIES or not self._quarantine_from_error(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _query(self, sql: str, params: list[Any] | None) -> pd.DataFrame:
         with self.read_lock():
             with self._con_lock:
                 if self._con is None or self._con_pid != os.getpid():
@@ -1060,7 +1209,7 @@ class MetricsStore:
             _check_table(name)
         min_files = max(2, min_files)
         merged = dict.fromkeys(tables, 0)
-        with FileLock(str(self.root / ".compact.lock")):
+        with FileLock(str(self.root / ".compact.lock"), mode=FILE_MODE):
             self._recover_spools()
             self._recover_manifests(compact_lock_held=True)
             self._sweep_temp_files()
@@ -1093,7 +1242,10 @@ class MetricsStore:
         expected = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)
         try:
             written = 0
-            with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
+            with (
+                create_private(temp) as fh,
+                pq.ParquetWriter(fh, schema, compression="zstd") as writer,
+            ):
                 batch: list[pa.Table] = []
                 for p in inputs:
                     batch.append(_conform(pq.ParquetFile(p).read(), schema))
@@ -1134,7 +1286,7 @@ class MetricsStore:
         self, table: str, part_dir: Path, inputs: list[Path], output: Path, temp: Path
     ) -> Path:
         manifest_dir = self.root / "_manifests"
-        manifest_dir.mkdir(exist_ok=True)
+        make_private_dir(manifest_dir)
         path = manifest_dir / f"{uuid.uuid4().hex}.json"
         body = {
             "table": table,
@@ -1144,7 +1296,8 @@ class MetricsStore:
             "temp": temp.name,
         }
         tmp = manifest_dir / _tmp_name(path.name)
-        tmp.write_text(json.dumps(body, indent=1))
+        with create_private(tmp) as fh:
+            fh.write(json.dumps(body, indent=1).encode())
         _fsync_file(tmp)
         os.replace(tmp, path)
         _fsync_dir(manifest_dir)
@@ -1164,6 +1317,8 @@ class MetricsStore:
                 con.execute(_view_sql(self.root, table))
         finally:
             con.close()
+        with contextlib.suppress(OSError):
+            os.chmod(self.root / "metrics.duckdb", FILE_MODE)
 
 
 __all__ = [

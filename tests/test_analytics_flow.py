@@ -3,6 +3,7 @@ a critical validation failure stopping it with a clear message."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,19 @@ def test_flow_writes_report_and_publishes_artifacts(prefect_harness: None, home:
     assert recs is not None and "parallelize" in str(recs.data)
     preds = Artifact.get("failure-predictions")
     assert preds is not None and "okta" in str(preds.data)
+
+    # One pipeline: the CLI's collect() gives the flow's KPIs and recommendations.
+    from analytics.report.pipeline import collect
+    from analytics.report.render import report_summary
+    from junction.settings import get_settings
+
+    flow_summary = json.loads((path.parent / "report.json").read_text())
+    data = collect(
+        MetricsStore(home / "metrics"), get_settings(), days=10, spec_dir=home / "specs", workers=1
+    )
+    cli_summary = json.loads(json.dumps(report_summary(data), default=str))
+    for key in ("window", "kpis", "recommendations"):
+        assert cli_summary[key] == flow_summary[key], key
 
     # A negative latency is a critical validation failure: the flow stops, says why,
     # and publishes nothing new.

@@ -247,10 +247,38 @@ def test_feature_selection() -> None:
     df = seasonal_series(600)
     _add(df, slice(500, 501), 80)
     points = list(zip(df["timestamp"], df["value"], strict=True))
-    default = score_values(points)
+    # No suppression: a chance alarm just before the spike must not hide it here.
+    default = score_values(points, DetectorConfig(suppress=0))
     assert default[500] >= DetectorConfig().threshold
     # The daily feature alone cannot score before it has a day of day-over-day changes.
-    daily_only = score_values(points, DetectorConfig(features=("daily",)))
+    daily_only = score_values(points, DetectorConfig(features=("daily",), suppress=0))
     assert max(daily_only[:320]) == 0.0 and daily_only != default
     with pytest.raises(ValueError, match="unknown"):
         StreamingDetector(DetectorConfig(features=("value", "nope")))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_spike_does_not_blind_the_detector_to_a_later_level_shift(seed: int) -> None:
+    """A 5,000 spike on a series around 50, then a +200 level shift 300 points later
+    (inside every window the spike is in): the shift is still detected, as it is
+    without the spike. Before records were clipped, the range floor trimmed and
+    yesterday's value smoothed, the shift scored ~0.4 after the spike (0.95 without)."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(2000)
+    base = 50 + 10 * np.sin(2 * math.pi * i / 288) + rng.normal(0, 2, i.size)
+    threshold = DetectorConfig().threshold
+
+    def shift_score(spike: bool) -> tuple[float, float]:
+        values = base.copy()
+        if spike:
+            values[900] += 5000
+        values[1200:] += 200
+        scores = np.array(score_values(zip(START + STEP * i, values, strict=True)))
+        return float(scores[1200:1260].max()), float(scores[901:1200].max())
+
+    clean, _ = shift_score(spike=False)
+    after_spike, in_between = shift_score(spike=True)
+    assert clean >= 0.9
+    assert after_spike >= threshold, after_spike
+    # The spike is not remembered as a new normal the next day either (no echo alarm).
+    assert in_between < threshold

@@ -246,3 +246,60 @@ def test_apply_writes_revision_and_diff_and_keeps_comments(spec_dir: Path) -> No
     # Applying the same recommendations again: the spec moved on, nothing is written.
     again = apply_recommendations(recs, accept=[provider.id])
     assert again.applied == [] and "is now" in dict(again.skipped)[provider.id]
+
+
+def test_apply_never_writes_a_spec_the_validator_rejects(spec_dir: Path) -> None:
+    """An edit that would make the spec invalid is skipped: no write, no revision."""
+    from analytics.recommend import Change
+
+    spec_path = spec_dir / "onboard_test.yaml"
+    bad = Recommendation(
+        id="timeout-bad",
+        kind="timeout",
+        workflow="onboard_test",
+        step="ticket",
+        service="jira",
+        title="A timeout no runner can run",
+        rationale="crafted",
+        saving_ms_per_day=0.0,
+        saving_calls_per_day=0.0,
+        confidence=1.0,
+        change=Change(str(spec_path), "ticket", "timeout", "2s", "forever"),
+    )
+    result = apply_recommendations([bad], accept=["timeout-bad"])
+    assert result.applied == [] and result.specs == []
+    assert "the edited spec would be invalid" in dict(result.skipped)["timeout-bad"]
+    assert spec_path.read_text() == SPEC
+    assert not (spec_dir / ".history").exists()
+    dry = apply_recommendations([bad], accept=["timeout-bad"], dry_run=True)
+    assert dry.diff == "" and "would be invalid" in dict(dry.skipped)["timeout-bad"]
+
+
+def test_apply_skips_a_spec_file_the_bounded_loader_refuses(spec_dir: Path) -> None:
+    """The round-trip YAML parser has no limits: a spec changed into an alias bomb after
+    the recommendations were made is refused by the bounded loader first."""
+    calls, runs = crafted()
+    recs = recommend(calls, runs, load_specs(spec_dir))
+    spec_path = spec_dir / "onboard_test.yaml"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    spec_path.write_text(bomb)
+    result = apply_recommendations(recs, threshold=0.9)
+    assert result.applied == []
+    assert all("cannot read" in why for _, why in result.skipped if "threshold" not in why)
+    assert spec_path.read_text() == bomb
+
+
+def test_apply_result_as_json() -> None:
+    import json
+
+    from analytics.recommend import ApplyResult
+
+    doc = ApplyResult(skipped=[("cache-1", "why")], dry_run=True).as_dict()
+    assert json.loads(json.dumps(doc)) == {
+        "dry_run": True,
+        "specs": [],
+        "skipped": [{"id": "cache-1", "reason": "why"}],
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -12,7 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analytics.report import ReportData, collect, render_markdown, write_report
+from analytics.report.model import ReportData
+from analytics.report.pipeline import collect
+from analytics.report.render import render_markdown, write_report
 from junction.settings import Settings
 from junction.store import MetricsStore
 from tests.test_recommend import SPEC, crafted
@@ -121,7 +124,7 @@ def test_report_has_every_section_charts_and_no_external_urls(
 
 
 def test_stream_detections_lists_flagged_points() -> None:
-    from analytics.report import stream_detections
+    from analytics.report.anomalies import stream_detections
 
     ts = pd.date_range("2026-11-01", periods=3, freq="h")
     scores = {
@@ -213,6 +216,14 @@ def test_cli_report_and_recommend_and_apply(
         out = runner.invoke(app, ["analytics", "recommend", "--specs", str(specs), "--days", "15"])
         assert out.exit_code == 0, out.output
         assert "cache" in out.output and "parallelize" in out.output
+        listed = runner.invoke(
+            app, ["analytics", "recommend", "--specs", str(specs), "--days", "15", "--json"]
+        )
+        ids = [r["id"] for r in json.loads(listed.stdout)]
+        # Piped, the table keeps every id whole on one line: what `apply --accept` takes.
+        table_lines = out.stdout.splitlines()
+        assert ids and all(any(i in line for line in table_lines) for i in ids)
+        assert "…" not in out.stdout
         dry = runner.invoke(
             app, ["analytics", "apply", "--dry-run", "--specs", str(specs), "--days", "15"]
         )
@@ -226,6 +237,13 @@ def test_cli_report_and_recommend_and_apply(
             app, ["analytics", "apply", "--accept", "nope-1", "--specs", str(specs)]
         )
         assert bad.exit_code == 2 and "unknown recommendation id" in bad.output
+        as_json = runner.invoke(
+            app, ["analytics", "apply", "--accept", "nope-1", "--specs", str(specs), "--json"]
+        )
+        assert as_json.exit_code == 2
+        assert json.loads(as_json.stdout)["skipped"] == [
+            {"id": "nope-1", "reason": "unknown recommendation id"}
+        ]
         missing = runner.invoke(app, ["analytics", "recommend", "--specs", str(tmp_path / "x")])
         assert missing.exit_code == 2 and "does not exist" in missing.output
         assert "Traceback" not in missing.output
@@ -288,3 +306,205 @@ def test_chromium_renders_report_with_charts(
     assert near((0xBF, 0xDB, 0xFE)) > 5_000, "forecast band missing"
     # The header bar (dark slate) is at the top: the page is laid out, not blank.
     assert img.getpixel((20, 20)) == (0x1E, 0x29, 0x3B)
+
+
+# ------------------------------------------------------------------ degenerate stores
+
+NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+
+def _call(svc: str, ok: bool, minutes_ago: float, **kw: Any) -> dict[str, Any]:
+    row = {
+        "ts": NOW - timedelta(minutes=minutes_ago),
+        "service": svc,
+        "action": "get_user",
+        "method": "GET",
+        "path": "/u",
+        "status": 200 if ok else 401,
+        "ok": ok,
+        "latency_ms": 120.0,
+        "attempts": 1,
+        "breaker_state": "closed",
+        "source": "cli",
+        "error_class": None if ok else "AuthenticationError",
+        "error": None if ok else "Invalid token provided",
+    }
+    row.update(kw)
+    return row
+
+
+def _probe(svc: str, ok: bool, minutes_ago: float) -> dict[str, Any]:
+    return {
+        "ts": NOW - timedelta(minutes=minutes_ago),
+        "sweep_id": "s",
+        "service": svc,
+        "ok": ok,
+        "status": 200 if ok else 503,
+        "latency_ms": 40.0,
+        "breaker_state": "closed" if ok else "open",
+        "error_class": None if ok else "ServerError",
+    }
+
+
+def _fill(store: MetricsStore, case: str) -> None:
+    """The situations a report exists for: a service down, bad credentials, no data."""
+    hours = range(0, 48 * 60, 20)  # two days, every 20 minutes
+    if case == "always_failing":  # okta: bad token; gitlab fine
+        store.append("calls", [_call("okta", False, m) for m in hours])
+        store.append("calls", [_call("gitlab", True, m) for m in hours])
+        store.append("probes", [_probe(s, s == "gitlab", m) for m in hours for s in SERVICES])
+    elif case == "single_call":
+        store.append("calls", [_call("okta", True, 1)])
+    elif case == "single_failed_call":
+        store.append("calls", [_call("okta", False, 1)])
+    elif case == "no_probes":
+        store.append("calls", [_call(s, True, m) for m in hours for s in ("okta", "jira")])
+        store.append("probes", [_probe("slack", True, m) for m in hours])  # probes only
+    elif case == "all_down":
+        store.append("calls", [_call(s, False, m) for m in hours for s in SERVICES])
+        store.append("probes", [_probe(s, False, m) for m in hours for s in SERVICES])
+    store.flush()
+
+
+CASES = ["empty", "always_failing", "single_call", "single_failed_call", "no_probes", "all_down"]
+
+
+def _no_missing_value_leaks(text: str) -> None:
+    assert "<NA>" not in text and "NaT" not in text
+    assert not re.search(r">\s*nan\s*<|\bnan%", text)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_section_renders_on_a_degenerate_store(tmp_path: Path, case: str) -> None:
+    """No section may fail when a service never succeeded (NULL percentiles arrive as
+    pd.NA in pandas 3), has one call, has no probes, or everything is down."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "onboard_test.yaml").write_text(SPEC)
+    store = MetricsStore(tmp_path / "metrics")
+    _fill(store, case)
+    data = collect(store, Settings(**FAST), days=7, spec_dir=specs, workers=1)
+    path = write_report(data, tmp_path / "out")
+    html_text = path.read_text()
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in html_text, key
+    _no_missing_value_leaks(html_text)
+    md = render_markdown(data)
+    for title in ("KPI scorecard", "Service health", "Performance metrics", "Alerts", "Trends"):
+        assert f"## {title}" in md
+    _no_missing_value_leaks(md)
+    summary = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [k["name"] for k in summary["kpis"]] == [k.name for k in data.kpis]
+    if case in ("always_failing", "all_down", "single_failed_call"):
+        failing = data.health[data.health["service"] == "okta"].iloc[0]
+        assert failing["status"] == "critical" and pd.isna(failing["p95_ms"])
+        perf = data.performance[data.performance["service"] == "okta"].iloc[0]
+        assert perf["success_rate"] == 0.0 and pd.isna(perf["p95_ms"])
+    if case == "all_down":
+        assert data.kpis[1].met is None and "no successful calls" in data.kpis[1].note
+        assert data.kpis[2].value == "0.00%" and data.kpis[2].met is False
+    if case == "empty":
+        assert "the metrics store is empty" in html_text
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cli_report_on_a_degenerate_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """`junction analytics report` exits 0 with one summary line (or JSON), no traceback;
+    the all-down case also runs the data validation (the default)."""
+    from typer.testing import CliRunner
+
+    from junction.cli import app
+    from junction.settings import get_settings
+
+    _fill(MetricsStore(tmp_path / "metrics"), case)
+    monkeypatch.setenv("JUNCTION_STORE_DIR", str(tmp_path / "metrics"))
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("JUNCTION_ANALYTICS_UNCERTAINTY_SAMPLES", "60")
+    get_settings.cache_clear()
+    try:
+        validate = [] if case == "all_down" else ["--no-validate"]
+        args = ["analytics", "report", "--workers", "1", "--days", "7", *validate]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert "Traceback" not in res.output and "report written to" in res.stdout
+        res = CliRunner().invoke(app, [*args, "--json"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.stdout)
+        assert Path(doc["report"]).name == "report.html" and len(doc["kpis"]) == 4
+    finally:
+        get_settings.cache_clear()
+
+
+HOSTILE_SERVICE = "<script>alert(1)</script>"
+HOSTILE_MESSAGE = '<img src=x onerror="alert(2)"> [click](javascript:alert(3))'
+
+
+def test_markdown_and_html_escape_service_names_and_alert_messages(tmp_path: Path) -> None:
+    """Service names and alert messages come from vendors and configs: the Markdown
+    artifact must not carry their HTML or links, any more than the HTML report does."""
+    store = MetricsStore(tmp_path / "metrics")
+    store.append("calls", [_call(HOSTILE_SERVICE, m % 40 != 0, m) for m in range(0, 600, 5)])
+    store.append(
+        "alerts",
+        [
+            {
+                "ts": NOW - timedelta(minutes=5),
+                "fingerprint": "f1",
+                "service": HOSTILE_SERVICE,
+                "rule": "down | <b>rule</b>",
+                "severity": "critical",
+                "state": "firing",
+                "message": HOSTILE_MESSAGE,
+                "labels_json": "{}",
+            }
+        ],
+    )
+    store.flush()
+    data = collect(store, Settings(**FAST), days=7, spec_dir=tmp_path / "none", workers=1)
+    data.notes.append(f"note about {HOSTILE_SERVICE}")
+    md = render_markdown(data)
+    for raw in ("<script", "<img", "<b>", "](javascript:"):
+        assert raw not in md, raw
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in md  # still readable
+    assert "onerror" in md and "&lt;img" in md
+    html_text = write_report(data, tmp_path / "out").read_text()
+    assert "<script" not in html_text and "<img" not in html_text and "<b>rule" not in html_text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
+
+
+def test_report_goes_on_past_a_truncated_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truncated Parquet segment is moved aside with a warning naming it; the report is
+    written from the rest, and says so in its notes."""
+    from typer.testing import CliRunner
+
+    from junction.cli import app
+    from junction.settings import get_settings
+
+    store = MetricsStore(tmp_path / "metrics")
+    _fill(store, "always_failing")
+    store.append("calls", [_call("jira", True, 30)])
+    store.flush()
+    store.close()
+    bad = sorted((tmp_path / "metrics" / "calls").glob("*/*.parquet"))[-1]
+    bad.write_bytes(bad.read_bytes()[:200])
+    monkeypatch.setenv("JUNCTION_STORE_DIR", str(tmp_path / "metrics"))
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(
+            app, ["analytics", "report", "--workers", "1", "--no-validate", "--days", "7"]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    moved = f"_quarantine/calls/{bad.parent.name}/{bad.name}"
+    assert f"note: unreadable segment moved aside, its rows are left out: {moved}" in res.stdout
+    assert f"segment calls/{bad.parent.name}/{bad.name} is unreadable" in caplog.text
+    assert (tmp_path / "metrics" / "_quarantine" / "calls" / bad.parent.name / bad.name).exists()
+    report = (tmp_path / "home" / "reports" / "report.html").read_text()
+    assert bad.name in report

@@ -880,3 +880,90 @@ def test_store_can_move_with_spools(tmp_path: Path) -> None:
     assert spool.exists()
     shutil.move(tmp_path / "a", tmp_path / "b")
     assert MetricsStore(tmp_path / "b").count("calls") == 50
+
+
+# --------------------------------------------------------------------------- privacy, damage
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+
+
+def test_store_directories_are_0700_and_files_0600(tmp_path: Path) -> None:
+    """The store holds workflow parameters and error text: nobody else may read it,
+    whatever the umask (spools, segments, compacted parts, manifests, locks, duckdb)."""
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "deep" / "metrics"
+        store = MetricsStore(root, flush_rows=1)
+        for table, rows in FULL_ROWS.items():
+            store.append(table, rows)
+        store.compact()
+        live = MetricsStore(root)
+        live.append("calls", [call_row(6)])  # a spool that stays until close
+        assert spools(root)
+        modes = _modes(root)
+        live.close()
+        store.close()
+    finally:
+        os.umask(old)
+    dirs = {p: m for p, m in modes.items() if (root / p).is_dir()}
+    regular = {p: m for p, m in modes.items() if (root / p).is_file()}
+    assert any(p.endswith(".parquet") for p in regular) and "metrics.duckdb" in regular
+    assert all(m == 0o700 for m in dirs.values()), dirs
+    assert all(m == 0o600 for m in regular.values()), regular
+
+
+def test_an_existing_world_readable_store_root_is_closed(tmp_path: Path) -> None:
+    root = tmp_path / "metrics"
+    root.mkdir(mode=0o755)
+    os.chmod(root, 0o755)
+    MetricsStore(root).close()
+    assert root.stat().st_mode & 0o777 == 0o700
+
+
+def _two_segments(root: Path) -> tuple[MetricsStore, list[Path]]:
+    store = MetricsStore(root)
+    store.append("calls", [call_row(i) for i in range(10)])
+    store.flush()
+    store.append("calls", [call_row(i) for i in range(10, 15)])
+    store.flush()
+    return store, files(root, "calls")
+
+
+def test_truncated_segment_is_quarantined_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer, segments = _two_segments(tmp_path)
+    writer.close()
+    sizes = {p: pq.ParquetFile(p).metadata.num_rows for p in segments}
+    bad = segments[0]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # a full disk, a bad copy
+    reader = MetricsStore(tmp_path)
+    with caplog.at_level("WARNING", logger="junction.store"):
+        assert reader.count("calls") == 15 - sizes[bad]
+    moved = tmp_path / "_quarantine" / bad.relative_to(tmp_path)
+    assert reader.quarantined == [moved] and moved.exists() and not bad.exists()
+    assert bad.name in caplog.text and "unreadable" in caplog.text
+    # Everything else still works on the store: trends, compaction, new rows.
+    assert len(reader.query("SELECT * FROM calls")) == reader.count("calls")
+    reader.append("calls", [call_row(99)])
+    reader.flush()
+    reader.compact()
+    assert reader.count("calls") == 16 - sizes[bad]
+
+
+def test_segment_damaged_after_it_was_checked_is_quarantined_when_duckdb_fails(
+    tmp_path: Path,
+) -> None:
+    """Same size, garbage in the middle: the cheap check passes, DuckDB names the file."""
+    store, segments = _two_segments(tmp_path)
+    assert store.count("calls") == 15  # both segments checked and fine
+    bad = segments[0]
+    rows_left = 15 - pq.ParquetFile(bad).metadata.num_rows
+    data = bytearray(bad.read_bytes())
+    data[40:90] = b"x" * 50
+    bad.write_bytes(bytes(data))
+    assert store.count("calls") == rows_left
+    assert store.quarantined and store.quarantined[0].name == bad.name
+    store.close()

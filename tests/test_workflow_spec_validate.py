@@ -276,13 +276,13 @@ def test_idempotency_key_on_a_read_only_step() -> None:
 
 def test_retries_of_a_non_idempotent_action() -> None:
     result = check(
-        "- id: a\n  uses: slack.post_message\n  with: {channel: c, text: t}\n  retries: 2\n"
+        "- id: a\n  uses: webex.create_message\n  with: {room_id: r, text: t}\n  retries: 2\n"
     )
-    assert_error(result, 11, "a", "retries on slack.post_message, which is not idempotent")
+    assert_error(result, 11, "a", "retries on webex.create_message, which is not idempotent")
 
 
 def test_non_idempotent_action_is_a_warning_without_retries() -> None:
-    result = check("- id: a\n  uses: slack.post_message\n  with: {channel: c, text: t}\n")
+    result = check("- id: a\n  uses: webex.create_message\n  with: {room_id: r, text: t}\n")
     assert result.ok
     assert [w.line for w in result.warnings] == [9]
     assert "cannot be made idempotent" in result.warnings[0].message
@@ -555,8 +555,8 @@ BAD = """\
   with: {first_name: "{{ params.nope }}", email: x@y.io}
   cache: 5m
 - id: c
-  uses: slack.post_message
-  with: {channel: c, text: "{{ steps.zzz.output }}"}
+  uses: webex.create_message
+  with: {room_id: r, text: "{{ steps.zzz.output }}"}
   retries: 1
 """
 

@@ -74,6 +74,9 @@ class SideEffectJournal:
         self.path.chmod(0o600)
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a committed entry survives the process dying (kill -9), and a
+        # write costs no fsync on the step's path (only an OS crash may lose the last one).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute("DELETE FROM effects WHERE at < ?", (time.time() - KEEP_DAYS * 86400,))
 

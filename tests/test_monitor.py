@@ -892,9 +892,6 @@ def test_cli_with_a_bad_alerting_file_names_file_line_and_field(sb: Any, tmp_pat
     assert not (tmp_path / "metrics" / "probes").exists()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="junction/store.py creates spools 0644 and directories 0755 (umask 022)"
-)
 async def test_files_the_monitor_creates_are_private(sb: Any, tmp_path: Path) -> None:
     """Spools, segments, locks and the alert database: 0600 in 0700 directories, whatever
     the process umask (a Prefect worker does not go through the CLI)."""

@@ -23,15 +23,13 @@ import httpx
 
 from integrations.base import HealthResult
 from integrations.catalog import load_catalog
-from integrations.errors import IntegrationError
 from integrations.metrics import CallMetric
 from integrations.transport import sweep_client
-from junction.clients import get_client
 from junction.monitor.alerts import AlertHook, default_alert_hook
 from junction.monitor.clock import MonitorClock
 from junction.monitor.dispatch import AlertDispatcher
 from junction.monitor.passive import LiveCall, LiveCallFeed
-from junction.monitor.probing import Prober, probe_breaker, unusable_result
+from junction.monitor.probing import Prober, probe_observation, probed_service
 from junction.monitor.results import MonitorEvent, OnEvent, OnSweep, ServiceHealth, SweepResult
 from junction.monitor.scheduler import StopRequest, check_interval, run_ticks
 from junction.monitor.state import SeenRows, ServiceState
@@ -172,7 +170,16 @@ class Monitor:
         )
         self._http = sweep_client(self.concurrency, timeout, backend=s.http_backend)
         for name in self.names:
-            self._services[name] = self._service_state(name)
+            self._services[name] = probed_service(
+                name,
+                ServiceWindow(self.window),
+                settings=s,
+                http=self._http,
+                timeout=self.probe_timeout,
+                # Only the monitor's own calls: live calls are recorded by whoever
+                # makes them (a second global sink would record them twice).
+                metric_hook=None if self.store is None else self.store.record_call,
+            )
         self._prober = Prober(
             timeout=self.probe_timeout,
             concurrency=self.concurrency,
@@ -186,24 +193,6 @@ class Monitor:
             tailer = StoreTailer(root, "calls", since=self.clock.now() - self.window)
             self._feed = LiveCallFeed(self._on_live_call, self._services, tailer)
             self._feed.start()
-
-    def _service_state(self, name: str) -> ServiceState:
-        state = ServiceState(name=name, window=ServiceWindow(self.window))
-        try:
-            state.client = get_client(
-                name,
-                settings=self.settings,
-                http=self._http,
-                source="probe",
-                breaker=probe_breaker(name, self.settings),
-                timeout=self.probe_timeout,
-                # Only the monitor's own calls: live calls are recorded by whoever
-                # makes them (a second global sink would record them twice).
-                metric_hook=None if self.store is None else self.store.record_call,
-            )
-        except IntegrationError as exc:
-            state.unusable = unusable_result(name, exc)
-        return state
 
     async def aclose(self) -> None:
         """Cancel background work, close clients and the alert hook, flush the store."""
@@ -392,14 +381,7 @@ class Monitor:
             state = self._services.get(row.get("service", ""))
             if state is None:
                 continue
-            obs = Observation(
-                ts=min(row["ts"], now),
-                ok=bool(row["ok"]),
-                latency_ms=float(row["latency_ms"]),
-                error_class=row.get("error_class"),
-                breaker_state=row.get("breaker_state") or "closed",
-            )
-            added += self._add(state, obs, row["id"])
+            added += self._add(state, probe_observation(row, now), row["id"])
         added += await self.poll_store(quiet=True)
         return added
 

@@ -23,15 +23,20 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
+
+import httpx
 
 from integrations.base import HealthResult
 from integrations.breaker import CircuitBreaker
 from integrations.errors import IntegrationError
+from integrations.metrics import MetricSink
+from junction.clients import get_client
 from junction.health import probe_rows
 from junction.monitor.clock import MonitorClock
 from junction.monitor.state import ServiceState
-from junction.scoring import Observation
+from junction.scoring import Observation, ServiceWindow
 from junction.settings import Settings
 from junction.store import MetricsStore
 
@@ -70,6 +75,52 @@ def unusable_result(service: str, exc: IntegrationError) -> HealthResult:
         error=exc.message,
         breaker_state="n/a",
         attempts=0,
+    )
+
+
+def probed_service(
+    name: str,
+    window: ServiceWindow,
+    *,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    timeout: float,
+    metric_hook: MetricSink | None,
+) -> ServiceState:
+    """The state of a service to probe, with its probe client (or why it has none).
+
+    Args:
+        name: Catalog name.
+        window: Its (empty) sliding window.
+        settings: Settings (the integration's configuration, breaker thresholds).
+        http: The monitor's shared HTTP client.
+        timeout: Probe timeout (seconds).
+        metric_hook: Receives the probes' call metrics (the store's ``record_call``).
+    """
+    state = ServiceState(name=name, window=window)
+    try:
+        state.client = get_client(
+            name,
+            settings=settings,
+            http=http,
+            source="probe",
+            breaker=probe_breaker(name, settings),
+            timeout=timeout,
+            metric_hook=metric_hook,
+        )
+    except IntegrationError as exc:
+        state.unusable = unusable_result(name, exc)
+    return state
+
+
+def probe_observation(row: dict[str, Any], now: datetime) -> Observation:
+    """The observation a ``probes`` row records (restore; never later than ``now``)."""
+    return Observation(
+        ts=min(row["ts"], now),
+        ok=bool(row["ok"]),
+        latency_ms=float(row["latency_ms"]),
+        error_class=row.get("error_class"),
+        breaker_state=row.get("breaker_state") or "closed",
     )
 
 
@@ -193,5 +244,7 @@ __all__ = [
     "ProbeObserver",
     "Prober",
     "probe_breaker",
+    "probe_observation",
+    "probed_service",
     "unusable_result",
 ]

@@ -64,20 +64,6 @@ def probe_breaker(service: str, settings: Settings) -> ProbeBreaker:
     )
 
 
-def unusable_result(service: str, exc: IntegrationError) -> HealthResult:
-    """The probe result of a service whose client cannot be built (bad URL, credentials)."""
-    return HealthResult(
-        service=service,
-        ok=False,
-        status=None,
-        latency_ms=0.0,
-        error_class=exc.error_class,
-        error=exc.message,
-        breaker_state="n/a",
-        attempts=0,
-    )
-
-
 def probed_service(
     name: str,
     window: ServiceWindow,
@@ -109,7 +95,7 @@ def probed_service(
             metric_hook=metric_hook,
         )
     except IntegrationError as exc:
-        state.unusable = unusable_result(name, exc)
+        state.unusable = HealthResult.unusable(name, exc)
     return state
 
 
@@ -246,5 +232,4 @@ __all__ = [
     "probe_breaker",
     "probe_observation",
     "probed_service",
-    "unusable_result",
 ]

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -42,6 +45,66 @@ def derived_key(given: str | None, *parts: object) -> str:
         return given
     raw = json.dumps(list(parts), sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+CALLER_KEY_LOOK_BACK = timedelta(hours=24)
+"""How far back a lookup searches a time-ordered history for a caller's key."""
+
+CLOCK_SKEW = timedelta(minutes=1)
+"""Added to every look-back: the vendor's clock may be behind ours."""
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """The key a create carries, and which earlier objects a lookup may take for it.
+
+    Attributes:
+        key: The idempotency key (the caller's, derived, or random; see
+            :func:`key_scope`).
+        since: Only objects created at or after this instant count.
+        lookup_first: Whether to look before the first attempt (``False`` for a random
+            key: nothing can carry it yet).
+    """
+
+    key: str
+    since: datetime
+    lookup_first: bool
+
+
+def key_scope(
+    given: str | None,
+    window_seconds: int,
+    *parts: object,
+    caller_look_back: timedelta | None = CALLER_KEY_LOOK_BACK,
+) -> KeyScope:
+    """The key and look-back of a create found again in a time-ordered history (messages,
+    comments) where no vendor key exists and the whole history cannot be searched.
+
+    - A caller's key (a workflow step's) is searched for over ``caller_look_back``
+      (``None``: at any age, where the history is bounded, such as one issue's comments).
+    - Without one, the key is derived from ``parts`` and searched for over
+      ``window_seconds``: the same content repeated later is a new message.
+    - With ``window_seconds`` 0 the key is random: every call creates, and only its own
+      re-attempts (after an ambiguous failure) look for it.
+
+    Args:
+        given: The caller's key, if any.
+        window_seconds: Look-back for a derived key (0: always create).
+        *parts: What identifies the object, for :func:`derived_key`.
+        caller_look_back: Look-back for a caller's key (``None``: unbounded).
+
+    Returns:
+        The key, the earliest creation time that counts, and whether to look first.
+    """
+    now = datetime.now(UTC) - CLOCK_SKEW
+    if given:
+        since = (
+            datetime.min.replace(tzinfo=UTC) if caller_look_back is None else now - caller_look_back
+        )
+        return KeyScope(given, since, True)
+    if window_seconds:
+        return KeyScope(derived_key(None, *parts), now - timedelta(seconds=window_seconds), True)
+    return KeyScope(uuid.uuid4().hex, now, False)
 
 
 def _plain(value: object) -> object:

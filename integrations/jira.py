@@ -17,11 +17,24 @@ Jira's search is eventually consistent (the index can lag a write by a moment); 
 backoff before a re-attempt gives it that moment, but a duplicate cannot be ruled out
 absolutely. :meth:`JiraClient.transition_issue` reads the issue's status first, so a
 repeat of a transition whose target status is reached already is a success.
+
+Retry- and rerun-safety of :meth:`JiraClient.add_comment`: the comment carries its key
+as a comment property (``properties: [{"key": "junction.idempotency", "value": {"key":
+<key>}}]``, hidden from readers) and, before the first attempt and every re-attempt, the
+issue's comments (``GET /rest/api/3/issue/{issueIdOrKey}/comment?orderBy=-created&
+expand=properties``, ``startAt`` paging) are searched for it; a found comment is returned
+with ``existing=True``. The key is the caller's (any comment of the issue counts), else
+derived from issue and body (comments of the last ``dedupe_window_seconds`` count,
+default 300; 0 always comments, and only this call's own re-attempts look). The list
+reads the database, not the search index, so it does not lag the write. Atlassian
+documents ``expand=renderedBody`` on that list and ``properties`` on the comment bean;
+a site that ignored ``expand=properties`` would make every lookup come back empty.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,9 +42,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import NotFoundError
-from integrations.idempotency import derived_key
+from integrations.idempotency import KeyScope, derived_key, key_scope
 
 LABEL_PREFIX = "junction-idem-"
+
+COMMENT_PROPERTY = "junction.idempotency"
+"""Key of the comment property that carries a comment's idempotency key."""
+
+COMMENT_PAGES = 10
+"""Pages of 100 comments (newest first) read by one comment lookup."""
 
 
 def adf(text: str) -> dict[str, Any]:
@@ -129,10 +148,37 @@ class AddCommentParams(BaseModel):
     Attributes:
         issue_key: Issue key or id.
         body: Plain text (converted to ADF) or an ADF document.
+        idempotency_key: Identifies this logical comment across retries and reruns
+            (e.g. ``<run id>:<step>``); a comment of the issue carrying it is returned
+            instead of commenting again. Default: derived from issue and body, searched
+            over ``dedupe_window_seconds``.
+        dedupe_window_seconds: Without ``idempotency_key``: the same comment added this
+            recently is this one (0: always comment).
     """
 
     issue_key: str = Field(min_length=1)
     body: str | dict[str, Any]
+    idempotency_key: str | None = Field(None, min_length=1, max_length=1000)
+    dedupe_window_seconds: int = Field(300, ge=0, le=86400)
+
+    def scope(self) -> KeyScope:
+        """The idempotency key and which comments a lookup counts (a caller's key: any
+        comment of the issue, so the look-back is unbounded)."""
+        return key_scope(
+            self.idempotency_key,
+            self.dedupe_window_seconds,
+            self.issue_key.upper(),
+            self.body,
+            caller_look_back=None,
+        )
+
+    def request_body(self, key: str) -> dict[str, Any]:
+        """The ``Comment`` request body: ADF, the key as a comment property."""
+        body = adf(self.body) if isinstance(self.body, str) else self.body
+        return {
+            "body": body,
+            "properties": [{"key": COMMENT_PROPERTY, "value": {"key": key}}],
+        }
 
 
 class TransitionIssueParams(BaseModel):
@@ -226,14 +272,57 @@ class SearchResults(BaseModel):
     is_last: bool | None = Field(None, alias="isLast")
 
 
+class EntityProperty(BaseModel):
+    """A Jira entity property (``key`` plus any JSON ``value``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    value: Any = None
+
+
 class JiraComment(BaseModel):
-    """A comment."""
+    """A comment.
+
+    Attributes:
+        existing: Set by Junction (not a Jira field): found by its idempotency property
+            (an earlier attempt or run added it), not added by this call.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     id: str
     created: str | None = None
     body: Any = None
+    properties: list[EntityProperty] = Field(default_factory=list)
+    existing: bool = False
+
+    def carries(self, key: str) -> bool:
+        """Whether the comment's properties hold the idempotency key ``key``."""
+        return any(
+            p.key == COMMENT_PROPERTY and isinstance(p.value, dict) and p.value.get("key") == key
+            for p in self.properties
+        )
+
+    def created_at(self) -> datetime | None:
+        """``created`` as a datetime (Jira writes ``2024-01-02T03:04:05.000+0000``)."""
+        if not self.created:
+            return None
+        try:
+            return datetime.strptime(self.created, "%Y-%m-%dT%H:%M:%S.%f%z")
+        except ValueError:
+            return None
+
+
+class PageOfComments(BaseModel):
+    """Answer of ``GET .../comment`` (offset paging)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    comments: list[JiraComment] = Field(default_factory=list)
+    start_at: int = Field(0, alias="startAt")
+    max_results: int = Field(0, alias="maxResults")
+    total: int = 0
 
 
 class JiraTransition(BaseModel):
@@ -349,28 +438,68 @@ class JiraClient(IntegrationClient):
             params={"fields": ",".join(params.fields)} if params.fields else None,
         )
 
-    @action(read_only=False, idempotent=False)
+    @action(read_only=False, idempotent=True, key_field="idempotency_key")
     async def add_comment(self, params: AddCommentParams) -> JiraComment:
-        """Add a comment to an issue.
+        """Add a comment to an issue, once per idempotency key.
 
-        Not retried once the request may have reached Jira (no idempotency key: a
-        retry after a lost response would comment twice).
+        The key rides in a comment property. Before the first attempt and after an
+        ambiguous failure (5xx, timeout, reset, 429), the issue's comments are searched
+        for it (newest first) and a found comment is returned with ``existing=True``;
+        only when the lookup proves nothing was added is the comment added (again). A
+        lookup that fails stops the call.
 
         Args:
-            params: Issue key and comment body.
+            params: Issue key, comment body, idempotency key and dedupe window.
 
         Returns:
-            The created comment.
+            The created (or found) comment.
         """
-        body = adf(params.body) if isinstance(params.body, str) else params.body
-        return await self.request(
-            "POST",
-            self.path("/rest/api/3/issue/{issue}/comment", issue=params.issue_key),
-            action="add_comment",
-            model=JiraComment,
-            json={"body": body},
-            idempotent=False,
+        path = self.path("/rest/api/3/issue/{issue}/comment", issue=params.issue_key)
+        scope = params.scope()
+
+        async def create() -> JiraComment:
+            return await self.request(
+                "POST",
+                path,
+                action="add_comment",
+                model=JiraComment,
+                json=params.request_body(scope.key),
+                idempotent=False,
+                max_attempts=1,  # re-attempts go through the lookup first
+            )
+
+        return await self.create_once(
+            lookup=lambda: self._find_comment(path, scope),
+            create=create,
+            lookup_first=scope.lookup_first,
         )
+
+    async def _find_comment(self, path: str, scope: KeyScope) -> JiraComment | None:
+        """The issue's comment carrying ``scope.key``, created since ``scope.since``."""
+        start = 0
+        for _ in range(COMMENT_PAGES):
+            page = await self.request(
+                "GET",
+                path,
+                action="add_comment.lookup",
+                model=PageOfComments,
+                params={
+                    "orderBy": "-created",
+                    "expand": "properties",
+                    "startAt": start,
+                    "maxResults": 100,
+                },
+            )
+            for comment in page.comments:
+                created = comment.created_at()
+                if created is not None and created < scope.since:
+                    return None  # newest first: the rest are older still
+                if comment.carries(scope.key):
+                    return comment.model_copy(update={"existing": True})
+            start = page.start_at + len(page.comments)
+            if not page.comments or start >= page.total:
+                break
+        return None
 
     @action(read_only=False, idempotent=False)
     async def transition_issue(self, params: TransitionIssueParams) -> TransitionResult:

@@ -1,7 +1,9 @@
-"""Jira client against the sandbox: issues (retry-safe by marker label), comments,
-transitions, typed errors."""
+"""Jira client against the sandbox: issues (retry-safe by marker label), comments
+(retry-safe by comment property), transitions, typed errors."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -10,6 +12,7 @@ from pydantic import SecretStr, ValidationError
 from integrations.auth import Credentials
 from integrations.errors import AuthenticationError, BadRequestError, NotFoundError, ServerError
 from integrations.jira import (
+    COMMENT_PROPERTY,
     AddCommentParams,
     CreateIssueParams,
     GetIssueParams,
@@ -27,7 +30,8 @@ from tests.helpers import ClientFactory, collection, mock_client
 def test_actions_and_their_safety() -> None:
     assert get_action("jira", "create_issue").idempotent
     assert get_action("jira", "get_issue").read_only
-    assert not get_action("jira", "add_comment").idempotent
+    comment = get_action("jira", "add_comment")
+    assert (comment.idempotent, comment.key_field) == (True, "idempotency_key")
     assert not get_action("jira", "transition_issue").idempotent
 
 
@@ -69,8 +73,126 @@ async def test_create_get_comment_transition(sb: SandboxServer, make_client: Cli
     assert stored["fields"]["description"]["type"] == "doc"
     assert any(x.startswith("junction-idem-") for x in stored["fields"]["labels"])
     comments = collection(sb, "jira", "comments")
-    assert comments[comment.id]["issue"] == "OPS-1"
+    assert comments[comment.id]["issue"] == "OPS-1" and not comment.existing
     assert comments[comment.id]["body"]["content"][0]["content"][0]["text"] == "Rolled back"
+    [prop] = comments[comment.id]["properties"]
+    assert prop["key"] == COMMENT_PROPERTY and prop["value"]["key"]
+
+
+# --- comments: once per idempotency key ----------------------------------------------------
+
+
+async def open_issue(client: JiraClient) -> str:
+    return (await client.create_issue(CreateIssueParams(project_key="OPS", summary="Ada"))).key
+
+
+@pytest.mark.parametrize("mode", ["504", "reset"])
+async def test_a_lost_comment_answer_is_found_not_reposted(
+    sb: SandboxServer, make_client: ClientFactory, mode: str
+) -> None:
+    async with (client := make_client(JiraClient)):
+        key = await open_issue(client)
+        sb.faults.set("jira", lost_after_commit=1.0, lost_mode=mode)
+        with collecting() as metrics:
+            comment = await client.add_comment(AddCommentParams(issue_key=key, body="Shipped"))
+    assert comment.existing and len(collection(sb, "jira", "comments")) == 1
+    assert [m.action for m in metrics] == [
+        "add_comment.lookup",
+        "add_comment",
+        "add_comment.lookup",
+    ]
+
+
+async def test_a_comment_rerun_by_a_fresh_client_finds_the_first(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(JiraClient)):
+        key = await open_issue(client)
+        first = await client.add_comment(AddCommentParams(issue_key=key, body="Shipped"))
+    async with (client := make_client(JiraClient)):
+        rerun = await client.add_comment(AddCommentParams(issue_key=key, body="Shipped"))
+        other = await client.add_comment(AddCommentParams(issue_key=key, body="Delivered"))
+        keyed = await client.add_comment(
+            AddCommentParams(issue_key=key, body="Shipped", idempotency_key="run-1:ship")
+        )
+        keyed_again = await client.add_comment(
+            AddCommentParams(issue_key=key, body="Shipped!", idempotency_key="run-1:ship")
+        )
+        ticks = [
+            await client.add_comment(
+                AddCommentParams(issue_key=key, body="tick", dedupe_window_seconds=0)
+            )
+            for _ in range(2)
+        ]
+    assert (rerun.id, rerun.existing, first.existing) == (first.id, True, False)
+    assert not other.existing and not keyed.existing
+    assert (keyed_again.id, keyed_again.existing) == (keyed.id, True)
+    assert ticks[0].id != ticks[1].id
+    assert len(collection(sb, "jira", "comments")) == 5
+
+
+async def test_the_comment_lookup_pages_through_the_issue(
+    sb: SandboxServer, make_client: ClientFactory
+) -> None:
+    async with (client := make_client(JiraClient)):
+        key = await open_issue(client)
+        first = await client.add_comment(AddCommentParams(issue_key=key, body="first"))
+        for i in range(100):  # newer comments: the first is on the second page of 100
+            await client.add_comment(
+                AddCommentParams(issue_key=key, body=f"n{i}", dedupe_window_seconds=0)
+            )
+        with collecting() as metrics:
+            rerun = await client.add_comment(
+                AddCommentParams(issue_key=key, body="first", dedupe_window_seconds=3600)
+            )
+        listed = await client.request(
+            "GET", f"/rest/api/3/issue/{key}/comment", action="raw", params={"maxResults": 2}
+        )
+    assert (rerun.id, rerun.existing) == (first.id, True)
+    assert [m.action for m in metrics] == ["add_comment.lookup"] * 2
+    # The list itself: oldest first by default, properties only when expanded.
+    assert (listed["total"], listed["startAt"], len(listed["comments"])) == (101, 0, 2)
+    assert listed["comments"][0]["id"] == first.id and "properties" not in listed["comments"][0]
+
+
+def mocked_comments(comments: list[dict[str, object]]) -> tuple[JiraClient, list[httpx.Request]]:
+    """A Jira whose issue has ``comments`` (newest first) and which creates any comment."""
+    posts: list[httpx.Request] = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            assert request.url.params["expand"] == "properties"
+            assert request.url.params["orderBy"] == "-created"
+            page = {"startAt": 0, "maxResults": 100, "total": len(comments), "comments": comments}
+            return httpx.Response(200, json=page)
+        posts.append(request)
+        return httpx.Response(201, json={"id": "10100", "body": {}})
+
+    client = mock_client(
+        JiraClient,
+        vendor,
+        base_url="https://acme.atlassian.net",
+        credentials=Credentials(username="me@example.com", password=SecretStr("api-token-x")),
+    )
+    return client, posts
+
+
+async def test_a_derived_key_counts_recent_comments_only_a_callers_key_any() -> None:
+    params = AddCommentParams(issue_key="OPS-1", body="Shipped")
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+    def old_comment(key: str) -> dict[str, object]:
+        prop = {"key": COMMENT_PROPERTY, "value": {"key": key}}
+        return {"id": "10001", "created": an_hour_ago, "properties": [prop]}
+
+    derived = params.scope().key
+    async with (mocked := mocked_comments([old_comment(derived)]))[0]:
+        fresh = await mocked[0].add_comment(params)  # the same text an hour later: new
+    assert not fresh.existing and len(mocked[1]) == 1
+    keyed = params.model_copy(update={"idempotency_key": "run-1:ship"})
+    async with (mocked := mocked_comments([old_comment("run-1:ship")]))[0]:
+        found = await mocked[0].add_comment(keyed)  # a rerun of the same step: the same one
+    assert (found.id, found.existing, len(mocked[1])) == ("10001", True, 0)
 
 
 async def test_same_idempotency_key_returns_the_existing_issue(

@@ -209,8 +209,13 @@ class SlackChannel(BaseChannel):
     async def _deliver(self, notification: Notification) -> str:
         client = self.client
         assert isinstance(client, SlackClient)
+        # The notification's key: a redelivery finds the message instead of posting again.
         result = await client.post_message(
-            PostMessageParams(channel=self.params.channel, text=self.mrkdwn(notification))
+            PostMessageParams(
+                channel=self.params.channel,
+                text=self.mrkdwn(notification),
+                idempotency_key=notification.key,
+            )
         )
         return f"slack message {result.channel}/{result.ts}"
 

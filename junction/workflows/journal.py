@@ -2,12 +2,11 @@
 
 Most side-effecting actions are safe to repeat: they take an idempotency key the vendor
 deduplicates on (``ActionSpec.key_field``: Jira, ServiceNow, PagerDuty, email) or look
-before they create (Okta, GitLab, memberships). A few can do neither: a Slack
-``chat.postMessage`` has no key and nothing to look the message up by, and a Webex
-message can be read back only where the bot can read the room. For those, the runner
-records the step's output here under the step's idempotency key once the vendor answered,
-and a rerun of the same workflow with the same parameters (the same key) reuses it
-instead of posting again.
+before they create (Okta, GitLab, memberships, Slack and Teams messages, Jira comments).
+A few can do neither: a Webex message can be read back only where the bot can read the
+room. For those, the runner records the step's output here under the step's idempotency
+key once the vendor answered, and a rerun of the same workflow with the same parameters
+(the same key) reuses it instead of posting again.
 
 One SQLite file per Junction home (``<home>/workflow_journal.db``, mode 0600: it holds
 step outputs), shared by processes (WAL); entries older than :data:`KEEP_DAYS` are

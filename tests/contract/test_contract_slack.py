@@ -5,6 +5,14 @@ The 2020 spec makes Prism enforce a ``token`` header (and a ``token`` query para
 users.lookupByEmail) besides the Bearer header real Slack uses; that is added here, by a
 shared ``httpx.AsyncClient``'s defaults, never by the client. Prism serves Swagger 2.0
 without its basePath, so the base URL is Prism's root (real Slack: ``.../api``).
+
+Spec gap: the 2020 spec has no ``conversations.history`` or ``conversations.replies``
+(and no ``metadata`` argument on chat.postMessage, which Prism lets through as an extra
+form field), the reads ``post_message`` searches for its idempotency key before posting
+to a channel id. The action is therefore sent to a channel *name* the spec's
+``conversations.list`` example does not hold (posted once, no history read), and the
+create body with its metadata is sent on its own; the history lookup is exercised
+against the sandbox.
 """
 
 from __future__ import annotations
@@ -19,7 +27,12 @@ from integrations.auth import Credentials
 from integrations.base import RetryPolicy
 from integrations.breaker import CircuitBreaker
 from integrations.errors import UnprocessableEntityError
-from integrations.slack import LookupUserParams, PostMessageParams, SlackClient
+from integrations.slack import (
+    LookupUserParams,
+    PostMessageParams,
+    PostMessageResult,
+    SlackClient,
+)
 from junction.clients import get_client
 
 pytestmark = pytest.mark.prism
@@ -43,15 +56,26 @@ async def slack(prism_servers: dict[str, str]) -> AsyncIterator[SlackClient]:
 
 
 async def test_post_message_accepted(slack: SlackClient) -> None:
-    sent = await slack.post_message(
-        PostMessageParams(
-            channel="C0123ABCDE",
-            text="deploy done",
-            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*deploy* done"}}],
-            unfurl_links=False,
-        )
+    params = PostMessageParams(
+        channel="C0123ABCDE",
+        text="deploy done",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*deploy* done"}}],
+        unfurl_links=False,
+        idempotency_key="run-1:notify",
     )
+    # The create the action sends, metadata included.
+    sent = await slack.request(
+        "POST",
+        "/chat.postMessage",
+        action="post_message",
+        model=PostMessageResult,
+        data=params.form(params.scope().key),
+    )
+    # The action: conversations.list (the name is not among the example's channels),
+    # then one post.
+    named = await slack.post_message(params.model_copy(update={"channel": "#junction-ci"}))
     assert sent.ok and sent.channel and sent.ts
+    assert named.ok and named.ts and not named.existing
 
 
 async def test_lookup_user_by_email_accepted(slack: SlackClient) -> None:

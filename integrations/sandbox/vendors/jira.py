@@ -8,8 +8,11 @@ not contain spaces; an unknown project or issue type is 400; a missing issue is 
 simplified workflow (To Do / In Progress / Done, each reachable from the others).
 ``GET /rest/api/3/search/jql`` understands a small JQL subset: ``field = value``,
 ``field != value`` and ``field in (a, b)`` joined by ``AND`` over project, key, labels,
-status, issuetype and summary (``~`` contains). Collections: ``projects`` (seeded OPS,
-JUN), ``issues`` (by key), ``comments``.
+status, issuetype and summary (``~`` contains). Comments keep their ``properties``
+(entity properties, shown with ``expand=properties``); ``GET .../comment`` lists an
+issue's comments with ``startAt``/``maxResults`` paging and ``orderBy`` ``created`` /
+``-created``. Collections: ``projects`` (seeded OPS, JUN), ``issues`` (by key),
+``comments``.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def _base(req: SandboxRequest) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
 
 
 def _bad(message: str | None = None, **errors: str) -> VendorError:
@@ -198,9 +202,32 @@ async def get_issue(req: SandboxRequest) -> Response:
     return json_response(_view(issue, _base(req), req.query.get("fields")))
 
 
+def _properties(value: Any) -> list[dict[str, Any]]:
+    """A comment's ``properties`` (``[{key, value}]``), or 400 as Jira answers."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad("Can not deserialize properties: expected an array.")
+    found: list[dict[str, Any]] = []
+    for prop in value:
+        key = prop.get("key") if isinstance(prop, dict) else None
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise _bad("The property key must be between 1 and 255 characters long.")
+        if "value" not in prop:
+            raise _bad(f"The property '{key}' has no value.")
+        found.append({"key": key, "value": prop["value"]})
+    return found
+
+
+def _comment_view(comment: dict[str, Any], expand: str | None) -> dict[str, Any]:
+    expanded = {e.strip() for e in (expand or "").split(",")}
+    skip = {"issue"} if "properties" in expanded else {"issue", "properties"}
+    return {k: v for k, v in comment.items() if k not in skip}
+
+
 @routes.route("POST", "/rest/api/3/issue/{issue}/comment")
 async def add_comment(req: SandboxRequest) -> Response:
-    """Add an ADF comment (201)."""
+    """Add an ADF comment, with its entity properties (201)."""
     state = _state(req)
     issue = _issue(state, req.path_params["issue"])
     body = req.json()
@@ -209,6 +236,7 @@ async def add_comment(req: SandboxRequest) -> Response:
         raise _bad(comment="Comment body can not be empty!")
     if not _is_adf(text):
         raise _bad("Comment body is not valid!")
+    properties = _properties(body.get("properties"))
     cid = str(10000 + int(state.next_id()))
     now = _now()
     comment = {
@@ -218,10 +246,42 @@ async def add_comment(req: SandboxRequest) -> Response:
         "body": text,
         "created": now,
         "updated": now,
+        "jsdPublic": True,
+        "properties": properties,
         "issue": issue["key"],
     }
     state.collection("comments")[cid] = comment
-    return json_response({k: v for k, v in comment.items() if k != "issue"}, status=201)
+    return json_response(_comment_view(comment, req.query.get("expand")), status=201)
+
+
+@routes.route("GET", "/rest/api/3/issue/{issue}/comment")
+async def list_comments(req: SandboxRequest) -> Response:
+    """An issue's comments (``PageOfComments``), oldest first unless ``orderBy=-created``."""
+    state = _state(req)
+    issue = _issue(state, req.path_params["issue"])
+    try:
+        start = int(req.query.get("startAt", "0"))
+        limit = int(req.query.get("maxResults", "5000"))
+    except ValueError:
+        raise _bad("Invalid startAt or maxResults") from None
+    if start < 0 or limit < 0:
+        raise _bad("startAt and maxResults must not be negative")
+    order = req.query.get("orderBy", "created")
+    if order.lstrip("+-") != "created":
+        raise _bad(f"Invalid orderBy '{order}': comments can be ordered by created only.")
+    comments = [c for c in state.collection("comments").values() if c["issue"] == issue["key"]]
+    comments.sort(key=lambda c: (c["created"], int(c["id"])), reverse=order.startswith("-"))
+    limit = min(limit, 5000)
+    page = comments[start : start + limit]
+    expand = req.query.get("expand")
+    return json_response(
+        {
+            "startAt": start,
+            "maxResults": limit,
+            "total": len(comments),
+            "comments": [_comment_view(c, expand) for c in page],
+        }
+    )
 
 
 def _transitions(issue: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,19 +1,26 @@
 """Sandbox Microsoft Teams (Graph v1.0): channel messages and the organization.
 
 Plays ``POST /teams/{team-id}/channels/{channel-id}/messages``
-(https://learn.microsoft.com/en-us/graph/api/channel-post-messages) and ``GET
-/organization``, with Graph's error shape (``{"error": {"code", "message", "innerError"}}``):
-an unknown team or channel is 404 ``NotFound``, a body without ``body.content`` or with
-another ``contentType`` than ``text``/``html`` is 400 ``BadRequest``. OAuth2 tokens come
-from the sandbox's token endpoint (the app checks them). Collections: ``teams``
-(seeded: one team, three channels) and ``messages``.
+(https://learn.microsoft.com/en-us/graph/api/channel-post-messages), ``GET`` of the same
+path (https://learn.microsoft.com/en-us/graph/api/channel-list-messages: the channel's
+root messages, last changed first, ``$top`` 1..50 (default 20), an absolute
+``@odata.nextLink`` with an opaque ``$skiptoken``; other OData options are 400 as in
+Graph) and ``GET /organization``, with Graph's error shape (``{"error": {"code",
+"message", "innerError"}}``): an unknown team or channel is 404 ``NotFound``, a body
+without ``body.content`` or with another ``contentType`` than ``text``/``html`` is 400
+``BadRequest``. The body's HTML is stored as sent. OAuth2 tokens come from the sandbox's
+token endpoint (the app checks them). Collections: ``teams`` (seeded: one team, three
+channels) and ``messages``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.responses import Response
 
@@ -57,9 +64,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@routes.route("POST", "/teams/{team_id}/channels/{channel_id}/messages")
-async def send_channel_message(req: SandboxRequest) -> Response:
-    """Create a ``chatMessage`` in a channel (201)."""
+def _channel(req: SandboxRequest) -> tuple[ServiceState, dict[str, Any], str]:
+    """The state, team and channel id of a channel route (404 ``NotFound`` otherwise)."""
     state = _state(req)
     team = state.collection("teams").get(req.path_params["team_id"])
     if team is None:
@@ -69,6 +75,65 @@ async def send_channel_message(req: SandboxRequest) -> Response:
     channel_id = req.path_params["channel_id"]
     if channel_id not in team["channels"]:
         raise vendor_error("teams", 404, f"Channel {channel_id} not found")
+    return state, team, channel_id
+
+
+def _page_args(req: SandboxRequest) -> tuple[int, int]:
+    """``$top`` and the offset in ``$skiptoken``; anything else Graph refuses is 400."""
+    query = req.query
+    unsupported = sorted(k for k in query if k not in ("$top", "$skiptoken", "$expand"))
+    if unsupported:
+        raise vendor_error("teams", 400, f"Query option '{unsupported[0]}' is not supported.")
+    try:
+        top = int(query.get("$top", "20"))
+    except ValueError:
+        raise vendor_error("teams", 400, "Invalid value for $top") from None
+    if not 1 <= top <= 50:
+        raise vendor_error("teams", 400, f"Invalid page size requested: {top}. Maximum is 50.")
+    token = query.get("$skiptoken")
+    if not token:
+        return top, 0
+    try:
+        tag, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        start = int(offset)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise vendor_error("teams", 400, "Invalid $skiptoken") from None
+    if tag != "junction-sandbox" or start < 0:
+        raise vendor_error("teams", 400, "Invalid $skiptoken")
+    return top, start
+
+
+@routes.route("GET", "/teams/{team_id}/channels/{channel_id}/messages")
+async def list_channel_messages(req: SandboxRequest) -> Response:
+    """The channel's root messages, last changed first, paged by ``@odata.nextLink``."""
+    state, team, channel_id = _channel(req)
+    top, start = _page_args(req)
+    roots = [
+        m
+        for m in state.collection("messages").values()
+        if m["channelIdentity"] == {"teamId": team["id"], "channelId": channel_id}
+        and m.get("replyToId") is None
+    ]
+    roots.sort(key=lambda m: (m["lastModifiedDateTime"], int(m["id"])), reverse=True)
+    page = roots[start : start + top]
+    url = req.request.url
+    answer: dict[str, Any] = {
+        "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#teams('{team['id']}')"
+        f"/channels('{channel_id}')/messages",
+        "@odata.count": len(page),
+        "value": page,
+    }
+    if start + top < len(roots):
+        token = base64.urlsafe_b64encode(f"junction-sandbox:{start + top}".encode()).decode()
+        query = urlencode({"$top": top, "$skiptoken": token})
+        answer["@odata.nextLink"] = f"{url.scheme}://{url.netloc}{url.path}?{query}"
+    return json_response(answer)
+
+
+@routes.route("POST", "/teams/{team_id}/channels/{channel_id}/messages")
+async def send_channel_message(req: SandboxRequest) -> Response:
+    """Create a ``chatMessage`` in a channel (201)."""
+    state, team, channel_id = _channel(req)
     body = req.json()
     item: Any = body.get("body") if isinstance(body, dict) else None
     if not isinstance(item, dict) or not str(item.get("content") or "").strip():
@@ -77,13 +142,16 @@ async def send_channel_message(req: SandboxRequest) -> Response:
     if content_type.lower() not in ("text", "html"):
         raise vendor_error("teams", 400, f"Invalid contentType {content_type!r}")
     mid = str(int(datetime.now(UTC).timestamp() * 1000) * 1000 + int(state.next_id()) % 1000)
+    now = _now()
     message = {
         "id": mid,
         "replyToId": None,
         "etag": mid,
         "messageType": "message",
-        "createdDateTime": _now(),
-        "lastModifiedDateTime": _now(),
+        "createdDateTime": now,
+        "lastModifiedDateTime": now,
+        "lastEditedDateTime": None,
+        "deletedDateTime": None,
         "subject": body.get("subject"),
         "importance": "normal",
         "locale": "en-us",

@@ -6,6 +6,7 @@ Light on purpose (typer and rich only): ``junction --help`` imports it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -121,6 +122,8 @@ def print_table(t: Table) -> None:
         return
     # Piped (CI logs, `| cat`, `| grep`): rich assumes 80 columns and folds cells
     # mid-word ("servi/ce", URLs cut in two). Print at the table's natural width: one
-    # line per row, whole words and URLs, easy to grep.
+    # line per row, whole words and URLs, easy to grep; no padding after the last cell.
     width = Console(width=10_000).measure(t).maximum
-    Console(width=max(console.width, width)).print(t)
+    buffer = io.StringIO()
+    Console(file=buffer, width=max(console.width, width)).print(t)
+    typer.echo("\n".join(line.rstrip() for line in buffer.getvalue().splitlines()))

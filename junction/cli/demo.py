@@ -41,6 +41,8 @@ def demo(
     """
     prepare_runtime()
     # Function-level: the sandbox, Prefect and the flows cost seconds to import.
+    from prefect.exceptions import FailedRun
+
     from integrations.sandbox.app import SandboxServer, load_profile
     from junction.cli.monitor import health_table
     from junction.cli.workflow import render_summary
@@ -64,7 +66,10 @@ def demo(
             "1/3 the [bold]monitor-integrations[/] Prefect flow: probe, score, alert "
             "(ephemeral Prefect server; the first flow of a process takes ~20 s to start it)..."
         )
-        sweep, state = asyncio.run(_demo_flows())
+        try:
+            sweep, state = asyncio.run(_demo_flows())
+        except FailedRun as exc:  # the monitor flow ends Failed with a one-line reason
+            fail(str(exc))
         workflow = state.result(raise_on_failure=False)
         if isinstance(workflow, BaseException):
             fail(f"the onboarding workflow could not run: {workflow}")

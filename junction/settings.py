@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         "command runs flows (Prefect's 20 s default is too short on 2 cores).",
     )
 
-    # --- monitoring and alerting (issue 3) ---
+    # --- monitoring and alerting ---
     alerting_file: Path | None = Field(
         None,
         description="YAML alerting configuration (rules, channels, routes, escalation, "
@@ -257,7 +257,7 @@ class Settings(BaseSettings):
         "from the metrics store (passive monitoring).",
     )
 
-    # --- workflows (issue 4) ---
+    # --- workflows ---
     workflow_integration_concurrency: int = Field(
         8,
         ge=1,
@@ -304,7 +304,7 @@ class Settings(BaseSettings):
         "before sending any request.",
     )
 
-    # --- analytics and reports (issue 5) ---
+    # --- analytics and reports ---
     analytics_report_days: int = Field(
         30, ge=1, le=366, description="Report: days of history analysed (window end = newest row)."
     )

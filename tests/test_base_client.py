@@ -26,6 +26,7 @@ from integrations.base import (
 )
 from integrations.breaker import BreakerState, CircuitBreaker
 from integrations.catalog import load_catalog
+from integrations.config import EngineConfig, IntegrationConfig
 from integrations.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -44,7 +45,6 @@ from integrations.errors import (
 from integrations.metrics import collecting
 from integrations.pagerduty import PagerDutyClient, SendEventParams
 from integrations.redaction import install_log_redaction, redact, register_secret
-from integrations.config import EngineConfig, IntegrationConfig
 from integrations.registry import get_action
 from junction.clients import get_client
 from junction.settings import Settings

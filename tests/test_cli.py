@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from integrations.catalog import load_catalog
+
 if TYPE_CHECKING:
     from integrations.sandbox.app import SandboxServer
 
@@ -53,11 +55,14 @@ def test_check_all_against_sandbox_records_probes(sb: SandboxServer, tmp_path: P
     out = run(["integrations", "check", "--json"], env=env, home=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     results = json.loads(out.stdout)
-    assert len(results) == 43 and all(r["ok"] for r in results), [r for r in results if not r["ok"]]
+    total = len(load_catalog())
+    assert len(results) == total and all(r["ok"] for r in results), [
+        r for r in results if not r["ok"]
+    ]
     from junction.store import MetricsStore
 
     store = MetricsStore(tmp_path / "metrics")
-    assert store.count("probes") == 43
+    assert store.count("probes") == total
     assert store.query("select count(*) n from calls where source = 'probe'")["n"][0] >= 42
 
 

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from integrations.sandbox.app import SandboxServer
-from junction.workflows.runner import RunResult, Runtime, WorkflowRunner
+from junction.workflows.outcomes import RunResult
+from junction.workflows.runner import WorkflowRunner
+from junction.workflows.runtime import Runtime
 from junction.workflows.spec import ParameterError, WorkflowSpec
 from junction.workflows.validate import validate_text
 from tests.helpers import FAST, requests_log, sandbox_settings

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,32 @@ class _Ring:
 
     def values(self) -> np.ndarray:
         return self.buf if self.count >= self.size else self.buf[: self.count]
+
+
+class _WindowMax:
+    """The largest of the last ``size`` values pushed, in O(1) amortised per push.
+
+    A deque of (position, value) whose values decrease: a value that a newer, larger one
+    outlives can never be the maximum again and is dropped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+        self._q: deque[tuple[int, float]] = deque()
+
+    def push(self, x: float) -> None:
+        q = self._q
+        while q and q[-1][1] <= x:
+            q.pop()
+        q.append((self.count, x))
+        self.count += 1
+        if q[0][0] <= self.count - 1 - self.size:
+            q.popleft()
+
+    def max(self) -> float:
+        """The maximum of the window (``-inf`` when nothing was pushed)."""
+        return self._q[0][1] if self._q else -math.inf
 
 
 def _median(a: np.ndarray) -> float:
@@ -290,8 +316,19 @@ class FeatureExtractor:
         "novelty_time",
     )
 
-    def __init__(self, cfg: DetectorConfig) -> None:
+    def __init__(self, cfg: DetectorConfig, only: Collection[str] | None = None) -> None:
+        """Start with no history.
+
+        Args:
+            cfg: The detector's parameters.
+            only: Compute only these features (the others are NaN); default: all of them.
+        """
         self.cfg = cfg
+        wanted = set(self.names if only is None else only)
+        # The features that cost a statistic of their own per point, skipped when unused.
+        self._short_on = "value_short" in wanted
+        self._diff_on = "diff" in wanted
+        self._novelty_on = "novelty" in wanted
         self.short = _Ring(cfg.short_window)
         self.long = _Ring(cfg.long_window)
         self.diffs = _Ring(cfg.long_window)
@@ -364,7 +401,7 @@ class FeatureExtractor:
         seconds = _seconds(ts) if ts is not None else None
         self._learn_period(seconds)
         daily = self._daily(value)
-        novelty = self.novelty.update(value, self.period)
+        novelty = self.novelty.update(value, self.period) if self._novelty_on else math.nan
         novelty_steps = self.novelty_steps.update(value, self.period)
         # Off (NaN: never scored) without a time of day.
         novelty_time = (
@@ -378,11 +415,11 @@ class FeatureExtractor:
             if self.n % self.cfg.refresh == 0 or self.n < self.cfg.long_window:
                 self._long_stats = (
                     *self._stats(self.long.values()),
-                    *self._stats(self.diffs.values()),
+                    *(self._stats(self.diffs.values()) if self._diff_on else (0.0, 1.0)),
                     *self._stats(self.abs_diffs.values()),
                 )
             med_l, sc_l, med_d, sc_d, med_a, sc_a = self._long_stats
-            med_s, sc_s = self._stats(self.short.values())
+            med_s, sc_s = self._stats(self.short.values()) if self._short_on else (math.nan, 1.0)
             level = (sum(self.recent) + value) / (len(self.recent) + 1)
             # Volatility: the recent mean step size against the usual one (only increases).
             vol = (sum(self.recent_abs_diffs) + abs(diff)) / (len(self.recent_abs_diffs) + 1)
@@ -390,7 +427,7 @@ class FeatureExtractor:
                 [
                     abs(value - med_s) / sc_s,
                     abs(value - med_l) / sc_l,
-                    abs(diff - med_d) / sc_d,
+                    abs(diff - med_d) / sc_d if self._diff_on else math.nan,
                     abs(level - med_l) / sc_l,
                     daily,
                     max(0.0, vol - med_a) / sc_a,
@@ -425,7 +462,7 @@ class RecordScorer:
         self, cfg: DetectorConfig, n_features: int, floors: list[float] | None = None
     ) -> None:
         self.cfg = cfg
-        self.past = [_Ring(cfg.history) for _ in range(n_features)]
+        self.past = [_WindowMax(cfg.history) for _ in range(n_features)]
         # Per-feature floors of the record (count features need one: see DetectorConfig).
         self.floors = [max(cfg.min_record, f) for f in floors or [0.0] * n_features]
         self.since_detection = cfg.suppress + 1
@@ -447,7 +484,7 @@ class RecordScorer:
             if math.isnan(z):
                 continue  # a feature still learning: no record yet, no score
             if ring.count >= 20:
-                record = max(float(ring.values().max()), floor)
+                record = max(ring.max(), floor)
                 ratio = max(ratio, z / (record + 1e-9))
                 if clip > 0 and z > record > 0:
                     # A new record enters the history at most `clip` times the record
@@ -487,7 +524,7 @@ class StreamingDetector:
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
-        self.features = FeatureExtractor(self.config)
+        self.features = FeatureExtractor(self.config, only=self.config.features)
         names = FeatureExtractor.names
         unknown = [n for n in self.config.features if n not in names]
         if unknown or not self.config.features:

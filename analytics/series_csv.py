@@ -30,7 +30,7 @@ import pandas as pd
 
 MIN_POINTS = 2
 """Fewest points with a value a file needs."""
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 50_000
 """Rows parsed at a time."""
 
 Duplicates = Literal["keep", "first", "last", "mean"]
@@ -59,10 +59,13 @@ class Series:
     def __len__(self) -> int:
         return int(self.values.size)
 
-    @property
-    def seconds(self) -> np.ndarray:
-        """Timestamps as seconds since the epoch (float64), what the detector reads."""
-        return self.timestamps.astype("datetime64[ns]").astype(np.int64) / 1e9
+    def points(self, block: int = 65_536) -> Iterator[tuple[float, float]]:
+        """``(seconds since the epoch, value)`` per point, in order, converted a block at
+        a time (a list of Python floats for 5 M points would be ~300 MB)."""
+        for start in range(0, len(self), block):
+            stop = start + block
+            seconds = self.timestamps[start:stop].astype(np.int64) / 1e9
+            yield from zip(seconds.tolist(), self.values[start:stop].tolist(), strict=True)
 
     def to_frame(self) -> pd.DataFrame:
         """``timestamp, value`` as a DataFrame."""

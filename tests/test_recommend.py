@@ -1,4 +1,5 @@
-"""Recommendations on crafted calls/runs, and `apply` writing a revision and a diff."""
+"""Recommendations on crafted calls/runs (analytics.recommend), and applying them
+(analytics.apply): a revision and a diff, never an unvalidated spec."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.recommend import (
-    Recommendation,
-    apply_recommendations,
-    load_specs,
-    next_revision,
-    recommend,
-)
+from analytics.apply import ApplyResult, apply_recommendations, next_revision
+from analytics.recommend import Change, Recommendation, load_specs, recommend
 
 SPEC = """\
 # Crafted workflow for the recommendation tests.
@@ -250,8 +246,6 @@ def test_apply_writes_revision_and_diff_and_keeps_comments(spec_dir: Path) -> No
 
 def test_apply_never_writes_a_spec_the_validator_rejects(spec_dir: Path) -> None:
     """An edit that would make the spec invalid is skipped: no write, no revision."""
-    from analytics.recommend import Change
-
     spec_path = spec_dir / "onboard_test.yaml"
     bad = Recommendation(
         id="timeout-bad",
@@ -294,8 +288,6 @@ def test_apply_skips_a_spec_file_the_bounded_loader_refuses(spec_dir: Path) -> N
 
 def test_apply_result_as_json() -> None:
     import json
-
-    from analytics.recommend import ApplyResult
 
     doc = ApplyResult(skipped=[("cache-1", "why")], dry_run=True).as_dict()
     assert json.loads(json.dumps(doc)) == {

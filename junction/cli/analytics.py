@@ -126,9 +126,7 @@ def detect(
     best = (0.0, 0)
     stamps = series.timestamps
     # Numbers, not a Python datetime per point: 5 M rows stay ~80 MB.
-    for i, (secs, v) in enumerate(
-        zip(series.seconds.tolist(), series.values.tolist(), strict=True)
-    ):
+    for i, (secs, v) in enumerate(series.points()):
         score = det.update(secs, v)
         flagged = score >= thr
         if flagged:
@@ -449,7 +447,7 @@ def apply(
     Every edited spec is validated before it is written; an edit that would make a spec
     invalid is skipped with the reason.
     """
-    from analytics.recommend import apply_recommendations
+    from analytics.apply import apply_recommendations
 
     settings = load_settings()
     recs = _recommendations(settings, days, specs)

@@ -19,24 +19,17 @@ rare enough to call an anomaly (about 7 a month of hourly points by chance). Vol
 fitted on the square-root scale and latency on the log scale (:data:`TRANSFORMS`) and
 transformed back, so intervals follow the noise and are never negative.
 
-Parallelism: :func:`forecast_many` fans the fits out to a ``spawn`` process pool (fork
-is unsafe next to Prefect's and DuckDB's threads); each worker imports Prophet once
-and silences cmdstanpy, whose logger would otherwise print two INFO lines per fit.
+Parallelism: :func:`forecast_many` fans the fits out to the worker processes of
+:mod:`analytics.workers`; each imports Prophet once and silences cmdstanpy, whose logger
+would otherwise print two INFO lines per fit.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import logging
 import math
-import multiprocessing
-import os
-import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Hashable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -44,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from analytics.workers import Pending, prepare_worker, silence_cmdstanpy, submit_parallel
 from junction.store import MetricsStore
 
 Metric = Literal["volume", "latency"]
@@ -145,22 +139,6 @@ class ForecastConfig:
     uncertainty_samples: int = 100
     changepoint_prior_scale: float = 0.05
     transform: Transform | None = None
-
-
-def silence_cmdstanpy() -> None:
-    """Keep cmdstanpy's per-fit INFO lines out of the logs (warnings still pass).
-
-    cmdstanpy adds its own stream handler unless the logger already has one, so a
-    NullHandler goes in first; handlers it already added are removed.
-    """
-    for name in ("cmdstanpy", "prophet"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.addHandler(logging.NullHandler())
-        logger.setLevel(logging.WARNING)
-    # Prophet logs an ERROR at import when plotly (interactive plots, unused here) is absent.
-    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
 
 
 def clean_series(
@@ -315,159 +293,6 @@ def forecast_series(
     return _fit_one(service, metric, clean, config or ForecastConfig())
 
 
-def _worker_init() -> None:
-    # The parent holds the critical path (validation, SQL, HTML) while the workers fit:
-    # let it win the cores when they are contended.
-    with contextlib.suppress(OSError):
-        os.nice(5)
-    silence_cmdstanpy()
-    import prophet  # noqa: F401  # pay the ~2.5 s import once per worker, up front
-
-
-def _new_pool(workers: int, initializer: Callable[[], None] | None) -> ProcessPoolExecutor:
-    ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer)
-
-
-class Pending:
-    """Jobs handed to a process pool; :meth:`result` waits for them.
-
-    Jobs the pool could not run (it failed to start, or broke) run inline in
-    :meth:`result`, with a warning, so a caller always gets every result.
-    """
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        jobs: Mapping[Hashable, tuple[Any, ...]],
-        futures: dict[Hashable, Future[Any]],
-        stack: contextlib.ExitStack | None = None,
-        finish: Callable[[dict[Hashable, Any]], Any] | None = None,
-    ) -> None:
-        self._fn, self._jobs, self._futures = fn, jobs, futures
-        self._stack, self._finish = stack, finish
-
-    def result(self) -> Any:
-        """Every job's result (``{key: value}``, or what ``finish`` makes of it)."""
-        out: dict[Hashable, Any] = {}
-        try:
-            for key, fut in self._futures.items():
-                out[key] = fut.result()
-        except (BrokenProcessPool, OSError, RuntimeError) as exc:
-            logging.getLogger(__name__).warning("process pool failed (%s); running inline", exc)
-        finally:
-            if self._stack is not None:
-                self._stack.close()
-        for key, args in self._jobs.items():
-            if key not in out:
-                out[key] = self._fn(*args)
-        ordered = {key: out[key] for key in self._jobs}
-        return ordered if self._finish is None else self._finish(ordered)
-
-    def cancel(self) -> None:
-        """Cancel the jobs not started yet (running ones finish in their worker)."""
-        for fut in self._futures.values():
-            fut.cancel()
-        if self._stack is not None:
-            self._stack.close()
-
-
-def submit_parallel(
-    fn: Callable[..., Any],
-    jobs: Mapping[Hashable, tuple[Any, ...]],
-    *,
-    workers: int | None = None,
-    initializer: Callable[[], None] | None = None,
-    weight: Callable[[tuple[Any, ...]], float] | None = None,
-    pool: Executor | None = None,
-    finish: Callable[[dict[Hashable, Any]], Any] | None = None,
-) -> Pending:
-    """Start ``fn(*args)`` for every job on a ``spawn`` process pool; see :func:`run_parallel`."""
-    order = list(jobs)
-    if weight is not None:
-        order.sort(key=lambda k: -weight(jobs[k]))
-    n_workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if pool is None and (n_workers <= 1 or len(jobs) <= 2):
-        return Pending(fn, jobs, {}, finish=finish)  # inline, in result()
-    stack = contextlib.ExitStack()
-    futures: dict[Hashable, Future[Any]] = {}
-    try:
-        if pool is None:
-            pool = stack.enter_context(_new_pool(n_workers, initializer))
-        for key in order:
-            futures[key] = pool.submit(fn, *jobs[key])
-    except (BrokenProcessPool, OSError, RuntimeError) as exc:
-        logging.getLogger(__name__).warning("process pool failed (%s); running inline", exc)
-    return Pending(fn, jobs, futures, stack, finish)
-
-
-def run_parallel(
-    fn: Callable[..., Any],
-    jobs: Mapping[Hashable, tuple[Any, ...]],
-    *,
-    workers: int | None = None,
-    initializer: Callable[[], None] | None = None,
-    weight: Callable[[tuple[Any, ...]], float] | None = None,
-    pool: Executor | None = None,
-) -> dict[Hashable, Any]:
-    """``{key: fn(*args)}`` over a ``spawn`` process pool (inline for 1 worker or <= 2 jobs).
-
-    Fork is unsafe next to Prefect's and DuckDB's threads, hence spawn. If the pool
-    cannot start (e.g. a ``__main__`` without the ``if __name__ == "__main__"`` guard)
-    the jobs run inline, with a warning. ``weight`` orders the jobs, heaviest first, so
-    a big job does not start last and leave a core idle. ``pool`` (e.g.
-    :func:`shared_pool`) reuses running workers instead of starting new ones.
-    """
-    pending = submit_parallel(
-        fn, jobs, workers=workers, initializer=initializer, weight=weight, pool=pool
-    )
-    result: dict[Hashable, Any] = pending.result()
-    return result
-
-
-_shared_lock = threading.Lock()
-_shared: dict[str, Any] = {}
-
-
-def _noop() -> None:
-    return None
-
-
-def shared_pool(workers: int | None = None) -> Executor | None:
-    """A process-wide pool of Prophet-ready workers, started (and warmed) on first use.
-
-    Warming submits one no-op per worker at once, so the workers' ~3 s of imports run
-    while the caller does other work (e.g. data validation). ``None`` for one worker.
-    Closed at interpreter exit or by :func:`close_shared_pool`.
-    """
-    n = workers or os.cpu_count() or 1
-    if n <= 1:
-        return None
-    with _shared_lock:
-        pool = _shared.get("pool")
-        if pool is not None and (_shared.get("n") != n or getattr(pool, "_broken", False)):
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = None
-        if pool is None:
-            pool = _new_pool(n, _worker_init)
-            for _ in range(n):
-                pool.submit(_noop)
-            if not _shared.get("atexit"):
-                atexit.register(close_shared_pool)
-                _shared["atexit"] = True
-            _shared.update(pool=pool, n=n)
-        return pool
-
-
-def close_shared_pool() -> None:
-    """Stop the shared pool's workers (a no-op when none runs)."""
-    with _shared_lock:
-        pool = _shared.pop("pool", None)
-        _shared.pop("n", None)
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def start_forecasts(
     series: Mapping[tuple[str, str], pd.DataFrame],
     *,
@@ -498,7 +323,7 @@ def start_forecasts(
         _fit_one,
         jobs,
         workers=workers,
-        initializer=_worker_init,
+        initializer=prepare_worker,
         weight=lambda a: len(a[2]),
         pool=pool,
         finish=finish,

@@ -50,10 +50,10 @@ def main() -> int:
     args = parser.parse_args()
 
     # Imported here, after ROOT is on sys.path: the bench runs as a script.
-    from analytics.forecast import close_shared_pool
     from analytics.report.pipeline import collect
     from analytics.report.render import write_report
     from analytics.synthetic import generate_history
+    from analytics.workers import close_shared_pool
     from junction.settings import Settings
     from junction.store import MetricsStore
 

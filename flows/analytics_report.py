@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from analytics.forecast import close_shared_pool
+from analytics.workers import close_shared_pool
 from tasks.analytics import STAGE_TASKS, open_report, publish_artifacts, write_report_files
 
 

@@ -20,11 +20,10 @@ from analytics.forecast import (
     Forecast,
     ForecastOutcome,
     NotEnoughData,
-    Pending,
     clean_series,
     merge_stream_scores,
-    submit_parallel,
 )
+from analytics.workers import Pending, submit_parallel
 
 ANOMALY_COLUMNS = [
     "service",

@@ -33,11 +33,9 @@ from pathlib import Path
 
 from analytics.forecast import (
     ForecastConfig,
-    Pending,
     error_rate_series,
     hourly_series,
     series_from_hourly,
-    shared_pool,
     start_forecasts,
 )
 from analytics.prediction import predict_services
@@ -53,6 +51,7 @@ from analytics.report.queries import (
     window_end,
 )
 from analytics.validation import ValidationReport, validate_store
+from analytics.workers import Pending, shared_pool
 from junction.settings import Settings
 from junction.store import MetricsStore
 from junction.workflows.builtins import builtin_spec_dir

@@ -149,3 +149,17 @@ def test_reproduces_numenta_htm_published_scores() -> None:
     assert best["reward_low_FN_rate"][1] == pytest.approx(26.634450197137568, abs=1e-9)
     low_fp = nab.normalize(best["reward_low_FP_rate"][1], 116, nab.PROFILES["reward_low_FP_rate"])
     assert low_fp == pytest.approx(63.21, abs=0.01)
+
+
+def test_production_detector_keeps_its_nab_scores() -> None:
+    """The whole corpus through the production detector (~13 s): the scores in
+    bench/README.md (70.3 / 59.0 / 76.5) must not fall. A detector change that trades NAB
+    for something else has to say so here."""
+    root = nab.nab_dir()
+    if not (root / "labels" / "combined_windows.json").exists():
+        pytest.skip("NAB corpus not present")
+    files = nab.load_corpus(root)
+    results = nab.evaluate(files, nab.run_detector(files, jobs=2))
+    floor = {"standard": 70.3, "reward_low_FP_rate": 59.0, "reward_low_FN_rate": 76.5}
+    got = {name: round(r.normalized, 1) for name, r in results.items()}
+    assert all(got[name] >= floor[name] for name in floor), got

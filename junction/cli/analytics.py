@@ -262,7 +262,7 @@ def report(
                 validate=validate,
                 progress=step,
             )
-            progress.update(task, description="writing")
+            progress.update(task, description="writing", advance=1)
             path = write_report(data, target)
         except DataValidationError as exc:
             fail(str(exc).replace("\n", "; "))

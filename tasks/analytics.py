@@ -4,7 +4,9 @@ plus writing the report and publishing it as artifacts.
 
 Stages hand a :class:`~analytics.report.pipeline.ReportRun` from one to the next in
 memory; ``NO_CACHE`` keeps Prefect from hashing its DataFrames for a cache key (slow for
-a month of data, and a report is meant to be recomputed every run).
+a month of data, and a report is meant to be recomputed every run), and
+``persist_result=False`` from pickling it (it holds the open store) whatever
+``PREFECT_RESULTS_PERSIST_BY_DEFAULT`` says.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from junction.health import open_store
 from junction.settings import get_settings
 
 
-@task(name="analytics-window", cache_policy=NO_CACHE)
+@task(name="analytics-window", cache_policy=NO_CACHE, persist_result=False)
 def open_report(
     days: int | None, spec_dir: str | None, workers: int | None, validate: bool
 ) -> ReportRun:
@@ -39,7 +41,9 @@ def open_report(
 
 
 def _stage_task(name: str, fn: Stage) -> Task[[ReportRun], None]:
-    make = task(name=f"analytics-{name.replace(' ', '-')}", cache_policy=NO_CACHE)
+    make = task(
+        name=f"analytics-{name.replace(' ', '-')}", cache_policy=NO_CACHE, persist_result=False
+    )
     return make(fn)
 
 
@@ -47,13 +51,13 @@ STAGE_TASKS: list[Task[[ReportRun], None]] = [_stage_task(name, fn) for name, fn
 """One task per pipeline stage, in the pipeline's order."""
 
 
-@task(name="write-report", cache_policy=NO_CACHE)
+@task(name="write-report", cache_policy=NO_CACHE, persist_result=False)
 def write_report_files(run: ReportRun, out_dir: str | None) -> str:
     """Write report.html and report.json; returns the HTML file's path."""
     return str(write_report(run.data, report_dir(run.settings, out_dir)))
 
 
-@task(name="publish-report-artifacts", cache_policy=NO_CACHE)
+@task(name="publish-report-artifacts", cache_policy=NO_CACHE, persist_result=False)
 def publish_artifacts(run: ReportRun, report_path: str) -> list[str]:
     """The report as Prefect artifacts: markdown ``analytics-report`` and the tables of
     :func:`analytics.report.artifacts.artifact_tables`.

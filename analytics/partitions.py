@@ -12,31 +12,39 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
 
-from junction.settings import get_settings
 from junction.store import MetricsStore
+
+if TYPE_CHECKING:  # the settings are passed in: the per-partition path stays lean
+    from junction.settings import Settings
+
+
+def tuning(
+    settings: Settings, memory_limit: str | None = None, threads: int | None = None
+) -> dict[str, Any]:
+    """``memory_limit`` and ``threads`` for :func:`store_connection`: the arguments, else
+    the settings ``analytics_duckdb_memory_limit`` / ``analytics_duckdb_threads``."""
+    return {
+        "memory_limit": memory_limit or settings.analytics_duckdb_memory_limit,
+        "threads": threads or settings.analytics_duckdb_threads,
+    }
 
 
 @contextlib.contextmanager
 def store_connection(
-    store: MetricsStore, *, memory_limit: str | None = None, threads: int | None = None
+    store: MetricsStore, *, memory_limit: str, threads: int
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with the store's views, tuned for aggregation, under the read lock.
 
     Args:
         store: The metrics store.
-        memory_limit: DuckDB ``memory_limit`` (default: setting
-            ``analytics_duckdb_memory_limit``); DuckDB spills beyond it.
-        threads: DuckDB threads (default: setting ``analytics_duckdb_threads``).
+        memory_limit: DuckDB ``memory_limit``; DuckDB spills beyond it.
+        threads: DuckDB threads.
     """
-    if memory_limit is None or threads is None:
-        settings = get_settings()
-        memory_limit = memory_limit or settings.analytics_duckdb_memory_limit
-        threads = threads or settings.analytics_duckdb_threads
     con = store.connect()
     try:
         con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -156,6 +164,7 @@ __all__ = [
     "aggregate_by_partition",
     "partition_sources",
     "store_connection",
+    "tuning",
     "utc",
     "window_sql",
 ]

@@ -56,7 +56,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from analytics.partitions import aggregate_by_partition, store_connection
+from analytics.partitions import aggregate_by_partition, store_connection, tuning
+from junction.settings import get_settings
 from junction.store import FILE_MODE, MetricsStore, create_private, make_private_dir
 
 ROLLUP_TABLES = ("calls", "probes")
@@ -130,12 +131,12 @@ def _from_raw(
     grain: str,
     since: datetime | None,
     until: datetime | None,
-    tuning: dict[str, Any],
+    duck: dict[str, Any],
 ) -> pd.DataFrame:
     _check_table(table)
     agg = _agg_sql(table, grain, "{source}", _window(since, until))
     finish = _finish_sql(table, "SELECT * FROM {agg}")
-    with store_connection(store, **tuning) as con:
+    with store_connection(store, **duck) as con:
         return aggregate_by_partition(con, store, table, agg, finish, since=since, until=until)
 
 
@@ -155,8 +156,9 @@ def hourly_from_raw(
     Returns:
         The same columns and order as :meth:`Rollups.hourly`.
     """
-    tuning = {"memory_limit": memory_limit, "threads": threads}
-    return _from_raw(store, table, "hour", since, until, tuning)
+    return _from_raw(
+        store, table, "hour", since, until, tuning(get_settings(), memory_limit, threads)
+    )
 
 
 def daily_from_raw(
@@ -173,8 +175,9 @@ def daily_from_raw(
     Returns:
         The same columns and order as :meth:`Rollups.daily`.
     """
-    tuning = {"memory_limit": memory_limit, "threads": threads}
-    return _from_raw(store, table, "day", since, until, tuning)
+    return _from_raw(
+        store, table, "day", since, until, tuning(get_settings(), memory_limit, threads)
+    )
 
 
 @dataclass
@@ -221,7 +224,7 @@ class Rollups:
         self.store = store if isinstance(store, MetricsStore) else MetricsStore(store)
         self.dir = self.store.root / "_rollups"
         self.tables = tuple(tables)
-        self._tuning: dict[str, Any] = {"memory_limit": memory_limit, "threads": threads}
+        self._tuning = tuning(get_settings(), memory_limit, threads)
 
     def __repr__(self) -> str:
         return f"Rollups({str(self.store.root)!r})"

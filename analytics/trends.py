@@ -21,14 +21,17 @@ Empty tables give empty frames with the documented columns, never an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import duckdb
 import pandas as pd
 
-from analytics.partitions import aggregate_by_partition, store_connection, utc, window_sql
+from analytics.partitions import aggregate_by_partition, store_connection, tuning, utc, window_sql
 from analytics.rollups import Rollups
+from junction.settings import get_settings
 from junction.store import MetricsStore
 
 Grain = Literal["hour", "day"]
@@ -48,8 +51,13 @@ LATENCY_COLUMNS = [
 UPTIME_COLUMNS = ["bucket", "service", "probes", "ok_probes", "uptime", "p50_ms", "p95_ms"]
 
 
-def _run(store: MetricsStore, sql: str, params: list[Any], **tuning: Any) -> pd.DataFrame:
-    with store_connection(store, **tuning) as con:
+def _connect(store: MetricsStore) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """:func:`analytics.partitions.store_connection` tuned by the settings."""
+    return store_connection(store, **tuning(get_settings()))
+
+
+def _run(store: MetricsStore, sql: str, params: list[Any]) -> pd.DataFrame:
+    with _connect(store) as con:
         return con.execute(sql, params).df()
 
 
@@ -99,7 +107,7 @@ def latency_trends(
         FROM {agg}
         ORDER BY bucket, service, action
     """
-    with store_connection(store) as con:
+    with _connect(store) as con:
         return aggregate_by_partition(
             con, store, "calls", agg, finish, since=since, until=until, params=params
         )
@@ -134,7 +142,7 @@ def uptime(
         FROM {agg}
         ORDER BY bucket, service
     """
-    with store_connection(store) as con:
+    with _connect(store) as con:
         return aggregate_by_partition(
             con, store, "probes", agg, finish, since=since, until=until, params=params
         )
@@ -163,7 +171,7 @@ def week_over_week(
         data gives NaN changes.
     """
     if until is None:
-        with store_connection(store) as con:
+        with _connect(store) as con:
             row = con.execute("SELECT max(ts) FROM calls").fetchone()
         latest = row[0] if row else None
         # Just past the latest call, so the last call belongs to "this week".

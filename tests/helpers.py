@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import atexit
 import functools
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import httpx
@@ -27,8 +31,44 @@ if TYPE_CHECKING:
 
 C = TypeVar("C", bound=IntegrationClient)
 
+ROOT = Path(__file__).resolve().parents[1]
+
 #: Three attempts, no waiting: retries are counted, not timed.
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.0, backoff_max=0.0, jitter=0.0)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def run_junction(
+    args: Sequence[str], env: Mapping[str, str] | None = None, *, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m junction ARGS`` from the repository root, as a user would.
+
+    The child sees none of this process's ``JUNCTION_*`` variables and ``COLUMNS=200``
+    (``env`` may override it). A run that names its ``JUNCTION_HOME`` (``home`` or
+    ``env``) also drops ``PREFECT_HOME``, so the CLI derives ``<home>/prefect``.
+
+    Args:
+        args: The command line after ``junction``.
+        env: Extra environment variables.
+        home: ``JUNCTION_HOME`` for the run.
+    """
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
+    full["COLUMNS"] = "200"
+    if home is not None:
+        full["JUNCTION_HOME"] = str(home)
+    full.update(env or {})
+    if "JUNCTION_HOME" in full:
+        full.pop("PREFECT_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "junction", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full,
+        timeout=120,
+    )
 
 
 # --- the sandbox's admin API ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from integrations.catalog import catalog_path, load_catalog, read_catalog
 from integrations.errors import UnknownCapabilityError
 from integrations.registry import client_class, get_action
 from integrations.yamlconfig import ConfigError
-from tests.test_cli import run
+from tests.helpers import run_junction
 
 ENTRY = """\
 integrations:
@@ -132,7 +132,7 @@ def test_client_classes_import_without_a_guard() -> None:
 
 
 def junction(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return run(list(args), env={"COLUMNS": "100", **env})
+    return run_junction(args, {"COLUMNS": "100", **env})
 
 
 def test_cli_unknown_capability_is_one_line_with_suggestions(tmp_path: Path) -> None:

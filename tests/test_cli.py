@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
 from integrations.catalog import load_catalog
+from tests.helpers import run_junction as run
 
 if TYPE_CHECKING:
     from integrations.sandbox.app import SandboxServer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(
-    args: list[str], env: dict[str, str] | None = None, home: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
-    full["COLUMNS"] = "200"
-    if home is not None:
-        full["JUNCTION_HOME"] = str(home)
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "junction", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full,
-        timeout=120,
-    )
 
 
 def test_list_json_has_every_integration() -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,23 +10,7 @@ from typer.testing import CliRunner
 
 from junction.cli import app
 from junction.cli.common import print_table, table
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
-    full.pop("COLUMNS", None)
-    full.pop("PREFECT_HOME", None)
-    full.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "junction", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full,
-        timeout=120,
-    )
+from tests.helpers import run_junction as run
 
 
 def test_piped_table_never_breaks_a_word(capsys: pytest.CaptureFixture[str]) -> None:

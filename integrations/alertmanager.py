@@ -361,18 +361,14 @@ class AlertmanagerClient(IntegrationClient):
                     return SilenceCreated(silence_id=silence.id, existing=True)
             return None
 
-        async def create() -> SilenceCreated:
-            return await self.request(
-                "POST",
-                "/silences",
-                action="create_silence",
-                model=SilenceCreated,
-                json=body,
-                idempotent=False,
-                max_attempts=1,  # re-attempts go through lookup() first
-            )
-
-        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
+        return await self.post_once(
+            "/silences",
+            action="create_silence",
+            model=SilenceCreated,
+            json=body,
+            lookup=lookup,
+            lookup_first=True,
+        )
 
     @action(read_only=True)
     async def get_status(self, params: GetStatusParams) -> AlertmanagerStatus:

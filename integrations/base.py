@@ -17,7 +17,8 @@ actions with :func:`~integrations.actions.action` and build paths with
 
 What vendor modules share is on the client: ``request(..., with_response=True)`` (body
 plus headers and status, for pagination), :meth:`IntegrationClient.link_pages` (``Link:
-rel="next"`` pagination), :meth:`IntegrationClient.create_once` and the
+rel="next"`` pagination), :meth:`IntegrationClient.create_once` (and
+:meth:`IntegrationClient.post_once`, the common case of a ``POST``), the
 :meth:`IntegrationClient._check_response` hook (vendors that report failures inside a
 2xx answer).
 """
@@ -826,6 +827,34 @@ class IntegrationClient:
         return await create_once(
             self.retry, lookup=lookup, create=create, lookup_first=lookup_first
         )
+
+    async def post_once(
+        self,
+        path: str,
+        *,
+        action: str,
+        model: type[M],
+        lookup: Callable[[], Awaitable[M | None]],
+        lookup_first: bool,
+        **options: Unpack[RequestOptions],
+    ) -> M:
+        """POST a create once: :meth:`create_once` around a ``POST`` that is never
+        re-sent blind (non-idempotent, one attempt; re-attempts go through ``lookup``).
+
+        Args:
+            path: Path under the base URL.
+            action: Action name, as for :meth:`request`.
+            model: The created object's model.
+            lookup: Finds the object an earlier attempt (or run) created, else ``None``.
+            lookup_first: Look up before the first attempt too.
+            **options: The request's body, query and headers (``json=``, ``params=``...).
+        """
+        send: RequestOptions = {**options, "idempotent": False, "max_attempts": 1}
+
+        async def create() -> M:
+            return await self.request("POST", path, action=action, model=model, **send)
+
+        return await self.create_once(lookup=lookup, create=create, lookup_first=lookup_first)
 
     # -- health
 

@@ -251,18 +251,14 @@ class GitHubClient(IntegrationClient):
                     return issue.model_copy(update={"existing": True})
             return None
 
-        async def create() -> GitHubIssue:
-            return await self.request(
-                "POST",
-                issues_path,
-                action="create_issue",
-                model=GitHubIssue,
-                json=params.request_body(),
-                idempotent=False,
-                max_attempts=1,  # re-attempts go through lookup() first
-            )
-
-        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
+        return await self.post_once(
+            issues_path,
+            action="create_issue",
+            model=GitHubIssue,
+            json=params.request_body(),
+            lookup=lookup,
+            lookup_first=True,
+        )
 
     @action(read_only=True)
     async def list_workflow_runs(self, params: ListWorkflowRunsParams) -> WorkflowRunList:

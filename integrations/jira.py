@@ -404,18 +404,14 @@ class JiraClient(IntegrationClient):
                 {"id": issue.id, "key": issue.key, "self": issue.self_url, "existing": True}
             )
 
-        async def create() -> CreatedIssue:
-            return await self.request(
-                "POST",
-                "/rest/api/3/issue",
-                action="create_issue",
-                model=CreatedIssue,
-                json=params.body(),
-                idempotent=False,
-                max_attempts=1,  # re-attempts go through lookup() first, below
-            )
-
-        return await self.create_once(lookup=lookup, create=create, lookup_first=True)
+        return await self.post_once(
+            "/rest/api/3/issue",
+            action="create_issue",
+            model=CreatedIssue,
+            json=params.body(),
+            lookup=lookup,
+            lookup_first=True,
+        )
 
     @action(read_only=True)
     async def get_issue(self, params: GetIssueParams) -> JiraIssue:
@@ -457,20 +453,12 @@ class JiraClient(IntegrationClient):
         path = self.path("/rest/api/3/issue/{issue}/comment", issue=params.issue_key)
         scope = params.scope()
 
-        async def create() -> JiraComment:
-            return await self.request(
-                "POST",
-                path,
-                action="add_comment",
-                model=JiraComment,
-                json=params.request_body(scope.key),
-                idempotent=False,
-                max_attempts=1,  # re-attempts go through the lookup first
-            )
-
-        return await self.create_once(
+        return await self.post_once(
+            path,
+            action="add_comment",
+            model=JiraComment,
+            json=params.request_body(scope.key),
             lookup=lambda: self._find_comment(path, scope),
-            create=create,
             lookup_first=scope.lookup_first,
         )
 

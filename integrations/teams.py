@@ -216,20 +216,12 @@ class TeamsClient(IntegrationClient):
         )
         scope = params.scope()
 
-        async def create() -> ChatMessage:
-            return await self.request(
-                "POST",
-                path,
-                action="send_channel_message",
-                model=ChatMessage,
-                json=params.body(scope.key),
-                idempotent=False,
-                max_attempts=1,  # re-attempts go through the lookup first
-            )
-
-        return await self.create_once(
+        return await self.post_once(
+            path,
+            action="send_channel_message",
+            model=ChatMessage,
+            json=params.body(scope.key),
             lookup=lambda: self._find_message(path, scope),
-            create=create,
             lookup_first=scope.lookup_first,
         )
 

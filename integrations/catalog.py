@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from integrations.errors import UnknownCapabilityError, UnknownIntegrationError
-from integrations.yamlconfig import ConfigModel, load_model
+from integrations.yamlconfig import ConfigModel, did_you_mean, load_model
 
 AuthScheme = Literal["bearer", "api_key", "basic", "oauth2", "none"]
 
@@ -276,8 +276,7 @@ class Catalog:
         known = self.capabilities
         if capability in known:
             return capability
-        close = difflib.get_close_matches(capability, known, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = did_you_mean(capability, known, n=3)
         raise UnknownCapabilityError(
             f"unknown capability {capability!r}{hint}; known: {', '.join(known)}"
         )
@@ -307,8 +306,7 @@ class Catalog:
         ]
         if not found:
             known = self.capability_actions
-            close = difflib.get_close_matches(capability, known, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            hint = did_you_mean(capability, known, n=3)
             raise UnknownCapabilityError(
                 f"no integration provides {capability!r}{hint}; known: {', '.join(known)}"
             )

@@ -36,6 +36,7 @@ __all__ = [
     "DataPath",
     "YamlDocument",
     "YamlLimits",
+    "did_you_mean",
     "load_model",
     "parse_yaml",
     "problems_from_validation",
@@ -184,6 +185,22 @@ def _too_big(node: yaml.Node, limits: YamlLimits) -> tuple[str, int] | None:
         elif isinstance(current, yaml.SequenceNode):
             todo.extend((item, depth + 1) for item in current.value)
     return None
+
+
+def did_you_mean(name: object, known: Iterable[str], *, n: int = 1) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to ``name``, else ``""``.
+
+    Args:
+        name: What was written.
+        known: The valid names.
+        n: How many close names to offer; above 1 they are listed unquoted
+            (`` (did you mean a, b?)``).
+    """
+    close = difflib.get_close_matches(str(name), list(known), n=n)
+    if not close:
+        return ""
+    shown = repr(close[0]) if n == 1 else ", ".join(close)
+    return f" (did you mean {shown}?)"
 
 
 def _fail(source: str, line: int | None, message: str) -> ConfigError:
@@ -352,11 +369,8 @@ def problems_from_validation(
             parent = _model_at(model, path[:-1]) if model is not None else None
             if parent is not None:
                 allowed = [(i.alias or n) for n, i in parent.model_fields.items()]
-                close = difflib.get_close_matches(name, allowed, n=1)
-                if close:
-                    message += f" (did you mean {close[0]!r}?)"
-                else:
-                    message += f" (expected one of: {', '.join(sorted(allowed))})"
+                hint = did_you_mean(name, allowed)
+                message += hint or f" (expected one of: {', '.join(sorted(allowed))})"
             problem = ConfigProblem(
                 doc.source, doc.line(path), ".".join(map(str, path[:-1])), message
             )

@@ -23,7 +23,6 @@ ask for ``.inf`` or ``.nan``. The runtime that applies a profile is
 
 from __future__ import annotations
 
-import difflib
 import math
 import random
 from collections.abc import Mapping
@@ -43,7 +42,7 @@ from pydantic import (
 )
 
 from integrations.catalog import load_catalog
-from integrations.yamlconfig import ConfigModel, load_model
+from integrations.yamlconfig import ConfigModel, did_you_mean, load_model
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 """Where the packaged profiles (``default.yaml``, ``flaky.yaml``) live."""
@@ -348,8 +347,7 @@ def check_service_name(name: str) -> str:
     names = load_catalog().names
     if name == "*" or name in names:
         return name
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    hint = did_you_mean(name, names, n=3)
     raise ProfileError(f"unknown service {name!r}{hint}; use '*' or a catalog name")
 
 

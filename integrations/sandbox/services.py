@@ -11,7 +11,6 @@ start-up rather than a broken answer later.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -23,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from integrations.catalog import load_catalog
-from integrations.yamlconfig import ConfigModel, load_model
+from integrations.yamlconfig import ConfigModel, did_you_mean, load_model
 
 SERVICES_FILE = Path(__file__).resolve().parent / "services.yaml"
 """Where the per-service data lives."""
@@ -130,9 +129,7 @@ class SandboxServices(ConfigModel):
             names = load_catalog().names
             for name in value:
                 if name not in names:
-                    close = difflib.get_close_matches(str(name), names, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ValueError(f"{name!r} is not in the catalog{hint}")
+                    raise ValueError(f"{name!r} is not in the catalog{did_you_mean(name, names)}")
         return value
 
     def entry(self, service: str) -> ServiceEntry:

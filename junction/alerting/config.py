@@ -76,6 +76,7 @@ from integrations.yamlconfig import (
     ConfigProblem,
     DataPath,
     YamlDocument,
+    did_you_mean,
     parse_yaml,
     problems_from_validation,
     read_yaml,
@@ -101,7 +102,6 @@ from junction.alerting.schema import (
     AlertingFile,
     BurnRateSpec,
     SwitchSpec,
-    did_you_mean,
 )
 from junction.settings import Settings, get_settings
 

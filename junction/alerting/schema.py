@@ -14,16 +14,14 @@ a threshold that compares false with everything would silently disable its rule.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, model_validator
 
-from integrations.yamlconfig import ConfigModel
+from integrations.yamlconfig import ConfigModel, did_you_mean
 from junction.alerting.model import Severity
 from junction.alerting.rules import MAX_DURATION, RULE_NAMES, parse_duration
 from junction.alerting.rules import short_repr as _shown
@@ -117,12 +115,6 @@ def _timestamp(value: object) -> datetime:
     if parsed is None:
         raise ValueError(f"must be an ISO-8601 timestamp, got {_shown(value)}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def did_you_mean(name: str, known: Collection[str]) -> str:
-    """`` (did you mean 'x'?)`` for the known name closest to ``name``, else nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _service(value: object, info: ValidationInfo) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,15 +99,14 @@ def _check_service(service: str) -> None:
     from integrations.catalog import load_catalog
     from integrations.sandbox.records import seeded_records
     from integrations.sandbox.routing import discover_vendor_routes
+    from integrations.yamlconfig import did_you_mean
 
     listed = sorted(seeded_records(discover_vendor_routes()))
     if service in listed:
         return
     names = load_catalog().names
     if service not in names:
-        close = difflib.get_close_matches(service, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        fail(f"unknown service {service!r}{hint}")
+        fail(f"unknown service {service!r}{did_you_mean(service, names)}")
     fail(f"the sandbox seeds no records of {service}; services with records: {', '.join(listed)}")
 
 

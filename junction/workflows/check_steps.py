@@ -16,7 +16,7 @@ from pydantic import ValidationError as PydanticValidationError
 from integrations.base import ActionSpec
 from integrations.catalog import load_catalog
 from integrations.errors import IntegrationError
-from integrations.yamlconfig import DataPath
+from integrations.yamlconfig import DataPath, did_you_mean
 from junction.clients import get_action
 from junction.workflows.capabilities import CAPABILITIES, Capability, get_capability
 from junction.workflows.problems import Reporter
@@ -284,8 +284,7 @@ class _StepChecks:
                 names[info.alias] = name
         for key in inputs:
             if key not in names:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(key, fields)
                 self.report.error(
                     f"{what} has no input {key!r}{hint}; inputs: {', '.join(fields)}",
                     self.report.step_path(step, *where, key),

@@ -5,10 +5,9 @@ steps and their fields, ``item`` outside ``for_each``), self references, ``needs
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from integrations.yamlconfig import DataPath
+from integrations.yamlconfig import DataPath, did_you_mean
 from junction.workflows.check_graph import ALWAYS_FALSE
 from junction.workflows.check_steps import walk_strings
 from junction.workflows.problems import Reporter
@@ -51,8 +50,7 @@ def check_templates(report: Reporter, spec: WorkflowSpec) -> None:
             if name == step.id:
                 report.error("needs itself", npath, step.id)
             elif name not in ids and name not in report.raw_ids:
-                close = difflib.get_close_matches(name, ids, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(name, ids)
                 report.error(f"needs unknown step {name!r}{hint}", npath, step.id)
         if step.when is not None and str(step.when).strip().lower() in ALWAYS_FALSE:
             report.error(
@@ -110,8 +108,7 @@ def _check_reference(
         if len(ref) < 2:
             return
         if ref[1] not in spec.parameters:
-            close = difflib.get_close_matches(ref[1], spec.parameters, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(ref[1], spec.parameters)
             report.error(f"unknown parameter {ref[1]!r} in {shown}{hint}", path, sid)
         return
     if root == "workflow" and len(ref) > 1 and ref[1] != "name":
@@ -127,8 +124,7 @@ def _check_reference(
     if other not in ids:
         if other in report.raw_ids:
             return  # reported by the schema check
-        close = difflib.get_close_matches(other, ids, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(other, ids)
         report.error(f"unknown step {other!r} in {shown}{hint}", path, sid)
         return
     if step is not None and other == step.id:

@@ -195,10 +195,21 @@ def _sigint_inheritable() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _stop_group(proc: subprocess.Popen[bytes], first: signal.Signals, grace: float) -> None:
-    """Send ``first`` to the process group, then SIGKILL it if still alive after ``grace``."""
+def stop_process_group(
+    proc: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM, grace: float = 5.0
+) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started.
+
+    Sends ``first`` to its process group, waits up to ``grace`` seconds, then SIGKILLs the
+    group (stragglers included). Safe to call on a process that has already exited.
+
+    Args:
+        proc: The group's leader.
+        first: The polite signal (SIGTERM; SIGINT for what handles Ctrl-C).
+        grace: Seconds to wait after it.
+    """
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, first)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
@@ -336,7 +347,7 @@ class PrefectServer:
 
     def _stop(self) -> None:
         if self._proc is not None:
-            _stop_group(self._proc, signal.SIGTERM, self.stop_timeout)
+            stop_process_group(self._proc, signal.SIGTERM, self.stop_timeout)
             self._proc = None
         if self._log is not None:
             self._log.close()
@@ -429,7 +440,7 @@ class Worker:
         tb: TracebackType | None,
     ) -> None:
         if self._proc is not None:
-            _stop_group(self._proc, signal.SIGINT, self.grace)
+            stop_process_group(self._proc, signal.SIGINT, self.grace)
             self._proc = None
         if self._log is not None:
             self._log.close()

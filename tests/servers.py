@@ -35,7 +35,7 @@ import psutil
 import pytest
 import yaml
 
-from deployments.local import free_port  # re-exported: tests import it from here
+from deployments.local import free_port, stop_process_group  # free_port: tests import it here
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 """The repository root (the parent of ``tests/``)."""
@@ -284,17 +284,7 @@ class _ServerProcess:
         """Kill the whole process group (SIGTERM, then SIGKILL) and clean up. Idempotent."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=_STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=_STOP_GRACE_S)
-            # The leader is gone; make sure no child of it is left in the group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_process_group(proc, signal.SIGTERM, _STOP_GRACE_S)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -25,6 +25,7 @@ threshold, a one-sentence explanation) or a :class:`~analytics.forecast.NotEnoug
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -328,7 +329,7 @@ def predict_error_budget(
 
 def predict_services(
     hourly: pd.DataFrame,
-    forecasts: dict[tuple[str, str], Forecast | NotEnoughData],
+    forecasts: Mapping[tuple[str, str], Forecast | NotEnoughData],
     *,
     latency_critical_ms: float,
     success_rate_critical: float,

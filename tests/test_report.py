@@ -32,7 +32,7 @@ SECTIONS = [
     "dependencies",
     "recommendations",
 ]
-FAST = {"analytics_uncertainty_samples": 60}
+FAST: dict[str, Any] = {"analytics_uncertainty_samples": 60}
 
 
 def build_store(root: Path, spec_dir: Path, *, days: int = 15) -> MetricsStore:
@@ -67,7 +67,7 @@ def build_store(root: Path, spec_dir: Path, *, days: int = 15) -> MetricsStore:
     store.append("calls", rows)
     store.append(
         "workflow_runs",
-        [dict(r, steps=5, retries=0, fallbacks=0) for r in runs.to_dict("records")],
+        [{**r, "steps": 5, "retries": 0, "fallbacks": 0} for r in runs.to_dict("records")],
     )
     store.flush()
     return store
@@ -287,7 +287,7 @@ def test_chromium_renders_report_with_charts(
     assert img.size == (1280, 4000)
     pixels: Any = img.getdata()
     total = img.size[0] * img.size[1]
-    colours = {}
+    colours: dict[tuple[int, int, int], int] = {}
     for px in pixels:
         colours[px] = colours.get(px, 0) + 1
     background = max(colours.values())

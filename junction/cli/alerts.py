@@ -11,6 +11,8 @@ would otherwise load on every ``junction --help``.
 
 from __future__ import annotations
 
+import getpass
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,8 +62,6 @@ def _ago(ts: datetime | None, now: datetime) -> str:
 
 def _export_history(conn: sqlite3.Connection) -> None:
     """Mirror the new transition to the metrics store (best effort: the monitor retries)."""
-    import time
-
     # deferred: keeps `junction --help` fast (the store loads pyarrow)
     from junction.alerting import state
     from junction.store import MetricsStore
@@ -127,8 +127,6 @@ def ack(
     ] = None,
 ) -> None:
     """Acknowledge an alert and the rest of its incident: stops escalation and repeats."""
-    import getpass
-
     from junction.alerting import alerts as records  # deferred: keeps --help fast
 
     who = by or getpass.getuser()
@@ -172,8 +170,6 @@ def silence(
 ) -> None:
     """Silence matching alerts for a while (no firing/escalation/repeat messages; the
     resolved message is still sent to whoever was told)."""
-    import getpass
-
     # deferred: keeps `junction --help` fast
     from integrations.catalog import load_catalog
     from junction.alerting.rules import RULE_NAMES, format_duration, parse_duration

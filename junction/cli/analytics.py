@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -196,8 +197,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _recommendations(
     settings: Settings, days: int | None, specs: Path | None
 ) -> list[Recommendation]:
-    from datetime import timedelta
-
     from analytics.report.pipeline import recommendations_for
     from analytics.report.queries import window_end
 
@@ -291,8 +290,6 @@ def forecast(
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast volume and p95 latency per service and predict critical crossings."""
-    from datetime import timedelta
-
     from analytics.forecast import (
         Forecast,
         ForecastConfig,

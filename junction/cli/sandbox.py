@@ -96,6 +96,8 @@ def _seeded(service: str | None) -> dict[str, Any]:
 
 
 def _check_service(service: str) -> None:
+    # Function-level: the catalog and the vendor modules (pydantic, starlette) are not
+    # needed for `junction --help`.
     from integrations.catalog import load_catalog
     from integrations.sandbox.records import seeded_records
     from integrations.sandbox.routing import discover_vendor_routes

@@ -35,7 +35,9 @@ Vendor semantics:
 - **email**: SMTP via :class:`integrations.email.SmtpClient`; ``Message-ID`` derived from
   ``Notification.key`` (:func:`integrations.email.message_id`), so a resend is
   recognisable.
-- **webex** / **slack**: one markdown / mrkdwn message per notification.
+- **webex** / **slack**: one markdown / mrkdwn message per notification. Slack carries
+  ``Notification.key`` as the message's idempotency key, so a redelivery to a channel the
+  token can read finds the first message instead of posting again.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ What one run does (:meth:`WorkflowRunner.run`):
 * **Idempotency**: a side-effecting step gets its ``idempotency_key`` (templated, or
   derived from workflow, step and parameters) in the field its action declares for it
   (``ActionSpec.key_field``), so a retry or a rerun reuses the key; the actions
-  themselves check before they create. A side effect with neither (a Slack message) is
+  themselves check before they create. A side effect with neither (a Webex message) is
   recorded in the side-effect journal under the same key, and a rerun reuses it.
 * **Recording**: every call's :class:`~integrations.metrics.CallMetric` (``source``
   ``workflow``, ``run_id`` = the run) and one ``workflow_runs`` row per run go to the

@@ -34,8 +34,7 @@ Retry safety of the side-effecting actions:
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import httpx
@@ -44,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from integrations.actions import action
 from integrations.base import IntegrationClient
 from integrations.errors import ConflictError, NotFoundError
-from integrations.idempotency import derived_key
+from integrations.idempotency import derived_key, key_scope
 
 T = TypeVar("T")
 
@@ -574,20 +573,17 @@ class GitLabClient(IntegrationClient):
         Returns:
             The pipeline; ``unchanged`` when an earlier attempt's pipeline was found.
         """
-        window = params.dedupe_window_seconds
-        if params.idempotency_key:
-            key, look_back = params.idempotency_key, timedelta(hours=24)
-        elif window:
-            key = derived_key(None, project_ref(params.project), params.ref, params.variables)
-            look_back = timedelta(seconds=window)
-        else:  # the caller asked for a new pipeline each time
-            key, look_back = uuid.uuid4().hex, timedelta(minutes=0)
-        # A minute of slack covers clock skew between us and GitLab.
-        since = datetime.now(UTC) - look_back - timedelta(minutes=1)
+        scope = key_scope(
+            params.idempotency_key,
+            params.dedupe_window_seconds,
+            project_ref(params.project),
+            params.ref,
+            params.variables,
+        )
         return await self.create_once(
-            lookup=lambda: self._pipeline_with_key(params, key, since),
-            create=lambda: self._post_pipeline(params, key),
-            lookup_first=bool(params.idempotency_key or window),
+            lookup=lambda: self._pipeline_with_key(params, scope.key, scope.since),
+            create=lambda: self._post_pipeline(params, scope.key),
+            lookup_first=scope.lookup_first,
         )
 
     @action(read_only=True)

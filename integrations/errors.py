@@ -8,7 +8,7 @@ so an error can be logged or shown as is.
 
 from __future__ import annotations
 
-from typing import TypedDict, Unpack
+from typing import ClassVar, TypedDict, Unpack
 
 from integrations.redaction import redact
 
@@ -20,9 +20,12 @@ class IntegrationError(Exception):
         service: Catalog name of the integration (``okta``), or ``None``.
         action: Action name (``create_user``, ``health_check``), or ``None``.
         retryable: Whether retrying the same request may succeed.
+        sent: Whether the request may have reached the service (``False`` for errors
+            raised before sending: configuration, a refused URL, an open circuit).
     """
 
     retryable: bool = False
+    sent: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -51,6 +54,8 @@ class IntegrationError(Exception):
 class ConfigurationError(IntegrationError):
     """The integration is not usable as configured (nothing was sent)."""
 
+    sent = False
+
 
 class UnknownIntegrationError(ConfigurationError):
     """No catalog entry has this name."""
@@ -77,6 +82,8 @@ class UnsafeRequestError(IntegrationError):
     pagination link or absolute URL on another origin, a path climbing out of the base
     path, a path parameter that is not one segment). Nothing was sent."""
 
+    sent = False
+
 
 class CrossOriginError(UnsafeRequestError):
     """The request's origin (scheme, host, port) is not the configured base URL's."""
@@ -84,6 +91,8 @@ class CrossOriginError(UnsafeRequestError):
 
 class CircuitOpenError(IntegrationError):
     """The service's circuit breaker is open: the call was not attempted."""
+
+    sent = False
 
     def __init__(self, message: str, *, service: str, action: str | None, retry_in: float) -> None:
         super().__init__(message, service=service, action=action)
@@ -248,3 +257,15 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     if status_code >= 500:
         return ServerError
     return _STATUS_ERRORS.get(status_code, APIStatusError)
+
+
+def unsent_error_classes() -> frozenset[str]:
+    """Names (as metrics record them) of the errors raised before anything was sent."""
+    found: set[str] = set()
+    todo: list[type[IntegrationError]] = [IntegrationError]
+    while todo:
+        cls = todo.pop()
+        if not cls.sent:
+            found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return frozenset(found)

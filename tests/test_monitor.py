@@ -109,6 +109,10 @@ def test_classify_call_judges_service_health() -> None:
     assert classify_call(False, 409, "ConflictError") is True
     assert classify_call(False, None, "CircuitOpenError") is None  # never reached it
     assert classify_call(False, None, "MissingCredentialsError") is None
+    # Refused before sending (a pagination link to another host): says nothing either.
+    assert classify_call(False, None, "CrossOriginError") is None
+    assert classify_call(False, None, "UnsafeRequestError") is None
+    assert classify_call(False, None, "UnknownCapabilityError") is None
 
 
 # --- sweeps ------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ Two sources, both delivered to the monitor's event loop:
   of live writers, each row once.
 
 Live calls are judged for *service* health (:func:`classify_call`): a call that never
-reached the service (``CircuitOpenError``, configuration errors) is ignored; connection
+reached the service (an error whose class has ``sent = False``: ``CircuitOpenError``,
+configuration errors, a URL refused off the base URL) is ignored; connection
 errors, timeouts, 5xx, 401/403 and malformed responses are failures; other 4xx (404,
 409, 422, 429...) mean the service answered, so they count as successes. Probes are not
 live calls: the monitor observes them directly, with their confirmation logic.
@@ -25,20 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from integrations.errors import unsent_error_classes
 from integrations.metrics import CallMetric, add_sink, remove_sink
 from junction.scoring import Observation
 from junction.tail import StoreTailer
 
-_NEVER_SENT = frozenset(
-    {
-        "CircuitOpenError",
-        "ConfigurationError",
-        "UnknownIntegrationError",
-        "UnknownActionError",
-        "MissingCredentialsError",
-        "InvalidBaseURLError",
-    }
-)
+_NEVER_SENT = unsent_error_classes()
 
 
 def classify_call(ok: bool, status: int | None, error_class: str | None) -> bool | None:

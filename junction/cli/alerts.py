@@ -121,7 +121,9 @@ def list_alerts(
 
 @alerts_app.command("ack")
 def ack(
-    ref: Annotated[str, typer.Argument(help="Alert id or fingerprint (service:rule).")],
+    ref: Annotated[
+        str, typer.Argument(metavar="ALERT", help="Alert id or fingerprint (service:rule).")
+    ],
     by: Annotated[
         str | None, typer.Option("--by", help="Who acknowledges (default: $USER).")
     ] = None,
@@ -163,7 +165,9 @@ def silence(
     rule: Annotated[str | None, typer.Option("--rule", "-r", help="Rule to silence.")] = None,
     label: Annotated[
         list[str] | None,
-        typer.Option("--label", "-l", help="Label matcher key=value (repeatable)."),
+        typer.Option(
+            "--label", "-l", metavar="KEY=VALUE", help="Label matcher key=value (repeatable)."
+        ),
     ] = None,
     comment: Annotated[str, typer.Option("--comment", "-c", help="Why.")] = "",
     by: Annotated[str | None, typer.Option("--by", help="Who (default: $USER).")] = None,
@@ -240,7 +244,9 @@ def silences(
 
 
 @alerts_app.command("unsilence")
-def unsilence(sid: Annotated[str, typer.Argument(help="Silence id (s1, s2, ...).")]) -> None:
+def unsilence(
+    sid: Annotated[str, typer.Argument(metavar="SILENCE", help="Silence id (s1, s2, ...).")],
+) -> None:
     """End a silence now."""
     from junction.alerting.silences import remove_silence  # deferred: keeps --help fast
 
@@ -314,7 +320,9 @@ def outbox(
 
 @alerts_app.command("settle")
 def settle(
-    key: Annotated[str, typer.Argument(help="Notification key (see `junction alerts outbox`).")],
+    key: Annotated[
+        str, typer.Argument(metavar="KEY", help="Notification key (see `junction alerts outbox`).")
+    ],
     delivered: Annotated[
         bool,
         typer.Option(
@@ -340,7 +348,8 @@ def settle(
 @alerts_app.command("check-config")
 def check_config(
     path: Annotated[
-        str | None, typer.Argument(help="Alerting YAML (default: JUNCTION_ALERTING_FILE).")
+        str | None,
+        typer.Argument(metavar="FILE", help="Alerting YAML (default: JUNCTION_ALERTING_FILE)."),
     ] = None,
 ) -> None:
     """Validate an alerting configuration file; print every problem with its line."""

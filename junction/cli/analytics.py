@@ -63,7 +63,7 @@ class DuplicatePolicy(StrEnum):
 
 @analytics_app.command("detect")
 def detect(
-    csv: Annotated[Path, typer.Argument(help="A CSV with columns timestamp,value.")],
+    csv: Annotated[Path, typer.Argument(metavar="CSV", help="A CSV with columns timestamp,value.")],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary and detections as JSON.")
     ] = False,
@@ -284,7 +284,8 @@ def report(
 @analytics_app.command("forecast")
 def forecast(
     service: Annotated[
-        list[str] | None, typer.Option("--service", "-s", help="Only these services.")
+        list[str] | None,
+        typer.Option("--service", "-s", metavar="SERVICE", help="Only these services."),
     ] = None,
     days: DaysOpt = None,
     as_json: JsonOpt = False,
@@ -426,7 +427,7 @@ def recommend(days: DaysOpt = None, specs: SpecsOpt = None, as_json: JsonOpt = F
 def apply(
     accept: Annotated[
         list[str] | None,
-        typer.Option("--accept", help="Apply this recommendation id (repeatable)."),
+        typer.Option("--accept", metavar="ID", help="Apply this recommendation id (repeatable)."),
     ] = None,
     threshold: Annotated[
         float | None,

@@ -168,7 +168,8 @@ def integrations_list(
 @integrations_app.command("check")
 def integrations_check(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Integrations to check (default: all enabled).")
+        list[str] | None,
+        typer.Argument(metavar="NAME", help="Integrations to check (default: all enabled)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     record: Annotated[bool, typer.Option(help="Record the probes in the metrics store.")] = True,

@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
 def monitor(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Integrations to monitor (default: all enabled)."),
+        typer.Argument(metavar="NAME", help="Integrations to monitor (default: all enabled)."),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Run one sweep, print the table, exit.")

@@ -115,7 +115,8 @@ def _check_service(service: str) -> None:
 @sandbox_app.command("records")
 def sandbox_records(
     service: Annotated[
-        str | None, typer.Argument(help="Only this service (workday, okta, gitlab...).")
+        str | None,
+        typer.Argument(metavar="SERVICE", help="Only this service (workday, okta, gitlab...)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:

@@ -64,7 +64,9 @@ class GraphFormat(StrEnum):
 def validate(
     specs: Annotated[
         list[str] | None,
-        typer.Argument(help="Spec files or built-in spec names (default: every built-in)."),
+        typer.Argument(
+            metavar="SPEC", help="Spec files or built-in spec names (default: every built-in)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
@@ -193,7 +195,9 @@ def list_specs(
 def graph(
     specs: Annotated[
         list[str] | None,
-        typer.Argument(help="Spec files or built-in names (default: every built-in)."),
+        typer.Argument(
+            metavar="SPEC", help="Spec files or built-in names (default: every built-in)."
+        ),
     ] = None,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.MERMAID
@@ -457,12 +461,15 @@ Everything (the spec and the parameters) is checked before anything starts. Exit
 
 @workflow_app.command("run", epilog=WHERE_HELP)
 def run(
-    spec: Annotated[str, typer.Argument(help="Spec file, or a built-in spec's name.")],
+    spec: Annotated[
+        str, typer.Argument(metavar="SPEC", help="Spec file, or a built-in spec's name.")
+    ],
     param: Annotated[
         list[str] | None,
         typer.Option(
             "--param",
             "-p",
+            metavar="NAME=VALUE",
             help="A parameter, NAME=VALUE (repeatable). worker_id: see "
             "`junction sandbox records workday`.",
         ),

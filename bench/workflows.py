@@ -80,6 +80,7 @@ class Admin:
     """The sandbox's admin API."""
 
     def __init__(self, url: str) -> None:
+        # Function-level: the arms import only what they measure.
         import httpx
 
         self.url = url
@@ -106,6 +107,7 @@ class Admin:
 
     def workers(self) -> list[str]:
         """Workday ids of the sandbox's workers (seeded on first use)."""
+        # Function-level: the arms import only what they measure.
         import httpx
 
         # one authenticated request seeds the collection
@@ -191,6 +193,7 @@ class Naive:
     """The onboarding's requests by hand: sequential, no retries, no lookups."""
 
     def __init__(self, url: str) -> None:
+        # Function-level: the arms import only what they measure.
         import httpx
 
         self.url = url
@@ -292,6 +295,7 @@ class Naive:
 
 def plain_prefect_flow(url: str) -> Callable[[str], Awaitable[Any]]:
     """The naive requests as sequential Prefect tasks with Prefect retries."""
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
     from prefect import flow, task
 
     naive = Naive(url)
@@ -443,6 +447,7 @@ async def flow_sample(fn: Callable[..., Awaitable[Any]], *args: Any) -> Sample:
 
 async def empty_flow_cost(repeats: int) -> dict[str, float]:
     """Mean wall of an empty async flow run, an empty subflow, and a task, after warm-up."""
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
     from prefect import flow, task
 
     @flow(name="empty-async")
@@ -484,6 +489,7 @@ def sync_flow_cost(repeats: int) -> dict[str, float]:
     """Mean wall of an empty *sync* flow run (the engine joins its heartbeat thread), and
     the same with the heartbeat switched off (``flows.heartbeat_frequency = None``, which
     only a profile or ``temporary_settings`` can set: the env var must be an int >= 30)."""
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
     from prefect import flow
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -523,6 +529,7 @@ def critical_path(step_ms: dict[str, list[float]]) -> tuple[float, list[str]]:
 
 
 async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, Any]:
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
     from flows.workflow import run_workflow, run_workflows
 
     workers = admin.workers()
@@ -688,6 +695,7 @@ def main() -> None:
     if args.quick:
         args.runs, args.dup_runs = min(args.runs, 20), min(args.dup_runs, 10)
 
+    # Function-level: the arms' child processes import this module and do not need it.
     from deployments.local import free_port
 
     port, smtp = free_port(), free_port()

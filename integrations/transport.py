@@ -110,6 +110,7 @@ def map_aiohttp_error(
         exc: What aiohttp raised.
         request: The httpx request (attached to the new exception).
     """
+    # Function-level: aiohttp loads only with the aiohttp backend (httpcore users skip it).
     import aiohttp
 
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -239,6 +240,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response; its body is read as httpx asks."""
+        # Function-level: yarl comes with aiohttp, loaded only with this backend.
         from yarl import URL
 
         url = request.url
@@ -306,6 +308,7 @@ def _client_timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
 def _timeout(
     connect: float | None, read: float | None, pool: float | None
 ) -> aiohttp.ClientTimeout:
+    # Function-level: aiohttp loads only with the aiohttp backend.
     import aiohttp
 
     acquire = None if connect is None or pool is None else connect + pool

@@ -169,12 +169,14 @@ def detect(
 
 
 def _store(settings: Settings) -> MetricsStore:
+    # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from junction.store import MetricsStore
 
     return MetricsStore(settings.metrics_dir)
 
 
 def _spec_dir(specs: Path | None) -> Path:
+    # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from analytics.report.pipeline import default_spec_dir
 
     folder = specs or default_spec_dir()
@@ -197,6 +199,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _recommendations(
     settings: Settings, days: int | None, specs: Path | None
 ) -> list[Recommendation]:
+    # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from analytics.report.pipeline import recommendations_for
     from analytics.report.queries import window_end
 
@@ -228,6 +231,7 @@ def report(
     ] = False,
 ) -> None:
     """Write the self-contained HTML analytics report (report.html + report.json)."""
+    # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from analytics.report.pipeline import collect, report_dir
@@ -291,6 +295,7 @@ def forecast(
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast volume and p95 latency per service and predict critical crossings."""
+    # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from analytics.forecast import (
         Forecast,
         ForecastConfig,
@@ -445,6 +450,7 @@ def apply(
     Every edited spec is validated before it is written; an edit that would make a spec
     invalid is skipped with the reason.
     """
+    # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from analytics.apply import apply_recommendations
 
     settings = load_settings()

@@ -650,6 +650,7 @@ class MetricsStore:
 
     def _refresh_duckdb_file(self) -> None:
         """(Re)create ``metrics.duckdb`` with the views, for the duckdb CLI."""
+        # Function-level: writers (every flow run, the monitor) never pay DuckDB's import.
         import duckdb
 
         try:

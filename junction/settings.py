@@ -365,6 +365,24 @@ class Settings(BaseSettings):
         2, ge=1, description="DuckDB threads for trends and rollups."
     )
 
+    # --- the service (`junction serve`) ---
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the service's API requires for every write and internal "
+        "read; unset: `junction serve` accepts only loopback addresses.",
+    )
+    serve_host: str = Field(
+        "127.0.0.1",
+        description="Interface `junction serve` listens on (beyond loopback, JUNCTION_API_TOKEN "
+        "is required).",
+    )
+    serve_port: int = Field(8766, ge=0, lt=65536, description="Port of `junction serve`.")
+    api_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description="Largest request body the service accepts (bytes); larger ones get 413.",
+    )
+
     @field_validator("sandbox_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

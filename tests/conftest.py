@@ -14,6 +14,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # Session fixtures: real Stoplight Prism x9 (vendor specs, --errors), real Alertmanager.
 from tests.servers import alertmanager, prism_servers  # noqa: F401
 
+# Session fixture: the service (junction serve's app) in uvicorn, against the sandbox.
+from tests.service_helpers import api_server  # noqa: F401
+
 if TYPE_CHECKING:  # the sandbox takes over a second to import: only when a test needs it
     from integrations.sandbox.app import SandboxServer
     from tests.helpers import ClientFactory

@@ -1,0 +1,18 @@
+"""The service's routers: each module here exposes ``router`` (a ``fastapi.APIRouter``
+carrying its own prefix), and :data:`ROUTERS` lists them; ``create_app`` includes them in
+this order. Adding a router is one module and one entry here.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from junction.service.routes import metrics, monitoring, status
+
+ROUTERS: list[APIRouter] = [
+    status.router,
+    monitoring.router,
+    metrics.router,
+]
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,205 @@
+"""The product plan's monitoring endpoints, under ``/api/v2/workflows/enhanced/monitoring``.
+
+``POST .../start`` starts the monitor loop in this process (or reports the running one);
+``GET .../health`` is the health table and ``GET .../metrics`` the windowed call and probe
+metrics, both filterable by service (``?service=`` repeatable) and window (``?window=``
+seconds). All need the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from junction.monitor import ServiceHealth
+from junction.service.deps import StateDep, require_token
+from junction.service.state import MonitorInfo, ServiceState
+
+router = APIRouter(
+    prefix="/api/v2/workflows/enhanced/monitoring",
+    tags=["monitoring"],
+    dependencies=[Depends(require_token)],
+)
+
+ServiceFilter = Annotated[
+    list[str] | None,
+    Query(
+        alias="service",
+        description="Only these services (repeat the parameter for several).",
+        max_length=1000,
+    ),
+]
+WindowFilter = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=90 * 86400,
+        allow_inf_nan=False,
+        description="Window in seconds (default JUNCTION_MONITOR_WINDOW_SECONDS).",
+    ),
+]
+
+
+class MonitorStatus(BaseModel):
+    """The in-process monitor."""
+
+    running: bool = Field(description="Its loop is running.")
+    started: bool = Field(description="This request started it.")
+    started_at: datetime | None = Field(description="When it was last started.")
+    interval_seconds: float | None = Field(description="Seconds between sweeps.")
+    services: list[str] = Field(description="Services it monitors.")
+    sweeps: int = Field(description="Sweeps completed since it started.")
+    last_sweep_at: datetime | None = Field(description="When its latest sweep finished.")
+    last_error: str | None = Field(description="Why it stopped, if it crashed.")
+
+    @classmethod
+    def of(cls, info: MonitorInfo, started: bool) -> MonitorStatus:
+        """From the state's :class:`MonitorInfo`."""
+        return cls(started=started, **info.__dict__)
+
+
+class StartRequest(BaseModel):
+    """Options of ``monitoring/start`` (the body may be omitted)."""
+
+    model_config = {"extra": "forbid"}
+
+    interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds between sweeps (default JUNCTION_MONITOR_INTERVAL_SECONDS).",
+    )
+
+
+class ServiceHealthModel(BaseModel):
+    """One row of the health table."""
+
+    service: str
+    status: str = Field(description="healthy, warning, critical or unknown.")
+    score: float | None = Field(description="Health score 0-100.")
+    ok: bool | None = Field(description="Whether the latest probe succeeded.")
+    latency_ms: float | None = Field(description="The latest probe's latency.")
+    http_status: int | None = Field(description="The latest probe's HTTP status.")
+    error_class: str | None
+    error: str | None
+    success_rate: float | None = Field(description="Over the window (probes and live calls).")
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    uptime: float | None = Field(description="Time-weighted up fraction over the window.")
+    breaker_state: str | None
+    observations: int
+    failures: int
+    consecutive_failures: int
+    down: bool
+    checked_at: datetime | None
+    as_of: datetime
+    reasons: list[str]
+    alerts: list[str] = Field(description="Active alerts: rule/severity/state.")
+
+    @classmethod
+    def of(cls, health: ServiceHealth) -> ServiceHealthModel:
+        """From the monitor's :class:`ServiceHealth`."""
+        return cls.model_validate(health.to_json())
+
+
+class HealthResponse(BaseModel):
+    """The health table."""
+
+    window_seconds: float
+    source: str = Field(description="'monitor' (the running loop) or 'store'.")
+    counts: dict[str, int] = Field(description="Services per status.")
+    services: list[ServiceHealthModel]
+
+
+class MetricsRow(BaseModel):
+    """One service's calls or probes over the window."""
+
+    service: str
+    source: str = Field(description="'probes' or 'calls'.")
+    requests: int
+    failures: int
+    success_rate: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    mean_latency_ms: float | None
+    last_at: datetime | None
+
+
+class MetricsResponse(BaseModel):
+    """Windowed metrics from the metrics store."""
+
+    window_seconds: float
+    since: datetime
+    services: list[MetricsRow]
+
+
+@router.post("/start", summary="Start the monitor (or report it)", response_model=MonitorStatus)
+async def start_monitoring(state: StateDep, body: StartRequest | None = None) -> MonitorStatus:
+    """Start the monitor loop in this process unless it runs; report where it stands."""
+    started = await state.start_monitor(body.interval_seconds if body is not None else None)
+    return MonitorStatus.of(state.monitor_info(), started)
+
+
+@router.get("/health", summary="The health table", response_model=HealthResponse)
+async def monitoring_health(
+    state: StateDep,
+    service: ServiceFilter = None,
+    window: WindowFilter = None,
+) -> HealthResponse:
+    """Status, score, success rate, latency percentiles and uptime of each service."""
+    rows, source = await state.health(service or (), window)
+    counts = dict.fromkeys(("healthy", "warning", "critical", "unknown"), 0)
+    for r in rows:
+        counts[r.status] += 1
+    return HealthResponse(
+        window_seconds=state.window_seconds(window),
+        source=source,
+        counts=counts,
+        services=[ServiceHealthModel.of(r) for r in rows],
+    )
+
+
+_METRICS_SQL = """
+SELECT service, '{table}' AS source, count(*) AS requests,
+       count(*) FILTER (WHERE NOT ok) AS failures,
+       avg(CASE WHEN ok THEN 1.0 ELSE 0.0 END) AS success_rate,
+       quantile_cont(latency_ms, 0.5) FILTER (WHERE ok) AS p50_latency_ms,
+       quantile_cont(latency_ms, 0.95) FILTER (WHERE ok) AS p95_latency_ms,
+       avg(latency_ms) AS mean_latency_ms,
+       max(ts) AS last_at
+FROM {table}
+WHERE ts >= ? AND date >= ? AND list_contains(?, service)
+GROUP BY service
+"""
+
+
+def _windowed_metrics(state: ServiceState, names: list[str], since: datetime) -> list[MetricsRow]:
+    """Per service and source (probes, calls): counts, success rate, latency percentiles."""
+    sql = " UNION ALL ".join(_METRICS_SQL.format(table=t) for t in ("probes", "calls"))
+    # `date` prunes partitions before any file is opened; `ts` is the exact bound.
+    params: list[Any] = [since, since.date(), names] * 2
+    frame = state.store().query(sql + " ORDER BY service, source", params)
+    rows = []
+    for rec in frame.to_dict("records"):
+        clean = {k: (None if v != v else v) for k, v in rec.items()}  # NaN -> None
+        rows.append(MetricsRow.model_validate(clean))
+    return rows
+
+
+@router.get("/metrics", summary="Windowed call and probe metrics", response_model=MetricsResponse)
+async def monitoring_metrics(
+    state: StateDep,
+    service: ServiceFilter = None,
+    window: WindowFilter = None,
+) -> MetricsResponse:
+    """Requests, failures, success rate and latency percentiles per service over the window,
+    from the metrics store (probes and live calls apart)."""
+    names = state.service_names(service or ())
+    seconds = state.window_seconds(window)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    rows = await asyncio.to_thread(_windowed_metrics, state, names, since)
+    return MetricsResponse(window_seconds=seconds, since=since, services=rows)

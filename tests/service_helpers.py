@@ -22,6 +22,7 @@ import pytest
 
 if TYPE_CHECKING:  # conftest imports this module: heavy imports only when a test serves
     import httpx
+    from fastapi import FastAPI
 
     from integrations.sandbox.app import SandboxServer
     from junction.settings import Settings
@@ -72,14 +73,17 @@ class ServiceServer:
     Args:
         settings: The app's settings.
         monitor: Run the monitor loop in the app (``create_app(monitor=True)``).
+        app: An app built by the test from ``create_app(settings)`` (extra routes).
     """
 
-    def __init__(self, settings: Settings, *, monitor: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, monitor: bool = False, app: FastAPI | None = None
+    ) -> None:
         # Function-level: FastAPI and uvicorn only for the tests that serve the app.
         from junction.service import create_app
 
         self.settings = settings
-        self.app = create_app(settings, monitor=monitor)
+        self.app = app if app is not None else create_app(settings, monitor=monitor)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None

@@ -3,7 +3,22 @@ the monitoring endpoints, Prometheus metrics, and `junction serve`'s refusals.""
 
 from __future__ import annotations
 
-from tests.service_helpers import ApiServer
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from junction.settings import Settings
+from junction.store import MetricsStore
+from tests.helpers import run_junction
+from tests.service_helpers import ApiServer, ServiceServer, service_settings
+
+if TYPE_CHECKING:
+    from integrations.sandbox.app import SandboxServer
 
 MONITORING = "/api/v2/workflows/enhanced/monitoring"
 
@@ -43,3 +58,274 @@ def test_internal_reads_need_the_token(api_server: ApiServer) -> None:
         assert resp.headers["www-authenticate"] == "Bearer"
         assert api_server.token not in resp.text
         _error(c.post(f"{MONITORING}/start", json={}), 401, "unauthorized")
+
+
+def test_unknown_endpoint_and_method_in_the_error_shape(api_server: ApiServer) -> None:
+    with api_server.client() as c:
+        err = _error(c.get("/api/v2/nothing-here"), 404, "not_found")
+        assert "/api/v2/nothing-here" in str(err["message"])
+        err = _error(c.delete(f"{MONITORING}/health"), 405, "method_not_allowed")
+        assert "DELETE" in str(err["message"])
+
+
+def test_malformed_json_is_400_naming_the_body(api_server: ApiServer) -> None:
+    with api_server.client() as c:
+        resp = c.post(
+            f"{MONITORING}/start",
+            content=b'{"interval_seconds": ',
+            headers={"content-type": "application/json"},
+        )
+    err = _error(resp, 400, "malformed_json")
+    assert err["details"] == {"field": "body"}
+
+
+def test_invalid_fields_are_422_with_the_field_named(api_server: ApiServer) -> None:
+    with api_server.client() as c:
+        err = _error(
+            c.post(f"{MONITORING}/start", json={"interval_seconds": -1}), 422, "invalid_request"
+        )
+        assert str(err["message"]).startswith("body.interval_seconds:")
+        err = _error(c.post(f"{MONITORING}/start", json={"intervall": 5}), 422, "invalid_request")
+        assert "body.intervall" in str(err["message"])
+        for bad in ("-5", "abc", "nan", "inf"):
+            err = _error(
+                c.get(f"{MONITORING}/health", params={"window": bad}), 422, "invalid_request"
+            )
+            assert str(err["message"]).startswith("query.window:"), err
+        status = c.get("/api/v2/status").json()
+    assert status["monitoring"] is False  # nothing was started by the refused requests
+
+
+def test_oversized_bodies_are_413_and_do_nothing(api_server: ApiServer) -> None:
+    limit = api_server.settings.api_max_body_bytes
+    big = b'{"interval_seconds": 5, "pad": "' + b"x" * limit + b'"}'
+    with api_server.client() as c:
+        err = _error(
+            c.post(
+                f"{MONITORING}/start", content=big, headers={"content-type": "application/json"}
+            ),
+            413,
+            "payload_too_large",
+        )
+        assert err["details"] == {"limit_bytes": limit}
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+            for i in range(0, len(big), 65536):
+                yield big[i : i + 65536]
+
+        _error(
+            c.post(
+                f"{MONITORING}/start",
+                content=chunks(),
+                headers={"content-type": "application/json"},
+            ),
+            413,
+            "payload_too_large",
+        )
+        assert c.get("/api/v2/status").json()["monitoring"] is False
+
+
+def test_unknown_service_is_404_with_did_you_mean(api_server: ApiServer) -> None:
+    with api_server.client() as c:
+        for path in (f"{MONITORING}/health", f"{MONITORING}/metrics"):
+            resp = c.get(path, params=[("service", "okta"), ("service", "gitlabb")])
+            err = _error(resp, 404, "unknown_service")
+            assert err["message"] == "unknown service 'gitlabb' (did you mean 'gitlab'?)"
+            assert err["details"] == {"service": "gitlabb"}
+
+
+def _record(settings: Settings, table: str, rows: list[dict[str, Any]]) -> None:
+    with MetricsStore(settings.metrics_dir) as store:
+        store.append(table, rows)
+
+
+def _probe(service: str, ok: bool, latency: float, ago: float) -> dict[str, Any]:
+    return {
+        "ts": datetime.now(UTC) - timedelta(seconds=ago),
+        "sweep_id": "test",
+        "service": service,
+        "ok": ok,
+        "status": 200 if ok else 503,
+        "latency_ms": latency,
+        "error_class": None if ok else "ServerError",
+        "error": None if ok else "503 from the vendor",
+        "breaker_state": "closed",
+    }
+
+
+def _call(service: str, ok: bool, latency: float, ago: float) -> dict[str, Any]:
+    return {
+        "ts": datetime.now(UTC) - timedelta(seconds=ago),
+        "service": service,
+        "action": "get_user",
+        "method": "GET",
+        "path": "/api/v1/users/1",
+        "status": 200 if ok else 500,
+        "ok": ok,
+        "latency_ms": latency,
+        "error_class": None if ok else "ServerError",
+        "error": None if ok else "500",
+        "attempts": 1,
+        "breaker_state": "closed",
+        "source": "workflow",
+    }
+
+
+@pytest.fixture(scope="module")
+def recorded(api_server: ApiServer) -> ApiServer:
+    """Probes and live calls in the service's store: zendesk healthy, pagerduty down."""
+    _record(
+        api_server.settings,
+        "probes",
+        [_probe("zendesk", True, 100.0 + i, 600 - i * 30) for i in range(10)]
+        + [_probe("pagerduty", True, 80.0, 500), _probe("pagerduty", False, 3.0, 20)]
+        + [_probe("pagerduty", False, 2.0, 10)]
+        # outside a 15-minute window: only a longer window sees it
+        + [_probe("zendesk", False, 5.0, 3000)],
+    )
+    _record(
+        api_server.settings,
+        "calls",
+        [_call("zendesk", True, 200.0, 100 - i) for i in range(5)]
+        + [_call("zendesk", False, 9, 50)],
+    )
+    return api_server
+
+
+def test_health_from_the_store_filtered_and_windowed(recorded: ApiServer) -> None:
+    with recorded.client() as c:
+        resp = c.get(
+            f"{MONITORING}/health", params=[("service", "zendesk"), ("service", "pagerduty")]
+        )
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["source"] == "store"
+        assert body["window_seconds"] == recorded.settings.monitor_window_seconds
+        rows = {r["service"]: r for r in body["services"]}
+        assert list(rows) == [r["service"] for r in body["services"]]
+        assert set(rows) == {"zendesk", "pagerduty"}
+        pd = rows["pagerduty"]
+        assert pd["status"] == "critical" and pd["down"] is True
+        assert pd["consecutive_failures"] == 2 and pd["ok"] is False
+        assert pd["http_status"] == 503
+        zd = rows["zendesk"]
+        assert zd["observations"] == 16 and zd["failures"] == 1  # 10 probes + 6 calls
+        assert zd["ok"] is True and zd["down"] is False
+        assert body["counts"]["critical"] == 1
+        longer = c.get(f"{MONITORING}/health", params={"service": "zendesk", "window": 3600})
+        assert longer.json()["services"][0]["failures"] == 2
+        assert longer.json()["window_seconds"] == 3600
+
+
+def test_windowed_metrics_per_service_and_source(recorded: ApiServer) -> None:
+    with recorded.client() as c:
+        resp = c.get(f"{MONITORING}/metrics", params={"service": "zendesk"})
+        assert resp.status_code == 200, resp.text
+        rows = {r["source"]: r for r in resp.json()["services"]}
+        assert set(rows) == {"probes", "calls"}
+        assert rows["probes"]["requests"] == 10 and rows["probes"]["failures"] == 0
+        assert rows["calls"]["requests"] == 6 and rows["calls"]["failures"] == 1
+        assert rows["calls"]["success_rate"] == pytest.approx(5 / 6)
+        assert rows["calls"]["p95_latency_ms"] == pytest.approx(200.0)
+        wide = c.get(f"{MONITORING}/metrics", params={"service": "zendesk", "window": 3600})
+        wide_rows = {r["source"]: r for r in wide.json()["services"]}
+        assert wide_rows["probes"]["requests"] == 11
+        none = c.get(f"{MONITORING}/metrics", params={"service": "jira"}).json()
+        assert none["services"] == []
+
+
+def test_prometheus_metrics(recorded: ApiServer) -> None:
+    with recorded.client() as c:
+        resp = c.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/plain")
+    text = resp.text
+    assert 'junction_service_up{service="pagerduty"} 0.0' in text
+    assert 'junction_service_up{service="zendesk"} 1.0' in text
+    assert 'junction_service_status{service="pagerduty",status="critical"} 1.0' in text
+    assert 'junction_service_open_alerts{service="zendesk"} 0.0' in text
+    assert "junction_monitor_running 0.0" in text
+    assert "# TYPE junction_service_health_score gauge" in text
+    assert 'junction_service_latency_p95_seconds{service="zendesk"}' in text
+
+
+def test_an_unexpected_error_is_500_logged_without_traceback(
+    sandbox: SandboxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from junction.service import create_app
+
+    settings = service_settings(tmp_path, sandbox)
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret-ish internals")
+
+    with ServiceServer(settings, app=app) as server, server.info().client() as c:
+        resp = c.get("/boom")
+        err = _error(resp, 500, "internal_error")
+        assert "secret-ish" not in resp.text
+        assert err["details"] is None
+        assert c.get("/api/v2/status").status_code == 200  # still serving
+    assert any("secret-ish internals" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+def test_monitoring_start_runs_the_monitor_in_process(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = service_settings(tmp_path, sandbox, integrations="okta,gitlab")
+    with ServiceServer(settings) as server, server.info().client() as c:
+        first = c.post(f"{MONITORING}/start", json={"interval_seconds": 1})
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert body["started"] is True and body["running"] is True
+        assert sorted(body["services"]) == ["gitlab", "okta"] and body["interval_seconds"] == 1
+        again = c.post(f"{MONITORING}/start").json()  # no body: reports the running one
+        assert again["started"] is False and again["running"] is True
+        assert c.get("/api/v2/status").json()["monitoring"] is True
+        for _ in range(200):  # the first sweep runs at once; wait for its verdicts
+            health = c.get(f"{MONITORING}/health").json()
+            if all(s["ok"] is not None for s in health["services"]):
+                break
+            time.sleep(0.05)
+        assert health["source"] == "monitor"
+        assert {s["service"]: s["status"] for s in health["services"]} == {
+            "okta": "healthy",
+            "gitlab": "healthy",
+        }
+        assert "junction_monitor_running 1.0" in c.get("/metrics").text
+        # A window other than the monitor's is computed from the store (its probes).
+        other = c.get(f"{MONITORING}/health", params={"window": 60}).json()
+        assert other["source"] == "store"
+
+
+def test_monitor_that_cannot_start_is_503_and_the_service_keeps_serving(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    (tmp_path / "alerts.db").write_bytes(b"this is not a database" * 100)
+    settings = service_settings(tmp_path, sandbox, integrations="okta")
+    with ServiceServer(settings, monitor=True) as server, server.info().client() as c:
+        assert c.get("/api/v2/status").json()["monitoring"] is False
+        err = _error(c.post(f"{MONITORING}/start"), 503, "monitor_unavailable")
+        assert "alerts.db" in str(err["message"]) and "corrupt" in str(err["message"])
+        assert c.get("/api/v2/status").status_code == 200
+
+
+def test_serve_refuses_a_public_host_without_a_token(tmp_path: Path) -> None:
+    result = run_junction(["serve", "--host", "0.0.0.0", "--port", "0"], home=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "JUNCTION_API_TOKEN" in lines[0] and "0.0.0.0" in lines[0]
+
+
+def test_serve_names_a_taken_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_junction(["serve", "--port", str(port)], home=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import typer
 
-from junction.cli import alerts, analytics, config, demo, integrations, monitor, sandbox, workflow
+from junction.cli import (
+    alerts,
+    analytics,
+    config,
+    demo,
+    integrations,
+    monitor,
+    sandbox,
+    serve,
+    workflow,
+)
 
 app = typer.Typer(
     # Plain click help: no `<bool>` after flags, paragraphs re-flowed, readable when piped.
@@ -19,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (integrations, monitor, alerts, workflow, analytics, sandbox, config, demo):
+for _module in (integrations, monitor, alerts, workflow, analytics, sandbox, serve, config, demo):
     _module.register(app)
 for _group in app.registered_groups:
     if _group.typer_instance is not None:

@@ -9,6 +9,7 @@ from start-up to shutdown.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -16,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from junction.service.errors import error_response, install_error_handlers, internal_error
+from junction.service.errors import ApiError, error_response, install_error_handlers, internal_error
 from junction.service.routes import ROUTERS
 from junction.service.state import ServiceState
 from junction.settings import Settings
@@ -117,7 +118,10 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if monitor:
-            await state.start_monitor()
+            # A monitor that cannot open is logged with its reason by start_monitor; the
+            # API serves without it and monitoring/start reports why (and retries).
+            with contextlib.suppress(ApiError):
+                await state.start_monitor()
         try:
             yield
         finally:

@@ -253,6 +253,7 @@ class ServiceState:
                 await mon.restore()
             except Exception as exc:
                 await mon.aclose()
+                self._monitor_error = f"{type(exc).__name__}: {exc}"
                 log.warning("the monitor could not start: %s", exc)
                 raise ApiError(
                     503, "monitor_unavailable", f"the monitor could not start: {exc}"

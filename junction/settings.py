@@ -339,6 +339,12 @@ class Settings(BaseSettings):
         description="Recommendations: `junction analytics apply` writes a change without "
         "an explicit --accept only at or above this confidence.",
     )
+    analytics_spec_dir: Path | None = Field(
+        None,
+        description="Recommendations: the workflow spec directory that `junction analytics "
+        "recommend`, `apply` and the service's optimization endpoints analyse and edit. "
+        "Default: the built-in specs.",
+    )
     analytics_max_clock_skew_seconds: float = Field(
         300.0,
         ge=0,

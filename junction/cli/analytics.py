@@ -179,7 +179,7 @@ def _spec_dir(specs: Path | None) -> Path:
     # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from analytics.report.pipeline import default_spec_dir
 
-    folder = specs or default_spec_dir()
+    folder = specs or load_settings().analytics_spec_dir or default_spec_dir()
     if not folder.is_dir():
         fail(f"workflow spec directory {folder} does not exist")
     return folder
@@ -191,7 +191,11 @@ DaysOpt = Annotated[
 ]
 SpecsOpt = Annotated[
     Path | None,
-    typer.Option("--specs", help="Workflow spec directory (default: the built-in specs)."),
+    typer.Option(
+        "--specs",
+        help="Workflow spec directory (default: JUNCTION_ANALYTICS_SPEC_DIR, else the "
+        "built-in specs).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 

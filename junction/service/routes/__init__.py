@@ -7,12 +7,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from junction.service.routes import metrics, monitoring, status
+from junction.service.routes import (
+    alerts,
+    integrations,
+    intelligence,
+    metrics,
+    monitoring,
+    optimization,
+    status,
+    workflows,
+)
 
 ROUTERS: list[APIRouter] = [
     status.router,
     monitoring.router,
     metrics.router,
+    integrations.router,
+    workflows.router,
+    alerts.router,
+    optimization.router,
+    intelligence.router,
 ]
 
 __all__ = ["ROUTERS"]

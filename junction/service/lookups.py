@@ -1,0 +1,34 @@
+"""The errors the routes raise for bad input, in the one shape of :mod:`junction.service.errors`.
+
+:func:`unknown` is a 404 for a name that names nothing (an integration, a spec, an alert,
+a silence) with the closest known name offered; :func:`invalid` is a 422 naming the field
+at fault, with the same ``details`` list a request validation error carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from integrations.yamlconfig import did_you_mean
+from junction.service.errors import ApiError
+
+
+def unknown(kind: str, name: str, known: Iterable[str], *, field: str) -> ApiError:
+    """A 404 ``unknown_<kind>``: ``unknown integration 'oktaa' (did you mean 'okta'?)``.
+
+    Args:
+        kind: What was looked up (``integration``, ``spec``, ``alert``, ``silence``).
+        name: What the client sent.
+        known: The names that exist.
+        field: Where the name came from (``path.name``, ``body.spec``).
+    """
+    names = sorted(set(known))
+    message = f"unknown {kind} {name!r}{did_you_mean(name, names)}"
+    return ApiError(404, f"unknown_{kind}", message, {"field": field, "known": names})
+
+
+def invalid(field: str, message: str) -> ApiError:
+    """A 422 ``invalid_request`` naming ``field`` (``body.duration: not a duration``)."""
+    return ApiError(
+        422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
+    )

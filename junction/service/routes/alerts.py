@@ -1,0 +1,229 @@
+"""``/api/v2/alerts``: list, acknowledge, silence and unsilence alerts.
+
+The same functions as ``junction alerts list|ack|silence|silences|unsilence``
+(:mod:`junction.alerting.alerts`, :mod:`junction.alerting.silences`), on the same alert
+database (``<JUNCTION_HOME>/alerts.db``) the monitor reads: an acknowledgement or a
+silence made here takes effect at its next evaluation. Acknowledgements are mirrored to
+the metrics store's alert history as the CLI's are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from integrations.catalog import load_catalog
+from integrations.yamlconfig import did_you_mean
+from junction.alerting import state as alert_state
+from junction.alerting.alerts import (
+    Alert,
+    AlertNotFoundError,
+    AlertResolvedError,
+    acknowledge,
+    list_alerts,
+)
+from junction.alerting.rules import RULE_NAMES, parse_duration
+from junction.alerting.silences import Silence, add_silence, list_silences, remove_silence
+from junction.service.deps import StateDep, require_token
+from junction.service.errors import ApiError
+from junction.service.lookups import invalid, unknown
+from junction.service.state import ServiceState
+
+router = APIRouter(prefix="/api/v2/alerts", tags=["alerts"], dependencies=[Depends(require_token)])
+
+
+class AlertInfo(BaseModel):
+    """One alert: one fingerprint's episode from firing to resolved."""
+
+    id: int
+    fingerprint: str
+    service: str
+    rule: str
+    severity: str
+    state: str
+    group: str
+    suppressed_by: str | None
+    silenced_by: str | None
+    message: str
+    value: float | None
+    labels: dict[str, str]
+    annotation: str | None
+    started_at: datetime
+    updated_at: datetime
+    acked_at: datetime | None
+    acked_by: str | None
+    resolved_at: datetime | None
+
+
+class AlertList(BaseModel):
+    """Alerts, oldest first."""
+
+    alerts: list[AlertInfo]
+
+
+class AckRequest(BaseModel):
+    """Who acknowledges."""
+
+    by: str = Field("api", min_length=1, max_length=200, description="Who acknowledges.")
+
+
+class AckResult(BaseModel):
+    """The alert acknowledged, then the others of its incident acknowledged with it."""
+
+    acknowledged: list[AlertInfo]
+
+
+class SilenceRequest(BaseModel):
+    """A silence: matchers (at least one) and how long."""
+
+    duration: str = Field(description="How long: 30m, 2h, 1d.", examples=["2h"])
+    service: str | None = Field(None, description="Service to silence.")
+    rule: str | None = Field(None, description="Rule to silence.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Label matchers.")
+    comment: str = Field("", max_length=2000, description="Why.")
+    by: str = Field("api", min_length=1, max_length=200, description="Who.")
+
+
+class SilenceInfo(BaseModel):
+    """A silence."""
+
+    id: str
+    service: str | None
+    rule: str | None
+    labels: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    removed_at: datetime | None = None
+
+
+class SilenceList(BaseModel):
+    """Silences, oldest first."""
+
+    silences: list[SilenceInfo]
+
+
+def _alert(a: Alert) -> AlertInfo:
+    return AlertInfo.model_validate(a.to_json())
+
+
+def _silence(s: Silence) -> SilenceInfo:
+    return SilenceInfo.model_validate({**s.to_json(), "removed_at": s.deleted_at})
+
+
+@contextmanager
+def _connect(state: ServiceState) -> Iterator[sqlite3.Connection]:
+    """The alert database; a damaged one is a 503 naming ``junction alerts reset``."""
+    try:
+        conn = alert_state.connect(alert_state.db_path(state.settings))
+    except alert_state.AlertDatabaseError as exc:
+        raise ApiError(503, "alert_database", str(exc)) from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@router.get("", response_model=AlertList, summary="List alerts")
+def get_alerts(
+    state: StateDep,
+    include_resolved: Annotated[bool, Query(alias="all", description="Resolved ones too.")] = False,
+) -> AlertList:
+    """Unresolved alerts (``?all=true``: resolved ones too)."""
+    with _connect(state) as conn:
+        return AlertList(
+            alerts=[_alert(a) for a in list_alerts(conn, include_resolved=include_resolved)]
+        )
+
+
+@router.post("/{ref}/ack", response_model=AckResult, summary="Acknowledge an alert")
+def ack_alert(ref: str, state: StateDep, request: AckRequest | None = None) -> AckResult:
+    """Acknowledge an alert (by id or fingerprint ``service:rule``) and the rest of its
+    incident: stops escalation and repeats."""
+    by = (request or AckRequest()).by
+    with _connect(state) as conn:
+        try:
+            done = acknowledge(conn, ref, by, datetime.now(UTC))
+        except AlertNotFoundError:
+            known = [a.fingerprint for a in list_alerts(conn, include_resolved=True)]
+            raise unknown("alert", ref, known, field="path.ref") from None
+        except AlertResolvedError as exc:
+            raise ApiError(409, "alert_resolved", str(exc.args[0]), {"field": "path.ref"}) from None
+        # Mirror the transition to the metrics store's history. Best effort, as after the
+        # CLI's ack: the acknowledgement is done, and the monitor exports what is missing.
+        with contextlib.suppress(Exception):
+            alert_state.export_history(conn, state.store(), wall=time.time())
+        return AckResult(acknowledged=[_alert(a) for a in done])
+
+
+@router.get("/silences", response_model=SilenceList, summary="List silences")
+def get_silences(
+    state: StateDep,
+    include_expired: Annotated[
+        bool, Query(alias="all", description="Expired and removed ones too.")
+    ] = False,
+) -> SilenceList:
+    """Active silences (``?all=true``: expired and removed ones too)."""
+    with _connect(state) as conn:
+        found = list_silences(conn, datetime.now(UTC), include_expired=include_expired)
+    return SilenceList(silences=[_silence(s) for s in found])
+
+
+@router.post(
+    "/silences", response_model=SilenceInfo, status_code=201, summary="Silence matching alerts"
+)
+def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
+    """Silence matching alerts for a while: no firing, escalation or repeat messages (the
+    resolved message still reaches whoever was told)."""
+    try:
+        delta = parse_duration(request.duration)
+    except ValueError as exc:
+        raise invalid("body.duration", str(exc)) from None
+    if request.rule is not None and request.rule not in RULE_NAMES:
+        raise invalid(
+            "body.rule",
+            f"unknown rule {request.rule!r}{did_you_mean(request.rule, RULE_NAMES)} "
+            f"(expected one of: {', '.join(RULE_NAMES)})",
+        )
+    catalog = load_catalog()
+    if request.service is not None and request.service not in catalog:
+        raise invalid(
+            "body.service",
+            f"unknown service {request.service!r}{did_you_mean(request.service, catalog.names)}",
+        )
+    with _connect(state) as conn:
+        try:
+            created = add_silence(
+                conn,
+                now=datetime.now(UTC),
+                duration=delta,
+                service=request.service,
+                rule=request.rule,
+                labels=request.labels,
+                created_by=request.by,
+                comment=request.comment,
+            )
+        except ValueError as exc:
+            field = "body.duration" if "duration" in str(exc) else "body"
+            raise invalid(field, str(exc)) from None
+    return _silence(created)
+
+
+@router.delete("/silences/{silence_id}", response_model=SilenceInfo, summary="End a silence now")
+def delete_silence(silence_id: str, state: StateDep) -> SilenceInfo:
+    """End a silence now (it stays listed with ``?all=true``)."""
+    with _connect(state) as conn:
+        try:
+            return _silence(remove_silence(conn, silence_id, datetime.now(UTC)))
+        except LookupError:
+            known = [s.id for s in list_silences(conn, datetime.now(UTC), include_expired=True)]
+            raise unknown("silence", silence_id, known, field="path.silence_id") from None

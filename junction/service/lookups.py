@@ -12,6 +12,9 @@ from collections.abc import Iterable
 from integrations.yamlconfig import did_you_mean
 from junction.service.errors import ApiError
 
+KNOWN_SHOWN = 100
+"""Up to this many known names are listed in a 404's ``details.known``."""
+
 
 def unknown(kind: str, name: str, known: Iterable[str], *, field: str) -> ApiError:
     """A 404 ``unknown_<kind>``: ``unknown integration 'oktaa' (did you mean 'okta'?)``.
@@ -21,10 +24,16 @@ def unknown(kind: str, name: str, known: Iterable[str], *, field: str) -> ApiErr
         name: What the client sent.
         known: The names that exist.
         field: Where the name came from (``path.name``, ``body.spec``).
+
+    Returns:
+        The error; ``details`` names the field and, when there are few, the known names.
     """
     names = sorted(set(known))
     message = f"unknown {kind} {name!r}{did_you_mean(name, names)}"
-    return ApiError(404, f"unknown_{kind}", message, {"field": field, "known": names})
+    details: dict[str, object] = {"field": field}
+    if len(names) <= KNOWN_SHOWN:  # alert fingerprints grow with history: not all of them
+        details["known"] = names
+    return ApiError(404, f"unknown_{kind}", message, details)
 
 
 def invalid(field: str, message: str) -> ApiError:

@@ -17,6 +17,7 @@ from junction.alerting.rules import default_config
 from junction.store import MetricsStore
 from junction.workflows.validate import validate_text
 from tests.alerting_helpers import at, failing, healthy
+from tests.helpers import set_faults
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
 from tests.test_recommend import SPEC, crafted
 
@@ -186,6 +187,20 @@ def test_workflow_run_is_recorded_in_the_store(
     assert record["params"]["worker_id"] == WORKER_0 and record["calls"] > 0
     error = error_of(api.get("/api/v2/workflows/runs/no-such-run"), 404, "unknown_run")
     assert error["details"] == {"field": "path.run_id"}
+
+
+def test_a_failed_run_is_a_result_naming_the_step(
+    api: httpx.Client, api_server: ApiServer, sb: SandboxServer
+) -> None:
+    set_faults(sb, "workday", outages=[{"start": 0, "mode": "503"}])
+    body = {"spec": "employee_onboarding", "params": {"worker_id": WORKER_0}}
+    resp = api.post("/api/v2/workflows/run", json=body)
+    summary = resp.json()
+    assert resp.status_code == 200, summary
+    assert summary["status"] == "failed" and summary["failed_step"] == "hire"
+    assert "hire" in summary["error"]
+    record = api.get(f"/api/v2/workflows/runs/{summary['run_id']}").json()
+    assert record["status"] == "failed" and record["failed_calls"] >= 1
 
 
 def test_workflow_run_bad_input_runs_nothing(api: httpx.Client, api_server: ApiServer) -> None:

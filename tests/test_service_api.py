@@ -214,8 +214,11 @@ def test_workflow_run_bad_input_runs_nothing(api: httpx.Client, api_server: ApiS
         422,
         "invalid_request",
     )
-    assert error["details"][0]["field"] == "body.params"
+    assert error["details"][0]["field"] == "body.params.worker_id"
     assert "missing required parameter 'worker_id'" in error["message"]
+    body = {"spec": "employee_onboarding", "params": {"worker_id": WORKER_0, "nope": 1}}
+    error = error_of(api.post("/api/v2/workflows/run", json=body), 422, "invalid_request")
+    assert error["details"][0]["field"] == "body.params.nope"
     error = error_of(
         api.post("/api/v2/workflows/run", json={"spec": "onboarding", "params": {}}),
         404,

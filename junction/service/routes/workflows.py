@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,10 @@ async def run_workflow(request: RunRequest, state: StateDep) -> RunSummary:
         params = resolve_params(spec, request.params)
         check_items(spec, params, settings)
     except ParameterError as exc:
-        raise invalid("body.params", f"{exc}; nothing was run") from None
+        # The field of the first problem: every message names its parameter this way.
+        named = re.search(r"parameter '([^']+)'", str(exc))
+        field = f"body.params.{named.group(1)}" if named else "body.params"
+        raise invalid(field, f"{exc}; nothing was run") from None
     store = state.store()
     journal = SideEffectJournal(journal_path(settings.home))
     try:

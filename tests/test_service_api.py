@@ -104,6 +104,9 @@ def test_every_route_is_documented_with_a_model_and_a_summary(api: httpx.Client)
         responses = operation["responses"]
         ok = next(code for code in responses if code.startswith("2") or code == "501")
         assert "$ref" in str(responses[ok]["content"]["application/json"]["schema"]), template
+        # Errors are documented in the one shape, never FastAPI's default validation body.
+        assert "ErrorBody" in str(responses["401"]), template
+        assert "HTTPValidationError" not in str(responses), template
 
 
 def test_intelligence_answers_501_with_a_clear_message(api: httpx.Client) -> None:

@@ -3,14 +3,40 @@
 :func:`unknown` is a 404 for a name that names nothing (an integration, a spec, an alert,
 a silence) with the closest known name offered; :func:`invalid` is a 422 naming the field
 at fault, with the same ``details`` list a request validation error carries.
+:class:`ErrorBody` documents that shape in the OpenAPI schema (:func:`error_responses`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel
 
 from integrations.yamlconfig import did_you_mean
 from junction.service.errors import ApiError
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong: a stable code, one line for a human, structured details."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the API: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting ``statuses`` with :class:`ErrorBody` (a 422 listed
+    here also replaces FastAPI's default validation-error schema, which is not ours)."""
+    return {s: {"model": ErrorBody, "description": HTTPStatus(s).phrase} for s in statuses}
+
 
 KNOWN_SHOWN = 100
 """Up to this many known names are listed in a 404's ``details.known``."""

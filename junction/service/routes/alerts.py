@@ -34,10 +34,15 @@ from junction.alerting.rules import RULE_NAMES, parse_duration
 from junction.alerting.silences import Silence, add_silence, list_silences, remove_silence
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import invalid, unknown
+from junction.service.lookups import error_responses, invalid, unknown
 from junction.service.state import ServiceState
 
-router = APIRouter(prefix="/api/v2/alerts", tags=["alerts"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/v2/alerts",
+    tags=["alerts"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 422),
+)
 
 
 class AlertInfo(BaseModel):
@@ -133,7 +138,7 @@ def _connect(state: ServiceState) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-@router.get("", response_model=AlertList, summary="List alerts")
+@router.get("", response_model=AlertList, responses=error_responses(503), summary="List alerts")
 def get_alerts(
     state: StateDep,
     include_resolved: Annotated[bool, Query(alias="all", description="Resolved ones too.")] = False,
@@ -145,7 +150,12 @@ def get_alerts(
         )
 
 
-@router.post("/{ref}/ack", response_model=AckResult, summary="Acknowledge an alert")
+@router.post(
+    "/{ref}/ack",
+    response_model=AckResult,
+    responses=error_responses(404, 409, 503),
+    summary="Acknowledge an alert",
+)
 def ack_alert(ref: str, state: StateDep, request: AckRequest | None = None) -> AckResult:
     """Acknowledge an alert (by id or fingerprint ``service:rule``) and the rest of its
     incident: stops escalation and repeats."""
@@ -165,7 +175,9 @@ def ack_alert(ref: str, state: StateDep, request: AckRequest | None = None) -> A
         return AckResult(acknowledged=[_alert(a) for a in done])
 
 
-@router.get("/silences", response_model=SilenceList, summary="List silences")
+@router.get(
+    "/silences", response_model=SilenceList, responses=error_responses(503), summary="List silences"
+)
 def get_silences(
     state: StateDep,
     include_expired: Annotated[
@@ -179,7 +191,11 @@ def get_silences(
 
 
 @router.post(
-    "/silences", response_model=SilenceInfo, status_code=201, summary="Silence matching alerts"
+    "/silences",
+    response_model=SilenceInfo,
+    status_code=201,
+    responses=error_responses(503),
+    summary="Silence matching alerts",
 )
 def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
     """Silence matching alerts for a while: no firing, escalation or repeat messages (the
@@ -218,7 +234,12 @@ def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
     return _silence(created)
 
 
-@router.delete("/silences/{silence_id}", response_model=SilenceInfo, summary="End a silence now")
+@router.delete(
+    "/silences/{silence_id}",
+    response_model=SilenceInfo,
+    responses=error_responses(404, 503),
+    summary="End a silence now",
+)
 def delete_silence(silence_id: str, state: StateDep) -> SilenceInfo:
     """End a silence now (it stays listed with ``?all=true``)."""
     with _connect(state) as conn:

@@ -19,11 +19,14 @@ from junction.clients import sweep
 from junction.health import run_sweep
 from junction.service.deps import SettingsDep, StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import invalid, unknown
+from junction.service.lookups import error_responses, invalid, unknown
 from junction.settings import Settings
 
 router = APIRouter(
-    prefix="/api/v2/integrations", tags=["integrations"], dependencies=[Depends(require_token)]
+    prefix="/api/v2/integrations",
+    tags=["integrations"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 422),
 )
 
 
@@ -120,7 +123,10 @@ def list_integrations(
 
 
 @router.post(
-    "/{name}/check", response_model=HealthCheck, summary="Health-check one integration now"
+    "/{name}/check",
+    response_model=HealthCheck,
+    responses=error_responses(400, 404),
+    summary="Health-check one integration now",
 )
 async def check_integration(
     name: str,

@@ -7,18 +7,17 @@ intelligence they serve (issue 12) is not built yet, so each answers 501
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
 
 from junction.service.deps import require_token
 from junction.service.errors import ApiError
+from junction.service.lookups import ErrorBody, error_responses
 
 router = APIRouter(
     prefix="/api/v2/workflows/enhanced/intelligence",
     tags=["intelligence"],
     dependencies=[Depends(require_token)],
+    responses=error_responses(401),
 )
 
 NOT_BUILT = (
@@ -26,25 +25,6 @@ NOT_BUILT = (
     "meanwhile use POST /api/v2/workflows/validate and /api/v2/workflows/enhanced/"
     "optimization/analyze"
 )
-
-
-class ErrorInfo(BaseModel):
-    """The error's code, message and details."""
-
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """The one error shape of the API."""
-
-    error: ErrorInfo
-
-
-_NOT_IMPLEMENTED: dict[int | str, dict[str, Any]] = {
-    501: {"model": ErrorBody, "description": "Not implemented yet (issue 12)."}
-}
 
 
 def _placeholder(what: str, summary: str, plan: str) -> None:
@@ -59,7 +39,7 @@ def _placeholder(what: str, summary: str, plan: str) -> None:
         f"/{what}",
         response_model=ErrorBody,
         status_code=501,
-        responses=_NOT_IMPLEMENTED,
+        responses=error_responses(501),
         summary=f"{summary} (not implemented yet)",
     )(endpoint)
 

@@ -23,13 +23,14 @@ from analytics.report.queries import window_end
 from integrations.yamlconfig import did_you_mean
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import invalid
+from junction.service.lookups import error_responses, invalid
 from junction.service.state import ServiceState
 
 router = APIRouter(
     prefix="/api/v2/workflows/enhanced/optimization",
     tags=["optimization"],
     dependencies=[Depends(require_token)],
+    responses=error_responses(401, 422),
 )
 
 
@@ -138,7 +139,12 @@ def _recommendations(
     return Window(start=start, end=end), recommendations_for(store, start, end, folder)
 
 
-@router.post("/analyze", response_model=Analysis, summary="Recommend workflow optimizations")
+@router.post(
+    "/analyze",
+    response_model=Analysis,
+    responses=error_responses(403),
+    summary="Recommend workflow optimizations",
+)
 def analyze(state: StateDep, request: AnalyzeRequest | None = None) -> Analysis:
     """Optimization recommendations from the recorded workflow runs and calls: caching,
     parallel steps, batching, a better provider, retries and timeouts, each with its
@@ -150,7 +156,12 @@ def analyze(state: StateDep, request: AnalyzeRequest | None = None) -> Analysis:
     )
 
 
-@router.post("/apply", response_model=ApplyReport, summary="Apply workflow optimizations")
+@router.post(
+    "/apply",
+    response_model=ApplyReport,
+    responses=error_responses(403),
+    summary="Apply workflow optimizations",
+)
 def apply(request: ApplyRequest, state: StateDep) -> ApplyReport:
     """Write recommended changes into the workflow specs: each edited spec is validated
     first (a change that would make it invalid is skipped with the reason, nothing

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import invalid, unknown
+from junction.service.lookups import error_responses, invalid, unknown
 from junction.workflows.builtins import builtin_specs
 from junction.workflows.items import check_items
 from junction.workflows.journal import SideEffectJournal, journal_path
@@ -33,7 +33,10 @@ from junction.workflows.spec import ParameterError, WorkflowSpec, resolve_params
 from junction.workflows.validate import SpecInvalid, load_workflow, validate_file, validate_text
 
 router = APIRouter(
-    prefix="/api/v2/workflows", tags=["workflows"], dependencies=[Depends(require_token)]
+    prefix="/api/v2/workflows",
+    tags=["workflows"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 422),
 )
 
 
@@ -240,7 +243,12 @@ def list_workflows() -> WorkflowList:
     )
 
 
-@router.post("/validate", response_model=ValidationReport, summary="Validate a workflow spec")
+@router.post(
+    "/validate",
+    response_model=ValidationReport,
+    responses=error_responses(404),
+    summary="Validate a workflow spec",
+)
 def validate_workflow(request: ValidateRequest) -> ValidationReport:
     """Validate a built-in spec or posted YAML without running anything: every error with
     its line and step. An invalid spec is a result (``ok: false``), not an error."""
@@ -250,7 +258,12 @@ def validate_workflow(request: ValidateRequest) -> ValidationReport:
     return _report(validate_text(request.text or "", source="<body.text>"), "<body.text>")
 
 
-@router.post("/run", response_model=RunSummary, summary="Run a workflow in this process")
+@router.post(
+    "/run",
+    response_model=RunSummary,
+    responses=error_responses(403, 404),
+    summary="Run a workflow in this process",
+)
 async def run_workflow(request: RunRequest, state: StateDep) -> RunSummary:
     """Check the spec and the parameters, then run the workflow in the service's process;
     the run (its calls and one ``workflow_runs`` row) is recorded in the metrics store.
@@ -292,7 +305,12 @@ async def run_workflow(request: RunRequest, state: StateDep) -> RunSummary:
     return RunSummary.model_validate(result.to_dict())
 
 
-@router.get("/runs/{run_id}", response_model=RunRecord, summary="A recorded workflow run")
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunRecord,
+    responses=error_responses(404),
+    summary="A recorded workflow run",
+)
 def get_run(run_id: str, state: StateDep) -> RunRecord:
     """The ``workflow_runs`` row of ``run_id`` and how many calls it made (failed ones too)."""
     store = state.store()

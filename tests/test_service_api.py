@@ -277,6 +277,10 @@ def test_alert_ack_through_the_api_is_in_the_alert_database(isolated: ApiServer)
         conn.close()
     assert acked["gitlab:success_rate"].state.value == "acknowledged"
     assert acked["gitlab:success_rate"].acked_by == "alice"
+    # and, as after the CLI's ack, in the metrics store's alert history
+    with MetricsStore(isolated.settings.metrics_dir) as store:
+        states = store.query("SELECT state FROM alerts WHERE fingerprint = 'gitlab:success_rate'")
+    assert "acknowledged" in states["state"].tolist()
 
 
 def test_silence_lifecycle_and_bad_input(isolated: ApiServer) -> None:

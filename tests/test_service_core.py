@@ -3,18 +3,23 @@ the monitoring endpoints, Prometheus metrics, and `junction serve`'s refusals.""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from junction.settings import Settings
 from junction.store import MetricsStore
-from tests.helpers import run_junction
+from tests.helpers import ROOT, run_junction
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
 
 if TYPE_CHECKING:
@@ -329,3 +334,77 @@ def test_serve_names_a_taken_port(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_openapi_documents_the_core_endpoints_and_the_token(api_server: ApiServer) -> None:
+    with api_server.client(auth=False) as c:
+        schema = c.get("/openapi.json").json()
+    paths = schema["paths"]
+    expected = {
+        ("/api/v2/status", "get"),
+        (f"{MONITORING}/start", "post"),
+        (f"{MONITORING}/health", "get"),
+        (f"{MONITORING}/metrics", "get"),
+        ("/metrics", "get"),
+    }
+    for path, method in expected:
+        op = paths[path][method]
+        assert op["summary"], (path, method)
+        secured = bool(op.get("security"))
+        assert secured is (path != "/api/v2/status"), (path, method)
+    health = paths[f"{MONITORING}/health"]["get"]
+    assert {p["name"] for p in health["parameters"]} == {"service", "window"}
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_junction_serve_with_monitor_as_a_user_runs_it(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from deployments.local import stop_process_group
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUNCTION_", "PREFECT_"))}
+    env.update(
+        JUNCTION_HOME=str(tmp_path),
+        JUNCTION_API_TOKEN="e2e-token",
+        JUNCTION_SANDBOX_URL=sandbox.url,
+        JUNCTION_SANDBOX_SMTP_PORT=str(sandbox.smtp_port),
+        JUNCTION_INTEGRATIONS="okta",
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "junction", "serve", "--port", str(port), "--monitor"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10.0) as c:
+            for _ in range(600):  # start-up imports pandas and DuckDB: seconds on 2 cores
+                assert proc.poll() is None, log.read_text()
+                try:
+                    status = c.get("/api/v2/status")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            assert status.json()["monitoring"] is True
+            _error(c.get(f"{MONITORING}/health"), 401, "unauthorized")
+            auth = {"Authorization": "Bearer e2e-token"}
+            health = c.get(f"{MONITORING}/health", headers=auth).json()
+            assert health["source"] == "monitor"
+            assert [s["service"] for s in health["services"]] == ["okta"]
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal (exit status -15).
+        assert proc.wait(30) == -signal.SIGTERM
+    finally:
+        stop_process_group(proc)
+    text = log.read_text()
+    assert "Traceback" not in text and "e2e-token" not in text
+    assert f"serving Junction on {base}" in text
+    assert "Application shutdown complete" in text  # the lifespan ran: monitor stopped

@@ -87,6 +87,7 @@ def serve(
         f"serving Junction on http://{shown}:{bound} (API docs at /docs"
         f"{', monitor running' if monitor else ''}; Ctrl-C to stop)",
         highlight=False,
+        soft_wrap=True,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -171,9 +171,7 @@ def ack_alert(ref: str, state: StateDep, request: AckRequest | None = None) -> A
         # Mirror the transition to the metrics store's history. Best effort, as after the
         # CLI's ack: the acknowledgement is done, and the monitor exports what is missing.
         with contextlib.suppress(Exception):
-            store = state.store()
-            alert_state.export_history(conn, store, wall=time.time())
-            store.flush()  # readers in other processes see the transition now
+            alert_state.export_history(conn, state.store(), wall=time.time())  # flushes
         return AckResult(acknowledged=[_alert(a) for a in done])
 
 

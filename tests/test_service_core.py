@@ -313,6 +313,9 @@ def test_monitor_that_cannot_start_is_503_and_the_service_keeps_serving(
         assert c.get("/api/v2/status").json()["monitoring"] is False
         err = _error(c.post(f"{MONITORING}/start"), 503, "monitor_unavailable")
         assert "alerts.db" in str(err["message"]) and "corrupt" in str(err["message"])
+        for path in (f"{MONITORING}/health", "/metrics"):  # reads that show open alerts
+            err = _error(c.get(path), 503, "alert_database")
+            assert "junction alerts reset" in str(err["message"])
         assert c.get("/api/v2/status").status_code == 200
 
 
@@ -355,6 +358,12 @@ def test_openapi_documents_the_core_endpoints_and_the_token(api_server: ApiServe
     health = paths[f"{MONITORING}/health"]["get"]
     assert {p["name"] for p in health["parameters"]} == {"service", "window"}
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    # Errors are documented in the one shape (not FastAPI's default {"detail": ...}).
+    start = paths[f"{MONITORING}/start"]["post"]["responses"]
+    for status in ("422", "4XX", "5XX"):
+        ref = start[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/ErrorResponse"
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
 
 
 def test_junction_serve_with_monitor_as_a_user_runs_it(

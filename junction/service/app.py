@@ -17,7 +17,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from junction.service.errors import ApiError, error_response, install_error_handlers, internal_error
+from junction.service.errors import (
+    ERROR_RESPONSES,
+    ApiError,
+    error_response,
+    install_error_handlers,
+    internal_error,
+)
 from junction.service.routes import ROUTERS
 from junction.service.state import ServiceState
 from junction.settings import Settings
@@ -132,6 +138,7 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
         version=version("junction"),
         summary="Cross-service workflows, integration monitoring and analytics.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.junction = state
     install_error_handlers(app)

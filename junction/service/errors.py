@@ -16,11 +16,40 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
 Details = dict[str, Any] | list[Any] | None
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(description="Stable machine-readable code (unknown_service ...).")
+    message: str = Field(description="One line naming the input at fault.")
+    details: dict[str, Any] | list[Any] | None = Field(
+        description="The field(s) at fault, the limit, the choices."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "A field is invalid (named in details)."},
+    "4XX": {
+        "model": ErrorResponse,
+        "description": "Malformed JSON, no or a wrong token, an unknown service or endpoint, "
+        "a body over the limit.",
+    },
+    "5XX": {"model": ErrorResponse, "description": "An internal error (logged by the server)."},
+}
+"""Documented on every operation (``FastAPI(responses=...)``): the one error shape."""
 
 
 class ApiError(Exception):
@@ -146,8 +175,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 __all__ = [
+    "ERROR_RESPONSES",
     "ApiError",
     "Details",
+    "ErrorDetail",
+    "ErrorResponse",
     "error_body",
     "error_response",
     "install_error_handlers",

@@ -341,9 +341,9 @@ class Settings(BaseSettings):
     )
     analytics_spec_dir: Path | None = Field(
         None,
-        description="Recommendations: the workflow spec directory that `junction analytics "
-        "recommend`, `apply` and the service's optimization endpoints analyse and edit. "
-        "Default: the built-in specs.",
+        description="Recommendations: the workflow spec directory the report, `junction "
+        "analytics recommend`, `apply` and the service's optimization endpoints analyse and "
+        "edit. Default: the built-in specs.",
     )
     analytics_max_clock_skew_seconds: float = Field(
         300.0,

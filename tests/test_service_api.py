@@ -17,7 +17,7 @@ from junction.alerting.rules import default_config
 from junction.store import MetricsStore
 from junction.workflows.validate import validate_text
 from tests.alerting_helpers import at, failing, healthy
-from tests.helpers import set_faults
+from tests.helpers import run_junction, set_faults
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
 from tests.test_recommend import SPEC, crafted
 
@@ -388,3 +388,15 @@ def test_optimization_bad_input(api: httpx.Client) -> None:
     ]:
         error = error_of(api.post(f"{OPTIMIZATION}/apply", json=body), 422, "invalid_request")
         assert error["details"][0]["field"] == field
+
+
+def test_the_cli_reads_the_same_spec_directory_setting(tmp_path: Path) -> None:
+    """`junction analytics recommend|apply` and the service edit the same specs."""
+    missing = tmp_path / "no-specs"
+    out = run_junction(
+        ["analytics", "recommend"],
+        env={"JUNCTION_ANALYTICS_SPEC_DIR": str(missing)},
+        home=tmp_path / "home",
+    )
+    assert out.returncode == 2
+    assert f"workflow spec directory {missing} does not exist" in out.stderr + out.stdout

@@ -150,7 +150,8 @@ def open_window(
         store: The metrics store.
         settings: The settings.
         days: Window length in days.
-        spec_dir: Workflow specs (default: :func:`default_spec_dir`).
+        spec_dir: Workflow specs (default: ``analytics_spec_dir``, else
+            :func:`default_spec_dir`).
         workers: Worker processes (default: ``analytics_forecast_workers``, else the CPU
             count).
         validate: Whether the validation stage runs.
@@ -167,7 +168,7 @@ def open_window(
     return ReportRun(
         store=store,
         settings=settings,
-        spec_dir=spec_dir or default_spec_dir(),
+        spec_dir=spec_dir or settings.analytics_spec_dir or default_spec_dir(),
         workers=workers or settings.analytics_forecast_workers,
         validate=validate,
         data=data,

@@ -24,30 +24,28 @@ log = logging.getLogger(__name__)
 Details = dict[str, Any] | list[Any] | None
 
 
-class ErrorDetail(BaseModel):
-    """What went wrong."""
+class ErrorInfo(BaseModel):
+    """What went wrong: a stable code, one line for a human, structured details."""
 
     code: str = Field(description="Stable machine-readable code (unknown_service ...).")
     message: str = Field(description="One line naming the input at fault.")
-    details: dict[str, Any] | list[Any] | None = Field(
-        description="The field(s) at fault, the limit, the choices."
-    )
+    details: Any = Field(None, description="The field(s) at fault, the limit, the choices.")
 
 
-class ErrorResponse(BaseModel):
-    """The body of every error response."""
+class ErrorBody(BaseModel):
+    """The one error shape of the API: ``{"error": {"code", "message", "details"}}``."""
 
-    error: ErrorDetail
+    error: ErrorInfo
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse, "description": "A field is invalid (named in details)."},
+    422: {"model": ErrorBody, "description": "A field is invalid (named in details)."},
     "4XX": {
-        "model": ErrorResponse,
+        "model": ErrorBody,
         "description": "Malformed JSON, no or a wrong token, an unknown service or endpoint, "
         "a body over the limit.",
     },
-    "5XX": {"model": ErrorResponse, "description": "An internal error (logged by the server)."},
+    "5XX": {"model": ErrorBody, "description": "An internal error (logged by the server)."},
 }
 """Documented on every operation (``FastAPI(responses=...)``): the one error shape."""
 
@@ -178,8 +176,8 @@ __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
     "Details",
-    "ErrorDetail",
-    "ErrorResponse",
+    "ErrorBody",
+    "ErrorInfo",
     "error_body",
     "error_response",
     "install_error_handlers",

@@ -12,24 +12,8 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-from pydantic import BaseModel
-
 from integrations.yamlconfig import did_you_mean
-from junction.service.errors import ApiError
-
-
-class ErrorInfo(BaseModel):
-    """What went wrong: a stable code, one line for a human, structured details."""
-
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """The one error shape of the API: ``{"error": {"code", "message", "details"}}``."""
-
-    error: ErrorInfo
+from junction.service.errors import ApiError, ErrorBody
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -17,6 +17,7 @@ path by hand. :func:`next_link` reads RFC 8288 ``Link`` headers.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-zA-Z]+)"?')
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _DOT_SEGMENTS = frozenset({".", ".."})
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+"""Host names that always mean this machine."""
 
 
 class UnsafeURLError(ValueError):
@@ -205,3 +208,22 @@ def next_link(headers: httpx.Headers | None, *, base: str | httpx.URL | None = N
 
 def _short(text: str) -> str:
     return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
+def host_name(host: str) -> str:
+    """The name part of a host or ``Host`` header (``[::1]:8765`` -> ``::1``), lower-case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address or a ``Host`` value) stays on this machine."""
+    name = host_name(host)
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -17,12 +17,13 @@ from typer.testing import CliRunner
 
 from deployments.local import free_port
 from integrations.catalog import load_catalog
-from integrations.sandbox.admin import ADMIN_TOKEN_ENV, AdminGuard, exposure_warning, is_loopback
+from integrations.sandbox.admin import ADMIN_TOKEN_ENV, AdminGuard, exposure_warning
 from integrations.sandbox.app import SandboxServer
 from integrations.sandbox.process import start_sandbox_process
 from integrations.sandbox.records import seeded_records
 from integrations.sandbox.routing import discover_vendor_routes
 from integrations.sandbox.services import SERVICES_FILE, SandboxServices, vendor_error_body
+from integrations.urls import is_loopback
 from integrations.yamlconfig import ConfigError, load_model
 from junction.cli import app as cli_app
 from junction.settings import get_settings

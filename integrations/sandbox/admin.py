@@ -41,6 +41,7 @@ from integrations.sandbox.profile import FaultProfile, OutageRequest, ProfileErr
 from integrations.sandbox.records import listing
 from integrations.sandbox.routing import Mount
 from integrations.sandbox.state import RequestLog, StateRegistry
+from integrations.urls import LOOPBACK_NAMES, host_name, is_loopback
 from integrations.yamlconfig import ConfigError, load_model
 
 ADMIN_TOKEN_ENV = "JUNCTION_SANDBOX_ADMIN_TOKEN"
@@ -48,9 +49,6 @@ ADMIN_TOKEN_ENV = "JUNCTION_SANDBOX_ADMIN_TOKEN"
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
-
-
 # --- the guard ------------------------------------------------------------------------------
 
 
@@ -67,25 +65,6 @@ def _refuse(status: int, message: str, *headers: tuple[bytes, bytes]) -> Refusal
     return Refusal(status, json.dumps({"error": message}).encode(), headers)
 
 
-def _host_name(host: str) -> str:
-    """The name part of a ``Host`` header (``[::1]:8765`` -> ``::1``), lower-case."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding to ``host`` keeps the sandbox on this machine."""
-    name = _host_name(host)
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 class AdminGuard:
     """Decides whether an admin request may proceed (see the module docstring).
 
@@ -95,7 +74,7 @@ class AdminGuard:
     """
 
     def __init__(self, bind_host: str, token: str | None = None) -> None:
-        self.bind_name = _host_name(bind_host)
+        self.bind_name = host_name(bind_host)
         self._token = token.encode() if token else None
 
     @property
@@ -106,8 +85,8 @@ class AdminGuard:
     def _host_ok(self, host: str | None) -> bool:
         if host is None:  # HTTP/1.0 without Host: not a browser
             return True
-        name = _host_name(host)
-        if name in _LOOPBACK_NAMES or name == self.bind_name:
+        name = host_name(host)
+        if name in LOOPBACK_NAMES or name == self.bind_name:
             return True
         try:
             ipaddress.ip_address(name)

@@ -63,9 +63,9 @@ def serve(
     port = settings.serve_port if port is None else port
     if not 0 <= port < 65536:
         fail(f"--port {port}: not a port number (0-65535)")
-    # Function-level: the sandbox's loopback test (ipaddress, names) without making it
-    # a second copy; the sandbox package is only imported when serving.
-    from integrations.sandbox.admin import is_loopback
+    # Function-level: integrations.urls imports httpx (~200 ms), which `junction --help`
+    # should not pay.
+    from integrations.urls import is_loopback
 
     if settings.api_token is None and not is_loopback(host):
         fail(

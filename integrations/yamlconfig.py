@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -240,14 +240,23 @@ def parse_yaml(
     doc = YamlDocument(None, source)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        node = loader.get_single_node()
-        if node is not None:
-            big = _too_big(node, limits)
-            if big is not None:
-                raise _fail(source, big[1], f"the file {big[0]}")
-            doc.data = loader.construct_document(node)
-    except ConfigError:  # a limit above: already located (and a ValueError, caught below)
-        raise
+        node = _yaml_step(loader.get_single_node, source)
+        if node is None:
+            return doc
+        big = _too_big(node, limits)  # before anything is built
+        if big is not None:
+            raise _fail(source, big[1], f"the file {big[0]}")
+        doc.data = _yaml_step(lambda: loader.construct_document(node), source)
+    finally:
+        loader.dispose()
+    doc._index(node, ())
+    return doc
+
+
+def _yaml_step(step: Callable[[], Any], source: str) -> Any:
+    """Run one step of the YAML loader, its failures as located :class:`ConfigError`."""
+    try:
+        return step()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -256,11 +265,6 @@ def parse_yaml(
         # A scalar Python refuses to build: a 100,000-digit int, a huge float exponent.
         message = str(exc).split("\n")[0][:200]
         raise _fail(source, None, f"a value cannot be read: {message}") from None
-    finally:
-        loader.dispose()
-    if node is not None:
-        doc._index(node, ())
-    return doc
 
 
 def read_yaml(path: str | Path, *, limits: YamlLimits | None = None) -> YamlDocument:

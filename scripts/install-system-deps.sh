@@ -111,6 +111,8 @@ install_npm_packages() {
   local reason=""
   if [[ ! -x node_modules/.bin/prism ]]; then
     reason="node_modules/.bin/prism is missing"
+  elif [[ ! -f node_modules/uplot/dist/uPlot.iife.min.js || ! -f node_modules/htmx.org/dist/htmx.min.js ]]; then
+    reason="the dashboard's uPlot or htmx is missing"
   elif [[ ! -f node_modules/.package-lock.json ]]; then
     reason="node_modules/.package-lock.json is missing"
   elif [[ package-lock.json -nt node_modules/.package-lock.json ]]; then

@@ -388,6 +388,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest request body the service accepts (bytes); larger ones get 413.",
     )
+    ui_vendor_dir: Path | None = Field(
+        None,
+        description="Where the dashboard's npm files (uPlot, htmx) are: a node_modules "
+        "directory or one holding the files themselves; unset: the repository's node_modules "
+        "(`npm ci`). Without them pages work but draw no charts.",
+    )
 
     @field_validator("sandbox_url")
     @classmethod

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from junction.cli.common import console, fail, prepare_runtime
+from junction.cli.common import console, fail, prepare_runtime, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +78,10 @@ def serve(
     import uvicorn
 
     from junction.service import create_app
+    from junction.service.web import vendor_warning
 
+    if (note := vendor_warning(settings)) is not None:
+        warn(note)
     bound = sock.getsockname()[1]
     app = create_app(settings, monitor=monitor)
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)

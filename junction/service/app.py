@@ -4,7 +4,9 @@ The routers listed in :data:`junction.service.routes.ROUTERS` (each with its own
 the one error shape (:mod:`junction.service.errors`), a request body limit
 (``JUNCTION_API_MAX_BODY_BYTES``) and the :class:`~junction.service.state.ServiceState` on
 ``app.state.junction``; with ``monitor=True`` the monitor loop runs in the same process
-from start-up to shutdown.
+from start-up to shutdown. The dashboard's pages (:data:`junction.service.pages.PAGE_ROUTERS`),
+``/static`` and the browser-facing guard (sessions, CSRF origin check, security headers:
+:mod:`junction.service.web`) come with it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from junction.service.errors import (
     install_error_handlers,
     internal_error,
 )
+from junction.service.pages import PAGE_ROUTERS
 from junction.service.routes import ROUTERS
 from junction.service.state import ServiceState
+from junction.service.web import WebSecurity, install_web
 from junction.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -144,6 +148,12 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    web = install_web(app, settings)
+    for router in PAGE_ROUTERS:
+        app.include_router(router)
+    # Added last = outermost: the body limit and the 500 guard see every request first;
+    # then cross-site writes are refused before any route runs.
+    app.add_middleware(WebSecurity, sessions=web.sessions, token_configured=web.token_configured)
     app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
     return app
 

@@ -1,0 +1,17 @@
+"""The dashboard's pages: each module here exposes ``router`` (an ``APIRouter`` with
+``include_in_schema=False``), and :data:`PAGE_ROUTERS` lists them; ``create_app`` includes
+them after the API's routers. Adding a page is one module and one entry here.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from junction.service.pages import auth, health
+
+PAGE_ROUTERS: list[APIRouter] = [
+    auth.router,
+    health.router,
+]
+
+__all__ = ["PAGE_ROUTERS"]

@@ -1,0 +1,51 @@
+/* The health grid's live updates: server-sent events from /events/health.
+ *
+ * Each "rows" event carries {"version": n, "rows": {service: "<tr>...</tr>"},
+ * "summary": "<p>...</p>"}: rows rendered by the server with the same partial as the page
+ * (escaped there), swapped in place by id. EventSource reconnects by itself and sends
+ * Last-Event-ID; the server then sends whatever changed since (or every row).
+ */
+(function () {
+  "use strict";
+  const grid = document.querySelector("[data-health-grid]");
+  if (!grid || !window.EventSource) return;
+  const live = document.getElementById("live");
+
+  function setLive(state) { if (live) live.dataset.state = state; }
+
+  function fragment(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    return template.content.firstElementChild;
+  }
+
+  function apply(payload) {
+    const body = grid.tBodies[0];
+    Object.keys(payload.rows || {}).forEach(function (service) {
+      const row = fragment(payload.rows[service]);
+      if (!row) return;
+      const old = document.getElementById("svc-" + service);
+      if (old) old.replaceWith(row); else body.appendChild(row);
+      const empty = body.querySelector("tr.empty");
+      if (empty) empty.remove();
+      if (window.Junction && window.Junction.charts) window.Junction.charts.draw(row);
+    });
+    if (payload.summary) {
+      const summary = document.getElementById("health-summary");
+      const fresh = fragment(payload.summary);
+      if (summary && fresh) summary.replaceWith(fresh);
+    }
+    grid.dataset.version = String(payload.version);
+  }
+
+  const source = new EventSource(grid.dataset.events);
+  source.addEventListener("open", function () { setLive("live"); });
+  source.addEventListener("error", function () {
+    setLive(source.readyState === EventSource.CLOSED ? "offline" : "connecting");
+  });
+  source.addEventListener("rows", function (event) {
+    setLive("live");
+    try { apply(JSON.parse(event.data)); } catch (e) { /* a bad event: keep the page */ }
+  });
+  window.addEventListener("pagehide", function () { source.close(); });
+})();

@@ -383,6 +383,13 @@ class Settings(BaseSettings):
         "is required).",
     )
     serve_port: int = Field(8766, ge=0, lt=65536, description="Port of `junction serve`.")
+    incident_group_window_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="An alert of a related service joins an incident while the incident is "
+        "open or up to this many seconds after its last alert fired or resolved.",
+    )
     api_max_body_bytes: int = Field(
         1_048_576,
         ge=1,

@@ -36,10 +36,11 @@ ServiceFilter = Annotated[
 WindowFilter = Annotated[
     float | None,
     Query(
-        gt=0,
+        # At least a second: a tinier window rounds down to an empty timedelta.
+        ge=1,
         le=90 * 86400,
         allow_inf_nan=False,
-        description="Window in seconds (default JUNCTION_MONITOR_WINDOW_SECONDS).",
+        description="Window in seconds, 1 or more (default JUNCTION_MONITOR_WINDOW_SECONDS).",
     ),
 ]
 

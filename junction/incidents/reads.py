@@ -1,0 +1,323 @@
+"""Reading incidents: assembling each one from its alerts, their history and the notes.
+
+Every read first runs :func:`junction.incidents.grouping.sync` (a cheap check when nothing
+is new), so an alert the monitor has just fired is in an incident on the next read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from junction.alerting import state as alert_state
+from junction.alerting.model import Severity
+from junction.alerting.state import parse_ts, utc
+from junction.incidents import schema
+from junction.incidents.grouping import Relations, relations_for, sync
+from junction.incidents.model import Incident, IncidentNotFoundError, TimelineEntry
+from junction.settings import Settings, get_settings
+
+Source = Settings | sqlite3.Connection
+"""Where incidents are read: settings (the alert database they name is opened and closed)
+or an open alert-database connection."""
+
+_RULE_WORDS = {
+    "down": "down",
+    "success_rate": "failing calls",
+    "response_time": "slow responses",
+    "health_score": "low health score",
+    "burn_rate": "error budget burning",
+}
+
+# Order of entries that share a timestamp: what happened before what it caused.
+_KIND_ORDER = {
+    "firing": 0,
+    "suppressed": 1,
+    "status_page": 2,
+    "severity": 3,
+    "escalated": 4,
+    "acknowledged": 5,
+    "resolved": 6,
+    "note": 7,
+}
+
+
+@dataclass
+class Session:
+    """An open alert database with the incidents' tables, synced, and its settings."""
+
+    conn: sqlite3.Connection
+    settings: Settings
+
+
+@contextmanager
+def session(
+    source: Source, *, relations: Relations | None = None, synced: bool = True
+) -> Iterator[Session]:
+    """Open ``source`` (closing it after when it was settings) and sync it.
+
+    Raises:
+        AlertDatabaseError: The alert database is damaged or cannot be opened.
+    """
+    if isinstance(source, sqlite3.Connection):
+        conn, settings, owned = source, get_settings(), False
+        schema.migrate(conn)
+    else:
+        conn = schema.connect(alert_state.db_path(source))
+        settings, owned = source, True
+    try:
+        if synced:
+            now = datetime.now(UTC)
+            chosen = relations if relations is not None else relations_for(settings, now=now)
+            gap = timedelta(seconds=settings.incident_group_window_seconds)
+            sync(conn, chosen, gap=gap)
+        yield Session(conn, settings)
+    finally:
+        if owned:
+            conn.close()
+
+
+def list_incidents(
+    source: Source,
+    *,
+    since: datetime | None = None,
+    include_resolved: bool = True,
+    relations: Relations | None = None,
+) -> list[Incident]:
+    """Incidents, newest first.
+
+    Args:
+        source: Settings or an open alert database.
+        since: Only incidents open at or after this time (started, or resolved, since).
+        include_resolved: Resolved incidents too (default); ``False``: open ones only.
+        relations: Which services are related (default: from the settings, cached).
+
+    Raises:
+        AlertDatabaseError: The alert database is damaged or cannot be opened.
+    """
+    with session(source, relations=relations) as s:
+        return read_incidents(s.conn, since=since, include_resolved=include_resolved)
+
+
+def get_incident(
+    source: Source, incident_id: str, *, relations: Relations | None = None
+) -> Incident:
+    """One incident with its timeline.
+
+    Raises:
+        IncidentNotFoundError: No incident has that id.
+        AlertDatabaseError: The alert database is damaged or cannot be opened.
+    """
+    with session(source, relations=relations) as s:
+        return read_incident(s.conn, incident_id)
+
+
+def incident_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every incident id (for did-you-mean hints)."""
+    return [str(r[0]) for r in conn.execute("SELECT id FROM incidents ORDER BY first_alert")]
+
+
+def read_incident(conn: sqlite3.Connection, incident_id: str) -> Incident:
+    """One incident from a synced database.
+
+    Raises:
+        IncidentNotFoundError: No incident has that id.
+    """
+    found = _build(conn, [incident_id])
+    if not found:
+        raise IncidentNotFoundError(f"no incident with id {incident_id!r}")
+    return found[0]
+
+
+def read_incidents(
+    conn: sqlite3.Connection, *, since: datetime | None = None, include_resolved: bool = True
+) -> list[Incident]:
+    """Incidents of a synced database, newest first (see :func:`list_incidents`)."""
+    ids = [str(r[0]) for r in conn.execute("SELECT id FROM incidents ORDER BY first_alert DESC")]
+    incidents = _build(conn, ids)
+    if not include_resolved:
+        incidents = [i for i in incidents if i.is_open]
+    if since is not None:
+        cut = utc(since)
+        incidents = [
+            i
+            for i in incidents
+            if i.is_open or i.started_at >= cut or (i.resolved_at or cut) >= cut
+        ]
+    return incidents
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _build(conn: sqlite3.Connection, ids: list[str]) -> list[Incident]:
+    """Assemble the incidents ``ids`` (in that order; unknown ids are skipped)."""
+    if not ids:
+        return []
+    out: list[Incident] = []
+    # SQLite allows at most 32766 host parameters; incidents come in chunks.
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        out.extend(_build_chunk(conn, chunk))
+    return out
+
+
+def _build_chunk(conn: sqlite3.Connection, ids: list[str]) -> list[Incident]:
+    marks = _placeholders(ids)
+    heads = {
+        r["id"]: r
+        for r in conn.execute(f"SELECT * FROM incidents WHERE id IN ({marks})", ids).fetchall()
+    }
+    alerts: dict[str, list[sqlite3.Row]] = {}
+    for r in conn.execute(
+        f"SELECT ia.incident_id, a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id"
+        f" WHERE ia.incident_id IN ({marks}) ORDER BY a.id",
+        ids,
+    ):
+        alerts.setdefault(r["incident_id"], []).append(r)
+    events: dict[str, list[sqlite3.Row]] = {}
+    for r in conn.execute(
+        f"SELECT * FROM incident_events WHERE incident_id IN ({marks}) ORDER BY ts, history_id",
+        ids,
+    ):
+        events.setdefault(r["incident_id"], []).append(r)
+    observed: dict[str, list[sqlite3.Row]] = {}
+    for r in conn.execute(
+        f"SELECT * FROM incident_observed WHERE incident_id IN ({marks}) ORDER BY ts", ids
+    ):
+        observed.setdefault(r["incident_id"], []).append(r)
+    notes: dict[str, list[sqlite3.Row]] = {}
+    for r in conn.execute(
+        f"SELECT * FROM incident_notes WHERE incident_id IN ({marks}) ORDER BY id", ids
+    ):
+        notes.setdefault(r["incident_id"], []).append(r)
+    out = []
+    for incident_id in ids:
+        head = heads.get(incident_id)
+        members = alerts.get(incident_id, [])
+        if head is None or not members:
+            continue
+        out.append(
+            _incident(
+                head,
+                members,
+                events.get(incident_id, []),
+                observed.get(incident_id, []),
+                notes.get(incident_id, []),
+            )
+        )
+    return out
+
+
+def _incident(
+    head: sqlite3.Row,
+    members: list[sqlite3.Row],
+    events: list[sqlite3.Row],
+    observed: list[sqlite3.Row],
+    notes: list[sqlite3.Row],
+) -> Incident:
+    services = tuple(sorted({str(m["service"]) for m in members}))
+    severities = {str(m["severity"]) for m in members} | {str(e["severity"]) for e in events}
+    severity = Severity.CRITICAL.value if Severity.CRITICAL.value in severities else "warning"
+    open_ = any(m["state"] != "resolved" for m in members)
+    resolved_at = None
+    if not open_:
+        resolved_at = max(datetime.fromisoformat(m["resolved_at"]) for m in members)
+    first = members[0]
+    others = len(services) - 1
+    title = f"{head['root_service']} {_RULE_WORDS.get(first['rule'], first['rule'])}" + (
+        f" (+{others} related service{'s' if others > 1 else ''})" if others else ""
+    )
+    return Incident(
+        id=str(head["id"]),
+        title=title,
+        services=services,
+        root_service=str(head["root_service"]),
+        severity=severity,
+        state="open" if open_ else "resolved",
+        started_at=datetime.fromisoformat(head["started_at"]),
+        resolved_at=resolved_at,
+        timeline=_timeline(members, events, observed, notes),
+        alerts=tuple(int(m["id"]) for m in members),
+    )
+
+
+def _timeline(
+    members: list[sqlite3.Row],
+    events: list[sqlite3.Row],
+    observed: list[sqlite3.Row],
+    notes: list[sqlite3.Row],
+) -> list[TimelineEntry]:
+    entries: list[TimelineEntry] = []
+    seen: dict[int, set[str]] = {}
+    for e in events:
+        kind, author = _event_kind(str(e["state"]), str(e["message"]), int(e["transition"]))
+        seen.setdefault(int(e["alert_id"]), set()).add(kind)
+        entries.append(
+            TimelineEntry(
+                ts=datetime.fromisoformat(e["ts"]),
+                kind=kind,
+                text=_event_text(kind, e),
+                author=author,
+                service=str(e["service"]),
+            )
+        )
+    # History rows pruned before they were copied: the alert row still says when it
+    # fired, was acknowledged and resolved.
+    for m in members:
+        kinds = seen.get(int(m["id"]), set())
+        fingerprint = f"{m['service']}:{m['rule']}"
+        synthetic = [
+            ("firing", m["started_at"], f"{fingerprint} firing ({m['severity']})", None),
+            ("acknowledged", m["acked_at"], f"{fingerprint} acknowledged", m["acked_by"]),
+            ("resolved", m["resolved_at"], f"{fingerprint} resolved", None),
+        ]
+        for kind, ts, text, author in synthetic:
+            if ts and kind not in kinds:
+                when = parse_ts(ts)
+                assert when is not None
+                entries.append(TimelineEntry(when, kind, text, False, author, str(m["service"])))
+    for o in observed:
+        service = next((str(m["service"]) for m in members if m["id"] == o["alert_id"]), None)
+        entries.append(
+            TimelineEntry(
+                ts=datetime.fromisoformat(o["ts"]),
+                kind=str(o["kind"]),
+                text=str(o["text"]),
+                service=service,
+            )
+        )
+    for n in notes:
+        entries.append(
+            TimelineEntry(
+                ts=datetime.fromisoformat(n["ts"]),
+                kind="note",
+                text=str(n["text"]),
+                public=bool(n["public"]),
+                author=str(n["author"]),
+            )
+        )
+    entries.sort(key=lambda e: (e.ts, _KIND_ORDER.get(e.kind, 9)))
+    return entries
+
+
+def _event_kind(state: str, message: str, transition: int) -> tuple[str, str | None]:
+    """A history row's timeline kind (and the acknowledger)."""
+    if state == "resolved":
+        return "resolved", None
+    if transition > 1 and message.startswith("severity "):
+        return "severity", None
+    if message.startswith("acknowledged by "):
+        return "acknowledged", message.removeprefix("acknowledged by ")
+    return "firing", None
+
+
+def _event_text(kind: str, e: sqlite3.Row) -> str:
+    fingerprint = f"{e['service']}:{e['rule']}"
+    if kind == "firing":
+        return f"{fingerprint} firing ({e['severity']}): {e['message']}"
+    return f"{fingerprint} {e['message']}"

@@ -1,0 +1,123 @@
+"""The incidents' tables in the alert database, and opening them.
+
+The tables live beside the alert state (``<home>/alerts.db``, :mod:`junction.alerting.state`)
+so that assigning new alerts to incidents reads the alerts and writes the assignment in
+one SQLite transaction (WAL, 30 s busy timeout, ``BEGIN IMMEDIATE``)::
+
+    incidents           id, first_alert, root_service, started_at
+    incident_alerts     alert_id (primary key: an alert is in exactly one incident),
+                        incident_id
+    incident_events     history_id (primary key), incident_id, alert_id, ts, state,
+                        severity, service, rule, message   -- copies of the alert history
+                        (``history`` rows are pruned after a week; these are not)
+    incident_observed   incident_id, alert_id, kind, text, ts   -- what the alert rows
+                        showed when read: vendor status notes, dependency suppression,
+                        escalations (the alert rows keep only the latest value)
+    incident_notes      id, incident_id, ts, author, text, public
+    incident_postmortems incident_id, generated, generated_for, text, revision,
+                        generated_at, updated_at, updated_by
+
+Cursors (``meta`` keys ``incidents:alert``, ``incidents:history``, ``incidents:outbox``)
+record how far the alert tables have been read. ``junction alerts reset`` moves these
+tables aside with the rest of the alert database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from junction.alerting import state as alert_state
+
+INCIDENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    first_alert INTEGER NOT NULL UNIQUE,
+    root_service TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_alerts (
+    alert_id INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_alerts_incident ON incident_alerts (incident_id);
+CREATE TABLE IF NOT EXISTS incident_events (
+    history_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    alert_id INTEGER NOT NULL,
+    transition INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    state TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    service TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (incident_id);
+CREATE TABLE IF NOT EXISTS incident_observed (
+    incident_id TEXT NOT NULL,
+    alert_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    PRIMARY KEY (incident_id, alert_id, kind, text)
+);
+CREATE TABLE IF NOT EXISTS incident_notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    public INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS incident_notes_incident ON incident_notes (incident_id);
+CREATE TABLE IF NOT EXISTS incident_postmortems (
+    incident_id TEXT PRIMARY KEY,
+    generated TEXT NOT NULL,
+    generated_for TEXT NOT NULL,
+    text TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    generated_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT
+)
+"""
+
+_LAST_TABLE = "incident_postmortems"
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the incidents' tables in an open alert database (idempotent).
+
+    A database that has them already costs one read; otherwise they are created in one
+    ``BEGIN IMMEDIATE`` transaction, so two processes migrating at once do not collide.
+    """
+    if _has_tables(conn):
+        return
+    with alert_state.transaction(conn):
+        for statement in INCIDENT_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LAST_TABLE,)
+    ).fetchone()
+    return row is not None
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open the alert database (:func:`junction.alerting.state.connect`) with the incidents'
+    tables.
+
+    Raises:
+        AlertDatabaseError: The database is damaged or cannot be opened.
+    """
+    conn = alert_state.connect(path)
+    try:
+        migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise alert_state.AlertDatabaseError(Path(path), str(exc), corrupt=False) from None
+    return conn

@@ -4,8 +4,9 @@ from two connections at once, and post-mortem numbers on a constructed history."
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,23 @@ RELATED = Relations.build([{"gitlab": ["okta"], "jira": ["okta"]}])
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path, incident_group_window_seconds=600)
+
+
+def failed_call(service: str, ts: datetime, run_id: str | None = None) -> dict[str, Any]:
+    """A failed ``calls`` row."""
+    return {
+        "ts": ts,
+        "service": service,
+        "action": "x",
+        "method": "GET",
+        "path": "/",
+        "ok": False,
+        "latency_ms": 5.0,
+        "attempts": 1,
+        "breaker_state": "closed",
+        "source": "workflow" if run_id else "probe",
+        "run_id": run_id,
+    }
 
 
 def new_engine(settings: Settings, extra: str = DEPS) -> AlertEngine:
@@ -87,23 +105,8 @@ def test_cofailure_groups_and_the_alerting_file_relate_services(
     settings: Settings, tmp_path: Path
 ) -> None:
     store = MetricsStore(settings.metrics_dir)
-    rows = []
-    for window in range(4):  # app3 and app4 fail together in four one-minute windows
-        for service in ("app3", "app4"):
-            rows.append(
-                {
-                    "ts": at(window * 60),
-                    "service": service,
-                    "action": "x",
-                    "method": "GET",
-                    "path": "/",
-                    "ok": False,
-                    "latency_ms": 5.0,
-                    "attempts": 1,
-                    "breaker_state": "closed",
-                    "source": "probe",
-                }
-            )
+    # app3 and app4 fail together in four one-minute windows
+    rows = [failed_call(service, at(w * 60)) for w in range(4) for service in ("app3", "app4")]
     store.append("calls", rows)
     store.flush()
     alerting = tmp_path / "alerting.yaml"
@@ -260,24 +263,7 @@ def test_postmortem_numbers_on_a_constructed_history(settings: Settings) -> None
             },  # after resolution
         ],
     )
-    store.append(
-        "calls",
-        [
-            {
-                "ts": at(60),
-                "service": "okta",
-                "action": "x",
-                "method": "GET",
-                "path": "/",
-                "ok": False,
-                "latency_ms": 5.0,
-                "attempts": 1,
-                "breaker_state": "closed",
-                "source": "workflow",
-                "run_id": "r2",
-            }
-        ],
-    )
+    store.append("calls", [failed_call("okta", at(60), run_id="r2")])
     store.flush()
     with new_engine(settings) as eng:
         eng.evaluate([snap("okta", at(0), down=True)], now=at(0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from junction.alerting.state import iso
 
@@ -21,16 +21,7 @@ EntryKind = Literal[
 ]
 """Kinds of timeline entries (alert transitions, vendor notes, operator notes)."""
 
-ENTRY_KINDS: tuple[str, ...] = (
-    "firing",
-    "severity",
-    "acknowledged",
-    "escalated",
-    "suppressed",
-    "resolved",
-    "status_page",
-    "note",
-)
+ENTRY_KINDS: tuple[str, ...] = get_args(EntryKind)
 
 MAX_NOTE_CHARS = 10_000
 """Longest operator note (characters)."""

@@ -144,3 +144,96 @@ def test_worker_runs_the_deployment_against_the_sandbox(
 
     # Recorded by the flow run's own process, under the JUNCTION_HOME the worker passed on.
     assert MetricsStore(junction_home / "metrics").count("probes") == total
+
+
+def test_the_service_runs_workflows_through_the_deployment(
+    deployed: dict[str, Any], api: httpx.Client, tmp_path: Path
+) -> None:
+    """`junction serve` with PREFECT_API_URL set: POST /workflows/run starts a flow run of
+    workflow/run-workflow (202), a worker runs it, GET /runs/{id} follows it from Prefect's
+    state to the metrics store's record; without the deployment it is a 409 saying how."""
+    import contextlib
+    import subprocess
+    import sys
+
+    from deployments.local import free_port, stop_process_group
+    from integrations.sandbox.app import SandboxServer
+    from tests.test_service_api import WORKER_0
+
+    token = "deployment-test-token"
+    env = {k: v for k, v in deployed["env"].items() if not k.startswith("JUNCTION_")}
+    with SandboxServer(port=0, smtp_port=0) as sandbox:
+        env.update(
+            JUNCTION_HOME=str(tmp_path / "junction"),
+            JUNCTION_SANDBOX_URL=sandbox.url,
+            JUNCTION_SANDBOX_SMTP_PORT=str(sandbox.smtp_port),
+            PREFECT_WORKER_QUERY_SECONDS="2",
+        )
+        port = free_port()
+        serve_log = (tmp_path / "serve.log").open("wb")
+        service = subprocess.Popen(
+            [sys.executable, "-m", "junction", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env={**env, "JUNCTION_API_TOKEN": token},
+            stdin=subprocess.DEVNULL,
+            stdout=serve_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            with (
+                Worker(env=env, log_path=tmp_path / "worker.log") as worker,
+                httpx.Client(
+                    base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60.0
+                ) as junction,
+            ):
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and service.poll() is None:
+                    with contextlib.suppress(httpx.TransportError):
+                        if junction.get("/api/v2/status").status_code == 200:
+                            break
+                    time.sleep(0.5)
+                assert service.poll() is None, (tmp_path / "serve.log").read_text()
+
+                body = {"spec": "employee_onboarding", "params": {"worker_id": WORKER_0}}
+                resp = junction.post("/api/v2/workflows/run", json=body)
+                assert resp.status_code == 202, resp.text
+                started = resp.json()
+                run_id = started["run_id"]
+                assert started["deployment"] == "workflow/run-workflow"
+                assert started["status"] == "scheduled" and started["flow_run"]["id"] == run_id
+                assert started["flow_run"]["url"] == (
+                    f"{deployed['env']['PREFECT_API_URL'].removesuffix('/api')}"
+                    f"/runs/flow-run/{run_id}"
+                )
+                assert api.get(f"/flow_runs/{run_id}").json()["parameters"] == {
+                    "spec": "employee_onboarding",
+                    "params": {"worker_id": WORKER_0},
+                }
+
+                record: dict[str, Any] = {}
+                deadline = time.monotonic() + 300  # a new Python process per flow run
+                while time.monotonic() < deadline and worker.running:
+                    record = junction.get(started["status_url"]).json()
+                    state = (record.get("flow_run") or {}).get("state_type")
+                    if record.get("recorded") and state in TERMINAL:
+                        break
+                    time.sleep(1)
+                diagnostics = f"{record}\n--- worker log ---\n{worker.log_tail()}"
+                assert record.get("recorded") is True, diagnostics
+                assert record["status"] == "completed", diagnostics
+                assert record["flow_run"]["state_type"] == "COMPLETED", diagnostics
+                assert record["workflow"] == "employee_onboarding" and record["calls"] > 0
+
+                # The deployment gone: a 409 naming how to deploy it, and no flow run.
+                deployment = api.get("/deployments/name/workflow/run-workflow").json()
+                assert api.delete(f"/deployments/{deployment['id']}").status_code == 204
+                resp = junction.post("/api/v2/workflows/run", json=body)
+                assert resp.status_code == 409, resp.text
+                error = resp.json()["error"]
+                assert error["code"] == "deployment_missing"
+                assert "prefect deploy --name run-workflow" in error["message"]
+        finally:
+            stop_process_group(service)
+            serve_log.close()

@@ -2,8 +2,10 @@
 
 The same functions as ``junction workflow list|validate|run``: the built-in specs
 (:mod:`junction.workflows.builtins`), the validator (:mod:`junction.workflows.validate`)
-and :func:`junction.workflows.runner.run_workflow_once`, which records the run in the
-metrics store (``calls`` with its run id, one ``workflow_runs`` row).
+and the runner, which records the run in the metrics store (``calls`` with its run id,
+one ``workflow_runs`` row). A run goes through the Prefect deployment when a Prefect
+server is configured and answering (202 with the flow run), else it runs in the service's
+process (200 with its result); :mod:`junction.service.runs` decides.
 
 A spec is named by its built-in name, never by a path: a client of the API must not be
 able to make the server read a file of its choosing. ``validate`` also takes the YAML text.
@@ -11,24 +13,24 @@ able to make the server read a file of its choosing. ``validate`` also takes the
 
 from __future__ import annotations
 
-import json
-import math
 import re
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
+from junction.service import runs
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
 from junction.service.lookups import error_responses, invalid, unknown
+from junction.service.state import ServiceState
 from junction.workflows.builtins import builtin_specs
 from junction.workflows.items import check_items
-from junction.workflows.journal import SideEffectJournal, journal_path
 from junction.workflows.problems import SpecError, ValidationResult
-from junction.workflows.runner import run_workflow_once
 from junction.workflows.spec import ParameterError, WorkflowSpec, resolve_params
 from junction.workflows.validate import SpecInvalid, load_workflow, validate_file, validate_text
 
@@ -155,22 +157,49 @@ class RunSummary(BaseModel):
     steps: list[StepResult]
 
 
-class RunRecord(BaseModel):
-    """A run as the metrics store recorded it."""
+class FlowRun(BaseModel):
+    """The Prefect flow run of a workflow run (its id is the workflow run's id)."""
+
+    id: str
+    name: str
+    state: str | None = Field(description="State name: Scheduled, Running, Completed...")
+    state_type: str | None = Field(description="SCHEDULED, PENDING, RUNNING, COMPLETED...")
+    message: str | None
+    url: str | None = Field(description="The flow run in the Prefect UI.")
+
+
+class RunStarted(BaseModel):
+    """A run started as a Prefect flow run (a worker runs it); follow it at ``status_url``."""
 
     run_id: str
     workflow: str
+    status: str = Field(description="The flow run's state type in lower case: scheduled...")
+    deployment: str
+    status_url: str
+    flow_run: FlowRun
+
+
+class RunRecord(BaseModel):
+    """A run: the metrics store's record once it has one (``recorded``), else what Prefect
+    reports of its flow run (``status`` is then the flow run's state: scheduled, running,
+    crashed...)."""
+
+    run_id: str
+    workflow: str | None
     status: str
-    started_at: datetime
+    recorded: bool = Field(description="The metrics store has the run's record.")
+    started_at: datetime | None
     ended_at: datetime | None
-    duration_ms: float
-    steps: int
-    retries: int
-    fallbacks: int
+    duration_ms: float | None
+    steps: int | None
+    retries: int | None
+    fallbacks: int | None
     error: str | None
+    failed_step: str | None
     params: dict[str, Any]
     calls: int
     failed_calls: int
+    flow_run: FlowRun | None = None
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -223,13 +252,114 @@ def _info(name: str, result: ValidationResult) -> WorkflowInfo:
     )
 
 
-def _opt(value: Any) -> Any:
-    """A store cell as JSON data: NaN/NaT (pandas' missing values) -> ``None``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if hasattr(value, "to_pydatetime"):
-        return None if str(value) == "NaT" else value.to_pydatetime()
-    return value
+def _flow_run(info: runs.FlowRunInfo) -> FlowRun:
+    return FlowRun.model_validate(info, from_attributes=True)
+
+
+def _prefect_error(exc: Exception) -> ApiError:
+    """A Prefect problem in the one error shape: 409 for the missing deployment (with how
+    to deploy it), 503 for a server that failed the request."""
+    if isinstance(exc, runs.DeploymentMissingError):
+        return ApiError(
+            409, "deployment_missing", str(exc), {"deployment": runs.WORKFLOW_DEPLOYMENT}
+        )
+    return ApiError(503, "prefect_unavailable", str(exc))
+
+
+def check_run(request: RunRequest, state: ServiceState) -> tuple[WorkflowSpec, dict[str, Any]]:
+    """The spec and its resolved parameters, checked; nothing has run.
+
+    Raises:
+        ApiError: 403 runs disabled, 404 unknown spec, 422 invalid spec or parameters.
+    """
+    settings = state.settings
+    if not settings.cross_service_orchestration_enabled:
+        raise ApiError(
+            403,
+            "disabled",
+            "workflow runs are disabled (JUNCTION_CROSS_SERVICE_ORCHESTRATION_ENABLED=false)",
+        )
+    path = builtin_path(request.spec, "body.spec")
+    try:
+        spec: WorkflowSpec = load_workflow(path)
+    except SpecInvalid as exc:
+        raise ApiError(
+            422,
+            "invalid_spec",
+            f"{path.name}: invalid spec ({len(exc.errors)} error(s)); nothing was run",
+            [_problem(e).model_dump() for e in exc.errors],
+        ) from None
+    try:
+        params = resolve_params(spec, request.params)
+        check_items(spec, params, settings)
+    except ParameterError as exc:
+        # The field of the first problem: every message names its parameter this way.
+        named = re.search(r"parameter '([^']+)'", str(exc))
+        field = f"body.params.{named.group(1)}" if named else "body.params"
+        raise invalid(field, f"{exc}; nothing was run") from None
+    return spec, params
+
+
+async def start_run(request: RunRequest, state: ServiceState) -> RunSummary | RunStarted:
+    """Check the request, then start the run: a Prefect flow run of the workflow
+    deployment when a Prefect server is configured and answering, else in this process.
+
+    Returns:
+        :class:`RunStarted` (Prefect) or the finished run's :class:`RunSummary`.
+
+    Raises:
+        ApiError: As :func:`check_run`; 409 the deployment is missing; 503 Prefect failed.
+    """
+    spec, params = check_run(request, state)
+    if await runs.prefect_reachable() is None:
+        result = await runs.run_in_process(spec, params, state.settings, state.store())
+        return RunSummary.model_validate(result.to_dict())
+    try:
+        info = await runs.start_flow_run(spec.name, dict(request.params))
+    except (runs.DeploymentMissingError, runs.PrefectUnavailableError) as exc:
+        raise _prefect_error(exc) from None
+    return RunStarted(
+        run_id=info.id,
+        workflow=spec.name,
+        status=info.status,
+        deployment=runs.WORKFLOW_DEPLOYMENT,
+        status_url=f"{router.prefix}/runs/{info.id}",
+        flow_run=_flow_run(info),
+    )
+
+
+def _record(
+    run_id: str,
+    found: runs.RecordedRun | None,
+    info: runs.FlowRunInfo | None,
+    calls: tuple[int, int],
+) -> RunRecord:
+    flow_run = _flow_run(info) if info is not None else None
+    if found is not None:
+        values = asdict(found)
+        values.pop("flow_run_url")
+        return RunRecord(
+            **values, recorded=True, calls=calls[0], failed_calls=calls[1], flow_run=flow_run
+        )
+    assert info is not None
+    return RunRecord(
+        run_id=run_id,
+        workflow=info.workflow,
+        status=info.status,
+        recorded=False,
+        started_at=None,
+        ended_at=None,
+        duration_ms=None,
+        steps=None,
+        retries=None,
+        fallbacks=None,
+        error=info.message if info.status in ("failed", "crashed") else None,
+        failed_step=runs.failed_step(info.message),
+        params=info.params,
+        calls=calls[0],
+        failed_calls=calls[1],
+        flow_run=flow_run,
+    )
 
 
 # --- routes ---------------------------------------------------------------------------------
@@ -261,88 +391,56 @@ def validate_workflow(request: ValidateRequest) -> ValidationReport:
 @router.post(
     "/run",
     response_model=RunSummary,
-    responses=error_responses(403, 404),
-    summary="Run a workflow in this process",
+    responses={
+        202: {"model": RunStarted, "description": "Started as a Prefect flow run"},
+        **error_responses(403, 404, 409, 503),
+    },
+    summary="Run a workflow (through the Prefect deployment when a server is configured)",
 )
-async def run_workflow(request: RunRequest, state: StateDep) -> RunSummary:
-    """Check the spec and the parameters, then run the workflow in the service's process;
-    the run (its calls and one ``workflow_runs`` row) is recorded in the metrics store.
-    Bad parameters are a 422 and nothing runs."""
-    settings = state.settings
-    if not settings.cross_service_orchestration_enabled:
-        raise ApiError(
-            403,
-            "disabled",
-            "workflow runs are disabled (JUNCTION_CROSS_SERVICE_ORCHESTRATION_ENABLED=false)",
-        )
-    path = builtin_path(request.spec, "body.spec")
-    try:
-        spec: WorkflowSpec = load_workflow(path)
-    except SpecInvalid as exc:
-        raise ApiError(
-            422,
-            "invalid_spec",
-            f"{path.name}: invalid spec ({len(exc.errors)} error(s)); nothing was run",
-            [_problem(e).model_dump() for e in exc.errors],
-        ) from None
-    try:
-        params = resolve_params(spec, request.params)
-        check_items(spec, params, settings)
-    except ParameterError as exc:
-        # The field of the first problem: every message names its parameter this way.
-        named = re.search(r"parameter '([^']+)'", str(exc))
-        field = f"body.params.{named.group(1)}" if named else "body.params"
-        raise invalid(field, f"{exc}; nothing was run") from None
-    store = state.store()
-    journal = SideEffectJournal(journal_path(settings.home))
-    try:
-        result = await run_workflow_once(
-            spec, params, settings=settings, store=store, journal=journal
-        )
-    finally:
-        journal.close()
-        store.flush()  # the run is readable from the store once this answers
-    return RunSummary.model_validate(result.to_dict())
+async def run_workflow(request: RunRequest, state: StateDep) -> Any:
+    """Check the spec and the parameters, then run the workflow. With a Prefect server
+    configured (``PREFECT_API_URL``) and answering, it becomes a flow run of the
+    ``workflow/run-workflow`` deployment and the answer is 202 with the flow run (follow
+    ``status_url``; 409 when the deployment is missing, with how to deploy it). Otherwise
+    it runs in the service's process and the answer is 200 with its result; either way it
+    is recorded in the metrics store. Bad parameters are a 422 and nothing runs."""
+    started = await start_run(request, state)
+    if isinstance(started, RunStarted):
+        return JSONResponse(started.model_dump(mode="json"), status_code=202)
+    return started
 
 
 @router.get(
     "/runs/{run_id}",
     response_model=RunRecord,
-    responses=error_responses(404),
-    summary="A recorded workflow run",
+    responses=error_responses(404, 503),
+    summary="A workflow run (recorded, or its Prefect flow run)",
 )
-def get_run(run_id: str, state: StateDep) -> RunRecord:
-    """The ``workflow_runs`` row of ``run_id`` and how many calls it made (failed ones too)."""
+async def get_run(run_id: str, state: StateDep) -> RunRecord:
+    """The run ``run_id``: its ``workflow_runs`` record and how many calls it made (failed
+    ones too); for a Prefect flow run, also its state in Prefect (before the run is
+    recorded, that state is all there is)."""
     store = state.store()
-    runs = store.query(
-        "SELECT * FROM workflow_runs WHERE run_id = ? ORDER BY started_at DESC LIMIT 1",
-        [run_id],
-    )
-    if runs.empty:
+    found = runs.find_run(store, run_id)
+    info: runs.FlowRunInfo | None = None
+    if runs.is_flow_run_id(run_id) and await runs.prefect_reachable() is not None:
+        try:
+            info = await runs.read_flow_run(run_id)
+        except runs.PrefectUnavailableError as exc:
+            if found is None:
+                raise _prefect_error(exc) from None
+    if found is None and info is None:
         raise ApiError(
             404,
             "unknown_run",
-            f"no workflow run {run_id!r} in the metrics store",
+            f"no workflow run {run_id!r} in the metrics store"
+            + (" or on the Prefect server" if runs.prefect_api_url() else ""),
             {"field": "path.run_id"},
         )
-    calls = store.query(
+    counted = store.query(
         "SELECT count(*) AS n, count(*) FILTER (WHERE NOT ok) AS failed FROM calls "
         "WHERE run_id = ?",
         [run_id],
     )
-    row = {k: _opt(v) for k, v in runs.iloc[0].to_dict().items()}
-    return RunRecord(
-        run_id=row["run_id"],
-        workflow=row["workflow"],
-        status=row["status"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        duration_ms=row["duration_ms"],
-        steps=int(row["steps"]),
-        retries=int(row["retries"]),
-        fallbacks=int(row["fallbacks"]),
-        error=row["error"],
-        params=json.loads(row["params_json"]) if row["params_json"] else {},
-        calls=int(calls["n"].iloc[0]),
-        failed_calls=int(calls["failed"].iloc[0]),
-    )
+    calls = (int(counted["n"].iloc[0]), int(counted["failed"].iloc[0]))
+    return _record(run_id, found, info, calls)

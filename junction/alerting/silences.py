@@ -2,7 +2,9 @@
 
 Rows of the ``silences`` table of the alert database (:mod:`junction.alerting.state`);
 the engine applies the active ones at every evaluation, next to the configured
-maintenance windows.
+maintenance windows. A silence may start later than it is created (a scheduled
+maintenance), and one marked ``public`` is shown, with its comment, as maintenance on the
+status page.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Silence:
         comment: Why.
         created_at: When created.
         deleted_at: When removed early (``unsilence``), if it was.
+        public: Shown (with its comment) as maintenance on the public status page.
     """
 
     id: str
@@ -45,13 +48,22 @@ class Silence:
     comment: str = ""
     created_at: datetime | None = None
     deleted_at: datetime | None = None
+    public: bool = False
+
+    @property
+    def scheduled(self) -> bool:
+        """Created to start later than its creation (a scheduled maintenance)."""
+        return self.created_at is not None and self.starts_at > self.created_at
 
     def active(self, now: datetime) -> bool:
-        """True until it expires or is removed.
+        """True from its start until it expires or is removed.
 
-        ``starts_at`` is not checked: a silence starts when it is created, and a wall clock
-        that steps back must not make it look "not started yet" and let pages through.
+        ``starts_at`` is checked only for a :attr:`scheduled` silence: an ordinary one
+        starts when it is created, and a wall clock that steps back must not make it look
+        "not started yet" and let pages through.
         """
+        if self.scheduled and now < self.starts_at:
+            return False
         return self.deleted_at is None and now < self.ends_at
 
     def matches(self, service: str, rule: str, labels: Mapping[str, str]) -> bool:
@@ -72,6 +84,7 @@ class Silence:
             comment=row["comment"],
             created_at=parse_ts(row["created_at"]),
             deleted_at=parse_ts(row["deleted_at"]),
+            public=bool(row["public"]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +98,7 @@ class Silence:
             "ends_at": iso(self.ends_at),
             "created_by": self.created_by,
             "comment": self.comment,
+            "public": self.public,
         }
 
 
@@ -98,8 +112,22 @@ def add_silence(
     labels: Mapping[str, str] | None = None,
     created_by: str = "",
     comment: str = "",
+    starts_at: datetime | None = None,
+    public: bool = False,
 ) -> Silence:
-    """Create a silence from ``now`` for ``duration``.
+    """Create a silence from ``now`` (or from a later ``starts_at``) for ``duration``.
+
+    Args:
+        conn: The alert database.
+        now: Creation time.
+        duration: How long it lasts from its start.
+        service: Service matcher.
+        rule: Rule matcher.
+        labels: Label matchers.
+        created_by: Who.
+        comment: Why (shown on the status page when ``public``).
+        starts_at: A later start (a scheduled maintenance); earlier means ``now``.
+        public: Show it as maintenance on the public status page.
 
     Raises:
         ValueError: No matcher at all (it would silence everything) or a non-positive
@@ -112,14 +140,24 @@ def add_silence(
     if duration <= timedelta(0):
         raise ValueError("a silence needs a positive duration")
     now = utc(now)
+    start = max(now, utc(starts_at)) if starts_at is not None else now
     with transaction(conn):
         sid = f"s{next_counter(conn, 'silence')}"
         silence = Silence(
-            sid, service, rule, dict(labels or {}), now, now + duration, created_by, comment, now
+            sid,
+            service,
+            rule,
+            dict(labels or {}),
+            start,
+            start + duration,
+            created_by,
+            comment,
+            now,
+            public=public,
         )
         conn.execute(
             "INSERT INTO silences (id, service, rule, labels_json, starts_at, ends_at, "
-            "created_by, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_by, comment, created_at, public) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 sid,
                 service,
@@ -130,6 +168,7 @@ def add_silence(
                 created_by,
                 comment,
                 iso(now),
+                int(public),
             ),
         )
     return silence

@@ -16,7 +16,7 @@ silences are read and written by :mod:`junction.alerting.silences`)::
     groups    key, root_service, state, severity, started_at, resolved_at, notified_json,
               level, seq, age_s, esc_s, repeat_s, first_notified_at, labels_json
     silences  id, service, rule, labels_json, starts_at, ends_at, created_by, comment,
-              created_at, deleted_at
+              created_at, deleted_at, public
     history   id, ts, fingerprint, service, rule, severity, state, message, labels_json,
               claimed_at, exported     -- every transition, mirrored to the metrics store
 
@@ -100,7 +100,8 @@ CREATE TABLE IF NOT EXISTS silences (
     created_by TEXT NOT NULL DEFAULT '',
     comment TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
-    deleted_at TEXT
+    deleted_at TEXT,
+    public INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -257,6 +258,9 @@ def _open(conn: sqlite3.Connection) -> None:
         columns = {r["name"] for r in conn.execute("PRAGMA table_info(groups)")}
         if "labels_json" not in columns:  # ... and before groups kept their labels
             conn.execute("ALTER TABLE groups ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'")
+        columns = {r["name"] for r in conn.execute("PRAGMA table_info(silences)")}
+        if "public" not in columns:  # ... and before silences could be shown on the status page
+            conn.execute("ALTER TABLE silences ADD COLUMN public INTEGER NOT NULL DEFAULT 0")
         row = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
         if row is None:
             conn.execute(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -45,6 +45,10 @@ def _connect() -> sqlite3.Connection:
         return state.connect(state.db_path(load_settings()))
     except state.AlertDatabaseError as exc:
         fail(str(exc))
+
+
+MAX_START_DELAY = timedelta(days=366)
+"""How far ahead ``silence --start`` may schedule a silence."""
 
 
 def _now() -> datetime:
@@ -171,6 +175,18 @@ def silence(
     ] = None,
     comment: Annotated[str, typer.Option("--comment", "-c", help="Why.")] = "",
     by: Annotated[str | None, typer.Option("--by", help="Who (default: $USER).")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="WHEN",
+            help="Start later: an ISO-8601 time or a delay (2h) from now (scheduled maintenance).",
+        ),
+    ] = None,
+    public: Annotated[
+        bool,
+        typer.Option("--public", help="Show it, with its comment, as maintenance on /status."),
+    ] = False,
 ) -> None:
     """Silence matching alerts for a while (no firing/escalation/repeat messages; the
     resolved message is still sent to whoever was told)."""
@@ -187,27 +203,49 @@ def silence(
         fail(f"--rule: unknown rule {rule!r} (expected one of: {', '.join(RULE_NAMES)})")
     if service is not None and service not in load_catalog():
         fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
+    now = _now()
+    starts_at = _start(start, now) if start is not None else None
     conn = _connect()
     try:
         try:
             created = add_silence(
                 conn,
-                now=_now(),
+                now=now,
                 duration=delta,
                 service=service,
                 rule=rule,
                 labels=_labels(label or []),
                 created_by=by or getpass.getuser(),
                 comment=comment,
+                starts_at=starts_at,
+                public=public,
             )
         except ValueError as exc:
             fail(str(exc))
     finally:
         conn.close()
+    begins = f"from {created.starts_at.isoformat(timespec='seconds')} " if created.scheduled else ""
     typer.echo(
-        f"silence {created.id} until {created.ends_at.isoformat(timespec='seconds')} "
-        f"({format_duration(delta)})"
+        f"silence {created.id} {begins}until {created.ends_at.isoformat(timespec='seconds')} "
+        f"({format_duration(delta)}){' (public)' if created.public else ''}"
     )
+
+
+def _start(value: str, now: datetime) -> datetime:
+    """``--start``: an ISO-8601 time (naive: UTC) or a delay from ``now``."""
+    from junction.alerting.rules import parse_duration  # deferred: keeps --help fast
+
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            return now + parse_duration(value, maximum=MAX_START_DELAY)
+        except ValueError as exc:
+            fail(f"--start: not a time or a delay: {exc}")
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when > now + MAX_START_DELAY:
+        fail("--start: must be at most a year ahead")
+    return when
 
 
 @alerts_app.command("silences")

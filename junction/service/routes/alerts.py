@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -32,6 +32,7 @@ from junction.alerting.alerts import (
 )
 from junction.alerting.rules import RULE_NAMES, parse_duration
 from junction.alerting.silences import Silence, add_silence, list_silences, remove_silence
+from junction.alerting.state import utc
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
 from junction.service.lookups import error_responses, invalid, unknown
@@ -43,6 +44,10 @@ router = APIRouter(
     dependencies=[Depends(require_token)],
     responses=error_responses(401, 422),
 )
+
+
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+"""How far ahead a silence may be scheduled to start."""
 
 
 class AlertInfo(BaseModel):
@@ -95,6 +100,14 @@ class SilenceRequest(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Label matchers.")
     comment: str = Field("", max_length=2000, description="Why.")
     by: str = Field("api", min_length=1, max_length=200, description="Who.")
+    starts_at: datetime | None = Field(
+        None,
+        description="A later start (a scheduled maintenance); default and past times: now. "
+        "At most a year ahead.",
+    )
+    public: bool = Field(
+        False, description="Show it, with its comment, as maintenance on the status page."
+    )
 
 
 class SilenceInfo(BaseModel):
@@ -108,6 +121,7 @@ class SilenceInfo(BaseModel):
     ends_at: datetime
     created_by: str
     comment: str
+    public: bool = False
     removed_at: datetime | None = None
 
 
@@ -210,6 +224,9 @@ def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
             f"unknown rule {request.rule!r}{did_you_mean(request.rule, RULE_NAMES)} "
             f"(expected one of: {', '.join(RULE_NAMES)})",
         )
+    now = datetime.now(UTC)
+    if request.starts_at is not None and utc(request.starts_at) > now + MAX_SCHEDULE_AHEAD:
+        raise invalid("body.starts_at", "must be at most a year ahead")
     catalog = load_catalog()
     if request.service is not None and request.service not in catalog:
         raise invalid(
@@ -220,13 +237,15 @@ def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
         try:
             created = add_silence(
                 conn,
-                now=datetime.now(UTC),
+                now=now,
                 duration=delta,
                 service=request.service,
                 rule=request.rule,
                 labels=request.labels,
                 created_by=request.by,
                 comment=request.comment,
+                starts_at=request.starts_at,
+                public=request.public,
             )
         except ValueError as exc:
             field = "body.duration" if "duration" in str(exc) else "body"

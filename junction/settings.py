@@ -383,6 +383,12 @@ class Settings(BaseSettings):
         "is required).",
     )
     serve_port: int = Field(8766, ge=0, lt=65536, description="Port of `junction serve`.")
+    status_page_file: Path | None = Field(
+        None,
+        description="The public status page's configuration (its title and the services it "
+        "shows, under public names; see status-page.example.yaml). Default: "
+        "<JUNCTION_HOME>/status-page.yaml; without the file the page lists nothing.",
+    )
     incident_group_window_seconds: float = Field(
         600.0,
         ge=0,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from junction.service.pages import auth, health
+from junction.service.pages import auth, health, status
 
 PAGE_ROUTERS: list[APIRouter] = [
     auth.router,
     health.router,
+    status.router,
 ]
 
 __all__ = ["PAGE_ROUTERS"]

@@ -1,6 +1,8 @@
-"""``GET /api/v2/status``: the one anonymous read of the API (is the service up?).
+"""The API's anonymous reads: ``GET /api/v2/status`` (is the service up?) and
+``GET /api/v2/status/page`` (the public status page, the model ``/status`` shows).
 
-It says nothing internal: no service names, hosts, errors or settings.
+They say nothing internal: no internal service names, hosts, errors or settings; the page
+shows only what the status-page file makes public (:mod:`junction.service.public`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from junction.service.deps import StateDep
+from junction.service.public import StatusPage
+from junction.service.public_page import public_status
 
 router = APIRouter(prefix="/api/v2", tags=["status"])
 
@@ -37,3 +41,11 @@ async def get_status(state: StateDep) -> StatusResponse:
         uptime_seconds=round((now - state.started_at).total_seconds(), 3),
         monitoring=state.monitor_running,
     )
+
+
+@router.get("/status/page", summary="The public status page (anonymous)", response_model=StatusPage)
+async def get_status_page(state: StateDep) -> StatusPage:
+    """The public status page as JSON: the overall state, per public service its status and
+    daily uptime, active and past incidents with their published updates, and scheduled
+    maintenance. Anonymous; only what the status-page file makes public."""
+    return await public_status(state).page()

@@ -135,6 +135,7 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.web.aclose()  # the pages' event streams end first
             await state.aclose()
 
     app = FastAPI(

@@ -38,14 +38,23 @@
     grid.dataset.version = String(payload.version);
   }
 
-  const source = new EventSource(grid.dataset.events);
-  source.addEventListener("open", function () { setLive("live"); });
-  source.addEventListener("error", function () {
-    setLive(source.readyState === EventSource.CLOSED ? "offline" : "connecting");
-  });
-  source.addEventListener("rows", function (event) {
-    setLive("live");
-    try { apply(JSON.parse(event.data)); } catch (e) { /* a bad event: keep the page */ }
-  });
-  window.addEventListener("pagehide", function () { source.close(); });
+  let source = null;
+  function connect(url) {
+    source = new EventSource(url);
+    source.addEventListener("open", function () { setLive("live"); });
+    source.addEventListener("error", function () {
+      if (source.readyState !== EventSource.CLOSED) { setLive("connecting"); return; }
+      // Refused (401 after a logout, 503 when too many streams): try again later.
+      setLive("offline");
+      setTimeout(function () {
+        connect("/events/health?after=" + encodeURIComponent(grid.dataset.version || ""));
+      }, 10000);
+    });
+    source.addEventListener("rows", function (event) {
+      setLive("live");
+      try { apply(JSON.parse(event.data)); } catch (e) { /* a bad event: keep the page */ }
+    });
+  }
+  connect(grid.dataset.events);
+  window.addEventListener("pagehide", function () { if (source) source.close(); });
 })();

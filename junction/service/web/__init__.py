@@ -24,6 +24,7 @@ from junction.service.web.deps import (
     login_url,
     safe_next,
 )
+from junction.service.web.feed import HealthFeed
 from junction.service.web.security import WebSecurity
 from junction.service.web.sessions import Session, SessionManager
 from junction.service.web.templating import (
@@ -48,11 +49,18 @@ class WebState:
         sessions: Browser sessions.
         token_configured: ``JUNCTION_API_TOKEN`` is set (pages need a login).
         vendor: The npm files found (served name -> file).
+        feeds: Live feeds of the pages (``health``: the grid's), created on first use.
     """
 
     sessions: SessionManager
     token_configured: bool
     vendor: dict[str, Path] = field(default_factory=dict)
+    feeds: dict[str, HealthFeed] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        """Stop the live feeds (app shutdown): their event streams end."""
+        for feed in self.feeds.values():
+            await feed.aclose()
 
 
 def install_web(app: FastAPI, settings: Settings) -> WebState:

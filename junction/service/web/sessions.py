@@ -136,6 +136,12 @@ class SessionManager:
             self._logged_in.pop(session.id, None)
         return self.anonymous()
 
+    def is_logged_in(self, session_id: str) -> bool:
+        """Whether ``session_id`` is (still) logged in (its last use is not updated)."""
+        with self._lock:
+            last = self._logged_in.get(session_id)
+        return last is not None and time.monotonic() - last <= self._idle
+
     def check_csrf(self, session: Session, given: str | None) -> bool:
         """Whether ``given`` is ``session``'s CSRF token (constant-time comparison)."""
         if not given:

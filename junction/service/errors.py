@@ -129,6 +129,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             f"request body is not valid JSON{f': {where}' if where else ''}",
             {"field": "body"},
         )
+    if isinstance(exc.body, bytes | bytearray) and any(
+        e.get("loc", ("",))[0] == "body" for e in errors
+    ):
+        # FastAPI hands a route its raw bytes when the body is not declared JSON.
+        return error_response(
+            415,
+            "unsupported_media_type",
+            "request body must be JSON (Content-Type: application/json)",
+            {"field": "body", "expected": "application/json"},
+        )
     problems = [
         # `input` is left out: it may be a secret the caller sent in the wrong field.
         {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
@@ -144,9 +154,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
+"""FastAPI's 400 for a JSON body it could not decode (bad UTF-8, recursion too deep)."""
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else status_code_name(exc.status_code)
+    if exc.status_code == 400 and detail == _UNPARSABLE_BODY:
+        return error_response(
+            400,
+            "malformed_json",
+            "request body is not valid JSON (not UTF-8, or nested too deeply)",
+            {"field": "body"},
+        )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:

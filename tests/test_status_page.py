@@ -417,3 +417,71 @@ def test_cli_public_scheduled_silence(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert made.public and made.scheduled
+
+
+def test_build_page_rules() -> None:
+    """Overall state, maintenance naming only public services, incidents with nothing
+    public left out, an internal incident's public note shown without naming it."""
+    from junction.alerting.silences import Silence
+    from junction.incidents import Incident, TimelineEntry
+
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    config = StatusPageFile.model_validate(
+        {"services": [{"service": "okta", "name": "SSO"}, {"service": "jira", "name": "Desk"}]}
+    )
+
+    @dataclass(frozen=True)
+    class Row:
+        status: str
+        down: bool = False
+
+    def silence(sid: str, service: str | None, public: bool, start: timedelta) -> Silence:
+        begin = now + start
+        return Silence(
+            sid, service, None, {}, begin, begin + DAY, "ops", f"c-{sid}", now, public=public
+        )
+
+    def incident(services: tuple[str, ...], *entries: TimelineEntry) -> Incident:
+        return Incident(
+            "x-i1",
+            "internal title",
+            services,
+            services[0],
+            "warning",
+            "open",
+            now,
+            None,
+            list(entries),
+        )
+
+    note = TimelineEntry(now, "note", "we are on it", public=True)
+    secret = TimelineEntry(now, "firing", f"workday {CANARY}", public=True)  # never public
+    page = build_page(
+        config,
+        now=now,
+        window=window(now),
+        health={"okta": Row("healthy"), "jira": Row("warning")},
+        uptime={},
+        silences=[
+            silence("s1", "okta", True, -timedelta(hours=1)),
+            silence("s2", "workday", True, timedelta(hours=1)),
+            silence("s3", "jira", False, -timedelta(hours=1)),
+        ],
+        incidents=[incident(("workday",), note, secret), incident(("workday",), secret)],
+    )
+    assert [s.status for s in page.services] == ["maintenance", "degraded"]
+    assert page.state == "degraded"
+    assert [(m.state, m.services, m.message) for m in page.maintenance] == [
+        ("in_progress", ["SSO"], "c-s1"),
+        ("scheduled", [], "c-s2"),
+    ]
+    (shown,) = page.active_incidents
+    assert shown.title == "Service disruption" and shown.services == []
+    assert [u.message for u in shown.updates] == ["we are on it"]
+    assert CANARY not in page.model_dump_json() and "workday" not in page.model_dump_json()
+    healthy_page = build_page(
+        config, now=now, window=window(now), health={"okta": Row("healthy")}, uptime={}
+    )
+    assert [s.status for s in healthy_page.services] == ["operational", "unknown"]
+    assert healthy_page.state == "operational"
+    assert all(len(s.days) == 90 and s.uptime_percent is None for s in healthy_page.services)

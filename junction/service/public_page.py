@@ -102,6 +102,14 @@ class PublicStatus:
             self._page = (time.monotonic(), page)
             return page
 
+    async def warm(self) -> None:
+        """Build the page once ahead of the first visitor: the first build reads the whole
+        uptime window (seconds over a large store), later ones only the recent days."""
+        try:
+            await self.page()
+        except Exception:  # a start-up convenience: the first request builds it instead
+            log.exception("status page: warming up failed")
+
     async def _build(self, now: datetime) -> StatusPage:
         config, notice = self.config()
         notices = [notice] if notice else []

@@ -15,6 +15,7 @@ from junction.cli import (
     config,
     demo,
     integrations,
+    logs,
     monitor,
     sandbox,
     serve,
@@ -29,7 +30,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (integrations, monitor, alerts, workflow, analytics, sandbox, serve, config, demo):
+for _module in (
+    integrations,
+    monitor,
+    alerts,
+    workflow,
+    analytics,
+    logs,
+    sandbox,
+    serve,
+    config,
+    demo,
+):
     _module.register(app)
 for _group in app.registered_groups:
     if _group.typer_instance is not None:

@@ -11,6 +11,7 @@ from junction.service.routes import (
     alerts,
     integrations,
     intelligence,
+    logs,
     metrics,
     monitoring,
     optimization,
@@ -27,6 +28,7 @@ ROUTERS: list[APIRouter] = [
     alerts.router,
     optimization.router,
     intelligence.router,
+    logs.router,
 ]
 
 __all__ = ["ROUTERS"]

@@ -275,6 +275,7 @@ def test_anonymous_with_a_token_configured(served: Served) -> None:
         resp = anon.get("/status", follow_redirects=False)
         assert resp.status_code == 200
         assert "default-src 'self'" in resp.headers["content-security-policy"]
+        assert 'href="/alerts"' not in resp.text  # no internal nav for anonymous visitors
 
 
 def test_public_silence_through_the_api(served: Served) -> None:
@@ -324,12 +325,14 @@ def test_invalid_file_served_without_its_problems(tmp_path: Path) -> None:
     import httpx
 
     (tmp_path / "status-page.yaml").write_text(f"services:\n  - service: {CANARY}\n    name: X\n")
+    (tmp_path / "alerts.db").write_bytes(b"not a database " * 100)  # damaged
     settings = Settings(home=tmp_path, api_token="t")
     with ServiceServer(settings) as server, httpx.Client(base_url=server.url) as anon:
         page = anon.get("/api/v2/status/page").json()
         html = anon.get("/status").text
     assert page["configured"] is False and page["services"] == []
     assert "cannot be read" in page["notice"]
+    assert "Incidents and maintenance are unavailable" in page["notice"]
     assert CANARY not in html and CANARY not in str(page) and str(tmp_path) not in html
 
 

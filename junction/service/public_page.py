@@ -147,9 +147,7 @@ class PublicStatus:
         """Silences and incidents of the window, or why they cannot be read."""
         settings = self.state.settings
         path = alert_state.db_path(settings)
-        if (
-            not path.exists()
-        ):  # nothing fired or was silenced yet; an anonymous read creates nothing
+        if not path.exists():  # nothing fired or was silenced yet: an anonymous read creates none
             return [], [], None
         try:
             conn = alert_state.connect(path)
@@ -157,12 +155,16 @@ class PublicStatus:
                 silences = list_silences(conn, now)
             finally:
                 conn.close()
-            incidents: list[IncidentLike] = list(
-                list_incidents(settings, since=now - timedelta(days=DAYS))
-            )
         except alert_state.AlertDatabaseError as exc:
             log.warning("status page: %s", exc)
             return [], [], "Incidents and maintenance are unavailable right now."
+        try:
+            incidents: list[IncidentLike] = list(
+                list_incidents(settings, since=now - timedelta(days=DAYS))
+            )
+        except Exception:  # grouping reads the alerting file and the store: the page still answers
+            log.exception("status page: incidents unavailable")
+            return silences, [], "Incidents are unavailable right now."
         return silences, incidents, None
 
 

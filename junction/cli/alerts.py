@@ -12,7 +12,6 @@ would otherwise load on every ``junction --help``.
 from __future__ import annotations
 
 import getpass
-import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -50,6 +49,14 @@ def _connect() -> sqlite3.Connection:
 MAX_START_DELAY = timedelta(days=366)
 """How far ahead ``silence --start`` may schedule a silence."""
 
+_SILENCE_OPTIONS = {
+    "duration": "--for",
+    "service": "--service",
+    "rule": "--rule",
+    "starts_at": "--start",
+}
+"""The option of each field a silence's checks name."""
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -62,20 +69,6 @@ def _ago(ts: datetime | None, now: datetime) -> str:
 
     delta = now - ts
     return format_duration(delta) + " ago" if delta.total_seconds() >= 1 else "now"
-
-
-def _export_history(conn: sqlite3.Connection) -> None:
-    """Mirror the new transition to the metrics store (best effort: the monitor retries)."""
-    # deferred: keeps `junction --help` fast (the store loads pyarrow)
-    from junction.alerting import state
-    from junction.store import MetricsStore
-
-    settings = load_settings()
-    try:
-        with MetricsStore(settings.metrics_dir) as store:
-            state.export_history(conn, store, wall=time.time())
-    except Exception:
-        return
 
 
 @alerts_app.command("list")
@@ -133,16 +126,18 @@ def ack(
     ] = None,
 ) -> None:
     """Acknowledge an alert and the rest of its incident: stops escalation and repeats."""
-    from junction.alerting import alerts as records  # deferred: keeps --help fast
+    # deferred: keeps `junction --help` fast
+    from junction.alerting.actions import acknowledge_alert
+    from junction.alerting.alerts import AlertNotFoundError, AlertResolvedError
 
     who = by or getpass.getuser()
     conn = _connect()
     try:
         try:
-            alerts = records.acknowledge(conn, ref, who, _now())
-        except (records.AlertNotFoundError, records.AlertResolvedError) as exc:
+            history = load_settings().metrics_dir
+            alerts = acknowledge_alert(conn, ref, who, _now(), history=history)
+        except (AlertNotFoundError, AlertResolvedError) as exc:
             fail(str(exc.args[0]))
-        _export_history(conn)
     finally:
         conn.close()
     alert, others = alerts[0], alerts[1:]
@@ -191,27 +186,18 @@ def silence(
     """Silence matching alerts for a while (no firing/escalation/repeat messages; the
     resolved message is still sent to whoever was told)."""
     # deferred: keeps `junction --help` fast
-    from integrations.catalog import load_catalog
-    from junction.alerting.rules import RULE_NAMES, format_duration, parse_duration
-    from junction.alerting.silences import add_silence
+    from junction.alerting.actions import SilenceInputError, create_silence
+    from junction.alerting.rules import format_duration
 
-    try:
-        delta = parse_duration(duration)
-    except ValueError as exc:
-        fail(f"--for: {exc}")
-    if rule is not None and rule not in RULE_NAMES:
-        fail(f"--rule: unknown rule {rule!r} (expected one of: {', '.join(RULE_NAMES)})")
-    if service is not None and service not in load_catalog():
-        fail(f"--service: unknown service {service!r} (see `junction integrations list`)")
     now = _now()
     starts_at = _start(start, now) if start is not None else None
     conn = _connect()
     try:
         try:
-            created = add_silence(
+            created = create_silence(
                 conn,
                 now=now,
-                duration=delta,
+                duration=duration,
                 service=service,
                 rule=rule,
                 labels=_labels(label or []),
@@ -220,10 +206,12 @@ def silence(
                 starts_at=starts_at,
                 public=public,
             )
-        except ValueError as exc:
-            fail(str(exc))
+        except SilenceInputError as exc:
+            option = _SILENCE_OPTIONS.get(exc.field or "")
+            fail(f"{option}: {exc.message}" if option else exc.message)
     finally:
         conn.close()
+    delta = created.ends_at - created.starts_at
     begins = f"from {created.starts_at.isoformat(timespec='seconds')} " if created.scheduled else ""
     typer.echo(
         f"silence {created.id} {begins}until {created.ends_at.isoformat(timespec='seconds')} "

@@ -120,8 +120,10 @@ def prefect_api_url() -> str | None:
 
 def flow_run_url(run_id: str) -> str | None:
     """The flow run's page in the Prefect UI (``PREFECT_UI_URL``, or derived from
-    ``PREFECT_API_URL``); None when no Prefect server is configured."""
-    return url_for("flow-run", obj_id=run_id)
+    ``PREFECT_API_URL``); None when no Prefect server is configured (or its address is
+    not an http(s) URL: it becomes a link on a page)."""
+    url = url_for("flow-run", obj_id=run_id)
+    return url if url and url.startswith(("http://", "https://")) else None
 
 
 def is_flow_run_id(run_id: str) -> bool:

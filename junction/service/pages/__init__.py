@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from junction.service.pages import auth, health, status
+from junction.service.pages import alerts, auth, health, status, workflows
 
 PAGE_ROUTERS: list[APIRouter] = [
     auth.router,
     health.router,
     status.router,
+    alerts.router,
+    workflows.router,
 ]
 
 __all__ = ["PAGE_ROUTERS"]

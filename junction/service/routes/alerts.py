@@ -1,7 +1,8 @@
 """``/api/v2/alerts``: list, acknowledge, silence and unsilence alerts.
 
-The same functions as ``junction alerts list|ack|silence|silences|unsilence``
-(:mod:`junction.alerting.alerts`, :mod:`junction.alerting.silences`), on the same alert
+The same functions as ``junction alerts list|ack|silence|silences|unsilence`` and the
+dashboard's ``/alerts`` (:mod:`junction.alerting.actions`, :mod:`junction.alerting.alerts`,
+:mod:`junction.alerting.silences`), on the same alert
 database (``<JUNCTION_HOME>/alerts.db``) the monitor reads: an acknowledgement or a
 silence made here takes effect at its next evaluation. Acknowledgements are mirrored to
 the metrics store's alert history as the CLI's are.
@@ -9,30 +10,20 @@ the metrics store's alert history as the CLI's are.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from integrations.catalog import load_catalog
-from integrations.yamlconfig import did_you_mean
 from junction.alerting import state as alert_state
-from junction.alerting.alerts import (
-    Alert,
-    AlertNotFoundError,
-    AlertResolvedError,
-    acknowledge,
-    list_alerts,
-)
-from junction.alerting.rules import RULE_NAMES, parse_duration
-from junction.alerting.silences import Silence, add_silence, list_silences, remove_silence
-from junction.alerting.state import utc
+from junction.alerting.actions import SilenceInputError, acknowledge_alert
+from junction.alerting.actions import create_silence as create_silence_checked
+from junction.alerting.alerts import Alert, AlertNotFoundError, AlertResolvedError, list_alerts
+from junction.alerting.silences import Silence, list_silences, remove_silence
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
 from junction.service.lookups import error_responses, invalid, unknown
@@ -44,10 +35,6 @@ router = APIRouter(
     dependencies=[Depends(require_token)],
     responses=error_responses(401, 422),
 )
-
-
-MAX_SCHEDULE_AHEAD = timedelta(days=366)
-"""How far ahead a silence may be scheduled to start."""
 
 
 class AlertInfo(BaseModel):
@@ -176,16 +163,12 @@ def ack_alert(ref: str, state: StateDep, request: AckRequest | None = None) -> A
     by = (request or AckRequest()).by
     with _connect(state) as conn:
         try:
-            done = acknowledge(conn, ref, by, datetime.now(UTC))
+            done = acknowledge_alert(conn, ref, by, datetime.now(UTC), history=state.store())
         except AlertNotFoundError:
             known = [a.fingerprint for a in list_alerts(conn, include_resolved=True)]
             raise unknown("alert", ref, known, field="path.ref") from None
         except AlertResolvedError as exc:
             raise ApiError(409, "alert_resolved", str(exc.args[0]), {"field": "path.ref"}) from None
-        # Mirror the transition to the metrics store's history. Best effort, as after the
-        # CLI's ack: the acknowledgement is done, and the monitor exports what is missing.
-        with contextlib.suppress(Exception):
-            alert_state.export_history(conn, state.store(), wall=time.time())  # flushes
         return AckResult(acknowledged=[_alert(a) for a in done])
 
 
@@ -214,31 +197,12 @@ def get_silences(
 def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
     """Silence matching alerts for a while: no firing, escalation or repeat messages (the
     resolved message still reaches whoever was told)."""
-    try:
-        delta = parse_duration(request.duration)
-    except ValueError as exc:
-        raise invalid("body.duration", str(exc)) from None
-    if request.rule is not None and request.rule not in RULE_NAMES:
-        raise invalid(
-            "body.rule",
-            f"unknown rule {request.rule!r}{did_you_mean(request.rule, RULE_NAMES)} "
-            f"(expected one of: {', '.join(RULE_NAMES)})",
-        )
-    now = datetime.now(UTC)
-    if request.starts_at is not None and utc(request.starts_at) > now + MAX_SCHEDULE_AHEAD:
-        raise invalid("body.starts_at", "must be at most a year ahead")
-    catalog = load_catalog()
-    if request.service is not None and request.service not in catalog:
-        raise invalid(
-            "body.service",
-            f"unknown service {request.service!r}{did_you_mean(request.service, catalog.names)}",
-        )
     with _connect(state) as conn:
         try:
-            created = add_silence(
+            created = create_silence_checked(
                 conn,
-                now=now,
-                duration=delta,
+                now=datetime.now(UTC),
+                duration=request.duration,
                 service=request.service,
                 rule=request.rule,
                 labels=request.labels,
@@ -247,9 +211,8 @@ def create_silence(request: SilenceRequest, state: StateDep) -> SilenceInfo:
                 starts_at=request.starts_at,
                 public=request.public,
             )
-        except ValueError as exc:
-            field = "body.duration" if "duration" in str(exc) else "body"
-            raise invalid(field, str(exc)) from None
+        except SilenceInputError as exc:
+            raise invalid(f"body.{exc.field}" if exc.field else "body", exc.message) from None
     return _silence(created)
 
 

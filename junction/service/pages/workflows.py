@@ -1,0 +1,107 @@
+"""``/workflows``: recent runs (status, duration, retries and fallbacks, the failed step, the
+flow run in the Prefect UI when it ran as one) and the built-in workflows, each with a
+"validate" and a "run" form.
+
+The forms go through the API's own code (:func:`junction.service.routes.workflows.
+validate_workflow` and :func:`~junction.service.routes.workflows.start_run`): the same
+checks, the same choice between the Prefect deployment and this process, the same record
+in the metrics store. Each post redirects back with one line saying what happened.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from junction.service.deps import StateDep
+from junction.service.errors import ApiError
+from junction.service.pages.flash import flash, see_other, take_flashes
+from junction.service.routes.workflows import (
+    RunRequest,
+    RunStarted,
+    ValidateRequest,
+    list_workflows,
+    start_run,
+    validate_workflow,
+)
+from junction.service.runs import prefect_api_url, recent_runs
+from junction.service.web import CsrfDep, PageDep, render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE = "/workflows"
+RUNS_SHOWN = 50
+"""Recent runs listed."""
+
+PARAM_PREFIX = "param."
+"""Form fields ``param.<name>`` carry the workflow's parameters."""
+
+
+@router.get(PAGE, response_class=HTMLResponse)
+def workflows_page(request: Request, state: StateDep, _session: PageDep) -> HTMLResponse:
+    """Recent runs and the built-in workflows."""
+    return render(
+        request,
+        "workflows.html",
+        {
+            "flashes": take_flashes(request),
+            "runs": recent_runs(state.store(), limit=RUNS_SHOWN),
+            "workflows": list_workflows().workflows,
+            "prefect": prefect_api_url() is not None,
+        },
+        active="workflows",
+    )
+
+
+@router.post(f"{PAGE}/{{name}}/validate")
+def validate(request: Request, name: str, _session: PageDep, _csrf: CsrfDep) -> RedirectResponse:
+    """Validate a built-in spec (nothing runs)."""
+    try:
+        report = validate_workflow(ValidateRequest(spec=name, text=None))
+    except ApiError as exc:
+        flash(request, exc.message, "error")
+        return see_other(PAGE)
+    if report.ok:
+        warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+        flash(request, f"{report.source}: valid ({report.steps} steps{warned})")
+        return see_other(PAGE)
+    first = report.errors[0]
+    where = f"line {first.line}: " if first.line else ""
+    flash(
+        request,
+        f"{report.source}: {len(report.errors)} error(s); {where}{first.message}",
+        "error",
+    )
+    return see_other(PAGE)
+
+
+@router.post(f"{PAGE}/{{name}}/run")
+async def run(
+    request: Request, name: str, state: StateDep, _session: PageDep, _csrf: CsrfDep
+) -> RedirectResponse:
+    """Run a built-in spec with the parameters filled in (empty ones take their default)."""
+    form = await request.form()
+    params = {
+        key.removeprefix(PARAM_PREFIX): value.strip()
+        for key, value in form.items()
+        if key.startswith(PARAM_PREFIX) and isinstance(value, str) and value.strip()
+    }
+    try:
+        result = await start_run(RunRequest(spec=name, params=params), state)
+    except ApiError as exc:
+        flash(request, exc.message.replace("body.params.", "").replace("body.", ""), "error")
+        return see_other(PAGE)
+    if isinstance(result, RunStarted):
+        flash(
+            request,
+            f"{result.workflow}: started as Prefect flow run {result.flow_run.name} "
+            f"({result.status}); it appears below once a worker has run it",
+        )
+    elif result.status == "completed":
+        flash(request, f"{result.workflow}: run {result.run_id} completed")
+    else:
+        step = f" at step {result.failed_step!r}" if result.failed_step else ""
+        flash(
+            request, f"{result.workflow}: run {result.run_id} failed{step}: {result.error}", "error"
+        )
+    return see_other(PAGE)

@@ -10,6 +10,7 @@
  *
  * Data formats (every array has the length of "t"; gaps are null):
  *   sparkline:  {"t": [epoch seconds, ...], "y": [number|null, ...]}
+ *               or, evenly spaced: {"start": epoch seconds, "step": seconds, "y": [...]}
  *   timeseries: {
  *     "t": [epoch seconds, ...],
  *     "series": [{"label": "p95", "values": [...], "color": "#2563eb"}],  // color optional
@@ -36,18 +37,24 @@
   }
 
   function sparkline(el, data) {
+    if (data && !data.t && data.y && typeof data.start === "number") {
+      data = { t: data.y.map(function (_, i) { return data.start + i * (data.step || 60); }),
+               y: data.y };
+    }
     if (!data || !data.t || data.t.length < 2) {
       el.classList.add("nodata");
       return;
     }
     const width = el.clientWidth || 120;
+    // A few isolated values draw no line between gaps: show them as dots.
+    const sparse = data.y.filter(function (v) { return v !== null; }).length < 5;
     const opts = {
       width: Math.max(60, width), height: 28,
       legend: { show: false }, cursor: { show: false }, select: { show: false },
       axes: [{ show: false }, { show: false }],
       scales: { x: { time: false } },
       series: [{}, { stroke: "#2563eb", width: 1.25, fill: "rgba(37,99,235,0.08)",
-                     points: { show: false }, spanGaps: false }],
+                     points: { show: sparse, size: 4, fill: "#2563eb" }, spanGaps: false }],
     };
     clear(el);
     new uPlot(opts, [data.t, data.y], el);

@@ -19,14 +19,33 @@ ALERT_TEXT_LIMIT = 300
 
 @dataclass(frozen=True)
 class Spark:
-    """A latency sparkline: times (epoch seconds) and values (ms, ``None`` for a gap)."""
+    """A latency sparkline: evenly spaced values (ms, ``None`` for a gap).
 
-    t: tuple[float, ...] = ()
+    Attributes:
+        start: Epoch seconds of the first value.
+        step: Seconds between values.
+        y: The values, oldest first.
+    """
+
+    start: float = 0.0
+    step: float = 60.0
     y: tuple[float | None, ...] = ()
 
-    def to_json(self) -> dict[str, list[Any]]:
-        """``{"t": [...], "y": [...]}``: the sparkline format of ``static/charts.js``."""
-        return {"t": list(self.t), "y": list(self.y)}
+    @classmethod
+    def from_points(cls, points: Sequence[tuple[float, float | None]]) -> Spark:
+        """From ``(epoch seconds, value)`` pairs evenly spaced (empty when all are gaps)."""
+        if not points or all(v is None for _, v in points):
+            return cls()
+        step = points[1][0] - points[0][0] if len(points) > 1 else 60.0
+        return cls(points[0][0], step, tuple(v for _, v in points))
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"start", "step", "y"}``: the compact sparkline format of ``static/charts.js``."""
+        return {
+            "start": round(self.start),
+            "step": self.step,
+            "y": [None if v is None else round(v, 1) for v in self.y],
+        }
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ def _environment() -> Environment:
         autoescape=select_autoescape(["html", "htm", "xml"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # no stat() per render: the templates ship with the code
     )
     env.filters.update(ms=fmt_ms, pct=fmt_pct, score=fmt_score, when=fmt_when, ago=fmt_ago)
     return env

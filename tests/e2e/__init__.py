@@ -1,0 +1,1 @@
+"""End-to-end tests: the dashboard driven in headless Chromium (Debian's, via Playwright)."""

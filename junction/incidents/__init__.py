@@ -56,6 +56,7 @@ from junction.incidents.postmortem import (
     save_postmortem,
 )
 from junction.incidents.reads import (
+    Session,
     Source,
     get_incident,
     incident_ids,
@@ -77,6 +78,7 @@ __all__ = [
     "PostMortemFacts",
     "Relations",
     "RevisionConflictError",
+    "Session",
     "Source",
     "TimelineEntry",
     "add_note",

@@ -49,6 +49,7 @@ RELATIONS_TTL_SECONDS = 300.0
 ALERT_CURSOR = "incidents:alert"
 HISTORY_CURSOR = "incidents:history"
 OUTBOX_CURSOR = "incidents:outbox"
+COFAILURE_KEY = "incidents:cofailures"
 
 _ESCALATION_LEVEL = re.compile(r"\[escalation level (\d+)\]")
 
@@ -125,25 +126,60 @@ _CACHE: dict[tuple[str, ...], tuple[float, Relations]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def relations_for(settings: Settings, *, now: datetime) -> Relations:
+def relations_for(
+    settings: Settings, conn: sqlite3.Connection | None = None, *, now: datetime
+) -> Relations:
     """:func:`load_relations` with the metrics store, reused for
-    :data:`RELATIONS_TTL_SECONDS` per configuration."""
+    :data:`RELATIONS_TTL_SECONDS` per configuration.
+
+    With ``conn`` (the alert database) the co-failure groups are shared between
+    processes through ``meta`` (``incidents:cofailures``): a command-line run reuses what
+    the service computed a minute ago instead of scanning the store (and loading pandas)
+    again, and every process groups by the same relations.
+    """
     key = (str(settings.metrics_dir), str(settings.alerting_file), str(settings.home))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None and time.monotonic() - cached[0] < RELATIONS_TTL_SECONDS:
             return cached[1]
-    # Function-level: pyarrow and DuckDB load only when relations are computed.
-    from junction.store import MetricsStore
+    shared = _shared_cofailures(conn, now) if conn is not None else None
+    if shared is not None:
+        relations = load_relations(settings, None, now=now)
+        relations = Relations(relations.dependencies, shared)
+    else:
+        # Function-level: pyarrow, DuckDB and pandas load only when co-failures are computed.
+        from junction.store import MetricsStore
 
-    store = MetricsStore(settings.metrics_dir)
-    try:
-        relations = load_relations(settings, store, now=now)
-    finally:
-        store.close()
+        store = MetricsStore(settings.metrics_dir)
+        try:
+            relations = load_relations(settings, store, now=now)
+        finally:
+            store.close()
+        if conn is not None:
+            groups = [sorted(g) for g in relations.cofailure_groups]
+            with alert_state.transaction(conn):
+                alert_state.meta_set(
+                    conn, COFAILURE_KEY, json.dumps({"at": now.timestamp(), "groups": groups})
+                )
     with _CACHE_LOCK:
         _CACHE[key] = (time.monotonic(), relations)
     return relations
+
+
+def _shared_cofailures(
+    conn: sqlite3.Connection, now: datetime
+) -> tuple[frozenset[str], ...] | None:
+    """Co-failure groups another process stored less than the TTL ago, if any."""
+    raw = alert_state.meta_get(conn, COFAILURE_KEY)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        age = now.timestamp() - float(data["at"])
+        groups = tuple(frozenset(str(s) for s in g) for g in data["groups"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return groups if 0 <= age < RELATIONS_TTL_SECONDS else None
 
 
 def clear_relations_cache() -> None:
@@ -226,19 +262,40 @@ def sync(conn: sqlite3.Connection, relations: Relations, *, gap: timedelta) -> i
         _copy_history(conn)
         _copy_escalations(conn)
         for incident_id, alert_id, kind, text, ts in _unrecorded_marks(conn):
-            conn.execute(
-                "INSERT OR IGNORE INTO incident_observed (incident_id, alert_id, kind, text, ts)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (incident_id, alert_id, kind, text, ts),
-            )
+            _observe(conn, incident_id, alert_id, kind, text, ts)
     return assigned
+
+
+def _observe(
+    conn: sqlite3.Connection, incident_id: str, alert_id: int, kind: str, text: str, ts: str
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO incident_observed (incident_id, alert_id, kind, text, ts)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (incident_id, alert_id, kind, text, ts),
+    )
+
+
+def _marks(row: sqlite3.Row) -> list[tuple[str, str]]:
+    """The vendor note and the suppression an ``alerts`` row shows, as (kind, text)."""
+    marks = []
+    if row["annotation"]:
+        marks.append(("status_page", str(row["annotation"])))
+    if row["suppressed_by"]:
+        marks.append(
+            (
+                "suppressed",
+                f"{row['service']} suppressed: it depends on failing {row['suppressed_by']}",
+            )
+        )
+    return marks
 
 
 def _assign(conn: sqlite3.Connection, relations: Relations, gap: timedelta) -> int:
     cursor = _cursor(conn, ALERT_CURSOR)
     new = conn.execute(
-        "SELECT id, service, group_key, started_at, resolved_at FROM alerts WHERE id > ? "
-        "ORDER BY id",
+        "SELECT id, service, group_key, started_at, resolved_at, suppressed_by, annotation "
+        "FROM alerts WHERE id > ? ORDER BY id",
         (cursor,),
     ).fetchall()
     if not new:
@@ -268,6 +325,10 @@ def _assign(conn: sqlite3.Connection, relations: Relations, gap: timedelta) -> i
             "INSERT OR IGNORE INTO incident_alerts (alert_id, incident_id) VALUES (?, ?)",
             (member.alert_id, chosen.id),
         )
+        # What the row shows now, as of its start: an alert that resolved before this
+        # sync is not looked at again (unresolved ones are, by _unrecorded_marks).
+        for kind, text in _marks(row):
+            _observe(conn, chosen.id, member.alert_id, kind, text, row["started_at"])
     alert_state.meta_set(conn, ALERT_CURSOR, str(max(int(r["id"]) for r in new)))
     return len(new)
 
@@ -424,13 +485,8 @@ def _unrecorded_marks(conn: sqlite3.Connection) -> list[tuple[str, int, str, str
     }
     out: list[tuple[str, int, str, str, str]] = []
     for r in rows:
-        marks = []
-        if r["annotation"]:
-            marks.append(("status_page", str(r["annotation"]), r["updated_at"]))
-        if r["suppressed_by"]:
-            text = f"{r['service']} suppressed: it depends on failing {r['suppressed_by']}"
-            marks.append(("suppressed", text, r["started_at"]))
-        for kind, text, ts in marks:
+        for kind, text in _marks(r):
             if (r["incident_id"], int(r["id"]), kind, text) not in seen:
+                ts = r["started_at"] if kind == "suppressed" else r["updated_at"]
                 out.append((r["incident_id"], int(r["id"]), kind, text, ts))
     return out

@@ -16,13 +16,9 @@ from junction.alerting import state as alert_state
 from junction.alerting.model import Severity
 from junction.alerting.state import parse_ts, utc
 from junction.incidents import schema
-from junction.incidents.grouping import Relations, relations_for, sync
+from junction.incidents.grouping import Relations, pending, relations_for, sync
 from junction.incidents.model import Incident, IncidentNotFoundError, TimelineEntry
 from junction.settings import Settings, get_settings
-
-Source = Settings | sqlite3.Connection
-"""Where incidents are read: settings (the alert database they name is opened and closed)
-or an open alert-database connection."""
 
 _RULE_WORDS = {
     "down": "down",
@@ -53,6 +49,12 @@ class Session:
     settings: Settings
 
 
+Source = Settings | sqlite3.Connection | Session
+"""Where incidents are read: settings (the alert database they name is opened, synced and
+closed), an open alert-database connection (synced with :func:`get_settings`' relations)
+or a :class:`Session` already open and synced."""
+
+
 @contextmanager
 def session(
     source: Source, *, relations: Relations | None = None, synced: bool = True
@@ -62,6 +64,9 @@ def session(
     Raises:
         AlertDatabaseError: The alert database is damaged or cannot be opened.
     """
+    if isinstance(source, Session):
+        yield source
+        return
     if isinstance(source, sqlite3.Connection):
         conn, settings, owned = source, get_settings(), False
         schema.migrate(conn)
@@ -69,9 +74,10 @@ def session(
         conn = schema.connect(alert_state.db_path(source))
         settings, owned = source, True
     try:
-        if synced:
+        # Relations (the dependency map, co-failures) only when there is something to assign.
+        if synced and pending(conn):
             now = datetime.now(UTC)
-            chosen = relations if relations is not None else relations_for(settings, now=now)
+            chosen = relations if relations is not None else relations_for(settings, conn, now=now)
             gap = timedelta(seconds=settings.incident_group_window_seconds)
             sync(conn, chosen, gap=gap)
         yield Session(conn, settings)

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from junction.service.routes import (
     alerts,
+    incidents,
     integrations,
     intelligence,
     logs,
@@ -26,6 +27,7 @@ ROUTERS: list[APIRouter] = [
     integrations.router,
     workflows.router,
     alerts.router,
+    incidents.router,
     optimization.router,
     intelligence.router,
     logs.router,

@@ -1,0 +1,155 @@
+"""Incidents over the wire (``/api/v2/incidents``), from the command line (piped, as in
+CI), and on the dashboard's pages (hostile note text escaped), against a service of its
+own whose alerts come from the real alert engine."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from junction.alerting import state as alert_state
+from junction.alerting.alerts import list_alerts
+from junction.alerting.engine import AlertEngine
+from junction.settings import Settings
+from tests.alerting_helpers import at, config, failing, healthy, snap
+from tests.helpers import run_junction
+from tests.service_helpers import ApiServer, ServiceServer
+from tests.test_service_api import error_of
+
+HOSTILE = "<script>alert(1)</script> \"quoted\" 'single' javascript:alert(2)"
+BASE = "/api/v2/incidents"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, dict[str, str]]]:
+    """A service with two incidents: okta+gitlab (resolved) and slack (open)."""
+    home = tmp_path_factory.mktemp("incidents-home")
+    settings = Settings(home=home, api_token=secrets.token_urlsafe(24))
+    deps = "dependencies: {gitlab: [okta]}\ngrouping: {dependency_wait: 0s}\n"
+    with AlertEngine(alert_state.db_path(settings), config(deps, ["slack"])) as eng:
+        eng.evaluate([snap("okta", at(0), down=True)], now=at(0))
+        eng.evaluate(failing(["gitlab"], at(10)), now=at(10))
+        eng.evaluate(healthy(["gitlab"], at(100)), now=at(100))
+        eng.evaluate([snap("okta", at(120), down=False)], now=at(120))
+        eng.evaluate(failing(["slack"], at(5000)), now=at(5000))
+        instance = alert_state.instance_id(eng.conn)
+        first = {a.service: a.id for a in reversed(list_alerts(eng.conn, include_resolved=True))}
+    # An incident's id is its first alert's.
+    ids = {"okta": f"{instance}-i{first['okta']}", "slack": f"{instance}-i{first['slack']}"}
+    with ServiceServer(settings) as server:
+        yield server.info(), ids
+
+
+@pytest.fixture
+def api(served: tuple[ApiServer, dict[str, str]]) -> Iterator[httpx.Client]:
+    with served[0].client() as client:
+        yield client
+
+
+def test_list_filters_and_pages(
+    api: httpx.Client, served: tuple[ApiServer, dict[str, str]]
+) -> None:
+    ids = served[1]
+
+    def listed(**params: str | int) -> list[str]:
+        resp = api.get(BASE, params=params)
+        assert resp.status_code == 200, resp.text
+        return [i["id"] for i in resp.json()["incidents"]]
+
+    assert listed() == [ids["slack"], ids["okta"]]
+    assert listed(state="open") == [ids["slack"]]
+    assert listed(state="resolved") == [ids["okta"]]
+    assert listed(service="gitlab") == [ids["okta"]]
+    assert listed(since="1h") == [ids["slack"]]  # resolved in 2026-11: long before
+    assert listed(since="2026-11-27T11:00:00Z") == [ids["slack"], ids["okta"]]
+    page = api.get(BASE, params={"limit": 1, "offset": 1}).json()
+    assert [i["id"] for i in page["incidents"]] == [ids["okta"]] and page["total"] == 2
+    okta = api.get(f"{BASE}/{ids['okta']}").json()
+    assert okta["services"] == ["gitlab", "okta"] and okta["state"] == "resolved"
+    assert okta["duration_seconds"] == 120.0
+    assert {"firing", "suppressed", "resolved"} <= {e["kind"] for e in okta["timeline"]}
+    error = error_of(api.get(BASE, params={"since": "soon"}), 422, "invalid_request")
+    assert error["details"][0]["field"] == "query.since"
+    error_of(api.get(BASE, params={"state": "closed"}), 422, "invalid_request")
+    error = error_of(api.get(f"{BASE}/nope"), 404, "unknown_incident")
+    assert error["details"]["field"] == "path.incident_id"
+
+
+def test_notes_and_their_errors(
+    api: httpx.Client, served: tuple[ApiServer, dict[str, str]]
+) -> None:
+    slack = served[1]["slack"]
+    resp = api.post(f"{BASE}/{slack}/notes", json={"text": HOSTILE, "public": True, "by": "al"})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["public"] is True and resp.json()["text"] == HOSTILE
+    timeline = api.get(f"{BASE}/{slack}").json()["timeline"]
+    assert [e["text"] for e in timeline if e["kind"] == "note"] == [HOSTILE]
+    for text in ("   ", "x" * 10_001):
+        error = error_of(
+            api.post(f"{BASE}/{slack}/notes", json={"text": text}), 422, "invalid_request"
+        )
+        assert error["details"][0]["field"] == "body.text"
+    error_of(api.post(f"{BASE}/nope/notes", json={"text": "hi"}), 404, "unknown_incident")
+    with served[0].client(auth=False) as anonymous:
+        error_of(anonymous.post(f"{BASE}/{slack}/notes", json={"text": "x"}), 401, "unauthorized")
+        error_of(anonymous.get(BASE), 401, "unauthorized")
+
+
+def test_postmortem_read_edit_and_conflicts(
+    api: httpx.Client, served: tuple[ApiServer, dict[str, str]]
+) -> None:
+    ids = served[1]
+    error_of(api.get(f"{BASE}/{ids['slack']}/postmortem"), 409, "incident_open")
+    error_of(api.put(f"{BASE}/{ids['slack']}/postmortem", json={"text": "x"}), 409, "incident_open")
+    error_of(api.get(f"{BASE}/nope/postmortem"), 404, "unknown_incident")
+    url = f"{BASE}/{ids['okta']}/postmortem"
+    draft = api.get(url).json()
+    assert draft["revision"] == 0 and draft["text"] == draft["generated"]
+    assert "Time to resolve (first alert to resolution): 2m (120 s)" in draft["text"]
+    saved = api.put(url, json={"text": draft["text"] + "\nDNS.", "revision": 0, "by": "al"})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["revision"] == 1 and saved.json()["edited"] is True
+    error = error_of(api.put(url, json={"text": "late", "revision": 0}), 409, "revision_conflict")
+    assert error["details"]["actual"] == 1
+    error_of(api.put(url, json={"text": " \n "}), 422, "invalid_request")
+    assert api.get(url).json()["text"].endswith("DNS.\n")
+
+
+def test_cli_lists_notes_and_edits_when_piped(
+    served: tuple[ApiServer, dict[str, str]], api: httpx.Client, tmp_path: Path
+) -> None:
+    server, ids = served
+    edited = tmp_path / "pm.md"
+    edited.write_text("# Post-mortem\n\nRoot cause: DNS.\n")
+    commands = {
+        "list": ["incidents", "list"],
+        "note": ["incidents", "note", ids["okta"], "rolled back", "--public", "--by", "cli"],
+        "edit": ["incidents", "postmortem", ids["okta"], "--edit", str(edited)],
+        "missing": ["incidents", "show", "nope"],
+    }
+    # Concurrently: each run is a new Python process (seconds on a loaded machine), and
+    # they write the same alert database at once, as users would.
+    with ThreadPoolExecutor(len(commands)) as pool:
+        futures = {
+            k: pool.submit(run_junction, v, home=server.settings.home) for k, v in commands.items()
+        }
+        done = {k: f.result() for k, f in futures.items()}
+    listed = done["list"]
+    assert listed.returncode == 0, listed.stderr
+    lines = [line for line in listed.stdout.splitlines() if ids["okta"] in line]
+    assert len(lines) == 1 and "gitlab, okta" in lines[0] and "resolved" in lines[0]
+    assert done["note"].returncode == 0 and "public note" in done["note"].stdout
+    assert done["edit"].returncode == 0 and "revision" in done["edit"].stdout
+    missing = done["missing"]
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().startswith("error: no incident with id 'nope'")
+    assert len(missing.stderr.strip().splitlines()) == 1
+    timeline = api.get(f"{BASE}/{ids['okta']}").json()["timeline"]
+    assert [(e["text"], e["author"]) for e in timeline if e["public"]] == [("rolled back", "cli")]
+    postmortem = api.get(f"{BASE}/{ids['okta']}/postmortem").json()
+    assert postmortem["text"] == edited.read_text() and postmortem["updated_by"] != "al"

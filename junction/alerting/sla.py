@@ -29,7 +29,7 @@ is recorded in both tables).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -245,11 +245,14 @@ class SlaTracker:
             )
         return SlaStatus(service, now, target, total, failed, uptime, budget, tuple(rates))
 
-    def restore(self, store: MetricsStore, now: datetime) -> int:
+    def restore(
+        self, store: MetricsStore, now: datetime, services: Collection[str] | None = None
+    ) -> int:
         """Replace the buckets with counts from the metrics store's rows of the SLA period.
 
         Call it once at start-up, before feeding live observations (it replaces, so
         calling it again does not double-count, but observations fed since are dropped).
+        ``services`` restricts it to those services (one service's page reads only its rows).
 
         Returns:
             Number of observations loaded.
@@ -260,13 +263,16 @@ class SlaTracker:
             SELECT service, epoch(date_trunc('minute', ts)) AS m,
                    count(*) AS total, count(*) FILTER (WHERE NOT ok) AS failed
             FROM (
-                SELECT service, ts, ok FROM probes WHERE ts >= ? AND ts < ?
+                SELECT service, ts, ok FROM probes WHERE ts >= ? AND ts < ?{only}
                 UNION ALL
-                SELECT service, ts, ok FROM calls WHERE ts >= ? AND ts < ? AND source <> 'probe'
+                SELECT service, ts, ok FROM calls WHERE ts >= ? AND ts < ?{only}
+                    AND source <> 'probe'
             )
             GROUP BY 1, 2
         """
-        frame = store.query(sql, [since, until, since, until])
+        only = "" if services is None else " AND list_contains(?, service)"
+        bounds: list[object] = [since, until] + ([list(services)] if services is not None else [])
+        frame = store.query(sql.format(only=only), bounds * 2)
         self._minutes.clear()
         self._hours.clear()
         loaded = 0

@@ -365,6 +365,16 @@ class StatusPagePoller:
         """``annotation(await self.get(service))``."""
         return annotation(await self.get(service))
 
+    def polled(self, service: str) -> bool:
+        """Whether ``service``'s page was read (or tried) by this poller."""
+        return service in self._cache
+
+    def cached(self, service: str) -> VendorStatus | None:
+        """The last status read for ``service``, however old (``fetched_at`` says when);
+        ``None`` when never read or the last read failed. Never fetches."""
+        entry = self._cache.get(service)
+        return entry[1] if entry is not None else None
+
     def invalidate(self, service: str | None = None) -> None:
         """Forget the cached page of ``service`` (default: all)."""
         if service is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from junction.service.pages import alerts, auth, health, status, workflows
+from junction.service.pages import alerts, auth, health, service, status, workflows
 
 PAGE_ROUTERS: list[APIRouter] = [
     auth.router,
@@ -15,6 +15,7 @@ PAGE_ROUTERS: list[APIRouter] = [
     status.router,
     alerts.router,
     workflows.router,
+    service.router,
 ]
 
 __all__ = ["PAGE_ROUTERS"]

@@ -16,6 +16,7 @@ from junction.service.routes import (
     metrics,
     monitoring,
     optimization,
+    services,
     status,
     workflows,
 )
@@ -31,6 +32,7 @@ ROUTERS: list[APIRouter] = [
     optimization.router,
     intelligence.router,
     logs.router,
+    services.router,
 ]
 
 __all__ = ["ROUTERS"]

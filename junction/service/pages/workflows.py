@@ -10,6 +10,9 @@ in the metrics store. Each post redirects back with one line saying what happene
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -37,6 +40,12 @@ PARAM_PREFIX = "param."
 """Form fields ``param.<name>`` carry the workflow's parameters."""
 
 
+def shown_default(value: Any) -> str:
+    """A parameter's default as the form's placeholder: text as is, the rest as JSON (what
+    the field accepts)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 @router.get(PAGE, response_class=HTMLResponse)
 def workflows_page(request: Request, state: StateDep, _session: PageDep) -> HTMLResponse:
     """Recent runs and the built-in workflows."""
@@ -47,6 +56,7 @@ def workflows_page(request: Request, state: StateDep, _session: PageDep) -> HTML
             "flashes": take_flashes(request),
             "runs": recent_runs(state.store(), limit=RUNS_SHOWN),
             "workflows": list_workflows().workflows,
+            "shown": shown_default,
             "prefect": prefect_api_url() is not None,
         },
         active="workflows",

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import json
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import httpx
 import pytest
+from markupsafe import escape
 from typer.testing import CliRunner, Result
 
 from integrations.redaction import register_secret
@@ -29,6 +34,7 @@ from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
 from tests.helpers import run_junction
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
+from tests.test_service_web import HOSTILE, logged_in
 
 if TYPE_CHECKING:  # the sandbox takes over a second to import; the fixtures bring it
     from integrations.sandbox.app import SandboxServer
@@ -342,19 +348,34 @@ def test_cli_never_shows_a_canary(
     echo_call(tmp_path, echoing.url, monkeypatch)
     write_defective(tmp_path / "metrics", (CANARY, STORED))
     env = canary_env(echoing.url, CANARY, STORED)
-    # Fresh processes, as a user runs them: nothing registered the canaries beforehand.
+    # A fresh process, as a user runs it: nothing registered the canaries beforehand.
     table_out = run_junction(["logs", "search", ""], env, home=tmp_path)
-    json_out = run_junction(["logs", "search", STORED, "--json"], env, home=tmp_path)
-    for out in (table_out, json_out):
-        assert out.returncode == 0, out.stderr
-        assert_no_canary(out.stdout + out.stderr, CANARY)
-        assert_no_canary(out.stdout + out.stderr, STORED)
+    assert table_out.returncode == 0, table_out.stderr
     assert "leaked ***" in table_out.stdout and "run-leak" in table_out.stdout
     assert "rejected credentials ***" in table_out.stdout
+    # In-process: the okta token is only in the environment here too.
+    monkeypatch.setenv("JUNCTION_OKTA_TOKEN", STORED)
+    with cli_home(tmp_path, monkeypatch):
+        json_out = logs_cli("search", STORED, "--json")
+    assert json_out.exit_code == 0, json_out.output
     # The canary searched for is redacted before it is matched: it finds redacted rows,
     # never the rows that hold it in clear.
-    found = json.loads(json_out.stdout)["items"]
-    assert [i["service"] for i in found] == ["github"]
+    assert [i["service"] for i in json.loads(json_out.output)["items"]] == ["github"]
+    for text in (table_out.stdout + table_out.stderr, json_out.output):
+        assert_no_canary(text, CANARY)
+        assert_no_canary(text, STORED)
+
+
+@contextmanager
+def cli_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings read from ``JUNCTION_HOME=home`` inside the block (in-process commands)."""
+    monkeypatch.delenv("JUNCTION_STORE_DIR", raising=False)
+    monkeypatch.setenv("JUNCTION_HOME", str(home))
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        get_settings.cache_clear()
 
 
 def logs_cli(*args: str) -> Result:
@@ -367,10 +388,7 @@ def test_cli_table_cursor_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
         tmp_path / "metrics",
         calls=[call(NOW - timedelta(seconds=s), error=f"[red]boom\x1b[2J{s}") for s in range(3)],
     )
-    monkeypatch.delenv("JUNCTION_STORE_DIR", raising=False)
-    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    try:
+    with cli_home(tmp_path, monkeypatch):
         out = logs_cli("search", "BOOM", "--limit", "2")
         assert out.exit_code == 0, out.output
         # Vendor text is shown as text: no rich markup, no terminal control codes.
@@ -386,8 +404,6 @@ def test_cli_table_cursor_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert bad.exit_code == 2
         assert bad.output.strip().startswith("error: --since: 'yesterday' is neither")
         assert len(bad.output.strip().splitlines()) == 1
-    finally:
-        get_settings.cache_clear()
 
 
 # --------------------------------------------------------------------------- the API
@@ -451,3 +467,49 @@ def test_api_pages_and_names_bad_fields(logs_server: ApiServer) -> None:
             error = resp.json()["error"]
             assert error["message"].startswith(f"{field}:"), error
         assert logs_server.client(auth=False).get(API).status_code == 401
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def test_page_searches_pages_and_escapes(logs_server: ApiServer) -> None:
+    write(
+        logs_server.settings.metrics_dir,
+        calls=[
+            call(NOW - timedelta(seconds=s), HOSTILE, error=f"pagetest {s} {HOSTILE}", ok=False)
+            for s in range(3)
+        ],
+        alerts=[alert(NOW, "pagetest-svc", f"pagetest alert {HOSTILE}")],
+    )
+    with httpx.Client(base_url=logs_server.url, timeout=30.0) as anonymous:
+        resp = anonymous.get("/logs")
+        assert resp.status_code == 303 and resp.headers["location"].startswith("/login")
+    with logged_in(logs_server) as browser:
+        first = browser.get("/logs", params={"q": "PAGETEST", "kind": "calls", "limit": "2"})
+        assert first.status_code == 200, first.text
+        assert first.text.count('data-kind="call"') == 2
+        assert "<script>alert(1)" not in first.text and "<img src=x" not in first.text
+        assert str(escape(HOSTILE)) in first.text or html.escape(HOSTILE) in first.text
+        older = re.search(r'<a href="([^"]+)" id="log-older"', first.text)
+        assert older is not None
+        second = browser.get(html.unescape(older.group(1)))
+        assert second.text.count('data-kind="call"') == 1 and "pagetest 2" in second.text
+        assert 'id="log-older"' not in second.text and 'id="log-newest"' in second.text
+        # The text typed in comes back escaped in the form; a bad field is named.
+        hostile = browser.get("/logs", params={"q": HOSTILE, "since": "soon"})
+        assert hostile.status_code == 422
+        assert "since: &#39;soon&#39; is neither" in hostile.text
+        assert "<script>alert(1)" not in hostile.text
+        empty = browser.get("/logs", params={"q": "no such text anywhere"})
+        assert "No log entries match." in empty.text
+
+
+def test_page_never_shows_a_canary(logs_server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = STORED + "-page"
+    monkeypatch.setenv("JUNCTION_JIRA_TOKEN", stored)
+    write_defective(logs_server.settings.metrics_dir, (stored,))
+    with logged_in(logs_server) as browser:
+        pages = [browser.get("/logs", params={"q": q}).text for q in ("leaked", stored, "")]
+    assert "leaked ***" in pages[0]
+    for text in pages:
+        assert_no_canary(text, stored)

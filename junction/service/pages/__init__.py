@@ -7,15 +7,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from junction.service.pages import alerts, auth, health, service, status, workflows
+from junction.service.pages import (
+    alerts,
+    auth,
+    health,
+    incidents,
+    logs,
+    service,
+    status,
+    workflows,
+)
 
 PAGE_ROUTERS: list[APIRouter] = [
     auth.router,
     health.router,
     status.router,
     alerts.router,
+    incidents.router,
     workflows.router,
     service.router,
+    logs.router,
 ]
 
 __all__ = ["PAGE_ROUTERS"]

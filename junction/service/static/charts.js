@@ -60,6 +60,14 @@
     new uPlot(opts, [data.t, data.y], el);
   }
 
+  function hasIsolated(values) {
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] !== null && (i === 0 || values[i - 1] === null) &&
+          (i === values.length - 1 || values[i + 1] === null)) return true;
+    }
+    return false;
+  }
+
   function timeseries(el, data) {
     if (!data || !data.t || data.t.length === 0) {
       el.classList.add("nodata");
@@ -69,8 +77,10 @@
     const columns = [data.t];
     const bands = [];
     (data.series || []).forEach(function (s, i) {
-      series.push({ label: s.label, stroke: s.color || PALETTE[i % PALETTE.length], width: 1.5,
-                    points: { show: false } });
+      const color = s.color || PALETTE[i % PALETTE.length];
+      // A value with gaps on both sides draws no line: show the values as dots then.
+      series.push({ label: s.label, stroke: color, width: 1.5,
+                    points: { show: hasIsolated(s.values), size: 5, fill: color } });
       columns.push(s.values);
     });
     if (data.band) {

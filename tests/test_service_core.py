@@ -49,7 +49,9 @@ def test_status_is_anonymous(api_server: ApiServer) -> None:
     body = resp.json()
     assert body["status"] == "ok"
     assert body["monitoring"] is False
-    assert set(body) == {"status", "version", "time", "uptime_seconds", "monitoring"}
+    assert set(body) == {
+        "status", "version", "time", "uptime_seconds", "monitoring", "monitor_restarts"
+    }  # fmt: skip
 
 
 def test_internal_reads_need_the_token(api_server: ApiServer) -> None:

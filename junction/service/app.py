@@ -127,6 +127,7 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()  # the live view reads the store once before serving
         if monitor:
             # A monitor that cannot open is logged with its reason by start_monitor; the
             # API serves without it and monitoring/start reports why (and retries).

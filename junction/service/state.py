@@ -1,10 +1,18 @@
-"""What one running service holds: its settings, the metrics store, the in-process monitor.
+"""What one running service holds: its settings, the metrics store, the live view, the monitor.
 
 One :class:`ServiceState` per app, on ``app.state.junction`` (routes get it with
 :func:`junction.service.deps.get_state`). The health table comes from the running monitor
-when there is one and the window asked for is its own; otherwise it is computed from the
-metrics store (probes and live calls of the window, judged exactly as the monitor judges
-them), so every read works whether or not this process monitors.
+when there is one and the window asked for is its own; otherwise from the live view
+(:mod:`junction.service.live`: every service's window in memory, following the store) or,
+for other windows, from the store by DuckDB aggregates (:mod:`junction.service.aggregates`),
+judged exactly as the monitor judges; so every read works whether or not this process
+monitors.
+
+The in-process monitor is supervised: when its loop fails (an exception out of it, or
+:data:`FAILED_SWEEPS_TO_RESTART` sweeps in a row that fail or cannot evaluate alerts) it is
+closed and opened again (the configuration and alert database re-read) after a backoff
+that doubles up to :data:`RESTART_BACKOFF_SECONDS`'s cap; the failure is logged once per
+streak, counted in ``restarts`` and named in ``last_error``. The API serves throughout.
 """
 
 from __future__ import annotations
@@ -15,26 +23,29 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
-from integrations.base import HealthResult
 from integrations.catalog import load_catalog
 from integrations.yamlconfig import did_you_mean
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import Alert, list_alerts
 from junction.health import open_store
-from junction.monitor import Monitor, ServiceHealth
-from junction.monitor import ServiceState as MonitoredService
-from junction.monitor.passive import LiveCall
-from junction.monitor.probing import probe_observation
-from junction.scoring import ServiceWindow
+from junction.monitor import Monitor, MonitorEvent, ServiceHealth, SweepResult
+from junction.service.aggregates import StoreReader
 from junction.service.errors import ApiError
+from junction.service.live import LiveView
 from junction.settings import Settings
 from junction.store import MetricsStore
-from junction.tail import read_since
 
 log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_SECONDS = (1.0, 60.0)
+"""Wait before the first restart of a failed monitor, and the cap of the doubling."""
+FAILED_SWEEPS_TO_RESTART = 3
+"""Sweeps in a row that fail (or whose alert evaluation fails) before a restart."""
+# The monitor reports these failures as `error` events (it logs and goes on); a monitor
+# that keeps failing them is restarted, which re-opens its alert database and config.
+_FAILURE_EVENTS = ("sweep failed", "alert evaluation failed")
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,8 @@ class MonitorInfo:
         services: Services it monitors.
         sweeps: Sweeps completed since it started.
         last_sweep_at: When its latest sweep finished.
-        last_error: Why it stopped, if it crashed.
+        last_error: Why it last failed (kept after a restart succeeds).
+        restarts: Times it was restarted after a failure.
     """
 
     running: bool
@@ -58,6 +70,7 @@ class MonitorInfo:
     sweeps: int
     last_sweep_at: datetime | None
     last_error: str | None
+    restarts: int = 0
 
 
 class ServiceState:
@@ -72,14 +85,44 @@ class ServiceState:
         self.started_at = datetime.now(UTC)
         self.monitor: Monitor | None = None
         self.monitor_task: asyncio.Task[None] | None = None
+        self._monitor_live = False
         self._monitor_started_at: datetime | None = None
         self._monitor_interval: float | None = None
         self._monitor_error: str | None = None
         self._sweeps = 0
         self._last_sweep_at: datetime | None = None
+        self._restarts = 0
+        self._failing = False
+        self._failed_sweeps = 0
+        self._failure_events = 0
+        self._failures_at_last_sweep = 0
+        self._crash: str | None = None
+        self._stopping = False
+        self._wake_supervisor = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._store: MetricsStore | None = None
+        self._reader: StoreReader | None = None
         self._store_lock = threading.Lock()
+        self.live = LiveView(settings, self.reader)
+        """Every service's window in memory (started by :meth:`start`)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the live view (app start-up): it reads the store once before this returns."""
+        await self.live.start()
+
+    async def aclose(self) -> None:
+        """Stop the monitor and the live view, close the store (app shutdown)."""
+        await self.stop_monitor()
+        await self.live.aclose()
+        with self._store_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     # ------------------------------------------------------------------ the store
 
@@ -90,28 +133,41 @@ class ServiceState:
                 self._store = open_store(self.settings)
             return self._store
 
+    def reader(self) -> StoreReader:
+        """DuckDB reads of the store under its read lock (one connection, thread-safe)."""
+        store = self.store()
+        with self._store_lock:
+            if self._reader is None:
+                self._reader = StoreReader(store)
+            return self._reader
+
     # ------------------------------------------------------------------ services
 
     def service_names(self, wanted: Sequence[str] = ()) -> list[str]:
-        """The enabled integrations, or ``wanted`` (checked) in catalog order.
+        """The enabled integrations and the services only the store knows, or ``wanted``.
+
+        Services the store has rows of but the catalog lacks (recorded by another
+        install, or synthetic load) are listed after the catalog's, by name.
 
         Raises:
-            ApiError: 404 ``unknown_service`` for a name the catalog lacks (with a
-                did-you-mean).
+            ApiError: 404 ``unknown_service`` for a name neither the catalog nor the store
+                knows (with a did-you-mean).
         """
         catalog = load_catalog().names
+        extra = sorted(self.live.known_services().difference(catalog))
         for name in wanted:
-            if name not in catalog:
+            if name not in catalog and name not in extra:
                 raise ApiError(
                     404,
                     "unknown_service",
-                    f"unknown service {name!r}{did_you_mean(name, catalog)}",
+                    f"unknown service {name!r}{did_you_mean(name, [*catalog, *extra])}",
                     {"service": name},
                 )
         if wanted:
-            return [n for n in catalog if n in set(wanted)]
+            want = set(wanted)
+            return [n for n in [*catalog, *extra] if n in want]
         try:
-            return self.settings.enabled_names(catalog)
+            return [*self.settings.enabled_names(catalog), *extra]
         except ValueError as exc:
             raise ApiError(500, "invalid_configuration", str(exc)) from None
 
@@ -124,14 +180,15 @@ class ServiceState:
     async def health(
         self, names: Sequence[str] = (), window: float | None = None
     ) -> tuple[list[ServiceHealth], str]:
-        """The health table of ``names`` (default: every enabled one) over ``window`` s.
+        """The health table of ``names`` (default: every service) over ``window`` s.
 
         From the running monitor when it covers them with the same window; otherwise
-        from the metrics store.
+        from the live view (memory) or the store (DuckDB), judged as the monitor judges.
 
         Returns:
             The rows, and where they came from (``monitor`` or ``store``).
         """
+        await self.live.refresh()  # a service written just before is known, its rows in
         targets = self.service_names(names)
         seconds = self.window_seconds(window)
         mon = self.monitor
@@ -142,43 +199,17 @@ class ServiceState:
             and set(targets) <= set(mon.names)
         ):
             return [mon.snapshot(n) for n in targets], "monitor"
-        rows = await asyncio.to_thread(self._health_from_store, targets, seconds)
+        rows = await self.live.health(targets, seconds, alerts=self.alerts_by_service())
         return rows, "store"
 
-    def _health_from_store(self, names: list[str], seconds: float) -> list[ServiceHealth]:
-        now = datetime.now(UTC)
-        since = now - timedelta(seconds=seconds)
-        root = self.settings.metrics_dir
-        states = {n: MonitoredService(n, ServiceWindow(timedelta(seconds=seconds))) for n in names}
-        events: list[tuple[datetime, int, Any]] = []
-        for row in read_since(root, "probes", since):
-            if row.get("service") in states:
-                events.append((row["ts"], 0, row))
-        for row in read_since(root, "calls", since):
-            if row.get("service") in states:
-                events.append((row["ts"], 1, row))
-        # In time order: the failure streak (hence "down") depends on the order.
-        events.sort(key=lambda e: (e[0], e[1]))
-        for _, kind, row in events:
-            state = states[row["service"]]
-            if kind == 0:
-                state.add(probe_observation(row, now), now)
-                state.probed(_probe_result(row), row["ts"])
-                continue
-            obs = LiveCall.from_row(row).observation(now)
-            if obs is not None:
-                state.add(obs, now)
-        alerts = self.open_alerts()
+    def alerts_by_service(self) -> dict[str, tuple[str, ...]]:
+        """Unresolved alerts per service, as ``rule/severity/state``."""
         by_service: dict[str, list[str]] = {}
-        for a in alerts:
+        for a in self.open_alerts():
             by_service.setdefault(a.service, []).append(
                 f"{a.rule}/{a.severity.value}/{a.state.value}"
             )
-        s = self.settings
-        return [
-            state.health(now, s, s.monitor_down_after, tuple(by_service.get(n, ())))
-            for n, state in states.items()
-        ]
+        return {k: tuple(v) for k, v in by_service.items()}
 
     def open_alerts(self) -> list[Alert]:
         """Unresolved alerts from the alert database (none when it does not exist yet).
@@ -202,8 +233,8 @@ class ServiceState:
 
     @property
     def monitor_running(self) -> bool:
-        """Whether the in-process monitor loop is running."""
-        return self.monitor_task is not None and not self.monitor_task.done()
+        """Whether the in-process monitor loop is running (not waiting to restart)."""
+        return self.monitor_task is not None and not self.monitor_task.done() and self._monitor_live
 
     def monitor_info(self) -> MonitorInfo:
         """Where the in-process monitor stands."""
@@ -216,6 +247,7 @@ class ServiceState:
             sweeps=self._sweeps,
             last_sweep_at=self._last_sweep_at,
             last_error=self._monitor_error,
+            restarts=self._restarts,
         )
 
     async def start_monitor(self, interval: float | None = None) -> bool:
@@ -223,6 +255,7 @@ class ServiceState:
 
         The monitor is opened and its windows restored before this returns, so a bad
         alerting file or a damaged alert database is the caller's error, not a dead task.
+        A monitor waiting to be restarted after a failure is retried at once.
 
         Args:
             interval: Seconds between sweeps (default ``JUNCTION_MONITOR_INTERVAL_SECONDS``).
@@ -235,7 +268,8 @@ class ServiceState:
                 open (the reason named).
         """
         async with self._start_lock:
-            if self.monitor_running:
+            if self.monitor_task is not None and not self.monitor_task.done():
+                self._wake_supervisor.set()  # waiting out a backoff: retry now
                 return False
             every = self.settings.monitor_interval_seconds if interval is None else interval
             if every < self.settings.monitor_min_interval_seconds:
@@ -247,71 +281,123 @@ class ServiceState:
                     "(JUNCTION_MONITOR_MIN_INTERVAL_SECONDS)",
                     {"field": "interval_seconds"},
                 )
-            mon = Monitor(self.settings)
             try:
-                await mon.open()
-                await mon.restore()
+                mon = await self._open_monitor()
             except Exception as exc:
-                await mon.aclose()
                 self._monitor_error = f"{type(exc).__name__}: {exc}"
                 log.warning("the monitor could not start: %s", exc)
                 raise ApiError(
                     503, "monitor_unavailable", f"the monitor could not start: {exc}"
                 ) from None
-            self.monitor = mon
             self._monitor_started_at = datetime.now(UTC)
             self._monitor_interval = every
             self._monitor_error = None
             self._sweeps = 0
-            self.monitor_task = asyncio.create_task(self._run_monitor(mon, every))
+            self._stopping = False
+            self._wake_supervisor.clear()
+            self._install(mon)
+            self.monitor_task = asyncio.create_task(self._supervise(mon, every))
             return True
 
-    async def _run_monitor(self, mon: Monitor, every: float) -> None:
-        def on_sweep(result: Any) -> None:
-            self._sweeps += 1
-            self._last_sweep_at = result.finished_at
-
+    async def _open_monitor(self) -> Monitor:
+        """A monitor opened (configuration, alert database, clients) and restored."""
+        mon = Monitor(self.settings, on_event=self._on_monitor_event)
         try:
-            await mon.run_forever(every, on_sweep=on_sweep, handle_signals=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The server keeps serving: reads fall back to the store, start restarts it.
-            self._monitor_error = f"{type(exc).__name__}: {exc}"
-            log.exception("the monitor stopped")
-        finally:
+            await mon.open()
+            await mon.restore()
+        except BaseException:
             await mon.aclose()
+            raise
+        return mon
+
+    def _install(self, mon: Monitor) -> None:
+        self.monitor = mon
+        self._monitor_live = True
+        self._crash = None
+        self._failed_sweeps = 0
+        self._failures_at_last_sweep = self._failure_events
+
+    async def _supervise(self, first: Monitor, every: float) -> None:
+        """Run the monitor; after a failure, open a new one after a (doubling) backoff."""
+        mon: Monitor | None = first
+        delay = RESTART_BACKOFF_SECONDS[0]
+        while True:
+            if mon is not None:
+                self._install(mon)
+                try:
+                    await mon.run_forever(every, on_sweep=self._on_sweep, handle_signals=False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._crash = f"{type(exc).__name__}: {exc}"
+                finally:
+                    self._monitor_live = False
+                    await mon.aclose()
+                if self._crash is None or self._stopping:
+                    return  # stopped on request
+                if not self._failing:  # it ran well since the last failure: a new streak
+                    delay = RESTART_BACKOFF_SECONDS[0]
+                self._failed(self._crash)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_supervisor.wait(), delay)
+            self._wake_supervisor.clear()
+            if self._stopping:
+                return
+            delay = min(delay * 2, RESTART_BACKOFF_SECONDS[1])
+            self._restarts += 1
+            try:
+                mon = await self._open_monitor()
+            except Exception as exc:
+                mon = None
+                self._failed(f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, reason: str) -> None:
+        """Record a failure of the monitor; log it once per streak of failures."""
+        self._monitor_error = reason
+        if not self._failing:
+            log.error(
+                "the monitor failed: %s; restarting it (backoff %g-%g s)",
+                reason,
+                *RESTART_BACKOFF_SECONDS,
+            )
+        else:
+            log.debug("the monitor failed again: %s", reason)
+        self._failing = True
+
+    def _on_sweep(self, result: SweepResult) -> None:
+        self._sweeps += 1
+        self._last_sweep_at = result.finished_at
+        self.live.nudge()  # its probes are in the spool now
+        if self._failure_events == self._failures_at_last_sweep:
+            self._failed_sweeps = 0
+            if self._failing:
+                log.warning("the monitor runs again after %d restart(s)", self._restarts)
+                self._failing = False
+        self._failures_at_last_sweep = self._failure_events
+
+    def _on_monitor_event(self, event: MonitorEvent) -> None:
+        if event.kind in ("passive_failure", "status"):
+            self.live.nudge()
+        if event.kind != "error" or not event.message.startswith(_FAILURE_EVENTS):
+            return
+        self._failure_events += 1
+        self._failed_sweeps += 1
+        if self._failed_sweeps >= FAILED_SWEEPS_TO_RESTART and self._crash is None:
+            self._crash = event.message
+            if self.monitor is not None:
+                self.monitor.stop()
 
     async def stop_monitor(self) -> None:
         """Stop the monitor loop (its running sweep finishes) and close it."""
         task, mon = self.monitor_task, self.monitor
-        if task is None or mon is None:
+        if task is None:
             return
-        mon.stop()
+        self._stopping = True
+        self._wake_supervisor.set()
+        if mon is not None:
+            mon.stop()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
 
-    async def aclose(self) -> None:
-        """Stop the monitor and close the store (app shutdown)."""
-        await self.stop_monitor()
-        with self._store_lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
 
-
-def _probe_result(row: dict[str, Any]) -> HealthResult:
-    """The :class:`HealthResult` a ``probes`` row records."""
-    return HealthResult(
-        service=row["service"],
-        ok=bool(row["ok"]),
-        status=row.get("status"),
-        latency_ms=float(row["latency_ms"]),
-        error_class=row.get("error_class"),
-        error=row.get("error"),
-        breaker_state=row.get("breaker_state") or "closed",
-        checked_at=row["ts"],
-    )
-
-
-__all__ = ["MonitorInfo", "ServiceState"]
+__all__ = ["FAILED_SWEEPS_TO_RESTART", "RESTART_BACKOFF_SECONDS", "MonitorInfo", "ServiceState"]

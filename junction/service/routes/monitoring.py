@@ -55,7 +55,8 @@ class MonitorStatus(BaseModel):
     services: list[str] = Field(description="Services it monitors.")
     sweeps: int = Field(description="Sweeps completed since it started.")
     last_sweep_at: datetime | None = Field(description="When its latest sweep finished.")
-    last_error: str | None = Field(description="Why it stopped, if it crashed.")
+    last_error: str | None = Field(description="Why it last failed, if it did.")
+    restarts: int = Field(description="Times it was restarted after a failure.")
 
     @classmethod
     def of(cls, info: MonitorInfo, started: bool) -> MonitorStatus:

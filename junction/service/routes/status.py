@@ -28,6 +28,9 @@ class StatusResponse(BaseModel):
     time: datetime = Field(description="The server's time (UTC).")
     uptime_seconds: float = Field(description="Seconds since the service started.")
     monitoring: bool = Field(description="Whether the monitor loop runs in this process.")
+    monitor_restarts: int = Field(
+        description="Times the in-process monitor was restarted after a failure."
+    )
 
 
 @router.get("/status", summary="Service status (anonymous)", response_model=StatusResponse)
@@ -40,6 +43,7 @@ async def get_status(state: StateDep) -> StatusResponse:
         time=now,
         uptime_seconds=round((now - state.started_at).total_seconds(), 3),
         monitoring=state.monitor_running,
+        monitor_restarts=state.monitor_info().restarts,
     )
 
 

@@ -4,13 +4,16 @@ own whose alerts come from the real alert engine."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from markupsafe import escape
 
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import list_alerts
@@ -19,10 +22,19 @@ from junction.settings import Settings
 from tests.alerting_helpers import at, config, failing, healthy, snap
 from tests.helpers import run_junction
 from tests.service_helpers import ApiServer, ServiceServer
-from tests.test_service_api import error_of
+from tests.test_service_web import HOSTILE as WEB_HOSTILE
+from tests.test_service_web import csrf_of, logged_in
 
 HOSTILE = "<script>alert(1)</script> \"quoted\" 'single' javascript:alert(2)"
 BASE = "/api/v2/incidents"
+
+
+def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The ``error`` of a response in the one shape (``code`` checked, no traceback)."""
+    assert resp.status_code == status and "Traceback" not in resp.text, resp.text
+    error: dict[str, Any] = resp.json()["error"]
+    assert set(error) == {"code", "message", "details"} and error["code"] == code, error
+    return error
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +165,39 @@ def test_cli_lists_notes_and_edits_when_piped(
     assert [(e["text"], e["author"]) for e in timeline if e["public"]] == [("rolled back", "cli")]
     postmortem = api.get(f"{BASE}/{ids['okta']}/postmortem").json()
     assert postmortem["text"] == edited.read_text() and postmortem["updated_by"] != "al"
+
+
+def test_pages_escape_hostile_notes_and_require_csrf(
+    served: tuple[ApiServer, dict[str, str]], api: httpx.Client
+) -> None:
+    server, ids = served
+    with logged_in(server) as browser:
+        listing = browser.get("/incidents")
+        assert listing.status_code == 200 and ids["okta"] in listing.text
+        assert 'id="open-incidents"' in listing.text and ids["slack"] in listing.text
+        page = f"/incidents/{ids['slack']}"
+        csrf = csrf_of(browser.get(page).text)
+        posted = browser.post(
+            f"{page}/notes", data={"text": WEB_HOSTILE, "public": "on", "csrf_token": csrf}
+        )
+        assert posted.status_code == 303 and posted.headers["location"] == page
+        shown = browser.get(page).text
+        assert WEB_HOSTILE not in shown and str(escape(WEB_HOSTILE)) in shown
+        assert "public note added" in shown
+        refused = browser.post(f"{page}/notes", data={"text": "no token"})
+        assert refused.status_code == 403
+        resolved = f"/incidents/{ids['okta']}"
+        body = browser.get(resolved).text
+        assert 'id="postmortem-form"' in body and "Time to resolve" in body
+        revision = re.search(r'name="revision" value="(\d+)"', body)
+        assert revision is not None
+        saved = browser.post(
+            f"{resolved}/postmortem",
+            data={"text": WEB_HOSTILE, "revision": revision.group(1), "csrf_token": csrf},
+        )
+        assert saved.status_code == 303
+        body = browser.get(resolved).text
+        assert WEB_HOSTILE not in body and str(escape(WEB_HOSTILE)) in body
+        assert browser.get("/incidents/nope").status_code == 404
+    notes = [e["text"] for e in api.get(f"{BASE}/{ids['slack']}").json()["timeline"]]
+    assert WEB_HOSTILE in notes and "no token" not in notes

@@ -218,4 +218,8 @@ def check_text(field: str, text: str, limit: int) -> str:
         raise NoteError(field, f"is {len(cleaned)} characters long; the limit is {limit}")
     if "\x00" in cleaned:
         raise NoteError(field, "must not contain NUL characters")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates ("\ud800") cannot be stored
+        raise NoteError(field, "must be valid Unicode text") from None
     return cleaned

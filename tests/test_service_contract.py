@@ -50,7 +50,8 @@ BOUNDED = settings(
 #   and an interval of an hour, so at most one sweep of one service;
 # - integrations/{name}/check probes the sandbox and records it: one enabled integration,
 #   the contained store;
-# - silences and acknowledgements write the alert database: the contained one's.
+# - silences, acknowledgements, incident notes and post-mortems write the alert database:
+#   the contained one's.
 SIDE_EFFECTS = frozenset(
     {
         "POST /api/v2/workflows/run",
@@ -60,6 +61,8 @@ SIDE_EFFECTS = frozenset(
         "POST /api/v2/alerts/silences",
         "DELETE /api/v2/alerts/silences/{silence_id}",
         "POST /api/v2/alerts/{ref}/ack",
+        "POST /api/v2/incidents/{incident_id}/notes",
+        "PUT /api/v2/incidents/{incident_id}/postmortem",
     }
 )
 

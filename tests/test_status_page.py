@@ -24,10 +24,9 @@ from junction.incidents import add_note, list_incidents
 from junction.service.public import StatusPageFile, build_page, load_status_page
 from junction.service.public_page import public_status
 from junction.service.uptime import UptimeHistory, hold_seconds, window
-from junction.settings import Settings
+from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
-from tests.alerting_helpers import failing, healthy, snap
-from tests.helpers import run_junction
+from tests.alerting_helpers import alerts_cli, failing, healthy, snap, use_home
 from tests.service_helpers import ServiceServer
 
 CANARY = "CANARY-7f3a9c2e51d04b8a"
@@ -403,17 +402,16 @@ def test_old_silences_table_upgrades_in_place(tmp_path: Path) -> None:
     assert not again.active(now + timedelta(hours=3))
 
 
-def test_cli_public_scheduled_silence(tmp_path: Path) -> None:
-    done = run_junction(
-        ["alerts", "silence", "--for", "1h", "-s", "okta", "--start", "2h", "--public"],
-        home=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "(public)" in done.stdout and " from " in done.stdout
-    bad = run_junction(
-        ["alerts", "silence", "--for", "1h", "-s", "okta", "--start", "soon"], home=tmp_path
-    )
-    assert bad.returncode != 0 and "--start" in bad.stderr and "Traceback" not in bad.stderr
+def test_cli_public_scheduled_silence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_home(tmp_path, monkeypatch)
+    try:
+        done = alerts_cli("silence", "--for", "1h", "-s", "okta", "--start", "2h", "--public")
+        assert done.exit_code == 0, done.output
+        assert "(public)" in done.output and " from " in done.output
+        bad = alerts_cli("silence", "--for", "1h", "-s", "okta", "--start", "soon")
+        assert bad.exit_code == 2 and "--start" in bad.output and "Traceback" not in bad.output
+    finally:
+        get_settings.cache_clear()
     conn = alert_state.connect(tmp_path / "alerts.db")
     try:
         (made,) = list_silences(conn, datetime.now(UTC))
@@ -488,3 +486,39 @@ def test_build_page_rules() -> None:
     assert [s.status for s in healthy_page.services] == ["operational", "unknown"]
     assert healthy_page.state == "operational"
     assert all(len(s.days) == 90 and s.uptime_percent is None for s in healthy_page.services)
+
+
+def test_cli_check_and_show(served: Served, tmp_path: Path) -> None:
+    """`junction status-page check` prints every problem located (the page only logs them);
+    `show` previews the same public model the server serves."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from junction.cli import app
+
+    runner = CliRunner()
+    bad = tmp_path / "page.yaml"
+    bad.write_text("services:\n  - service: oktaa\n    name: SSO\n    colour: red\n")
+    done = runner.invoke(app, ["status-page", "check", "--file", str(bad)])
+    assert done.exit_code == 2
+    assert "page.yaml:2: services.0.service: unknown service 'oktaa'" in done.output
+    assert "page.yaml:4: services.0: unknown field 'colour'" in done.output
+    assert "Traceback" not in done.output
+    env = {"JUNCTION_HOME": str(served.settings.home), "COLUMNS": "200"}
+    get_settings.cache_clear()
+    try:
+        ok = runner.invoke(app, ["status-page", "check"], env=env)
+        assert ok.exit_code == 0, ok.output
+        assert "2 services shown: okta as 'Single sign-on', jira as 'Ticket desk'" in ok.output
+        shown = runner.invoke(app, ["status-page", "show", "--json"], env=env)
+        assert shown.exit_code == 0, shown.output
+        page = json.loads(shown.output)
+        table = runner.invoke(app, ["status-page", "show"], env=env)
+        assert table.exit_code == 0, table.output
+    finally:
+        get_settings.cache_clear()
+    assert [s["name"] for s in page["services"]] == ["Single sign-on", "Ticket desk"]
+    # The same days as the server's (today's bar is live: not compared).
+    assert page["services"][0]["days"][:-1] == served.page["services"][0]["days"][:-1]
+    assert CANARY not in shown.output and "Single sign-on" in table.output

@@ -20,6 +20,7 @@ from junction.cli import (
     monitor,
     sandbox,
     serve,
+    statuspage,
     workflow,
 )
 
@@ -41,6 +42,7 @@ for _module in (
     logs,
     sandbox,
     serve,
+    statuspage,
     config,
     demo,
 ):

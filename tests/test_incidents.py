@@ -291,3 +291,39 @@ def test_postmortem_numbers_on_a_constructed_history(settings: Settings) -> None
         save_postmortem(settings, incident.id, "x", author="al", revision=0)
     with pytest.raises(NoteError, match="text: must not be empty"):
         save_postmortem(settings, incident.id, " ", author="al", revision=1)
+
+
+def test_two_readers_syncing_at_once_assign_every_alert_once(settings: Settings) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        conn = schema.connect(alert_state.db_path(settings))
+        try:
+            while not stop.is_set():
+                list_incidents(conn, relations=RELATED)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for r in readers:
+        r.start()
+    with new_engine(settings) as eng:
+        for step in range(30):  # okta flaps; app<n> fail one after another, unrelated
+            now = at(step * 700)
+            eng.evaluate(
+                [snap("okta", now, down=step % 2 == 0), *failing([f"app{step % 5}"], now)], now=now
+            )
+        stop.set()
+        for r in readers:
+            r.join(30)
+        assert not errors
+        alerts = {int(r[0]) for r in eng.conn.execute("SELECT id FROM alerts")}
+        events = eng.conn.execute("SELECT count(*) FROM incident_events").fetchone()[0]
+        history = eng.conn.execute("SELECT count(*) FROM history").fetchone()[0]
+    found = incidents(settings)
+    members = [a for i in found for a in i.alerts]
+    assert sorted(members) == sorted(alerts)  # each alert in exactly one incident
+    assert events == history  # every transition copied once

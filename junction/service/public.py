@@ -71,8 +71,8 @@ UNCONFIGURED_NOTICE = (
     "status-page.example.yaml in the Junction repository shows the format."
 )
 INVALID_NOTICE = (
-    "The status page's configuration cannot be read; the server's log says why. "
-    "No service is shown until it is fixed."
+    "The status page's configuration cannot be read; the server's log (and `junction "
+    "status-page check`) says why. No service is shown until it is fixed."
 )
 
 

@@ -200,6 +200,7 @@ class BurnRateView(BaseModel):
 class SlaView(BaseModel):
     """SLA standing over the SLA period and the budget burn over the chosen window."""
 
+    as_of: datetime = Field(description="When it was computed (it is reused for a minute).")
     target: float = Field(description="Availability target.")
     period_seconds: float = Field(description="The SLA period (the error budget's).")
     total: int = Field(description="Observations in the SLA period (probes and live calls).")
@@ -320,6 +321,26 @@ def clean_error_text(text: str | None) -> str | None:
     return shown if len(shown) <= ERROR_TEXT_MAX else shown[: ERROR_TEXT_MAX - 1] + "…"
 
 
+def _recent_failures(
+    store: MetricsStore, service: str, window: Window, limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` failed calls, reading the newest day partition first and older
+    days only while fewer were found (a busy week need not be scanned for 25 rows)."""
+    found: list[dict[str, Any]] = []
+    day = window.until.date()
+    while day >= window.since.date() and len(found) < limit:
+        rows = store.query(
+            f"""
+            SELECT ts, action, method, path, status, error_class, error, attempts, source, run_id
+            FROM calls WHERE {_WHERE} AND NOT ok ORDER BY ts DESC LIMIT ?
+            """,
+            [service, day, day, window.since, window.until, limit - len(found)],
+        )
+        found.extend({str(k): v for k, v in r.items()} for r in rows.to_dict("records"))
+        day -= timedelta(days=1)
+    return found
+
+
 def latency_and_errors(
     store: MetricsStore, service: str, window: Window, *, recent: int = RECENT_ERRORS
 ) -> LatencyAndErrors:
@@ -376,13 +397,6 @@ def latency_and_errors(
         for i in range(first, last + 1)
     ]
     failed = sum(by_class.values())
-    rows = store.query(
-        f"""
-        SELECT ts, action, method, path, status, error_class, error, attempts, source, run_id
-        FROM calls WHERE {_WHERE} AND NOT ok ORDER BY ts DESC LIMIT ?
-        """,
-        [service, *where, recent],
-    )
     errors = [
         RecentError(
             ts=r["ts"].to_pydatetime(),
@@ -396,7 +410,7 @@ def latency_and_errors(
             source=r["source"],
             run_id=_value(r["run_id"]),
         )
-        for r in rows.to_dict("records")
+        for r in _recent_failures(store, service, window, recent)
     ]
     return LatencyAndErrors(
         overall=overall,
@@ -436,6 +450,7 @@ def sla_view(store: MetricsStore, service: str, window: Window, policy: SlaPolic
     measured = next(b for b in status.burn_rates if b.window is probe)
     shown = dataclasses.replace(status, burn_rates=tuple(configured))
     return SlaView(
+        as_of=status.as_of,
         target=status.target,
         period_seconds=policy.window.total_seconds(),
         total=status.total,

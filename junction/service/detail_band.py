@@ -21,6 +21,7 @@ The band is of the p95 latency of successful calls:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -286,6 +287,7 @@ class TtlCache:
     Args:
         ttl: Seconds a result is reused.
         max_entries: Oldest results are dropped beyond this many.
+        serial: One computation at a time (a Prophet fit takes a core for seconds).
         clock: Monotonic clock (tests).
     """
 
@@ -294,6 +296,7 @@ class TtlCache:
         ttl: float = CACHE_SECONDS,
         *,
         max_entries: int = 512,
+        serial: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
@@ -301,8 +304,7 @@ class TtlCache:
         self._clock = clock
         self._done: dict[Hashable, tuple[float, Any]] = {}
         self._running: dict[Hashable, asyncio.Future[Any]] = {}
-        # One computation at a time: a Prophet fit takes a core for seconds.
-        self._slot = threading.Semaphore(1)
+        self._slot = threading.Semaphore(1) if serial else None
         self.computed = 0
 
     def peek(self, key: Hashable) -> Any:
@@ -338,7 +340,7 @@ class TtlCache:
         return value
 
     def _run(self, compute: Callable[[], T]) -> T:
-        with self._slot:
+        with self._slot or contextlib.nullcontext():
             self.computed += 1
             return compute()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -119,17 +120,50 @@ def _vendor(state: ServiceState, name: str) -> VendorView:
     return vendor_view(name, poller, url)
 
 
-def _detail(state: ServiceState, name: str, window: Window) -> ServiceDetail:
-    store = state.store()
-    latency = latency_and_errors(store, name, window)
-    sla: SlaView | None = None
-    sla_error: str | None = None
+SLA_CACHE_SECONDS = 60.0
+"""How long one service's SLA standing is reused: it reads the whole SLA period (30 days
+of probes and calls), the page's most expensive query."""
+
+
+@dataclass
+class DetailCaches:
+    """One app's caches: forecast bands and co-failures (computed one at a time), SLAs."""
+
+    insights: TtlCache = field(default_factory=TtlCache)
+    sla: TtlCache = field(default_factory=lambda: TtlCache(SLA_CACHE_SECONDS, serial=False))
+
+
+_CACHES: weakref.WeakKeyDictionary[ServiceState, DetailCaches] = weakref.WeakKeyDictionary()
+
+
+def caches(state: ServiceState) -> DetailCaches:
+    """The app's :class:`DetailCaches` (created on first use)."""
+    found = _CACHES.get(state)
+    if found is None:
+        found = _CACHES[state] = DetailCaches()
+    return found
+
+
+async def _sla(state: ServiceState, name: str, window: Window) -> tuple[SlaView | None, str | None]:
     try:
         policy = load_settings_config(state.settings).sla
     except AlertConfigError as exc:
-        sla_error = f"the alerting file is invalid: {str(exc).splitlines()[0]}"
-    else:
-        sla = sla_view(store, name, window, policy)
+        return None, f"the alerting file is invalid: {str(exc).splitlines()[0]}"
+    store = state.store()
+    view = await caches(state).sla.get(
+        ("sla", name, window.seconds), lambda: sla_view(store, name, window, policy)
+    )
+    return view, None
+
+
+async def service_detail(state: ServiceState, name: str, window: Window) -> ServiceDetail:
+    """Everything about ``name`` over ``window`` that the store answers at once (the SLA
+    reused for up to :data:`SLA_CACHE_SECONDS`)."""
+    check_service(name)
+    store = state.store()
+    latency, (sla, sla_error) = await asyncio.gather(
+        asyncio.to_thread(latency_and_errors, store, name, window), _sla(state, name, window)
+    )
     return ServiceDetail(
         **latency.model_dump(),
         service=name,
@@ -146,25 +180,9 @@ def _detail(state: ServiceState, name: str, window: Window) -> ServiceDetail:
     )
 
 
-async def service_detail(state: ServiceState, name: str, window: Window) -> ServiceDetail:
-    """Everything about ``name`` over ``window`` that the store answers at once."""
-    return await asyncio.to_thread(_detail, state, check_service(name), window)
-
-
-_CACHES: weakref.WeakKeyDictionary[ServiceState, TtlCache] = weakref.WeakKeyDictionary()
-
-
-def insights_cache(state: ServiceState) -> TtlCache:
-    """The app's cache of forecast bands and co-failures."""
-    cache = _CACHES.get(state)
-    if cache is None:
-        cache = _CACHES[state] = TtlCache()
-    return cache
-
-
 async def service_insights(state: ServiceState, name: str, window: Window) -> Insights:
     """The forecast band and co-failures of ``name`` over ``window`` (cached)."""
-    return await insights(insights_cache(state), state.store(), check_service(name), window)
+    return await insights(caches(state).insights, state.store(), check_service(name), window)
 
 
 # --------------------------------------------------------------------------- routes

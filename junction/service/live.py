@@ -221,21 +221,21 @@ class LiveView:
         first_raw = datetime.fromtimestamp(_minute_of(now - self.window), UTC)
         first_spark = datetime.fromtimestamp(_minute_of(now) - (SPARK_MINUTES - 1) * 60, UTC)
 
-        def read() -> tuple[set[str], Mapping[str, Mapping[int, Any]], list[Any], list[Any]]:
+        def read() -> tuple[set[str], Mapping[str, Mapping[int, Any]], tuple[Any, ...]]:
             reader = self._reader()
             known = known_services(reader)
-            rollups = (
-                minute_rollups(reader, first_spark, first_raw) if first_spark < first_raw else {}
-            )
+            rollups = {}
+            if first_spark < first_raw:
+                rollups = minute_rollups(reader, first_spark, first_raw)
             root = reader.store.root
             tailers = (
                 StoreTailer(root, "probes", since=first_raw, skip_own_spools=False),
                 StoreTailer(root, "calls", since=first_raw, skip_own_spools=False),
             )
-            self._tailers = tailers
-            return known, rollups, tailers[0].poll(), tailers[1].poll()
+            return known, rollups, (tailers, tailers[0].poll(), tailers[1].poll())
 
-        known, rollups, probes, calls = await asyncio.to_thread(read)
+        known, rollups, (tailers, probes, calls) = await asyncio.to_thread(read)
+        self._tailers = tailers
         self._known.update(known)
         for service, minutes in rollups.items():
             buckets = self._minutes.setdefault(service, {})

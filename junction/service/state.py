@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from integrations.catalog import load_catalog
 from integrations.yamlconfig import did_you_mean
@@ -103,6 +104,7 @@ class ServiceState:
         self._store: MetricsStore | None = None
         self._reader: StoreReader | None = None
         self._store_lock = threading.Lock()
+        self._alerts_cache: tuple[tuple[tuple[int, int] | None, ...], list[Alert]] | None = None
         self.live = LiveView(settings, self.reader)
         """Every service's window in memory (started by :meth:`start`)."""
 
@@ -220,14 +222,22 @@ class ServiceState:
         path = alert_state.db_path(self.settings)
         if not path.exists():
             return []
+        # Every commit changes the database or its WAL file: unchanged files, same alerts
+        # (a health read then costs no database open and integrity check).
+        stamp = tuple(_stamp(Path(f"{path}{suffix}")) for suffix in ("", "-wal"))
+        cached = self._alerts_cache
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
         try:
             conn = alert_state.connect(path)
         except alert_state.AlertDatabaseError as exc:
             raise ApiError(503, "alert_database", str(exc)) from None
         try:
-            return list_alerts(conn)
+            alerts = list_alerts(conn)
         finally:
             conn.close()
+        self._alerts_cache = (stamp, alerts)
+        return list(alerts)
 
     # ------------------------------------------------------------------ the monitor
 
@@ -398,6 +408,15 @@ class ServiceState:
             mon.stop()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's modification time and size (``None`` when it does not exist)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 __all__ = ["FAILED_SWEEPS_TO_RESTART", "RESTART_BACKOFF_SECONDS", "MonitorInfo", "ServiceState"]

@@ -23,7 +23,7 @@ from junction.alerting.silences import add_silence, list_silences
 from junction.incidents import add_note, list_incidents
 from junction.service.public import StatusPageFile, build_page, load_status_page
 from junction.service.public_page import public_status
-from junction.service.uptime import UptimeHistory, hold_seconds, window
+from junction.service.uptime import DayUptime, UptimeHistory, hold_seconds, window
 from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
 from tests.alerting_helpers import alerts_cli, failing, healthy, snap, use_home
@@ -241,6 +241,7 @@ def test_services_bars_and_uptime(served: Served) -> None:
         "label": f"{today - 10 * DAY}: no data",
     }
     assert sum(d["level"] == "none" for d in sso["days"]) == 87  # all but d3, d7, today
+    assert sso["uptime_percent"] is not None and sso["uptime_label"].endswith("% uptime")
     desk_days = {d["date"]: d for d in desk["days"]}
     assert desk_days[d5]["uptime_percent"] == 100.0 and desk_days[d5]["minutes_down"] == 0
     assert desk_days[d5]["level"] == "up"
@@ -486,6 +487,15 @@ def test_build_page_rules() -> None:
     assert [s.status for s in healthy_page.services] == ["operational", "unknown"]
     assert healthy_page.state == "operational"
     assert all(len(s.days) == 90 and s.uptime_percent is None for s in healthy_page.services)
+    assert {s.uptime_label for s in healthy_page.services} == {"no data"}
+    seconds = 86_400.0
+    almost = [DayUptime(now.date(), seconds - 0.5, 0.5, 2880)]  # 99.9994 %: not "100%"
+    assert (
+        build_page(config, now=now, window=[now.date()], health={}, uptime={"okta": almost})
+        .services[0]
+        .uptime_label
+        == "99.99% uptime"
+    )
 
 
 def test_cli_check_and_show(served: Served, tmp_path: Path) -> None:

@@ -163,6 +163,7 @@ class PublicService(BaseModel):
     status: ServiceStatus
     status_label: str
     uptime_percent: float | None = Field(description="Over the days with data; null: none.")
+    uptime_label: str = Field(description="``99.95% uptime`` (never rounded up), or ``no data``.")
     days: list[UptimeDay] = Field(description="One per UTC day, oldest first.")
 
 
@@ -399,6 +400,7 @@ def build_page(
             "maintenance" if spec.name in under else service_status(health.get(spec.service))
         )
         days = list(uptime.get(spec.service, [None] * len(window)))
+        overall = overall_uptime(days)
         services.append(
             PublicService(
                 name=spec.name,
@@ -406,7 +408,8 @@ def build_page(
                 description=spec.description,
                 status=status,
                 status_label=STATUS_LABELS[status],
-                uptime_percent=overall_uptime(days),
+                uptime_percent=overall,
+                uptime_label="no data" if overall is None else f"{_pct(overall)} uptime",
                 days=[uptime_day(d, data) for d, data in zip(window, days, strict=True)],
             )
         )

@@ -210,7 +210,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         micros, row_id = json.loads(raw)
-        if not isinstance(micros, int) or not isinstance(row_id, str):
+        if type(micros) is not int or not isinstance(row_id, str):  # bool is no int here
             raise TypeError
         return _EPOCH + timedelta(microseconds=micros), row_id
     except (binascii.Error, ValueError, TypeError, OverflowError):

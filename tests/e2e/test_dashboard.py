@@ -146,6 +146,7 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
     assert page.locator(f"{row} .badge").inner_text().lower() in ("down", "critical")
     color = page.eval_on_selector(row, "el => getComputedStyle(el).backgroundColor")
     assert color == "rgb(254, 226, 226)", color  # the critical row's red
+    page.wait_for_selector(f"{row} a.alerts-count")  # its alerts fire, and show live
     shot(page, "grid-red")
     print(f"{VICTIM} turned red {turned_red:.1f}s after the outage began")
 
@@ -172,7 +173,8 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
 
     # 5. the incident, with its timeline
     if opened(page, f"{url}/incidents"):
-        page.locator("a[href^='/incidents/']", has_text=VICTIM).first.click()
+        incident = page.locator("tr[data-incident]").filter(has_text=VICTIM).first
+        incident.locator("a[href^='/incidents/']").click()
         page.wait_for_url(f"{url}/incidents/*")
         page.get_by_text("acknowledged").first.wait_for()
         shot(page, "incident")

@@ -24,6 +24,7 @@
 (function () {
   "use strict";
 
+  const SPARK_WIDTH = 120;  // fixed: every row's sparkline on the same scale and size
   const PALETTE = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#0891b2", "#db2777"];
 
   function readData(el) {
@@ -45,14 +46,16 @@
       el.classList.add("nodata");
       return;
     }
-    const width = el.clientWidth || 120;
-    // A few isolated values draw no line between gaps: show them as dots.
-    const sparse = data.y.filter(function (v) { return v !== null; }).length < 5;
+    // A value with gaps on both sides draws no line: show the values as dots then.
+    const sparse = hasIsolated(data.y);
+    const first = data.t[0];
+    const last = data.t[data.t.length - 1];
     const opts = {
-      width: Math.max(60, width), height: 28,
+      width: SPARK_WIDTH, height: 28, padding: [4, 5, 4, 5],
       legend: { show: false }, cursor: { show: false }, select: { show: false },
       axes: [{ show: false }, { show: false }],
-      scales: { x: { time: false } },
+      // The whole span, not just where there is data: every row on the same time axis.
+      scales: { x: { time: false, range: function () { return [first, last]; } } },
       series: [{}, { stroke: "#2563eb", width: 1.25, fill: "rgba(37,99,235,0.08)",
                      points: { show: sparse, size: 4, fill: "#2563eb" }, spanGaps: false }],
     };

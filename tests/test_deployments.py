@@ -159,6 +159,7 @@ def test_the_service_runs_workflows_through_the_deployment(
     from deployments.local import free_port, stop_process_group
     from integrations.sandbox.app import SandboxServer
     from tests.test_service_api import WORKER_0
+    from tests.test_service_web import csrf_of
 
     token = "deployment-test-token"
     env = {k: v for k, v in deployed["env"].items() if not k.startswith("JUNCTION_")}
@@ -187,6 +188,7 @@ def test_the_service_runs_workflows_through_the_deployment(
                 httpx.Client(
                     base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60.0
                 ) as junction,
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as browser,
             ):
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline and service.poll() is None:
@@ -211,6 +213,14 @@ def test_the_service_runs_workflows_through_the_deployment(
                     "spec": "employee_onboarding",
                     "params": {"worker_id": WORKER_0},
                 }
+                # The workflows page lists it (not finished, or recorded) with its UI link.
+                login = browser.get("/login")
+                browser.post(
+                    "/login", data={"token": token, "next": "/", "csrf_token": csrf_of(login.text)}
+                )
+                text = browser.get("/workflows").text
+                assert f'data-flow-run="{run_id}"' in text or f'data-run="{run_id}"' in text
+                assert f'href="{started["flow_run"]["url"]}"' in text
 
                 record: dict[str, Any] = {}
                 deadline = time.monotonic() + 300  # a new Python process per flow run
@@ -225,6 +235,9 @@ def test_the_service_runs_workflows_through_the_deployment(
                 assert record["status"] == "completed", diagnostics
                 assert record["flow_run"]["state_type"] == "COMPLETED", diagnostics
                 assert record["workflow"] == "employee_onboarding" and record["calls"] > 0
+                text = browser.get("/workflows").text
+                assert f'data-run="{run_id}"' in text and f'data-flow-run="{run_id}"' not in text
+                assert f'href="{started["flow_run"]["url"]}"' in text
 
                 # The deployment gone: a 409 naming how to deploy it, and no flow run.
                 deployment = api.get("/deployments/name/workflow/run-workflow").json()

@@ -26,11 +26,12 @@ from junction.store import MetricsStore
 from tests.alerting_helpers import at, failing, healthy
 from tests.helpers import set_faults
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
-from tests.test_service_api import WORKER_0
 from tests.test_service_web import HOSTILE, csrf_of, logged_in
 
 if TYPE_CHECKING:  # the sandbox takes over a second to import; the fixtures bring it
     from integrations.sandbox.app import SandboxServer
+
+WORKER_0 = "2f5d8d236660d0591e487847bd050202"  # the sandbox's seeded Workday worker 0
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,17 @@ from typing import Any
 
 import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
@@ -78,6 +88,7 @@ class FlowRunInfo:
         workflow: The spec the run was given (its ``spec`` parameter).
         params: The workflow parameters it was given.
         url: Its page in the Prefect UI, when the UI's address is known.
+        expected_start: When it was scheduled to start.
     """
 
     id: str
@@ -88,6 +99,7 @@ class FlowRunInfo:
     workflow: str | None
     params: dict[str, Any]
     url: str | None
+    expected_start: datetime | None = None
 
     @property
     def status(self) -> str:
@@ -109,6 +121,7 @@ class FlowRunInfo:
             workflow=str(spec) if spec is not None else None,
             params=dict(params) if isinstance(params, dict) else {},
             url=flow_run_url(str(run.id)),
+            expected_start=run.expected_start_time,
         )
 
 
@@ -197,6 +210,36 @@ async def read_flow_run(run_id: str) -> FlowRunInfo | None:
     except (PrefectHTTPStatusError, httpx.HTTPError) as exc:
         raise PrefectUnavailableError(_failure("read the flow run", exc)) from None
     return FlowRunInfo.from_flow_run(run)
+
+
+UNFINISHED = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+"""Flow run states of a run that has not recorded its result yet."""
+
+
+async def unfinished_flow_runs(limit: int = 20) -> list[FlowRunInfo]:
+    """Flow runs of :data:`WORKFLOW_DEPLOYMENT` not finished yet (scheduled, pending,
+    running, paused), newest first: the runs the metrics store has no record of yet.
+
+    Raises:
+        PrefectUnavailableError: The server failed the request.
+    """
+    flow_name, deployment_name = WORKFLOW_DEPLOYMENT.split("/")
+    try:
+        async with get_client() as client:
+            found = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                deployment_filter=DeploymentFilter(
+                    name=DeploymentFilterName(any_=[deployment_name])
+                ),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED))
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=limit,
+            )
+    except (PrefectHTTPStatusError, httpx.HTTPError) as exc:
+        raise PrefectUnavailableError(_failure("list the flow runs", exc)) from None
+    return [FlowRunInfo.from_flow_run(run) for run in found]
 
 
 def _failure(what: str, exc: Exception) -> str:
@@ -339,4 +382,5 @@ __all__ = [
     "recorded_run",
     "run_in_process",
     "start_flow_run",
+    "unfinished_flow_runs",
 ]

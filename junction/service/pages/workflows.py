@@ -10,6 +10,7 @@ in the metrics store. Each post redirects back with one line saying what happene
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -27,7 +28,14 @@ from junction.service.routes.workflows import (
     start_run,
     validate_workflow,
 )
-from junction.service.runs import prefect_api_url, recent_runs
+from junction.service.runs import (
+    FlowRunInfo,
+    PrefectUnavailableError,
+    prefect_api_url,
+    prefect_reachable,
+    recent_runs,
+    unfinished_flow_runs,
+)
 from junction.service.web import CsrfDep, PageDep, render
 
 router = APIRouter(include_in_schema=False)
@@ -47,17 +55,30 @@ def shown_default(value: Any) -> str:
 
 
 @router.get(PAGE, response_class=HTMLResponse)
-def workflows_page(request: Request, state: StateDep, _session: PageDep) -> HTMLResponse:
-    """Recent runs and the built-in workflows."""
+async def workflows_page(request: Request, state: StateDep, _session: PageDep) -> HTMLResponse:
+    """Recent runs, the Prefect flow runs not finished yet, and the built-in workflows."""
+    recorded = await asyncio.to_thread(recent_runs, state.store(), limit=RUNS_SHOWN)
+    prefect = await prefect_reachable()
+    unfinished: list[FlowRunInfo] = []
+    problem = None
+    if prefect is not None:
+        try:
+            unfinished = await unfinished_flow_runs()
+        except PrefectUnavailableError as exc:
+            problem = str(exc)
+    done = {r.run_id for r in recorded}
     return render(
         request,
         "workflows.html",
         {
             "flashes": take_flashes(request),
-            "runs": recent_runs(state.store(), limit=RUNS_SHOWN),
+            "runs": recorded,
+            "unfinished": [r for r in unfinished if r.id not in done],
             "workflows": list_workflows().workflows,
             "shown": shown_default,
-            "prefect": prefect_api_url() is not None,
+            "prefect": prefect,
+            "prefect_configured": prefect_api_url(),
+            "problem": problem,
         },
         active="workflows",
     )

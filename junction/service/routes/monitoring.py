@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -174,22 +174,23 @@ SELECT service, '{table}' AS source, count(*) AS requests,
        avg(latency_ms) AS mean_latency_ms,
        max(ts) AS last_at
 FROM {table}
-WHERE ts >= ? AND date >= ? AND list_contains(?, service)
+WHERE ts >= $since AND date >= $day AND service IN (SELECT service FROM wanted)
 GROUP BY service
 """
 
 
 def _windowed_metrics(state: ServiceState, names: list[str], since: datetime) -> list[MetricsRow]:
     """Per service and source (probes, calls): counts, success rate, latency percentiles."""
-    sql = " UNION ALL ".join(_METRICS_SQL.format(table=t) for t in ("probes", "calls"))
+    sql = "WITH wanted AS (SELECT unnest($names::VARCHAR[]) AS service) " + " UNION ALL ".join(
+        _METRICS_SQL.format(table=t) for t in ("probes", "calls")
+    )
     # `date` prunes partitions before any file is opened; `ts` is the exact bound.
-    params: list[Any] = [since, since.date(), names] * 2
-    frame = state.store().query(sql + " ORDER BY service, source", params)
-    rows = []
-    for rec in frame.to_dict("records"):
-        clean = {k: (None if v != v else v) for k, v in rec.items()}  # NaN -> None
-        rows.append(MetricsRow.model_validate(clean))
-    return rows
+    params = {"since": since, "day": since.date(), "names": names}
+    # The reader's cursor holds the store's read lock: a compaction cannot swap files.
+    with state.reader().cursor() as cur:
+        records = cur.execute(sql + " ORDER BY service, source", params).fetchall()
+        columns = [d[0] for d in cur.description or ()]
+    return [MetricsRow.model_validate(dict(zip(columns, r, strict=True))) for r in records]
 
 
 @router.get("/metrics", summary="Windowed call and probe metrics", response_model=MetricsResponse)

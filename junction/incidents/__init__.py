@@ -61,8 +61,10 @@ from junction.incidents.reads import (
     get_incident,
     incident_ids,
     list_incidents,
+    page_incidents,
     read_incident,
     read_incidents,
+    select_ids,
     session,
 )
 
@@ -89,11 +91,13 @@ __all__ = [
     "incident_ids",
     "list_incidents",
     "load_relations",
+    "page_incidents",
     "read_incident",
     "read_incidents",
     "relations_for",
     "render_draft",
     "save_postmortem",
+    "select_ids",
     "session",
     "sync",
 ]

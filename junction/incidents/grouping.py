@@ -217,6 +217,10 @@ class _Open:
         last = max(max(m.started_at, m.resolved_at or m.started_at) for m in earlier)
         return at - last <= gap
 
+    def finished(self, at: datetime, gap: timedelta) -> bool:
+        """Every alert resolved more than ``gap`` before ``at``: later alerts cannot join."""
+        return all(m.resolved_at is not None and at - m.resolved_at > gap for m in self.members)
+
 
 def incident_id_for(instance: str, alert_id: int) -> str:
     """The id of the incident whose first alert is ``alert_id``."""
@@ -311,6 +315,9 @@ def _assign(conn: sqlite3.Connection, relations: Relations, gap: timedelta) -> i
             started_at=datetime.fromisoformat(row["started_at"]),
             resolved_at=parse_ts(row["resolved_at"]),
         )
+        # Alerts come in time order: an incident finished by now stays finished, and
+        # dropping it keeps a first sync over a long history linear, not quadratic.
+        candidates = [c for c in candidates if not c.finished(member.started_at, gap)]
         chosen = _choose(candidates, member, relations, gap)
         if chosen is None:
             chosen = _Open(incident_id_for(instance, member.alert_id), [])

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from junction.alerting import state as alert_state
 from junction.alerting.model import Severity
-from junction.alerting.state import parse_ts, utc
+from junction.alerting.state import iso, parse_ts
 from junction.incidents import schema
 from junction.incidents.grouping import Relations, pending, relations_for, sync
 from junction.incidents.model import Incident, IncidentNotFoundError, TimelineEntry
@@ -142,18 +142,62 @@ def read_incidents(
     conn: sqlite3.Connection, *, since: datetime | None = None, include_resolved: bool = True
 ) -> list[Incident]:
     """Incidents of a synced database, newest first (see :func:`list_incidents`)."""
-    ids = [str(r[0]) for r in conn.execute("SELECT id FROM incidents ORDER BY first_alert DESC")]
-    incidents = _build(conn, ids)
-    if not include_resolved:
-        incidents = [i for i in incidents if i.is_open]
+    ids = select_ids(conn, state=None if include_resolved else "open", since=since)
+    return _build(conn, ids)
+
+
+def page_incidents(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    service: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Incident], int]:
+    """One page of a synced database's incidents, newest first, and how many match.
+
+    Only the page's incidents are assembled (filtering and counting are SQL).
+    """
+    ids = select_ids(conn, state=state, service=service, since=since)
+    return _build(conn, ids[offset : offset + limit]), len(ids)
+
+
+def select_ids(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    service: str | None = None,
+    since: datetime | None = None,
+) -> list[str]:
+    """Ids of the incidents matching, newest first.
+
+    Args:
+        conn: A synced alert database.
+        state: ``open`` or ``resolved`` (``None``: both).
+        service: Only incidents with an alert of this service.
+        since: Only incidents open at or after this time.
+    """
+    member = "SELECT 1 FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id WHERE "
+    member += "ia.incident_id = i.id AND "
+    where: list[str] = []
+    params: list[str] = []
+    if state == "open":
+        where.append(f"EXISTS ({member}a.state != 'resolved')")
+    elif state == "resolved":
+        where.append(f"NOT EXISTS ({member}a.state != 'resolved')")
+    if service is not None:
+        where.append(f"EXISTS ({member}a.service = ?)")
+        params.append(service)
     if since is not None:
-        cut = utc(since)
-        incidents = [
-            i
-            for i in incidents
-            if i.is_open or i.started_at >= cut or (i.resolved_at or cut) >= cut
-        ]
-    return incidents
+        # ISO-8601 UTC text compares in time order.
+        where.append(
+            f"EXISTS ({member}(a.state != 'resolved' OR a.resolved_at >= ? OR a.started_at >= ?))"
+        )
+        params += [iso(since), iso(since)]
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    query = f"SELECT i.id FROM incidents i{clause} ORDER BY i.first_alert DESC"
+    return [str(r[0]) for r in conn.execute(query, params)]
 
 
 def _placeholders(values: Sequence[object]) -> str:

@@ -31,8 +31,8 @@ from junction.incidents import (
     add_note,
     get_postmortem,
     incident_ids,
+    page_incidents,
     read_incident,
-    read_incidents,
     save_postmortem,
     session,
 )
@@ -191,15 +191,12 @@ def list_incidents(
     """Incidents, newest first, filtered and paged."""
     cutoff = _since(since)
     with _session(state) as s:
-        found = read_incidents(s.conn, since=cutoff, include_resolved=incident_state != "open")
-    if incident_state == "resolved":
-        found = [i for i in found if not i.is_open]
-    if service is not None:
-        found = [i for i in found if service in i.services]
-    page = found[offset : offset + limit]
+        page, total = page_incidents(
+            s.conn, state=incident_state, service=service, since=cutoff, limit=limit, offset=offset
+        )
     return IncidentPage(
         incidents=[IncidentSummary.model_validate(_summary(i)) for i in page],
-        total=len(found),
+        total=total,
         limit=limit,
         offset=offset,
     )

@@ -4,7 +4,8 @@ uptime, latency sparkline, open alerts), and ``/events/health``: its live update
 Live updates are server-sent events carrying the changed rows as HTML rendered by the
 same partial as the page (``_health_row.html``), swapped in by ``static/health.js``: one
 renderer, escaped by Jinja, instead of a second one in JavaScript. The rows come from one
-shared :class:`~junction.service.web.feed.HealthFeed` per process.
+shared :class:`~junction.service.web.feed.HealthFeed` per process, woken by the live view
+(``state.live``) as soon as a probe or a live call is read from the store.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -21,10 +22,11 @@ from markupsafe import Markup
 
 from junction.alerting.alerts import Alert
 from junction.service.errors import ApiError
+from junction.service.live import LiveView
 from junction.service.state import ServiceState
 from junction.service.web import PageDep, render, render_fragment, web_state
 from junction.service.web.feed import HEARTBEAT_SECONDS, HealthFeed, TooManyStreams
-from junction.service.web.grid import GridRow, grid_rows
+from junction.service.web.grid import GridRow, Spark, grid_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,36 @@ def window_label(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-async def grid_of(state: ServiceState) -> list[GridRow]:
+class Sparks:
+    """Latency sparklines from the live view, recomputed only for the services with new
+    rows since the last call, and for all of them when the minute turns.
+
+    Args:
+        live: The state's live view.
+    """
+
+    def __init__(self, live: LiveView) -> None:
+        self.live = live
+        self._cache: dict[str, Spark] = {}
+        self._version = -1
+        self._minute = -1
+
+    def get(self, names: Sequence[str]) -> dict[str, Spark]:
+        """The sparkline of each of ``names``."""
+        version = self.live.version  # before reading: a change meanwhile is read next time
+        minute = int(time.time() // 60)
+        wanted = set(names)
+        if minute != self._minute:
+            stale = wanted
+        else:
+            stale = (self.live.changed_since(self._version) & wanted) | (wanted - set(self._cache))
+        for name in stale:
+            self._cache[name] = Spark.from_points(self.live.sparkline(name))
+        self._version, self._minute = version, minute
+        return {name: self._cache[name] for name in names}
+
+
+async def grid_of(state: ServiceState, sparks: Sparks) -> list[GridRow]:
     """The grid's rows: the health table, open alerts and sparklines of every integration."""
     health, _ = await state.health()
     alerts: list[Alert] = []
@@ -47,7 +78,7 @@ async def grid_of(state: ServiceState) -> list[GridRow]:
         alerts = await asyncio.to_thread(state.open_alerts)
     except ApiError as exc:  # a damaged alert database: the grid still shows health
         log.warning("the health grid shows no alerts: %s", exc.message)
-    return grid_rows(health, alerts)
+    return grid_rows(health, alerts, sparks.get([h.service for h in health]))
 
 
 def health_feed(request: Request) -> HealthFeed:
@@ -57,12 +88,18 @@ def health_feed(request: Request) -> HealthFeed:
     if feed is None:
         state: ServiceState = request.app.state.junction
         window = window_label(state.window_seconds(None))
+        sparks = Sparks(state.live)
+
+        async def wait_change(timeout: float) -> None:
+            await state.live.wait_change(state.live.version, timeout)
+
         feed = HealthFeed(
-            lambda: grid_of(state),
+            lambda: grid_of(state, sparks),
             lambda row: render_fragment("_health_row.html", {"row": row}),
             lambda counts: render_fragment(
                 "_health_summary.html", {"counts": counts, "window_label": window}
             ),
+            wait_change=wait_change,
         )
         web.feeds["health"] = feed
     return feed

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from markupsafe import escape
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import Alert, list_alerts, save_alert
@@ -22,6 +23,7 @@ from junction.alerting.model import AlertState, Severity
 from junction.alerting.rules import EscalationPolicy, default_config
 from junction.alerting.silences import list_silences
 from junction.service.pages.alerts import escalation_note
+from junction.service.runs import failed_step, flow_run_url, is_flow_run_id
 from junction.store import MetricsStore
 from tests.alerting_helpers import at, failing, healthy
 from tests.helpers import set_faults
@@ -279,3 +281,17 @@ def test_workflows_page_lists_runs_and_runs_through_the_api_path(
         re.S,
     )
     assert row is not None and "<td>hire</td>" in row.group(1)
+
+
+def test_run_helpers_failed_step_flow_run_ids_and_safe_links() -> None:
+    assert failed_step("step 'hire' (workday.hire) failed: HTTP 503") == "hire"
+    assert failed_step("step 'render': undefined variable") == "render"
+    assert failed_step("outputs: undefined variable") is None and failed_step(None) is None
+    flow_run = "0b7c5a52-3f0e-4d5a-9c1e-2f6a7d8e9f01"
+    assert is_flow_run_id(flow_run) and not is_flow_run_id(flow_run.replace("-", ""))
+    assert not is_flow_run_id("nope")
+    with temporary_settings({PREFECT_API_URL: "http://prefect.internal:4200/api"}):
+        assert flow_run_url(flow_run) == f"http://prefect.internal:4200/runs/flow-run/{flow_run}"
+    with temporary_settings({PREFECT_UI_URL: "javascript:alert(1)//"}):
+        assert flow_run_url(flow_run) is None  # never a script link on a page
+    assert flow_run_url(flow_run) is None  # no Prefect server configured: no link

@@ -25,8 +25,8 @@ from junction.incidents import (
     RevisionConflictError,
     add_note,
     get_postmortem,
+    page_incidents,
     read_incident,
-    read_incidents,
     save_postmortem,
     session,
 )
@@ -44,7 +44,7 @@ RECENT = timedelta(days=30)
 """Resolved incidents listed: those active this recently."""
 
 RECENT_MAX = 100
-"""At most this many incidents listed."""
+"""At most this many open, and this many resolved, incidents listed."""
 
 
 def duration_text(incident: Incident, now: datetime) -> str:
@@ -62,13 +62,16 @@ def incidents_page(request: Request, state: StateDep, _session: PageDep) -> HTML
     now = datetime.now(UTC)
     try:
         with session(state.settings) as s:
-            found = read_incidents(s.conn, since=now - RECENT)[:RECENT_MAX]
+            open_, _ = page_incidents(s.conn, state="open", limit=RECENT_MAX)
+            resolved, _ = page_incidents(
+                s.conn, state="resolved", since=now - RECENT, limit=RECENT_MAX
+            )
     except alert_state.AlertDatabaseError as exc:
         return render(request, "incidents.html", {"problem": str(exc)}, active="incidents")
     context: dict[str, Any] = {
-        "open": [i for i in found if i.is_open],
-        "resolved": [i for i in found if not i.is_open],
-        "durations": {i.id: duration_text(i, now) for i in found},
+        "open": open_,
+        "resolved": resolved,
+        "durations": {i.id: duration_text(i, now) for i in [*open_, *resolved]},
         "flashes": take_flashes(request),
         "problem": None,
     }

@@ -118,6 +118,7 @@ def test_ack_through_the_page_is_in_the_alert_database(ops: ApiServer, page: htt
     assert {a.fingerprint for a in firing} == {"gitlab:success_rate", "gitlab:health_score"}
     target = next(a for a in firing if a.rule == "success_rate")
     assert f'action="/alerts/{target.id}/ack"' in text
+    assert 'value="silenced from alert' in text  # each active alert can be silenced for 1h
     said = post(page, f"/alerts/{target.id}/ack")
     assert said.startswith(f"acknowledged alert {target.id} (gitlab:success_rate)"), said
     acked = {a.fingerprint: a for a in alerts_db(ops) if a.state is not AlertState.RESOLVED}

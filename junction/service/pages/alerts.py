@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from integrations.catalog import load_catalog
 from junction.alerting import state as alert_state
 from junction.alerting.actions import SilenceInputError, acknowledge_alert, create_silence
-from junction.alerting.alerts import Alert, AlertNotFoundError, AlertResolvedError, list_alerts
+from junction.alerting.alerts import Alert, AlertNotFoundError, AlertResolvedError
 from junction.alerting.config import AlertConfigError, load_settings_config
 from junction.alerting.evaluation import Group
 from junction.alerting.model import AlertState, Severity
@@ -115,7 +115,12 @@ def alerts_view(conn: sqlite3.Connection, policy: EscalationPolicy, now: datetim
         policy: The escalation policy in force.
         now: The present (what counts as recent).
     """
-    alerts = list_alerts(conn, include_resolved=True)
+    # Unresolved ones and those resolved recently: the table keeps every alert ever.
+    rows = conn.execute(
+        "SELECT * FROM alerts WHERE state != 'resolved' OR resolved_at >= ? ORDER BY id",
+        (alert_state.iso(now - RECENT),),
+    )
+    alerts = [Alert.from_row(r) for r in rows]
     groups = _groups(conn, {a.group_key for a in alerts if a.state is not AlertState.RESOLVED})
     active = [
         AlertRow(a, escalation_note(a, groups.get(a.group_key), policy))

@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from junction.service.web import safe_next
 from junction.service.web.feed import HealthFeed, TooManyStreams
 from junction.service.web.grid import GridRow
 from junction.service.web.sessions import COOKIE_NAME, SessionManager
+from junction.store import MetricsStore
 from tests.alerting_helpers import at, failing
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
 
@@ -332,6 +334,34 @@ def test_event_stream_delivers_a_probe_within_seconds(web: ApiServer) -> None:
             first = next(e for e in sse_events(stream.iter_lines(), time.monotonic() + 10)
                          if e.get("event") == "rows")  # fmt: skip
             assert "jira" in json.loads(first["data"])["rows"]
+
+
+def test_event_stream_delivers_a_failing_live_call(web: ApiServer) -> None:
+    """A workflow's failing call, written to the store by another writer, reaches the
+    stream (the live view follows the store; no probe involved)."""
+    now = datetime.now(UTC)
+    failing_call = {
+        "ts": now, "service": "slack", "action": "post_message", "method": "POST",
+        "path": "/api/chat.postMessage", "status": 503, "ok": False, "latency_ms": 12.0,
+        "attempts": 1, "breaker_state": "closed", "source": "workflow",
+        "error_class": "ServerError", "error": "HTTP 503",
+    }  # fmt: skip
+    with logged_in(web) as client:
+        version = re.search(r'data-version="([^"]+)"', client.get("/").text)
+        assert version
+        with client.stream(
+            "GET", f"/events/health?after={version.group(1)}", timeout=httpx.Timeout(20.0)
+        ) as stream:
+            with MetricsStore(web.settings.metrics_dir) as store:
+                store.append("calls", [failing_call])
+                store.flush()
+            seen = None
+            for event in sse_events(stream.iter_lines(), time.monotonic() + 15):
+                rows = json.loads(event["data"])["rows"] if event.get("event") == "rows" else {}
+                if "slack" in rows and "0.0%" in rows["slack"]:
+                    seen = rows["slack"]
+                    break
+            assert seen is not None, "no rows event for slack's failing call"
 
 
 # --- the feed on its own -------------------------------------------------------------------------

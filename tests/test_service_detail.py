@@ -347,6 +347,8 @@ def test_the_page_needs_a_session_and_escapes_vendor_text(recorded: ApiServer) -
         )
         fragment = client.get(f"/services/{SERVICE}/insights", params={"window": "1h"})
         assert fragment.status_code == 200 and 'data-method="' in fragment.text
+        # htmx drops a response's <script> elements: the chart data is an attribute.
+        assert "data-chart-json='" in fragment.text and "<script" not in fragment.text
         missing = client.get("/services/freshdsk")
         assert missing.status_code == 404 and "did you mean" in missing.text
         bad = client.get(f"/services/{SERVICE}", params={"window": "<b>soon</b>"})

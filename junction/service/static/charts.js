@@ -2,7 +2,9 @@
  *
  * Markup: an element with data-chart="sparkline" or data-chart="timeseries" holding one
  *   <script type="application/json">{...}</script>
- * child with its data (render it with Jinja's |tojson). Every such element is drawn on
+ * child with its data (render it with Jinja's |tojson). In markup htmx swaps in, give the
+ * data as a single-quoted attribute instead, data-chart-json='{{ data|tojson }}': htmx
+ * drops every <script> of a response when allowScriptTags is off. Every such element is drawn on
  * page load and after htmx swaps content in; after inserting markup yourself call
  * Junction.charts.draw(rootElement). Sparklines are drawn when scrolled into view (a grid
  * of 1,000 rows draws only what is visible). Without uPlot installed (npm ci) nothing is
@@ -29,8 +31,9 @@
 
   function readData(el) {
     const block = el.querySelector('script[type="application/json"]');
-    if (!block) return null;
-    try { return JSON.parse(block.textContent); } catch (e) { return null; }
+    const text = block ? block.textContent : el.getAttribute("data-chart-json");
+    if (!text) return null;
+    try { return JSON.parse(text); } catch (e) { return null; }
   }
 
   function clear(el) {

@@ -352,7 +352,14 @@ def _timeline(
             )
         )
     entries.sort(key=lambda e: (e.ts, _KIND_ORDER.get(e.kind, 9)))
-    return entries
+    # A service's alerts (one per rule) share its suppression and vendor note: shown once.
+    unique: list[TimelineEntry] = []
+    shown: set[TimelineEntry] = set()
+    for entry in entries:
+        if entry.kind == "note" or entry not in shown:
+            unique.append(entry)
+            shown.add(entry)
+    return unique
 
 
 def _event_kind(state: str, message: str, transition: int) -> tuple[str, str | None]:

@@ -17,10 +17,11 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import Alert, list_alerts, save_alert
+from junction.alerting.config import load_settings_config
 from junction.alerting.engine import AlertEngine
 from junction.alerting.evaluation import Group
 from junction.alerting.model import AlertState, Severity
-from junction.alerting.rules import EscalationPolicy, default_config
+from junction.alerting.rules import EscalationPolicy
 from junction.alerting.silences import list_silences
 from junction.service.pages.alerts import escalation_note
 from junction.service.runs import failed_step, flow_run_url, is_flow_run_id
@@ -35,12 +36,26 @@ if TYPE_CHECKING:  # the sandbox takes over a second to import; the fixtures bri
 
 WORKER_0 = "2f5d8d236660d0591e487847bd050202"  # the sandbox's seeded Workday worker 0
 
+ALERTING = """
+channels:
+  hook: {type: webhook, url: "http://127.0.0.1:9/hook"}
+routes:
+  critical: [hook]
+escalation:
+  after: 15m
+  levels:
+    - [hook]
+"""
+
 
 @pytest.fixture(scope="module")
 def ops(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """A service of its own with a token; okta fired and resolved, gitlab firing."""
-    settings = service_settings(tmp_path_factory.mktemp("service-ops-home"), sandbox)
-    engine = AlertEngine(alert_state.db_path(settings), default_config(settings))
+    """A service of its own with a token and an escalation policy; okta fired and resolved,
+    gitlab firing (critical)."""
+    home = tmp_path_factory.mktemp("service-ops-home")
+    (home / "alerting.yaml").write_text(ALERTING)
+    settings = service_settings(home, sandbox, alerting_file=home / "alerting.yaml")
+    engine = AlertEngine(alert_state.db_path(settings), load_settings_config(settings))
     engine.evaluate(failing(["okta"], at(0)), now=at(0))
     engine.evaluate([*failing(["gitlab"], at(5)), *healthy(["okta"], at(5))], now=at(5))
     engine.close()
@@ -119,9 +134,11 @@ def test_ack_through_the_page_is_in_the_alert_database(ops: ApiServer, page: htt
     target = next(a for a in firing if a.rule == "success_rate")
     assert f'action="/alerts/{target.id}/ack"' in text
     assert 'value="silenced from alert' in text  # each active alert can be silenced for 1h
+    assert "escalation: level 0 of 1; next in 15m" in text
     said = post(page, f"/alerts/{target.id}/ack")
     assert said.startswith(f"acknowledged alert {target.id} (gitlab:success_rate)"), said
     acked = {a.fingerprint: a for a in alerts_db(ops) if a.state is not AlertState.RESOLVED}
+    assert "escalation: level 0 of 1; stopped (acknowledged)" in page.get("/alerts").text
     assert acked["gitlab:success_rate"].state is AlertState.ACKNOWLEDGED
     assert acked["gitlab:success_rate"].acked_by == "dashboard"
     # as after the CLI's and the API's ack: in the metrics store's alert history

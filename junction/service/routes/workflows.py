@@ -315,7 +315,10 @@ async def start_run(request: RunRequest, state: ServiceState) -> RunSummary | Ru
         result = await runs.run_in_process(spec, params, state.settings, state.store())
         return RunSummary.model_validate(result.to_dict())
     try:
-        info = await runs.start_flow_run(spec.name, dict(request.params))
+        # The built-in's name, which the flow resolves the same way (not a path: the
+        # worker's checkout may live elsewhere).
+        name = request.spec.removesuffix(".yaml")
+        info = await runs.start_flow_run(name, dict(request.params))
     except (runs.DeploymentMissingError, runs.PrefectUnavailableError) as exc:
         raise _prefect_error(exc) from None
     return RunStarted(

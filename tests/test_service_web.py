@@ -274,11 +274,16 @@ def test_grid_escapes_hostile_alert_text(web: ApiServer) -> None:
     engine.close()
     with sqlite3.connect(alert_state.db_path(web.settings)) as conn:
         conn.execute("UPDATE alerts SET message = ? WHERE service = 'okta'", (HOSTILE,))
+    # a service the catalog does not know, named by whoever wrote to the store
+    with MetricsStore(web.settings.metrics_dir) as store:
+        store.append("calls", [call_row(HOSTILE, ok=True)])
+        store.flush()
     with logged_in(web) as client:
         deadline = time.monotonic() + 10
         while True:  # the grid's rows are at most a second old
             html = client.get("/").text
-            if "alerts-count" in html or time.monotonic() > deadline:
+            done = "alerts-count" in html and "&lt;img src=x" in html
+            if done or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     row = re.search(r'<tr id="svc-okta".*?</tr>', html, re.S)
@@ -286,6 +291,10 @@ def test_grid_escapes_hostile_alert_text(web: ApiServer) -> None:
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in row.group(0)
     assert 'href="/services/okta"' in row.group(0)
+    hostile = re.search(r'<tr id="svc-&lt;script.*?</tr>', html, re.S)
+    assert hostile, "the store-only service is not in the grid"
+    assert 'href="/services/%3Cscript%3Ealert%281%29%3C/script%3E%22%27%3E' in hostile.group(0)
+    assert "javascript:alert(3)</a>" in hostile.group(0)  # shown as text, never a link
 
 
 def sse_events(lines: Iterator[str], deadline: float) -> Iterator[dict[str, str]]:
@@ -336,16 +345,21 @@ def test_event_stream_delivers_a_probe_within_seconds(web: ApiServer) -> None:
             assert "jira" in json.loads(first["data"])["rows"]
 
 
+def call_row(service: str, *, ok: bool) -> dict[str, object]:
+    """A workflow's live call, as the engine records it."""
+    return {
+        "ts": datetime.now(UTC), "service": service, "action": "post_message",
+        "method": "POST", "path": "/api/chat.postMessage", "status": 200 if ok else 503,
+        "ok": ok, "latency_ms": 12.0, "attempts": 1, "breaker_state": "closed",
+        "source": "workflow", "error_class": None if ok else "ServerError",
+        "error": None if ok else "HTTP 503",
+    }  # fmt: skip
+
+
 def test_event_stream_delivers_a_failing_live_call(web: ApiServer) -> None:
     """A workflow's failing call, written to the store by another writer, reaches the
     stream (the live view follows the store; no probe involved)."""
-    now = datetime.now(UTC)
-    failing_call = {
-        "ts": now, "service": "slack", "action": "post_message", "method": "POST",
-        "path": "/api/chat.postMessage", "status": 503, "ok": False, "latency_ms": 12.0,
-        "attempts": 1, "breaker_state": "closed", "source": "workflow",
-        "error_class": "ServerError", "error": "HTTP 503",
-    }  # fmt: skip
+    failing_call = call_row("slack", ok=False)
     with logged_in(web) as client:
         version = re.search(r'data-version="([^"]+)"', client.get("/").text)
         assert version

@@ -4,22 +4,24 @@ own whose alerts come from the real alert engine."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from markupsafe import escape
+from typer.testing import CliRunner, Result
 
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import list_alerts
 from junction.alerting.engine import AlertEngine
-from junction.settings import Settings
-from tests.alerting_helpers import at, config, failing, healthy, snap
+from junction.cli import app
+from junction.settings import Settings, get_settings
+from tests.alerting_helpers import at, config, failing, healthy, snap, use_home
 from tests.helpers import run_junction
 from tests.service_helpers import ApiServer, ServiceServer
 from tests.test_service_web import HOSTILE as WEB_HOSTILE
@@ -27,6 +29,11 @@ from tests.test_service_web import csrf_of, logged_in
 
 HOSTILE = "<script>alert(1)</script> \"quoted\" 'single' javascript:alert(2)"
 BASE = "/api/v2/incidents"
+
+
+def cli(*args: str) -> Result:
+    """``junction incidents ARGS`` in-process (output not a terminal, as when piped)."""
+    return CliRunner().invoke(app, ["incidents", *args], env={"COLUMNS": "200"})
 
 
 def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -133,38 +140,40 @@ def test_postmortem_read_edit_and_conflicts(
 
 
 def test_cli_lists_notes_and_edits_when_piped(
-    served: tuple[ApiServer, dict[str, str]], api: httpx.Client, tmp_path: Path
+    served: tuple[ApiServer, dict[str, str]],
+    api: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server, ids = served
-    edited = tmp_path / "pm.md"
-    edited.write_text("# Post-mortem\n\nRoot cause: DNS.\n")
-    commands = {
-        "list": ["incidents", "list"],
-        "note": ["incidents", "note", ids["okta"], "rolled back", "--public", "--by", "cli"],
-        "edit": ["incidents", "postmortem", ids["okta"], "--edit", str(edited)],
-        "missing": ["incidents", "show", "nope"],
-    }
-    # Concurrently: each run is a new Python process (seconds on a loaded machine), and
-    # they write the same alert database at once, as users would.
-    with ThreadPoolExecutor(len(commands)) as pool:
-        futures = {
-            k: pool.submit(run_junction, v, home=server.settings.home) for k, v in commands.items()
-        }
-        done = {k: f.result() for k, f in futures.items()}
-    listed = done["list"]
+    # As a user runs it, piped: one whole line per incident.
+    listed = run_junction(["incidents", "list"], home=server.settings.home)
     assert listed.returncode == 0, listed.stderr
     lines = [line for line in listed.stdout.splitlines() if ids["okta"] in line]
     assert len(lines) == 1 and "gitlab, okta" in lines[0] and "resolved" in lines[0]
-    assert done["note"].returncode == 0 and "public note" in done["note"].stdout
-    assert done["edit"].returncode == 0 and "revision" in done["edit"].stdout
-    missing = done["missing"]
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert missing.stderr.strip().startswith("error: no incident with id 'nope'")
-    assert len(missing.stderr.strip().splitlines()) == 1
+    # The other commands in-process (each run of a fresh process costs seconds here).
+    use_home(server.settings.home, monkeypatch)
+    try:
+        noted = cli("note", ids["okta"], "rolled back", "--public", "--by", "cli")
+        assert noted.exit_code == 0 and "public note" in noted.stdout, noted.output
+        edited = tmp_path / "pm.md"
+        edited.write_text("# Post-mortem\n\nRoot cause: DNS.\n")
+        saved = cli("postmortem", ids["okta"], "--edit", str(edited))
+        assert saved.exit_code == 0 and "revision" in saved.stdout, saved.output
+        shown = cli("postmortem", ids["okta"])
+        assert shown.stdout == edited.read_text()
+        as_json = json.loads(cli("show", ids["okta"], "--json").stdout)
+        assert [e["text"] for e in as_json["timeline"] if e["public"]] == ["rolled back"]
+        missing = cli("show", "nope")
+        assert missing.exit_code == 2 and "Traceback" not in missing.output
+        assert missing.stderr.strip().startswith("error: no incident with id 'nope'")
+        assert len(missing.stderr.strip().splitlines()) == 1
+        still_open = cli("postmortem", ids["slack"])
+        assert still_open.exit_code == 2 and "still open" in still_open.stderr
+    finally:
+        get_settings.cache_clear()
     timeline = api.get(f"{BASE}/{ids['okta']}").json()["timeline"]
     assert [(e["text"], e["author"]) for e in timeline if e["public"]] == [("rolled back", "cli")]
-    postmortem = api.get(f"{BASE}/{ids['okta']}/postmortem").json()
-    assert postmortem["text"] == edited.read_text() and postmortem["updated_by"] != "al"
 
 
 def test_pages_escape_hostile_notes_and_require_csrf(

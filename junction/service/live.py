@@ -167,6 +167,8 @@ class LiveView:
         self._polled_at = 0.0
         # Service -> (its change version, monotonic time, verdict without alerts).
         self._verdicts: dict[str, tuple[int, float, ServiceHealth]] = {}
+        # Service -> ((minute, span, change version), its sparkline): one per minute and change.
+        self._sparks: dict[str, tuple[tuple[int, int, int], list[tuple[float, float | None]]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -463,12 +465,17 @@ class LiveView:
         """
         span = max(1, min(int(minutes), SPARK_MINUTES))
         current = _minute_of(datetime.now(UTC))
+        key = (current, span, self._changed.get(name, 0))
+        cached = self._sparks.get(name)
+        if cached is not None and cached[0] == key:
+            return list(cached[1])
         buckets = self._minutes.get(name, {})
         out: list[tuple[float, float | None]] = []
         for minute in range(current - (span - 1) * 60, current + 60, 60):
             bucket = buckets.get(minute)
             out.append((float(minute), None if bucket is None else bucket.p95()))
-        return out
+        self._sparks[name] = (key, out)
+        return list(out)
 
     def counts(self, name: str, minutes: int = SPARK_MINUTES) -> tuple[int, int]:
         """Observations and failures of ``name`` over the last ``minutes`` minutes."""

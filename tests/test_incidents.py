@@ -19,14 +19,17 @@ from junction.incidents import (
     Relations,
     RevisionConflictError,
     add_note,
+    clear_relations_cache,
     gather_facts,
     get_incident,
     get_postmortem,
     list_incidents,
     load_relations,
+    relations_for,
     save_postmortem,
     schema,
 )
+from junction.incidents.grouping import RELATIONS_TTL_SECONDS
 from junction.settings import Settings
 from junction.store import MetricsStore
 from tests.alerting_helpers import at, config, failing, healthy, snap
@@ -327,3 +330,27 @@ def test_two_readers_syncing_at_once_assign_every_alert_once(settings: Settings)
     members = [a for i in found for a in i.alerts]
     assert sorted(members) == sorted(alerts)  # each alert in exactly one incident
     assert events == history  # every transition copied once
+
+
+def test_cofailure_groups_are_shared_between_processes(settings: Settings) -> None:
+    conn = schema.connect(alert_state.db_path(settings))
+    try:
+        clear_relations_cache()
+        assert relations_for(settings, conn, now=at(0)).cofailure_groups == ()
+        store = MetricsStore(settings.metrics_dir)
+        store.append(
+            "calls", [failed_call(s, at(w * 60)) for w in range(4) for s in ("app3", "app4")]
+        )
+        store.close()
+        # Another process (no cache of its own) reuses the groups stored a minute ago ...
+        clear_relations_cache()
+        assert relations_for(settings, conn, now=at(60)).cofailure_groups == ()
+        # ... and computes them again once they are older than the TTL.
+        clear_relations_cache()
+        later = at(60 + RELATIONS_TTL_SECONDS)
+        assert relations_for(settings, conn, now=later).cofailure_groups == (
+            frozenset({"app3", "app4"}),
+        )
+    finally:
+        clear_relations_cache()
+        conn.close()

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from junction.alerting import state as alert_state
@@ -135,34 +135,66 @@ def relations_for(
     With ``conn`` (the alert database) the co-failure groups are shared between
     processes through ``meta`` (``incidents:cofailures``): a command-line run reuses what
     the service computed a minute ago instead of scanning the store (and loading pandas)
-    again, and every process groups by the same relations.
+    again, and every process groups by the same relations. Once computed in a process,
+    stale relations are served while a background thread recomputes them, so no request
+    waits for the store scan (seconds over millions of rows) more than once.
     """
     key = (str(settings.metrics_dir), str(settings.alerting_file), str(settings.home))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
-        if cached is not None and time.monotonic() - cached[0] < RELATIONS_TTL_SECONDS:
+        if cached is not None:
+            if time.monotonic() - cached[0] >= RELATIONS_TTL_SECONDS and key not in _REFRESHING:
+                _REFRESHING.add(key)
+                threading.Thread(
+                    target=_refresh, args=(settings, key), name="incident-relations", daemon=True
+                ).start()
             return cached[1]
+    relations = _compute(settings, conn, now)
+    with _CACHE_LOCK:
+        _CACHE[key] = (time.monotonic(), relations)
+    return relations
+
+
+_REFRESHING: set[tuple[str, ...]] = set()
+
+
+def _refresh(settings: Settings, key: tuple[str, ...]) -> None:
+    """Recompute cached relations (a background thread of :func:`relations_for`)."""
+    try:
+        conn = alert_state.connect(alert_state.db_path(settings))
+        try:
+            relations = _compute(settings, conn, datetime.now(UTC))
+        finally:
+            conn.close()
+        with _CACHE_LOCK:
+            _CACHE[key] = (time.monotonic(), relations)
+    except Exception:  # the stale relations stay; the next read after the TTL retries
+        log.exception("recomputing the incidents' relations failed")
+    finally:
+        with _CACHE_LOCK:
+            _REFRESHING.discard(key)
+
+
+def _compute(settings: Settings, conn: sqlite3.Connection | None, now: datetime) -> Relations:
+    """Relations from the shared co-failures when fresh, else from the store (shared after)."""
     shared = _shared_cofailures(conn, now) if conn is not None else None
     if shared is not None:
         relations = load_relations(settings, None, now=now)
-        relations = Relations(relations.dependencies, shared)
-    else:
-        # Function-level: pyarrow, DuckDB and pandas load only when co-failures are computed.
-        from junction.store import MetricsStore
+        return Relations(relations.dependencies, shared)
+    # Function-level: pyarrow, DuckDB and pandas load only when co-failures are computed.
+    from junction.store import MetricsStore
 
-        store = MetricsStore(settings.metrics_dir)
-        try:
-            relations = load_relations(settings, store, now=now)
-        finally:
-            store.close()
-        if conn is not None:
-            groups = [sorted(g) for g in relations.cofailure_groups]
-            with alert_state.transaction(conn):
-                alert_state.meta_set(
-                    conn, COFAILURE_KEY, json.dumps({"at": now.timestamp(), "groups": groups})
-                )
-    with _CACHE_LOCK:
-        _CACHE[key] = (time.monotonic(), relations)
+    store = MetricsStore(settings.metrics_dir)
+    try:
+        relations = load_relations(settings, store, now=now)
+    finally:
+        store.close()
+    if conn is not None:
+        groups = [sorted(g) for g in relations.cofailure_groups]
+        with alert_state.transaction(conn):
+            alert_state.meta_set(
+                conn, COFAILURE_KEY, json.dumps({"at": now.timestamp(), "groups": groups})
+            )
     return relations
 
 

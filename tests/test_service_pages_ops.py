@@ -24,10 +24,11 @@ from junction.alerting.model import AlertState, Severity
 from junction.alerting.rules import EscalationPolicy
 from junction.alerting.silences import list_silences
 from junction.service.pages.alerts import escalation_note
-from junction.service.runs import failed_step, flow_run_url, is_flow_run_id
+from junction.service.runs import failed_step, flow_run_url, is_flow_run_id, prefect_reachable
 from junction.store import MetricsStore
 from tests.alerting_helpers import at, failing, healthy
 from tests.helpers import set_faults
+from tests.servers import free_port
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
 from tests.test_service_web import HOSTILE, csrf_of, logged_in
 
@@ -313,3 +314,9 @@ def test_run_helpers_failed_step_flow_run_ids_and_safe_links() -> None:
     with temporary_settings({PREFECT_UI_URL: "javascript:alert(1)//"}):
         assert flow_run_url(flow_run) is None  # never a script link on a page
     assert flow_run_url(flow_run) is None  # no Prefect server configured: no link
+
+
+async def test_a_prefect_server_that_does_not_answer_means_in_process() -> None:
+    assert await prefect_reachable() is None  # none configured
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        assert await prefect_reachable() is None  # configured, nothing listening

@@ -12,18 +12,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from fastapi.responses import HTMLResponse
 
 from junction.alerting import state as alert_state
 from junction.alerting.engine import AlertEngine
 from junction.alerting.rules import default_config
-from junction.service.web import safe_next
+from junction.service.web import WebSecurity, safe_next
 from junction.service.web.feed import HealthFeed, TooManyStreams
 from junction.service.web.grid import GridRow
 from junction.service.web.sessions import COOKIE_NAME, SessionManager
+from junction.service.web.vendor import find_vendor_files, vendor_warning
+from junction.settings import Settings
 from junction.store import MetricsStore
 from tests.alerting_helpers import at, failing
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
@@ -263,6 +267,43 @@ def test_security_headers_and_no_inline_script(web: ApiServer) -> None:
         api = client.get("/api/v2/status")
         assert api.headers["x-content-type-options"] == "nosniff"
         assert "content-security-policy" not in api.headers
+
+
+def test_vendor_files_found_in_either_layout_and_missing_ones_named(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "htmx.min.js").write_text("/* htmx */")
+    settings = Settings(home=tmp_path, ui_vendor_dir=flat)
+    assert find_vendor_files(settings) == {"htmx.min.js": flat / "htmx.min.js"}
+    warning = vendor_warning(settings)
+    assert warning is not None and "\n" not in warning
+    assert "uPlot.iife.min.js" in warning and "npm ci" in warning and str(flat) in warning
+    nested = tmp_path / "node_modules" / "uplot" / "dist"
+    nested.mkdir(parents=True)
+    (nested / "uPlot.iife.min.js").write_text("/* uPlot */")
+    found = find_vendor_files(Settings(home=tmp_path, ui_vendor_dir=tmp_path / "node_modules"))
+    assert set(found) == {"uPlot.iife.min.js"}
+    assert vendor_warning(Settings(home=tmp_path)) is None  # the repository's node_modules
+
+
+def test_session_cookie_is_secure_over_https() -> None:
+    sent: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await HTMLResponse("<p>ok</p>")(scope, receive, send)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    guard = WebSecurity(app, SessionManager(), token_configured=True)
+    scope = {"type": "http", "method": "GET", "path": "/", "scheme": "https",
+             "headers": [(b"host", b"junction.example")], "query_string": b""}  # fmt: skip
+    asyncio.run(guard(scope, receive, send))
+    cookie = dict(sent[0]["headers"])[b"set-cookie"].decode()
+    assert cookie.startswith(f"{COOKIE_NAME}=") and "; Secure" in cookie and "HttpOnly" in cookie
 
 
 # --- the health grid -----------------------------------------------------------------------------

@@ -413,24 +413,38 @@ def _choose(
     return None
 
 
+def _history_ref(history_id: str) -> tuple[int, int] | None:
+    """``(alert id, transition number)`` of a history id ``<instance>-<alert>-<n>``."""
+    parts = history_id.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return int(parts[1]), int(parts[2])
+
+
+def _owners(conn: sqlite3.Connection, alert_ids: list[int]) -> dict[int, str]:
+    """Alert id -> incident id, for ``alert_ids``."""
+    owners: dict[int, str] = {}
+    for start in range(0, len(alert_ids), 500):
+        chunk = alert_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        query = f"SELECT alert_id, incident_id FROM incident_alerts WHERE alert_id IN ({marks})"
+        for r in conn.execute(query, chunk):
+            owners[int(r["alert_id"])] = r["incident_id"]
+    return owners
+
+
 def _copy_history(conn: sqlite3.Connection) -> None:
     """Copy new history rows of assigned alerts into ``incident_events``."""
     cursor = _cursor(conn, HISTORY_CURSOR)
     rows = conn.execute("SELECT * FROM history WHERE seq > ? ORDER BY seq", (cursor,)).fetchall()
     if not rows:
         return
-    owners = {
-        int(r["alert_id"]): r["incident_id"]
-        for r in conn.execute("SELECT alert_id, incident_id FROM incident_alerts")
-    }
+    refs = {str(r["id"]): _history_ref(str(r["id"])) for r in rows}
+    owners = _owners(conn, sorted({ref[0] for ref in refs.values() if ref is not None}))
     for r in rows:
-        # History ids are "<instance>-<alert id>-<transition number>".
-        parts = str(r["id"]).rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-            continue
-        alert_id, number = int(parts[1]), int(parts[2])
-        incident_id = owners.get(alert_id)
-        if incident_id is None:
+        ref = refs[str(r["id"])]
+        incident_id = owners.get(ref[0]) if ref is not None else None
+        if ref is None or incident_id is None:
             continue
         conn.execute(
             "INSERT OR IGNORE INTO incident_events (history_id, incident_id, alert_id, "
@@ -439,8 +453,8 @@ def _copy_history(conn: sqlite3.Connection) -> None:
             (
                 r["id"],
                 incident_id,
-                alert_id,
-                number,
+                ref[0],
+                ref[1],
                 r["ts"],
                 r["state"],
                 r["severity"],

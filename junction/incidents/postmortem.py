@@ -200,7 +200,8 @@ def render_draft(incident: Incident, facts: PostMortemFacts) -> str:
     if facts.first_failure_at is not None:
         lines.append(f"- First failure recorded: {iso(facts.first_failure_at)}")
     lines += [
-        f"- Duration (first failure to resolution): {_span(facts.impact_duration)}",
+        f"- Duration ({'first failure' if facts.first_failure_at else 'first alert'} to "
+        f"resolution): {_span(facts.impact_duration)}",
         f"- Time to detect (first failure to first alert): {_span(facts.time_to_detect)}",
         f"- Time to resolve (first alert to resolution): {_span(facts.time_to_resolve)}",
         "",

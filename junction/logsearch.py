@@ -40,6 +40,10 @@ from junction.store import MetricsStore
 
 GROWTH = 4
 """Each group of day partitions scanned is this many times the previous one."""
+SCAN_BYTES = 128 * 1024 * 1024
+"""Parquet bytes one page reads at most (beyond its first group of days): a search that
+finds little stops there and hands out a cursor to go on from (:attr:`LogPage.searched_to`)
+instead of reading all history in one request."""
 
 _TABLE_OF: dict[str, str] = {"calls": "calls", "alerts": "alerts", "workflows": "workflow_runs"}
 _TS_OF: dict[str, str] = {"calls": "ts", "alerts": "ts", "workflows": "started_at"}
@@ -96,12 +100,17 @@ class LogPage:
         items: Newest first.
         next_cursor: Pass it as :attr:`LogQuery.cursor` for the next (older) page;
             ``None`` on the last page.
-        partitions: Day partitions read (for the curious and the benchmark).
+        partitions: Statements run, each over a group of day partitions (for the curious
+            and the benchmark).
+        searched_to: Set when the page stopped at the scan budget before it was full:
+            everything from this instant on was searched, older entries were not yet
+            (``next_cursor`` goes on from here).
     """
 
     items: list[LogItem]
     next_cursor: str | None
     partitions: int = 0
+    searched_to: datetime | None = None
 
 
 # --------------------------------------------------------------------------- secrets
@@ -206,10 +215,12 @@ def like_pattern(text: str) -> str:
 
 @dataclass(frozen=True)
 class _Range:
-    """Day partitions ``lo <= date < hi`` (``None``: unbounded) to read in one statement."""
+    """Day partitions ``lo <= date < hi`` (``None``: unbounded) to read in one statement,
+    and the bytes of their segments when they were listed."""
 
     lo: date | None
     hi: date | None
+    size: int = 0
 
 
 def _kind_sql(kind: str, query: LogQuery, needle: str | None, days: _Range) -> tuple[str, list]:
@@ -269,51 +280,74 @@ def _kinds(query: LogQuery) -> list[str]:
     return wanted
 
 
-def _partition_days(store: MetricsStore, kinds: Iterable[str]) -> list[date]:
-    """The days that have a partition in any of ``kinds``' tables, newest first."""
-    days: set[date] = set()
+def _partition_sizes(store: MetricsStore, kinds: Iterable[str]) -> dict[date, int]:
+    """Bytes of the segments of each day that has a partition in ``kinds``' tables."""
+    sizes: dict[date, int] = {}
     for kind in kinds:
         try:
             names = os.listdir(store.root / _TABLE_OF[kind])
         except FileNotFoundError:
             continue
         for name in names:
-            if name.startswith("date="):
-                try:
-                    days.add(date.fromisoformat(name[5:]))
-                except ValueError:
-                    continue
-    return sorted(days, reverse=True)
+            if not name.startswith("date="):
+                continue
+            try:
+                day = date.fromisoformat(name[5:])
+                with os.scandir(store.root / _TABLE_OF[kind] / name) as entries:
+                    size = sum(e.stat().st_size for e in entries if e.name.endswith(".parquet"))
+            except (ValueError, OSError):  # not a day, or compacted away meanwhile
+                continue
+            sizes[day] = sizes.get(day, 0) + size
+    return sizes
 
 
-def _plan(days: list[date], query: LogQuery) -> list[_Range]:
-    """Contiguous day ranges, newest first, in groups growing by :data:`GROWTH`.
+def _plan(sizes: dict[date, int], query: LogQuery, group_bytes: int | None) -> list[_Range]:
+    """Contiguous day ranges, newest first, in groups growing by :data:`GROWTH` days (and
+    at most ``group_bytes`` each, but at least one day).
 
     Together they cover every day from the newest bound down to ``since`` (or all
     time), whether or not a partition of it was listed: one created after the listing
     still falls into a range.
     """
-    upper = [t for t in (query.until, _cursor_ts(query)) if t is not None]
-    top = min(upper).date() if upper else None
+    top = _newest_day(query)
     bottom = query.since.date() if query.since is not None else None
-    listed = [d for d in days if (top is None or d <= top) and (bottom is None or d >= bottom)]
-    if not listed:
-        return []
+    listed = sorted(
+        (d for d in sizes if (top is None or d <= top) and (bottom is None or d >= bottom)),
+        reverse=True,
+    )
     ranges: list[_Range] = []
     # Without an upper bound the newest range is open above: a new day may begin.
     hi = top + timedelta(days=1) if top is not None and top < date.max else None
-    pos, size = 0, 1
+    pos, days = 0, 1
     while pos < len(listed):
-        pos = min(pos + size, len(listed))
+        size, end = sizes[listed[pos]], pos + 1
+        while end < min(pos + days, len(listed)) and (
+            group_bytes is None or size + sizes[listed[end]] <= group_bytes
+        ):
+            size += sizes[listed[end]]
+            end += 1
+        pos = end
         lo = listed[pos - 1] if pos < len(listed) else bottom
-        ranges.append(_Range(lo, hi))
+        ranges.append(_Range(lo, hi, size))
         hi = lo
-        size *= GROWTH
+        days *= GROWTH
     return ranges
 
 
-def _cursor_ts(query: LogQuery) -> datetime | None:
-    return decode_cursor(query.cursor)[0] if query.cursor is not None else None
+def _newest_day(query: LogQuery) -> date | None:
+    """The newest day that can hold a match (``None``: no upper bound)."""
+    bounds = []
+    if query.until is not None:  # exclusive: ts < until
+        bounds.append(_just_before(query.until))
+    if query.cursor is not None:
+        ts, row_id = decode_cursor(query.cursor)
+        # An empty id sorts first: such a cursor (a scan-budget edge) means ts < it.
+        bounds.append(_just_before(ts) if row_id == "" else ts)
+    return min(bounds).date() if bounds else None
+
+
+def _just_before(ts: datetime) -> datetime:
+    return ts - timedelta(microseconds=1) if ts.replace(tzinfo=None) > datetime.min else ts
 
 
 def _statement(query: LogQuery, days: _Range, rows: int) -> tuple[str, list[Any]]:
@@ -330,7 +364,9 @@ def _statement(query: LogQuery, days: _Range, rows: int) -> tuple[str, list[Any]
 # --------------------------------------------------------------------------- search
 
 
-def search(store: MetricsStore, query: LogQuery, *, prune: bool = True) -> LogPage:
+def search(
+    store: MetricsStore, query: LogQuery, *, prune: bool = True, scan_bytes: int | None = SCAN_BYTES
+) -> LogPage:
     """One page of the rows matching ``query``, newest first, every text field redacted.
 
     Args:
@@ -338,7 +374,10 @@ def search(store: MetricsStore, query: LogQuery, *, prune: bool = True) -> LogPa
         query: What to look for; its cursor (if any) says where the page starts.
         prune: Read the day partitions newest first, only as many as the page needs.
             ``False`` reads every partition in one statement (the naive plan, kept for
-            comparison in the benchmark).
+            comparison in the benchmark; no scan budget).
+        scan_bytes: Stop before reading more than this many bytes of segments once the
+            first group of days is read (``None``: read until the page is full); the page
+            then says how far it searched (:attr:`LogPage.searched_to`).
 
     Returns:
         The page and the cursor of the next one.
@@ -347,22 +386,34 @@ def search(store: MetricsStore, query: LogQuery, *, prune: bool = True) -> LogPa
     if not kinds:
         return LogPage([], None)
     wanted = query.limit + 1  # one more than a page: is there a next page?
-    ranges = _plan(_partition_days(store, kinds), query) if prune else [_Range(None, None)]
+    if prune:
+        group = None if scan_bytes is None else max(1, scan_bytes // 2)
+        ranges = _plan(_partition_sizes(store, kinds), query, group)
+    else:
+        ranges = [_Range(None, None)]
     records: list[dict[str, Any]] = []
-    read = 0
+    read = scanned = 0
+    stopped_at: date | None = None
     for days in ranges:
+        if prune and scan_bytes is not None and read and scanned + days.size > scan_bytes:
+            stopped_at = days.hi  # every day from here on was read; the older ones were not
+            break
         sql, params = _statement(query, days, wanted - len(records))
         frame = store.query(sql, params)
         read += 1
+        scanned += days.size
         records += [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
         if len(records) >= wanted:
             break
     items = [_item(r) for r in records[: query.limit]]
-    next_cursor = None
     if len(records) > query.limit:
         last = records[query.limit - 1]
-        next_cursor = encode_cursor(_as_datetime(last["ts"]), str(last["id"]))
-    return LogPage(items, next_cursor, read if prune else 0)
+        return LogPage(items, encode_cursor(_as_datetime(last["ts"]), str(last["id"])), read)
+    if stopped_at is not None:
+        edge = datetime(stopped_at.year, stopped_at.month, stopped_at.day, tzinfo=UTC)
+        # The empty id sorts before every id: the next page starts strictly before `edge`.
+        return LogPage(items, encode_cursor(edge, ""), read, searched_to=edge)
+    return LogPage(items, None, read)
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -409,6 +460,7 @@ def next_query(query: LogQuery, page: LogPage) -> LogQuery | None:
 
 __all__ = [
     "GROWTH",
+    "SCAN_BYTES",
     "LogItem",
     "LogPage",
     "like_pattern",

@@ -181,7 +181,7 @@ def test_keyset_pages_stay_stable_while_rows_are_appended(store: MetricsStore) -
     seen: list[str] = []
     stamps: list[datetime] = []
     pages = 0
-    while query is not None:
+    while query is not None and pages < 10:
         page = search(store, query)
         pages += 1
         seen += [i.id for i in page.items]
@@ -214,6 +214,32 @@ def test_day_partitions_are_read_newest_first_only_as_needed(store: MetricsStore
     assert [i.id for i in everything.items] == [
         i.id for i in search(store, LogQuery(text="day", limit=500), prune=False).items
     ]
+
+
+def test_a_page_stops_at_its_scan_budget_and_goes_on_from_there(store: MetricsStore) -> None:
+    for day in range(6):  # one segment per day, a match only on days 0 and 5
+        rows = [call(NOW - timedelta(days=day, minutes=m), error=f"d{day}") for m in range(3)]
+        if day in (0, 5):
+            rows.append(call(NOW - timedelta(days=day, minutes=9), error=f"needle {day}"))
+        write(store.root, calls=rows)
+    everything = search(store, LogQuery(text="needle"), scan_bytes=None)
+    assert [i.message for i in everything.items] == ["needle 0", "needle 5"]
+    # A budget of one byte reads one group of days per page; each page says how far back
+    # it searched, and following the cursors finds the same entries, each once.
+    query: LogQuery | None = LogQuery(text="needle")
+    found: list[str | None] = []
+    edges: list[datetime] = []
+    for _ in range(20):  # bounded: a cursor that did not move on would loop forever
+        if query is None:
+            break
+        page = search(store, query, scan_bytes=1)
+        assert page.partitions == 1
+        found += [i.message for i in page.items]
+        if page.searched_to is not None:
+            edges.append(page.searched_to)
+        query = next_query(query, page)
+    assert query is None and found == ["needle 0", "needle 5"]
+    assert len(edges) >= 2 and edges == sorted(edges, reverse=True)
 
 
 @pytest.mark.parametrize(

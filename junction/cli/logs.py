@@ -117,12 +117,19 @@ def search(
     if as_json:
         print_json({"items": [i.to_json() for i in page.items], "next_cursor": page.next_cursor})
         return
-    if not page.items:
+    if not page.items and page.searched_to is None:
         console.print("no log entries match" if query.cursor is None else "no older entries")
         return
-    out = table(None, "time (UTC)", "kind", "service", "action", "status", "message", "run")
-    for item in page.items:
-        out.add_row(*_row(item))
-    print_table(out)
+    if page.items:
+        out = table(None, "time (UTC)", "kind", "service", "action", "status", "message", "run")
+        for item in page.items:
+            out.add_row(*_row(item))
+        print_table(out)
+    if page.searched_to is not None:
+        # The page stopped at its scan budget: say how far it looked.
+        typer.echo(
+            f"{'searched' if page.items else 'no matches'} back to "
+            f"{page.searched_to:%Y-%m-%d %H:%M} UTC (one page's scan limit)"
+        )
     if page.next_cursor:
         typer.echo(f"older entries: add --cursor {page.next_cursor}")

@@ -72,6 +72,11 @@ class LogSearchResponse(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next (older) page; null on the last page."
     )
+    searched_to: datetime | None = Field(
+        description="Set when the page stopped at its scan limit before it was full: "
+        "entries from this instant on were searched, older ones not yet (next_cursor "
+        "goes on)."
+    )
 
 
 def page_query(
@@ -148,5 +153,7 @@ async def search_logs(state: StateDep, query: QueryDep) -> LogSearchResponse:
     """Entries matching the text and filters, newest first, one page at a time."""
     page = await asyncio.to_thread(search_state, state, query)
     return LogSearchResponse(
-        items=[LogEntry.of(i) for i in page.items], next_cursor=page.next_cursor
+        items=[LogEntry.of(i) for i in page.items],
+        next_cursor=page.next_cursor,
+        searched_to=page.searched_to,
     )

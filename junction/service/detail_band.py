@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
@@ -304,7 +303,7 @@ class TtlCache:
         self._clock = clock
         self._done: dict[Hashable, tuple[float, Any]] = {}
         self._running: dict[Hashable, asyncio.Future[Any]] = {}
-        self._slot = threading.Semaphore(1) if serial else None
+        self._slot = asyncio.Semaphore(1) if serial else None
         self.computed = 0
 
     def peek(self, key: Hashable) -> Any:
@@ -315,34 +314,41 @@ class TtlCache:
         return entry[1]
 
     async def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """The fresh result for ``key``, computing it in a thread when there is none."""
+        """The fresh result for ``key``, computing it in a thread when there is none.
+
+        The computation is a task of its own: a caller that goes away (a closed page)
+        does not cancel it, and its result is cached for the next one.
+        """
         fresh: T | None = self.peek(key)
         if fresh is not None:
             return fresh
-        running = self._running.get(key)
-        if running is not None:
-            shared: T = await asyncio.shield(running)
-            return shared
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._running[key] = future
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._compute(key, compute))
+            task.add_done_callback(_retrieve)
+            self._running[key] = task
+        result: T = await asyncio.shield(task)
+        return result
+
+    async def _compute(self, key: Hashable, compute: Callable[[], T]) -> T:
         try:
-            value = await asyncio.to_thread(self._run, compute)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # marked retrieved: no "never retrieved" warning without waiters
-            raise
+            # Waiting happens here, not in a worker thread: the default executor's few
+            # threads stay free for the requests' own queries.
+            async with self._slot or contextlib.nullcontext():
+                self.computed += 1
+                value = await asyncio.to_thread(compute)
         finally:
             self._running.pop(key, None)
         self._done[key] = (self._clock(), value)
         while len(self._done) > self.max_entries:
             self._done.pop(next(iter(self._done)))
-        future.set_result(value)
         return value
 
-    def _run(self, compute: Callable[[], T]) -> T:
-        with self._slot or contextlib.nullcontext():
-            self.computed += 1
-            return compute()
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a computation's failure as seen when every caller went away before it ended."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def insights(cache: TtlCache, store: MetricsStore, service: str, window: Window) -> Insights:

@@ -169,7 +169,10 @@ def _since(value: str | None) -> datetime | None:
             raise invalid(
                 "query.since", f"{text!r} is neither an ISO-8601 time nor a duration (1h, 7d)"
             ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise invalid("query.since", f"{text!r} is out of range") from None
 
 
 @router.get(

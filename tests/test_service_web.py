@@ -447,6 +447,12 @@ def test_feed_sends_only_changed_rows_and_everything_to_strangers() -> None:
         assert set(json.loads(feed.payload(ahead) or "")["rows"]) == {"a", "b"}
         unchanged = await feed.refresh()
         assert unchanged.version == second.version
+        current[0] = row("a", "healthy", 97.0)  # a number drifting: it may wait
+        assert (await feed.refresh()).version == second.version
+        current[0] = row("a", "warning", 70.0)  # a new status: at once
+        third = await feed.refresh()
+        assert json.loads(feed.payload(second.version) or "")["rows"] == {"a": "<tr>a:warning</tr>"}
+        assert third.version != second.version
         feed.max_streams = 1
         async with feed.stream():
             with pytest.raises(TooManyStreams):

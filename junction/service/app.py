@@ -11,6 +11,7 @@ from start-up to shutdown. The dashboard's pages (:data:`junction.service.pages.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from junction.service.errors import (
     internal_error,
 )
 from junction.service.pages import PAGE_ROUTERS
+from junction.service.pages.health import warm as warm_health_grid
 from junction.service.routes import ROUTERS
 from junction.service.state import ServiceState
 from junction.service.web import WebSecurity, install_web
@@ -133,9 +135,12 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
             # API serves without it and monitoring/start reports why (and retries).
             with contextlib.suppress(ApiError):
                 await state.start_monitor()
+        # The grid's 1,000 rows rendered once ahead of the first visitor, not by it.
+        warming = asyncio.create_task(warm_health_grid(app))
         try:
             yield
         finally:
+            warming.cancel()
             await app.state.web.aclose()  # the pages' event streams end first
             await state.aclose()
 

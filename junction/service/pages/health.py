@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from markupsafe import Markup
 
@@ -24,7 +24,7 @@ from junction.alerting.alerts import Alert
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
 from junction.service.state import ServiceState
-from junction.service.web import PageDep, render, render_fragment, web_state
+from junction.service.web import PageDep, WebState, render, render_fragment, web_state
 from junction.service.web.feed import HEARTBEAT_SECONDS, HealthFeed, TooManyStreams
 from junction.service.web.grid import GridRow, Spark, grid_rows
 
@@ -83,10 +83,23 @@ async def grid_of(state: ServiceState, sparks: Sparks) -> list[GridRow]:
 
 def health_feed(request: Request) -> HealthFeed:
     """The app's grid feed (created on first use)."""
-    web = web_state(request)
+    return app_health_feed(request.app)
+
+
+async def warm(app: FastAPI) -> None:
+    """Render every row once, ahead of the first visitor (app start-up, in the background)."""
+    try:
+        await app_health_feed(app).refresh()
+    except Exception as exc:  # the first visitor then pays, and sees the error if it lasts
+        log.warning("the health grid could not be prepared at start-up: %s", exc)
+
+
+def app_health_feed(app: FastAPI) -> HealthFeed:
+    """``app``'s grid feed (created on first use)."""
+    web: WebState = app.state.web
     feed = web.feeds.get("health")
     if feed is None:
-        state: ServiceState = request.app.state.junction
+        state: ServiceState = app.state.junction
         window = window_label(state.window_seconds(None))
         sparks = Sparks(state.live)
 

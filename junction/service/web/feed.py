@@ -3,9 +3,10 @@
 One task (running while at least one event stream is open) refreshes the grid's rows at
 most once per :data:`REFRESH_SECONDS`, or as soon as the state reports a change, and
 renders only the rows whose shown values changed (:meth:`GridRow.key`), once for all
-clients. Each stream then sends the rows changed since the version it last saw: a
-hundred clients cost one refresh plus a hundred small writes, not a hundred health
-computations.
+clients: a change of status, down flag or alerts at once, numbers drifting with time at
+most every :data:`DRIFT_SECONDS`. Each stream then sends the rows changed since the
+version it last saw: a hundred clients cost one refresh plus a hundred small writes, not
+a hundred health computations.
 
 Versions are ``<epoch>-<n>``: ``epoch`` is random per feed, so a client reconnecting to a
 restarted server (whose counter started again) gets every row, not a wrong delta.
@@ -31,6 +32,11 @@ MAX_STREAMS = 200
 
 HEARTBEAT_SECONDS = 15.0
 """An idle stream sends a comment this often (proxies keep it open; a gone client shows)."""
+
+DRIFT_SECONDS = 10.0
+"""A row whose status, down flag and alerts are unchanged is re-sent at most this often:
+its numbers (uptime, score, p95) drift every second while a service is down, and a grid of
+1,000 rows must not be re-rendered and re-sent to every client each second."""
 
 IDLE_STOP_SECONDS = 10.0
 """The refresh task stops this long after the last stream closed."""
@@ -87,7 +93,9 @@ class HealthFeed:
         self.max_streams = max_streams
         self.epoch = secrets.token_hex(4)
         self._n = 0
-        self._keys: dict[str, tuple[object, ...]] = {}
+        self._keys: dict[str, tuple[object, ...]] = {}  # what each row shows
+        self._urgent: dict[str, tuple[object, ...]] = {}
+        self._rendered_at: dict[str, float] = {}
         self._html: dict[str, str] = {}
         self._changed: dict[str, int] = {}  # service -> the version it last changed in
         self._rows: list[GridRow] = []
@@ -128,8 +136,8 @@ class HealthFeed:
 
     async def _refresh(self) -> None:
         rows = await self._rows_source()
-        self._refreshed_at = time.monotonic()
-        changed = [r for r in rows if self._keys.get(r.service) != r.key()]
+        now = self._refreshed_at = time.monotonic()
+        changed = [r for r in rows if self._needs_render(r, now)]
         gone = set(self._keys) - {r.service for r in rows}
         new_summary = self._render_summary(summary(rows))
         self._rows = rows
@@ -138,16 +146,28 @@ class HealthFeed:
         self._n += 1
         for row in changed:
             self._keys[row.service] = row.key()
+            self._urgent[row.service] = row.urgent_key()
+            self._rendered_at[row.service] = now
             self._html[row.service] = self._render_row(row)
             self._changed[row.service] = self._n
         for name in gone:
             self._keys.pop(name, None)
+            self._urgent.pop(name, None)
+            self._rendered_at.pop(name, None)
             self._html.pop(name, None)
             self._changed.pop(name, None)
         self._summary_html = new_summary
         self._payloads.clear()
         self._event.set()
         self._event = asyncio.Event()
+
+    def _needs_render(self, row: GridRow, now: float) -> bool:
+        shown = self._keys.get(row.service)
+        if shown is None or shown == row.key():
+            return shown is None
+        if self._urgent.get(row.service) != row.urgent_key():
+            return True
+        return now - self._rendered_at.get(row.service, -1e9) >= DRIFT_SECONDS
 
     async def _run(self) -> None:
         while not self._closed:
@@ -238,6 +258,7 @@ class HealthFeed:
 
 
 __all__ = [
+    "DRIFT_SECONDS",
     "HEARTBEAT_SECONDS",
     "MAX_STREAMS",
     "REFRESH_SECONDS",

@@ -98,6 +98,11 @@ class GridRow:
             self.spark,
         )
 
+    def urgent_key(self) -> tuple[Any, ...]:
+        """What must reach the grid at once when it changes (status, down, alerts); the
+        numbers drifting with time may wait (:data:`~.feed.DRIFT_SECONDS`)."""
+        return (self.status, self.down, self.alerts, self.alert_text)
+
 
 def _short(text: str) -> str:
     line = " ".join(text.split())

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from junction.alerting.rules import SlaPolicy
 from junction.alerting.statuspage import StatusPagePoller
 from junction.service.detail import (
     ERROR_TEXT_MAX,
@@ -27,6 +28,8 @@ from junction.service.detail import (
     bucket_seconds,
     latency_and_errors,
     parse_window,
+    restore_sla,
+    sla_view,
     vendor_view,
 )
 from junction.service.detail_band import TtlCache, forecast_band
@@ -117,6 +120,31 @@ def test_percentiles_error_mix_and_recent_errors_match_the_rows(tmp_path: Any) -
     timeout = found.recent_errors[1]
     assert timeout.status is None and timeout.error is not None
     assert CANARY not in timeout.error and "***" in timeout.error
+
+
+def test_sla_counts_probes_and_live_calls_and_burns_per_window(tmp_path: Any) -> None:
+    now = datetime.now(UTC)
+    calls = [_call(now - timedelta(minutes=i), i % 10 != 0, 50.0) for i in range(120)]  # 12 bad
+    calls += [_call(now - timedelta(minutes=i), True, 50.0, source="probe") for i in range(30)]
+    probes = [
+        {"ts": now - timedelta(minutes=i), "sweep_id": "s", "service": SERVICE, "ok": i >= 3,
+         "status": 200, "latency_ms": 40.0, "breaker_state": "closed"}
+        for i in range(30)
+    ]  # fmt: skip
+    with MetricsStore(tmp_path) as store:
+        store.append("calls", calls)
+        store.append("probes", probes)
+        store.flush()
+        restored = restore_sla(store, SERVICE, SlaPolicy(target=0.99), now)
+    hour = sla_view(restored, Window.ending(3600, now))
+    day = sla_view(restored, Window.ending(86400, now))
+    # Probes once (the probes table, not their calls rows) plus the live calls.
+    assert (hour.total, hour.failed) == (150, 15) == (day.total, day.failed)
+    assert hour.uptime == pytest.approx(135 / 150)
+    failed_hour = 6 + 3  # minutes 0, 10 ... 50 of the calls, three probes
+    assert hour.window_burn_rate == pytest.approx(failed_hour / 90 / 0.01)
+    assert day.window_burn_rate == pytest.approx(15 / 150 / 0.01)
+    assert [b.name for b in hour.burn_rates] == ["fast", "slow"]
 
 
 def _hourly_history(store: MetricsStore, now: datetime, hours: int, spike_at: int) -> None:

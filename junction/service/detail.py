@@ -424,40 +424,59 @@ def latency_and_errors(
 # --------------------------------------------------------------------------- SLA
 
 
-WINDOW_RULE = "window"
-"""Name of the burn-rate rule measuring the chosen window (not an alerting rule)."""
+KEEP_RULE = "keep"
+"""A burn-rate rule over the longest window (not an alerting rule): the tracker then keeps
+minute buckets long enough for the burn rate of any window the page offers."""
 
 
-def sla_view(store: MetricsStore, service: str, window: Window, policy: SlaPolicy) -> SlaView:
-    """SLA standing and error-budget burn of ``service`` from the store's history.
+@dataclasses.dataclass(frozen=True)
+class RestoredSla:
+    """One service's :class:`SlaTracker`, restored from the store at ``as_of``."""
 
-    The :class:`SlaTracker` is restored from the store for this service alone, with the
-    configured policy plus one rule spanning the chosen window, so the window's burn rate
-    is measured exactly as the alerting burn rates are.
+    service: str
+    tracker: SlaTracker
+    as_of: datetime
+
+
+def restore_sla(store: MetricsStore, service: str, policy: SlaPolicy, now: datetime) -> RestoredSla:
+    """Restore ``service``'s SLA tracker from the store's rows of the SLA period (the scan
+    of a whole period: reuse the result for every window).
 
     Args:
-        store: The metrics store (probes and non-probe calls of the SLA period).
+        store: The metrics store (probes and non-probe calls).
         service: The service.
-        window: The chosen window (its end is "now").
         policy: The configured SLA policy (``load_settings_config(settings).sla``).
+        now: End of the SLA period.
     """
-    span = timedelta(seconds=window.seconds)
-    probe = BurnRateWindow(WINDOW_RULE, span, span, 1.0, Severity.WARNING)
-    tracker = SlaTracker(dataclasses.replace(policy, burn_rates=(*policy.burn_rates, probe)))
-    tracker.restore(store, window.until, services=[service])
-    status = tracker.status(service, window.until)
-    configured = [b for b in status.burn_rates if b.window is not probe]
-    measured = next(b for b in status.burn_rates if b.window is probe)
-    shown = dataclasses.replace(status, burn_rates=tuple(configured))
+    keep = BurnRateWindow(KEEP_RULE, MAX_BURN_WINDOW, MAX_BURN_WINDOW, 1.0, Severity.WARNING)
+    tracker = SlaTracker(dataclasses.replace(policy, burn_rates=(*policy.burn_rates, keep)))
+    tracker.restore(store, now, services=[service])
+    return RestoredSla(service, tracker, now)
+
+
+def sla_view(sla: RestoredSla, window: Window) -> SlaView:
+    """SLA standing, the configured burn rates and the chosen window's burn rate.
+
+    All from :class:`SlaTracker` (no second SLA computation), as of the restore.
+
+    Args:
+        sla: From :func:`restore_sla`.
+        window: The chosen window (its burn rate: error rate over it / error budget).
+    """
+    tracker = sla.tracker
+    keep = tracker.policy.burn_rates[-1]  # restore_sla's, after the configured ones
+    status = tracker.status(sla.service, sla.as_of)
+    configured = tuple(b for b in status.burn_rates if b.window is not keep)
+    measured = tracker.burn_rate(sla.service, timedelta(seconds=window.seconds), sla.as_of)
     return SlaView(
-        as_of=status.as_of,
+        as_of=sla.as_of,
         target=status.target,
-        period_seconds=policy.window.total_seconds(),
+        period_seconds=tracker.policy.window.total_seconds(),
         total=status.total,
         failed=status.failed,
         uptime=status.uptime,
         error_budget_remaining=status.error_budget_remaining,
-        window_burn_rate=measured.long_rate,
+        window_burn_rate=measured,
         burn_rates=[
             BurnRateView(
                 name=b.window.name,
@@ -471,7 +490,7 @@ def sla_view(store: MetricsStore, service: str, window: Window, policy: SlaPolic
             )
             for b in configured
         ],
-        summary=shown.describe(),
+        summary=dataclasses.replace(status, burn_rates=configured).describe(),
     )
 
 
@@ -586,6 +605,7 @@ __all__ = [
     "PeerCoFailure",
     "Percentiles",
     "RecentError",
+    "RestoredSla",
     "SlaView",
     "VendorView",
     "Window",
@@ -596,6 +616,7 @@ __all__ = [
     "latency_and_errors",
     "parse_window",
     "peer_cofailures",
+    "restore_sla",
     "sla_view",
     "vendor_view",
     "window_label",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -29,12 +29,14 @@ from junction.service.deps import StateDep, require_token
 from junction.service.detail import (
     DependencyView,
     LatencyAndErrors,
+    RestoredSla,
     SlaView,
     VendorView,
     Window,
     dependency_view,
     latency_and_errors,
     parse_window,
+    restore_sla,
     sla_view,
     vendor_view,
     window_label,
@@ -121,8 +123,8 @@ def _vendor(state: ServiceState, name: str) -> VendorView:
 
 
 SLA_CACHE_SECONDS = 60.0
-"""How long one service's SLA standing is reused: it reads the whole SLA period (30 days
-of probes and calls), the page's most expensive query."""
+"""How long one service's restored SLA tracker is reused (for every window): it reads the
+whole SLA period (30 days of probes and calls), the page's most expensive query."""
 
 
 @dataclass
@@ -150,10 +152,12 @@ async def _sla(state: ServiceState, name: str, window: Window) -> tuple[SlaView 
     except AlertConfigError as exc:
         return None, f"the alerting file is invalid: {str(exc).splitlines()[0]}"
     store = state.store()
-    view = await caches(state).sla.get(
-        ("sla", name, window.seconds), lambda: sla_view(store, name, window, policy)
+    restored: RestoredSla = await caches(state).sla.get(
+        ("sla", name, repr(policy)),
+        lambda: restore_sla(store, name, policy, datetime.now(UTC)),
     )
-    return view, None
+    # On the event loop: the cached tracker is read by one request at a time.
+    return sla_view(restored, window), None
 
 
 async def service_detail(state: ServiceState, name: str, window: Window) -> ServiceDetail:

@@ -179,7 +179,13 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
         page.get_by_text("acknowledged").first.wait_for()
         shot(page, "incident")
 
-    # 6. the public status page
+    # 6. the other pages open cleanly (no console errors, no refused script or style)
+    for name in ("workflows", "logs"):
+        if opened(page, f"{url}/{name}"):
+            page.wait_for_load_state("load")
+            shot(page, name)
+
+    # 7. the public status page
     page.goto(f"{url}/status")
     page.wait_for_load_state("load")
     shot(page, "status")

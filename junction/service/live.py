@@ -63,11 +63,12 @@ MAX_OBSERVATIONS = 2_000_000
 """Observations held in memory at most, all services together."""
 BOOTSTRAP_WAIT_SECONDS = 30.0
 """How long start-up waits for the first read of the store (then it goes on behind)."""
-HEALTH_TTL_SECONDS = 2.0
-"""A service's verdict is reused this long while its rows do not change (the window
-slides meanwhile: uptime and error recency move a little)."""
-WARM_BATCH = 250
-"""Verdicts recomputed ahead of the readers per read of the store, at most."""
+HEALTH_TTL_SECONDS = 10.0
+"""A service's verdict is reused this long while its rows do not change. Rows leaving
+the window count as a change (checked every :data:`PRUNE_SECONDS`); what moves meanwhile
+is uptime's last stretch and the error-recency points, a little."""
+WARM_BATCH = 100
+"""Verdicts recomputed ahead of the readers per tick, at most (a short hold of the loop)."""
 FRESH_SECONDS = 0.05
 """A health read first reads the store's new rows unless a read started this recently."""
 RETRY_SECONDS = (1.0, 30.0)

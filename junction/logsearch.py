@@ -40,7 +40,7 @@ from junction.store import MetricsStore
 
 GROWTH = 4
 """Each group of day partitions scanned is this many times the previous one."""
-SCAN_BYTES = 128 * 1024 * 1024
+SCAN_BYTES = 64 * 1024 * 1024
 """Parquet bytes one page reads at most (beyond its first group of days): a search that
 finds little stops there and hands out a cursor to go on from (:attr:`LogPage.searched_to`)
 instead of reading all history in one request."""

@@ -185,11 +185,20 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
             page.wait_for_load_state("load")
             shot(page, name)
 
-    # 7. the public status page
-    page.goto(f"{url}/status")
-    page.wait_for_load_state("load")
-    shot(page, "status")
-    assert VICTIM not in page.content().lower()
+    # 7. the public status page, as an anonymous visitor sees it: no nav, no internal name
+    browser = page.context.browser
+    assert browser is not None
+    anonymous = browser.new_context(viewport={"width": 1280, "height": 860})
+    visitor = anonymous.new_page()
+    visitor.goto(f"{url}/status")
+    visitor.wait_for_load_state("load")
+    assert visitor.locator("nav").count() == 0
+    assert VICTIM not in visitor.content().lower()
+    visitor.get_by_text("Code hosting").first.wait_for()
+    shot(visitor, "status")
+    anonymous.close()
+    page.goto(f"{url}/")  # and, in the logged-in tab, the grid again: still red
+    page.wait_for_selector(f'{row}[data-status="critical"]')
 
     problems: list[str] = page.problems  # type: ignore[attr-defined]
     assert [p for p in problems if p.split(" ", 1)[-1] not in LEFT_OUT] == []

@@ -65,31 +65,39 @@ def search(
     text: Annotated[
         str,
         typer.Argument(
+            metavar="TEXT",
             help="Text to find (case-insensitive, literal); empty: every entry.",
             show_default=False,
         ),
     ] = "",
     service: Annotated[
         list[str] | None,
-        typer.Option("--service", "-s", help="Only this service (repeat for several)."),
+        typer.Option(
+            "--service", "-s", metavar="SERVICE", help="Only this service (repeat for several)."
+        ),
     ] = None,
     since: Annotated[
         str | None,
         typer.Option(
-            help="Only entries since: a duration back from now (1h, 30m, 7d) or an ISO time."
+            metavar="WHEN",
+            help="Only entries since: a duration back from now (1h, 30m, 7d) or an ISO time.",
         ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Only entries before: a duration back or an ISO time.")
+        str | None,
+        typer.Option(metavar="WHEN", help="Only entries before: a duration back or an ISO time."),
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="error, ok, or an HTTP status code (calls only)."),
+        typer.Option(metavar="STATUS", help="error, ok, or an HTTP status code (calls only)."),
     ] = None,
-    kind: Annotated[str, typer.Option(help="calls, alerts, workflows or all.")] = "all",
-    limit: Annotated[int, typer.Option(help="Entries per page (1-500).")] = 50,
+    kind: Annotated[
+        str, typer.Option(metavar="KIND", help="calls, alerts, workflows or all.")
+    ] = "all",
+    limit: Annotated[int, typer.Option(metavar="N", help="Entries per page (1-500).")] = 50,
     cursor: Annotated[
-        str | None, typer.Option(help="Start after this cursor (printed with the previous page).")
+        str | None,
+        typer.Option(metavar="CURSOR", help="Go on after this cursor (printed with a page)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

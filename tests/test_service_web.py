@@ -200,16 +200,20 @@ def test_api_writes_from_another_site_are_refused_bearer_clients_unaffected(
         assert api.get("/api/v2/status", headers={"Origin": "https://x.test"}).status_code == 200
 
 
-def test_without_a_token_pages_are_open_but_csrf_and_host_still_checked(
+def test_without_a_token_or_npm_files_pages_open_csrf_and_host_still_checked(
     sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     home = tmp_path_factory.mktemp("service-web-open")
+    settings = service_settings(home, sandbox, api_token=None, ui_vendor_dir=home)  # no npm files
     with (
-        ServiceServer(service_settings(home, sandbox, api_token=None)) as server,
+        ServiceServer(settings) as server,
         httpx.Client(base_url=server.url, timeout=30.0) as client,
     ):
         page = client.get("/")
         assert page.status_code == 200 and "Log out" not in page.text
+        # without uPlot and htmx the grid is still there, and nothing asks for them
+        assert 'id="health-grid"' in page.text and "/static/vendor/" not in page.text
+        assert client.get("/static/vendor/htmx.min.js").status_code == 404
         assert client.get("/login").status_code == 303
         assert error_code(client.post("/logout"), 403) == "csrf_failed"
         ok = client.post("/logout", data={"csrf_token": csrf_of(page.text)})

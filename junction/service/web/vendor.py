@@ -49,7 +49,7 @@ def vendor_warning(settings: Settings) -> str | None:
     if not missing:
         return None
     return (
-        f"dashboard charts are off: {', '.join(missing)} not found in {vendor_root(settings)}; "
+        f"dashboard without charts: {', '.join(missing)} not found in {vendor_root(settings)}; "
         f"run `npm ci` in {PACKAGE_ROOT} (or set JUNCTION_UI_VENDOR_DIR)"
     )
 

@@ -354,3 +354,15 @@ def test_cofailure_groups_are_shared_between_processes(settings: Settings) -> No
     finally:
         clear_relations_cache()
         conn.close()
+
+
+def test_a_reset_or_damaged_alert_database_is_reopened_not_read_stale(settings: Settings) -> None:
+    with new_engine(settings, "") as eng:
+        eng.evaluate(failing(["app1"], at(0)), now=at(0))
+    assert len(incidents(settings, Relations())) == 1  # the shared connection is open now
+    path = alert_state.db_path(settings)
+    alert_state.reset_database(path, at(10), force=True)  # `junction alerts reset --force`
+    assert incidents(settings, Relations()) == []
+    path.write_bytes(b"not a database" * 1000)
+    with pytest.raises(alert_state.AlertDatabaseError, match="junction alerts reset"):
+        incidents(settings, Relations())

@@ -59,7 +59,9 @@ or a :class:`Session` already open and synced."""
 def session(
     source: Source, *, relations: Relations | None = None, synced: bool = True
 ) -> Iterator[Session]:
-    """Open ``source`` (closing it after when it was settings) and sync it.
+    """Open ``source`` and sync it: settings use the process's shared connection to the
+    alert database they name (:func:`junction.incidents.schema.shared`), held by this
+    thread until the block ends.
 
     Raises:
         AlertDatabaseError: The alert database is damaged or cannot be opened.
@@ -68,22 +70,23 @@ def session(
         yield source
         return
     if isinstance(source, sqlite3.Connection):
-        conn, settings, owned = source, get_settings(), False
-        schema.migrate(conn)
-    else:
-        conn = schema.connect(alert_state.db_path(source))
-        settings, owned = source, True
-    try:
-        # Relations (the dependency map, co-failures) only when there is something to assign.
-        if synced and pending(conn):
-            now = datetime.now(UTC)
-            chosen = relations if relations is not None else relations_for(settings, conn, now=now)
-            gap = timedelta(seconds=settings.incident_group_window_seconds)
-            sync(conn, chosen, gap=gap)
-        yield Session(conn, settings)
-    finally:
-        if owned:
-            conn.close()
+        schema.migrate(source)
+        yield _synced(source, get_settings(), relations, synced)
+        return
+    with schema.shared(alert_state.db_path(source)) as conn:
+        yield _synced(conn, source, relations, synced)
+
+
+def _synced(
+    conn: sqlite3.Connection, settings: Settings, relations: Relations | None, synced: bool
+) -> Session:
+    # Relations (the dependency map, co-failures) only when there is something to assign.
+    if synced and pending(conn):
+        now = datetime.now(UTC)
+        chosen = relations if relations is not None else relations_for(settings, conn, now=now)
+        gap = timedelta(seconds=settings.incident_group_window_seconds)
+        sync(conn, chosen, gap=gap)
+    return Session(conn, settings)
 
 
 def list_incidents(

@@ -25,6 +25,11 @@ tables aside with the rest of the alert database.
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from junction.alerting import state as alert_state
@@ -121,3 +126,73 @@ def connect(path: str | Path) -> sqlite3.Connection:
         conn.close()
         raise alert_state.AlertDatabaseError(Path(path), str(exc), corrupt=False) from None
     return conn
+
+
+MAX_SHARED = 8
+"""Alert databases with a shared connection kept per process (least recently used dropped)."""
+
+
+@dataclass
+class _Shared:
+    conn: sqlite3.Connection
+    identity: tuple[int, ...] | None
+    lock: threading.Lock
+
+
+_SHARED: OrderedDict[str, _Shared] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """The file's device, inode, size and modification time.
+
+    In WAL mode commits go to the ``-wal`` file: the database file itself changes only at
+    a checkpoint (then it is re-checked once) or when something else writes it, which a
+    connection reading from its cache would not notice.
+    """
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+@contextmanager
+def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """The process's connection to an alert database, for one thread at a time.
+
+    Opening checks the whole file (:func:`junction.alerting.state.connect`: tens of
+    milliseconds on a database of a few MB), so the service does it once, not on every
+    request. A file replaced or written meanwhile (``junction alerts reset``, a checkpoint)
+    is opened and checked afresh; an SQLite error while the connection is in use drops
+    it, and the next use reopens (and re-checks) the file.
+
+    Raises:
+        AlertDatabaseError: The database is damaged or cannot be opened, or an SQLite
+            error happened while it was in use.
+    """
+    path = Path(path)
+    key = str(path.absolute())
+    identity = _identity(path)
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is not None and (identity is None or entry.identity != identity):
+            del _SHARED[key]  # not closed: a thread may still use it (GC closes it)
+            entry = None
+    if entry is None:
+        opened = connect(path)
+        entry = _Shared(opened, _identity(path), threading.Lock())
+        with _SHARED_LOCK:
+            _SHARED[key] = entry
+            _SHARED.move_to_end(key)
+            while len(_SHARED) > MAX_SHARED:
+                _SHARED.popitem(last=False)
+    with entry.lock:
+        try:
+            yield entry.conn
+        except sqlite3.DatabaseError as exc:
+            with _SHARED_LOCK:
+                if _SHARED.get(key) is entry:
+                    del _SHARED[key]
+            corrupt = not isinstance(exc, sqlite3.OperationalError)
+            raise alert_state.AlertDatabaseError(path, str(exc), corrupt=corrupt) from None

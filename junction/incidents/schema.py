@@ -136,7 +136,7 @@ MAX_SHARED = 8
 class _Shared:
     conn: sqlite3.Connection
     identity: tuple[int, ...] | None
-    lock: threading.Lock
+    lock: threading.RLock
 
 
 _SHARED: OrderedDict[str, _Shared] = OrderedDict()
@@ -181,7 +181,8 @@ def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
             entry = None
     if entry is None:
         opened = connect(path)
-        entry = _Shared(opened, _identity(path), threading.Lock())
+        # Re-entrant: a session opened inside another one in the same thread shares it.
+        entry = _Shared(opened, _identity(path), threading.RLock())
         with _SHARED_LOCK:
             _SHARED[key] = entry
             _SHARED.move_to_end(key)

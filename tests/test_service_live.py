@@ -304,3 +304,38 @@ def test_compaction_while_health_is_read_loses_nothing(
     for counts in seen.values():
         assert counts, "the hammer got no answer"
         assert counts == sorted(counts) and max(counts) <= total  # never lost, never twice
+
+
+def test_a_service_too_busy_to_hold_is_judged_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from junction.service import live
+
+    monkeypatch.setattr(live, "MAX_SERVICE_OBSERVATIONS", 30)  # memory bound, made small
+    settings = Settings(home=tmp_path)
+    now = datetime.now(UTC)
+    rows = [
+        {"ts": now - timedelta(seconds=5 + i), "service": name, "action": "a",
+         "method": "GET", "path": "/", "status": 200 if i % 7 else 500, "ok": bool(i % 7),
+         "latency_ms": float(i), "attempts": 1, "breaker_state": "closed", "source": "cli"}
+        for name, n in (("busy", 100), ("calm", 5)) for i in range(n)
+    ]  # fmt: skip
+    with MetricsStore(settings.metrics_dir) as store:
+        store.append("calls", rows)
+
+    async def scenario() -> list[ServiceHealth]:
+        state = ServiceState(settings)
+        await state.start()
+        try:
+            got, _ = await state.health(["busy", "calm"])
+            return got
+        finally:
+            await state.aclose()
+
+    caplog.set_level("INFO", logger="junction.service.live")
+    got = asyncio.run(scenario())
+    spilled = {r.getMessage() for r in caplog.records if "too many observations" in r.getMessage()}
+    assert spilled == {"the live view judges busy from the store: too many observations"}
+    assert [r.observations for r in got] == [100, 5]  # all of them, none held twice
+    for row in got:
+        _same([row], _replay(settings.metrics_dir, [row.service], 900, row.as_of, settings))

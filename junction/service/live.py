@@ -324,8 +324,9 @@ class LiveView:
         """Give up holding a too-busy service: its window is whole again a window later."""
         state = self._services.pop(name)
         self._held -= len(state.window)
+        if name not in self._overflow:  # once, not at every refill of a busy service
+            log.info("the live view judges %s from the store: too many observations", name)
         self._overflow[name] = now + self.window
-        log.info("the live view judges %s from the store: too many observations", name)
 
     def _prune(self, now: datetime) -> set[str]:
         """Evict what left the window and the sparkline hour; names whose window changed."""

@@ -8,6 +8,7 @@ and whether the in-process monitor runs. Needs the token (Prometheus sends it wi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -88,6 +89,19 @@ async def prometheus_metrics(state: StateDep) -> Response:
     open_alerts: dict[str, int] = {}
     for a in state.open_alerts():
         open_alerts[a.service] = open_alerts.get(a.service, 0) + 1
+    # The live view reuses a verdict while its service is unchanged: the same verdicts,
+    # alerts and monitor state give the same text (rendering 1,000 services costs ~50 ms).
+    # The verdicts are kept with the text, so their ids cannot be reused meanwhile.
+    key = (tuple(map(id, rows)), tuple(sorted(open_alerts.items())), state.monitor_running)
+    last = _LAST.get("exposition")
+    if last is not None and last[0] == key:
+        return Response(last[2], media_type=CONTENT_TYPE_LATEST)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(rows, open_alerts, state.monitor_running))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    text = generate_latest(registry)
+    _LAST["exposition"] = (key, rows, text)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+_LAST: dict[str, tuple[Any, list[ServiceHealth], bytes]] = {}
+"""The latest exposition: its key, the verdicts it shows, its text."""

@@ -339,7 +339,10 @@ class TtlCache:
                 value = await asyncio.to_thread(compute)
         finally:
             self._running.pop(key, None)
-        self._done[key] = (self._clock(), value)
+        now = self._clock()
+        for stale in [k for k, (at, _) in self._done.items() if now - at >= self.ttl]:
+            del self._done[stale]
+        self._done[key] = (now, value)
         while len(self._done) > self.max_entries:
             self._done.pop(next(iter(self._done)))
         return value

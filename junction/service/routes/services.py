@@ -132,7 +132,10 @@ class DetailCaches:
     """One app's caches: forecast bands and co-failures (computed one at a time), SLAs."""
 
     insights: TtlCache = field(default_factory=TtlCache)
-    sla: TtlCache = field(default_factory=lambda: TtlCache(SLA_CACHE_SECONDS, serial=False))
+    # A week of minute buckets is up to ~2.5 MB per service: a few dozen services at most.
+    sla: TtlCache = field(
+        default_factory=lambda: TtlCache(SLA_CACHE_SECONDS, max_entries=32, serial=False)
+    )
 
 
 _CACHES: weakref.WeakKeyDictionary[ServiceState, DetailCaches] = weakref.WeakKeyDictionary()

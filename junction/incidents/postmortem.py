@@ -31,12 +31,13 @@ from junction.incidents.model import (
     check_text,
 )
 from junction.incidents.notes import MAX_AUTHOR_CHARS
-from junction.incidents.reads import Session, Source, read_incident, session
+from junction.incidents.reads import Source, read_incident, session
 from junction.workflows.depmap import build_map
 
 if TYPE_CHECKING:
     import sqlite3
 
+    from junction.settings import Settings
     from junction.store import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -253,57 +254,63 @@ def _from_row(row: sqlite3.Row) -> PostMortem:
     )
 
 
-def _current(s: Session, incident_id: str, store: MetricsStore | None) -> PostMortem:
-    """The stored post-mortem, generated first when missing or out of date."""
-    conn = s.conn
-    incident = read_incident(conn, incident_id)
-    if incident.resolved_at is None:
-        raise IncidentOpenError(
-            f"incident {incident_id} is still open: its post-mortem is drafted when it resolves"
-        )
-    target = iso(incident.resolved_at)
-    row = conn.execute(
+def _stored(conn: sqlite3.Connection, incident_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM incident_postmortems WHERE incident_id = ?", (incident_id,)
     ).fetchone()
-    if row is not None and row["generated_for"] == target:
-        return _from_row(row)
-    lookback = timedelta(seconds=s.settings.monitor_window_seconds)
-    facts = _facts_with_store(s, incident, store, lookback)
-    draft = render_draft(incident, facts)
+    return row
+
+
+def _current(source: Source, incident_id: str, store: MetricsStore | None) -> PostMortem:
+    """The stored post-mortem, generated first when missing or out of date.
+
+    The store is read outside the session: with settings as the source, other readers of
+    incidents do not wait for a draft's queries.
+    """
+    with session(source) as s:
+        incident = read_incident(s.conn, incident_id)
+        if incident.resolved_at is None:
+            raise IncidentOpenError(
+                f"incident {incident_id} is still open: its post-mortem is drafted when it resolves"
+            )
+        target = iso(incident.resolved_at)
+        row = _stored(s.conn, incident_id)
+        if row is not None and row["generated_for"] == target:
+            return _from_row(row)
+        settings = s.settings
+    lookback = timedelta(seconds=settings.monitor_window_seconds)
+    draft = render_draft(incident, _facts_with_store(settings, incident, store, lookback))
     now = iso(datetime.now(UTC))
-    with alert_state.transaction(conn):
-        row = conn.execute(
-            "SELECT * FROM incident_postmortems WHERE incident_id = ?", (incident_id,)
-        ).fetchone()
+    with session(source, synced=False) as s, alert_state.transaction(s.conn):
+        row = _stored(s.conn, incident_id)
         if row is None:
-            conn.execute(
+            s.conn.execute(
                 "INSERT INTO incident_postmortems (incident_id, generated, generated_for, text,"
                 " revision, generated_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
                 (incident_id, draft, target, draft, now, now),
             )
         elif row["generated_for"] != target:
             # Reopened and resolved again: a new draft; an operator's text is kept.
-            conn.execute(
+            s.conn.execute(
                 "UPDATE incident_postmortems SET generated = ?, generated_for = ?, "
                 "generated_at = ?, text = CASE WHEN revision = 0 THEN ? ELSE text END "
                 "WHERE incident_id = ?",
                 (draft, target, now, draft, incident_id),
             )
-        row = conn.execute(
-            "SELECT * FROM incident_postmortems WHERE incident_id = ?", (incident_id,)
-        ).fetchone()
+        row = _stored(s.conn, incident_id)
+    assert row is not None
     return _from_row(row)
 
 
 def _facts_with_store(
-    s: Session, incident: Incident, store: MetricsStore | None, lookback: timedelta
+    settings: Settings, incident: Incident, store: MetricsStore | None, lookback: timedelta
 ) -> PostMortemFacts:
     if store is not None:
         return gather_facts(incident, store, lookback=lookback)
     # Function-level: pyarrow and DuckDB load only when a draft is generated.
     from junction.store import MetricsStore
 
-    own = MetricsStore(s.settings.metrics_dir)
+    own = MetricsStore(settings.metrics_dir)
     try:
         return gather_facts(incident, own, lookback=lookback)
     finally:
@@ -325,8 +332,7 @@ def get_postmortem(
         IncidentOpenError: The incident is still open.
         AlertDatabaseError: The alert database is damaged or cannot be opened.
     """
-    with session(source) as s:
-        return _current(s, incident_id, store)
+    return _current(source, incident_id, store)
 
 
 def save_postmortem(
@@ -357,20 +363,17 @@ def save_postmortem(
     """
     cleaned = check_text("text", text, MAX_POSTMORTEM_CHARS)
     who = check_text("author", author, MAX_AUTHOR_CHARS)
-    with session(source) as s:
-        _current(s, incident_id, store)
-        with alert_state.transaction(s.conn):
-            row = s.conn.execute(
-                "SELECT * FROM incident_postmortems WHERE incident_id = ?", (incident_id,)
-            ).fetchone()
-            if revision is not None and int(row["revision"]) != revision:
-                raise RevisionConflictError(incident_id, revision, int(row["revision"]))
-            s.conn.execute(
-                "UPDATE incident_postmortems SET text = ?, revision = revision + 1, "
-                "updated_at = ?, updated_by = ? WHERE incident_id = ?",
-                (cleaned + "\n", iso(datetime.now(UTC)), who, incident_id),
-            )
-            row = s.conn.execute(
-                "SELECT * FROM incident_postmortems WHERE incident_id = ?", (incident_id,)
-            ).fetchone()
-        return _from_row(row)
+    _current(source, incident_id, store)
+    with session(source, synced=False) as s, alert_state.transaction(s.conn):
+        row = _stored(s.conn, incident_id)
+        assert row is not None  # _current stored it
+        if revision is not None and int(row["revision"]) != revision:
+            raise RevisionConflictError(incident_id, revision, int(row["revision"]))
+        s.conn.execute(
+            "UPDATE incident_postmortems SET text = ?, revision = revision + 1, "
+            "updated_at = ?, updated_by = ? WHERE incident_id = ?",
+            (cleaned + "\n", iso(datetime.now(UTC)), who, incident_id),
+        )
+        row = _stored(s.conn, incident_id)
+    assert row is not None
+    return _from_row(row)

@@ -9,6 +9,7 @@ notes, alert messages and vendor notes are untrusted text.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -88,9 +89,10 @@ def incident_page(
     try:
         with session(state.settings) as s:
             incident = read_incident(s.conn, incident_id)
-            postmortem = None
-            if not incident.is_open:
-                postmortem = get_postmortem(s, incident_id, store=state.store())
+        postmortem = None
+        if not incident.is_open:  # the draft's store queries hold no connection
+            with contextlib.suppress(IncidentOpenError):  # reopened meanwhile
+                postmortem = get_postmortem(state.settings, incident_id, store=state.store())
     except IncidentNotFoundError:
         context["problem"] = f"no incident with id {incident_id!r}"
         response = render(request, "incident.html", context, active="incidents")

@@ -241,9 +241,10 @@ def post_note(incident_id: str, request: NoteRequest, state: StateDep) -> Timeli
     return _entry(entry)
 
 
-def _postmortem_errors(s: Session, incident_id: str, exc: Exception) -> ApiError:
+def _postmortem_errors(state: ServiceState, incident_id: str, exc: Exception) -> ApiError:
     if isinstance(exc, IncidentNotFoundError):
-        return _not_found(s, incident_id)
+        with _session(state) as s:
+            return _not_found(s, incident_id)
     if isinstance(exc, IncidentOpenError):
         return ApiError(409, "incident_open", str(exc), {"field": "path.incident_id"})
     if isinstance(exc, RevisionConflictError):
@@ -253,8 +254,14 @@ def _postmortem_errors(s: Session, incident_id: str, exc: Exception) -> ApiError
             str(exc),
             {"field": "body.revision", "expected": exc.expected, "actual": exc.actual},
         )
+    if isinstance(exc, alert_state.AlertDatabaseError):
+        return ApiError(503, "alert_database", str(exc))
     assert isinstance(exc, NoteError)
     return invalid(f"body.{exc.field}", exc.problem)
+
+
+# The post-mortem routes pass the settings, not a session: a draft's store queries then
+# run without holding the process's alert-database connection (other reads go on).
 
 
 @router.get(
@@ -265,11 +272,10 @@ def _postmortem_errors(s: Session, incident_id: str, exc: Exception) -> ApiError
 )
 def read_postmortem(incident_id: str, state: StateDep) -> PostMortemInfo:
     """The post-mortem (its draft generated on first read); 409 while the incident is open."""
-    with _session(state) as s:
-        try:
-            return _postmortem(get_postmortem(s, incident_id, store=state.store()))
-        except (IncidentNotFoundError, IncidentOpenError) as exc:
-            raise _postmortem_errors(s, incident_id, exc) from None
+    try:
+        return _postmortem(get_postmortem(state.settings, incident_id, store=state.store()))
+    except (IncidentNotFoundError, IncidentOpenError, alert_state.AlertDatabaseError) as exc:
+        raise _postmortem_errors(state, incident_id, exc) from None
 
 
 @router.put(
@@ -282,16 +288,21 @@ def write_postmortem(
     incident_id: str, request: PostMortemRequest, state: StateDep
 ) -> PostMortemInfo:
     """Save the post-mortem's text as the next revision (the draft is kept to diff)."""
-    with _session(state) as s:
-        try:
-            saved = save_postmortem(
-                s,
-                incident_id,
-                request.text,
-                author=request.by,
-                revision=request.revision,
-                store=state.store(),
-            )
-        except (IncidentNotFoundError, IncidentOpenError, RevisionConflictError, NoteError) as exc:
-            raise _postmortem_errors(s, incident_id, exc) from None
+    try:
+        saved = save_postmortem(
+            state.settings,
+            incident_id,
+            request.text,
+            author=request.by,
+            revision=request.revision,
+            store=state.store(),
+        )
+    except (
+        IncidentNotFoundError,
+        IncidentOpenError,
+        RevisionConflictError,
+        NoteError,
+        alert_state.AlertDatabaseError,
+    ) as exc:
+        raise _postmortem_errors(state, incident_id, exc) from None
     return _postmortem(saved)

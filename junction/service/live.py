@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from junction.settings import Settings
 from junction.tail import StoreTailer
 
 log = logging.getLogger(__name__)
+_SAMPLER = random.Random(0x5EED)  # reservoir sampling only: not security-relevant
 
 POLL_SECONDS = 0.3
 """Seconds between two reads of the store's new rows."""
@@ -61,6 +63,8 @@ MAX_SERVICE_OBSERVATIONS = 50_000
 """A service with more observations in its window is judged by the DuckDB path."""
 MAX_OBSERVATIONS = 2_000_000
 """Observations held in memory at most, all services together."""
+MINUTE_SAMPLE = 4096
+"""Latencies kept per service and minute for its sparkline point (a reservoir sample)."""
 BOOTSTRAP_WAIT_SECONDS = 30.0
 """How long start-up waits for the first read of the store (then it goes on behind)."""
 HEALTH_TTL_SECONDS = 10.0
@@ -91,22 +95,34 @@ def probe_result(row: Mapping[str, Any]) -> HealthResult:
 
 @dataclass
 class _Minute:
-    """One service's observations in one minute (raw successes' latencies, or a rollup)."""
+    """One service's observations in one minute (successes' latencies, or a rollup).
+
+    At most :data:`MINUTE_SAMPLE` latencies are kept (a uniform reservoir sample): the
+    p95 of a busier minute is the sample's, memory stays bounded.
+    """
 
     count: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     fixed_p95: float | None = None
+    _successes: int = 0
     _p95: float | None = None
     _dirty: bool = False
 
     def add(self, obs: Observation) -> None:
         self.count += 1
-        if obs.ok:
-            self.latencies.append(obs.latency_ms)
-            self._dirty = True
-        else:
+        if not obs.ok:
             self.errors += 1
+            return
+        self._successes += 1
+        if len(self.latencies) < MINUTE_SAMPLE:
+            self.latencies.append(obs.latency_ms)
+        else:
+            slot = _SAMPLER.randrange(self._successes)
+            if slot >= MINUTE_SAMPLE:
+                return
+            self.latencies[slot] = obs.latency_ms
+        self._dirty = True
 
     def p95(self) -> float | None:
         if not self.latencies:

@@ -22,17 +22,15 @@ from junction.alerting.rules import SlaPolicy
 from junction.alerting.statuspage import StatusPagePoller
 from junction.service.detail import (
     ERROR_TEXT_MAX,
-    VendorIncidentView,
-    VendorView,
     Window,
     bucket_seconds,
     latency_and_errors,
     parse_window,
     restore_sla,
     sla_view,
-    vendor_view,
 )
 from junction.service.detail_band import TtlCache, forecast_band
+from junction.service.detail_vendor import VendorIncidentView, VendorView, vendor_view
 from junction.service.pages.service import http_url
 from junction.service.web import render_fragment
 from junction.store import MetricsStore

@@ -1,23 +1,21 @@
 """One service in depth over a window: what the service page and its API show.
 
-Plain functions over explicit inputs (the metrics store, settings, a dependency map, a
-status-page poller) returning pydantic models, so the page, the API and the tests share
-one computation:
+Plain functions over explicit inputs (the metrics store, the SLA policy, a dependency map)
+returning pydantic models, so the page, the API and the tests share one computation:
 
 * :func:`latency_and_errors`: latency percentiles (p50/p95/p99 of successful calls) per
   time bucket and overall, the error mix by error class and by HTTP status, and the most
   recent failed calls (their text passed through :func:`integrations.redaction.redact`
   once more: the store's rows are redacted when written, secrets loaded since are not).
-* :func:`sla_view`: the SLA standing and error-budget burn from
+* :func:`restore_sla` and :func:`sla_view`: the SLA standing and error-budget burn from
   :class:`junction.alerting.sla.SlaTracker`, with the configured policy, plus the burn
   rate over the chosen window.
 * :func:`dependency_view`: the workflows that use the service, the services it depends
-  on and those depending on it (:mod:`junction.workflows.depmap`), and the services that
-  failed together with it.
-* :func:`vendor_view`: what the vendor's status page last said, from a poller's cache
-  only (never a fetch).
+  on and those depending on it (:mod:`junction.workflows.depmap`);
+  :func:`peer_cofailures`: the services that failed together with it.
 
-The forecast band is slower and lives in :mod:`junction.service.detail_band`.
+The forecast band is slower and lives in :mod:`junction.service.detail_band`; the vendor's
+status page in :mod:`junction.service.detail_vendor`.
 
 Every query reads the ``calls`` table of one service, bounded by ``ts`` and by the
 ``date`` partitions the window touches, with bound parameters.
@@ -27,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +35,6 @@ from integrations.redaction import redact
 from junction.alerting.model import Severity
 from junction.alerting.rules import BurnRateWindow, SlaPolicy
 from junction.alerting.sla import MAX_BURN_WINDOW, SlaTracker
-from junction.alerting.statuspage import StatusPagePoller, VendorStatus
 from junction.durations import duration_seconds
 from junction.store import MetricsStore
 from junction.workflows.depmap import WORKFLOW_PREFIX, DependencyMap
@@ -240,35 +237,6 @@ class DependencyView(BaseModel):
     depends_on: list[str] = Field(description="Services upstream of its steps.")
     dependents: list[str] = Field(description="Services whose steps run after its steps.")
     dependent_workflows: list[str]
-
-
-VendorState = Literal["operational", "degraded", "unusable", "not_polled", "no_page"]
-
-
-class VendorIncidentView(BaseModel):
-    """An unresolved incident on the vendor's page."""
-
-    name: str
-    status: str
-    impact: str
-    shortlink: str | None
-    latest_update: str | None
-
-
-class VendorView(BaseModel):
-    """The vendor's own status page, as last read by the monitor's poller."""
-
-    state: VendorState = Field(
-        description="operational/degraded (read), unusable (the last read failed), "
-        "not_polled (no read yet in this process), no_page (none configured)."
-    )
-    indicator: str | None
-    description: str | None
-    incidents: list[VendorIncidentView]
-    degraded_components: list[str]
-    fetched_at: datetime | None
-    url: str | None
-    error: str | None = Field(description="Why the last read failed.")
 
 
 # --------------------------------------------------------------------------- latency, errors
@@ -545,53 +513,6 @@ def peer_cofailures(
     return peers, groups
 
 
-# --------------------------------------------------------------------------- vendor status
-
-
-def vendor_view(service: str, poller: StatusPagePoller | None, url: str | None) -> VendorView:
-    """What the vendor's status page last said, from ``poller``'s cache (never a fetch).
-
-    Args:
-        service: The service.
-        poller: The running monitor's poller, or ``None`` (no monitor in this process).
-        url: The page's summary URL (:func:`junction.alerting.statuspage.status_page_url`),
-            or ``None`` when the service has none.
-    """
-    status: VendorStatus | None = None
-    error: str | None = None
-    state: VendorState
-    if url is None:
-        state = "no_page"
-    elif poller is None or not poller.polled(service):
-        state = "not_polled"
-    else:
-        status = poller.cached(service)
-        if status is None:
-            state = "unusable"
-            error = poller.last_error.get(service)
-        else:
-            state = "degraded" if status.degraded else "operational"
-    return VendorView(
-        state=state,
-        indicator=status.indicator if status else None,
-        description=status.description if status else None,
-        incidents=[
-            VendorIncidentView(
-                name=i.name,
-                status=i.status,
-                impact=i.impact,
-                shortlink=i.shortlink,
-                latest_update=i.latest_update,
-            )
-            for i in (status.incidents if status else ())
-        ],
-        degraded_components=list(status.degraded_components if status else ()),
-        fetched_at=status.fetched_at if status else None,
-        url=url,
-        error=error,
-    )
-
-
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
     "MAX_WINDOW_SECONDS",
@@ -607,7 +528,6 @@ __all__ = [
     "RecentError",
     "RestoredSla",
     "SlaView",
-    "VendorView",
     "Window",
     "WorkflowUse",
     "bucket_seconds",
@@ -618,6 +538,5 @@ __all__ = [
     "peer_cofailures",
     "restore_sla",
     "sla_view",
-    "vendor_view",
     "window_label",
 ]

@@ -31,17 +31,16 @@ from junction.service.detail import (
     LatencyAndErrors,
     RestoredSla,
     SlaView,
-    VendorView,
     Window,
     dependency_view,
     latency_and_errors,
     parse_window,
     restore_sla,
     sla_view,
-    vendor_view,
     window_label,
 )
 from junction.service.detail_band import Insights, TtlCache, insights
+from junction.service.detail_vendor import VendorView, vendor_view
 from junction.service.lookups import error_responses, invalid, unknown
 from junction.service.state import ServiceState
 from junction.workflows.depmap import build_map

@@ -200,7 +200,8 @@ def test_day_partitions_are_read_newest_first_only_as_needed(store: MetricsStore
     write(store.root, calls=[call(NOW - timedelta(days=11, minutes=1), error="the oldest")])
     recent = search(store, parse_query("day", since="1h", now=NOW + timedelta(seconds=1)))
     assert [i.message for i in recent.items] == ["day 0"]
-    assert recent.partitions == 1
+    # The last hour's days: one, or two in the first hour after midnight UTC.
+    assert recent.partitions == len({NOW.date(), (NOW - timedelta(hours=1)).date()})
     # One row and the look-ahead row that tells whether there is a next page: two days.
     first = search(store, LogQuery(text="day", limit=1))
     assert first.partitions == 2 and first.next_cursor is not None

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
+
 from integrations.auth import Credentials, register_credentials
 from integrations.catalog import load_catalog
 from integrations.redaction import redact, register_secret
@@ -125,13 +127,15 @@ def register_configured_secrets(settings: Settings) -> None:
     store (``junction logs``, the service) may never build one, and a secret a defective
     writer stored in clear must still be redacted there. Covers ``JUNCTION_<NAME>_TOKEN``,
     ``_PASSWORD``, ``_CLIENT_SECRET``, ``_ROUTING_KEY`` of every catalog integration (in
-    every form it takes on the wire) and the API token.
+    every form it takes on the wire) and every secret setting (the API token...).
 
     Args:
         settings: The process's settings.
     """
-    if settings.api_token is not None:
-        register_secret(settings.api_token.get_secret_value())
+    for name in type(settings).model_fields:  # the API token, the sandbox admin token...
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            register_secret(value.get_secret_value())
     names: set[str] = set()
     for key in os.environ:
         upper = key.upper()

@@ -287,13 +287,16 @@ def test_results_are_redacted_whatever_the_store_holds(store: MetricsStore) -> N
 def test_configured_credentials_are_registered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    canary = "canary-env-Vb7nR2kQ9sYd"
+    canary, admin = "canary-env-Vb7nR2kQ9sYd", "canary-admin-Pw3eT6yU8iOz"
     # A process that built no client still redacts what the environment configures.
     monkeypatch.setenv("JUNCTION_SERVICENOW_PASSWORD", canary)
-    register_configured_secrets(Settings(home=tmp_path))
-    write(tmp_path / "metrics", calls=[call(NOW, error=f"bad password {canary}", ok=False)])
+    register_configured_secrets(Settings(home=tmp_path, sandbox_admin_token=admin))
+    leak = f"bad password {canary}, admin {admin}"
+    write(tmp_path / "metrics", calls=[call(NOW, error=leak, ok=False)])
     with MetricsStore(tmp_path / "metrics") as st:
-        assert_no_canary(json.dumps(search(st, LogQuery()).items[0].to_json()), canary)
+        shown = json.dumps(search(st, LogQuery()).items[0].to_json())
+    assert_no_canary(shown, canary)
+    assert_no_canary(shown, admin)
 
 
 def assert_no_canary(text: str, canary: str) -> None:

@@ -318,7 +318,9 @@ def test_grid_escapes_hostile_alert_text(web: ApiServer) -> None:
     engine.evaluate(failing(["okta"], at(0)), now=at(0))
     engine.close()
     with sqlite3.connect(alert_state.db_path(web.settings)) as conn:
-        conn.execute("UPDATE alerts SET message = ? WHERE service = 'okta'", (HOSTILE,))
+        # hostile, and a megabyte long: the grid shows its start (the alerts page all of it)
+        huge = HOSTILE + " " + "x" * 1_000_000
+        conn.execute("UPDATE alerts SET message = ? WHERE service = 'okta'", (huge,))
     # a service the catalog does not know, named by whoever wrote to the store
     with MetricsStore(web.settings.metrics_dir) as store:
         store.append("calls", [call_row(HOSTILE, ok=True)])
@@ -336,6 +338,7 @@ def test_grid_escapes_hostile_alert_text(web: ApiServer) -> None:
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in row.group(0)
     assert 'href="/services/okta"' in row.group(0)
+    assert len(row.group(0)) < 5_000 and len(html) < 200_000
     hostile = re.search(r'<tr id="svc-&lt;script.*?</tr>', html, re.S)
     assert hostile, "the store-only service is not in the grid"
     assert 'href="/services/%3Cscript%3Ealert%281%29%3C/script%3E%22%27%3E' in hostile.group(0)

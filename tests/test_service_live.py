@@ -339,3 +339,18 @@ def test_a_service_too_busy_to_hold_is_judged_from_the_store(
     assert [r.observations for r in got] == [100, 5]  # all of them, none held twice
     for row in got:
         _same([row], _replay(settings.metrics_dir, [row.service], 900, row.as_of, settings))
+
+
+def test_a_store_that_cannot_be_opened_is_503_and_the_service_serves(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the metrics store should be")
+    settings = service_settings(tmp_path, sandbox, store_dir=blocked)
+    with ServiceServer(settings) as server, server.info().client() as c:
+        for path, params in ((f"{MONITORING}/health", {}), (f"{MONITORING}/metrics", {})):
+            resp = c.get(path, params=params)
+            assert resp.status_code == 503, resp.text
+            error = resp.json()["error"]
+            assert error["code"] == "metrics_store" and "not-a-directory" in error["message"]
+        assert c.get("/api/v2/status").status_code == 200

@@ -90,6 +90,13 @@ def spooled_rows(root: str | Any, table: str, since: datetime) -> pa.Table:
     return pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=schema)
 
 
+class StoreUnreadable(RuntimeError):
+    """The metrics store cannot be read (its directory is missing, not a directory...)."""
+
+    def __init__(self, root: Any, exc: OSError) -> None:
+        super().__init__(f"the metrics store {root} cannot be read: {exc.strerror or exc}")
+
+
 class StoreReader:
     """DuckDB reads of one :class:`MetricsStore`, each under its shared read lock.
 
@@ -110,11 +117,14 @@ class StoreReader:
         writer's rows are published and an unreadable new segment is moved aside (with a
         warning) instead of failing every read.
         """
-        self.store.recover()
-        with self._lock:
-            if self._con is None:
-                self._con = self.store.connect()
-            cur = self._con.cursor()
+        try:
+            self.store.recover()
+            with self._lock:
+                if self._con is None:
+                    self._con = self.store.connect()
+                cur = self._con.cursor()
+        except OSError as exc:
+            raise StoreUnreadable(self.store.root, exc) from None
         try:
             with self.store.read_lock():
                 yield cur
@@ -244,7 +254,10 @@ def _run(
     """Run a statement over the window's observations of ``names`` (``None``: all),
     spooled rows included."""
     root = reader.store.root
-    spools = {t: spooled_rows(root, t, since) for t in ("probes", "calls")}
+    try:
+        spools = {t: spooled_rows(root, t, since) for t in ("probes", "calls")}
+    except OSError as exc:
+        raise StoreUnreadable(root, exc) from None
     spooled = any(t.num_rows for t in spools.values())
     sql = sql_of(_observations_sql(spooled, names is None, "until" in params))
     with reader.cursor() as cur:
@@ -431,6 +444,7 @@ def known_services(reader: StoreReader) -> set[str]:
 __all__ = [
     "MinuteRollup",
     "StoreReader",
+    "StoreUnreadable",
     "SummaryWindow",
     "epoch_us",
     "from_epoch_us",

@@ -32,7 +32,7 @@ from junction.alerting import state as alert_state
 from junction.alerting.alerts import Alert, list_alerts
 from junction.health import open_store
 from junction.monitor import Monitor, MonitorEvent, ServiceHealth, SweepResult
-from junction.service.aggregates import StoreReader
+from junction.service.aggregates import StoreReader, StoreUnreadable
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
 from junction.settings import Settings
@@ -129,10 +129,18 @@ class ServiceState:
     # ------------------------------------------------------------------ the store
 
     def store(self) -> MetricsStore:
-        """The metrics store (opened on first use, shared by every request, thread-safe)."""
+        """The metrics store (opened on first use, shared by every request, thread-safe).
+
+        Raises:
+            ApiError: 503 ``metrics_store`` when it cannot be opened (the reason named).
+        """
         with self._store_lock:
             if self._store is None:
-                self._store = open_store(self.settings)
+                try:
+                    self._store = open_store(self.settings)
+                except OSError as exc:
+                    unreadable = StoreUnreadable(self.settings.metrics_dir, exc)
+                    raise store_unavailable(unreadable) from None
             return self._store
 
     def reader(self) -> StoreReader:
@@ -201,7 +209,10 @@ class ServiceState:
             and set(targets) <= set(mon.names)
         ):
             return [mon.snapshot(n) for n in targets], "monitor"
-        rows = await self.live.health(targets, seconds, alerts=self.alerts_by_service())
+        try:
+            rows = await self.live.health(targets, seconds, alerts=self.alerts_by_service())
+        except StoreUnreadable as exc:
+            raise store_unavailable(exc) from None
         return rows, "store"
 
     def alerts_by_service(self) -> dict[str, tuple[str, ...]]:
@@ -410,6 +421,11 @@ class ServiceState:
             await task
 
 
+def store_unavailable(exc: StoreUnreadable) -> ApiError:
+    """The API's answer to a metrics store that cannot be read: 503 ``metrics_store``."""
+    return ApiError(503, "metrics_store", f"{exc} (JUNCTION_STORE_DIR)")
+
+
 def _stamp(path: Path) -> tuple[int, int] | None:
     """A file's modification time and size (``None`` when it does not exist)."""
     try:
@@ -419,4 +435,10 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-__all__ = ["FAILED_SWEEPS_TO_RESTART", "RESTART_BACKOFF_SECONDS", "MonitorInfo", "ServiceState"]
+__all__ = [
+    "FAILED_SWEEPS_TO_RESTART",
+    "RESTART_BACKOFF_SECONDS",
+    "MonitorInfo",
+    "ServiceState",
+    "store_unavailable",
+]

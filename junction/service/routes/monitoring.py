@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from junction.monitor import ServiceHealth
+from junction.service.aggregates import StoreUnreadable
 from junction.service.deps import StateDep, require_token
-from junction.service.state import MonitorInfo, ServiceState
+from junction.service.state import MonitorInfo, ServiceState, store_unavailable
 
 router = APIRouter(
     prefix="/api/v2/workflows/enhanced/monitoring",
@@ -67,7 +68,8 @@ class MonitorStatus(BaseModel):
 class StartRequest(BaseModel):
     """Options of ``monitoring/start`` (the body may be omitted)."""
 
-    model_config = {"extra": "forbid"}
+    # strict: JSON's true is not a number of seconds (lax mode would take it as 1).
+    model_config = {"extra": "forbid", "strict": True}
 
     interval_seconds: float | None = Field(
         None,
@@ -224,5 +226,8 @@ async def monitoring_metrics(
     names = state.service_names(service or ())
     seconds = state.window_seconds(window)
     since = datetime.now(UTC) - timedelta(seconds=seconds)
-    rows = await asyncio.to_thread(_windowed_metrics, state, names, since)
+    try:
+        rows = await asyncio.to_thread(_windowed_metrics, state, names, since)
+    except StoreUnreadable as exc:
+        raise store_unavailable(exc) from None
     return MetricsResponse(window_seconds=seconds, since=since, services=rows)

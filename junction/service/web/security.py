@@ -6,6 +6,8 @@
 - **Cross-site writes**: an unsafe request (POST, PUT, PATCH, DELETE) from another site
   (``Origin`` not the service's own, or ``Sec-Fetch-Site: cross-site``) is refused with
   403 in the one error shape, API included. Bearer-token clients send no ``Origin``.
+  The service's own origin is the request's scheme and ``Host``: behind a TLS-terminating
+  proxy, the proxy must pass ``X-Forwarded-Proto`` (uvicorn trusts it from loopback).
 - **Sessions**: every page request carries a :class:`~.sessions.Session` in
   ``request.state.session``; a new or rotated one is sent as an HttpOnly, SameSite=Strict
   cookie (Secure on https).

@@ -5,7 +5,10 @@ schema, valid ones and invalid ones, with the bearer token sent, and every respo
 checked with all of Schemathesis' checks: no 5xx, the status code is documented, the body
 matches the documented schema, the content type is the documented one, a request without
 the token is refused, invalid data is rejected. Bounded: a few derandomized examples per
-operation and mode (the same cases every run), no per-example deadline.
+operation and mode (the same cases every run), no per-example deadline. An operation with
+path parameters is also fuzzed with them naming things that exist (an alert, an incident,
+a silence, a run, a service: seeded in the contained service), so its 2xx answers are
+checked too, not only its 404s.
 
 The tests are parametrized by the operations of the app's schema as built at collection
 time, and a test checks that the live server documents exactly those.
@@ -15,6 +18,7 @@ time, and a test checks that the live server documents exactly those.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +27,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
+from junction.alerting import state as alert_state
+from junction.alerting.alerts import list_alerts
+from junction.alerting.engine import AlertEngine
+from junction.alerting.rules import default_config
+from junction.incidents import list_incidents
+from junction.store import MetricsStore
+from tests.alerting_helpers import at, failing, healthy
 from tests.service_helpers import ApiServer, ServiceServer, service_settings
 
 if TYPE_CHECKING:
@@ -92,12 +103,14 @@ def _negatable(operation: dict[str, Any]) -> bool:
 
 _BUILT = _operations()
 OPERATIONS = [label for label, _ in _BUILT]
+KNOWN = "known"
+"""A third mode: valid inputs with every path parameter naming something that exists."""
 CASES = [
     pytest.param(label, mode, id=f"{mode}-{label}")
     for label, has_inputs in _BUILT
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE, KNOWN)
     # Invalid inputs need an input that can be invalid: otherwise no negative cases.
-    if has_inputs or mode is GenerationMode.POSITIVE
+    if (mode is not GenerationMode.NEGATIVE or has_inputs) and (mode != KNOWN or "{" in label)
 ]
 
 
@@ -169,6 +182,50 @@ def one_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+@pytest.fixture(scope="module")
+def known(contained: ApiServer) -> dict[str, str]:
+    """Things that exist in the contained service, by path parameter name: an alert still
+    firing (gitlab), a resolved incident (okta), a silence, a recorded workflow run."""
+    settings = contained.settings
+    engine = AlertEngine(alert_state.db_path(settings), default_config(settings))
+    engine.evaluate(failing(["okta"], at(0)), now=at(0))
+    engine.evaluate([*failing(["gitlab"], at(5)), *healthy(["okta"], at(5))], now=at(5))
+    engine.close()
+    conn = alert_state.connect(alert_state.db_path(settings))
+    try:
+        firing = next(a for a in list_alerts(conn) if a.service == "gitlab")
+    finally:
+        conn.close()
+    resolved = next(i for i in list_incidents(settings) if i.state == "resolved")
+    with MetricsStore(settings.metrics_dir) as store:
+        store.append("workflow_runs", [RUN])
+    with contained.client() as client:
+        silence = client.post(ALERTS_SILENCES, json={"service": "okta", "duration": "1h"})
+        assert silence.status_code == 201, silence.text
+    return {
+        "ref": str(firing.id),
+        "incident_id": resolved.id,
+        "silence_id": silence.json()["id"],
+        "run_id": RUN["run_id"],
+        "name": "okta",
+    }
+
+
+ALERTS_SILENCES = "/api/v2/alerts/silences"
+RUN: dict[str, Any] = {
+    "run_id": "contract-run-1",
+    "workflow": "employee_onboarding",
+    "started_at": at(0),
+    "ended_at": at(2),
+    "status": "completed",
+    "duration_ms": 2000.0,
+    "steps": 3,
+    "retries": 0,
+    "fallbacks": 0,
+    "params_json": {"worker_id": "w1"},
+}
+
+
 def _schema(server: ApiServer) -> Any:
     return schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=CONFIG, timeout=30)
 
@@ -180,6 +237,7 @@ def schemas(api_server: ApiServer, contained: ApiServer) -> dict[str, tuple[Any,
     out: dict[str, tuple[Any, ApiServer]] = {}
     for label in OPERATIONS:
         out[label] = (own, contained) if label in SIDE_EFFECTS else (live, api_server)
+    out["contained"] = (own, contained)
     return out
 
 
@@ -191,8 +249,10 @@ def test_the_live_schema_documents_exactly_these_operations(api_server: ApiServe
     assert set(OPERATIONS) >= SIDE_EFFECTS
 
 
-def _fuzz(operation: Any, server: ApiServer, mode: GenerationMode) -> None:
-    @given(case=operation.as_strategy(generation_mode=mode))
+def _fuzz(
+    operation: Any, server: ApiServer, mode: GenerationMode, path: dict[str, str] | None = None
+) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path))
     @BOUNDED
     def run(case: Any) -> None:
         case.call_and_validate(
@@ -207,12 +267,22 @@ def _fuzz(operation: Any, server: ApiServer, mode: GenerationMode) -> None:
 
 @pytest.mark.parametrize(("label", "mode"), CASES)
 def test_operation_honours_its_schema(
-    label: str, mode: GenerationMode, schemas: dict[str, tuple[Any, ApiServer]]
+    label: str,
+    mode: GenerationMode | str,
+    schemas: dict[str, tuple[Any, ApiServer]],
+    request: pytest.FixtureRequest,
 ) -> None:
     schema, server = schemas[label]
+    if mode == KNOWN:  # what exists is in the contained service (seeded by `known`)
+        schema, server = schemas["contained"]
     operation = schema.find_operation_by_label(label)
     assert operation is not None, f"{label} is not served"
-    _fuzz(operation, server, mode)
+    if isinstance(mode, GenerationMode):
+        _fuzz(operation, server, mode)
+        return
+    names = re.findall(r"{(\w+)}", label)
+    ids = request.getfixturevalue("known")
+    _fuzz(operation, server, GenerationMode.POSITIVE, {n: ids[n] for n in names})
 
 
 def test_the_defects_schemathesis_found_stay_fixed(api_server: ApiServer) -> None:
@@ -224,3 +294,11 @@ def test_the_defects_schemathesis_found_stay_fixed(api_server: ApiServer) -> Non
             )
             assert resp.status_code == 422, resp.text
             assert resp.json()["error"]["details"][0]["field"] == "query.window"
+        # JSON's true is not a number (lax validation took it as 1; a 422 starts nothing).
+        for path, body in (
+            ("monitoring/start", {"interval_seconds": True}),
+            ("optimization/analyze", {"days": True}),
+        ):
+            resp = client.post(f"/api/v2/workflows/enhanced/{path}", json=body)
+            assert resp.status_code == 422, resp.text
+            assert resp.json()["error"]["details"][0]["field"] == f"body.{next(iter(body))}"

@@ -41,6 +41,9 @@ _APPLY_LOCK = threading.Lock()
 class AnalyzeRequest(BaseModel):
     """Which history to analyse."""
 
+    # strict: JSON's true is not a number of days or a confidence (lax mode takes it as 1).
+    model_config = {"strict": True}
+
     days: Annotated[
         int | None,
         Field(

@@ -387,11 +387,13 @@ def test_cli_never_shows_a_canary(
     monkeypatch.setenv("JUNCTION_OKTA_TOKEN", STORED)
     with cli_home(tmp_path, monkeypatch):
         json_out = logs_cli("search", STORED, "--json")
+        bad_since = logs_cli("search", "x", "--since", STORED)
+    assert bad_since.exit_code == 2 and bad_since.output.startswith("error: --since: '***'")
     assert json_out.exit_code == 0, json_out.output
     # The canary searched for is redacted before it is matched: it finds redacted rows,
     # never the rows that hold it in clear.
     assert [i["service"] for i in json.loads(json_out.output)["items"]] == ["github"]
-    for text in (table_out.stdout + table_out.stderr, json_out.output):
+    for text in (table_out.stdout + table_out.stderr, json_out.output, bad_since.output):
         assert_no_canary(text, CANARY)
         assert_no_canary(text, STORED)
 
@@ -461,13 +463,16 @@ def test_api_never_shows_a_canary(
         checked = api.post("/api/v2/integrations/github/check")
         assert checked.status_code == 200 and "rejected credentials" in checked.text
         write_defective(logs_server.settings.metrics_dir, (canary, stored))
-        bodies = []
+        # First, before any search ran: an error quoting what was sent redacts it too.
+        bad = api.get(API, params={"since": stored})
+        assert bad.status_code == 422 and "query.since: '***'" in bad.text, bad.text
+        bodies = [bad.text]
         for params in ({"q": "rejected"}, {"q": "leaked"}, {"q": stored}, {"kind": "alerts"}):
             resp = api.get(API, params=params)
             assert resp.status_code == 200, resp.text
             bodies.append(resp.text)
-    assert "rejected credentials ***" in bodies[0]
-    assert len(json.loads(bodies[1])["items"]) == 3
+    assert "rejected credentials ***" in bodies[1]
+    assert len(json.loads(bodies[2])["items"]) == 3
     for body in bodies:
         assert_no_canary(body, canary)
         assert_no_canary(body, stored)
@@ -539,7 +544,10 @@ def test_page_never_shows_a_canary(logs_server: ApiServer, monkeypatch: pytest.M
     monkeypatch.setenv("JUNCTION_JIRA_TOKEN", stored)
     write_defective(logs_server.settings.metrics_dir, (stored,))
     with logged_in(logs_server) as browser:
+        bad = browser.get("/logs", params={"since": stored})  # quoted back in the error line
         pages = [browser.get("/logs", params={"q": q}).text for q in ("leaked", stored, "")]
+    assert bad.status_code == 422 and "since: &#39;***&#39;" in bad.text
     assert "leaked ***" in pages[0]
+    pages.append(bad.text)
     for text in pages:
         assert_no_canary(text, stored)

@@ -105,9 +105,10 @@ def search(
     # Function-level: the store pulls in pyarrow and DuckDB, `junction --help` should not.
     from integrations.redaction import redact
     from junction.logquery import LogQueryError, parse_query
-    from junction.logsearch import search_settings
+    from junction.logsearch import register_configured_secrets, search_settings
 
     settings = load_settings()
+    register_configured_secrets(settings)  # an error below may quote what was typed
     try:
         query = parse_query(
             text,
@@ -123,7 +124,13 @@ def search(
         fail(f"{_OPTION_OF.get(exc.field, '--' + exc.field)}: {redact(exc.message)}")
     page = search_settings(settings, query)
     if as_json:
-        print_json({"items": [i.to_json() for i in page.items], "next_cursor": page.next_cursor})
+        print_json(
+            {
+                "items": [i.to_json() for i in page.items],
+                "next_cursor": page.next_cursor,
+                "searched_to": page.searched_to.isoformat() if page.searched_to else None,
+            }
+        )
         return
     if not page.items and page.searched_to is None:
         console.print("no log entries match" if query.cursor is None else "no older entries")

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 
 from integrations.redaction import redact
 from junction.logquery import DEFAULT_LIMIT, KINDS, MAX_LIMIT, LogQueryError, parse_query
-from junction.logsearch import LogPage
+from junction.logsearch import LogPage, register_configured_secrets
 from junction.service.deps import StateDep
 from junction.service.routes.logs import search_state
 from junction.service.web import PageDep, render
@@ -56,6 +56,7 @@ def _href(values: dict[str, str], cursor: str | None = None) -> str:
 @router.get(PAGE, response_class=HTMLResponse)
 async def logs_page(request: Request, state: StateDep, _session: PageDep) -> HTMLResponse:
     """The search form and one page of results."""
+    register_configured_secrets(state.settings)  # before anything typed in is shown back
     values = _form(request)
     cursor = request.query_params.get("cursor", "")[:MAX_FIELD] or None
     searched = any(values[k] for k in FIELDS if k != "kind") or cursor is not None

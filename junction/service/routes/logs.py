@@ -80,6 +80,7 @@ class LogSearchResponse(BaseModel):
 
 
 def page_query(
+    state: StateDep,
     q: Annotated[
         str,
         Query(
@@ -119,6 +120,7 @@ def page_query(
     Raises:
         ApiError: 422 naming the parameter (``query.since: ...``).
     """
+    register_configured_secrets(state.settings)  # the error may quote what was sent
     try:
         return parse_query(
             q,

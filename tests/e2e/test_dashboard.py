@@ -137,6 +137,9 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
     assert page.locator("#health-grid tbody tr").count() == len(SERVICES)
     page.wait_for_selector('#live[data-state="live"]')
     shot(page, "grid-healthy")
+    page.fill("#grid-filter", "git")  # the name filter: github and gitlab
+    assert page.locator("#health-grid tbody tr:visible").count() == 2
+    page.fill("#grid-filter", "")
 
     # 2. the victim goes down in the sandbox: its row turns red live, without a reload
     outage(served, 120)
@@ -148,6 +151,10 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
     assert color == "rgb(254, 226, 226)", color  # the critical row's red
     page.wait_for_selector(f"{row} a.alerts-count")  # its alerts fire, and show live
     shot(page, "grid-red")
+    page.click('[data-filter-status="critical"]')  # only the critical ones, then all again
+    assert page.locator("#health-grid tbody tr:visible").count() == 1
+    page.click('[data-filter-status="critical"]')
+    assert page.locator("#health-grid tbody tr:visible").count() == len(SERVICES)
     print(f"{VICTIM} turned red {turned_red:.1f}s after the outage began")
 
     # 3. its service page (from the grid's link)

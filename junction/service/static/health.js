@@ -36,7 +36,37 @@
       if (summary && fresh) summary.replaceWith(fresh);
     }
     grid.dataset.version = String(payload.version);
+    filter();
   }
+
+  // Filtering, in the browser: by name (the search box) and by status (a summary badge;
+  // clicking it again shows all). Hidden rows' sparklines are drawn when shown.
+  const search = document.getElementById("grid-filter");
+  let query = "";
+  let status = "";
+  function filter() {
+    grid.tBodies[0].querySelectorAll("tr[data-service]").forEach(function (row) {
+      const name = (row.dataset.service || "").toLowerCase();
+      row.hidden = (query !== "" && name.indexOf(query) < 0) ||
+                   (status !== "" && row.dataset.status !== status);
+    });
+    document.querySelectorAll("[data-filter-status]").forEach(function (button) {
+      button.classList.toggle("on", button.dataset.filterStatus === status);
+      button.setAttribute("aria-pressed", String(button.dataset.filterStatus === status));
+    });
+  }
+  if (search) {
+    search.addEventListener("input", function () {
+      query = search.value.trim().toLowerCase();
+      filter();
+    });
+  }
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest ? event.target.closest("[data-filter-status]") : null;
+    if (!button) return;
+    status = status === button.dataset.filterStatus ? "" : button.dataset.filterStatus;
+    filter();
+  });
 
   let source = null;
   function connect(url) {

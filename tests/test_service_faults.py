@@ -258,7 +258,7 @@ def test_a_store_compacted_while_queried_answers_every_read_and_loses_no_row(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     settings = service_settings(tmp_path, sandbox, integrations="okta")
-    service, batch, batches = "okta", 20, 30
+    service, batch, batches = "okta", 20, 20
     writer = MetricsStore(settings.metrics_dir)
     for _ in range(batches):  # many small segments: the compactor's work
         writer.append("calls", _calls(batch, service))
@@ -273,17 +273,20 @@ def test_a_store_compacted_while_queried_answers_every_read_and_loses_no_row(
                 writer.append("calls", _calls(batch, service))
                 writer.flush()
                 written[0] += batch
-                time.sleep(0.01)
+                time.sleep(0.02)
         except BaseException as exc:  # surfaced below
             failures.append(exc)
         finally:
             done.set()
 
+    merged: list[int] = []
+    stop = threading.Event()  # the compactor runs until the reads are done
+
     def compact() -> None:
         compactor = MetricsStore(settings.metrics_dir)
         try:
-            while not done.is_set():
-                compactor.compact("calls", min_files=2)
+            while not stop.is_set():
+                merged.append(compactor.compact("calls", min_files=2)["calls"])
         except BaseException as exc:
             failures.append(exc)
         finally:
@@ -295,17 +298,21 @@ def test_a_store_compacted_while_queried_answers_every_read_and_loses_no_row(
             t.start()
         seen: list[int] = []
         statuses: set[int] = set()
-        while not done.is_set() or not seen:
-            metrics = api.get(f"{MONITORING}/metrics", params={"service": service})
-            health = api.get(f"{MONITORING}/health", params={"service": service})
-            scrape = api.get("/metrics")
-            statuses |= {metrics.status_code, health.status_code, scrape.status_code}
-            if metrics.status_code == 200:
-                rows = [r for r in metrics.json()["services"] if r["source"] == "calls"]
-                seen.append(rows[0]["requests"] if rows else 0)
+        try:
+            while not done.is_set() or len(seen) < 5:
+                metrics = api.get(f"{MONITORING}/metrics", params={"service": service})
+                health = api.get(f"{MONITORING}/health", params={"service": service})
+                scrape = api.get("/metrics")
+                statuses |= {metrics.status_code, health.status_code, scrape.status_code}
+                if metrics.status_code == 200:
+                    rows = [r for r in metrics.json()["services"] if r["source"] == "calls"]
+                    seen.append(rows[0]["requests"] if rows else 0)
+        finally:
+            stop.set()
         for t in threads:
             t.join(60)
         assert not failures, failures
+        assert sum(merged) >= batches and len(seen) >= 5, (merged, seen)  # it did overlap
         assert statuses == {200}, statuses
         # Rows only ever appear: a count never goes down while segments are merged away.
         assert seen == sorted(seen), seen

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+
 from integrations.base import HealthResult
 from junction.monitor import ServiceHealth
 from junction.monitor import ServiceState as MonitoredService
@@ -251,7 +253,11 @@ class LiveView:
                 StoreTailer(root, "probes", since=first_raw, skip_own_spools=False),
                 StoreTailer(root, "calls", since=first_raw, skip_own_spools=False),
             )
-            return known, rollups, (tailers, tailers[0].poll(), tailers[1].poll())
+            polled = (tailers, tailers[0].poll(), tailers[1].poll())
+            # The first read may decode whole day files (recently written or compacted):
+            # hand the Arrow buffers back rather than keep them for the process's life.
+            pa.default_memory_pool().release_unused()
+            return known, rollups, polled
 
         known, rollups, (tailers, probes, calls) = await asyncio.to_thread(read)
         self._tailers = tailers

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from markupsafe import Markup
 
+from integrations.catalog import load_catalog
 from junction.alerting.alerts import Alert
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
@@ -78,7 +79,8 @@ async def grid_of(state: ServiceState, sparks: Sparks) -> list[GridRow]:
         alerts = await asyncio.to_thread(state.open_alerts)
     except ApiError as exc:  # a damaged alert database: the grid still shows health
         log.warning("the health grid shows no alerts: %s", exc.message)
-    return grid_rows(health, alerts, sparks.get([h.service for h in health]))
+    pages = set(load_catalog().names)  # /services/{name} knows catalog integrations only
+    return grid_rows(health, alerts, sparks.get([h.service for h in health]), pages)
 
 
 def health_feed(request: Request) -> HealthFeed:

@@ -3,7 +3,7 @@ into one plain row per integration (no web objects: testable on its own)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,8 @@ class GridRow:
         alerts: Open (unresolved) alerts.
         alert_text: Their messages, one line each (shortened).
         spark: Latency sparkline.
+        linked: It has a service page (a catalog integration; a name only the store
+            knows has none).
     """
 
     service: str
@@ -77,6 +79,7 @@ class GridRow:
     alerts: int = 0
     alert_text: tuple[str, ...] = ()
     spark: Spark = field(default_factory=Spark)
+    linked: bool = True
 
     def key(self) -> tuple[Any, ...]:
         """What the grid shows of this row, rounded as shown: rows whose key did not
@@ -96,6 +99,7 @@ class GridRow:
             self.alerts,
             self.alert_text,
             self.spark,
+            self.linked,
         )
 
     def urgent_key(self) -> tuple[Any, ...]:
@@ -113,6 +117,7 @@ def grid_rows(
     health: Iterable[ServiceHealth],
     alerts: Iterable[Alert] = (),
     sparks: Mapping[str, Spark] | None = None,
+    pages: Collection[str] | None = None,
 ) -> list[GridRow]:
     """Join the health table, the open alerts and the sparklines, worst status first.
 
@@ -120,6 +125,7 @@ def grid_rows(
         health: One row per integration.
         alerts: Open alerts (any service; resolved ones are ignored).
         sparks: Latency sparkline per service (missing: empty).
+        pages: The services that have a service page (default: all).
     """
     by_service: dict[str, list[Alert]] = {}
     for alert in alerts:
@@ -142,6 +148,7 @@ def grid_rows(
                 for a in by_service.get(h.service, ())
             ),
             spark=sparks.get(h.service, Spark()),
+            linked=pages is None or h.service in pages,
         )
         for h in health
     ]

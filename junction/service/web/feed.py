@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from junction.service.web.grid import GridRow, summary
+
+log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
 """The rows are recomputed at least this often while a stream is open."""
@@ -170,6 +173,7 @@ class HealthFeed:
         return now - self._rendered_at.get(row.service, -1e9) >= DRIFT_SECONDS
 
     async def _run(self) -> None:
+        failing = False  # logged once per streak of failures, not every second
         while not self._closed:
             if self._streams == 0:
                 if self._idle_since is None:
@@ -183,8 +187,13 @@ class HealthFeed:
                 await self.refresh(max_age=0.2)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a failed read: the streams keep the last rows; try again
+            except Exception as exc:  # a failed read: the streams keep the last rows
+                if not failing:
+                    log.warning("the health grid could not be refreshed: %s", exc)
+                failing = True
                 await asyncio.sleep(REFRESH_SECONDS)
+            else:
+                failing = False
         self._task = None
 
     # ------------------------------------------------------------------ streams

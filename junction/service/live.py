@@ -29,10 +29,10 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pyarrow as pa
 
@@ -53,6 +53,7 @@ from junction.settings import Settings
 from junction.tail import StoreTailer
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _SAMPLER = random.Random(0x5EED)  # reservoir sampling only: not security-relevant
 
 POLL_SECONDS = 0.3
@@ -67,6 +68,8 @@ MAX_OBSERVATIONS = 2_000_000
 """Observations held in memory at most, all services together."""
 MINUTE_SAMPLE = 4096
 """Latencies kept per service and minute for its sparkline point (a reservoir sample)."""
+MAX_CACHED_RESULTS = 64
+"""Results of DuckDB reads kept by :meth:`LiveView.cached` (the oldest goes first)."""
 BOOTSTRAP_WAIT_SECONDS = 30.0
 """How long start-up waits for the first read of the store (then it goes on behind)."""
 HEALTH_TTL_SECONDS = 10.0
@@ -135,6 +138,12 @@ class _Minute:
         return self._p95
 
 
+def result_ttl(window_seconds: float) -> float:
+    """How long a read over a window may be reused while no row changes: a hundredth of
+    the window (what its far edge moves meanwhile), between 1 s and a minute."""
+    return min(60.0, max(1.0, window_seconds / 100.0))
+
+
 def _minute_of(ts: datetime) -> int:
     """Epoch seconds of the start of ``ts``'s minute."""
     return epoch_us(ts) // 60_000_000 * 60
@@ -187,6 +196,8 @@ class LiveView:
         # Service -> (its change version, monotonic time, verdict without alerts).
         self._verdicts: dict[str, tuple[int, float, ServiceHealth]] = {}
         # Service -> ((minute, span, change version), its sparkline): one per minute and change.
+        # Key -> (version, monotonic time, result) of reads the view does not hold.
+        self._results: dict[Hashable, tuple[int, float, Any]] = {}
         self._sparks: dict[str, tuple[tuple[int, int, int], list[tuple[float, float | None]]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -311,9 +322,13 @@ class LiveView:
     # ------------------------------------------------------------------ rows in
 
     def _apply(self, probes: Iterable[dict[str, Any]], calls: Iterable[dict[str, Any]]) -> set[str]:
-        """Add new rows in time order (a probe first at the same instant); changed names."""
+        """Add new rows in time order (a probe first at the same instant); changed names.
+
+        Every new row changes its service (what the store holds of it: windowed metrics
+        count them all); only observations enter its window, as in the monitor.
+        """
         rows = [(r["ts"], 0, r) for r in probes]
-        rows.extend((r["ts"], 1, r) for r in calls if r.get("source") != "probe")
+        rows.extend((r["ts"], 1, r) for r in calls)
         rows.sort(key=lambda e: (e[0], e[1]))
         now = datetime.now(UTC)
         changed: set[str] = set()
@@ -321,14 +336,16 @@ class LiveView:
             name = row.get("service")
             if not isinstance(name, str):
                 continue
+            changed.add(name)
             if kind == 0:
                 obs: Observation | None = probe_observation(row, now)
+            elif row.get("source") == "probe":
+                continue  # the monitor's own probe calls: its probes are observed
             else:
                 obs = LiveCall.from_row(row).observation(now)
             if obs is None:
                 continue
             self._known.add(name)
-            changed.add(name)
             self._minutes.setdefault(name, {}).setdefault(_minute_of(obs.ts), _Minute()).add(obs)
             state = self._services.get(name)
             if state is None:
@@ -397,6 +414,25 @@ class LiveView:
                 await asyncio.wait_for(self._change.wait(), remaining)
         return self.version
 
+    async def cached(self, key: Hashable, ttl: float, compute: Callable[[], Awaitable[_T]]) -> _T:
+        """``compute()``'s result, reused while no row changed and it is under ``ttl`` s old.
+
+        For reads by DuckDB over windows the view does not hold: the same question over
+        unchanged rows has the same answer (only the window's far edge moves meanwhile,
+        which ``ttl`` bounds). The caller refreshes the view first if it must see writes
+        made just before (:meth:`refresh`).
+        """
+        mono = time.monotonic()
+        hit = self._results.get(key)
+        if hit is not None and hit[0] == self.version and mono - hit[1] < ttl:
+            return cast(_T, hit[2])
+        version = self.version  # before computing: a change meanwhile is not hidden
+        value = await compute()
+        if len(self._results) >= MAX_CACHED_RESULTS:
+            self._results.pop(next(iter(self._results)))
+        self._results[key] = (version, mono, value)
+        return value
+
     def covers(self, window_seconds: float) -> bool:
         """Whether health over ``window_seconds`` can come from memory."""
         return self.ready and window_seconds == self.window_seconds
@@ -420,11 +456,16 @@ class LiveView:
         """
         seconds = self.window_seconds if window_seconds is None else float(window_seconds)
         alerts = alerts or {}
-        if not self.covers(seconds):
-            return await asyncio.to_thread(
-                store_health, self._reader(), names, seconds, self.settings, alerts=alerts
-            )
         await self.refresh()
+        if not self.covers(seconds):
+            key = ("health", tuple(names), seconds, tuple(sorted(alerts.items())))
+            return await self.cached(
+                key,
+                result_ttl(seconds),
+                lambda: asyncio.to_thread(
+                    store_health, self._reader(), names, seconds, self.settings, alerts=alerts
+                ),
+            )
         now, mono = datetime.now(UTC), time.monotonic()
         out: dict[str, ServiceHealth] = {}
         spilled = []
@@ -515,4 +556,5 @@ __all__ = [
     "SPARK_MINUTES",
     "LiveView",
     "probe_result",
+    "result_ttl",
 ]

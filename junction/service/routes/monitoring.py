@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from junction.monitor import ServiceHealth
 from junction.service.aggregates import StoreUnreadable
 from junction.service.deps import StateDep, require_token
+from junction.service.live import result_ttl
 from junction.service.state import MonitorInfo, ServiceState, store_unavailable
 
 router = APIRouter(
@@ -223,11 +224,19 @@ async def monitoring_metrics(
 ) -> MetricsResponse:
     """Requests, failures, success rate and latency percentiles per service over the window,
     from the metrics store (probes and live calls apart)."""
+    await state.live.refresh()  # rows written just before are counted
     names = state.service_names(service or ())
     seconds = state.window_seconds(window)
-    since = datetime.now(UTC) - timedelta(seconds=seconds)
-    try:
+
+    async def compute() -> MetricsResponse:
+        since = datetime.now(UTC) - timedelta(seconds=seconds)
         rows = await asyncio.to_thread(_windowed_metrics, state, names, since)
+        return MetricsResponse(window_seconds=seconds, since=since, services=rows)
+
+    try:
+        # The same question over unchanged rows: the same answer (for a while, see result_ttl).
+        return await state.live.cached(
+            ("metrics", tuple(names), seconds), result_ttl(seconds), compute
+        )
     except StoreUnreadable as exc:
         raise store_unavailable(exc) from None
-    return MetricsResponse(window_seconds=seconds, since=since, services=rows)

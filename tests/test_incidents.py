@@ -303,8 +303,11 @@ def test_two_readers_syncing_at_once_assign_every_alert_once(settings: Settings)
     def read() -> None:
         conn = schema.connect(alert_state.db_path(settings))
         try:
-            while not stop.is_set():
+            while True:  # at least once after the engine stopped: races with its last writes
+                done = stop.is_set()
                 list_incidents(conn, relations=RELATED)
+                if done:
+                    break
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -323,10 +326,10 @@ def test_two_readers_syncing_at_once_assign_every_alert_once(settings: Settings)
         for r in readers:
             r.join(30)
         assert not errors
+        found = incidents(settings)  # syncs what the readers had not seen yet
         alerts = {int(r[0]) for r in eng.conn.execute("SELECT id FROM alerts")}
         events = eng.conn.execute("SELECT count(*) FROM incident_events").fetchone()[0]
         history = eng.conn.execute("SELECT count(*) FROM history").fetchone()[0]
-    found = incidents(settings)
     members = [a for i in found for a in i.alerts]
     assert sorted(members) == sorted(alerts)  # each alert in exactly one incident
     assert events == history  # every transition copied once

@@ -369,3 +369,24 @@ def test_a_reset_or_damaged_alert_database_is_reopened_not_read_stale(settings: 
     path.write_bytes(b"not a database" * 1000)
     with pytest.raises(alert_state.AlertDatabaseError, match="junction alerts reset"):
         incidents(settings, Relations())
+
+
+def test_a_reopened_incident_gets_a_new_draft_and_keeps_edits(settings: Settings) -> None:
+    with new_engine(settings, "") as eng:
+        eng.evaluate(failing(["app1"], at(0)), now=at(0))
+        eng.evaluate(healthy(["app1"], at(60)), now=at(60))
+        (incident,) = incidents(settings, Relations())
+        first = get_postmortem(settings, incident.id)
+        assert "Resolved: 2026-11-27T12:01:00+00:00" in first.text
+        eng.evaluate(failing(["app1"], at(120)), now=at(120))  # within the gap: reopens it
+        with pytest.raises(IncidentOpenError):
+            get_postmortem(settings, incident.id)
+        eng.evaluate(healthy(["app1"], at(180)), now=at(180))
+        second = get_postmortem(settings, incident.id)
+        assert second.revision == 0 and "Resolved: 2026-11-27T12:03:00+00:00" in second.text
+        save_postmortem(settings, incident.id, "ours", author="al")
+        eng.evaluate(failing(["app1"], at(240)), now=at(240))
+        eng.evaluate(healthy(["app1"], at(300)), now=at(300))
+        third = get_postmortem(settings, incident.id)
+    assert third.text == "ours\n" and "Resolved: 2026-11-27T12:05:00+00:00" in third.generated
+    assert [i.id for i in incidents(settings, Relations())] == [incident.id]

@@ -50,9 +50,9 @@ class Session:
 
 
 Source = Settings | sqlite3.Connection | Session
-"""Where incidents are read: settings (the alert database they name is opened, synced and
-closed), an open alert-database connection (synced with :func:`get_settings`' relations)
-or a :class:`Session` already open and synced."""
+"""Where incidents are read: settings (the alert database they name, through the process's
+shared connection), an open alert-database connection (synced with the relations of
+:func:`get_settings`) or a :class:`Session` already open and synced."""
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from tests.service_helpers import ApiServer, ServiceServer, service_settings
 if TYPE_CHECKING:
     from integrations.sandbox.app import SandboxServer
 
-EXAMPLES = 10
+EXAMPLES = 20
 """Hypothesis examples per operation and mode."""
 
 BOUNDED = settings(
@@ -151,8 +151,14 @@ CONFIG = schemathesis.Config.from_dict(
             # of `spec`/`text`, an id not recommended: rules over the catalog and across
             # fields that a JSON schema does not carry. The 422 body itself is checked
             # (ErrorBody, and `one_error_shape` below).
+            # A body over JUNCTION_API_MAX_BODY_BYTES is refused whole (413) whatever it
+            # holds: a long text of multi-byte characters can be within its maxLength and
+            # still over the byte limit.
             "positive_data_acceptance": {
-                "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]
+                "expected-statuses": ["2xx", "401", "403", "404", "409", "413", "422"]
+            },
+            "negative_data_rejection": {
+                "expected-statuses": ["400", "401", "403", "404", "405", "409", "413", "415", "422"]
             },
         },
         "operations": [

@@ -221,6 +221,8 @@ def test_unknown_services_are_404_with_the_closest_name(api: httpx.Client) -> No
         assert "'jiraa'" in error_of(resp, 404, "unknown_service")["message"]
     error = error_of(api.post("/api/v2/integrations/oktaa/check"), 404, "unknown_integration")
     assert error["details"]["field"] == "path.name"
+    error = error_of(api.get("/api/v2/services/oktaa"), 404, "unknown_service")
+    assert "did you mean 'okta'" in error["message"]
     for hostile in ("../../etc/passwd", "<script>alert(1)</script>", "ok\u0000ta", "\u202eokta"):
         resp = api.get(f"{MONITORING}/health", params={"service": hostile})
         assert resp.status_code in (404, 422), resp.text
@@ -302,8 +304,10 @@ def test_a_store_compacted_while_queried_answers_every_read_and_loses_no_row(
             while not done.is_set() or len(seen) < 5:
                 metrics = api.get(f"{MONITORING}/metrics", params={"service": service})
                 health = api.get(f"{MONITORING}/health", params={"service": service})
+                # Another window than the live view's: DuckDB over the segments.
+                hour = api.get(f"{MONITORING}/health", params={"window": 3600})
                 scrape = api.get("/metrics")
-                statuses |= {metrics.status_code, health.status_code, scrape.status_code}
+                statuses |= {r.status_code for r in (metrics, health, hour, scrape)}
                 if metrics.status_code == 200:
                     rows = [r for r in metrics.json()["services"] if r["source"] == "calls"]
                     seen.append(rows[0]["requests"] if rows else 0)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -429,4 +430,75 @@ def test_slow_clients_do_not_hold_up_the_others(api_server: ApiServer) -> None:
     finally:
         for sock in slow:
             sock.close()
+    serves(api_server)
+
+
+# --- the dashboard's pages under hostile query strings ----------------------------------------
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "\"'><img src=x onerror=alert(1)>",
+    "javascript:alert(1)",
+    "\u202eokta\u0000",
+    "../../etc/passwd",
+    "-1",
+    "1e309",
+    "x" * 3000,
+]
+
+
+def _page_routes() -> list[tuple[str, list[str], list[str]]]:
+    """(path, path parameters, query parameters) of every GET page (not the event stream)."""
+    # Function-level: the page routers (FastAPI, Jinja) only for this test.
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from junction.service.pages import PAGE_ROUTERS
+
+    def queries(dep: Dependant) -> list[str]:
+        names = [q.alias or q.name for q in dep.query_params]
+        for sub in dep.dependencies:
+            names += queries(sub)
+        return names
+
+    return [
+        (
+            r.path,
+            [p.name for p in r.dependant.path_params],
+            queries(r.dependant) + READ_FROM_THE_URL.get(r.path, []),
+        )
+        for router in PAGE_ROUTERS
+        for r in router.routes
+        if isinstance(r, APIRoute) and "GET" in (r.methods or ()) and r.path != "/events/health"
+    ]
+
+
+READ_FROM_THE_URL = {
+    "/logs": ["q", "service", "since", "until", "status", "kind", "limit", "cursor"]
+}
+"""Query parameters a page reads from the request itself (not declared)."""
+
+
+def test_pages_answer_hostile_query_strings_without_500_or_unescaped_markup(
+    api_server: ApiServer,
+) -> None:
+    routes = _page_routes()
+    assert any(path == "/" for path, _, _ in routes)
+    with httpx.Client(base_url=api_server.url, timeout=60) as browser:
+        login = browser.get("/login").text
+        csrf = login.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        data = {"token": api_server.token, "next": "/", "csrf_token": csrf}
+        assert browser.post("/login", data=data).status_code == 303
+        for path, path_params, query in routes:
+            for value in HOSTILE:
+                url = path
+                for name in path_params:
+                    url = url.replace(f"{{{name}}}", quote(value, safe=""))
+                resp = browser.get(url, params=dict.fromkeys(query, value))
+                where = f"{path} with {value[:40]!r}"
+                assert resp.status_code < 500, (where, resp.text[:300])
+                assert "Traceback" not in resp.text, where
+                if resp.headers.get("content-type", "").startswith("text/html"):
+                    assert "<script>alert(1)" not in resp.text, where
+                    assert "<img src=x" not in resp.text, where
     serves(api_server)

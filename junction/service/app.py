@@ -29,6 +29,7 @@ from junction.service.errors import (
 )
 from junction.service.pages import PAGE_ROUTERS
 from junction.service.pages.health import warm as warm_health_grid
+from junction.service.public_page import public_status
 from junction.service.routes import ROUTERS
 from junction.service.state import ServiceState
 from junction.service.web import WebSecurity, install_web
@@ -135,12 +136,17 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
             # API serves without it and monitoring/start reports why (and retries).
             with contextlib.suppress(ApiError):
                 await state.start_monitor()
-        # The grid's 1,000 rows rendered once ahead of the first visitor, not by it.
-        warming = asyncio.create_task(warm_health_grid(app))
+        # The grid's 1,000 rows and the status page's 90-day uptime built once ahead of
+        # the first visitor, not by it (each logs and swallows its own errors).
+        warming = [
+            asyncio.create_task(warm_health_grid(app)),
+            asyncio.create_task(public_status(state).warm()),
+        ]
         try:
             yield
         finally:
-            warming.cancel()
+            for task in warming:
+                task.cancel()
             await app.state.web.aclose()  # the pages' event streams end first
             await state.aclose()
 

@@ -161,7 +161,7 @@ def test_operator_journey(served: ApiServer, page: Page) -> None:
     page.click(f"{row} td.name a")
     page.wait_for_url(f"{url}/services/{VICTIM}")
     if opened(page):
-        page.wait_for_load_state("load")
+        page.wait_for_selector("[data-method]")  # its forecast band, loaded by htmx
         shot(page, "service")
 
     # 4. acknowledge its alert on the alerts page

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from integrations.catalog import load_catalog
 from junction.alerting.alerts import Alert
+from junction.service.detail import window_label
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
 from junction.service.state import ServiceState
@@ -32,14 +33,6 @@ from junction.service.web.grid import GridRow, Spark, grid_rows
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-
-
-def window_label(seconds: float) -> str:
-    """``900`` -> ``15m``; ``7200`` -> ``2h``; ``45`` -> ``45s``."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 class Sparks:

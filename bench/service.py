@@ -65,6 +65,11 @@ import sys, time
 from datetime import UTC, datetime
 from junction.store import MetricsStore
 store = MetricsStore(sys.argv[1])
+# Warm up: a process's first append and flush load Parquet writing (~1 s), once.
+store.append("probes", [{"sweep_id": "warm-up", "service": sys.argv[2], "ok": True,
+    "status": 200, "latency_ms": 10.0, "breaker_state": "closed"}])
+store.flush()
+print("ready", flush=True)
 for line in sys.stdin:
     service = line.strip()
     t0 = time.time()
@@ -76,7 +81,9 @@ for line in sys.stdin:
     print(t0, ts.isoformat(), flush=True)
 """
 """A process writing one failing probe per service name read (append + flush, as the
-monitor publishes a sweep), printing when it started and the row's timestamp."""
+monitor publishes a sweep), printing when it started and the row's timestamp. It first
+writes one healthy probe of the service named on its command line (a long-running
+monitor has paid its first flush long before)."""
 
 
 # --------------------------------------------------------------------------- the server
@@ -175,16 +182,17 @@ class Server:
 
 
 @contextmanager
-def probe_writer(store_root: Path) -> Iterator[Callable[[str], tuple[float, str]]]:
+def probe_writer(store_root: Path, warm_up: str) -> Iterator[Callable[[str], tuple[float, str]]]:
     """A writer process; the callable makes it write one failing probe of a service."""
     proc = subprocess.Popen(
-        [PY, "-c", WRITER, str(store_root)],
+        [PY, "-c", WRITER, str(store_root), warm_up],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
 
     def write(service: str) -> tuple[float, str]:
         assert proc.stdin is not None and proc.stdout is not None
@@ -255,7 +263,7 @@ def probe_to_visible(server: Server, store_root: Path, n: int, names: list[str])
     """Seconds from a probe's write in another process until the API and the SSE show it."""
     api_s: list[float] = []
     sse_s: list[float] = []
-    with probe_writer(store_root) as write, server.client() as c:
+    with probe_writer(store_root, names[0]) as write, server.client() as c:
         for i in range(n):
             service = names[(7 * i + 3) % len(names)]
             started, ts = write(service)
@@ -286,33 +294,44 @@ async def _sse_visible(
 ) -> list[float]:
     cookies = server.browser().cookies
     out: list[float] = []
+    lines: asyncio.Queue[str] = asyncio.Queue()
     async with (
         httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=60) as client,
         client.stream("GET", "/events/health") as stream,
     ):
-        lines = stream.aiter_lines()
-        await _until(lines, "", 30)  # the first rows
-        for i in range(n):
-            service = names[(11 * i + 5) % len(names)]
-            started, _ = await asyncio.to_thread(write, service)
-            seen = await _until(lines, service, 30)
-            out.append(time.time() - started if seen else float("inf"))
+
+        async def pump() -> None:  # one reader of the stream; waits time out on the queue
+            async for line in stream.aiter_lines():
+                await lines.put(line)
+
+        reader = asyncio.create_task(pump())
+        try:
+            await _until(lines, "", 30)  # the first rows
+            for i in range(n):
+                service = names[(11 * i + 5) % len(names)]
+                # Two failed probes in a row: the service is down (JUNCTION_MONITOR_DOWN_AFTER),
+                # a change the grid sends at once; numbers alone may wait DRIFT_SECONDS.
+                await asyncio.to_thread(write, service)
+                await _until(lines, service, 1.5)  # the first one's event, if it sent one
+                started, _ = await asyncio.to_thread(write, service)
+                seen = await _until(lines, service, 30)
+                out.append(time.time() - started if seen else float("inf"))
+        finally:
+            reader.cancel()
     return out
 
 
-async def _until(lines: Any, needle: str, timeout: float) -> bool:
-    """Read the stream's lines until a ``data:`` line holding ``needle``."""
-
-    async def scan() -> bool:
-        async for line in lines:
-            if line.startswith("data:") and needle in line:
-                return True
-        return False
-
-    try:
-        return await asyncio.wait_for(scan(), timeout)
-    except TimeoutError:
-        return False
+async def _until(lines: asyncio.Queue[str], needle: str, timeout: float) -> bool:
+    """Take the stream's lines until a ``data:`` line holding ``needle`` (or time out)."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = await asyncio.wait_for(lines.get(), left)
+        except TimeoutError:
+            return False
+        if line.startswith("data:") and needle in line:
+            return True
+    return False
 
 
 def sse_cpu(
@@ -341,7 +360,7 @@ def sse_cpu(
             stop = asyncio.Event()
             tasks = [asyncio.create_task(client_task(client, i, stop)) for i in range(clients)]
             await asyncio.sleep(3)  # every stream open and past its first rows
-            with probe_writer(store_root) as write:
+            with probe_writer(store_root, names[0]) as write:
                 cpu0 = sum(proc.cpu_times()[:2])
                 t0 = time.monotonic()
                 i = 0

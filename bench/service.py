@@ -241,6 +241,35 @@ def api_reads(server: Server, n: int, routes: set[str]) -> dict[str, dict[str, f
     return out
 
 
+def fresh_reads(
+    server: Server, store_root: Path, n: int, names: list[str]
+) -> dict[str, dict[str, float]]:
+    """Reads right after a new row: another process writes a healthy probe, then one read
+    is timed (a read may not reuse an answer computed before the store changed)."""
+    reads = {
+        "GET monitoring/health (all) after a new row": (f"{MONITORING}/health", {}),
+        "GET monitoring/metrics (all, 15 min) after a new row": (f"{MONITORING}/metrics", {}),
+        "GET monitoring/metrics (all, 1 day) after a new row": (
+            f"{MONITORING}/metrics",
+            {"window": 86400},
+        ),
+    }
+    out = {}
+    with probe_writer(store_root, names[0]) as write, server.client() as c:
+        for name, (path, params) in reads.items():
+            ms = []
+            for i in range(n):
+                write(names[(17 * i + 1) % len(names)])
+                time.sleep(0.5)  # the live view's next poll (0.3 s) has the row
+                t0 = time.perf_counter()
+                resp = c.get(path, params=params)
+                ms.append((time.perf_counter() - t0) * 1000)
+                if resp.status_code != 200:
+                    raise RuntimeError(f"{path}: {resp.status_code}")
+            out[name] = {"p50": pct(ms, 0.5), "p95": pct(ms, 0.95), "max": max(ms), "n": n}
+    return out
+
+
 def grid_page(server: Server, n: int) -> dict[str, float]:
     """p50/p95 of ``GET /`` (the health grid) for a logged-in browser."""
     browser = server.browser()
@@ -424,6 +453,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             result["first_health_read_s"] = time.perf_counter() - t0
         result["startup_s"] = time.monotonic() - started
         result["api"] = api_reads(server, args.requests, paths)
+        result["api"] |= fresh_reads(server, store_root, max(5, args.requests // 3), names)
         try:
             result["grid"] = grid_page(server, max(5, args.requests // 3))
         except RuntimeError as exc:
@@ -473,6 +503,13 @@ def report(r: dict[str, Any]) -> str:
         "GET monitoring/health (all)": "health replay (all, 15 min)",
         "GET monitoring/metrics (all, 15 min)": "metrics query (all, 15 min) no pruning",
         "GET monitoring/metrics (all, 1 day)": "metrics query (all, 1 day) no pruning",
+        "GET monitoring/health (all) after a new row": "health replay (all, 15 min)",
+        "GET monitoring/metrics (all, 15 min) after a new row": (
+            "metrics query (all, 15 min) no pruning"
+        ),
+        "GET monitoring/metrics (all, 1 day) after a new row": (
+            "metrics query (all, 1 day) no pruning"
+        ),
     }
     for name, t in r["api"].items():
         base = naive.get(pairs.get(name, ""))

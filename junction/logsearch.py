@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from pydantic import SecretStr
 from integrations.auth import Credentials, register_credentials
 from integrations.catalog import load_catalog
 from integrations.redaction import redact, register_secret
+from junction import logindex
 from junction.logquery import ItemKind, LogQuery, decode_cursor, encode_cursor
 from junction.settings import Settings
 from junction.store import MetricsStore
@@ -46,6 +47,9 @@ SCAN_BYTES = 64 * 1024 * 1024
 """Parquet bytes one page reads at most (beyond its first group of days): a search that
 finds little stops there and hands out a cursor to go on from (:attr:`LogPage.searched_to`)
 instead of reading all history in one request."""
+INDEX_BUILD = 8
+"""A search summarises at most this many times its ``scan_bytes`` of segments that have no
+text summary yet (reading a segment's dictionaries costs a fraction of scanning it)."""
 
 _TABLE_OF: dict[str, str] = {"calls": "calls", "alerts": "alerts", "workflows": "workflow_runs"}
 _TS_OF: dict[str, str] = {"calls": "ts", "alerts": "ts", "workflows": "started_at"}
@@ -191,19 +195,15 @@ _SELECT: dict[str, str] = {
     ),
 }
 _TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "calls": (
-        "service",
-        "action",
-        "method",
-        "path",
-        "CAST(status AS VARCHAR)",
-        "error_class",
-        "error",
-        "run_id",
-    ),
-    "alerts": ("service", "rule", "severity", "state", "message", "fingerprint"),
-    "workflows": ("workflow", "status", "error", "run_id"),
+    kind: logindex.TEXT_COLUMNS[table] for kind, table in _TABLE_OF.items()
 }
+
+
+def _text_sql(kind: str, column: str) -> str:
+    """The SQL a text column is matched as (a call's HTTP status is a number)."""
+    return "CAST(status AS VARCHAR)" if (kind, column) == ("calls", "status") else column
+
+
 _STATUS_SQL: dict[str, dict[str, str]] = {
     "calls": {"error": "NOT ok", "ok": "ok"},
     "alerts": {"error": "state <> 'resolved'", "ok": "state = 'resolved'"},
@@ -220,11 +220,15 @@ def like_pattern(text: str) -> str:
 @dataclass(frozen=True)
 class _Range:
     """Day partitions ``lo <= date < hi`` (``None``: unbounded) to read in one statement,
-    and the bytes of their segments when they were listed."""
+    the bytes of their segments when they were listed, and what the text summaries
+    (:mod:`junction.logindex`) ruled out: per kind, the days it skips and the text
+    columns worth matching (``None``: all of them)."""
 
     lo: date | None
     hi: date | None
     size: int = 0
+    skip: dict[str, tuple[date, ...]] = field(default_factory=dict)
+    columns: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
 
 def _kind_sql(kind: str, query: LogQuery, needle: str | None, days: _Range) -> tuple[str, list]:
@@ -238,6 +242,9 @@ def _kind_sql(kind: str, query: LogQuery, needle: str | None, days: _Range) -> t
     if days.hi is not None:
         where.append("date < ?")
         params.append(days.hi)
+    if days.skip.get(kind):
+        where.append("date NOT IN (" + ", ".join("?" * len(days.skip[kind])) + ")")
+        params += list(days.skip[kind])
     if query.since is not None:
         where.append(f"{ts} >= ?")
         params.append(query.since)
@@ -270,7 +277,8 @@ def _kind_sql(kind: str, query: LogQuery, needle: str | None, days: _Range) -> t
             where.append("list_contains(?, service)")
             params.append(list(query.services))
     if needle is not None:
-        cols = _TEXT_COLUMNS[kind]
+        wanted = days.columns.get(kind)
+        cols = [_text_sql(kind, c) for c in _TEXT_COLUMNS[kind] if wanted is None or c in wanted]
         where.append("(" + " OR ".join(f"{c} ILIKE ? ESCAPE '\\'" for c in cols) + ")")
         params += [needle] * len(cols)
     sql = _SELECT[kind] + (" WHERE " + " AND ".join(where) if where else "")
@@ -284,12 +292,13 @@ def _kinds(query: LogQuery) -> list[str]:
     return wanted
 
 
-def _partition_sizes(store: MetricsStore, kinds: Iterable[str]) -> dict[date, int]:
-    """Bytes of the segments of each day that has a partition in ``kinds``' tables."""
-    sizes: dict[date, int] = {}
+def _partitions(store: MetricsStore, kinds: Iterable[str]) -> dict[date, dict[str, list]]:
+    """The segments of each day partition of ``kinds``' tables, per kind."""
+    out: dict[date, dict[str, list[logindex.Segment]]] = {}
     for kind in kinds:
+        table_dir = store.root / _TABLE_OF[kind]
         try:
-            names = os.listdir(store.root / _TABLE_OF[kind])
+            names = os.listdir(table_dir)
         except FileNotFoundError:
             continue
         for name in names:
@@ -297,12 +306,66 @@ def _partition_sizes(store: MetricsStore, kinds: Iterable[str]) -> dict[date, in
                 continue
             try:
                 day = date.fromisoformat(name[5:])
-                with os.scandir(store.root / _TABLE_OF[kind] / name) as entries:
-                    size = sum(e.stat().st_size for e in entries if e.name.endswith(".parquet"))
-            except (ValueError, OSError):  # not a day, or compacted away meanwhile
+            except ValueError:  # not a day
                 continue
-            sizes[day] = sizes.get(day, 0) + size
-    return sizes
+            out.setdefault(day, {})[kind] = logindex.list_segments(table_dir, name)
+    return out
+
+
+def _text_columns(
+    store: MetricsStore, parts: dict[date, dict[str, list]], needle: str, build: int | None
+) -> dict[tuple[str, date], frozenset[str] | None]:
+    """Per kind and day, the text columns that may hold ``needle`` (the summaries')."""
+    groups = {
+        (_TABLE_OF[kind], f"date={day.isoformat()}"): segs
+        for day in sorted(parts, reverse=True)
+        for kind, segs in parts[day].items()
+    }
+    found = logindex.candidates(store.root, groups, needle, build)
+    kind_of = {table: kind for kind, table in _TABLE_OF.items()}
+    return {(kind_of[t], date.fromisoformat(d[5:])): cols for (t, d), cols in found.items()}
+
+
+def _narrow(
+    ranges: list[_Range],
+    parts: dict[date, dict[str, list]],
+    text_columns: dict[tuple[str, date], frozenset[str] | None],
+) -> list[_Range]:
+    """Each range with the days and columns the summaries rule out, per kind.
+
+    Only what was listed is ruled out: a partition created after the listing is read
+    by the next search.
+    """
+    if not text_columns:
+        return ranges
+    out = []
+    for rng in ranges:
+        days = [
+            d for d in parts if (rng.lo is None or d >= rng.lo) and (rng.hi is None or d < rng.hi)
+        ]
+        skip: dict[str, tuple[date, ...]] = {}
+        columns: dict[str, frozenset[str] | None] = {}
+        size = 0
+        for kind in _TABLE_OF:
+            skipped: list[date] = []
+            union: set[str] = set()
+            known = True
+            for day in days:
+                if kind not in parts[day]:
+                    continue
+                cols = text_columns.get((kind, day))
+                if cols is not None and not cols:
+                    skipped.append(day)
+                    continue
+                size += sum(s.size for s in parts[day][kind])
+                if cols is None:
+                    known = False
+                else:
+                    union |= cols
+            skip[kind] = tuple(skipped)
+            columns[kind] = frozenset(union) if known else None
+        out.append(replace(rng, size=size, skip=skip, columns=columns))
+    return out
 
 
 def _plan(sizes: dict[date, int], query: LogQuery, group_bytes: int | None) -> list[_Range]:
@@ -354,13 +417,23 @@ def _just_before(ts: datetime) -> datetime:
     return ts - timedelta(microseconds=1) if ts.replace(tzinfo=None) > datetime.min else ts
 
 
-def _statement(query: LogQuery, days: _Range, rows: int) -> tuple[str, list[Any]]:
-    needle = like_pattern(redact(query.text)) if query.text else None
+def _needle(query: LogQuery) -> str | None:
+    """The ``ILIKE`` pattern of the query's text (redacted first: a secret is no probe)."""
+    return like_pattern(redact(query.text)) if query.text else None
+
+
+def _statement(query: LogQuery, days: _Range, rows: int) -> tuple[str, list[Any]] | None:
+    """The range's statement (``None``: the summaries ruled out every kind in it)."""
+    needle = _needle(query)
     parts, params = [], []
     for kind in _kinds(query):
+        if needle is not None and days.columns.get(kind) == frozenset():
+            continue  # no day of the range holds the text in this kind's columns
         sql, kind_params = _kind_sql(kind, query, needle, days)
         parts.append(sql)
         params += kind_params
+    if not parts:
+        return None
     sql = " UNION ALL ".join(f"({p})" for p in parts)
     return f"{sql} ORDER BY ts DESC, id DESC LIMIT {int(rows)}", params
 
@@ -369,7 +442,12 @@ def _statement(query: LogQuery, days: _Range, rows: int) -> tuple[str, list[Any]
 
 
 def search(
-    store: MetricsStore, query: LogQuery, *, prune: bool = True, scan_bytes: int | None = SCAN_BYTES
+    store: MetricsStore,
+    query: LogQuery,
+    *,
+    prune: bool = True,
+    scan_bytes: int | None = SCAN_BYTES,
+    index: bool = True,
 ) -> LogPage:
     """One page of the rows matching ``query``, newest first, every text field redacted.
 
@@ -382,6 +460,9 @@ def search(
         scan_bytes: Stop before reading more than this many bytes of segments once the
             first group of days is read (``None``: read until the page is full); the page
             then says how far it searched (:attr:`LogPage.searched_to`).
+        index: With a text, skip the segments whose text summaries
+            (:mod:`junction.logindex`) hold no value containing it, summarising at most
+            :data:`INDEX_BUILD` times ``scan_bytes`` of not yet summarised segments.
 
     Returns:
         The page and the cursor of the next one.
@@ -392,18 +473,35 @@ def search(
     wanted = query.limit + 1  # one more than a page: is there a next page?
     if prune:
         group = None if scan_bytes is None else max(1, scan_bytes // 2)
-        ranges = _plan(_partition_sizes(store, kinds), query, group)
+        parts = _partitions(store, kinds)
+        needle = _needle(query)
+        text_columns: dict[tuple[str, date], frozenset[str] | None] = {}
+        if needle is not None and index:
+            build = None if scan_bytes is None else INDEX_BUILD * scan_bytes
+            text_columns = _text_columns(store, parts, needle, build)
+        sizes = {
+            day: sum(
+                s.size
+                for kind, segs in by_kind.items()
+                if text_columns.get((kind, day)) != frozenset()
+                for s in segs
+            )
+            for day, by_kind in parts.items()
+        }
+        ranges = _narrow(_plan(sizes, query, group), parts, text_columns)
     else:
         ranges = [_Range(None, None)]
     records: list[dict[str, Any]] = []
     read = scanned = 0
     stopped_at: date | None = None
     for days in ranges:
+        statement = _statement(query, days, wanted - len(records))
+        if statement is None:
+            continue  # the summaries ruled out every day of the range: nothing to read
         if prune and scan_bytes is not None and read and scanned + days.size > scan_bytes:
             stopped_at = days.hi  # every day from here on was read; the older ones were not
             break
-        sql, params = _statement(query, days, wanted - len(records))
-        frame = store.query(sql, params)
+        frame = store.query(*statement)
         read += 1
         scanned += days.size
         records += [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]

@@ -26,6 +26,7 @@ from markupsafe import escape
 from typer.testing import CliRunner, Result
 
 from integrations.redaction import register_secret
+from junction import logindex
 from junction.cli import app
 from junction.health import run_sweep
 from junction.logquery import LogQuery, LogQueryError, encode_cursor, parse_query
@@ -226,21 +227,121 @@ def test_a_page_stops_at_its_scan_budget_and_goes_on_from_there(store: MetricsSt
     everything = search(store, LogQuery(text="needle"), scan_bytes=None)
     assert [i.message for i in everything.items] == ["needle 0", "needle 5"]
     # A budget of one byte reads one group of days per page; each page says how far back
-    # it searched, and following the cursors finds the same entries, each once.
-    query: LogQuery | None = LogQuery(text="needle")
-    found: list[str | None] = []
-    edges: list[datetime] = []
-    for _ in range(20):  # bounded: a cursor that did not move on would loop forever
-        if query is None:
-            break
-        page = search(store, query, scan_bytes=1)
-        assert page.partitions == 1
-        found += [i.message for i in page.items]
-        if page.searched_to is not None:
-            edges.append(page.searched_to)
-        query = next_query(query, page)
-    assert query is None and found == ["needle 0", "needle 5"]
-    assert len(edges) >= 2 and edges == sorted(edges, reverse=True)
+    # it searched, and following the cursors finds the same entries, each once. Without
+    # the text summaries every group of days is read; with them, the days between are not.
+    for index, min_edges in ((False, 2), (True, 1)):
+        query: LogQuery | None = LogQuery(text="needle")
+        found: list[str | None] = []
+        edges: list[datetime] = []
+        for _ in range(20):  # bounded: a cursor that did not move on would loop forever
+            if query is None:
+                break
+            page = search(store, query, scan_bytes=1, index=index)
+            assert page.partitions == 1
+            found += [i.message for i in page.items]
+            if page.searched_to is not None:
+                edges.append(page.searched_to)
+            query = next_query(query, page)
+        assert query is None and found == ["needle 0", "needle 5"]
+        assert len(edges) >= min_edges and edges == sorted(edges, reverse=True)
+
+
+def same_as_full_scan(store: MetricsStore, query: LogQuery) -> list[str]:
+    """The ids a search finds, checked against one full scan without summaries."""
+    found = search(store, query, scan_bytes=None)
+    full = search(store, query, prune=False)
+    assert [i.id for i in found.items] == [i.id for i in full.items], query
+    assert found.next_cursor == full.next_cursor
+    return [i.message or "" for i in found.items]
+
+
+def test_text_summaries_skip_exactly_what_a_full_scan_skips(store: MetricsStore) -> None:
+    # Ten days, a segment each; texts that repeat, and a few that need Unicode case folding.
+    for day in range(10):
+        ts = NOW - timedelta(days=day, minutes=5)
+        rows = [
+            call(ts - timedelta(seconds=s), error=f"HTTP 503 #{s % 3}", ok=False) for s in range(5)
+        ]
+        rows.append(call(ts, error="Straße İstanbul KELVIN \u212a", ok=False))
+        if day == 8:
+            rows.append(call(ts, path="/only/in/an/old/day", error="old-needle", ok=False))
+        write(store.root, calls=rows, alerts=[alert(ts, "okta", f"alert of day {day}")])
+    needles = (
+        "old-needle",
+        "ONLY/IN",
+        "no such text",
+        "http 503 #2",
+        "strasse",
+        "straße",
+        "i̇stanbul",
+        "kelvin k",
+        "\u212a",
+        "503",
+        "alert of day 9",
+        "_",
+        "%",
+    )
+    for text in needles:
+        same_as_full_scan(store, LogQuery(text=text, limit=500))
+    # Every day's summaries exist now; a text no summary holds reads no segment at all,
+    # and says so at once: no cursor, no "searched to".
+    nothing = search(store, LogQuery(text="no such text"), scan_bytes=1)
+    assert nothing.items == [] and nothing.partitions == 0
+    assert nothing.next_cursor is None and nothing.searched_to is None
+    assert same_as_full_scan(store, LogQuery(text="old-needle")) == ["old-needle"]
+    assert search(store, LogQuery(text="OLD-NEEDLE")).partitions == 1  # one day read
+    # A late row in an old day is a new segment: summarised when first seen, found.
+    write(store.root, calls=[call(NOW - timedelta(days=6, hours=1), error="late-needle", ok=False)])
+    assert same_as_full_scan(store, LogQuery(text="late-needle")) == ["late-needle"]
+    # Compaction replaces the segments: new summaries, and the old ones are removed.
+    before = sorted(p.name for p in (store.root / logindex.INDEX_DIR).rglob("*.json"))
+    store.compact()
+    for text in (*needles, "late-needle"):
+        same_as_full_scan(store, LogQuery(text=text, limit=500))
+    after = sorted(p.name for p in (store.root / logindex.INDEX_DIR).rglob("*.json"))
+    segments = sorted(p.name + ".json" for p in store.root.glob("*/date=*/*.parquet"))
+    assert after == segments and after != before
+    # A process with no summaries in memory reads them from disk; a damaged one is rebuilt.
+    logindex.forget()
+    some = next((store.root / logindex.INDEX_DIR).rglob("*.json"))
+    some.write_text("{not json")
+    assert same_as_full_scan(store, LogQuery(text="old-needle")) == ["old-needle"]
+    assert json.loads(some.read_text())["v"] == 1
+
+
+def test_summaries_are_private_and_skip_columns_of_ids(
+    store: MetricsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logindex, "SMALL", 10)
+    rows = [call(NOW - timedelta(seconds=s), path=f"/users/{s:05d}") for s in range(60)]
+    write(store.root, calls=rows)
+    assert len(same_as_full_scan(store, LogQuery(text="/users/00042"))) == 1
+    (summary,) = (store.root / logindex.INDEX_DIR).rglob("*.json")
+    columns = json.loads(summary.read_text())["columns"]
+    assert columns["path"] is None  # a value per row: not summarised, always scanned
+    assert columns["action"] == ["get_user"] and columns["status"] == ["200"]
+    for path in [summary, *summary.parents][: len(summary.relative_to(store.root).parts)]:
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_summaries_never_hold_a_secret(store: MetricsStore) -> None:
+    canary, later = "canary-index-Tz6yU1oP4aSd", "canary-later-Gh8jK3lM5nBv"
+    register_secret(canary)
+    write_defective(store.root, (canary,))
+    write(store.root, calls=[call(NOW, error=f"leaked {later}", ok=False)])
+    for text in ("leaked", canary[:12], "never there"):  # summarised by the first search
+        same_as_full_scan(store, LogQuery(text=text))
+    # A secret registered after its summary was written is dropped from it when read.
+    register_secret(later)
+    logindex.forget()
+    for text in ("leaked", later[:12]):
+        same_as_full_scan(store, LogQuery(text=text))
+    index_files = list((store.root / logindex.INDEX_DIR).rglob("*"))
+    assert any(p.suffix == ".json" for p in index_files)
+    for path in index_files:
+        if path.is_file():
+            assert_no_canary(path.read_text(), canary)
+            assert_no_canary(path.read_text(), later)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -63,6 +64,23 @@ def test_a_damaged_database_is_one_typed_error_naming_file_and_fix(
     # the engine the monitor builds at start raises the same, not a sqlite traceback
     with pytest.raises(state.AlertDatabaseError, match="is corrupt"):
         AlertEngine(path, default_config(Settings()))
+
+
+def test_a_database_damaged_after_it_passed_its_check_is_still_detected(tmp_path: Path) -> None:
+    """The check is remembered per file identity: a write in place (same size, same inode)
+    moves the modification time, and the next open checks again."""
+    path = _filled(tmp_path / "alerts.db")
+    old = path.stat().st_mtime_ns - 3600 * 10**9  # older than the racy margin: remembered
+    os.utime(path, ns=(old, old))
+    for _ in range(2):
+        state.connect(path).close()
+    assert state.file_identity(path) == state._CHECKED[str(path.absolute())]
+    size = path.stat().st_size
+    _damage_a_page(path)
+    assert path.stat().st_size == size
+    with pytest.raises(state.AlertDatabaseError, match="is corrupt"):
+        state.connect(path)
+    assert str(path.absolute()) not in state._CHECKED
 
 
 def test_an_unopenable_database_is_not_called_corrupt(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -205,7 +207,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
     The connection is in autocommit mode: callers group statements with
     :func:`transaction`. The file is checked first (``PRAGMA quick_check``), so a damaged
-    database is reported at once, not as a traceback in the middle of an evaluation.
+    database is reported at once, not as a traceback in the middle of an evaluation. The
+    check is made once per process per :func:`file_identity` of the file (tens of ms on
+    a database of a few MB; the service opens one per request): a file written, replaced
+    or truncated since it passed is checked again.
 
     Raises:
         AlertDatabaseError: The file is damaged or not a database (``corrupt``), or it
@@ -220,7 +225,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise AlertDatabaseError(path, _reason(exc), corrupt=False) from None
     try:
-        _open(conn)
+        _open(conn, path)
     except sqlite3.Error as exc:
         conn.close()
         raise AlertDatabaseError(path, _reason(exc), corrupt=_is_corruption(exc)) from None
@@ -236,13 +241,49 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _open(conn: sqlite3.Connection) -> None:
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """A file's device, inode, size and modification time (``None``: it cannot be read).
+
+    In WAL mode commits go to the ``-wal`` file (whose frames SQLite checksums): the
+    database file itself changes only at a checkpoint or when something else writes it,
+    which moves its size or modification time; a file moved in its place (``junction
+    alerts reset``) has another inode.
+    """
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+RACY_NS = 2_000_000_000
+"""A file modified this recently (ns) is not remembered as checked: file times advance in
+clock ticks of a few ms, so a write in the tick of the check could keep size and time."""
+
+# Absolute path -> the identity it had when it last passed ``PRAGMA quick_check``.
+_CHECKED: dict[str, tuple[int, int, int, int]] = {}
+_CHECKED_LOCK = threading.Lock()
+
+
+def forget_check(path: Path) -> None:
+    """Check ``path`` again at its next :func:`connect` (an SQLite error said it is damaged)."""
+    with _CHECKED_LOCK:
+        _CHECKED.pop(str(path.absolute()), None)
+
+
+def _open(conn: sqlite3.Connection, path: Path) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout=30000")
-    # Reading the header first: "file is not a database" surfaces here, not mid-evaluation.
-    problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-    if problem != "ok":
-        raise _DamagedError("integrity check: " + " ".join(str(problem).split()))
+    key = str(path.absolute())
+    before = file_identity(path)
+    with _CHECKED_LOCK:
+        checked = before is not None and _CHECKED.get(key) == before
+    if not checked:
+        # Reading the header first: "file is not a database" surfaces here, not mid-evaluation.
+        problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            forget_check(path)
+            raise _DamagedError("integrity check: " + " ".join(str(problem).split()))
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9); only
     # an OS crash may lose the last commits, never corrupt the file.
@@ -266,6 +307,16 @@ def _open(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex[:8],)
             )
+    # Remembered only if the file is as it was checked (not written meanwhile, by this
+    # open's set-up or another process) and not modified within the last clock ticks.
+    if (
+        not checked
+        and before is not None
+        and file_identity(path) == before
+        and time.time_ns() - before[3] > RACY_NS
+    ):
+        with _CHECKED_LOCK:
+            _CHECKED[key] = before
 
 
 def reset_database(path: str | Path, now: datetime, *, force: bool = False) -> Path | None:

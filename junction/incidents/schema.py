@@ -135,7 +135,7 @@ MAX_SHARED = 8
 @dataclass
 class _Shared:
     conn: sqlite3.Connection
-    identity: tuple[int, ...] | None
+    identity: tuple[int, int, int, int] | None
     lock: threading.RLock
 
 
@@ -143,29 +143,16 @@ _SHARED: OrderedDict[str, _Shared] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 
 
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """The file's device, inode, size and modification time.
-
-    In WAL mode commits go to the ``-wal`` file: the database file itself changes only at
-    a checkpoint (then it is re-checked once) or when something else writes it, which a
-    connection reading from its cache would not notice.
-    """
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
-
-
 @contextmanager
 def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
     """The process's connection to an alert database, for one thread at a time.
 
-    Opening checks the whole file (:func:`junction.alerting.state.connect`: tens of
-    milliseconds on a database of a few MB), so the service does it once, not on every
-    request. A file replaced or written meanwhile (``junction alerts reset``, a checkpoint)
-    is opened and checked afresh; an SQLite error while the connection is in use drops
-    it, and the next use reopens (and re-checks) the file.
+    Opening (:func:`connect`: the schema statements, and the integrity check the first
+    time the process sees the file as it is) is done once, not on every request. A file
+    replaced or written meanwhile (``junction alerts reset``, a checkpoint; its
+    :func:`~junction.alerting.state.file_identity` changed) is opened and checked afresh;
+    an SQLite error while the connection is in use drops it, and the next use reopens and
+    re-checks the file.
 
     Raises:
         AlertDatabaseError: The database is damaged or cannot be opened, or an SQLite
@@ -173,7 +160,7 @@ def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
     """
     path = Path(path)
     key = str(path.absolute())
-    identity = _identity(path)
+    identity = alert_state.file_identity(path)
     with _SHARED_LOCK:
         entry = _SHARED.get(key)
         if entry is not None and (identity is None or entry.identity != identity):
@@ -182,7 +169,7 @@ def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
     if entry is None:
         opened = connect(path)
         # Re-entrant: a session opened inside another one in the same thread shares it.
-        entry = _Shared(opened, _identity(path), threading.RLock())
+        entry = _Shared(opened, alert_state.file_identity(path), threading.RLock())
         with _SHARED_LOCK:
             _SHARED[key] = entry
             _SHARED.move_to_end(key)
@@ -195,5 +182,6 @@ def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
             with _SHARED_LOCK:
                 if _SHARED.get(key) is entry:
                     del _SHARED[key]
+            alert_state.forget_check(path)
             corrupt = not isinstance(exc, sqlite3.OperationalError)
             raise alert_state.AlertDatabaseError(path, str(exc), corrupt=corrupt) from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
-from junction.durations import duration_seconds
+from junction.durations import parse_since
 
 Kind = Literal["all", "calls", "alerts", "workflows"]
 """Which history to search (``--kind``)."""
@@ -110,7 +110,8 @@ class LogQuery:
 
 
 def parse_time(text: str, field: str, now: datetime | None = None) -> datetime:
-    """An instant from ``1h``/``30m``/``7d`` (that long before ``now``) or an ISO time.
+    """An instant from ``1h``/``30m``/``7d`` (that long before ``now``) or an ISO time
+    (:func:`junction.durations.parse_since`).
 
     Args:
         text: What the user typed.
@@ -120,22 +121,10 @@ def parse_time(text: str, field: str, now: datetime | None = None) -> datetime:
     Raises:
         LogQueryError: Neither a duration nor an ISO 8601 time.
     """
-    raw = text.strip()
-    seconds = duration_seconds(raw)
-    if seconds is not None:
-        if seconds < 0:
-            raise LogQueryError(field, f"{text!r} is negative")
-        try:
-            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
-        except OverflowError:
-            raise LogQueryError(field, f"{text!r} reaches before year 1") from None
     try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise LogQueryError(
-            field, f"{text!r} is neither a duration (1h, 30m, 7d) nor an ISO time"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return parse_since(text, now)
+    except ValueError as exc:
+        raise LogQueryError(field, str(exc)) from None
 
 
 def parse_status(text: str) -> str | int:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from junction.alerting import state as alert_state
-from junction.alerting.rules import parse_duration
+from junction.durations import parse_since
 from junction.incidents import (
     MAX_NOTE_CHARS,
     MAX_POSTMORTEM_CHARS,
@@ -159,20 +159,10 @@ def _not_found(s: Session, incident_id: str) -> ApiError:
 def _since(value: str | None) -> datetime | None:
     if value is None or not value.strip():
         return None
-    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return datetime.now(UTC) - parse_duration(text)
-        except ValueError:
-            raise invalid(
-                "query.since", f"{text!r} is neither an ISO-8601 time nor a duration (1h, 7d)"
-            ) from None
-    try:
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC instant
-        raise invalid("query.since", f"{text!r} is out of range") from None
+        return parse_since(value)
+    except ValueError as exc:
+        raise invalid("query.since", str(exc)) from None
 
 
 @router.get(

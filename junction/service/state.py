@@ -35,6 +35,7 @@ from junction.monitor import Monitor, MonitorEvent, ServiceHealth, SweepResult
 from junction.service.aggregates import StoreReader, StoreUnreadable
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
+from junction.service.windowed import WindowedMetrics
 from junction.settings import Settings
 from junction.store import MetricsStore
 
@@ -107,6 +108,8 @@ class ServiceState:
         self._alerts_cache: tuple[tuple[tuple[int, int] | None, ...], list[Alert]] | None = None
         self.live = LiveView(settings, self.reader)
         """Every service's window in memory (started by :meth:`start`)."""
+        self.windowed = WindowedMetrics(self.reader)
+        """Windowed metrics from cached hourly rollups (``monitoring/metrics``)."""
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -20,6 +20,7 @@ from junction.service.aggregates import StoreUnreadable
 from junction.service.deps import StateDep, require_token
 from junction.service.live import result_ttl
 from junction.service.state import MonitorInfo, ServiceState, store_unavailable
+from junction.service.windowed import RELATIVE_ERROR
 
 router = APIRouter(
     prefix="/api/v2/workflows/enhanced/monitoring",
@@ -120,6 +121,13 @@ class HealthResponse(BaseModel):
     services: list[ServiceHealthModel]
 
 
+_PCT = (
+    "{} latency of successes (interpolated, as DuckDB's quantile_cont). Windows of an "
+    f"hour or more merge cached hourly histograms: within {RELATIVE_ERROR:.0%} of the exact "
+    "value; shorter windows are exact."
+)
+
+
 class MetricsRow(BaseModel):
     """One service's calls or probes over the window."""
 
@@ -128,10 +136,10 @@ class MetricsRow(BaseModel):
     requests: int
     failures: int
     success_rate: float | None
-    p50_latency_ms: float | None
-    p95_latency_ms: float | None
-    mean_latency_ms: float | None
-    last_at: datetime | None
+    p50_latency_ms: float | None = Field(description=_PCT.format("p50"))
+    p95_latency_ms: float | None = Field(description=_PCT.format("p95"))
+    mean_latency_ms: float | None = Field(description="Mean latency of every row (exact).")
+    last_at: datetime | None = Field(description="Newest row's time (exact).")
 
 
 class MetricsResponse(BaseModel):
@@ -216,6 +224,16 @@ def _windowed_metrics(state: ServiceState, names: list[str], since: datetime) ->
     return [MetricsRow.model_validate(dict(zip(columns, r, strict=True))) for r in records]
 
 
+def _metrics_rows(
+    state: ServiceState, names: list[str], since: datetime, now: datetime
+) -> list[MetricsRow]:
+    """From the cached hourly rollups when they cover the window, else the exact query."""
+    rows = state.windowed.metrics(names, since, now)
+    if rows is None:
+        return _windowed_metrics(state, names, since)
+    return [MetricsRow.model_validate(r) for r in rows]
+
+
 @router.get("/metrics", summary="Windowed call and probe metrics", response_model=MetricsResponse)
 async def monitoring_metrics(
     state: StateDep,
@@ -229,14 +247,18 @@ async def monitoring_metrics(
     seconds = state.window_seconds(window)
 
     async def compute() -> MetricsResponse:
-        since = datetime.now(UTC) - timedelta(seconds=seconds)
-        rows = await asyncio.to_thread(_windowed_metrics, state, names, since)
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=seconds)
+        rows = await asyncio.to_thread(_metrics_rows, state, names, since, now)
         return MetricsResponse(window_seconds=seconds, since=since, services=rows)
 
     try:
+        # The store's files, looked at now: a late row in an old hour (which the live
+        # view does not follow) changes the generation, so no stale answer is reused.
+        generation = await asyncio.to_thread(state.windowed.check)
         # The same question over unchanged rows: the same answer (for a while, see result_ttl).
         return await state.live.cached(
-            ("metrics", tuple(names), seconds), result_ttl(seconds), compute
+            ("metrics", tuple(names), seconds, generation), result_ttl(seconds), compute
         )
     except StoreUnreadable as exc:
         raise store_unavailable(exc) from None

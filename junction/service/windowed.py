@@ -1,0 +1,630 @@
+"""Windowed call and probe metrics from cached per-service rollups of closed hours.
+
+``GET .../monitoring/metrics`` asks, per service and source (probes, calls), for the
+requests, failures, success rate, mean latency, last row time and the p50/p95 latency of
+successes over the last ``window`` seconds. One DuckDB scan of a day per request costs
+hundreds of milliseconds over a large store; here a window is answered from:
+
+* **closed buckets** (:data:`BUCKET_SECONDS`, whole UTC hours) inside the window, each
+  computed once from the store by one DuckDB aggregate and kept: per service and source
+  the exact counts, failures, successes, latency sum and count and newest ``ts``, and a
+  histogram of the successes' latencies in log-spaced bins;
+* **the open edges** (the partial bucket at the window's start and the current one,
+  rows written ahead of now included), read exactly by one small DuckDB aggregate per
+  request into the same shape.
+
+Counts, failures, success rate, mean and ``last_at`` are exact (the mean up to float
+summation order). Percentiles merge across buckets through the histograms: a bin holds
+latencies in ``(g**(i-1), g**i]`` with ``g = (1 + a) / (1 - a)`` and stands for
+``2 g**i / (g + 1)``, which is within a relative error ``a`` = :data:`RELATIVE_ERROR`
+(1 %) of every latency in it. The percentile is interpolated between ranks exactly as
+DuckDB's ``quantile_cont`` does, from the bins' values: a convex combination of values
+each within 1 %, so the p50 and p95 are within **1 %** of the exact ones.
+
+Invalidation: the store's views read ``<table>/*/*.parquet``; before every read the file
+list of both tables is compared with the last one (names, sizes, modification times).
+A new or rewritten file (a late row's segment, a recovered spool, a compaction's output)
+drops the cached buckets its ``ts`` range covers (from the Parquet footer's statistics);
+a removed file (compacted away) drops its partition's day. They are recomputed on the
+next read that needs them.
+
+Memory: per bucket, one row per service and source (~60 bytes) plus 12 bytes per
+distinct (service, source, bin): at most one per row, fewer when a service is busy. The
+total is capped at :data:`MAX_ENTRIES` histogram entries (the buckets furthest from the
+newest are dropped first); a window that would need more is read exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from junction.service.aggregates import StoreReader, epoch_us, from_epoch_us
+
+BUCKET_SECONDS = 3600
+"""Width of a cached bucket (whole UTC hours)."""
+RELATIVE_ERROR = 0.01
+"""Bound on the relative error of the p50/p95 from the histograms."""
+MAX_ENTRIES = 12_000_000
+"""Histogram entries kept at most, all buckets together (12 bytes each)."""
+MIN_BUCKETS = 1
+"""A window with fewer whole buckets than this is read exactly (one DuckDB query)."""
+
+FINE_SECONDS = 300
+"""Width of the buckets cached inside the partial hours at the window's two ends."""
+MAX_FINE = 64
+"""Fine buckets kept at most (the oldest used go first)."""
+
+_B_US = BUCKET_SECONDS * 1_000_000
+_F_US = FINE_SECONDS * 1_000_000
+_PER_HOUR = BUCKET_SECONDS // FINE_SECONDS
+_GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
+_LN_GAMMA = math.log(_GAMMA)
+_ZERO_BIN = -(2**31) + 2  # latency <= 0: exactly 0
+_TOP_BIN = 2**31 - 2  # not finite
+_CELLS = 16_000_000  # dense histogram cells per merge pass
+_SOURCES = ("probes", "calls")
+_TABLES = ("probes", "calls")
+
+_BIN_SQL = (
+    "CASE WHEN ok AND latency_ms IS NOT NULL THEN CASE "
+    f"WHEN NOT isfinite(latency_ms) THEN {_TOP_BIN} WHEN latency_ms <= 0 THEN {_ZERO_BIN} "
+    f"ELSE CAST(ceil(ln(latency_ms) / {_LN_GAMMA!r}) AS INTEGER) END END"
+)
+_ROLLUP_SQL = """
+SELECT service, {src} AS src, epoch_us(ts) // {b_us} AS bucket, {bin} AS bin,
+       grouping(bin) AS whole, count(*) AS n, count(*) FILTER (WHERE ok) AS ok_n,
+       count(*) FILTER (WHERE NOT ok) AS fail_n, sum(latency_ms) AS lat_sum,
+       count(latency_ms) AS lat_n, epoch_us(max(ts)) AS last_us
+FROM ({rows})
+GROUP BY GROUPING SETS ((service, src, bucket), (service, src, bucket, bin))
+"""
+
+
+@dataclass
+class _Block:
+    """Rollups of some rows: per key (service index * 2 + source) and per key and bin."""
+
+    keys: np.ndarray
+    n: np.ndarray
+    ok_n: np.ndarray
+    fail_n: np.ndarray
+    lat_sum: np.ndarray
+    lat_n: np.ndarray
+    last_us: np.ndarray
+    hkeys: np.ndarray
+    hbins: np.ndarray
+    hcounts: np.ndarray
+
+    @property
+    def entries(self) -> int:
+        return len(self.hkeys)
+
+
+def _empty_block() -> _Block:
+    i8, f8, i4 = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int32)
+    return _Block(i8, i8, i8, i8, f8, i8, i8, i4, i4, i4)
+
+
+def _concat(blocks: Sequence[_Block]) -> _Block:
+    return _Block(
+        *(np.concatenate([getattr(b, f) for b in blocks]) for f in _Block.__dataclass_fields__)
+    )
+
+
+class WindowedMetrics:
+    """Cached hour rollups of the store's ``probes`` and ``calls``; thread-safe.
+
+    Args:
+        reader: Gives the store's :class:`StoreReader` (called in the reading thread).
+        max_entries: Histogram entries kept at most (see :data:`MAX_ENTRIES`).
+    """
+
+    def __init__(
+        self, reader: Callable[[], StoreReader], *, max_entries: int = MAX_ENTRIES
+    ) -> None:
+        self._reader = reader
+        self.max_entries = max_entries
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._interiors: dict[tuple[int, int], _Interior] = {}
+        self._fine: dict[int, _Block] = {}
+        self._entries = 0
+        # Parquet file -> (mtime ns, size, ts range in epoch us or None when never read).
+        self._files: dict[str, tuple[int, int, tuple[int, int] | None]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+        """Grows whenever the store's files change (a cached answer is then stale)."""
+
+    # ------------------------------------------------------------------ reads
+
+    def covers(self, since: datetime, now: datetime) -> bool:
+        """Whether ``[since, now]`` holds at least :data:`MIN_BUCKETS` whole buckets."""
+        first = -(-epoch_us(since) // _B_US)
+        return epoch_us(now) // _B_US - first >= MIN_BUCKETS
+
+    def metrics(
+        self, names: Sequence[str], since: datetime, now: datetime | None = None
+    ) -> list[dict[str, Any]] | None:
+        """Per service and source, the rows ``ts >= since``' metrics (``MetricsRow`` fields).
+
+        Rows are ordered by service then source, one per pair that has rows, as the
+        exact query's. ``None`` when the window is not covered (too short, or more than
+        the memory cap): read it exactly.
+        """
+        now = datetime.now(UTC) if now is None else now
+        if not self.covers(since, now):
+            return None
+        s_us, n_us = epoch_us(since), epoch_us(now)
+        first, last = -(-s_us // _B_US), n_us // _B_US
+        # Fine buckets inside the partial hours; rows outside them are read as rows.
+        fine = [
+            *range(-(-s_us // _F_US), first * _PER_HOUR),
+            *range(last * _PER_HOUR, n_us // _F_US),
+        ]
+        with self._lock:
+            reader = self._reader()
+            self._check_files(reader)
+            missing = [b for b in range(first, last) if b not in self._blocks]
+            for lo, hi in _runs(missing):
+                self._fill(reader, lo, hi, _B_US, self._blocks)
+            blocks = [self._blocks[b] for b in range(first, last)]
+            if sum(b.entries for b in blocks) > self.max_entries:
+                return None
+            self._evict(first, last)
+            for lo, hi in _runs([b for b in fine if b not in self._fine]):
+                self._fill(reader, lo, hi, _F_US, self._fine)
+            edge_blocks = [self._fine[b] for b in fine]
+            for b in fine:  # most recently used last
+                self._fine[b] = self._fine.pop(b)
+            while len(self._fine) > max(MAX_FINE, len(fine)):
+                self._fine.pop(next(iter(self._fine)))
+            # Rows before the first fine bucket (or the first whole hour) are read as rows.
+            until = fine[0] if fine and fine[0] < first * _PER_HOUR else first * _PER_HOUR
+            start = from_epoch_us(until * _F_US)
+            end_from = last * _PER_HOUR
+            if fine and fine[-1] >= end_from:
+                end_from = fine[-1] + 1
+            edge = self._edge_rows(reader, since, start, from_epoch_us(end_from * _F_US))
+            interior = self._interior_of(first, last, blocks)
+            return self._answer(interior, _concat([*edge_blocks, edge]), names)
+
+    def check(self) -> int:
+        """Compare the store's files with the last look (drop what changed); the generation."""
+        with self._lock:
+            self._check_files(self._reader())
+            return self.generation
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the cached buckets' arrays."""
+        return sum(
+            getattr(b, f).nbytes for b in self._blocks.values() for f in _Block.__dataclass_fields__
+        )
+
+    # ------------------------------------------------------------------ the store
+
+    def _check_files(self, reader: StoreReader) -> None:
+        root = reader.store.root
+        now_files: dict[str, tuple[int, int]] = {}
+        for table in _TABLES:
+            try:
+                parts = [e for e in os.scandir(root / table) if e.is_dir()]
+            except FileNotFoundError:
+                continue
+            for part in parts:
+                try:
+                    entries = list(os.scandir(part.path))
+                except FileNotFoundError:
+                    continue
+                for e in entries:
+                    if e.name.endswith(".parquet"):
+                        try:
+                            st = e.stat()
+                        except FileNotFoundError:
+                            continue
+                        now_files[e.path] = (st.st_mtime_ns, st.st_size)
+        dirty: list[tuple[int, int]] = []
+        for path, old in self._files.items():
+            if path not in now_files:
+                dirty.append(old[2] or _day_range(path))
+        fresh: dict[str, tuple[int, int, tuple[int, int] | None]] = {}
+        for path, (mtime, size) in now_files.items():
+            old_entry = self._files.get(path)
+            if old_entry is not None and old_entry[:2] == (mtime, size):
+                fresh[path] = old_entry
+                continue
+            span = _ts_range(path) if self._blocks else None
+            if self._blocks:
+                dirty.append(span or _day_range(path))
+            fresh[path] = (mtime, size, span)
+        if dirty or len(fresh) != len(self._files):
+            self.generation += 1
+        self._files = fresh
+        for lo, hi in dirty:
+            for b in [b for b in self._blocks if lo // _B_US <= b <= hi // _B_US]:
+                self._entries -= self._blocks.pop(b).entries
+                self._interiors = {k: v for k, v in self._interiors.items() if not k[0] <= b < k[1]}
+            for b in [b for b in self._fine if lo // _F_US <= b <= hi // _F_US]:
+                del self._fine[b]
+
+    def _fill(
+        self, reader: StoreReader, lo: int, hi: int, width_us: int, into: dict[int, _Block]
+    ) -> None:
+        """Compute and keep the buckets ``lo`` .. ``hi - 1`` (``width_us`` wide)."""
+        start, end = from_epoch_us(lo * width_us), from_epoch_us(hi * width_us)
+        params = {"lo": start, "hi": end, "dlo": start.date(), "dhi": (end - _US).date()}
+        got = self._read(reader, _range_sql(width_us), params)
+        for b in range(lo, hi):
+            block = got.get(b, _empty_block())
+            into[b] = block
+            if into is self._blocks:
+                self._entries += block.entries
+
+    def _evict(self, first: int, last: int) -> None:
+        """Drop the buckets furthest from the window asked for until under the cap."""
+        if self._entries <= self.max_entries:
+            return
+        for b in sorted(self._blocks, key=lambda b: -abs(b - (first + last) / 2)):
+            if self._entries <= self.max_entries:
+                break
+            if not first <= b < last:
+                self._entries -= self._blocks.pop(b).entries
+                self._interiors = {k: v for k, v in self._interiors.items() if not k[0] <= b < k[1]}
+
+    def _read(self, reader: StoreReader, sql: str, params: dict[str, Any]) -> dict[int, _Block]:
+        """Run a rollup statement; its blocks by bucket."""
+        with reader.cursor() as cur:
+            table = _arrow(cur, sql, params)
+        if table.num_rows == 0:
+            return {}
+        idx = self._indices(table.column("service"))
+        cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names[1:]}
+        order = np.argsort(cols["bucket"], kind="stable")
+        cols = {c: v[order] for c, v in cols.items()}
+        keys = idx[order] * 2 + cols["src"]
+        buckets = cols["bucket"]
+        whole = cols["whole"].astype(bool)
+        bins = cols["bin"]
+        out: dict[int, _Block] = {}
+        bounds = np.flatnonzero(np.diff(buckets)) + 1
+        for sl in np.split(np.arange(len(buckets)), bounds):
+            agg = sl[whole[sl]]
+            hist = sl[~whole[sl] & ~np.isnan(bins[sl].astype(np.float64))]
+
+            def col(name: str, dtype: Any, rows: np.ndarray = agg) -> np.ndarray:
+                return np.asarray(cols[name][rows], dtype=dtype)
+
+            out[int(buckets[sl[0]])] = _Block(
+                keys=keys[agg],
+                n=col("n", np.int64),
+                ok_n=col("ok_n", np.int64),
+                fail_n=col("fail_n", np.int64),
+                lat_sum=np.nan_to_num(col("lat_sum", np.float64)),
+                lat_n=col("lat_n", np.int64),
+                last_us=col("last_us", np.int64),
+                hkeys=keys[hist].astype(np.int32),
+                hbins=bins[hist].astype(np.int32),
+                hcounts=col("ok_n", np.int32, hist),
+            )
+        return out
+
+    # ------------------------------------------------------------------ merging
+
+    def _edge_rows(
+        self, reader: StoreReader, since: datetime, until: datetime, after: datetime
+    ) -> _Block:
+        """Rows in ``[since, until)`` and from ``after`` on (read exactly, as rows: few),
+        rolled up by numpy."""
+        params = {
+            "since": since,
+            "first": until,
+            "last": after,
+            "dsince": since.date(),
+            "dfirst": (until - _US).date(),
+            "dlast": after.date(),
+        }
+        with reader.cursor() as cur:
+            table = _arrow(cur, _edges_sql(), params)
+        if table.num_rows == 0:
+            return _empty_block()
+        idx = self._indices(table.column("service"))
+        c = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names[1:]}
+        keys = idx * 2 + c["src"].astype(np.int64)
+        uniq, inv = np.unique(keys, return_inverse=True)
+        size = len(uniq)
+        lat = np.where(c["has_lat"], c["latency_ms"], 0.0).astype(np.float64)
+        last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(last_us, inv, c["us"].astype(np.int64))
+        hist = c["okv"] & c["has_lat"]
+        x = lat[hist]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = np.ceil(np.log(x) / _LN_GAMMA)
+        bins = np.where(
+            ~np.isfinite(x), _TOP_BIN, np.where(x <= 0, _ZERO_BIN, np.nan_to_num(raw))
+        ).astype(np.int64)
+        cells, counts = np.unique(keys[hist] * 2**32 + (bins - _ZERO_BIN), return_counts=True)
+        return _Block(
+            keys=uniq,
+            n=np.bincount(inv, minlength=size).astype(np.int64),
+            ok_n=np.bincount(inv, weights=c["okv"], minlength=size).astype(np.int64),
+            fail_n=np.bincount(inv, weights=c["failv"], minlength=size).astype(np.int64),
+            lat_sum=np.bincount(inv, weights=lat, minlength=size),
+            lat_n=np.bincount(inv, weights=c["has_lat"], minlength=size).astype(np.int64),
+            last_us=last_us,
+            hkeys=(cells >> 32).astype(np.int32),
+            hbins=((cells & (2**32 - 1)) + _ZERO_BIN).astype(np.int32),
+            hcounts=counts.astype(np.int32),
+        )
+
+    def _indices(self, service: pa.ChunkedArray) -> np.ndarray:
+        """Service indices of a column of names (new names are added)."""
+        for name in pc.unique(service).to_pylist():
+            if name not in self._index:
+                self._index[name] = len(self._names)
+                self._names.append(name)
+        idx = pc.index_in(service, value_set=pa.array(self._names, pa.string()))
+        return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def _interior_of(self, first: int, last: int, blocks: Sequence[_Block]) -> _Interior:
+        """The whole buckets' rollups merged (kept while they stay valid)."""
+        size = 2 * len(self._names)
+        hit = self._interiors.get((first, last))
+        if hit is not None and hit.size == size:
+            return hit
+        interior = _Interior.of(_concat(blocks), size)
+        if len(self._interiors) >= MAX_INTERIORS:
+            self._interiors.pop(next(iter(self._interiors)))
+        self._interiors[(first, last)] = interior
+        return interior
+
+    def _answer(
+        self, interior: _Interior, edge: _Block, names: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The metrics rows of ``names``: the interior's rollups and the edges' together."""
+        size = 2 * len(self._names)
+        if interior.size != size:  # the edges named a new service
+            interior = interior.grown(size)
+        both = _Interior.of(edge, size, like=interior)
+        n = interior.n + both.n
+        ok_n = interior.ok_n + both.ok_n
+        fail_n = interior.fail_n + both.fail_n
+        lat_sum = interior.lat_sum + both.lat_sum
+        lat_n = interior.lat_n + both.lat_n
+        last_us = np.maximum(interior.last_us, both.last_us)
+        p50, p95 = _quantiles(interior, both)
+        out = []
+        for name in sorted(set(names)):
+            i = self._index.get(name)
+            if i is None:
+                continue
+            for src in (1, 0):  # 'calls' sorts before 'probes'
+                k = 2 * i + src
+                if n[k] == 0:
+                    continue
+                out.append(
+                    {
+                        "service": name,
+                        "source": _SOURCES[src],
+                        "requests": int(n[k]),
+                        "failures": int(fail_n[k]),
+                        "success_rate": ok_n[k] / n[k],
+                        "p50_latency_ms": _num(p50[k]),
+                        "p95_latency_ms": _num(p95[k]),
+                        "mean_latency_ms": lat_sum[k] / lat_n[k] if lat_n[k] else None,
+                        "last_at": from_epoch_us(int(last_us[k])),
+                    }
+                )
+        return out
+
+
+@dataclass
+class _Interior:
+    """Rollups per key over some buckets, the histograms dense (``size x width`` counts)."""
+
+    size: int
+    n: np.ndarray
+    ok_n: np.ndarray
+    fail_n: np.ndarray
+    lat_sum: np.ndarray
+    lat_n: np.ndarray
+    last_us: np.ndarray
+    bmin: int
+    width: int
+    dense: np.ndarray
+
+    @classmethod
+    def of(cls, block: _Block, size: int, like: _Interior | None = None) -> _Interior:
+        """Merge a block's rows per key; ``like``: on its bins when they hold the block's."""
+        keys = block.keys
+
+        def per_key(values: np.ndarray) -> np.ndarray:
+            return np.bincount(keys, weights=values, minlength=size)
+
+        last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(last_us, keys, block.last_us)
+        regular = block.hbins[(block.hbins != _ZERO_BIN) & (block.hbins != _TOP_BIN)]
+        bmin, bmax = (int(regular.min()), int(regular.max())) if len(regular) else (0, 0)
+        if like is not None and like.bmin <= bmin and bmax <= like.bmin + like.width - 3:
+            bmin, width = like.bmin, like.width
+        else:
+            if like is not None and like.width > 2:
+                bmin = min(bmin, like.bmin)
+                bmax = max(bmax, like.bmin + like.width - 3)
+            width = bmax - bmin + 3  # [zero, bmin .. bmax, top]
+        col = _columns(block.hbins, bmin, width)
+        cells = block.hkeys.astype(np.int64) * width + col
+        dense = np.bincount(cells, weights=block.hcounts, minlength=size * width)
+        return cls(
+            size, per_key(block.n), per_key(block.ok_n), per_key(block.fail_n),
+            per_key(block.lat_sum), per_key(block.lat_n), last_us, bmin, width,
+            dense.astype(np.int64),
+        )  # fmt: skip
+
+    def grown(self, size: int) -> _Interior:
+        """The same rollups over more keys (new services have none)."""
+        extra = size - self.size
+
+        def pad(a: np.ndarray, fill: float = 0) -> np.ndarray:
+            return np.concatenate([a, np.full(extra * (len(a) // self.size), fill, a.dtype)])
+
+        return _Interior(
+            size, pad(self.n), pad(self.ok_n), pad(self.fail_n), pad(self.lat_sum),
+            pad(self.lat_n), pad(self.last_us, np.iinfo(np.int64).min), self.bmin, self.width,
+            pad(self.dense),
+        )  # fmt: skip
+
+    def rebinned(self, bmin: int, width: int) -> np.ndarray:
+        """The dense histograms on a wider bin range."""
+        if (bmin, width) == (self.bmin, self.width):
+            return self.dense
+        grid = np.zeros((self.size, width), np.int64)
+        old = self.dense.reshape(self.size, self.width)
+        shift = self.bmin - bmin
+        grid[:, 0] = old[:, 0]
+        grid[:, -1] = old[:, -1]
+        grid[:, 1 + shift : 1 + shift + self.width - 2] = old[:, 1:-1]
+        return grid.reshape(-1)
+
+
+_US = timedelta(microseconds=1)
+MAX_INTERIORS = 4
+"""Merged interiors kept (one per window length in use)."""
+
+
+def _columns(bins: np.ndarray, bmin: int, width: int) -> np.ndarray:
+    """Dense column of each bin: 0 for zero latency, ``width - 1`` for non-finite."""
+    return np.where(
+        bins == _ZERO_BIN,
+        0,
+        np.where(bins == _TOP_BIN, width - 1, bins.astype(np.int64) - bmin + 1),
+    )
+
+
+def _quantiles(interior: _Interior, edge: _Interior) -> tuple[np.ndarray, np.ndarray]:
+    """Per key, the p50 and p95 (``quantile_cont``'s interpolation) of both histograms."""
+    bmin, width = edge.bmin, edge.width
+    dense = interior.rebinned(bmin, width) + edge.dense
+    size = interior.size
+    cum = np.cumsum(dense.reshape(size, width), axis=1)
+    total = cum[:, -1]
+    values = np.empty(width)
+    values[0], values[-1] = 0.0, math.inf
+    values[1:-1] = 2.0 * _GAMMA ** np.arange(bmin, bmin + width - 2) / (_GAMMA + 1.0)
+    # Rows made increasing across keys: one search finds every key's rank.
+    big = int(total.max()) + 1 if size else 1
+    flat = (cum + (np.arange(size, dtype=np.int64) * big)[:, None]).reshape(-1)
+    base = np.arange(size, dtype=np.int64)
+    out = []
+    for q in (0.5, 0.95):
+        h = (total - 1) * q
+        lo = np.floor(h)
+        hi = np.minimum(lo + 1, total - 1)
+        pos_lo = np.searchsorted(flat, base * big + lo.astype(np.int64), side="right")
+        pos_hi = np.searchsorted(flat, base * big + hi.astype(np.int64), side="right")
+        v_lo = values[np.clip(pos_lo - base * width, 0, width - 1)]
+        v_hi = values[np.clip(pos_hi - base * width, 0, width - 1)]
+        frac = h - lo
+        with np.errstate(invalid="ignore"):
+            est = np.where(frac == 0, v_lo, v_lo + frac * (v_hi - v_lo))
+        out.append(np.where(total > 0, est, np.nan))
+    return out[0], out[1]
+
+
+def _arrow(cur: Any, sql: str, params: dict[str, Any]) -> pa.Table:
+    """A statement's result as an Arrow table (a relation's: no extra copy of the rows)."""
+    table: pa.Table = cur.sql(sql, params=params).to_arrow_table()
+    return table
+
+
+def _num(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous runs ``[lo, hi)`` of sorted bucket numbers."""
+    runs: list[tuple[int, int]] = []
+    for b in buckets:
+        if runs and runs[-1][1] == b:
+            runs[-1] = (runs[-1][0], b + 1)
+        else:
+            runs.append((b, b + 1))
+    return runs
+
+
+def _rollup(rows_of: Callable[[str], str], width_us: int) -> str:
+    return " UNION ALL ".join(
+        _ROLLUP_SQL.format(src=src, b_us=width_us, bin=_BIN_SQL, rows=rows_of(table))
+        for src, table in enumerate(_TABLES)
+    )
+
+
+def _range_sql(width_us: int) -> str:
+    # `date` prunes partitions before any file is opened; `ts` is the exact bound.
+    return _rollup(
+        lambda t: (
+            f"SELECT service, ts, ok, latency_ms FROM {t} WHERE ts >= $lo AND ts < $hi "
+            'AND "date" >= $dlo AND "date" <= $dhi'
+        ),
+        width_us,
+    )
+
+
+def _edges_sql() -> str:
+    cols = "service, {src} AS src, epoch_us(ts) AS us, ok IS TRUE AS okv, ok IS FALSE AS failv, "
+    cols += "latency_ms IS NOT NULL AS has_lat, latency_ms"
+    return " UNION ALL ".join(
+        f"SELECT {cols.format(src=src)} FROM {t} WHERE ts >= $since AND ts < $first "
+        f'AND "date" >= $dsince AND "date" <= $dfirst UNION ALL SELECT {cols.format(src=src)} '
+        f'FROM {t} WHERE ts >= $last AND "date" >= $dlast'
+        for src, t in enumerate(_TABLES)
+    )
+
+
+def _day_range(path: str) -> tuple[int, int]:
+    """The ``ts`` range of a file's ``date=`` partition (everything when it has none)."""
+    for part in reversed(os.path.dirname(path).split(os.sep)):
+        if part.startswith("date="):
+            try:
+                day = date.fromisoformat(part[5:])
+            except ValueError:
+                break
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return epoch_us(start), epoch_us(start + timedelta(days=1))
+    return np.iinfo(np.int64).min // 2, np.iinfo(np.int64).max // 2
+
+
+def _ts_range(path: str) -> tuple[int, int] | None:
+    """A Parquet file's ``ts`` range from its footer (``None``: unknown)."""
+    try:
+        meta = pq.read_metadata(path)
+        col = meta.schema.names.index("ts")
+        lo: int | None = None
+        hi: int | None = None
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(col).statistics
+            if stats is None or not stats.has_min_max:
+                return None
+            a, b = epoch_us(_aware(stats.min)), epoch_us(_aware(stats.max))
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+__all__ = ["BUCKET_SECONDS", "MAX_ENTRIES", "RELATIVE_ERROR", "WindowedMetrics"]

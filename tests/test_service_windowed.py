@@ -1,0 +1,149 @@
+"""Windowed metrics from cached hourly rollups (junction.service.windowed) against the exact
+DuckDB query of ``monitoring/metrics``: counts, failures, success rate, mean and last_at
+equal, p50/p95 within the stated relative error; late rows and a compaction included."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from junction.service.aggregates import StoreReader
+from junction.service.routes.monitoring import _windowed_metrics
+from junction.service.windowed import RELATIVE_ERROR, WindowedMetrics
+from junction.store import MetricsStore
+
+NAMES = [f"svc-{i}" for i in range(6)]
+
+
+class _Exact:
+    """What ``_windowed_metrics`` needs of the service state: the store's reader."""
+
+    def __init__(self, reader: StoreReader) -> None:
+        self._reader = reader
+
+    def reader(self) -> StoreReader:
+        return self._reader
+
+
+def _rows(rng: random.Random, n: int, start: datetime, hours: float) -> list[tuple[str, dict]]:
+    out = []
+    for _ in range(n):
+        service = rng.choice(NAMES[:-1])  # the last name has no rows
+        ts = start + timedelta(seconds=rng.uniform(0, hours * 3600))
+        ok = rng.random() < 0.9
+        latency = 0.0 if rng.random() < 0.01 else round(rng.lognormvariate(4.5, 1.0), 3)
+        common = {"id": uuid.uuid4().hex, "ts": ts, "service": service, "ok": ok,
+                  "status": 200 if ok else 503, "latency_ms": latency,
+                  "error_class": None if ok else "ServerError",
+                  "error": None if ok else "x"}  # fmt: skip
+        if rng.random() < 0.3:
+            out.append(("probes", {**common, "sweep_id": "s", "breaker_state": "closed"}))
+        else:
+            out.append(("calls", {**common, "action": "a", "method": "GET", "path": "/",
+                                  "attempts": 1, "source": "workflow",
+                                  "breaker_state": "closed"}))  # fmt: skip
+    return out
+
+
+def _write(root: Path, rows: list[tuple[str, dict]]) -> None:
+    with MetricsStore(root) as store:
+        for table in ("probes", "calls"):
+            store.append(table, [r for t, r in rows if t == table])
+        store.flush()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Path, StoreReader]]:
+    root = tmp_path / "metrics"
+    now = datetime.now(UTC)
+    rng = random.Random(11)
+    # 30 hours of history, a few rows just ahead of now (a clock a little fast) too.
+    _write(root, _rows(rng, 12_000, now - timedelta(hours=30), 30.0))
+    _write(root, _rows(rng, 20, now, 0.01))
+    reader = StoreReader(MetricsStore(root))
+    yield root, reader
+    reader.close()
+    reader.store.close()
+
+
+def _compare(fast: list[dict[str, Any]] | None, exact: list[Any]) -> None:
+    assert fast is not None
+    want = [r.model_dump() for r in exact]
+    assert [(r["service"], r["source"]) for r in fast] == [
+        (r["service"], r["source"]) for r in want
+    ]
+    for got, ref in zip(fast, want, strict=True):
+        for key in ("requests", "failures", "last_at"):
+            assert got[key] == ref[key], (key, got, ref)
+        for key in ("success_rate", "mean_latency_ms"):
+            assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), (key, got, ref)
+        for key in ("p50_latency_ms", "p95_latency_ms"):
+            if ref[key] is None:
+                assert got[key] is None
+            else:
+                bound = RELATIVE_ERROR * abs(ref[key]) + 1e-9
+                assert math.isclose(got[key], ref[key], abs_tol=bound), (key, got, ref)
+
+
+def _since(now: datetime, hours: int, offset: timedelta) -> datetime:
+    """``hours`` before the current hour's start, plus ``offset``."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return hour - timedelta(hours=hours) + offset
+
+
+def test_rollups_equal_the_exact_query_over_windows_and_edges(
+    store: tuple[Path, StoreReader],
+) -> None:
+    _, reader = store
+    w = WindowedMetrics(lambda: reader)
+    exact = _Exact(reader)
+    offsets = [timedelta(0), timedelta(minutes=2), timedelta(minutes=33, seconds=7),
+               timedelta(minutes=57, seconds=30), timedelta(minutes=59, seconds=59)]  # fmt: skip
+    for hours in (2, 7, 24):
+        for offset in offsets:
+            since = _since(datetime.now(UTC), hours, offset)
+            _compare(w.metrics(NAMES, since), _windowed_metrics(exact, NAMES, since))  # type: ignore[arg-type]
+    # A subset of names, asked twice (the second from the kept interior).
+    since = datetime.now(UTC) - timedelta(hours=20)
+    for _ in range(2):
+        _compare(w.metrics(NAMES[1:3], since), _windowed_metrics(exact, NAMES[1:3], since))  # type: ignore[arg-type]
+    assert w.memory_bytes() > 0
+    # Under a whole hour: not covered, the route reads it exactly.
+    assert w.metrics(NAMES, datetime.now(UTC) - timedelta(minutes=50)) is None
+
+
+def test_late_rows_and_a_compaction_refresh_cached_hours(
+    store: tuple[Path, StoreReader],
+) -> None:
+    root, reader = store
+    w = WindowedMetrics(lambda: reader)
+    exact = _Exact(reader)
+    since = datetime.now(UTC) - timedelta(hours=26, minutes=10)
+
+    def check() -> list[dict[str, Any]]:
+        got = w.metrics(NAMES, since)
+        _compare(got, _windowed_metrics(exact, NAMES, since))  # type: ignore[arg-type]
+        assert got is not None
+        return got
+
+    before = check()
+    generation = w.check()
+    # Late rows land in hours already cached (written now, stamped hours ago).
+    now = datetime.now(UTC)
+    late = _rows(random.Random(5), 300, now - timedelta(hours=20), 0.5)
+    late += _rows(random.Random(6), 200, now - timedelta(hours=3, minutes=30), 2.0)
+    _write(root, late)
+    after = check()
+    assert sum(r["requests"] for r in after) == sum(r["requests"] for r in before) + 500
+    assert w.check() > generation
+    # A compaction rewrites every partition's segments into one file.
+    with MetricsStore(root) as compactor:
+        assert sum(compactor.compact().values()) > 0
+    assert check() == w.metrics(NAMES, since)

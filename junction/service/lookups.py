@@ -2,7 +2,8 @@
 
 :func:`unknown` is a 404 for a name that names nothing (an integration, a spec, an alert,
 a silence) with the closest known name offered; :func:`invalid` is a 422 naming the field
-at fault, with the same ``details`` list a request validation error carries.
+at fault, with the same ``details`` list a request validation error carries;
+:func:`alert_database_unavailable` is the 503 of a damaged or unopenable alert database.
 :class:`ErrorBody` documents that shape in the OpenAPI schema (:func:`error_responses`).
 """
 
@@ -13,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 from integrations.yamlconfig import did_you_mean
+from junction.alerting.state import AlertDatabaseError
 from junction.service.errors import ApiError, ErrorBody
 
 
@@ -51,3 +53,9 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(
         422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
     )
+
+
+def alert_database_unavailable(exc: AlertDatabaseError) -> ApiError:
+    """A 503 ``alert_database``: the alert database is damaged (the message names
+    ``junction alerts reset``) or cannot be opened."""
+    return ApiError(503, "alert_database", str(exc))

@@ -26,7 +26,12 @@ from junction.alerting.alerts import Alert, AlertNotFoundError, AlertResolvedErr
 from junction.alerting.silences import Silence, list_silences, remove_silence
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import error_responses, invalid, unknown
+from junction.service.lookups import (
+    alert_database_unavailable,
+    error_responses,
+    invalid,
+    unknown,
+)
 from junction.service.state import ServiceState
 
 router = APIRouter(
@@ -132,7 +137,7 @@ def _connect(state: ServiceState) -> Iterator[sqlite3.Connection]:
     try:
         conn = alert_state.connect(alert_state.db_path(state.settings))
     except alert_state.AlertDatabaseError as exc:
-        raise ApiError(503, "alert_database", str(exc)) from None
+        raise alert_database_unavailable(exc) from None
     try:
         yield conn
     finally:

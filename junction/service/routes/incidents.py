@@ -38,7 +38,12 @@ from junction.incidents import (
 )
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import error_responses, invalid, unknown
+from junction.service.lookups import (
+    alert_database_unavailable,
+    error_responses,
+    invalid,
+    unknown,
+)
 from junction.service.state import ServiceState
 
 router = APIRouter(
@@ -94,6 +99,9 @@ class IncidentPage(BaseModel):
     total: int = Field(description="Incidents matching the filters, on every page.")
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page (null: this is the last)."
+    )
 
 
 class NoteRequest(BaseModel):
@@ -149,7 +157,7 @@ def _session(state: ServiceState) -> Iterator[Session]:
         with session(state.settings) as s:
             yield s
     except alert_state.AlertDatabaseError as exc:
-        raise ApiError(503, "alert_database", str(exc)) from None
+        raise alert_database_unavailable(exc) from None
 
 
 def _not_found(s: Session, incident_id: str) -> ApiError:
@@ -180,18 +188,32 @@ def list_incidents(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Incidents to skip.")] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=40, description="The next_cursor of the previous page."),
+    ] = None,
 ) -> IncidentPage:
-    """Incidents, newest first, filtered and paged."""
+    """Incidents, newest first, filtered and paged (``next_cursor`` -> ``cursor``)."""
     cutoff = _since(since)
     with _session(state) as s:
-        page, total = page_incidents(
-            s.conn, state=incident_state, service=service, since=cutoff, limit=limit, offset=offset
-        )
+        try:
+            page = page_incidents(
+                s.conn,
+                state=incident_state,
+                service=service,
+                since=cutoff,
+                limit=limit,
+                offset=offset,
+                cursor=cursor,
+            )
+        except ValueError as exc:
+            raise invalid("query.cursor", str(exc)) from None
     return IncidentPage(
-        incidents=[IncidentSummary.model_validate(_summary(i)) for i in page],
-        total=total,
+        incidents=[IncidentSummary.model_validate(_summary(i)) for i in page.incidents],
+        total=page.total,
         limit=limit,
         offset=offset,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -245,7 +267,7 @@ def _postmortem_errors(state: ServiceState, incident_id: str, exc: Exception) ->
             {"field": "body.revision", "expected": exc.expected, "actual": exc.actual},
         )
     if isinstance(exc, alert_state.AlertDatabaseError):
-        return ApiError(503, "alert_database", str(exc))
+        return alert_database_unavailable(exc)
     assert isinstance(exc, NoteError)
     return invalid(f"body.{exc.field}", exc.problem)
 

@@ -88,6 +88,14 @@ def test_list_filters_and_pages(
     assert listed(since="2026-11-27T11:00:00Z") == [ids["slack"], ids["okta"]]
     page = api.get(BASE, params={"limit": 1, "offset": 1}).json()
     assert [i["id"] for i in page["incidents"]] == [ids["okta"]] and page["total"] == 2
+    assert page["next_cursor"] is None  # the last page
+    first = api.get(BASE, params={"limit": 1}).json()
+    assert [i["id"] for i in first["incidents"]] == [ids["slack"]] and first["next_cursor"]
+    after = api.get(BASE, params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert [i["id"] for i in after["incidents"]] == [ids["okta"]] and after["next_cursor"] is None
+    for cursor in ("nope", "a" * 30, "a-1"):
+        error = error_of(api.get(BASE, params={"cursor": cursor}), 422, "invalid_request")
+        assert error["details"][0]["field"] == "query.cursor"
     okta = api.get(f"{BASE}/{ids['okta']}").json()
     assert okta["services"] == ["gitlab", "okta"] and okta["state"] == "resolved"
     assert okta["duration_seconds"] == 120.0

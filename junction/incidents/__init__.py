@@ -56,6 +56,7 @@ from junction.incidents.postmortem import (
     save_postmortem,
 )
 from junction.incidents.reads import (
+    IncidentPage,
     Session,
     Source,
     get_incident,
@@ -75,6 +76,7 @@ __all__ = [
     "Incident",
     "IncidentNotFoundError",
     "IncidentOpenError",
+    "IncidentPage",
     "NoteError",
     "PostMortem",
     "PostMortemFacts",

@@ -149,6 +149,21 @@ def read_incidents(
     return _build(conn, ids)
 
 
+@dataclass(frozen=True)
+class IncidentPage:
+    """One page of incidents, newest first.
+
+    Attributes:
+        incidents: The page's incidents.
+        total: How many match the filters (on every page).
+        next_cursor: Where the next page starts (``None``: this is the last).
+    """
+
+    incidents: list[Incident]
+    total: int
+    next_cursor: str | None
+
+
 def page_incidents(
     conn: sqlite3.Connection,
     *,
@@ -157,13 +172,36 @@ def page_incidents(
     since: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Incident], int]:
+    cursor: str | None = None,
+) -> IncidentPage:
     """One page of a synced database's incidents, newest first, and how many match.
 
-    Only the page's incidents are assembled (filtering and counting are SQL).
+    Only the page's incidents are assembled (filtering and counting are SQL). A page
+    starts after ``cursor`` (a previous page's ``next_cursor``: incidents opened since
+    do not shift it) and then skips ``offset`` more.
+
+    Raises:
+        ValueError: ``cursor`` is not one this function returned.
     """
-    ids = select_ids(conn, state=state, service=service, since=since)
-    return _build(conn, ids[offset : offset + limit]), len(ids)
+    before = _cursor_alert(cursor) if cursor is not None else None
+    rows = _select(conn, state=state, service=service, since=since)
+    start = 0
+    if before is not None:
+        start = next((n for n, (_, first) in enumerate(rows) if first < before), len(rows))
+    chosen = rows[start + offset : start + offset + limit]
+    more = start + offset + limit < len(rows)
+    return IncidentPage(
+        _build(conn, [i for i, _ in chosen]),
+        len(rows),
+        f"a{chosen[-1][1]}" if chosen and more else None,
+    )
+
+
+def _cursor_alert(cursor: str) -> int:
+    """The first alert id a cursor names (incidents are ordered by it, newest first)."""
+    if cursor.isascii() and cursor[1:].isdigit() and cursor[0] == "a" and len(cursor) <= 20:
+        return int(cursor[1:])
+    raise ValueError(f"{cursor[:40]!r} is not a cursor from a previous page")
 
 
 def select_ids(
@@ -173,7 +211,18 @@ def select_ids(
     service: str | None = None,
     since: datetime | None = None,
 ) -> list[str]:
-    """Ids of the incidents matching, newest first.
+    """Ids of the incidents matching, newest first (the filters of :func:`page_incidents`)."""
+    return [i for i, _ in _select(conn, state=state, service=service, since=since)]
+
+
+def _select(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    service: str | None = None,
+    since: datetime | None = None,
+) -> list[tuple[str, int]]:
+    """Ids and first alert ids of the incidents matching, newest first.
 
     Args:
         conn: A synced alert database.
@@ -199,8 +248,8 @@ def select_ids(
         )
         params += [iso(since), iso(since)]
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    query = f"SELECT i.id FROM incidents i{clause} ORDER BY i.first_alert DESC"
-    return [str(r[0]) for r in conn.execute(query, params)]
+    query = f"SELECT i.id, i.first_alert FROM incidents i{clause} ORDER BY i.first_alert DESC"
+    return [(str(r[0]), int(r[1])) for r in conn.execute(query, params)]
 
 
 def _placeholders(values: Sequence[object]) -> str:

@@ -63,10 +63,10 @@ def incidents_page(request: Request, state: StateDep, _session: PageDep) -> HTML
     now = datetime.now(UTC)
     try:
         with session(state.settings) as s:
-            open_, _ = page_incidents(s.conn, state="open", limit=RECENT_MAX)
-            resolved, _ = page_incidents(
+            open_ = page_incidents(s.conn, state="open", limit=RECENT_MAX).incidents
+            resolved = page_incidents(
                 s.conn, state="resolved", since=now - RECENT, limit=RECENT_MAX
-            )
+            ).incidents
     except alert_state.AlertDatabaseError as exc:
         return render(request, "incidents.html", {"problem": str(exc)}, active="incidents")
     context: dict[str, Any] = {

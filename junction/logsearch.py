@@ -25,10 +25,12 @@ configured credentials with the redactor so this holds in a process that built n
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -40,6 +42,8 @@ from junction import logindex
 from junction.logquery import ItemKind, LogQuery, decode_cursor, encode_cursor
 from junction.settings import Settings
 from junction.store import MetricsStore
+
+log = logging.getLogger(__name__)
 
 GROWTH = 4
 """Each group of day partitions scanned is this many times the previous one."""
@@ -292,11 +296,11 @@ def _kinds(query: LogQuery) -> list[str]:
     return wanted
 
 
-def _partitions(store: MetricsStore, kinds: Iterable[str]) -> dict[date, dict[str, list]]:
+def _partitions(root: Path, kinds: Iterable[str]) -> dict[date, dict[str, list]]:
     """The segments of each day partition of ``kinds``' tables, per kind."""
     out: dict[date, dict[str, list[logindex.Segment]]] = {}
     for kind in kinds:
-        table_dir = store.root / _TABLE_OF[kind]
+        table_dir = root / _TABLE_OF[kind]
         try:
             names = os.listdir(table_dir)
         except FileNotFoundError:
@@ -313,7 +317,7 @@ def _partitions(store: MetricsStore, kinds: Iterable[str]) -> dict[date, dict[st
 
 
 def _text_columns(
-    store: MetricsStore, parts: dict[date, dict[str, list]], needle: str, build: int | None
+    root: Path, parts: dict[date, dict[str, list]], needle: str, build: int | None
 ) -> dict[tuple[str, date], frozenset[str] | None]:
     """Per kind and day, the text columns that may hold ``needle`` (the summaries')."""
     groups = {
@@ -321,7 +325,7 @@ def _text_columns(
         for day in sorted(parts, reverse=True)
         for kind, segs in parts[day].items()
     }
-    found = logindex.candidates(store.root, groups, needle, build)
+    found = logindex.candidates(root, groups, needle, build)
     kind_of = {table: kind for kind, table in _TABLE_OF.items()}
     return {(kind_of[t], date.fromisoformat(d[5:])): cols for (t, d), cols in found.items()}
 
@@ -473,12 +477,12 @@ def search(
     wanted = query.limit + 1  # one more than a page: is there a next page?
     if prune:
         group = None if scan_bytes is None else max(1, scan_bytes // 2)
-        parts = _partitions(store, kinds)
+        parts = _partitions(store.root, kinds)
         needle = _needle(query)
         text_columns: dict[tuple[str, date], frozenset[str] | None] = {}
         if needle is not None and index:
             build = None if scan_bytes is None else INDEX_BUILD * scan_bytes
-            text_columns = _text_columns(store, parts, needle, build)
+            text_columns = _text_columns(store.root, parts, needle, build)
         sizes = {
             day: sum(
                 s.size
@@ -555,6 +559,27 @@ def search_settings(settings: Settings, query: LogQuery) -> LogPage:
         return search(store, query)
 
 
+def warm_summaries(settings: Settings) -> int:
+    """Summarise every segment of the store ``settings`` name that has no text summary
+    yet (a service's start-up), so the first search does not pay for it.
+
+    The configured credentials are registered first (a summary never holds a secret the
+    redactor knows). A failure is logged, not raised: the first search summarises then.
+
+    Returns:
+        The segments seen.
+    """
+    try:
+        register_configured_secrets(settings)
+        root = settings.metrics_dir
+        parts = _partitions(root, _TABLE_OF) if root.is_dir() else {}
+        _text_columns(root, parts, like_pattern("\x00"), None)
+    except Exception:  # a start-up convenience
+        log.exception("log search: summarising the store failed")
+        return 0
+    return sum(len(segs) for by_kind in parts.values() for segs in by_kind.values())
+
+
 def next_query(query: LogQuery, page: LogPage) -> LogQuery | None:
     """The query of the page after ``page`` (``None`` when it was the last)."""
     return replace(query, cursor=page.next_cursor) if page.next_cursor else None
@@ -570,4 +595,5 @@ __all__ = [
     "register_configured_secrets",
     "search",
     "search_settings",
+    "warm_summaries",
 ]

@@ -30,7 +30,7 @@ from junction import logindex
 from junction.cli import app
 from junction.health import run_sweep
 from junction.logquery import LogQuery, LogQueryError, encode_cursor, parse_query
-from junction.logsearch import next_query, register_configured_secrets, search
+from junction.logsearch import next_query, register_configured_secrets, search, warm_summaries
 from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
 from tests.helpers import run_junction
@@ -342,6 +342,21 @@ def test_summaries_never_hold_a_secret(store: MetricsStore) -> None:
         if path.is_file():
             assert_no_canary(path.read_text(), canary)
             assert_no_canary(path.read_text(), later)
+
+
+def test_start_up_summarises_every_segment_without_a_configured_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = "canary-warm-Qa2wS4eD6rFt"
+    monkeypatch.setenv("JUNCTION_JIRA_TOKEN", canary)  # configured, not yet registered
+    write_defective(tmp_path / "metrics", (canary,))
+    assert warm_summaries(Settings(home=tmp_path)) == 3  # one segment per table
+    summaries = list((tmp_path / "metrics" / logindex.INDEX_DIR).rglob("*.json"))
+    assert len(summaries) == 3
+    for path in summaries:
+        assert_no_canary(path.read_text(), canary)
+    assert warm_summaries(Settings(home=tmp_path / "none")) == 0  # no store: nothing made
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize(

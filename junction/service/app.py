@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from junction.logsearch import warm_summaries
 from junction.service.errors import (
     ERROR_RESPONSES,
     ApiError,
@@ -136,11 +137,13 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
             # API serves without it and monitoring/start reports why (and retries).
             with contextlib.suppress(ApiError):
                 await state.start_monitor()
-        # The grid's 1,000 rows and the status page's 90-day uptime built once ahead of
-        # the first visitor, not by it (each logs and swallows its own errors).
+        # The grid's 1,000 rows, the status page's 90-day uptime and log search's text
+        # summaries built once ahead of the first visitor, not by it (each logs and
+        # swallows its own errors).
         warming = [
             asyncio.create_task(warm_health_grid(app)),
             asyncio.create_task(public_status(state).warm()),
+            asyncio.create_task(asyncio.to_thread(warm_summaries, settings)),
         ]
         try:
             yield

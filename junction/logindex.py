@@ -47,6 +47,9 @@ MAX_RATIO = 0.25
 """Nor one whose distinct values exceed this share of the segment's rows (ids in paths),
 once it has more than :data:`SMALL` of them."""
 SMALL = 1_000
+DICT_BYTES = 128 * 1024
+"""Nor one whose Parquet dictionary page (compressed) is larger than this in some row
+group: it is known from the file's footer, without reading the column."""
 MEMORY_ENTRIES = 20_000
 """Summaries kept in process memory (least recently used dropped first)."""
 _VERSION = 1
@@ -94,10 +97,13 @@ def _summarise(table: str, path: Path, safe: _Safe) -> Summary:
     """Read the segment's text columns (as dictionaries) and collect their values."""
     wanted = TEXT_COLUMNS[table]
     pf = pq.ParquetFile(path, read_dictionary=[c for c in wanted if c != "status"])
+    out: Summary = {c: () for c in wanted}  # a column the file lacks is all null
     present = [c for c in wanted if c in pf.schema_arrow.names]
+    for name in _large(pf.metadata, present):
+        out[name] = None  # not read at all: it would not be kept
+    present = [c for c in present if out[c] is not None]
     data = pf.read(columns=present)
     rows = data.num_rows
-    out: Summary = {c: () for c in wanted}  # a column the file lacks is all null
     for name in present:
         column = data.column(name)
         # A chunk's dictionary may hold a value no row uses: a superset is still exact.
@@ -111,6 +117,26 @@ def _summarise(table: str, path: Path, safe: _Safe) -> Summary:
             continue
         out[name] = safe(values)
     return out
+
+
+def _large(meta: pq.FileMetaData, columns: list[str]) -> set[str]:
+    """Columns some row group of which has no dictionary or a large one (the writer
+    gives up on a dictionary past 1 MiB): too many distinct values, known from the footer."""
+    large: set[str] = set()
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema not in columns or chunk.num_values == 0:
+                continue
+            dictionary = chunk.dictionary_page_offset
+            if (
+                not chunk.has_dictionary_page
+                or dictionary is None
+                or chunk.data_page_offset - dictionary > DICT_BYTES
+            ):
+                large.add(chunk.path_in_schema)
+    return large
 
 
 class _Safe:

@@ -322,6 +322,14 @@ def test_summaries_are_private_and_skip_columns_of_ids(
     assert columns["action"] == ["get_user"] and columns["status"] == ["200"]
     for path in [summary, *summary.parents][: len(summary.relative_to(store.root).parts)]:
         assert path.stat().st_mode & 0o077 == 0, path
+    # A large Parquet dictionary tells from the footer alone, without reading the column.
+    monkeypatch.setattr(logindex, "SMALL", 10_000)
+    monkeypatch.setattr(logindex, "DICT_BYTES", 64)
+    summary.unlink()
+    logindex.forget()
+    assert len(same_as_full_scan(store, LogQuery(text="/USERS/00017"))) == 1
+    columns = json.loads(summary.read_text())["columns"]
+    assert columns["path"] is None and columns["method"] == ["GET"]
 
 
 def test_summaries_never_hold_a_secret(store: MetricsStore) -> None:

@@ -17,6 +17,12 @@ scanned newest first in growing groups until the page is full, so a search of th
 hour reads the last day's files and a search over all time stops as soon as it has a
 page.
 
+A text is first looked up in the segments' text summaries (:mod:`junction.logindex`: the
+distinct values of each text column, per segment): a day none of whose segments holds a
+value containing it is not read, and the others are matched only on the columns that
+can hold it. The result is the full scan's; a text that matches nothing is known to at
+once, over all history, without a cursor.
+
 Secrets never leave this module: the text searched for is redacted before it is matched
 (a secret cannot be probed for) and every text field of a result passes through the
 redactor, whatever the store holds. :func:`register_configured_secrets` registers the

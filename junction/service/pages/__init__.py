@@ -18,15 +18,15 @@ from junction.service.pages import (
     workflows,
 )
 
-PAGE_ROUTERS: list[APIRouter] = [
+PAGE_ROUTERS: list[APIRouter] = [  # the nav's order, each service's page after the grid
     auth.router,
     health.router,
-    status.router,
+    service.router,
     alerts.router,
     incidents.router,
     workflows.router,
-    service.router,
     logs.router,
+    status.router,
 ]
 
 __all__ = ["PAGE_ROUTERS"]

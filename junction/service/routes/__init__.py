@@ -22,17 +22,19 @@ from junction.service.routes import (
 )
 
 ROUTERS: list[APIRouter] = [
-    status.router,
+    status.router,  # the anonymous read
+    # the product plan's seven endpoints (/api/v2/workflows/enhanced/...)
+    intelligence.router,
+    optimization.router,
     monitoring.router,
-    metrics.router,
+    metrics.router,  # /metrics, Prometheus
+    # then the dashboard's data, in its nav order
     integrations.router,
-    workflows.router,
+    services.router,
     alerts.router,
     incidents.router,
-    optimization.router,
-    intelligence.router,
+    workflows.router,
     logs.router,
-    services.router,
 ]
 
 __all__ = ["ROUTERS"]

@@ -170,7 +170,7 @@ class PublicService(BaseModel):
 class IncidentUpdate(BaseModel):
     """An update an operator published."""
 
-    at: datetime
+    ts: datetime = Field(description="When it was published.")
     message: str
 
 
@@ -324,7 +324,7 @@ def public_incident(incident: IncidentLike, names: Mapping[str, str]) -> PublicI
     service affected and no published update)."""
     services = [names[s] for s in names if s in set(incident.services)]
     updates = [
-        IncidentUpdate(at=e.ts, message=e.text)
+        IncidentUpdate(ts=e.ts, message=e.text)
         for e in incident.timeline
         if e.public and e.kind == "note"  # alert and vendor text is never public
     ]
@@ -345,7 +345,7 @@ def public_incident(incident: IncidentLike, names: Mapping[str, str]) -> PublicI
         started_at=incident.started_at,
         resolved_at=incident.resolved_at,
         services=services,
-        updates=sorted(updates, key=lambda u: u.at, reverse=True),
+        updates=sorted(updates, key=lambda u: u.ts, reverse=True),
     )
 
 

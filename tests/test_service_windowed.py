@@ -4,6 +4,7 @@ equal, p50/p95 within the stated relative error; late rows and a compaction incl
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import uuid
@@ -14,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from junction.service.aggregates import StoreReader
+from junction.service.aggregates import StoreReader, epoch_us
 from junction.service.routes.monitoring import _windowed_metrics
+from junction.service.state import ServiceState
 from junction.service.windowed import RELATIVE_ERROR, WindowedMetrics
+from junction.settings import Settings
 from junction.store import MetricsStore
 
 NAMES = [f"svc-{i}" for i in range(6)]
@@ -147,3 +150,28 @@ def test_late_rows_and_a_compaction_refresh_cached_hours(
     with MetricsStore(root) as compactor:
         assert sum(compactor.compact().values()) > 0
     assert check() == w.metrics(NAMES, since)
+
+
+def test_the_current_bucket_comes_from_the_live_view(
+    store: tuple[Path, StoreReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, reader = store
+    monkeypatch.setenv("JUNCTION_HOME", str(root.parent))
+    exact = _Exact(reader)
+
+    async def run() -> None:
+        state = ServiceState(Settings())
+        await state.start()
+        try:
+            _write(root, _rows(random.Random(9), 40, datetime.now(UTC), 0.001))
+            await state.live.refresh(max_age=0)
+            since = datetime.now(UTC) - timedelta(hours=5, minutes=7)
+            latest = datetime.now(UTC) - timedelta(minutes=1)
+            # The view has the current bucket's rows: the store is not read for them.
+            assert state.windowed._recent_block(epoch_us(latest)) is not None
+            got = await asyncio.to_thread(state.windowed.metrics, NAMES, since)
+            _compare(got, _windowed_metrics(exact, NAMES, since))  # type: ignore[arg-type]
+        finally:
+            await state.aclose()
+
+    asyncio.run(run())

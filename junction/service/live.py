@@ -199,6 +199,9 @@ class LiveView:
         # Key -> (version, monotonic time, result) of reads the view does not hold.
         self._results: dict[Hashable, tuple[int, float, Any]] = {}
         self._sparks: dict[str, tuple[tuple[int, int, int], list[tuple[float, float | None]]]] = {}
+        self.on_rows: Callable[[list[Any], list[Any], datetime], None] | None = None
+        """Called with every batch of new rows (probes, calls) and the time from which
+        every row has been given (the tailers' horizon)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -327,6 +330,9 @@ class LiveView:
         Every new row changes its service (what the store holds of it: windowed metrics
         count them all); only observations enter its window, as in the monitor.
         """
+        if self.on_rows is not None and self._tailers is not None:
+            probes, calls = list(probes), list(calls)
+            self.on_rows(probes, calls, self._tailers[1].since)
         rows = [(r["ts"], 0, r) for r in probes]
         rows.extend((r["ts"], 1, r) for r in calls)
         rows.sort(key=lambda e: (e[0], e[1]))

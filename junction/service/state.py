@@ -109,6 +109,7 @@ class ServiceState:
         self.live = LiveView(settings, self.reader)
         """Every service's window in memory (started by :meth:`start`)."""
         self.windowed = WindowedMetrics(self.reader)
+        self.live.on_rows = self.windowed.add_rows  # the current bucket from memory
         """Windowed metrics from cached hourly rollups (``monitoring/metrics``)."""
 
     # ------------------------------------------------------------------ lifecycle

@@ -42,6 +42,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,9 @@ FINE_SECONDS = 300
 """Width of the buckets cached inside the partial hours at the window's two ends."""
 MAX_FINE = 64
 """Fine buckets kept at most (the oldest used go first)."""
+
+RECENT_SECONDS = 600
+"""Rows of the live view kept for the current bucket (twice :data:`FINE_SECONDS`)."""
 
 _B_US = BUCKET_SECONDS * 1_000_000
 _F_US = FINE_SECONDS * 1_000_000
@@ -140,6 +144,10 @@ class WindowedMetrics:
         self._blocks: dict[int, _Block] = {}
         self._interiors: dict[tuple[int, int], _Interior] = {}
         self._fine: dict[int, _Block] = {}
+        # Rows the live view gave (time us, service, source, ok, latency), the newest.
+        self._recent: list[tuple[int, str, int, Any, Any]] = []
+        self._recent_from: int | None = None
+        self._recent_lock = threading.Lock()
         self._entries = 0
         # Parquet file -> (mtime ns, size, ts range in epoch us or None when never read).
         self._files: dict[str, tuple[int, int, tuple[int, int] | None]] = {}
@@ -196,7 +204,11 @@ class WindowedMetrics:
             end_from = last * _PER_HOUR
             if fine and fine[-1] >= end_from:
                 end_from = fine[-1] + 1
-            edge = self._edge_rows(reader, since, start, from_epoch_us(end_from * _F_US))
+            after = from_epoch_us(end_from * _F_US)
+            recent = self._recent_block(end_from * _F_US)  # the current bucket, from memory
+            edge = self._edge_rows(reader, since, start, None if recent else after)
+            if recent is not None:
+                edge = _concat([edge, recent])
             interior = self._interior_of(first, last, blocks)
             return self._answer(interior, _concat([*edge_blocks, edge]), names)
 
@@ -220,12 +232,12 @@ class WindowedMetrics:
         for table in _TABLES:
             try:
                 parts = [e for e in os.scandir(root / table) if e.is_dir()]
-            except FileNotFoundError:
+            except OSError:  # no table yet; an unreadable store fails its read instead
                 continue
             for part in parts:
                 try:
                     entries = list(os.scandir(part.path))
-                except FileNotFoundError:
+                except OSError:
                     continue
                 for e in entries:
                     if e.name.endswith(".parquet"):
@@ -285,7 +297,8 @@ class WindowedMetrics:
     def _read(self, reader: StoreReader, sql: str, params: dict[str, Any]) -> dict[int, _Block]:
         """Run a rollup statement; its blocks by bucket."""
         with reader.cursor() as cur:
-            table = _arrow(cur, sql, params)
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            table = _arrow(cur, sql, used)
         if table.num_rows == 0:
             return {}
         idx = self._indices(table.column("service"))
@@ -321,29 +334,99 @@ class WindowedMetrics:
 
     # ------------------------------------------------------------------ merging
 
+    def add_rows(
+        self,
+        probes: Iterable[dict[str, Any]],
+        calls: Iterable[dict[str, Any]],
+        complete_since: datetime,
+    ) -> None:
+        """New rows of the store as the live view reads them (spooled ones included).
+
+        Args:
+            probes: New ``probes`` rows.
+            calls: New ``calls`` rows.
+            complete_since: Every row from this time on has been (or is being) given.
+        """
+        with self._recent_lock:
+            for src, rows in ((0, probes), (1, calls)):
+                for r in rows:
+                    name = r.get("service")
+                    if isinstance(name, str):
+                        lat = r.get("latency_ms")
+                        self._recent.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
+            horizon = epoch_us(datetime.now(UTC)) - RECENT_SECONDS * 1_000_000
+            if self._recent_from is None or self._recent_from < horizon:
+                self._recent = [r for r in self._recent if r[0] >= horizon]
+                self._recent_from = max(horizon, epoch_us(complete_since))
+            else:
+                self._recent_from = max(self._recent_from, epoch_us(complete_since))
+
+    def _recent_block(self, after_us: int) -> _Block | None:
+        """The rows from ``after_us`` on given by :meth:`add_rows` (``None``: not all held)."""
+        with self._recent_lock:
+            if self._recent_from is None or self._recent_from > after_us:
+                return None
+            rows = [r for r in self._recent if r[0] >= after_us]
+        if not rows:
+            return _empty_block()
+        us, names, src, ok, lat = zip(*rows, strict=True)
+        idx = self._indices(pa.chunked_array([pa.array(names, pa.string())]))
+        has_lat = np.array([v is not None for v in lat])
+        return self._rollup_rows(
+            idx * 2 + np.asarray(src, np.int64),
+            np.asarray(us, np.int64),
+            np.array([v is True for v in ok]),
+            np.array([v is False for v in ok]),
+            has_lat,
+            np.array([0.0 if v is None else v for v in lat], np.float64),
+        )
+
     def _edge_rows(
-        self, reader: StoreReader, since: datetime, until: datetime, after: datetime
+        self, reader: StoreReader, since: datetime, until: datetime, after: datetime | None
     ) -> _Block:
         """Rows in ``[since, until)`` and from ``after`` on (read exactly, as rows: few),
         rolled up by numpy."""
+        far = datetime(9999, 1, 1, tzinfo=UTC)  # `after` None: no rows from the query
         params = {
             "since": since,
             "first": until,
-            "last": after,
+            "last": after or far,
             "dsince": since.date(),
             "dfirst": (until - _US).date(),
-            "dlast": after.date(),
+            "dlast": (after or far).date(),
         }
-        with reader.cursor() as cur:
-            table = _arrow(cur, _edges_sql(), params)
+        with reader.cursor() as cur:  # the read lock: the files listed stay
+            sql = _edges_sql(reader.store.root, since, until, after is not None)
+            if sql is None:
+                return _empty_block()
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            table = _arrow(cur, sql, used)
         if table.num_rows == 0:
             return _empty_block()
         idx = self._indices(table.column("service"))
         c = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names[1:]}
-        keys = idx * 2 + c["src"].astype(np.int64)
+        return self._rollup_rows(
+            idx * 2 + c["src"].astype(np.int64),
+            c["us"].astype(np.int64),
+            c["okv"].astype(bool),
+            c["failv"].astype(bool),
+            c["has_lat"].astype(bool),
+            np.where(c["has_lat"], c["latency_ms"], 0.0).astype(np.float64),
+        )
+
+    @staticmethod
+    def _rollup_rows(
+        keys: np.ndarray,
+        us: np.ndarray,
+        okv: np.ndarray,
+        failv: np.ndarray,
+        has_lat: np.ndarray,
+        lat: np.ndarray,
+    ) -> _Block:
+        """Rows (key, time, ok, failed, has a latency, latency) rolled up per key and bin."""
+        c = {"us": us, "okv": okv, "failv": failv, "has_lat": has_lat}
         uniq, inv = np.unique(keys, return_inverse=True)
         size = len(uniq)
-        lat = np.where(c["has_lat"], c["latency_ms"], 0.0).astype(np.float64)
         last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
         np.maximum.at(last_us, inv, c["us"].astype(np.int64))
         hist = c["okv"] & c["has_lat"]
@@ -580,15 +663,40 @@ def _range_sql(width_us: int) -> str:
     )
 
 
-def _edges_sql() -> str:
+def _edges_sql(root: Path, since: datetime, until: datetime, current: bool) -> str | None:
+    """Rows of ``[since, until)`` (and from ``$last`` on when ``current``), both tables.
+
+    The start's rows are read from their own day partitions' files only: the view would
+    list (and DuckDB open) every file of the store, today's many small segments included.
+    """
     cols = "service, {src} AS src, epoch_us(ts) AS us, ok IS TRUE AS okv, ok IS FALSE AS failv, "
     cols += "latency_ms IS NOT NULL AS has_lat, latency_ms"
-    return " UNION ALL ".join(
-        f"SELECT {cols.format(src=src)} FROM {t} WHERE ts >= $since AND ts < $first "
-        f'AND "date" >= $dsince AND "date" <= $dfirst UNION ALL SELECT {cols.format(src=src)} '
-        f'FROM {t} WHERE ts >= $last AND "date" >= $dlast'
-        for src, t in enumerate(_TABLES)
-    )
+    last_day = (until - _US).date()
+    days = [since.date() + timedelta(days=d) for d in range((last_day - since.date()).days + 1)]
+    parts = []
+    for src, table in enumerate(_TABLES):
+        globs = [
+            "'" + str(root / table / f"date={d.isoformat()}" / "*.parquet").replace("'", "''") + "'"
+            for d in days
+            if any(n.endswith(".parquet") for n in _listdir(root / table / f"date={d.isoformat()}"))
+        ]
+        if globs:
+            parts.append(
+                f"SELECT {cols.format(src=src)} FROM read_parquet([{', '.join(globs)}], "
+                "union_by_name = true) WHERE ts >= $since AND ts < $first"
+            )
+        if current:
+            parts.append(
+                f'SELECT {cols.format(src=src)} FROM {table} WHERE ts >= $last AND "date" >= $dlast'
+            )
+    return " UNION ALL ".join(parts) or None
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _day_range(path: str) -> tuple[int, int]:

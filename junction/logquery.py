@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
+from integrations.redaction import redact
 from junction.durations import parse_since
 
 Kind = Literal["all", "calls", "alerts", "workflows"]
@@ -38,12 +39,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class LogQueryError(ValueError):
     """A search input that cannot be used; ``field`` names it (``since``, ``cursor``...).
 
+    The message is redacted when the error is made (it may quote what was typed, a
+    credential pasted by mistake included): callers show it as it is, once the configured
+    secrets are registered (:func:`junction.logsearch.register_configured_secrets`).
+
     Args:
         field: The input at fault, as the query model names it.
         message: What is wrong with it (one line).
     """
 
     def __init__(self, field: str, message: str) -> None:
+        message = redact(message)
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message

@@ -103,7 +103,6 @@ def search(
 ) -> None:
     """Search the call log, the alert history and the workflow runs, newest first."""
     # Function-level: the store pulls in pyarrow and DuckDB, `junction --help` should not.
-    from integrations.redaction import redact
     from junction.logquery import LogQueryError, parse_query
     from junction.logsearch import register_configured_secrets, search_settings
 
@@ -121,7 +120,7 @@ def search(
             cursor=cursor,
         )
     except LogQueryError as exc:
-        fail(f"{_OPTION_OF.get(exc.field, '--' + exc.field)}: {redact(exc.message)}")
+        fail(f"{_OPTION_OF.get(exc.field, '--' + exc.field)}: {exc.message}")
     page = search_settings(settings, query)
     if as_json:
         print_json(

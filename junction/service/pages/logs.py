@@ -79,7 +79,7 @@ async def logs_page(request: Request, state: StateDep, _session: PageDep) -> HTM
                 cursor=cursor,
             )
         except LogQueryError as exc:
-            error = f"{_LABEL_OF.get(exc.field, exc.field)}: {redact(exc.message)}"
+            error = f"{_LABEL_OF.get(exc.field, exc.field)}: {exc.message}"
         else:
             page = await asyncio.to_thread(search_state, state, query)
     return render(

@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from integrations.redaction import redact
 from junction.logquery import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -133,7 +132,7 @@ def page_query(
             cursor=cursor,
         )
     except LogQueryError as exc:
-        raise invalid(f"query.{_PARAM_OF.get(exc.field, exc.field)}", redact(exc.message)) from None
+        raise invalid(f"query.{_PARAM_OF.get(exc.field, exc.field)}", exc.message) from None
 
 
 QueryDep = Annotated[LogQuery, Depends(page_query)]

@@ -337,7 +337,9 @@ async def _sse_visible(
         try:
             await _until(lines, "", 30)  # the first rows
             for i in range(n):
-                service = names[(11 * i + 5) % len(names)]
+                # From the end of the list: none of the services the API part failed (a
+                # third failure in a row changes no status: only numbers, sent in 10 s).
+                service = names[-1 - (11 * i) % len(names)]
                 # Two failed probes in a row: the service is down (JUNCTION_MONITOR_DOWN_AFTER),
                 # a change the grid sends at once; numbers alone may wait DRIFT_SECONDS.
                 await asyncio.to_thread(write, service)

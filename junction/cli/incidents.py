@@ -12,15 +12,12 @@ from __future__ import annotations
 import getpass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from junction.cli.common import console, fail, load_settings, print_json, print_table, table
-
-if TYPE_CHECKING:
-    from junction.incidents import Incident
 
 incidents_app = typer.Typer(
     help="Incidents: related alerts grouped, with a timeline, notes and a post-mortem.",
@@ -33,12 +30,6 @@ _STATE_STYLE = {"open": "bold red", "resolved": "green"}
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
     app.add_typer(incidents_app, name="incidents")
-
-
-def _duration(incident: Incident) -> str:
-    from junction.alerting.rules import format_duration  # deferred: keeps --help fast
-
-    return format_duration(incident.duration(datetime.now(UTC)))
 
 
 def _when(ts: datetime) -> str:
@@ -81,7 +72,7 @@ def list_command(
             f"[{style}]{i.state}[/]",
             i.severity,
             _when(i.started_at),
-            _duration(i),
+            i.duration_text(),
             escape(", ".join(i.services)),
             escape(i.title),
         )
@@ -111,7 +102,7 @@ def show(
     typer.echo(f"{incident.id}: {incident.title}")
     typer.echo(
         f"state {incident.state}, severity {incident.severity}, started "
-        f"{_when(incident.started_at)}, resolved {resolved}, duration {_duration(incident)}"
+        f"{_when(incident.started_at)}, resolved {resolved}, duration {incident.duration_text()}"
     )
     typer.echo(f"services: {', '.join(incident.services)}")
     out = table("Timeline", "time", "kind", "service", "by", "public", "text")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
+from junction.alerting.rules import format_duration
 from junction.alerting.state import iso
 
 EntryKind = Literal[
@@ -135,6 +136,10 @@ class Incident:
         """From the first alert to resolution (to ``now`` while open)."""
         end = self.resolved_at or now or datetime.now(UTC)
         return max(end - self.started_at, timedelta(0))
+
+    def duration_text(self, now: datetime | None = None) -> str:
+        """:meth:`duration` as people read it (``1h5m``), for the CLI and the pages."""
+        return format_duration(self.duration(now))
 
     def to_json(self, *, timeline: bool = True) -> dict[str, Any]:
         """JSON-ready dict (``junction incidents show --json``)."""

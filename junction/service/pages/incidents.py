@@ -17,9 +17,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from junction.alerting import state as alert_state
-from junction.alerting.rules import format_duration
 from junction.incidents import (
-    Incident,
     IncidentNotFoundError,
     IncidentOpenError,
     NoteError,
@@ -48,11 +46,6 @@ RECENT_MAX = 100
 """At most this many open, and this many resolved, incidents listed."""
 
 
-def duration_text(incident: Incident, now: datetime) -> str:
-    """``1h5m`` (to now while open)."""
-    return format_duration(incident.duration(now))
-
-
 def _page(incident_id: str) -> str:
     return f"{PAGE}/{incident_id}"
 
@@ -72,7 +65,7 @@ def incidents_page(request: Request, state: StateDep, _session: PageDep) -> HTML
     context: dict[str, Any] = {
         "open": open_,
         "resolved": resolved,
-        "durations": {i.id: duration_text(i, now) for i in [*open_, *resolved]},
+        "durations": {i.id: i.duration_text(now) for i in [*open_, *resolved]},
         "flashes": take_flashes(request),
         "problem": None,
     }
@@ -103,7 +96,7 @@ def incident_page(
         return render(request, "incident.html", context, active="incidents")
     context.update(
         incident=incident,
-        duration=duration_text(incident, now),
+        duration=incident.duration_text(now),
         postmortem=postmortem,
         diff=postmortem.diff() if postmortem is not None else "",
     )

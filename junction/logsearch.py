@@ -488,7 +488,13 @@ def search(
         text_columns: dict[tuple[str, date], frozenset[str] | None] = {}
         if needle is not None and index:
             build = None if scan_bytes is None else INDEX_BUILD * scan_bytes
-            text_columns = _text_columns(store.root, parts, needle, build)
+            top, bottom = _newest_day(query), query.since.date() if query.since else None
+            wanted_parts = {
+                d: by_kind
+                for d, by_kind in parts.items()
+                if (top is None or d <= top) and (bottom is None or d >= bottom)
+            }
+            text_columns = _text_columns(store.root, wanted_parts, needle, build)
         sizes = {
             day: sum(
                 s.size

@@ -4,6 +4,7 @@ security headers, the health grid (escaping) and its live event stream."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import sqlite3
@@ -460,6 +461,12 @@ def test_feed_sends_only_changed_rows_and_everything_to_strangers() -> None:
         third = await feed.refresh()
         assert json.loads(feed.payload(second.version) or "")["rows"] == {"a": "<tr>a:warning</tr>"}
         assert third.version != second.version
+        # A new probe moving only numbers: at once too (the issue's "within 2 s of a probe").
+        probed = dataclasses.replace(row("a", "warning", 71.0), seen=("probe at t+1",))
+        current[0] = probed
+        fourth = await feed.refresh()
+        assert fourth.version != third.version
+        assert set(json.loads(feed.payload(third.version) or "")["rows"]) == {"a"}
         feed.max_streams = 1
         async with feed.stream():
             with pytest.raises(TooManyStreams):

@@ -3,9 +3,9 @@
 One task (running while at least one event stream is open) refreshes the grid's rows at
 most once per :data:`REFRESH_SECONDS`, or as soon as the state reports a change, and
 renders only the rows whose shown values changed (:meth:`GridRow.key`), once for all
-clients: a change of status, down flag or alerts at once, numbers drifting with time at
-most every :data:`DRIFT_SECONDS`. Each stream then sends the rows changed since the
-version it last saw: a hundred clients cost one refresh plus a hundred small writes, not
+clients: a change of status, down flag or alerts, or a new probe or failing call, at once;
+numbers drifting with time alone at most every :data:`DRIFT_SECONDS`. Each stream then
+sends the rows changed since the version it last saw: a hundred clients cost one refresh plus a hundred small writes, not
 a hundred health computations.
 
 Versions are ``<epoch>-<n>``: ``epoch`` is random per feed, so a client reconnecting to a
@@ -37,9 +37,10 @@ HEARTBEAT_SECONDS = 15.0
 """An idle stream sends a comment this often (proxies keep it open; a gone client shows)."""
 
 DRIFT_SECONDS = 10.0
-"""A row whose status, down flag and alerts are unchanged is re-sent at most this often:
-its numbers (uptime, score, p95) drift every second while a service is down, and a grid of
-1,000 rows must not be re-rendered and re-sent to every client each second."""
+"""A row whose status, down flag and alerts are unchanged and that saw no new probe or
+failing call is re-sent at most this often: its numbers (uptime, score) drift every second
+with time alone while a service is down, and a grid of 1,000 rows must not be re-rendered
+and re-sent to every client each second. A new probe or failing call is sent at once."""
 
 IDLE_STOP_SECONDS = 10.0
 """The refresh task stops this long after the last stream closed."""

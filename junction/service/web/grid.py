@@ -66,6 +66,9 @@ class GridRow:
         spark: Latency sparkline.
         linked: It has a service page (a catalog integration; a name only the store
             knows has none).
+        seen: What changes with each new probe or failing call (the latest probe's time,
+            the window's failures, the failure streak): not shown, but a row whose shown
+            numbers moved because of one is sent at once, not after ``DRIFT_SECONDS``.
     """
 
     service: str
@@ -80,6 +83,7 @@ class GridRow:
     alert_text: tuple[str, ...] = ()
     spark: Spark = field(default_factory=Spark)
     linked: bool = True
+    seen: tuple[Any, ...] = ()
 
     def key(self) -> tuple[Any, ...]:
         """What the grid shows of this row, rounded as shown: rows whose key did not
@@ -103,9 +107,10 @@ class GridRow:
         )
 
     def urgent_key(self) -> tuple[Any, ...]:
-        """What must reach the grid at once when it changes (status, down, alerts); the
-        numbers drifting with time may wait (:data:`~.feed.DRIFT_SECONDS`)."""
-        return (self.status, self.down, self.alerts, self.alert_text)
+        """What must reach the grid at once when it changes (status, down, alerts, a new
+        probe or failing call); the numbers drifting with time alone may wait
+        (:data:`~.feed.DRIFT_SECONDS`)."""
+        return (self.status, self.down, self.alerts, self.alert_text, self.seen)
 
 
 def _short(text: str) -> str:
@@ -149,6 +154,7 @@ def grid_rows(
             ),
             spark=sparks.get(h.service, Spark()),
             linked=pages is None or h.service in pages,
+            seen=(h.checked_at, h.failures, h.consecutive_failures),
         )
         for h in health
     ]

@@ -5,8 +5,8 @@ most once per :data:`REFRESH_SECONDS`, or as soon as the state reports a change,
 renders only the rows whose shown values changed (:meth:`GridRow.key`), once for all
 clients: a change of status, down flag or alerts, or a new probe or failing call, at once;
 numbers drifting with time alone at most every :data:`DRIFT_SECONDS`. Each stream then
-sends the rows changed since the version it last saw: a hundred clients cost one refresh plus a hundred small writes, not
-a hundred health computations.
+sends the rows changed since the version it last saw: a hundred clients cost one refresh
+plus a hundred small writes, not a hundred health computations.
 
 Versions are ``<epoch>-<n>``: ``epoch`` is random per feed, so a client reconnecting to a
 restarted server (whose counter started again) gets every row, not a wrong delta.

@@ -15,16 +15,16 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
 from integrations.catalog import load_catalog
 from integrations.yamlconfig import did_you_mean
 from junction.alerting import state
 from junction.alerting.alerts import Alert, acknowledge
 from junction.alerting.rules import RULE_NAMES, parse_duration
-from junction.alerting.silences import Silence, add_silence
+from junction.alerting.silences import Silence, SilenceFields, add_silence
 from junction.store import MetricsStore
 
 MAX_START_AHEAD = timedelta(days=366)
@@ -126,13 +126,7 @@ def create_silence(
     *,
     now: datetime,
     duration: str,
-    service: str | None = None,
-    rule: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    created_by: str = "",
-    comment: str = "",
-    starts_at: datetime | None = None,
-    public: bool = False,
+    **fields: Unpack[SilenceFields],
 ) -> Silence:
     """Check a silence (:func:`check_silence`), then create it: the arguments of
     :func:`~junction.alerting.silences.add_silence`, with ``duration`` as written
@@ -141,20 +135,15 @@ def create_silence(
     Raises:
         SilenceInputError: Bad input (nothing was created).
     """
-    delta = check_silence(duration, service=service, rule=rule, now=now, starts_at=starts_at)
+    delta = check_silence(
+        duration,
+        service=fields.get("service"),
+        rule=fields.get("rule"),
+        now=now,
+        starts_at=fields.get("starts_at"),
+    )
     try:
-        return add_silence(
-            conn,
-            now=now,
-            duration=delta,
-            service=service,
-            rule=rule,
-            labels=labels,
-            created_by=created_by,
-            comment=comment,
-            starts_at=starts_at,
-            public=public,
-        )
+        return add_silence(conn, now=now, duration=delta, **fields)
     except ValueError as exc:  # no matcher at all, or a non-positive duration
         field = "duration" if "duration" in str(exc) else None
         raise SilenceInputError(field, str(exc)) from None

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from junction.alerting.rules import Matcher
 from junction.alerting.state import iso, next_counter, parse_ts, transaction, utc
@@ -102,25 +102,11 @@ class Silence:
         }
 
 
-def add_silence(
-    conn: sqlite3.Connection,
-    *,
-    now: datetime,
-    duration: timedelta,
-    service: str | None = None,
-    rule: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    created_by: str = "",
-    comment: str = "",
-    starts_at: datetime | None = None,
-    public: bool = False,
-) -> Silence:
-    """Create a silence from ``now`` (or from a later ``starts_at``) for ``duration``.
+class SilenceFields(TypedDict, total=False):
+    """A silence's matchers and record besides its start and duration: the keyword
+    arguments of :func:`add_silence` and :func:`junction.alerting.actions.create_silence`.
 
-    Args:
-        conn: The alert database.
-        now: Creation time.
-        duration: How long it lasts from its start.
+    Attributes:
         service: Service matcher.
         rule: Rule matcher.
         labels: Label matchers.
@@ -128,11 +114,40 @@ def add_silence(
         comment: Why (shown on the status page when ``public``).
         starts_at: A later start (a scheduled maintenance); earlier means ``now``.
         public: Show it as maintenance on the public status page.
+    """
+
+    service: str | None
+    rule: str | None
+    labels: Mapping[str, str] | None
+    created_by: str
+    comment: str
+    starts_at: datetime | None
+    public: bool
+
+
+def add_silence(
+    conn: sqlite3.Connection,
+    *,
+    now: datetime,
+    duration: timedelta,
+    **fields: Unpack[SilenceFields],
+) -> Silence:
+    """Create a silence from ``now`` (or from a later ``starts_at``) for ``duration``.
+
+    Args:
+        conn: The alert database.
+        now: Creation time.
+        duration: How long it lasts from its start.
+        **fields: Its matchers and record (:class:`SilenceFields`; none given: empty).
 
     Raises:
         ValueError: No matcher at all (it would silence everything) or a non-positive
             duration.
     """
+    service, rule = fields.get("service"), fields.get("rule")
+    labels = dict(fields.get("labels") or {})
+    created_by, comment = fields.get("created_by", ""), fields.get("comment", "")
+    starts_at, public = fields.get("starts_at"), fields.get("public", False)
     if service is None and rule is None and not labels:
         raise ValueError(
             "a silence needs --service, --rule or --label (it would silence everything)"
@@ -147,7 +162,7 @@ def add_silence(
             sid,
             service,
             rule,
-            dict(labels or {}),
+            labels,
             start,
             start + duration,
             created_by,
@@ -162,7 +177,7 @@ def add_silence(
                 sid,
                 service,
                 rule,
-                json.dumps(dict(labels or {}), sort_keys=True),
+                json.dumps(labels, sort_keys=True),
                 iso(silence.starts_at),
                 iso(silence.ends_at),
                 created_by,

@@ -239,26 +239,28 @@ async def monitoring_metrics(
     state: StateDep,
     service: ServiceFilter = None,
     window: WindowFilter = None,
-) -> MetricsResponse:
+) -> Response:
     """Requests, failures, success rate and latency percentiles per service over the window,
     from the metrics store (probes and live calls apart)."""
     await state.live.refresh()  # rows written just before are counted
     names = state.service_names(service or ())
     seconds = state.window_seconds(window)
 
-    async def compute() -> MetricsResponse:
+    async def compute() -> str:
         now = datetime.now(UTC)
         since = now - timedelta(seconds=seconds)
         rows = await asyncio.to_thread(_metrics_rows, state, names, since, now)
-        return MetricsResponse(window_seconds=seconds, since=since, services=rows)
+        # Serialised once, from the validated model (the schema stays MetricsResponse).
+        return MetricsResponse(window_seconds=seconds, since=since, services=rows).model_dump_json()
 
     try:
         # The store's files, looked at now: a late row in an old hour (which the live
         # view does not follow) changes the generation, so no stale answer is reused.
         generation = await asyncio.to_thread(state.windowed.check)
         # The same question over unchanged rows: the same answer (for a while, see result_ttl).
-        return await state.live.cached(
+        body = await state.live.cached(
             ("metrics", tuple(names), seconds, generation), result_ttl(seconds), compute
         )
     except StoreUnreadable as exc:
         raise store_unavailable(exc) from None
+    return Response(body, media_type="application/json")

@@ -36,6 +36,7 @@ newest are dropped first); a window that would need more is read exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -52,6 +53,8 @@ import pyarrow.parquet as pq
 
 from junction.service.aggregates import StoreReader, epoch_us, from_epoch_us
 
+log = logging.getLogger(__name__)
+
 BUCKET_SECONDS = 3600
 """Width of a cached bucket (whole UTC hours)."""
 RELATIVE_ERROR = 0.01
@@ -59,6 +62,10 @@ RELATIVE_ERROR = 0.01
 MAX_ENTRIES = 12_000_000
 """Histogram entries kept at most, all buckets together (12 bytes each)."""
 MIN_BUCKETS = 1
+MAX_SYNC_FILL = 3
+"""Hours a request computes itself at most; more are computed by a background thread
+(a few at a time) while requests read exactly, so a cold window costs no more than the
+exact query."""
 """A window with fewer whole buckets than this is read exactly (one DuckDB query)."""
 
 FINE_SECONDS = 300
@@ -135,9 +142,15 @@ class WindowedMetrics:
     """
 
     def __init__(
-        self, reader: Callable[[], StoreReader], *, max_entries: int = MAX_ENTRIES
+        self,
+        reader: Callable[[], StoreReader],
+        *,
+        max_entries: int = MAX_ENTRIES,
+        background: bool = True,
     ) -> None:
         self._reader = reader
+        self._background = background
+        self._warming: threading.Thread | None = None
         self.max_entries = max_entries
         self._names: list[str] = []
         self._index: dict[str, int] = {}
@@ -185,6 +198,9 @@ class WindowedMetrics:
             reader = self._reader()
             self._check_files(reader)
             missing = [b for b in range(first, last) if b not in self._blocks]
+            if self._background and len(missing) > MAX_SYNC_FILL:
+                self._warm_later(missing)
+                return None
             for lo, hi in _runs(missing):
                 self._fill(reader, lo, hi, _B_US, self._blocks)
             blocks = [self._blocks[b] for b in range(first, last)]
@@ -211,6 +227,25 @@ class WindowedMetrics:
                 edge = _concat([edge, recent])
             interior = self._interior_of(first, last, blocks)
             return self._answer(interior, _concat([*edge_blocks, edge]), names)
+
+    def _warm_later(self, missing: list[int]) -> None:
+        """Compute the hours ``missing`` in a background thread, a few per hold of the lock."""
+        if self._warming is not None and self._warming.is_alive():
+            return
+
+        def run() -> None:
+            try:
+                for i in range(0, len(missing), MAX_SYNC_FILL):
+                    with self._lock:
+                        reader = self._reader()
+                        todo = [b for b in missing[i : i + MAX_SYNC_FILL] if b not in self._blocks]
+                        for lo, hi in _runs(todo):
+                            self._fill(reader, lo, hi, _B_US, self._blocks)
+            except Exception as exc:  # requests read exactly meanwhile and retry
+                log.warning("windowed metrics: computing hourly rollups failed: %s", exc)
+
+        self._warming = threading.Thread(target=run, name="junction-windowed-warm", daemon=True)
+        self._warming.start()
 
     def check(self) -> int:
         """Compare the store's files with the last look (drop what changed); the generation."""

@@ -9,9 +9,17 @@ hundreds of milliseconds over a large store; here a window is answered from:
   computed once from the store by one DuckDB aggregate and kept: per service and source
   the exact counts, failures, successes, latency sum and count and newest ``ts``, and a
   histogram of the successes' latencies in log-spaced bins;
-* **the open edges** (the partial bucket at the window's start and the current one,
-  rows written ahead of now included), read exactly by one small DuckDB aggregate per
-  request into the same shape.
+* **the partial hours at both ends** as cached 5-minute buckets (:data:`FINE_SECONDS`),
+  computed the same way;
+* **the open edges**, exactly, as rows rolled up by numpy per request: the rows between
+  the window's start and its first 5-minute bucket from that day's files only, and the
+  current 5-minute bucket's rows (rows written ahead of now included) from the live view
+  (:meth:`WindowedMetrics.add_rows`, fed by :class:`junction.service.live.LiveView` with
+  every new row, spooled ones too), or from the store when the view does not hold them.
+
+A window with fewer than :data:`MIN_BUCKETS` whole hours is read exactly by the route;
+one that needs more than :data:`MAX_SYNC_FILL` uncached hours too, while a background
+thread computes them (so a cold read costs what the exact query costs).
 
 Counts, failures, success rate, mean and ``last_at`` are exact (the mean up to float
 summation order). Percentiles merge across buckets through the histograms: a bin holds
@@ -28,10 +36,13 @@ drops the cached buckets its ``ts`` range covers (from the Parquet footer's stat
 a removed file (compacted away) drops its partition's day. They are recomputed on the
 next read that needs them.
 
-Memory: per bucket, one row per service and source (~60 bytes) plus 12 bytes per
-distinct (service, source, bin): at most one per row, fewer when a service is busy. The
-total is capped at :data:`MAX_ENTRIES` histogram entries (the buckets furthest from the
-newest are dropped first); a window that would need more is read exactly.
+Memory: per bucket, one row per service and source (~60 bytes) plus 10 bytes per
+distinct (service, source, bin): at most one per row, fewer when a service is busy.
+Measured at 1,000 services and 10 M calls over 10 days: 12 MB per day, 107 MB for all
+10 days (7.8 M entries). The total is capped at :data:`MAX_ENTRIES` histogram entries
+(~150 MB; the buckets furthest from the window asked for are dropped first); a window
+that would need more is read exactly. A merged interior per window length in use
+(:data:`MAX_INTERIORS`) holds services x bins counts (~6 MB at 1,000 services).
 """
 
 from __future__ import annotations

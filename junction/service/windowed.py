@@ -42,7 +42,7 @@ Measured at 1,000 services and 10 M calls over 10 days: 12 MB per day, 107 MB fo
 10 days (7.8 M entries). The total is capped at :data:`MAX_ENTRIES` histogram entries
 (~150 MB; the buckets furthest from the window asked for are dropped first); a window
 that would need more is read exactly. A merged interior per window length in use
-(:data:`MAX_INTERIORS`) holds services x bins counts (~6 MB at 1,000 services).
+(:data:`MAX_INTERIORS`) holds services x bins counts (~10 MB at 1,000 services).
 """
 
 from __future__ import annotations
@@ -401,7 +401,8 @@ class WindowedMetrics:
                         lat = r.get("latency_ms")
                         self._recent.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
             horizon = epoch_us(datetime.now(UTC)) - RECENT_SECONDS * 1_000_000
-            if self._recent_from is None or self._recent_from < horizon:
+            # Pruned once a minute, not at every batch (the view reads every 0.3 s).
+            if self._recent_from is None or self._recent_from < horizon - 60_000_000:
                 self._recent = [r for r in self._recent if r[0] >= horizon]
                 self._recent_from = max(horizon, epoch_us(complete_since))
             else:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -56,7 +57,7 @@ DICT_BYTES = 128 * 1024
 group: it is known from the file's footer, without reading the column."""
 MEMORY_ENTRIES = 20_000
 """Summaries kept in process memory (least recently used dropped first)."""
-_VERSION = 1
+_VERSION = 2
 
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "calls": ("service", "action", "method", "path", "status", "error_class", "error", "run_id"),
@@ -75,8 +76,9 @@ class Segment:
     mtime_ns: int
 
 
-Summary = dict[str, tuple[str, ...] | None]
-"""Per text column, its distinct values (``None``: not summarised, always scanned)."""
+Summary = dict[str, tuple[str, ...] | str | None]
+"""Per text column, its distinct values, or (a string) the ASCII characters its values
+use when they are too many, or ``None``: not summarised, always scanned."""
 
 _memory: OrderedDict[tuple[str, int, int], Summary] = OrderedDict()
 _memory_lock = threading.Lock()
@@ -101,14 +103,18 @@ def list_segments(table_dir: Path, day_dir: str) -> list[Segment]:
 
 
 def _summarise(table: str, path: Path, safe: _Safe) -> Summary:
-    """Read the segment's text columns (as dictionaries) and collect their values."""
+    """Read the segment's text columns (as dictionaries) and collect their values; a
+    column with too many keeps only the set of characters it uses."""
     wanted = TEXT_COLUMNS[table]
     pf = pq.ParquetFile(path, read_dictionary=[c for c in wanted if c != "status"])
     out: Summary = {c: () for c in wanted}  # a column the file lacks is all null
     present = [c for c in wanted if c in pf.schema_arrow.names]
-    for name in _large(pf.metadata, present):
-        out[name] = None  # not read at all: it would not be kept
-    present = [c for c in present if out[c] is not None]
+    large = _large(pf.metadata, present)
+    if large:  # read plainly: building a dictionary of a million ids is the slow part
+        plain = pq.ParquetFile(path).read(columns=sorted(large))
+        for name in large:
+            out[name] = _chars(plain.column(name).chunks, safe)
+    present = [c for c in present if c not in large]
     data = pf.read(columns=present)
     rows = data.num_rows
     for name in present:
@@ -120,10 +126,26 @@ def _summarise(table: str, path: Path, safe: _Safe) -> Summary:
         unique = pc.unique(pa.chunked_array(chunks))
         values = [str(v) for v in unique.to_pylist() if v is not None]
         if len(values) > MAX_VALUES or (len(values) > SMALL and len(values) > MAX_RATIO * rows):
-            out[name] = None
+            out[name] = _chars([unique], safe)
             continue
         out[name] = safe(values)
     return out
+
+
+def _chars(arrays: list[pa.Array], safe: _Safe) -> str | None:
+    """The ASCII characters the strings use, sorted (``None``: some are not ASCII, or a
+    number column): enough to rule out a text with a character none of them has."""
+    seen = np.zeros(256, dtype=bool)
+    for arr in arrays:
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None
+        data = arr.buffers()[2]
+        if data is not None and data.size:
+            seen |= np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256) > 0
+    if seen[128:].any():  # Unicode case folding is DuckDB's: leave it to the scan
+        return None
+    chars = "".join(chr(i) for i in np.flatnonzero(seen))
+    return chars if safe([chars]) is not None else None
 
 
 def _large(meta: pq.FileMetaData, columns: list[str]) -> set[str]:
@@ -190,6 +212,11 @@ def _load(root: Path, table: str, seg: Segment, safe: _Safe) -> Summary | None:
             summary[name] = None
             continue
         # A secret registered since the summary was written is dropped from it now.
+        if isinstance(values, str):
+            chars: str | None = values if safe([values]) is not None else None
+            changed |= chars is None
+            summary[name] = chars
+            continue
         kept = safe([str(v) for v in values])
         changed |= kept is None
         summary[name] = kept
@@ -268,6 +295,7 @@ def candidates(
     groups: dict[tuple[str, str], list[Segment]],
     pattern: str,
     build_bytes: int | None,
+    text: str,
 ) -> dict[tuple[str, str], frozenset[str] | None]:
     """Which text columns of each ``(table, day directory)`` may hold ``pattern``.
 
@@ -275,6 +303,7 @@ def candidates(
         root: The store's root.
         groups: The segments of each ``(table, day directory)`` as listed.
         pattern: The ``ILIKE`` pattern the scan matches (``%text%``, ``\\`` escapes).
+        text: The text itself (redacted, as in ``pattern``).
         build_bytes: Summarise at most this many bytes of segments that have no summary
             yet (``None``: no limit); a group left with one is answered ``None``.
 
@@ -304,7 +333,8 @@ def candidates(
     for listed in summaries.values():
         for one in listed or ():
             for values in one.values():
-                distinct.update(values or ())
+                if isinstance(values, tuple):
+                    distinct.update(values)
     matched: set[str] = set()
     if distinct:
         with _memory_lock:
@@ -318,6 +348,8 @@ def candidates(
             matched = {r[0] for r in rows.fetchall()}
         finally:
             con.close()
+    # The text's ASCII characters (one of another script may fold to ASCII in DuckDB).
+    needed = {c for c in text if c.isascii()}
     out: dict[tuple[str, str], frozenset[str] | None] = {}
     for (table, day_dir), listed in summaries.items():
         if listed is None:
@@ -326,7 +358,10 @@ def candidates(
         cols = set()
         for one in listed:
             for name, values in one.items():
-                if values is None or not matched.isdisjoint(values):
+                if isinstance(values, str):
+                    if all(c.lower() in values or c.upper() in values for c in needed):
+                        cols.add(name)
+                elif values is None or not matched.isdisjoint(values):
                     cols.add(name)
         out[(table, day_dir)] = frozenset(cols)
     return out

@@ -323,7 +323,7 @@ def _partitions(root: Path, kinds: Iterable[str]) -> dict[date, dict[str, list]]
 
 
 def _text_columns(
-    root: Path, parts: dict[date, dict[str, list]], needle: str, build: int | None
+    root: Path, parts: dict[date, dict[str, list]], text: str, build: int | None
 ) -> dict[tuple[str, date], frozenset[str] | None]:
     """Per kind and day, the text columns that may hold ``needle`` (the summaries')."""
     groups = {
@@ -331,7 +331,7 @@ def _text_columns(
         for day in sorted(parts, reverse=True)
         for kind, segs in parts[day].items()
     }
-    found = logindex.candidates(root, groups, needle, build)
+    found = logindex.candidates(root, groups, like_pattern(text), build, text)
     kind_of = {table: kind for kind, table in _TABLE_OF.items()}
     return {(kind_of[t], date.fromisoformat(d[5:])): cols for (t, d), cols in found.items()}
 
@@ -494,7 +494,7 @@ def search(
                 for d, by_kind in parts.items()
                 if (top is None or d <= top) and (bottom is None or d >= bottom)
             }
-            text_columns = _text_columns(store.root, wanted_parts, needle, build)
+            text_columns = _text_columns(store.root, wanted_parts, redact(query.text), build)
         sizes = {
             day: sum(
                 s.size
@@ -585,7 +585,7 @@ def warm_summaries(settings: Settings) -> int:
         register_configured_secrets(settings)
         root = settings.metrics_dir
         parts = _partitions(root, _TABLE_OF) if root.is_dir() else {}
-        _text_columns(root, parts, like_pattern("\x00"), None)
+        _text_columns(root, parts, "\x00", None)
     except Exception:  # a start-up convenience
         log.exception("log search: summarising the store failed")
         return 0

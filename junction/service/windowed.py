@@ -22,12 +22,10 @@ one that needs more than :data:`MAX_SYNC_FILL` uncached hours too, while a backg
 thread computes them (so a cold read costs what the exact query costs).
 
 Counts, failures, success rate, mean and ``last_at`` are exact (the mean up to float
-summation order). Percentiles merge across buckets through the histograms: a bin holds
-latencies in ``(g**(i-1), g**i]`` with ``g = (1 + a) / (1 - a)`` and stands for
-``2 g**i / (g + 1)``, which is within a relative error ``a`` = :data:`RELATIVE_ERROR`
-(1 %) of every latency in it. The percentile is interpolated between ranks exactly as
-DuckDB's ``quantile_cont`` does, from the bins' values: a convex combination of values
-each within 1 %, so the p50 and p95 are within **1 %** of the exact ones.
+summation order). Percentiles merge across buckets through histograms in log-spaced bins
+(:mod:`junction.service.windowed_bins`), interpolated between ranks exactly as DuckDB's
+``quantile_cont`` does from the bins' values, each within :data:`RELATIVE_ERROR` (1 %)
+of the latencies it holds: the p50 and p95 are within **1 %** of the exact ones.
 
 Invalidation: the store's views read ``<table>/*/*.parquet``; before every read the file
 list of both tables is compared with the last one (names, sizes, modification times).
@@ -48,11 +46,9 @@ that would need more is read exactly. A merged interior per window length in use
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,21 +59,30 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from junction.service.aggregates import StoreReader, epoch_us, from_epoch_us
+from junction.service.windowed_bins import (
+    BIN_SQL,
+    RELATIVE_ERROR,
+    Block,
+    Interior,
+    concat,
+    empty_block,
+    num,
+    quantiles,
+    rollup_rows,
+)
 
 log = logging.getLogger(__name__)
 
 BUCKET_SECONDS = 3600
 """Width of a cached bucket (whole UTC hours)."""
-RELATIVE_ERROR = 0.01
-"""Bound on the relative error of the p50/p95 from the histograms."""
 MAX_ENTRIES = 12_000_000
 """Histogram entries kept at most, all buckets together (12 bytes each)."""
 MIN_BUCKETS = 1
+"""A window with fewer whole buckets than this is read exactly (one DuckDB query)."""
 MAX_SYNC_FILL = 3
 """Hours a request computes itself at most; more are computed by a background thread
 (a few at a time) while requests read exactly, so a cold window costs no more than the
 exact query."""
-"""A window with fewer whole buckets than this is read exactly (one DuckDB query)."""
 
 FINE_SECONDS = 300
 """Width of the buckets cached inside the partial hours at the window's two ends."""
@@ -90,19 +95,9 @@ RECENT_SECONDS = 600
 _B_US = BUCKET_SECONDS * 1_000_000
 _F_US = FINE_SECONDS * 1_000_000
 _PER_HOUR = BUCKET_SECONDS // FINE_SECONDS
-_GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-_LN_GAMMA = math.log(_GAMMA)
-_ZERO_BIN = -(2**31) + 2  # latency <= 0: exactly 0
-_TOP_BIN = 2**31 - 2  # not finite
-_CELLS = 16_000_000  # dense histogram cells per merge pass
 _SOURCES = ("probes", "calls")
 _TABLES = ("probes", "calls")
 
-_BIN_SQL = (
-    "CASE WHEN ok AND latency_ms IS NOT NULL THEN CASE "
-    f"WHEN NOT isfinite(latency_ms) THEN {_TOP_BIN} WHEN latency_ms <= 0 THEN {_ZERO_BIN} "
-    f"ELSE CAST(ceil(ln(latency_ms) / {_LN_GAMMA!r}) AS INTEGER) END END"
-)
 _ROLLUP_SQL = """
 SELECT service, {src} AS src, epoch_us(ts) // {b_us} AS bucket, {bin} AS bin,
        grouping(bin) AS whole, count(*) AS n, count(*) FILTER (WHERE ok) AS ok_n,
@@ -111,37 +106,6 @@ SELECT service, {src} AS src, epoch_us(ts) // {b_us} AS bucket, {bin} AS bin,
 FROM ({rows})
 GROUP BY GROUPING SETS ((service, src, bucket), (service, src, bucket, bin))
 """
-
-
-@dataclass
-class _Block:
-    """Rollups of some rows: per key (service index * 2 + source) and per key and bin."""
-
-    keys: np.ndarray
-    n: np.ndarray
-    ok_n: np.ndarray
-    fail_n: np.ndarray
-    lat_sum: np.ndarray
-    lat_n: np.ndarray
-    last_us: np.ndarray
-    hkeys: np.ndarray
-    hbins: np.ndarray
-    hcounts: np.ndarray
-
-    @property
-    def entries(self) -> int:
-        return len(self.hkeys)
-
-
-def _empty_block() -> _Block:
-    i8, f8, i4 = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int32)
-    return _Block(i8, i8, i8, i8, f8, i8, i8, i4, i4, i4)
-
-
-def _concat(blocks: Sequence[_Block]) -> _Block:
-    return _Block(
-        *(np.concatenate([getattr(b, f) for b in blocks]) for f in _Block.__dataclass_fields__)
-    )
 
 
 class WindowedMetrics:
@@ -165,9 +129,9 @@ class WindowedMetrics:
         self.max_entries = max_entries
         self._names: list[str] = []
         self._index: dict[str, int] = {}
-        self._blocks: dict[int, _Block] = {}
-        self._interiors: dict[tuple[int, int], _Interior] = {}
-        self._fine: dict[int, _Block] = {}
+        self._blocks: dict[int, Block] = {}
+        self._interiors: dict[tuple[int, int], Interior] = {}
+        self._fine: dict[int, Block] = {}
         # Rows the live view gave (time us, service, source, ok, latency), the newest.
         self._recent: list[tuple[int, str, int, Any, Any]] = []
         self._recent_from: int | None = None
@@ -235,9 +199,9 @@ class WindowedMetrics:
             recent = self._recent_block(end_from * _F_US)  # the current bucket, from memory
             edge = self._edge_rows(reader, since, start, None if recent else after)
             if recent is not None:
-                edge = _concat([edge, recent])
+                edge = concat([edge, recent])
             interior = self._interior_of(first, last, blocks)
-            return self._answer(interior, _concat([*edge_blocks, edge]), names)
+            return self._answer(interior, concat([*edge_blocks, edge]), names)
 
     def _warm_later(self, missing: list[int]) -> None:
         """Compute the hours ``missing`` in a background thread, a few per hold of the lock."""
@@ -267,7 +231,7 @@ class WindowedMetrics:
     def memory_bytes(self) -> int:
         """Bytes held by the cached buckets' arrays."""
         return sum(
-            getattr(b, f).nbytes for b in self._blocks.values() for f in _Block.__dataclass_fields__
+            getattr(b, f).nbytes for b in self._blocks.values() for f in Block.__dataclass_fields__
         )
 
     # ------------------------------------------------------------------ the store
@@ -317,14 +281,14 @@ class WindowedMetrics:
                 del self._fine[b]
 
     def _fill(
-        self, reader: StoreReader, lo: int, hi: int, width_us: int, into: dict[int, _Block]
+        self, reader: StoreReader, lo: int, hi: int, width_us: int, into: dict[int, Block]
     ) -> None:
         """Compute and keep the buckets ``lo`` .. ``hi - 1`` (``width_us`` wide)."""
         start, end = from_epoch_us(lo * width_us), from_epoch_us(hi * width_us)
         params = {"lo": start, "hi": end, "dlo": start.date(), "dhi": (end - _US).date()}
         got = self._read(reader, _range_sql(width_us), params)
         for b in range(lo, hi):
-            block = got.get(b, _empty_block())
+            block = got.get(b, empty_block())
             into[b] = block
             if into is self._blocks:
                 self._entries += block.entries
@@ -340,7 +304,7 @@ class WindowedMetrics:
                 self._entries -= self._blocks.pop(b).entries
                 self._interiors = {k: v for k, v in self._interiors.items() if not k[0] <= b < k[1]}
 
-    def _read(self, reader: StoreReader, sql: str, params: dict[str, Any]) -> dict[int, _Block]:
+    def _read(self, reader: StoreReader, sql: str, params: dict[str, Any]) -> dict[int, Block]:
         """Run a rollup statement; its blocks by bucket."""
         with reader.cursor() as cur:
             used = {k: v for k, v in params.items() if f"${k}" in sql}
@@ -355,7 +319,7 @@ class WindowedMetrics:
         buckets = cols["bucket"]
         whole = cols["whole"].astype(bool)
         bins = cols["bin"]
-        out: dict[int, _Block] = {}
+        out: dict[int, Block] = {}
         bounds = np.flatnonzero(np.diff(buckets)) + 1
         for sl in np.split(np.arange(len(buckets)), bounds):
             agg = sl[whole[sl]]
@@ -364,7 +328,7 @@ class WindowedMetrics:
             def col(name: str, dtype: Any, rows: np.ndarray = agg) -> np.ndarray:
                 return np.asarray(cols[name][rows], dtype=dtype)
 
-            out[int(buckets[sl[0]])] = _Block(
+            out[int(buckets[sl[0]])] = Block(
                 keys=keys[agg],
                 n=col("n", np.int64),
                 ok_n=col("ok_n", np.int64),
@@ -408,18 +372,18 @@ class WindowedMetrics:
             else:
                 self._recent_from = max(self._recent_from, epoch_us(complete_since))
 
-    def _recent_block(self, after_us: int) -> _Block | None:
+    def _recent_block(self, after_us: int) -> Block | None:
         """The rows from ``after_us`` on given by :meth:`add_rows` (``None``: not all held)."""
         with self._recent_lock:
             if self._recent_from is None or self._recent_from > after_us:
                 return None
             rows = [r for r in self._recent if r[0] >= after_us]
         if not rows:
-            return _empty_block()
+            return empty_block()
         us, names, src, ok, lat = zip(*rows, strict=True)
         idx = self._indices(pa.chunked_array([pa.array(names, pa.string())]))
         has_lat = np.array([v is not None for v in lat])
-        return self._rollup_rows(
+        return rollup_rows(
             idx * 2 + np.asarray(src, np.int64),
             np.asarray(us, np.int64),
             np.array([v is True for v in ok]),
@@ -430,7 +394,7 @@ class WindowedMetrics:
 
     def _edge_rows(
         self, reader: StoreReader, since: datetime, until: datetime, after: datetime | None
-    ) -> _Block:
+    ) -> Block:
         """Rows in ``[since, until)`` and from ``after`` on (read exactly, as rows: few),
         rolled up by numpy."""
         far = datetime(9999, 1, 1, tzinfo=UTC)  # `after` None: no rows from the query
@@ -445,56 +409,20 @@ class WindowedMetrics:
         with reader.cursor() as cur:  # the read lock: the files listed stay
             sql = _edges_sql(reader.store.root, since, until, after is not None)
             if sql is None:
-                return _empty_block()
+                return empty_block()
             used = {k: v for k, v in params.items() if f"${k}" in sql}
             table = _arrow(cur, sql, used)
         if table.num_rows == 0:
-            return _empty_block()
+            return empty_block()
         idx = self._indices(table.column("service"))
         c = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names[1:]}
-        return self._rollup_rows(
+        return rollup_rows(
             idx * 2 + c["src"].astype(np.int64),
             c["us"].astype(np.int64),
             c["okv"].astype(bool),
             c["failv"].astype(bool),
             c["has_lat"].astype(bool),
             np.where(c["has_lat"], c["latency_ms"], 0.0).astype(np.float64),
-        )
-
-    @staticmethod
-    def _rollup_rows(
-        keys: np.ndarray,
-        us: np.ndarray,
-        okv: np.ndarray,
-        failv: np.ndarray,
-        has_lat: np.ndarray,
-        lat: np.ndarray,
-    ) -> _Block:
-        """Rows (key, time, ok, failed, has a latency, latency) rolled up per key and bin."""
-        c = {"us": us, "okv": okv, "failv": failv, "has_lat": has_lat}
-        uniq, inv = np.unique(keys, return_inverse=True)
-        size = len(uniq)
-        last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
-        np.maximum.at(last_us, inv, c["us"].astype(np.int64))
-        hist = c["okv"] & c["has_lat"]
-        x = lat[hist]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            raw = np.ceil(np.log(x) / _LN_GAMMA)
-        bins = np.where(
-            ~np.isfinite(x), _TOP_BIN, np.where(x <= 0, _ZERO_BIN, np.nan_to_num(raw))
-        ).astype(np.int64)
-        cells, counts = np.unique(keys[hist] * 2**32 + (bins - _ZERO_BIN), return_counts=True)
-        return _Block(
-            keys=uniq,
-            n=np.bincount(inv, minlength=size).astype(np.int64),
-            ok_n=np.bincount(inv, weights=c["okv"], minlength=size).astype(np.int64),
-            fail_n=np.bincount(inv, weights=c["failv"], minlength=size).astype(np.int64),
-            lat_sum=np.bincount(inv, weights=lat, minlength=size),
-            lat_n=np.bincount(inv, weights=c["has_lat"], minlength=size).astype(np.int64),
-            last_us=last_us,
-            hkeys=(cells >> 32).astype(np.int32),
-            hbins=((cells & (2**32 - 1)) + _ZERO_BIN).astype(np.int32),
-            hcounts=counts.astype(np.int32),
         )
 
     def _indices(self, service: pa.ChunkedArray) -> np.ndarray:
@@ -506,33 +434,33 @@ class WindowedMetrics:
         idx = pc.index_in(service, value_set=pa.array(self._names, pa.string()))
         return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int64)
 
-    def _interior_of(self, first: int, last: int, blocks: Sequence[_Block]) -> _Interior:
+    def _interior_of(self, first: int, last: int, blocks: Sequence[Block]) -> Interior:
         """The whole buckets' rollups merged (kept while they stay valid)."""
         size = 2 * len(self._names)
         hit = self._interiors.get((first, last))
         if hit is not None and hit.size == size:
             return hit
-        interior = _Interior.of(_concat(blocks), size)
+        interior = Interior.of(concat(blocks), size)
         if len(self._interiors) >= MAX_INTERIORS:
             self._interiors.pop(next(iter(self._interiors)))
         self._interiors[(first, last)] = interior
         return interior
 
     def _answer(
-        self, interior: _Interior, edge: _Block, names: Sequence[str]
+        self, interior: Interior, edge: Block, names: Sequence[str]
     ) -> list[dict[str, Any]]:
         """The metrics rows of ``names``: the interior's rollups and the edges' together."""
         size = 2 * len(self._names)
         if interior.size != size:  # the edges named a new service
             interior = interior.grown(size)
-        both = _Interior.of(edge, size, like=interior)
+        both = Interior.of(edge, size, like=interior)
         n = interior.n + both.n
         ok_n = interior.ok_n + both.ok_n
         fail_n = interior.fail_n + both.fail_n
         lat_sum = interior.lat_sum + both.lat_sum
         lat_n = interior.lat_n + both.lat_n
         last_us = np.maximum(interior.last_us, both.last_us)
-        p50, p95 = _quantiles(interior, both)
+        p50, p95 = quantiles(interior, both)
         out = []
         for name in sorted(set(names)):
             i = self._index.get(name)
@@ -549,8 +477,8 @@ class WindowedMetrics:
                         "requests": int(n[k]),
                         "failures": int(fail_n[k]),
                         "success_rate": ok_n[k] / n[k],
-                        "p50_latency_ms": _num(p50[k]),
-                        "p95_latency_ms": _num(p95[k]),
+                        "p50_latency_ms": num(p50[k]),
+                        "p95_latency_ms": num(p95[k]),
                         "mean_latency_ms": lat_sum[k] / lat_n[k] if lat_n[k] else None,
                         "last_at": from_epoch_us(int(last_us[k])),
                     }
@@ -558,127 +486,15 @@ class WindowedMetrics:
         return out
 
 
-@dataclass
-class _Interior:
-    """Rollups per key over some buckets, the histograms dense (``size x width`` counts)."""
-
-    size: int
-    n: np.ndarray
-    ok_n: np.ndarray
-    fail_n: np.ndarray
-    lat_sum: np.ndarray
-    lat_n: np.ndarray
-    last_us: np.ndarray
-    bmin: int
-    width: int
-    dense: np.ndarray
-
-    @classmethod
-    def of(cls, block: _Block, size: int, like: _Interior | None = None) -> _Interior:
-        """Merge a block's rows per key; ``like``: on its bins when they hold the block's."""
-        keys = block.keys
-
-        def per_key(values: np.ndarray) -> np.ndarray:
-            return np.bincount(keys, weights=values, minlength=size)
-
-        last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
-        np.maximum.at(last_us, keys, block.last_us)
-        regular = block.hbins[(block.hbins != _ZERO_BIN) & (block.hbins != _TOP_BIN)]
-        bmin, bmax = (int(regular.min()), int(regular.max())) if len(regular) else (0, 0)
-        if like is not None and like.bmin <= bmin and bmax <= like.bmin + like.width - 3:
-            bmin, width = like.bmin, like.width
-        else:
-            if like is not None and like.width > 2:
-                bmin = min(bmin, like.bmin)
-                bmax = max(bmax, like.bmin + like.width - 3)
-            width = bmax - bmin + 3  # [zero, bmin .. bmax, top]
-        col = _columns(block.hbins, bmin, width)
-        cells = block.hkeys.astype(np.int64) * width + col
-        dense = np.bincount(cells, weights=block.hcounts, minlength=size * width)
-        return cls(
-            size, per_key(block.n), per_key(block.ok_n), per_key(block.fail_n),
-            per_key(block.lat_sum), per_key(block.lat_n), last_us, bmin, width,
-            dense.astype(np.int64),
-        )  # fmt: skip
-
-    def grown(self, size: int) -> _Interior:
-        """The same rollups over more keys (new services have none)."""
-        extra = size - self.size
-
-        def pad(a: np.ndarray, fill: float = 0) -> np.ndarray:
-            return np.concatenate([a, np.full(extra * (len(a) // self.size), fill, a.dtype)])
-
-        return _Interior(
-            size, pad(self.n), pad(self.ok_n), pad(self.fail_n), pad(self.lat_sum),
-            pad(self.lat_n), pad(self.last_us, np.iinfo(np.int64).min), self.bmin, self.width,
-            pad(self.dense),
-        )  # fmt: skip
-
-    def rebinned(self, bmin: int, width: int) -> np.ndarray:
-        """The dense histograms on a wider bin range."""
-        if (bmin, width) == (self.bmin, self.width):
-            return self.dense
-        grid = np.zeros((self.size, width), np.int64)
-        old = self.dense.reshape(self.size, self.width)
-        shift = self.bmin - bmin
-        grid[:, 0] = old[:, 0]
-        grid[:, -1] = old[:, -1]
-        grid[:, 1 + shift : 1 + shift + self.width - 2] = old[:, 1:-1]
-        return grid.reshape(-1)
-
-
 _US = timedelta(microseconds=1)
 MAX_INTERIORS = 4
 """Merged interiors kept (one per window length in use)."""
-
-
-def _columns(bins: np.ndarray, bmin: int, width: int) -> np.ndarray:
-    """Dense column of each bin: 0 for zero latency, ``width - 1`` for non-finite."""
-    return np.where(
-        bins == _ZERO_BIN,
-        0,
-        np.where(bins == _TOP_BIN, width - 1, bins.astype(np.int64) - bmin + 1),
-    )
-
-
-def _quantiles(interior: _Interior, edge: _Interior) -> tuple[np.ndarray, np.ndarray]:
-    """Per key, the p50 and p95 (``quantile_cont``'s interpolation) of both histograms."""
-    bmin, width = edge.bmin, edge.width
-    dense = interior.rebinned(bmin, width) + edge.dense
-    size = interior.size
-    cum = np.cumsum(dense.reshape(size, width), axis=1)
-    total = cum[:, -1]
-    values = np.empty(width)
-    values[0], values[-1] = 0.0, math.inf
-    values[1:-1] = 2.0 * _GAMMA ** np.arange(bmin, bmin + width - 2) / (_GAMMA + 1.0)
-    # Rows made increasing across keys: one search finds every key's rank.
-    big = int(total.max()) + 1 if size else 1
-    flat = (cum + (np.arange(size, dtype=np.int64) * big)[:, None]).reshape(-1)
-    base = np.arange(size, dtype=np.int64)
-    out = []
-    for q in (0.5, 0.95):
-        h = (total - 1) * q
-        lo = np.floor(h)
-        hi = np.minimum(lo + 1, total - 1)
-        pos_lo = np.searchsorted(flat, base * big + lo.astype(np.int64), side="right")
-        pos_hi = np.searchsorted(flat, base * big + hi.astype(np.int64), side="right")
-        v_lo = values[np.clip(pos_lo - base * width, 0, width - 1)]
-        v_hi = values[np.clip(pos_hi - base * width, 0, width - 1)]
-        frac = h - lo
-        with np.errstate(invalid="ignore"):
-            est = np.where(frac == 0, v_lo, v_lo + frac * (v_hi - v_lo))
-        out.append(np.where(total > 0, est, np.nan))
-    return out[0], out[1]
 
 
 def _arrow(cur: Any, sql: str, params: dict[str, Any]) -> pa.Table:
     """A statement's result as an Arrow table (a relation's: no extra copy of the rows)."""
     table: pa.Table = cur.sql(sql, params=params).to_arrow_table()
     return table
-
-
-def _num(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
 
 
 def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
@@ -694,7 +510,7 @@ def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
 
 def _rollup(rows_of: Callable[[str], str], width_us: int) -> str:
     return " UNION ALL ".join(
-        _ROLLUP_SQL.format(src=src, b_us=width_us, bin=_BIN_SQL, rows=rows_of(table))
+        _ROLLUP_SQL.format(src=src, b_us=width_us, bin=BIN_SQL, rows=rows_of(table))
         for src, table in enumerate(_TABLES)
     )
 

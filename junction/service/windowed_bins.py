@@ -1,0 +1,218 @@
+"""Latency histograms in log-spaced bins and the rollups that merge them.
+
+The cached rollups of :mod:`junction.service.windowed` are :class:`Block` s: per key
+(service index * 2 + source: 0 probes, 1 calls) the exact counts, failures, latency sum
+and count and newest ``ts``, and the successes' latencies as sparse (key, bin, count)
+entries. A bin ``i`` holds latencies in ``(g**(i-1), g**i]`` with
+``g = (1 + a) / (1 - a)`` and stands for ``2 g**i / (g + 1)``, within a relative error
+``a`` = :data:`RELATIVE_ERROR` of every latency in it; latencies ``<= 0`` go to
+:data:`ZERO_BIN` (exactly 0), non-finite ones to :data:`TOP_BIN`. :class:`Interior`
+merges blocks into dense per-key histograms and :func:`quantiles` reads the p50/p95
+from them with DuckDB's ``quantile_cont`` interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RELATIVE_ERROR = 0.01
+"""Bound on the relative error of the p50/p95 from the histograms."""
+
+GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
+LN_GAMMA = math.log(GAMMA)
+ZERO_BIN = -(2**31) + 2  # latency <= 0: exactly 0
+TOP_BIN = 2**31 - 2  # not finite
+
+BIN_SQL = (
+    "CASE WHEN ok AND latency_ms IS NOT NULL THEN CASE "
+    f"WHEN NOT isfinite(latency_ms) THEN {TOP_BIN} WHEN latency_ms <= 0 THEN {ZERO_BIN} "
+    f"ELSE CAST(ceil(ln(latency_ms) / {LN_GAMMA!r}) AS INTEGER) END END"
+)
+"""The bin of a row's latency in SQL (``NULL`` unless a success with a latency)."""
+
+
+@dataclass
+class Block:
+    """Rollups of some rows: per key (service index * 2 + source) and per key and bin."""
+
+    keys: np.ndarray
+    n: np.ndarray
+    ok_n: np.ndarray
+    fail_n: np.ndarray
+    lat_sum: np.ndarray
+    lat_n: np.ndarray
+    last_us: np.ndarray
+    hkeys: np.ndarray
+    hbins: np.ndarray
+    hcounts: np.ndarray
+
+    @property
+    def entries(self) -> int:
+        """Histogram entries held (the memory cap counts these)."""
+        return len(self.hkeys)
+
+
+def empty_block() -> Block:
+    """Rollups of no rows."""
+    i8, f8, i4 = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int32)
+    return Block(i8, i8, i8, i8, f8, i8, i8, i4, i4, i4)
+
+
+def concat(blocks: Sequence[Block]) -> Block:
+    """The blocks' entries together (keys may repeat: :meth:`Interior.of` sums them)."""
+    return Block(
+        *(np.concatenate([getattr(b, f) for b in blocks]) for f in Block.__dataclass_fields__)
+    )
+
+
+def rollup_rows(
+    keys: np.ndarray,
+    us: np.ndarray,
+    okv: np.ndarray,
+    failv: np.ndarray,
+    has_lat: np.ndarray,
+    lat: np.ndarray,
+) -> Block:
+    """Rows (key, time, ok, failed, has a latency, latency) rolled up per key and bin."""
+    c = {"us": us, "okv": okv, "failv": failv, "has_lat": has_lat}
+    uniq, inv = np.unique(keys, return_inverse=True)
+    size = len(uniq)
+    last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last_us, inv, c["us"].astype(np.int64))
+    hist = c["okv"] & c["has_lat"]
+    x = lat[hist]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.ceil(np.log(x) / LN_GAMMA)
+    bins = np.where(
+        ~np.isfinite(x), TOP_BIN, np.where(x <= 0, ZERO_BIN, np.nan_to_num(raw))
+    ).astype(np.int64)
+    cells, counts = np.unique(keys[hist] * 2**32 + (bins - ZERO_BIN), return_counts=True)
+    return Block(
+        keys=uniq,
+        n=np.bincount(inv, minlength=size).astype(np.int64),
+        ok_n=np.bincount(inv, weights=c["okv"], minlength=size).astype(np.int64),
+        fail_n=np.bincount(inv, weights=c["failv"], minlength=size).astype(np.int64),
+        lat_sum=np.bincount(inv, weights=lat, minlength=size),
+        lat_n=np.bincount(inv, weights=c["has_lat"], minlength=size).astype(np.int64),
+        last_us=last_us,
+        hkeys=(cells >> 32).astype(np.int32),
+        hbins=((cells & (2**32 - 1)) + ZERO_BIN).astype(np.int32),
+        hcounts=counts.astype(np.int32),
+    )
+
+
+@dataclass
+class Interior:
+    """Rollups per key over some buckets, the histograms dense (``size x width`` counts)."""
+
+    size: int
+    n: np.ndarray
+    ok_n: np.ndarray
+    fail_n: np.ndarray
+    lat_sum: np.ndarray
+    lat_n: np.ndarray
+    last_us: np.ndarray
+    bmin: int
+    width: int
+    dense: np.ndarray
+
+    @classmethod
+    def of(cls, block: Block, size: int, like: Interior | None = None) -> Interior:
+        """Merge a block's rows per key; ``like``: on its bins when they hold the block's."""
+        keys = block.keys
+
+        def per_key(values: np.ndarray) -> np.ndarray:
+            return np.bincount(keys, weights=values, minlength=size)
+
+        last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(last_us, keys, block.last_us)
+        regular = block.hbins[(block.hbins != ZERO_BIN) & (block.hbins != TOP_BIN)]
+        bmin, bmax = (int(regular.min()), int(regular.max())) if len(regular) else (0, 0)
+        if like is not None and like.bmin <= bmin and bmax <= like.bmin + like.width - 3:
+            bmin, width = like.bmin, like.width
+        else:
+            if like is not None and like.width > 2:
+                bmin = min(bmin, like.bmin)
+                bmax = max(bmax, like.bmin + like.width - 3)
+            width = bmax - bmin + 3  # [zero, bmin .. bmax, top]
+        col = _columns(block.hbins, bmin, width)
+        cells = block.hkeys.astype(np.int64) * width + col
+        dense = np.bincount(cells, weights=block.hcounts, minlength=size * width)
+        return cls(
+            size, per_key(block.n), per_key(block.ok_n), per_key(block.fail_n),
+            per_key(block.lat_sum), per_key(block.lat_n), last_us, bmin, width,
+            dense.astype(np.int64),
+        )  # fmt: skip
+
+    def grown(self, size: int) -> Interior:
+        """The same rollups over more keys (new services have none)."""
+        extra = size - self.size
+
+        def pad(a: np.ndarray, fill: float = 0) -> np.ndarray:
+            return np.concatenate([a, np.full(extra * (len(a) // self.size), fill, a.dtype)])
+
+        return Interior(
+            size, pad(self.n), pad(self.ok_n), pad(self.fail_n), pad(self.lat_sum),
+            pad(self.lat_n), pad(self.last_us, np.iinfo(np.int64).min), self.bmin, self.width,
+            pad(self.dense),
+        )  # fmt: skip
+
+    def rebinned(self, bmin: int, width: int) -> np.ndarray:
+        """The dense histograms on a wider bin range."""
+        if (bmin, width) == (self.bmin, self.width):
+            return self.dense
+        grid = np.zeros((self.size, width), np.int64)
+        old = self.dense.reshape(self.size, self.width)
+        shift = self.bmin - bmin
+        grid[:, 0] = old[:, 0]
+        grid[:, -1] = old[:, -1]
+        grid[:, 1 + shift : 1 + shift + self.width - 2] = old[:, 1:-1]
+        return grid.reshape(-1)
+
+
+def _columns(bins: np.ndarray, bmin: int, width: int) -> np.ndarray:
+    """Dense column of each bin: 0 for zero latency, ``width - 1`` for non-finite."""
+    return np.where(
+        bins == ZERO_BIN,
+        0,
+        np.where(bins == TOP_BIN, width - 1, bins.astype(np.int64) - bmin + 1),
+    )
+
+
+def quantiles(interior: Interior, edge: Interior) -> tuple[np.ndarray, np.ndarray]:
+    """Per key, the p50 and p95 (``quantile_cont``'s interpolation) of both histograms."""
+    bmin, width = edge.bmin, edge.width
+    dense = interior.rebinned(bmin, width) + edge.dense
+    size = interior.size
+    cum = np.cumsum(dense.reshape(size, width), axis=1)
+    total = cum[:, -1]
+    values = np.empty(width)
+    values[0], values[-1] = 0.0, math.inf
+    values[1:-1] = 2.0 * GAMMA ** np.arange(bmin, bmin + width - 2) / (GAMMA + 1.0)
+    # Rows made increasing across keys: one search finds every key's rank.
+    big = int(total.max()) + 1 if size else 1
+    flat = (cum + (np.arange(size, dtype=np.int64) * big)[:, None]).reshape(-1)
+    base = np.arange(size, dtype=np.int64)
+    out = []
+    for q in (0.5, 0.95):
+        h = (total - 1) * q
+        lo = np.floor(h)
+        hi = np.minimum(lo + 1, total - 1)
+        pos_lo = np.searchsorted(flat, base * big + lo.astype(np.int64), side="right")
+        pos_hi = np.searchsorted(flat, base * big + hi.astype(np.int64), side="right")
+        v_lo = values[np.clip(pos_lo - base * width, 0, width - 1)]
+        v_hi = values[np.clip(pos_hi - base * width, 0, width - 1)]
+        frac = h - lo
+        with np.errstate(invalid="ignore"):
+            est = np.where(frac == 0, v_lo, v_lo + frac * (v_hi - v_lo))
+        out.append(np.where(total > 0, est, np.nan))
+    return out[0], out[1]
+
+
+def num(value: float) -> float | None:
+    """A percentile for JSON: ``None`` for NaN (no successes with a latency)."""
+    return None if math.isnan(value) else float(value)

@@ -5,10 +5,11 @@ equal, p50/p95 within the stated relative error; late rows and a compaction incl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,19 @@ def test_late_rows_and_a_compaction_refresh_cached_hours(
     assert check() == w.metrics(NAMES, since)
 
 
+@contextlib.asynccontextmanager
+async def _live_state(root: Path, seed: int) -> AsyncIterator[ServiceState]:
+    """A started service state whose live view has read a few rows written just now."""
+    state = ServiceState(Settings())
+    await state.start()
+    try:
+        _write(root, _rows(random.Random(seed), 40, datetime.now(UTC), 0.001))
+        await state.live.refresh(max_age=0)
+        yield state
+    finally:
+        await state.aclose()
+
+
 def test_the_current_bucket_comes_from_the_live_view(
     store: tuple[Path, StoreReader], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -160,11 +174,7 @@ def test_the_current_bucket_comes_from_the_live_view(
     exact = _Exact(reader)
 
     async def run() -> None:
-        state = ServiceState(Settings())
-        await state.start()
-        try:
-            _write(root, _rows(random.Random(9), 40, datetime.now(UTC), 0.001))
-            await state.live.refresh(max_age=0)
+        async with _live_state(root, seed=9) as state:
             since = datetime.now(UTC) - timedelta(hours=5, minutes=7)
             latest = datetime.now(UTC) - timedelta(minutes=1)
             # The view has the current bucket's rows: the store is not read for them.
@@ -177,7 +187,36 @@ def test_the_current_bucket_comes_from_the_live_view(
                     break
                 await asyncio.sleep(0.1)
             _compare(got, _windowed_metrics(exact, NAMES, since))  # type: ignore[arg-type]
-        finally:
-            await state.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_window_under_an_hour_comes_from_the_live_views_rows(
+    store: tuple[Path, StoreReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, reader = store
+    monkeypatch.setenv("JUNCTION_HOME", str(root.parent))
+    exact = _Exact(reader)
+    rng = random.Random(13)
+    recent = _rows(rng, 400, datetime.now(UTC) - timedelta(minutes=12), 0.2)
+    for i, (table, row) in enumerate(recent):  # the monitor's own probe calls count too
+        if table == "calls" and i % 3 == 0:
+            row["source"] = "probe"
+    _write(root, recent)
+
+    async def run() -> None:
+        async with _live_state(root, seed=14) as state:
+            for minutes, names in ((14, NAMES), (5, NAMES[1:3]), (1, NAMES)):
+                since = datetime.now(UTC) - timedelta(minutes=minutes)
+                got = state.windowed.metrics(names, since)
+                want = _windowed_metrics(exact, names, since)  # type: ignore[arg-type]
+                assert sum(r.requests for r in want) > 0
+                _compare(got, want)
+                assert got is not None
+                for g, ref in zip(got, want, strict=True):  # exact, not within 1 %
+                    for key in ("p50_latency_ms", "p95_latency_ms"):
+                        assert g[key] == pytest.approx(getattr(ref, key), rel=1e-12), key
+            # Older than the view's window: not held, read exactly.
+            assert state.windowed.metrics(NAMES, datetime.now(UTC) - timedelta(minutes=50)) is None
 
     asyncio.run(run())

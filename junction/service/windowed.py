@@ -17,7 +17,8 @@ hundreds of milliseconds over a large store; here a window is answered from:
   (:meth:`WindowedMetrics.add_rows`, fed by :class:`junction.service.live.LiveView` with
   every new row, spooled ones too), or from the store when the view does not hold them.
 
-A window with fewer than :data:`MIN_BUCKETS` whole hours is read exactly by the route;
+A window with fewer than :data:`MIN_BUCKETS` whole hours is computed exactly from the live
+view's rows when it holds them all (:data:`MAX_RECENT`), else read exactly by the route;
 one that needs more than :data:`MAX_SYNC_FILL` uncached hours too, while a background
 thread computes them (so a cold read costs what the exact query costs).
 
@@ -50,7 +51,6 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,6 @@ import pyarrow.parquet as pq
 
 from junction.service.aggregates import StoreReader, epoch_us, from_epoch_us
 from junction.service.windowed_bins import (
-    BIN_SQL,
     RELATIVE_ERROR,
     Block,
     Interior,
@@ -69,7 +68,9 @@ from junction.service.windowed_bins import (
     num,
     quantiles,
     rollup_rows,
+    row_metrics,
 )
+from junction.service.windowed_sql import edges_sql, range_sql
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +91,16 @@ MAX_FINE = 64
 """Fine buckets kept at most (the oldest used go first)."""
 
 RECENT_SECONDS = 600
-"""Rows of the live view kept for the current bucket (twice :data:`FINE_SECONDS`)."""
+"""Rows of the live view kept at least, for the current bucket (twice :data:`FINE_SECONDS`)."""
+MAX_RECENT = 2_000_000
+"""Rows of the live view kept for the whole of its window at most (then only the last
+:data:`RECENT_SECONDS`, and shorter windows are read exactly)."""
 
 _B_US = BUCKET_SECONDS * 1_000_000
 _F_US = FINE_SECONDS * 1_000_000
 _PER_HOUR = BUCKET_SECONDS // FINE_SECONDS
 _SOURCES = ("probes", "calls")
 _TABLES = ("probes", "calls")
-
-_ROLLUP_SQL = """
-SELECT service, {src} AS src, epoch_us(ts) // {b_us} AS bucket, {bin} AS bin,
-       grouping(bin) AS whole, count(*) AS n, count(*) FILTER (WHERE ok) AS ok_n,
-       count(*) FILTER (WHERE NOT ok) AS fail_n, sum(latency_ms) AS lat_sum,
-       count(latency_ms) AS lat_n, epoch_us(max(ts)) AS last_us
-FROM ({rows})
-GROUP BY GROUPING SETS ((service, src, bucket), (service, src, bucket, bin))
-"""
 
 
 class WindowedMetrics:
@@ -135,6 +130,8 @@ class WindowedMetrics:
         # Rows the live view gave (time us, service, source, ok, latency), the newest.
         self._recent: list[tuple[int, str, int, Any, Any]] = []
         self._recent_from: int | None = None
+        self._recent_pruned: int | None = None
+        self._recent_kept = 0
         self._recent_lock = threading.Lock()
         self._entries = 0
         # Parquet file -> (mtime ns, size, ts range in epoch us or None when never read).
@@ -161,7 +158,7 @@ class WindowedMetrics:
         """
         now = datetime.now(UTC) if now is None else now
         if not self.covers(since, now):
-            return None
+            return self._recent_metrics(names, since)
         s_us, n_us = epoch_us(since), epoch_us(now)
         first, last = -(-s_us // _B_US), n_us // _B_US
         # Fine buckets inside the partial hours; rows outside them are read as rows.
@@ -286,7 +283,7 @@ class WindowedMetrics:
         """Compute and keep the buckets ``lo`` .. ``hi - 1`` (``width_us`` wide)."""
         start, end = from_epoch_us(lo * width_us), from_epoch_us(hi * width_us)
         params = {"lo": start, "hi": end, "dlo": start.date(), "dhi": (end - _US).date()}
-        got = self._read(reader, _range_sql(width_us), params)
+        got = self._read(reader, range_sql(width_us), params)
         for b in range(lo, hi):
             block = got.get(b, empty_block())
             into[b] = block
@@ -357,6 +354,7 @@ class WindowedMetrics:
             calls: New ``calls`` rows.
             complete_since: Every row from this time on has been (or is being) given.
         """
+        since_us = epoch_us(complete_since)
         with self._recent_lock:
             for src, rows in ((0, probes), (1, calls)):
                 for r in rows:
@@ -364,13 +362,30 @@ class WindowedMetrics:
                     if isinstance(name, str):
                         lat = r.get("latency_ms")
                         self._recent.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
-            horizon = epoch_us(datetime.now(UTC)) - RECENT_SECONDS * 1_000_000
-            # Pruned once a minute, not at every batch (the view reads every 0.3 s).
-            if self._recent_from is None or self._recent_from < horizon - 60_000_000:
-                self._recent = [r for r in self._recent if r[0] >= horizon]
-                self._recent_from = max(horizon, epoch_us(complete_since))
-            else:
-                self._recent_from = max(self._recent_from, epoch_us(complete_since))
+            now_us = epoch_us(datetime.now(UTC))
+            # Pruned once a minute, not at every batch (the view reads every 0.3 s). The
+            # view's whole window is kept (windows under an hour are answered from it),
+            # at least the current bucket's rows when that would be too many.
+            if self._recent_pruned is None or now_us - self._recent_pruned >= 60_000_000:
+                horizon = now_us - RECENT_SECONDS * 1_000_000
+                keep = min(horizon, since_us)
+                self._recent = [r for r in self._recent if r[0] >= keep]
+                if len(self._recent) > MAX_RECENT:
+                    keep = horizon
+                    self._recent = [r for r in self._recent if r[0] >= keep]
+                self._recent_pruned = now_us
+                self._recent_kept = keep
+            # Rows older than the view's horizon are no longer followed (late ones missed).
+            self._recent_from = max(self._recent_kept, since_us)
+
+    def _recent_metrics(self, names: Sequence[str], since: datetime) -> list[dict[str, Any]] | None:
+        """The window's metrics from the live view's rows (``None``: not all held)."""
+        s_us = epoch_us(since)
+        with self._recent_lock:
+            if self._recent_from is None or self._recent_from > s_us:
+                return None
+            rows = [r for r in self._recent if r[0] >= s_us]
+        return row_metrics(rows, names)
 
     def _recent_block(self, after_us: int) -> Block | None:
         """The rows from ``after_us`` on given by :meth:`add_rows` (``None``: not all held)."""
@@ -407,7 +422,7 @@ class WindowedMetrics:
             "dlast": (after or far).date(),
         }
         with reader.cursor() as cur:  # the read lock: the files listed stay
-            sql = _edges_sql(reader.store.root, since, until, after is not None)
+            sql = edges_sql(reader.store.root, since, until, after is not None)
             if sql is None:
                 return empty_block()
             used = {k: v for k, v in params.items() if f"${k}" in sql}
@@ -506,60 +521,6 @@ def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
         else:
             runs.append((b, b + 1))
     return runs
-
-
-def _rollup(rows_of: Callable[[str], str], width_us: int) -> str:
-    return " UNION ALL ".join(
-        _ROLLUP_SQL.format(src=src, b_us=width_us, bin=BIN_SQL, rows=rows_of(table))
-        for src, table in enumerate(_TABLES)
-    )
-
-
-def _range_sql(width_us: int) -> str:
-    # `date` prunes partitions before any file is opened; `ts` is the exact bound.
-    return _rollup(
-        lambda t: (
-            f"SELECT service, ts, ok, latency_ms FROM {t} WHERE ts >= $lo AND ts < $hi "
-            'AND "date" >= $dlo AND "date" <= $dhi'
-        ),
-        width_us,
-    )
-
-
-def _edges_sql(root: Path, since: datetime, until: datetime, current: bool) -> str | None:
-    """Rows of ``[since, until)`` (and from ``$last`` on when ``current``), both tables.
-
-    The start's rows are read from their own day partitions' files only: the view would
-    list (and DuckDB open) every file of the store, today's many small segments included.
-    """
-    cols = "service, {src} AS src, epoch_us(ts) AS us, ok IS TRUE AS okv, ok IS FALSE AS failv, "
-    cols += "latency_ms IS NOT NULL AS has_lat, latency_ms"
-    last_day = (until - _US).date()
-    days = [since.date() + timedelta(days=d) for d in range((last_day - since.date()).days + 1)]
-    parts = []
-    for src, table in enumerate(_TABLES):
-        globs = [
-            "'" + str(root / table / f"date={d.isoformat()}" / "*.parquet").replace("'", "''") + "'"
-            for d in days
-            if any(n.endswith(".parquet") for n in _listdir(root / table / f"date={d.isoformat()}"))
-        ]
-        if globs:
-            parts.append(
-                f"SELECT {cols.format(src=src)} FROM read_parquet([{', '.join(globs)}], "
-                "union_by_name = true) WHERE ts >= $since AND ts < $first"
-            )
-        if current:
-            parts.append(
-                f'SELECT {cols.format(src=src)} FROM {table} WHERE ts >= $last AND "date" >= $dlast'
-            )
-    return " UNION ALL ".join(parts) or None
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 def _day_range(path: str) -> tuple[int, int]:

@@ -8,16 +8,20 @@ entries. A bin ``i`` holds latencies in ``(g**(i-1), g**i]`` with
 ``a`` = :data:`RELATIVE_ERROR` of every latency in it; latencies ``<= 0`` go to
 :data:`ZERO_BIN` (exactly 0), non-finite ones to :data:`TOP_BIN`. :class:`Interior`
 merges blocks into dense per-key histograms and :func:`quantiles` reads the p50/p95
-from them with DuckDB's ``quantile_cont`` interpolation.
+from them with DuckDB's ``quantile_cont`` interpolation. :func:`row_metrics` computes the
+same rows exactly from raw rows (the live view's, for windows shorter than an hour).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from junction.service.aggregates import from_epoch_us
 
 RELATIVE_ERROR = 0.01
 """Bound on the relative error of the p50/p95 from the histograms."""
@@ -216,3 +220,54 @@ def quantiles(interior: Interior, edge: Interior) -> tuple[np.ndarray, np.ndarra
 def num(value: float) -> float | None:
     """A percentile for JSON: ``None`` for NaN (no successes with a latency)."""
     return None if math.isnan(value) else float(value)
+
+
+def row_metrics(
+    rows: Iterable[tuple[int, str, int, Any, Any]], names: Iterable[str]
+) -> list[dict[str, Any]] | None:
+    """The exact query's metrics rows of raw rows ``(ts in epoch us, service, source, ok,
+    latency)`` (source 0 probes, 1 calls), ordered by service then source.
+
+    As the query: every row counts (the monitor's own probe calls too), failures are
+    ``ok`` false, the percentiles are ``quantile_cont``'s over successes with a latency,
+    the mean over every latency. ``None`` when a latency is not finite (DuckDB orders
+    NaN its own way): read those exactly.
+    """
+    wanted = set(names)
+    groups: dict[tuple[str, int], list[tuple[int, Any, Any]]] = {}
+    for us, name, src, ok, lat in rows:
+        if name in wanted:
+            groups.setdefault((name, src), []).append((us, ok, lat))
+    out = []
+    for name, src in sorted(groups, key=lambda k: (k[0], -k[1])):  # 'calls' first
+        group = groups[(name, src)]
+        lats = [float(lat) for _, _, lat in group if lat is not None]
+        if not all(math.isfinite(x) for x in lats):
+            return None
+        ok_lats = sorted(float(lat) for _, ok, lat in group if ok is True and lat is not None)
+        n = len(group)
+        out.append(
+            {
+                "service": name,
+                "source": ("probes", "calls")[src],
+                "requests": n,
+                "failures": sum(1 for _, ok, _ in group if ok is False),
+                "success_rate": sum(1 for _, ok, _ in group if ok is True) / n,
+                "p50_latency_ms": _quantile_cont(ok_lats, 0.5),
+                "p95_latency_ms": _quantile_cont(ok_lats, 0.95),
+                "mean_latency_ms": sum(lats) / len(lats) if lats else None,
+                "last_at": from_epoch_us(max(us for us, _, _ in group)),
+            }
+        )
+    return out
+
+
+def _quantile_cont(values: Sequence[float], q: float) -> float | None:
+    """DuckDB's ``quantile_cont`` of sorted values (``None``: no values)."""
+    if not values:
+        return None
+    h = (len(values) - 1) * q
+    lo, hi = math.floor(h), math.ceil(h)
+    if lo == hi:
+        return values[lo]
+    return values[lo] + (values[hi] - values[lo]) * (h - lo)

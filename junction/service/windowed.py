@@ -92,6 +92,9 @@ MAX_FINE = 64
 
 RECENT_SECONDS = 600
 """Rows of the live view kept at least, for the current bucket (twice :data:`FINE_SECONDS`)."""
+MAX_ROW_METRICS = 30_000
+"""Rows a window under an hour is computed from in Python at most (~1 us a row: a busier
+window is read exactly by DuckDB, which is then as fast)."""
 MAX_RECENT = 2_000_000
 """Rows of the live view kept for the whole of its window at most (then only the last
 :data:`RECENT_SECONDS`, and shorter windows are read exactly)."""
@@ -385,6 +388,8 @@ class WindowedMetrics:
             if self._recent_from is None or self._recent_from > s_us:
                 return None
             rows = [r for r in self._recent if r[0] >= s_us]
+        if len(rows) > MAX_ROW_METRICS:
+            return None
         return row_metrics(rows, names)
 
     def _recent_block(self, after_us: int) -> Block | None:

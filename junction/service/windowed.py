@@ -63,12 +63,13 @@ from junction.service.windowed_bins import (
     RELATIVE_ERROR,
     Block,
     Interior,
+    NameIndex,
+    RowColumns,
     concat,
     empty_block,
     num,
     quantiles,
     rollup_rows,
-    row_metrics,
 )
 from junction.service.windowed_sql import edges_sql, range_sql
 
@@ -92,9 +93,6 @@ MAX_FINE = 64
 
 RECENT_SECONDS = 600
 """Rows of the live view kept at least, for the current bucket (twice :data:`FINE_SECONDS`)."""
-MAX_ROW_METRICS = 30_000
-"""Rows a window under an hour is computed from in Python at most (~1 us a row: a busier
-window is read exactly by DuckDB, which is then as fast)."""
 MAX_RECENT = 2_000_000
 """Rows of the live view kept for the whole of its window at most (then only the last
 :data:`RECENT_SECONDS`, and shorter windows are read exactly)."""
@@ -134,6 +132,9 @@ class WindowedMetrics:
         self._recent: list[tuple[int, str, int, Any, Any]] = []
         self._recent_from: int | None = None
         self._recent_pruned: int | None = None
+        # The same rows as arrays (windows under an hour are computed from them).
+        self._columns: list[RowColumns] = []
+        self._recent_names = NameIndex()
         self._recent_kept = 0
         self._recent_lock = threading.Lock()
         self._entries = 0
@@ -359,12 +360,16 @@ class WindowedMetrics:
         """
         since_us = epoch_us(complete_since)
         with self._recent_lock:
+            new: list[tuple[int, str, int, Any, Any]] = []
             for src, rows in ((0, probes), (1, calls)):
                 for r in rows:
                     name = r.get("service")
                     if isinstance(name, str):
                         lat = r.get("latency_ms")
-                        self._recent.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
+                        new.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
+            self._recent.extend(new)
+            if new:
+                self._columns.append(self._recent_names.columns(new))
             now_us = epoch_us(datetime.now(UTC))
             # Pruned once a minute, not at every batch (the view reads every 0.3 s). The
             # view's whole window is kept (windows under an hour are answered from it),
@@ -376,6 +381,7 @@ class WindowedMetrics:
                 if len(self._recent) > MAX_RECENT:
                     keep = horizon
                     self._recent = [r for r in self._recent if r[0] >= keep]
+                self._columns = [RowColumns.merged(self._columns, keep)]
                 self._recent_pruned = now_us
                 self._recent_kept = keep
             # Rows older than the view's horizon are no longer followed (late ones missed).
@@ -387,10 +393,10 @@ class WindowedMetrics:
         with self._recent_lock:
             if self._recent_from is None or self._recent_from > s_us:
                 return None
-            rows = [r for r in self._recent if r[0] >= s_us]
-        if len(rows) > MAX_ROW_METRICS:
-            return None
-        return row_metrics(rows, names)
+            self._columns = [RowColumns.merged(self._columns, None)]
+            columns = self._columns[0]
+            services = list(self._recent_names.names)
+        return columns.metrics(services, names, s_us)
 
     def _recent_block(self, after_us: int) -> Block | None:
         """The rows from ``after_us`` on given by :meth:`add_rows` (``None``: not all held)."""

@@ -222,44 +222,115 @@ def num(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def row_metrics(
-    rows: Iterable[tuple[int, str, int, Any, Any]], names: Iterable[str]
-) -> list[dict[str, Any]] | None:
-    """The exact query's metrics rows of raw rows ``(ts in epoch us, service, source, ok,
-    latency)`` (source 0 probes, 1 calls), ordered by service then source.
+class NameIndex:
+    """Service names numbered in the order first seen."""
 
-    As the query: every row counts (the monitor's own probe calls too), failures are
-    ``ok`` false, the percentiles are ``quantile_cont``'s over successes with a latency,
-    the mean over every latency. ``None`` when a latency is not finite (DuckDB orders
-    NaN its own way): read those exactly.
-    """
-    wanted = set(names)
-    groups: dict[tuple[str, int], list[tuple[int, Any, Any]]] = {}
-    for us, name, src, ok, lat in rows:
-        if name in wanted:
-            groups.setdefault((name, src), []).append((us, ok, lat))
-    out = []
-    for name, src in sorted(groups, key=lambda k: (k[0], -k[1])):  # 'calls' first
-        group = groups[(name, src)]
-        lats = [float(lat) for _, _, lat in group if lat is not None]
-        if not all(math.isfinite(x) for x in lats):
-            return None
-        ok_lats = sorted(float(lat) for _, ok, lat in group if ok is True and lat is not None)
-        n = len(group)
-        out.append(
-            {
-                "service": name,
-                "source": ("probes", "calls")[src],
-                "requests": n,
-                "failures": sum(1 for _, ok, _ in group if ok is False),
-                "success_rate": sum(1 for _, ok, _ in group if ok is True) / n,
-                "p50_latency_ms": _quantile_cont(ok_lats, 0.5),
-                "p95_latency_ms": _quantile_cont(ok_lats, 0.95),
-                "mean_latency_ms": sum(lats) / len(lats) if lats else None,
-                "last_at": from_epoch_us(max(us for us, _, _ in group)),
-            }
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def columns(self, rows: Sequence[tuple[int, str, int, Any, Any]]) -> RowColumns:
+        """Raw rows ``(ts in epoch us, service, source, ok, latency)`` as arrays."""
+        index = self._index
+        for _, name, _, _, _ in rows:
+            if name not in index:
+                index[name] = len(self.names)
+                self.names.append(name)
+        us, svc, src, ok, lat = zip(*rows, strict=True)
+        count = len(rows)
+        return RowColumns(
+            np.asarray(us, np.int64),
+            np.fromiter((index[s] for s in svc), np.int64, count),
+            np.asarray(src, np.int64),
+            np.fromiter((v is True for v in ok), bool, count),
+            np.fromiter((v is False for v in ok), bool, count),
+            np.fromiter((v is not None for v in lat), bool, count),
+            np.fromiter((0.0 if v is None else float(v) for v in lat), np.float64, count),
         )
-    return out
+
+
+@dataclass
+class RowColumns:
+    """Raw rows as arrays: time (epoch us), service number, source (0 probes, 1 calls),
+    ok true, ok false, has a latency, the latency (0 when none)."""
+
+    us: np.ndarray
+    svc: np.ndarray
+    src: np.ndarray
+    okv: np.ndarray
+    failv: np.ndarray
+    has: np.ndarray
+    lat: np.ndarray
+
+    @classmethod
+    def merged(cls, parts: Sequence[RowColumns], keep: int | None) -> RowColumns:
+        """The parts as one, without the rows older than ``keep`` (epoch us)."""
+        fields = RowColumns.__dataclass_fields__
+        if len(parts) == 1 and keep is None:
+            return parts[0]
+        if not parts:
+            i8, b = np.zeros(0, np.int64), np.zeros(0, bool)
+            return cls(i8, i8, i8, b, b, b, np.zeros(0, np.float64))
+        joined = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+        if keep is None:
+            return joined
+        mask = joined.us >= keep
+        return cls(*(getattr(joined, f)[mask] for f in fields))
+
+    def metrics(
+        self, services: Sequence[str], names: Iterable[str], since_us: int
+    ) -> list[dict[str, Any]] | None:
+        """The exact query's metrics rows of the rows ``ts >= since_us`` of ``names``
+        (``services``: the names of the service numbers), by service then source.
+
+        As the query: every row counts (the monitor's own probe calls too), failures are
+        ``ok`` false, the percentiles are ``quantile_cont``'s over successes with a
+        latency, the mean over every latency. ``None`` when a latency is not finite
+        (DuckDB orders NaN its own way): read those exactly.
+        """
+        picked = set(names)
+        wanted = np.array([name in picked for name in services], bool)
+        mask = (self.us >= since_us) & wanted[self.svc]
+        if not np.isfinite(self.lat[mask]).all():
+            return None
+        svc, src = self.svc[mask], self.src[mask]
+        present = np.unique(svc)
+        ordered = sorted(present.tolist(), key=lambda i: services[i])
+        rank = np.zeros(len(services) + 1, np.int64)
+        rank[ordered] = np.arange(len(ordered))
+        # Key order is the answer's: by service, then 'calls' (source 1) before 'probes'.
+        key = rank[svc] * 2 + 1 - src
+        size = 2 * len(ordered)
+        okv, failv, has, lat = self.okv[mask], self.failv[mask], self.has[mask], self.lat[mask]
+        n = np.bincount(key, minlength=size)
+        ok_n = np.bincount(key, weights=okv, minlength=size)
+        fail_n = np.bincount(key, weights=failv, minlength=size)
+        lat_sum = np.bincount(key, weights=lat, minlength=size)
+        lat_n = np.bincount(key, weights=has, minlength=size)
+        last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(last_us, key, self.us[mask])
+        hist = okv & has
+        hkey = key[hist]
+        values = lat[hist][np.lexsort((lat[hist], hkey))].tolist()
+        per_key = np.bincount(hkey, minlength=size).tolist()
+        starts = np.concatenate([[0], np.cumsum(per_key)[:-1]]).astype(np.int64).tolist()
+        out = []
+        for k in np.flatnonzero(n).tolist():
+            run = values[starts[k] : starts[k] + per_key[k]]
+            out.append(
+                {
+                    "service": services[ordered[k // 2]],
+                    "source": "calls" if k % 2 == 0 else "probes",
+                    "requests": int(n[k]),
+                    "failures": int(fail_n[k]),
+                    "success_rate": float(ok_n[k] / n[k]),
+                    "p50_latency_ms": _quantile_cont(run, 0.5),
+                    "p95_latency_ms": _quantile_cont(run, 0.95),
+                    "mean_latency_ms": float(lat_sum[k] / lat_n[k]) if lat_n[k] else None,
+                    "last_at": from_epoch_us(int(last_us[k])),
+                }
+            )
+        return out
 
 
 def _quantile_cont(values: Sequence[float], q: float) -> float | None:

@@ -138,7 +138,9 @@ def test_unknown_service_is_404_with_did_you_mean(api_server: ApiServer) -> None
             resp = c.get(path, params=[("service", "okta"), ("service", "gitlabb")])
             err = _error(resp, 404, "unknown_service")
             assert err["message"] == "unknown service 'gitlabb' (did you mean 'gitlab'?)"
-            assert err["details"] == {"service": "gitlabb"}
+            # The shape of every unknown name (services/{name}, integrations, specs...).
+            assert err["details"]["field"] == "query.service"
+            assert "gitlab" in err["details"]["known"]
 
 
 def _record(settings: Settings, table: str, rows: list[dict[str, Any]]) -> None:

@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from integrations.catalog import load_catalog
-from integrations.yamlconfig import did_you_mean
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import Alert, list_alerts
 from junction.health import open_store
@@ -35,6 +34,7 @@ from junction.monitor import Monitor, MonitorEvent, ServiceHealth, SweepResult
 from junction.service.aggregates import StoreReader, StoreUnreadable
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
+from junction.service.lookups import unknown
 from junction.service.windowed import WindowedMetrics
 from junction.settings import Settings
 from junction.store import MetricsStore
@@ -171,12 +171,7 @@ class ServiceState:
         extra = sorted(self.live.known_services().difference(catalog))
         for name in wanted:
             if name not in catalog and name not in extra:
-                raise ApiError(
-                    404,
-                    "unknown_service",
-                    f"unknown service {name!r}{did_you_mean(name, [*catalog, *extra])}",
-                    {"service": name},
-                )
+                raise unknown("service", name, [*catalog, *extra], field="query.service")
         if wanted:
             want = set(wanted)
             return [n for n in [*catalog, *extra] if n in want]

@@ -46,7 +46,7 @@ LIVE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class _Loaded:
-    key: tuple[int, int] | None  # the file's (mtime_ns, size); None: no file
+    key: tuple[int, int, int, int] | None  # alert_state.file_identity; None: no file
     config: StatusPageFile | None
     notice: str | None
 
@@ -76,11 +76,7 @@ class PublicStatus:
         only says that it is invalid (the problems name files and catalog names).
         """
         path = status_page_path(self.state.settings)
-        try:
-            st = path.stat()
-            key: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = None
+        key = alert_state.file_identity(path)
         loaded = self._loaded
         if loaded is not None and loaded.key == key:
             return loaded.config, loaded.notice

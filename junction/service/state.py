@@ -41,6 +41,9 @@ from junction.store import MetricsStore
 
 log = logging.getLogger(__name__)
 
+FileIdentity = tuple[int, int, int, int] | None
+"""What :func:`junction.alerting.state.file_identity` returns."""
+
 RESTART_BACKOFF_SECONDS = (1.0, 60.0)
 """Wait before the first restart of a failed monitor, and the cap of the doubling."""
 FAILED_SWEEPS_TO_RESTART = 3
@@ -105,7 +108,7 @@ class ServiceState:
         self._store: MetricsStore | None = None
         self._reader: StoreReader | None = None
         self._store_lock = threading.Lock()
-        self._alerts_cache: tuple[tuple[tuple[int, int] | None, ...], list[Alert]] | None = None
+        self._alerts_cache: tuple[tuple[FileIdentity, ...], list[Alert]] | None = None
         self.live = LiveView(settings, self.reader)
         """Every service's window in memory (started by :meth:`start`)."""
         self.windowed = WindowedMetrics(self.reader)
@@ -234,7 +237,7 @@ class ServiceState:
             return []
         # Every commit changes the database or its WAL file: unchanged files, same alerts
         # (a health read then costs no database open and integrity check).
-        stamp = tuple(_stamp(Path(f"{path}{suffix}")) for suffix in ("", "-wal"))
+        stamp = tuple(alert_state.file_identity(Path(f"{path}{suffix}")) for suffix in ("", "-wal"))
         cached = self._alerts_cache
         if cached is not None and cached[0] == stamp:
             return list(cached[1])
@@ -423,15 +426,6 @@ class ServiceState:
 def store_unavailable(exc: StoreUnreadable) -> ApiError:
     """The API's answer to a metrics store that cannot be read: 503 ``metrics_store``."""
     return ApiError(503, "metrics_store", f"{exc} (JUNCTION_STORE_DIR)")
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """A file's modification time and size (``None`` when it does not exist)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_mtime_ns, st.st_size
 
 
 __all__ = [

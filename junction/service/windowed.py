@@ -128,11 +128,10 @@ class WindowedMetrics:
         self._blocks: dict[int, Block] = {}
         self._interiors: dict[tuple[int, int], Interior] = {}
         self._fine: dict[int, Block] = {}
-        # Rows the live view gave (time us, service, source, ok, latency), the newest.
-        self._recent: list[tuple[int, str, int, Any, Any]] = []
+        # Rows the live view gave, as arrays (time us, service number, source, ok, latency):
+        # windows under an hour and the current bucket of longer ones come from them.
         self._recent_from: int | None = None
         self._recent_pruned: int | None = None
-        # The same rows as arrays (windows under an hour are computed from them).
         self._columns: list[RowColumns] = []
         self._recent_names = NameIndex()
         self._recent_kept = 0
@@ -367,7 +366,6 @@ class WindowedMetrics:
                     if isinstance(name, str):
                         lat = r.get("latency_ms")
                         new.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
-            self._recent.extend(new)
             if new:
                 self._columns.append(self._recent_names.columns(new))
             now_us = epoch_us(datetime.now(UTC))
@@ -377,11 +375,11 @@ class WindowedMetrics:
             if self._recent_pruned is None or now_us - self._recent_pruned >= 60_000_000:
                 horizon = now_us - RECENT_SECONDS * 1_000_000
                 keep = min(horizon, since_us)
-                self._recent = [r for r in self._recent if r[0] >= keep]
-                if len(self._recent) > MAX_RECENT:
+                held = RowColumns.merged(self._columns, keep)
+                if len(held.us) > MAX_RECENT:
                     keep = horizon
-                    self._recent = [r for r in self._recent if r[0] >= keep]
-                self._columns = [RowColumns.merged(self._columns, keep)]
+                    held = RowColumns.merged([held], keep)
+                self._columns = [held]
                 self._recent_pruned = now_us
                 self._recent_kept = keep
             # Rows older than the view's horizon are no longer followed (late ones missed).
@@ -403,19 +401,26 @@ class WindowedMetrics:
         with self._recent_lock:
             if self._recent_from is None or self._recent_from > after_us:
                 return None
-            rows = [r for r in self._recent if r[0] >= after_us]
-        if not rows:
+            self._columns = [RowColumns.merged(self._columns, None)]
+            columns = self._columns[0]
+            services = list(self._recent_names.names)
+        mask = columns.us >= after_us
+        if not mask.any():
             return empty_block()
-        us, names, src, ok, lat = zip(*rows, strict=True)
-        idx = self._indices(pa.chunked_array([pa.array(names, pa.string())]))
-        has_lat = np.array([v is not None for v in lat])
+        svc = columns.svc[mask]
+        # The live view's service numbers -> this cache's indices (only those present).
+        present = np.unique(svc)
+        to_index = np.zeros(len(services), np.int64)
+        to_index[present] = self._indices(
+            pa.chunked_array([pa.array([services[i] for i in present.tolist()], pa.string())])
+        )
         return rollup_rows(
-            idx * 2 + np.asarray(src, np.int64),
-            np.asarray(us, np.int64),
-            np.array([v is True for v in ok]),
-            np.array([v is False for v in ok]),
-            has_lat,
-            np.array([0.0 if v is None else v for v in lat], np.float64),
+            to_index[svc] * 2 + columns.src[mask],
+            columns.us[mask],
+            columns.okv[mask],
+            columns.failv[mask],
+            columns.has[mask],
+            columns.lat[mask],
         )
 
     def _edge_rows(

@@ -33,8 +33,25 @@ def prefect_server() -> Iterator[PrefectServer]:
 @pytest.fixture(scope="module")
 def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
     # Generous timeout: SQLite under a shared machine's load answers slowly at times.
-    with httpx.Client(base_url=prefect_server.api_url, timeout=60.0) as client:
+    with httpx.Client(
+        base_url=prefect_server.api_url, timeout=60.0, transport=_RetryWhileLocked()
+    ) as client:
         yield client
+
+
+class _RetryWhileLocked(httpx.HTTPTransport):
+    """Retries a 503 as Prefect's own client does: the server's SQLite answers 503
+    ("database is locked") while a worker's task runs hold it (see FINDINGS)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.read()
+            response.close()
+            time.sleep(delay)
+        return super().handle_request(request)
 
 
 @pytest.fixture(scope="module")

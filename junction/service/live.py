@@ -78,7 +78,7 @@ the window count as a change (checked every :data:`PRUNE_SECONDS`); what moves m
 is uptime's last stretch and the error-recency points, a little."""
 WARM_BATCH = 100
 """Verdicts recomputed ahead of the readers per tick, at most (a short hold of the loop)."""
-FRESH_SECONDS = 0.05
+FRESH_SECONDS = 0.0
 """A health read first reads the store's new rows unless a read started this recently."""
 RETRY_SECONDS = (1.0, 30.0)
 """Backoff (first, cap) after a failed read of the store."""

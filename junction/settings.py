@@ -401,6 +401,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest request body the service accepts (bytes); larger ones get 413.",
     )
+    api_auth_max_failures: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Wrong tokens (dashboard login or API bearer token) one client address "
+        "may send per minute; past that it gets 429 with Retry-After, even with the right one.",
+    )
     ui_vendor_dir: Path | None = Field(
         None,
         description="Where the dashboard's npm files (uPlot, htmx) are: a node_modules "

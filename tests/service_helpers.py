@@ -62,6 +62,9 @@ def service_settings(home: Path, sandbox: SandboxServer, **overrides: Any) -> Se
         "sandbox_url": sandbox.url,
         "sandbox_smtp_port": sandbox.smtp_port or 8025,
         "api_token": secrets.token_urlsafe(24),
+        # Many tests send wrong tokens to one session server from one address; the
+        # throttle itself is tested with its default (test_service_throttle.py).
+        "api_auth_max_failures": 100_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -6,6 +6,7 @@ public status reads go without.
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Annotated
 
@@ -32,6 +33,36 @@ def get_settings_dep(request: Request) -> Settings:
     return get_state(request).settings
 
 
+def token_retry_after(request: Request, given: str) -> float | None:
+    """Check ``given`` against the token for the request's client address.
+
+    Wrong tokens count against the client (:class:`~junction.service.throttle.AuthThrottle`);
+    past the limit even the right token is refused until the window moves on, so a guesser
+    learns nothing meanwhile. The comparison takes constant time.
+
+    Returns:
+        ``None`` when the token is right (or none is configured), ``0.0`` when it is
+        wrong, or the seconds to wait when the client is throttled.
+    """
+    state = get_state(request)
+    expected = state.settings.api_token
+    if expected is None:
+        return None
+    client = request.client.host if request.client is not None else "unknown"
+    throttle = state.auth_throttle
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        return max(wait, 1.0)
+    if secrets.compare_digest(
+        given.encode("utf-8", "surrogateescape"),
+        expected.get_secret_value().encode("utf-8", "surrogateescape"),
+    ):
+        throttle.succeeded(client)
+        return None
+    throttle.failed(client)
+    return 0.0
+
+
 def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -39,27 +70,34 @@ def require_token(
     """Allow the request only with ``Authorization: Bearer <JUNCTION_API_TOKEN>``.
 
     With no token configured every request is allowed: ``junction serve`` then binds
-    loopback only. The comparison takes constant time.
+    loopback only. A request without a token is not a guess and is not counted.
 
     Raises:
-        ApiError: 401 ``unauthorized``.
+        ApiError: 401 ``unauthorized``; 429 ``too_many_attempts`` after too many wrong
+            tokens from the client's address (``JUNCTION_API_AUTH_MAX_FAILURES``).
     """
-    expected = get_settings_dep(request).api_token
-    if expected is None:
+    if get_settings_dep(request).api_token is None:
         return
-    given = credentials.credentials if credentials is not None else ""
-    if not secrets.compare_digest(
-        given.encode("utf-8", "surrogateescape"),
-        expected.get_secret_value().encode("utf-8", "surrogateescape"),
-    ):
+    if credentials is None:
         raise ApiError(
             401,
             "unauthorized",
-            "a valid bearer token is required (Authorization: Bearer <JUNCTION_API_TOKEN>)"
-            if credentials is None
-            else "the bearer token is not valid",
+            "a valid bearer token is required (Authorization: Bearer <JUNCTION_API_TOKEN>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    wait = token_retry_after(request, credentials.credentials)
+    if wait is None:
+        return
+    if wait > 0:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many wrong tokens from this address; try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    raise ApiError(
+        401, "unauthorized", "the bearer token is not valid", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
@@ -68,4 +106,11 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 """A route parameter receiving the app's settings."""
 
-__all__ = ["SettingsDep", "StateDep", "get_settings_dep", "get_state", "require_token"]
+__all__ = [
+    "SettingsDep",
+    "StateDep",
+    "get_settings_dep",
+    "get_state",
+    "require_token",
+    "token_retry_after",
+]

@@ -35,6 +35,7 @@ from junction.service.aggregates import StoreReader, StoreUnreadable
 from junction.service.errors import ApiError
 from junction.service.live import LiveView
 from junction.service.lookups import unknown
+from junction.service.throttle import AuthThrottle
 from junction.service.windowed import WindowedMetrics
 from junction.settings import Settings
 from junction.store import MetricsStore
@@ -112,6 +113,8 @@ class ServiceState:
         self.live = LiveView(settings, self.reader)
         """Every service's window in memory (started by :meth:`start`)."""
         self.windowed = WindowedMetrics(self.reader)
+        self.auth_throttle = AuthThrottle(settings.api_auth_max_failures)
+        """Wrong tokens per client address (login form and bearer token alike)."""
         self.live.on_rows = self.windowed.add_rows  # the current bucket from memory
         """Windowed metrics from cached hourly rollups (``monitoring/metrics``)."""
 

@@ -8,13 +8,13 @@ to: the login page sends the browser on.
 
 from __future__ import annotations
 
-import secrets
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from junction.service.deps import SettingsDep
+from junction.service.deps import SettingsDep, token_retry_after
 from junction.service.web import CsrfDep, check_csrf, render, request_session, safe_next, web_state
 
 router = APIRouter(include_in_schema=False)
@@ -40,19 +40,18 @@ async def login(
     session = request_session(request)
     await check_csrf(request, session)
     target = safe_next(next)
-    expected = settings.api_token
-    if expected is None:
+    if settings.api_token is None:
         return RedirectResponse(target, status_code=303)
-    if not secrets.compare_digest(
-        token.encode("utf-8", "surrogateescape"),
-        expected.get_secret_value().encode("utf-8", "surrogateescape"),
-    ):
-        return render(
-            request,
-            "login.html",
-            {"next": target, "error": "That token is not valid."},
-            status_code=401,
-        )
+    wait = token_retry_after(request, token)
+    if wait is not None:
+        if not wait:
+            error = "That token is not valid."
+            return render(request, "login.html", {"next": target, "error": error}, status_code=401)
+        seconds = math.ceil(wait)
+        error = f"Too many wrong tokens from this address; try again in {seconds} s."
+        page = render(request, "login.html", {"next": target, "error": error}, status_code=429)
+        page.headers["Retry-After"] = str(seconds)
+        return page
     request.state.session = web_state(request).sessions.login(session)
     return RedirectResponse(target, status_code=303)
 

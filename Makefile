@@ -10,8 +10,11 @@ STAMP     := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # Prefect's ephemeral server takes 15-21 s to start on 2 cores; its default timeout is 20 s.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
-export PREFECT_HOME ?= $(CURDIR)/.junction/prefect
-export JUNCTION_HOME ?= $(CURDIR)/.junction
+# State: `make demo` (like every `junction` command, from any directory) uses Junction's
+# per-user home, JUNCTION_HOME or else $XDG_STATE_HOME/junction or ~/.local/state/junction,
+# with Prefect's home below it; the tests keep theirs in the checkout.
+test test-fast: export JUNCTION_HOME ?= $(CURDIR)/.junction
+test test-fast: export PREFECT_HOME ?= $(CURDIR)/.junction/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: venv venv-dev deps system-deps demo test test-fast lint lock bench clean

@@ -7,6 +7,13 @@ thresholds keep their plain names (``RESPONSE_TIME_WARNING_MS``) and also answer
 :class:`~integrations.config.IntegrationConfig` read from ``JUNCTION_<NAME>_*``
 (:meth:`Settings.integration`); with no base URL set an integration talks to the built-in
 sandbox. :meth:`Settings.engine_config` gives the clients' engine-wide configuration.
+
+Where state lives does not depend on the current directory: ``JUNCTION_HOME``, else
+``$XDG_STATE_HOME/junction``, else ``~/.local/state/junction`` (:func:`default_home`).
+Settings may also come from a per-user env file (``KEY=value`` lines, the environment wins
+over it): ``JUNCTION_ENV_FILE``, else ``$XDG_CONFIG_HOME/junction/junction.env``, else
+``~/.config/junction/junction.env`` (:func:`env_file_path`). ``junction config`` shows each
+value in effect and where it came from.
 """
 
 from __future__ import annotations
@@ -19,11 +26,17 @@ from typing import Any, Literal
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from integrations.config import EngineConfig, IntegrationConfig
 from integrations.retry import RetryPolicy
@@ -32,6 +45,36 @@ from integrations.retry import RetryPolicy
 def _plan(name: str) -> AliasChoices:
     """Accept a product-plan variable both bare and with the JUNCTION_ prefix."""
     return AliasChoices(name, f"JUNCTION_{name}")
+
+
+def _xdg_dir(variable: str, fallback: str) -> Path:
+    """An XDG base directory: ``$variable`` when absolute (the spec ignores relative ones),
+    else ``~/<fallback>``."""
+    value = os.environ.get(variable, "")
+    return Path(value) if value and Path(value).is_absolute() else Path.home() / fallback
+
+
+def default_home() -> Path:
+    """Junction's state directory when ``JUNCTION_HOME`` is unset (per user, not per cwd)."""
+    return _xdg_dir("XDG_STATE_HOME", ".local/state") / "junction"
+
+
+def env_file_path() -> Path:
+    """The per-user env file Junction reads settings from (it need not exist)."""
+    explicit = os.environ.get("JUNCTION_ENV_FILE", "")
+    if explicit:
+        return Path(explicit).expanduser()
+    return _xdg_dir("XDG_CONFIG_HOME", ".config") / "junction" / "junction.env"
+
+
+def env_file_values(path: Path | None = None) -> dict[str, str]:
+    """``KEY=value`` pairs of the env file (empty when there is none)."""
+    from dotenv import dotenv_values  # a pydantic-settings dependency
+
+    target = env_file_path() if path is None else path
+    if not target.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(target).items() if v is not None}
 
 
 class Settings(BaseSettings):
@@ -113,8 +156,12 @@ class Settings(BaseSettings):
 
     # --- where things live ----------------------------------------------------------------
     home: Path = Field(
-        Path(".junction"),
-        description="Directory for Junction's local state (metrics store, outbox, caches).",
+        default_factory=default_home,
+        description="Directory for Junction's local state (metrics store, alerts, outbox, "
+        "journal, reports, Prefect's home unless PREFECT_HOME is set). Default: "
+        "$XDG_STATE_HOME/junction, else ~/.local/state/junction, whatever the current "
+        "directory; a relative value is made absolute when read.",
+        json_schema_extra={"shown_default": "~/.local/state/junction"},
     )
     store_dir: Path | None = Field(
         None,
@@ -415,6 +462,36 @@ class Settings(BaseSettings):
         "(`npm ci`). Without them pages work but draw no charts.",
     )
 
+    # The env file's JUNCTION_<NAME>_* lines (integration settings are read per client).
+    _file_env: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Argument > environment > the per-user env file > default."""
+        # The file's path is looked up per instance: JUNCTION_ENV_FILE / XDG_CONFIG_HOME
+        # may change between two Settings() (tests, a service reloading).
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file_path())
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Keep the env file's integration settings for :meth:`integration`."""
+        self._file_env = {
+            k: v for k, v in env_file_values().items() if k.upper().startswith("JUNCTION_")
+        }
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # A relative home would make state depend on the directory a command runs in.
+        return value.expanduser().absolute()
+
     @field_validator("sandbox_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -471,7 +548,8 @@ class Settings(BaseSettings):
         prefix = f"JUNCTION_{name.upper()}_"
         fields = IntegrationConfig.model_fields
         values: dict[str, Any] = {}
-        for key, value in os.environ.items():
+        # The environment wins over the env file.
+        for key, value in (*self._file_env.items(), *os.environ.items()):
             if key.upper().startswith(prefix):
                 field = key[len(prefix) :].lower()
                 if field in fields:

@@ -461,6 +461,22 @@ class Settings(BaseSettings):
         "directory or one holding the files themselves; unset: the repository's node_modules "
         "(`npm ci`). Without them pages work but draw no charts.",
     )
+    model_confidence_threshold: float = Field(
+        0.85,
+        ge=0.5,
+        le=1.0,
+        validation_alias=_plan("MODEL_CONFIDENCE_THRESHOLD"),
+        description="A workflow success prediction is shown as a number only when the "
+        "calibrated model's confidence, max(p, 1 - p), reaches this; below it (and for the "
+        "naive estimate) it is reported as not confident.",
+    )
+    model_min_runs: int = Field(
+        200,
+        ge=20,
+        description="Fewest recorded runs of known workflows (with at least 10 failed and 10 "
+        "completed) the success model trains on; with fewer, predictions use the naive "
+        "estimate.",
+    )
 
     # The env file's JUNCTION_<NAME>_* lines (integration settings are read per client).
     _file_env: dict[str, str] = PrivateAttr(default_factory=dict)

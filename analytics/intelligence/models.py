@@ -1,0 +1,422 @@
+"""The success model's registry: versions, the live pointer, train/evaluate/promote/rollback.
+
+Layout under the state home (``<JUNCTION_HOME>/models/success/``)::
+
+    registry.json    versions (metrics, training window, features, sklearn version,
+                     sha256 of the file), the live version and the promotion history
+    v<N>.joblib      one fitted model per version
+
+Loading a joblib (pickle) file executes code from it. So models are only ever read from
+the state home (private to Junction's user), and the registry records each file's sha256
+when it is written: a file whose hash differs from the record is refused, as is a file
+pickled by another scikit-learn version. Every refusal is recorded as a warning in the
+registry (``junction models list`` shows it) and logged; the prediction falls back to the
+naive estimate (:mod:`analytics.intelligence.success`), it never fails a workflow.
+
+Lifecycle (:func:`train_and_maybe_promote`, the weekly ``retrain-success-model``
+deployment): train a candidate on every recorded run but the most recent held-out window
+(the last 30 % of runs), score it and the live model on that window, and promote the
+candidate only if its Brier score is lower than the live model's and the naive estimate's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.intelligence.features import FEATURES
+from analytics.intelligence.training import (
+    Dataset,
+    Scores,
+    fit,
+    known_plans,
+    load_dataset,
+    score,
+    too_little,
+)
+from junction.store import make_private_dir
+
+if TYPE_CHECKING:
+    from junction.settings import Settings
+    from junction.store import MetricsStore
+
+__all__ = [
+    "LoadedModel",
+    "Registry",
+    "TrainResult",
+    "load_live",
+    "registry_for",
+    "train_and_maybe_promote",
+]
+
+log = logging.getLogger("junction.models")
+
+MODEL_NAME = "success"
+MAX_WARNINGS = 20
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return str(sklearn.__version__)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class LoadedModel:
+    """A verified, loaded model version."""
+
+    version: str
+    estimator: Any
+    features: tuple[str, ...]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(completed) for each row of ``frame`` (columns :data:`FEATURES`)."""
+        proba = self.estimator.predict_proba(frame[list(self.features)].to_numpy(dtype=float))
+        classes = list(self.estimator.classes_)
+        return np.asarray(proba[:, classes.index(1)], dtype=float)
+
+
+class Registry:
+    """The versions of one model under ``root`` (``registry.json`` + ``v<N>.joblib``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.file = root / "registry.json"
+
+    # ------------------------------------------------------------------ the JSON document
+    def read(self) -> dict[str, Any]:
+        """The registry document (empty when missing; unreadable: empty plus a warning)."""
+        if not self.file.exists():
+            return {"live": None, "history": [], "versions": {}, "warnings": []}
+        try:
+            doc = json.loads(self.file.read_text())
+            if not isinstance(doc, dict) or not isinstance(doc.get("versions"), dict):
+                raise ValueError("not a registry document")
+        except (OSError, ValueError) as exc:
+            log.warning("model registry %s unreadable (%s): naive estimate", self.file, exc)
+            return {
+                "live": None,
+                "history": [],
+                "versions": {},
+                "warnings": [
+                    {"at": _now(), "version": None, "message": f"registry unreadable: {exc}"}
+                ],
+            }
+        doc.setdefault("live", None)
+        doc.setdefault("history", [])
+        doc.setdefault("warnings", [])
+        return doc
+
+    def write(self, doc: dict[str, Any]) -> None:
+        """Replace the registry atomically (private file)."""
+        make_private_dir(self.root)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(doc, fh, indent=1, sort_keys=True, default=str)
+            os.replace(tmp, self.file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def warn(self, version: str | None, message: str) -> None:
+        """Record (once per version and message) and log a warning about a model."""
+        log.warning("success model: %s", message)
+        doc = self.read()
+        if any(
+            w.get("version") == version and w.get("message") == message for w in doc["warnings"]
+        ):
+            return
+        doc["warnings"] = [
+            *doc["warnings"],
+            {"at": _now(), "version": version, "message": message},
+        ][-MAX_WARNINGS:]
+        with contextlib.suppress(OSError):
+            self.write(doc)
+
+    # ------------------------------------------------------------------ versions
+    def versions(self) -> list[dict[str, Any]]:
+        """Every version's record, oldest first."""
+        doc = self.read()
+        return sorted(doc["versions"].values(), key=lambda v: int(str(v["version"])[1:]))
+
+    def live(self) -> str | None:
+        """The live version (``None``: naive estimate)."""
+        live = self.read()["live"]
+        return str(live) if live else None
+
+    def add(self, estimator: Any, record: dict[str, Any]) -> str:
+        """Store a fitted model as a new version (not live); returns its name."""
+        import joblib
+
+        doc = self.read()
+        numbers = [int(str(v)[1:]) for v in doc["versions"]]
+        version = f"v{max(numbers, default=0) + 1}"
+        make_private_dir(self.root)
+        path = self.root / f"{version}.joblib"
+        tmp = self.root / f".{version}.joblib.tmp"
+        joblib.dump({"estimator": estimator, "features": list(FEATURES)}, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        doc["versions"][version] = {
+            **record,
+            "version": version,
+            "file": path.name,
+            "sha256": _sha256(path),
+            "sklearn_version": _sklearn_version(),
+            "features": list(FEATURES),
+            "created_at": _now(),
+        }
+        self.write(doc)
+        return version
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` live (it must exist and its file verify).
+
+        Raises:
+            ValueError: Unknown version, or its file is missing or does not verify.
+        """
+        doc = self.read()
+        if version not in doc["versions"]:
+            known = ", ".join(sorted(doc["versions"])) or "none"
+            raise ValueError(f"unknown model version {version!r} (known: {known})")
+        problem = self._verify(doc["versions"][version])
+        if problem:
+            raise ValueError(f"cannot promote {version}: {problem}")
+        if doc["live"] != version:
+            doc["history"] = [*doc["history"], doc["live"]] if doc["live"] else doc["history"]
+            doc["live"] = version
+            doc["versions"][version]["promoted_at"] = _now()
+        self.write(doc)
+
+    def rollback(self) -> str | None:
+        """Make the previously live version live again; returns it (``None``: naive).
+
+        Raises:
+            ValueError: Nothing is live.
+        """
+        doc = self.read()
+        if not doc["live"]:
+            raise ValueError("no live model to roll back from")
+        history = list(doc["history"])
+        previous = history.pop() if history else None
+        doc["history"] = history
+        doc["live"] = previous
+        self.write(doc)
+        return previous
+
+    def _verify(self, record: dict[str, Any]) -> str | None:
+        path = self.root / str(record.get("file", ""))
+        if not path.is_file():
+            return f"model file {path.name} is missing"
+        if _sha256(path) != record.get("sha256"):
+            return f"model file {path.name} does not match its recorded sha256 (refused)"
+        if record.get("sklearn_version") != _sklearn_version():
+            return (
+                f"model file {path.name} was written by scikit-learn "
+                f"{record.get('sklearn_version')}, this is {_sklearn_version()} (refused)"
+            )
+        if list(record.get("features", [])) != list(FEATURES):
+            return f"model {record.get('version')} was trained on other features"
+        return None
+
+    def load(self, version: str) -> LoadedModel | str:
+        """Load a verified version, or say why not (a sentence)."""
+        record = self.read()["versions"].get(version)
+        if record is None:
+            return f"live model {version} is not in the registry"
+        problem = self._verify(record)
+        if problem:
+            return problem
+        import joblib
+
+        try:
+            # Verified above: the file is the one this registry wrote (same sha256).
+            data = joblib.load(self.root / record["file"])
+            return LoadedModel(version, data["estimator"], tuple(data["features"]))
+        except Exception as exc:  # a damaged pickle can raise anything
+            return f"model file {record['file']} could not be loaded ({type(exc).__name__})"
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The success model's registry under the settings' home."""
+    return Registry(settings.home / "models" / MODEL_NAME)
+
+
+_CACHE: dict[tuple[str, str, float], LoadedModel] = {}
+
+
+def load_live(settings: Settings) -> LoadedModel | str:
+    """The live model, verified and loaded (cached per file), or why there is none.
+
+    Any problem with a live version (missing or corrupt file, hash mismatch, another
+    scikit-learn) is recorded as a warning and returned as a sentence.
+    """
+    registry = registry_for(settings)
+    version = registry.live()
+    if version is None:
+        return "no success model is live: naive estimate"
+    path = registry.root / f"{version}.joblib"
+    with contextlib.suppress(OSError):
+        key = (str(registry.root), version, path.stat().st_mtime)
+        if key in _CACHE:
+            return _CACHE[key]
+    loaded = registry.load(version)
+    if isinstance(loaded, str):
+        registry.warn(version, loaded)
+        return f"{loaded}: naive estimate"
+    with contextlib.suppress(OSError):
+        _CACHE[(str(registry.root), version, path.stat().st_mtime)] = loaded
+    return loaded
+
+
+@dataclass
+class TrainResult:
+    """What a training round did."""
+
+    trained: bool
+    promoted: bool
+    message: str
+    version: str | None = None
+    candidate: Scores | None = None
+    naive: Scores | None = None
+    live: Scores | None = None
+    live_version: str | None = None
+    runs: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``--json``, the flow's artifact)."""
+        return {
+            "trained": self.trained,
+            "promoted": self.promoted,
+            "message": self.message,
+            "version": self.version,
+            "runs": self.runs,
+            "live_version": self.live_version,
+            "candidate": self.candidate.to_dict() if self.candidate else None,
+            "naive": self.naive.to_dict() if self.naive else None,
+            "live": self.live.to_dict() if self.live else None,
+        }
+
+
+def train_and_maybe_promote(
+    settings: Settings,
+    *,
+    store: MetricsStore | None = None,
+    data: Dataset | None = None,
+    test_share: float = 0.3,
+    promote: bool = True,
+) -> TrainResult:
+    """Train a candidate, score it against the live model and the naive estimate on the
+    most recent held-out runs, store it, and promote it only if it is better.
+
+    Args:
+        settings: Settings (the home of the registry, ``model_min_runs``, the store).
+        store: Metrics store to read (default: the settings' store).
+        data: A ready data set instead of the store's runs.
+        test_share: Share of the most recent runs held out.
+        promote: Promote the candidate when it is better (``False``: store it only).
+    """
+    if data is None:
+        if store is None:
+            from junction.store import MetricsStore
+
+            store = MetricsStore(settings.metrics_dir)
+        data = load_dataset(store, known_plans(settings))
+    problem = too_little(data, settings.model_min_runs)
+    if problem:
+        return TrainResult(
+            False, False, f"{problem}: predictions use the naive estimate", runs=len(data)
+        )
+    train, test = data.split(test_share)
+    if min(train.failures, len(train) - train.failures) < 10 or test.failures == 0:
+        return TrainResult(
+            False,
+            False,
+            "too little history: the earlier or the held-out "
+            "runs lack failed or completed runs; naive estimate",
+            runs=len(data),
+        )
+    estimator = fit(train)
+    cand_p = LoadedModel("candidate", estimator, FEATURES).predict(test.features)
+    cand = score(test.y, cand_p)
+    naive = score(test.y, test.features["naive"].to_numpy(dtype=float))
+    registry = registry_for(settings)
+    live_version = registry.live()
+    live_scores = None
+    if live_version is not None:
+        loaded = registry.load(live_version)
+        if isinstance(loaded, str):
+            registry.warn(live_version, loaded)
+        else:
+            live_scores = score(test.y, loaded.predict(test.features))
+    t0, t1 = train.window
+    e0, e1 = test.window
+    version = registry.add(
+        estimator,
+        {
+            "training_window": [t0, t1],
+            "evaluation_window": [e0, e1],
+            "n_train": len(train),
+            "n_test": len(test),
+            "metrics": {
+                "model": cand.to_dict(),
+                "naive": naive.to_dict(),
+                "live": live_scores.to_dict() if live_scores else None,
+                "live_version": live_version,
+            },
+        },
+    )
+    beats_naive = cand.brier < naive.brier
+    beats_live = live_scores is None or cand.brier < live_scores.brier
+    better = beats_naive and beats_live
+    if better and promote:
+        registry.promote(version)
+    against = f"live {live_version} {live_scores.brier:.4f}, " if live_scores else ""
+    verdict = (
+        "promoted"
+        if better and promote
+        else "better, not promoted (--no-promote)"
+        if better
+        else "kept (not better)"
+    )
+    message = (
+        f"{version}: Brier {cand.brier:.4f} on {len(test)} held-out runs ({against}"
+        f"naive {naive.brier:.4f}): {verdict}"
+    )
+    return TrainResult(
+        True,
+        better and promote,
+        message,
+        version,
+        cand,
+        naive,
+        live_scores,
+        live_version,
+        runs=len(data),
+    )

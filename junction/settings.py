@@ -461,6 +461,37 @@ class Settings(BaseSettings):
         "directory or one holding the files themselves; unset: the repository's node_modules "
         "(`npm ci`). Without them pages work but draw no charts.",
     )
+    ai_workflow_max_chars: int = Field(
+        4000,
+        ge=1,
+        le=1_000_000,
+        description="Longest description `junction workflow generate` (and the API's "
+        "intelligence/generate) accepts, in characters.",
+    )
+    llm_model: str | None = Field(
+        None,
+        description="Workflow generation: the model of the OpenAI-compatible server; set, "
+        "`junction workflow generate` asks the LLM instead of the offline planner.",
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="Workflow generation: an OpenAI-compatible base URL with its path (a "
+        "local vLLM or Ollama server, http://127.0.0.1:11434/v1); unset: the openai "
+        "integration's (JUNCTION_OPENAI_BASE_URL, JUNCTION_OPENAI_TOKEN).",
+    )
+    llm_repair_attempts: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="Workflow generation: times the LLM is sent the validator's messages "
+        "to repair a spec it got wrong before the request is refused.",
+    )
+    llm_max_tokens: int = Field(
+        2000,
+        ge=100,
+        le=32_000,
+        description="Workflow generation: most tokens one LLM reply may use.",
+    )
     model_confidence_threshold: float = Field(
         0.85,
         ge=0.5,

@@ -77,12 +77,14 @@ class StepPlan:
         alternatives: ``(service, action)`` in the order the runner tries them.
         retries: Step-level retries of each alternative.
         conditional: The step has a ``when`` (it may be skipped).
+        continue_on_error: The run goes on when the step fails.
     """
 
     step_id: str
     alternatives: tuple[tuple[str, str], ...]
     retries: int
     conditional: bool
+    continue_on_error: bool = False
 
 
 def spec_plan(spec: WorkflowSpec) -> tuple[StepPlan, ...]:
@@ -93,7 +95,9 @@ def spec_plan(spec: WorkflowSpec) -> tuple[StepPlan, ...]:
             alts = tuple((c.integration, c.action) for c in candidates(step))
         except UnknownCapabilityError:
             alts = ()
-        out.append(StepPlan(step.id, alts, step.retries, step.when is not None))
+        out.append(
+            StepPlan(step.id, alts, step.retries, step.when is not None, step.continue_on_error)
+        )
     return tuple(out)
 
 

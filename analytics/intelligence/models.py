@@ -94,7 +94,10 @@ class LoadedModel:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """P(completed) for each row of ``frame`` (columns :data:`FEATURES`)."""
-        proba = self.estimator.predict_proba(frame[list(self.features)].to_numpy(dtype=float))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # see training.fit
+            proba = self.estimator.predict_proba(frame[list(self.features)].to_numpy(dtype=float))
         classes = list(self.estimator.classes_)
         return np.asarray(proba[:, classes.index(1)], dtype=float)
 

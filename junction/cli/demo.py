@@ -115,12 +115,14 @@ async def _demo_flows() -> tuple[Any, Any]:
 def _demo_report(home: Path) -> Path:
     # Function-level: pandas, DuckDB, Prophet and Prefect (seconds).
     from analytics.synthetic import generate_history
+    from analytics.synthetic_runs import generate_spec_runs
     from flows.analytics_report import analytics_report
     from junction.settings import get_settings
 
     history = home / "demo-history"
     if not (history / "calls").exists():
-        generate_history(history, services=8, days=21, seed=7)
+        truth = generate_history(history, services=8, days=21, seed=7)
+        generate_spec_runs(history, truth, seed=7)  # runs of the built-in specs, with run_id
     os.environ["JUNCTION_STORE_DIR"] = str(history)
     get_settings.cache_clear()
     return Path(analytics_report(out_dir=str(home / "reports")))

@@ -28,6 +28,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from junction.cli import workflow_analyze
 from junction.cli.common import (
     console,
     err_console,
@@ -551,3 +552,4 @@ def run(
 def register(app: typer.Typer) -> None:
     """Add ``junction workflow`` to the top-level app."""
     app.add_typer(workflow_app, name="workflow")
+    workflow_analyze.register(workflow_app)

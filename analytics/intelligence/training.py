@@ -151,10 +151,12 @@ def too_little(data: Dataset, min_runs: int) -> str | None:
 def fit(train: Dataset, *, seed: int = 0) -> Any:
     """A calibrated gradient-boosting classifier of P(completed) fitted on ``train``.
 
-    The calibration (sigmoid, 3 folds) makes ``max(p, 1 - p)`` a usable confidence.
+    The calibration (isotonic, 5 shuffled folds of the training runs) makes
+    ``max(p, 1 - p)`` a usable confidence.
     """
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     base = HistGradientBoostingClassifier(
@@ -165,7 +167,10 @@ def fit(train: Dataset, *, seed: int = 0) -> Any:
         l2_regularization=1.0,
         random_state=seed,
     )
-    model = CalibratedClassifierCV(base, method="sigmoid", cv=3)
+    # Folds shuffled: failures come in bursts (outages), and contiguous folds gave each
+    # calibrator other outages than its model saw (held-out Brier 0.045 against 0.023).
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    model = CalibratedClassifierCV(base, method="isotonic", cv=folds)
     # One OpenMP thread: on a busy 2-core machine more threads made the fit ~10x slower.
     with threadpool_limits(1):
         model.fit(train.features[list(FEATURES)].to_numpy(dtype=float), train.y)

@@ -20,6 +20,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from junction.features import FeatureDisabledError, check_orchestration
 from junction.health import open_store
 from junction.settings import Settings, get_settings
 from junction.workflows.builtins import resolve_spec_path
@@ -102,7 +103,12 @@ async def run_workflow(spec: str, params: dict[str, Any] | None = None) -> State
         A ``Completed`` or ``Failed`` state carrying the run's summary dict.
     """
     loaded = load_spec(spec)  # validation before any side effect
-    runtime = await shared_runtime(get_settings())
+    settings = get_settings()
+    try:
+        check_orchestration(loaded, settings)
+    except FeatureDisabledError as exc:
+        return Failed(message=f"{exc}; nothing was run")
+    runtime = await shared_runtime(settings)
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
     try:
         result = await runner.run(params or {}, run_id=str(flow_run.id or "") or None)
@@ -135,7 +141,9 @@ async def run_workflows(
         Each run's summary (``RunResult.to_dict()``), in order.
     """
     loaded = load_spec(spec)
-    runtime = await shared_runtime(get_settings())
+    settings = get_settings()
+    check_orchestration(loaded, settings)  # FeatureDisabledError: one line naming the flag
+    runtime = await shared_runtime(settings)
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
     gate = asyncio.Semaphore(max(1, concurrency))
 

@@ -261,7 +261,8 @@ def recommendations_for(
 
 def recommendations(run: ReportRun) -> None:
     """Optimization recommendations (stage)."""
-    if not run.data.empty:
+    # WORKFLOW_OPTIMIZATION_ENABLED=false: the report has no recommendations section.
+    if not run.data.empty and run.settings.workflow_optimization_enabled:
         run.data.recommendations = recommendations_for(
             run.store, run.data.start, run.data.end, run.spec_dir
         )

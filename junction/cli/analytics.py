@@ -203,6 +203,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _recommendations(
     settings: Settings, days: int | None, specs: Path | None
 ) -> list[Recommendation]:
+    # Function-level: the workflow modules stay out of `junction --help`.
+    from junction.features import FeatureDisabledError, check_optimization
+
+    try:
+        check_optimization(settings)
+    except FeatureDisabledError as exc:
+        fail(f"{exc}; nothing was computed or written")
     # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
     from analytics.report.pipeline import recommendations_for
     from analytics.report.queries import window_end

@@ -495,6 +495,7 @@ def run(
         fail("--local and --prefect exclude each other")
     settings = prepare_runtime()
     # Function-level: the validator imports the registry and jinja; `--help` must not.
+    from junction.features import FeatureDisabledError, check_orchestration
     from junction.workflows.items import check_items
     from junction.workflows.spec import ParameterError, resolve_params
     from junction.workflows.validate import SpecInvalid, load_workflow
@@ -503,11 +504,12 @@ def run(
         loaded = load_workflow(spec)
         params = resolve_params(loaded, parse_params(param or []))
         check_items(loaded, params, settings)
+        check_orchestration(loaded, settings)
     except SpecInvalid as exc:
         for error in exc.errors:
             err_console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
         fail(f"{spec}: invalid spec ({len(exc.errors)} error(s)); nothing was run")
-    except (ParameterError, FileNotFoundError, ValueError) as exc:
+    except (ParameterError, FileNotFoundError, ValueError, FeatureDisabledError) as exc:
         fail(f"{exc}; nothing was run")
     api = configured_prefect_api()
     as_flow = prefect or (api is not None and not local)

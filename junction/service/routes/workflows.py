@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
+from junction.features import FeatureDisabledError, check_orchestration
 from junction.service import runs
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
@@ -270,15 +271,10 @@ def check_run(request: RunRequest, state: ServiceState) -> tuple[WorkflowSpec, d
     """The spec and its resolved parameters, checked; nothing has run.
 
     Raises:
-        ApiError: 403 runs disabled, 404 unknown spec, 422 invalid spec or parameters.
+        ApiError: 403 a cross-service spec while orchestration is disabled, 404 unknown
+            spec, 422 invalid spec or parameters.
     """
     settings = state.settings
-    if not settings.cross_service_orchestration_enabled:
-        raise ApiError(
-            403,
-            "disabled",
-            "workflow runs are disabled (JUNCTION_CROSS_SERVICE_ORCHESTRATION_ENABLED=false)",
-        )
     path = builtin_path(request.spec, "body.spec")
     try:
         spec: WorkflowSpec = load_workflow(path)
@@ -289,6 +285,10 @@ def check_run(request: RunRequest, state: ServiceState) -> tuple[WorkflowSpec, d
             f"{path.name}: invalid spec ({len(exc.errors)} error(s)); nothing was run",
             [_problem(e).model_dump() for e in exc.errors],
         ) from None
+    try:
+        check_orchestration(spec, settings)
+    except FeatureDisabledError as exc:
+        raise ApiError(403, "disabled", f"{exc}; nothing was run") from None
     try:
         params = resolve_params(spec, request.params)
         check_items(spec, params, settings)

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from junction.service import windowed
 from junction.service.aggregates import StoreReader, epoch_us
-from junction.service.routes.monitoring import _windowed_metrics
+from junction.service.routes.monitoring import MetricsRow, _render, _windowed_metrics
 from junction.service.state import ServiceState
 from junction.service.windowed import RELATIVE_ERROR, WindowedMetrics
 from junction.settings import Settings
@@ -220,3 +221,71 @@ def test_a_window_under_an_hour_comes_from_the_live_views_rows(
             assert state.windowed.metrics(NAMES, datetime.now(UTC) - timedelta(minutes=50)) is None
 
     asyncio.run(run())
+
+
+def _json_rows(rendered: list[str] | None) -> list[dict[str, Any]] | None:
+    """The slide's rendered rows back as ``MetricsRow`` fields."""
+    if rendered is None:
+        return None
+    return [MetricsRow.model_validate_json(text).model_dump() for text in rendered]
+
+
+def test_a_slide_stays_exact_across_an_hour_boundary_with_rows_arriving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's and two hours' windows moved along minute by minute across an hour
+    boundary (virtual time, hours ago), rows written and given between reads, as the live
+    view gives them: every read equals the exact query over the same rows (counts exact,
+    percentiles within the bins' error); a late row rebuilds the slide, a compaction does not."""
+    monkeypatch.setattr(windowed, "HOLD_SECONDS", 240)  # the start's rows read in pieces
+    monkeypatch.setattr(windowed, "EXTEND_AHEAD_SECONDS", 60)
+    root = tmp_path / "metrics"
+    rng = random.Random(21)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    now = hour - timedelta(minutes=7, seconds=13)
+    live_from = now - timedelta(minutes=20)
+    history = _rows(rng, 9_000, now - timedelta(hours=26), 26.0)
+    _write(root, history)
+    reader = StoreReader(MetricsStore(root))
+    exact = _Exact(reader)
+    w = WindowedMetrics(lambda: reader, background=False)
+
+    def give(rows: list[tuple[str, dict]]) -> None:
+        w.add_rows(
+            [r for t, r in rows if t == "probes"], [r for t, r in rows if t == "calls"], live_from
+        )
+
+    give([(t, r) for t, r in history if r["ts"] >= live_from])
+    slides: dict[timedelta, Any] = {}
+    try:
+        for step in range(12):
+            if step:  # rows arrive between reads, a few stamped a little ahead
+                fresh = _rows(rng, 60, now, 80 / 3600)
+                _write(root, fresh)
+                give(fresh)
+                now += timedelta(seconds=rng.uniform(50, 110))
+            if step == 8:  # a late row in an hour already rolled up: rebuilt
+                late = _rows(rng, 5, now - timedelta(hours=5), 0.1)
+                _write(root, late)
+            if step == 10:  # a compaction rewrites the same rows: kept
+                w.check()  # as serve's compaction task looks first (the new segment seen)
+                with MetricsStore(root) as compactor:
+                    assert sum(compactor.compact().values()) > 0
+            for length in (timedelta(days=1), timedelta(hours=2)):
+                since = now - length
+                got = _json_rows(w.rendered(NAMES, since, now, _render))
+                _compare(got, _windowed_metrics(exact, NAMES, since))  # type: ignore[arg-type]
+                slide = w._slides[epoch_us(now) - epoch_us(since)]
+                if step in (8, 10):  # rebuilt after the late row, kept after the compaction
+                    assert (slide is slides[length]) == (step == 10), step
+                elif step:  # moved along
+                    assert slide is slides[length], step
+                slides[length] = slide
+        assert now > hour + timedelta(minutes=5)  # the boundary was crossed
+        # A subset of names from the same slide.
+        since = now - timedelta(days=1)
+        got = _json_rows(w.rendered(NAMES[2:4], since, now, _render))
+        _compare(got, _windowed_metrics(exact, NAMES[2:4], since))  # type: ignore[arg-type]
+    finally:
+        reader.close()
+        reader.store.close()

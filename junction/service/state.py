@@ -128,6 +128,7 @@ class ServiceState:
         """Stop the monitor and the live view, close the store (app shutdown)."""
         await self.stop_monitor()
         await self.live.aclose()
+        await asyncio.to_thread(self.windowed.close)  # its background reads end first
         with self._store_lock:
             if self._reader is not None:
                 self._reader.close()

@@ -47,16 +47,14 @@ that would need more is read exactly. A merged interior per window length in use
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from junction.service.aggregates import StoreReader, epoch_us, from_epoch_us
 from junction.service.windowed_bins import (
@@ -69,8 +67,9 @@ from junction.service.windowed_bins import (
     empty_block,
     num,
     quantiles,
-    rollup_rows,
 )
+from junction.service.windowed_files import StoreFiles
+from junction.service.windowed_slide import RowArrays, Slide
 from junction.service.windowed_sql import edges_sql, range_sql
 
 log = logging.getLogger(__name__)
@@ -90,6 +89,17 @@ FINE_SECONDS = 300
 """Width of the buckets cached inside the partial hours at the window's two ends."""
 MAX_FINE = 64
 """Fine buckets kept at most (the oldest used go first)."""
+
+WARM_HOURS = 24
+"""Hours before now computed in the background when the live view first gives rows."""
+MAX_SLIDES = 4
+"""Window lengths kept moving along (:class:`Slide`, ~8 MB each at 1,000 services)."""
+HOLD_SECONDS = 1800
+"""The store's rows at a slide's start read at once (to subtract as they leave it)."""
+EXTEND_AHEAD_SECONDS = 120
+"""The next rows are read when the window's start comes this close to the held ones' end."""
+MAX_LOG_ROWS = 1_000_000
+"""The live view's rows kept for slides at most (a slide further behind is built again)."""
 
 RECENT_SECONDS = 600
 """Rows of the live view kept at least, for the current bucket (twice :data:`FINE_SECONDS`)."""
@@ -122,6 +132,8 @@ class WindowedMetrics:
         self._reader = reader
         self._background = background
         self._warming: threading.Thread | None = None
+        self._started = False
+        self._closing = False
         self.max_entries = max_entries
         self._names: list[str] = []
         self._index: dict[str, int] = {}
@@ -136,9 +148,15 @@ class WindowedMetrics:
         self._recent_names = NameIndex()
         self._recent_kept = 0
         self._recent_lock = threading.Lock()
+        # The live view's batches since the oldest slide's last move (batch numbers from
+        # _log_base on), and the slides by window length (us), least recently used first.
+        self._log: list[RowColumns] = []
+        self._log_base = 0
+        self._log_rows = 0
+        self._following = False
+        self._slides: dict[int, Slide] = {}
         self._entries = 0
-        # Parquet file -> (mtime ns, size, ts range in epoch us or None when never read).
-        self._files: dict[str, tuple[int, int, tuple[int, int] | None]] = {}
+        self._store_files = StoreFiles()
         self._lock = threading.Lock()
         self.generation = 0
         """Grows whenever the store's files change (a cached answer is then stale)."""
@@ -162,6 +180,109 @@ class WindowedMetrics:
         now = datetime.now(UTC) if now is None else now
         if not self.covers(since, now):
             return self._recent_metrics(names, since)
+        with self._lock:
+            parts = self._parts(since, now, hold_us=None)
+            if parts is None:
+                return None
+            interior, fine, rows = parts[:3]
+            return self._answer(interior, concat([fine, rows.rollup()]), names)
+
+    def rendered(
+        self,
+        names: Sequence[str],
+        since: datetime,
+        now: datetime,
+        render: Callable[[dict[str, Any]], str],
+    ) -> list[str] | None:
+        """:meth:`metrics`' rows, each as ``render`` makes it, from a :class:`Slide` of the
+        window's length moved to ``since`` (built on first use).
+
+        ``None`` when the window is not covered: read it by :meth:`metrics` (or exactly).
+        """
+        if not self.covers(since, now):
+            return None
+        s_us, n_us = epoch_us(since), epoch_us(now)
+        length = n_us - s_us
+        with self._lock:
+            self._check_files(self._reader())
+            slide = self._slides.pop(length, None)
+            if slide is not None and not self._moved(slide, s_us):
+                slide = None
+            if slide is None:
+                slide = self._build_slide(since, now)
+                if slide is None:
+                    return None
+            self._slides[length] = slide  # most recently used last
+            while len(self._slides) > MAX_SLIDES:
+                self._slides.pop(next(iter(self._slides)))
+            self._trim_log()
+            return slide.rendered(names, self._index, render)
+
+    def _build_slide(self, since: datetime, now: datetime) -> Slide | None:
+        """A new slide of the window ``[since, now]`` (``None``: not covered now)."""
+        with self._recent_lock:
+            self._following = True  # the live view's batches are kept from now on
+        parts = self._parts(since, now, hold_us=HOLD_SECONDS * 1_000_000)
+        if parts is None:
+            return None
+        interior, fine, rows, live_from, seq, held = parts
+        size = 2 * len(self._names)
+        if interior.size != size:
+            interior = interior.grown(size)
+        s_us = epoch_us(since)
+        edge = rows.take((rows.us < held[0]) | (rows.us >= live_from)).rollup()
+        merged = interior.plus(concat([fine, edge]))
+        start = rows.take(rows.us < held[1])  # ordered by time (the live part follows)
+        if not np.isfinite(start.lat).all():
+            return None  # its latency sum cannot be subtracted: read by metrics()
+        return Slide(merged, s_us, live_from, seq, start, held[1])
+
+    def _moved(self, slide: Slide, s_us: int) -> bool:
+        """Move ``slide`` to start at ``s_us`` (``False``: it cannot, build it again)."""
+        ahead = slide.start_until_us - EXTEND_AHEAD_SECONDS * 1_000_000
+        if s_us > ahead and slide.start_until_us < slide.live_from_us:
+            until = min(slide.start_until_us + HOLD_SECONDS * 1_000_000, slide.live_from_us)
+            lo, hi = from_epoch_us(slide.start_until_us), from_epoch_us(until)
+            slide.extend(self._edge_rows(self._reader(), lo, hi, None), until)
+        if not slide.reaches(s_us):
+            return False
+        with self._recent_lock:
+            if slide.seq < self._log_base:
+                return False  # batches it needs were dropped
+            batches = self._log[slide.seq - self._log_base :]
+            seq = self._log_base + len(self._log)
+            services = list(self._recent_names.names)
+        cols = RowColumns.merged(batches, None)
+        arrivals = RowArrays(
+            self._cache_keys(cols.svc, cols.src, services), cols.us, cols.okv, cols.failv,
+            cols.has, cols.lat,
+        )  # fmt: skip
+        return slide.move(s_us, arrivals, seq)
+
+    def _trim_log(self) -> None:
+        """Drop the live view's batches every slide has taken."""
+        with self._recent_lock:
+            upto = min((s.seq for s in self._slides.values()), default=None)
+            if upto is None:  # no slide: no batch is kept
+                upto, self._following = self._log_base + len(self._log), False
+            drop = max(0, upto - self._log_base)
+            if drop:
+                self._log_rows -= sum(len(b.us) for b in self._log[:drop])
+                del self._log[:drop]
+                self._log_base += drop
+
+    def _parts(
+        self, since: datetime, now: datetime, hold_us: int | None
+    ) -> tuple[Interior, Block, RowArrays, int, int, tuple[int, int]] | None:
+        """The window's whole buckets merged, and its edges; ``None``: not covered.
+
+        Returns:
+            The interior; the partial hours' cached buckets; the edges' rows, by time:
+            from ``since`` to the first cached bucket (with ``hold_us``: on to ``hold_us``
+            after ``since``, short of the live view's part) and the current bucket's (the
+            live view's, else the store's); where the current bucket starts; the live
+            view's batches taken; ``(first cached bucket, end of the start's rows read)``.
+        """
         s_us, n_us = epoch_us(since), epoch_us(now)
         first, last = -(-s_us // _B_US), n_us // _B_US
         # Fine buckets inside the partial hours; rows outside them are read as rows.
@@ -169,39 +290,46 @@ class WindowedMetrics:
             *range(-(-s_us // _F_US), first * _PER_HOUR),
             *range(last * _PER_HOUR, n_us // _F_US),
         ]
-        with self._lock:
-            reader = self._reader()
-            self._check_files(reader)
-            missing = [b for b in range(first, last) if b not in self._blocks]
-            if self._background and len(missing) > MAX_SYNC_FILL:
-                self._warm_later(missing)
-                return None
-            for lo, hi in _runs(missing):
-                self._fill(reader, lo, hi, _B_US, self._blocks)
-            blocks = [self._blocks[b] for b in range(first, last)]
-            if sum(b.entries for b in blocks) > self.max_entries:
-                return None
-            self._evict(first, last)
-            for lo, hi in _runs([b for b in fine if b not in self._fine]):
-                self._fill(reader, lo, hi, _F_US, self._fine)
-            edge_blocks = [self._fine[b] for b in fine]
-            for b in fine:  # most recently used last
-                self._fine[b] = self._fine.pop(b)
-            while len(self._fine) > max(MAX_FINE, len(fine)):
-                self._fine.pop(next(iter(self._fine)))
-            # Rows before the first fine bucket (or the first whole hour) are read as rows.
-            until = fine[0] if fine and fine[0] < first * _PER_HOUR else first * _PER_HOUR
-            start = from_epoch_us(until * _F_US)
-            end_from = last * _PER_HOUR
-            if fine and fine[-1] >= end_from:
-                end_from = fine[-1] + 1
-            after = from_epoch_us(end_from * _F_US)
-            recent = self._recent_block(end_from * _F_US)  # the current bucket, from memory
-            edge = self._edge_rows(reader, since, start, None if recent else after)
-            if recent is not None:
-                edge = concat([edge, recent])
-            interior = self._interior_of(first, last, blocks)
-            return self._answer(interior, concat([*edge_blocks, edge]), names)
+        reader = self._reader()
+        self._check_files(reader)
+        missing = [b for b in range(first, last) if b not in self._blocks]
+        if self._background and len(missing) > MAX_SYNC_FILL:
+            self._warm_later(missing)
+            return None
+        for lo, hi in _runs(missing):
+            self._fill(reader, lo, hi, _B_US, self._blocks)
+        blocks = [self._blocks[b] for b in range(first, last)]
+        if sum(b.entries for b in blocks) > self.max_entries:
+            return None
+        self._evict(first, last)
+        for lo, hi in _runs([b for b in fine if b not in self._fine]):
+            self._fill(reader, lo, hi, _F_US, self._fine)
+        edge_blocks = [self._fine[b] for b in fine]
+        for b in fine:  # most recently used last
+            self._fine[b] = self._fine.pop(b)
+        while len(self._fine) > max(MAX_FINE, len(fine)):
+            self._fine.pop(next(iter(self._fine)))
+        # Rows before the first fine bucket (or the first whole hour) are read as rows.
+        until = fine[0] if fine and fine[0] < first * _PER_HOUR else first * _PER_HOUR
+        end_from = last * _PER_HOUR
+        if fine and fine[-1] >= end_from:
+            end_from = fine[-1] + 1
+        live_from = end_from * _F_US
+        recent = self._recent_block(live_from)  # the current bucket, from memory
+        if recent is None and hold_us is not None:
+            return None  # a slide needs the live view's rows
+        held = until * _F_US
+        if hold_us is not None:
+            held = max(held, min(s_us + hold_us, live_from))
+        rows = self._edge_rows(
+            reader, since, from_epoch_us(held), None if recent else from_epoch_us(live_from)
+        )
+        seq = 0
+        if recent is not None:
+            rows = RowArrays.joined([rows, recent[0]])
+            seq = recent[1]
+        interior = self._interior_of(first, last, blocks)
+        return interior, concat(edge_blocks), rows, live_from, seq, (until * _F_US, held)
 
     def _warm_later(self, missing: list[int]) -> None:
         """Compute the hours ``missing`` in a background thread, a few per hold of the lock."""
@@ -211,6 +339,8 @@ class WindowedMetrics:
         def run() -> None:
             try:
                 for i in range(0, len(missing), MAX_SYNC_FILL):
+                    if self._closing:
+                        return
                     with self._lock:
                         reader = self._reader()
                         todo = [b for b in missing[i : i + MAX_SYNC_FILL] if b not in self._blocks]
@@ -221,6 +351,13 @@ class WindowedMetrics:
 
         self._warming = threading.Thread(target=run, name="junction-windowed-warm", daemon=True)
         self._warming.start()
+
+    def close(self) -> None:
+        """Stop computing in the background (before the store's reader is closed)."""
+        self._closing = True
+        warming = self._warming
+        if warming is not None:
+            warming.join(60)
 
     def check(self) -> int:
         """Compare the store's files with the last look (drop what changed); the generation."""
@@ -237,48 +374,17 @@ class WindowedMetrics:
     # ------------------------------------------------------------------ the store
 
     def _check_files(self, reader: StoreReader) -> None:
-        root = reader.store.root
-        now_files: dict[str, tuple[int, int]] = {}
-        for table in _TABLES:
-            try:
-                parts = [e for e in os.scandir(root / table) if e.is_dir()]
-            except OSError:  # no table yet; an unreadable store fails its read instead
-                continue
-            for part in parts:
-                try:
-                    entries = list(os.scandir(part.path))
-                except OSError:
-                    continue
-                for e in entries:
-                    if e.name.endswith(".parquet"):
-                        try:
-                            st = e.stat()
-                        except FileNotFoundError:
-                            continue
-                        now_files[e.path] = (st.st_mtime_ns, st.st_size)
-        dirty: list[tuple[int, int]] = []
-        for path, old in self._files.items():
-            if path not in now_files:
-                dirty.append(old[2] or _day_range(path))
-        fresh: dict[str, tuple[int, int, tuple[int, int] | None]] = {}
-        for path, (mtime, size) in now_files.items():
-            old_entry = self._files.get(path)
-            if old_entry is not None and old_entry[:2] == (mtime, size):
-                fresh[path] = old_entry
-                continue
-            span = _ts_range(path) if self._blocks else None
-            if self._blocks:
-                dirty.append(span or _day_range(path))
-            fresh[path] = (mtime, size, span)
-        if dirty or len(fresh) != len(self._files):
-            self.generation += 1
-        self._files = fresh
+        dirty = self._store_files.changes(reader.store.root)
+        self.generation = self._store_files.generation
         for lo, hi in dirty:
             for b in [b for b in self._blocks if lo // _B_US <= b <= hi // _B_US]:
                 self._entries -= self._blocks.pop(b).entries
                 self._interiors = {k: v for k, v in self._interiors.items() if not k[0] <= b < k[1]}
             for b in [b for b in self._fine if lo // _F_US <= b <= hi // _F_US]:
                 del self._fine[b]
+            # A slide holds the store's rows before its live part as they were.
+            for length in [n for n, s in self._slides.items() if lo < s.live_from_us]:
+                del self._slides[length]
 
     def _fill(
         self, reader: StoreReader, lo: int, hi: int, width_us: int, into: dict[int, Block]
@@ -358,6 +464,12 @@ class WindowedMetrics:
             complete_since: Every row from this time on has been (or is being) given.
         """
         since_us = epoch_us(complete_since)
+        if self._background and not self._started and not self._closing:
+            # The last day's hours, computed behind the first reads: windows up to a day
+            # are then served from rollups (and slides) from the start.
+            self._started = True
+            last = epoch_us(datetime.now(UTC)) // _B_US
+            self._warm_later(list(range(last - WARM_HOURS, last)))
         with self._recent_lock:
             new: list[tuple[int, str, int, Any, Any]] = []
             for src, rows in ((0, probes), (1, calls)):
@@ -367,7 +479,14 @@ class WindowedMetrics:
                         lat = r.get("latency_ms")
                         new.append((epoch_us(r["ts"]), name, src, r.get("ok"), lat))
             if new:
-                self._columns.append(self._recent_names.columns(new))
+                batch = self._recent_names.columns(new)
+                self._columns.append(batch)
+                if self._following:  # slides take the batches they have not seen
+                    self._log.append(batch)
+                    self._log_rows += len(batch.us)
+                    while self._log_rows > MAX_LOG_ROWS and self._log:
+                        self._log_rows -= len(self._log.pop(0).us)
+                        self._log_base += 1  # a slide behind it is built again
             now_us = epoch_us(datetime.now(UTC))
             # Pruned once a minute, not at every batch (the view reads every 0.3 s). The
             # view's whole window is kept (windows under an hour are answered from it),
@@ -396,38 +515,40 @@ class WindowedMetrics:
             services = list(self._recent_names.names)
         return columns.metrics(services, names, s_us)
 
-    def _recent_block(self, after_us: int) -> Block | None:
-        """The rows from ``after_us`` on given by :meth:`add_rows` (``None``: not all held)."""
+    def _recent_block(self, after_us: int) -> tuple[RowArrays, int] | None:
+        """The rows from ``after_us`` on given by :meth:`add_rows`, and the batches given
+        so far (``None``: not all held)."""
         with self._recent_lock:
             if self._recent_from is None or self._recent_from > after_us:
                 return None
             self._columns = [RowColumns.merged(self._columns, None)]
             columns = self._columns[0]
             services = list(self._recent_names.names)
+            seq = self._log_base + len(self._log)
         mask = columns.us >= after_us
-        if not mask.any():
-            return empty_block()
-        svc = columns.svc[mask]
+        keys = self._cache_keys(columns.svc[mask], columns.src[mask], services)
+        return RowArrays(
+            keys, columns.us[mask], columns.okv[mask], columns.failv[mask], columns.has[mask],
+            columns.lat[mask],
+        ), seq  # fmt: skip
+
+    def _cache_keys(self, svc: np.ndarray, src: np.ndarray, services: list[str]) -> np.ndarray:
+        """Keys of this cache of the live view's service numbers and sources."""
+        if not len(svc):
+            return np.zeros(0, np.int64)
         # The live view's service numbers -> this cache's indices (only those present).
         present = np.unique(svc)
         to_index = np.zeros(len(services), np.int64)
         to_index[present] = self._indices(
             pa.chunked_array([pa.array([services[i] for i in present.tolist()], pa.string())])
         )
-        return rollup_rows(
-            to_index[svc] * 2 + columns.src[mask],
-            columns.us[mask],
-            columns.okv[mask],
-            columns.failv[mask],
-            columns.has[mask],
-            columns.lat[mask],
-        )
+        return to_index[svc] * 2 + src
 
     def _edge_rows(
         self, reader: StoreReader, since: datetime, until: datetime, after: datetime | None
-    ) -> Block:
+    ) -> RowArrays:
         """Rows in ``[since, until)`` and from ``after`` on (read exactly, as rows: few),
-        rolled up by numpy."""
+        ordered by time."""
         far = datetime(9999, 1, 1, tzinfo=UTC)  # `after` None: no rows from the query
         params = {
             "since": since,
@@ -440,20 +561,23 @@ class WindowedMetrics:
         with reader.cursor() as cur:  # the read lock: the files listed stay
             sql = edges_sql(reader.store.root, since, until, after is not None)
             if sql is None:
-                return empty_block()
+                return RowArrays.empty()
             used = {k: v for k, v in params.items() if f"${k}" in sql}
             table = _arrow(cur, sql, used)
         if table.num_rows == 0:
-            return empty_block()
+            return RowArrays.empty()
         idx = self._indices(table.column("service"))
         c = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names[1:]}
-        return rollup_rows(
-            idx * 2 + c["src"].astype(np.int64),
-            c["us"].astype(np.int64),
-            c["okv"].astype(bool),
-            c["failv"].astype(bool),
-            c["has_lat"].astype(bool),
-            np.where(c["has_lat"], c["latency_ms"], 0.0).astype(np.float64),
+        us = c["us"].astype(np.int64)
+        order = np.argsort(us, kind="stable")
+        has = c["has_lat"].astype(bool)
+        return RowArrays(
+            (idx * 2 + c["src"].astype(np.int64))[order],
+            us[order],
+            c["okv"].astype(bool)[order],
+            c["failv"].astype(bool)[order],
+            has[order],
+            np.where(has, c["latency_ms"], 0.0).astype(np.float64)[order],
         )
 
     def _indices(self, service: pa.ChunkedArray) -> np.ndarray:
@@ -537,42 +661,6 @@ def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
         else:
             runs.append((b, b + 1))
     return runs
-
-
-def _day_range(path: str) -> tuple[int, int]:
-    """The ``ts`` range of a file's ``date=`` partition (everything when it has none)."""
-    for part in reversed(os.path.dirname(path).split(os.sep)):
-        if part.startswith("date="):
-            try:
-                day = date.fromisoformat(part[5:])
-            except ValueError:
-                break
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return epoch_us(start), epoch_us(start + timedelta(days=1))
-    return np.iinfo(np.int64).min // 2, np.iinfo(np.int64).max // 2
-
-
-def _ts_range(path: str) -> tuple[int, int] | None:
-    """A Parquet file's ``ts`` range from its footer (``None``: unknown)."""
-    try:
-        meta = pq.read_metadata(path)
-        col = meta.schema.names.index("ts")
-        lo: int | None = None
-        hi: int | None = None
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(col).statistics
-            if stats is None or not stats.has_min_max:
-                return None
-            a, b = epoch_us(_aware(stats.min)), epoch_us(_aware(stats.max))
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-    return None if lo is None or hi is None else (lo, hi)
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 __all__ = ["BUCKET_SECONDS", "MAX_ENTRIES", "RELATIVE_ERROR", "WindowedMetrics"]

@@ -73,6 +73,15 @@ def concat(blocks: Sequence[Block]) -> Block:
     )
 
 
+def bins_of(x: np.ndarray) -> np.ndarray:
+    """The bin of each latency (as :data:`BIN_SQL`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.ceil(np.log(x) / LN_GAMMA)
+    return np.where(
+        ~np.isfinite(x), TOP_BIN, np.where(x <= 0, ZERO_BIN, np.nan_to_num(raw))
+    ).astype(np.int64)
+
+
 def rollup_rows(
     keys: np.ndarray,
     us: np.ndarray,
@@ -88,12 +97,7 @@ def rollup_rows(
     last_us = np.full(size, np.iinfo(np.int64).min, np.int64)
     np.maximum.at(last_us, inv, c["us"].astype(np.int64))
     hist = c["okv"] & c["has_lat"]
-    x = lat[hist]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw = np.ceil(np.log(x) / LN_GAMMA)
-    bins = np.where(
-        ~np.isfinite(x), TOP_BIN, np.where(x <= 0, ZERO_BIN, np.nan_to_num(raw))
-    ).astype(np.int64)
+    bins = bins_of(lat[hist])
     cells, counts = np.unique(keys[hist] * 2**32 + (bins - ZERO_BIN), return_counts=True)
     return Block(
         keys=uniq,
@@ -143,7 +147,7 @@ class Interior:
                 bmin = min(bmin, like.bmin)
                 bmax = max(bmax, like.bmin + like.width - 3)
             width = bmax - bmin + 3  # [zero, bmin .. bmax, top]
-        col = _columns(block.hbins, bmin, width)
+        col = columns_of(block.hbins, bmin, width)
         cells = block.hkeys.astype(np.int64) * width + col
         dense = np.bincount(cells, weights=block.hcounts, minlength=size * width)
         return cls(
@@ -165,6 +169,17 @@ class Interior:
             pad(self.dense),
         )  # fmt: skip
 
+    def plus(self, block: Block) -> Interior:
+        """These rollups and a block's (keys below :attr:`size`) together, on bins that
+        hold both."""
+        both = Interior.of(block, self.size, like=self)
+        return Interior(
+            self.size, self.n + both.n, self.ok_n + both.ok_n, self.fail_n + both.fail_n,
+            self.lat_sum + both.lat_sum, self.lat_n + both.lat_n,
+            np.maximum(self.last_us, both.last_us), both.bmin, both.width,
+            self.rebinned(both.bmin, both.width) + both.dense,
+        )  # fmt: skip
+
     def rebinned(self, bmin: int, width: int) -> np.ndarray:
         """The dense histograms on a wider bin range."""
         if (bmin, width) == (self.bmin, self.width):
@@ -178,7 +193,7 @@ class Interior:
         return grid.reshape(-1)
 
 
-def _columns(bins: np.ndarray, bmin: int, width: int) -> np.ndarray:
+def columns_of(bins: np.ndarray, bmin: int, width: int) -> np.ndarray:
     """Dense column of each bin: 0 for zero latency, ``width - 1`` for non-finite."""
     return np.where(
         bins == ZERO_BIN,
@@ -189,10 +204,14 @@ def _columns(bins: np.ndarray, bmin: int, width: int) -> np.ndarray:
 
 def quantiles(interior: Interior, edge: Interior) -> tuple[np.ndarray, np.ndarray]:
     """Per key, the p50 and p95 (``quantile_cont``'s interpolation) of both histograms."""
-    bmin, width = edge.bmin, edge.width
-    dense = interior.rebinned(bmin, width) + edge.dense
-    size = interior.size
-    cum = np.cumsum(dense.reshape(size, width), axis=1)
+    dense = interior.rebinned(edge.bmin, edge.width) + edge.dense
+    return quantiles_dense(dense.reshape(interior.size, edge.width), edge.bmin)
+
+
+def quantiles_dense(dense: np.ndarray, bmin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``dense`` (keys x ``[zero, bmin .., top]`` counts), the p50 and p95."""
+    size, width = dense.shape
+    cum = np.cumsum(dense, axis=1)
     total = cum[:, -1]
     values = np.empty(width)
     values[0], values[-1] = 0.0, math.inf

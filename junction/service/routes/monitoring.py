@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
@@ -234,6 +234,30 @@ def _metrics_rows(
     return [MetricsRow.model_validate(r) for r in rows]
 
 
+def _render(row: dict[str, Any]) -> str:
+    """One row of the answer as JSON (validated as :class:`MetricsRow`)."""
+    return MetricsRow.model_validate(row).model_dump_json()
+
+
+def _metrics_body(state: ServiceState, names: list[str], seconds: float) -> str:
+    """The JSON of :class:`MetricsResponse` over the last ``seconds``.
+
+    From the windowed metrics' slide of this window length when it covers it (only rows
+    that changed since the last read are rendered again), else from :func:`_metrics_rows`.
+    """
+    now = datetime.now(UTC)
+    since = now - timedelta(seconds=seconds)
+    # Serialised once, from validated models (the schema stays MetricsResponse).
+    rendered = state.windowed.rendered(names, since, now, _render)
+    if rendered is None:
+        rows = _metrics_rows(state, names, since, now)
+        return MetricsResponse(window_seconds=seconds, since=since, services=rows).model_dump_json()
+    envelope = MetricsResponse(window_seconds=seconds, since=since, services=[]).model_dump_json()
+    if not envelope.endswith('"services":[]}'):
+        raise AssertionError("MetricsResponse must end with its services list")
+    return envelope[: -len("[]}")] + "[" + ",".join(rendered) + "]}"
+
+
 @router.get("/metrics", summary="Windowed call and probe metrics", response_model=MetricsResponse)
 async def monitoring_metrics(
     state: StateDep,
@@ -247,11 +271,7 @@ async def monitoring_metrics(
     seconds = state.window_seconds(window)
 
     async def compute() -> str:
-        now = datetime.now(UTC)
-        since = now - timedelta(seconds=seconds)
-        rows = await asyncio.to_thread(_metrics_rows, state, names, since, now)
-        # Serialised once, from the validated model (the schema stays MetricsResponse).
-        return MetricsResponse(window_seconds=seconds, since=since, services=rows).model_dump_json()
+        return await asyncio.to_thread(_metrics_body, state, names, seconds)
 
     try:
         # The store's files, looked at now: a late row in an old hour (which the live

@@ -1,0 +1,399 @@
+"""Reading a plain-English (German, Spanish) request: entities, words, clauses.
+
+The request is read in three passes, with no model and no network:
+
+1. Entities, found by pattern in the original text (emails, ``#channels``, quoted text,
+   ``group/project`` paths, Jira keys, numbers, durations, URLs...) and replaced by
+   placeholders so they are never mistaken for words.
+2. Words: each phrase of up to four words is looked up in the lexicon
+   (:mod:`analytics.intelligence.lexicon`), accents folded; a word that is not known is
+   corrected by fuzzy matching (:func:`difflib.get_close_matches`, cutoff
+   :data:`FUZZY_CUTOFF`, words of four letters or more) or reported as unmapped.
+3. Clauses: connectives ("then", "and", "in parallel", "if", "unless", "otherwise") and
+   punctuation split the words; each clause keeps how it relates to the one before.
+
+Public API: :class:`Token`, :class:`Clause`, :class:`Reading`, :func:`read_request`,
+:data:`FUZZY_CUTOFF`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from analytics.intelligence.lexicon import Lexicon, fold
+
+__all__ = ["FUZZY_CUTOFF", "Clause", "Reading", "Token", "read_request"]
+
+FUZZY_CUTOFF = 0.75
+"""Similarity (difflib ratio) a misspelt word needs to count as a lexicon word."""
+
+_ENTITY_PATTERNS: list[tuple[str, str]] = [
+    ("url", r"\b(?:https?|ftp)://[^\s\"'<>]+|\bwww\.[^\s\"'<>]+"),
+    ("quoted", r"\"([^\"]{1,300})\"|“([^”]{1,300})”|„([^“”]{1,300})[“”]|«([^»]{1,300})»"),
+    ("quoted", r"(?<![\w])'([^']{1,300})'(?![\w])"),
+    ("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    ("channel", r"(?<![\w&])#([\w][\w.-]*)"),
+    ("jira_key", r"\b[A-Z][A-Z0-9]{1,9}-\d+\b"),
+    ("sn_number", r"\bINC\d{4,}\b"),
+    ("project", r"\b[A-Za-z][\w.-]*/[\w.-]*\w\b"),
+    (
+        "minutes",
+        r"\b(\d+(?:\.\d+)?)\s*(?:minutes?|mins?|minuten|minutos|hours?|hrs?|stunden?|horas?)\b",
+    ),
+    ("pd_id", r"\b(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z][A-Z0-9]{4,7}\b"),
+    ("alert_name", r"\b[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+\b"),
+    ("upper", r"\b[A-Z]{2,10}\b"),
+    ("number", r"\b\d+\b"),
+]
+_ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
+_WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
+_NOT_PROJECTS = frozenset({"CI", "API", "VPN", "TLS", "IT", "DB", "UTC", "SRE", "PR", "AI", "LLM"})
+_PROJECT_LEAD = frozenset({"project", "projekt", "proyecto", "in", "en", "im", "into"})
+_DETERMINERS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "its",
+        "their",
+        "this",
+        "that",
+        "his",
+        "her",
+        "our",
+        "my",
+        "ein",
+        "eine",
+        "einen",
+        "den",
+        "die",
+        "das",
+        "der",
+        "el",
+        "la",
+        "un",
+        "una",
+        "su",
+        "del",
+        "al",
+        "five-line",
+    }
+)
+
+
+_ADJECTIVE_LEAD = frozenset(
+    {
+        "the",
+        "all",
+        "any",
+        "each",
+        "every",
+        "of",
+        "are",
+        "many",
+        "no",
+        "some",
+        "still",
+        "die",
+        "alle",
+        "los",
+        "las",
+        "hay",
+        "there",
+    }
+)
+
+
+@dataclass
+class Token:
+    """One word, phrase or entity of the request."""
+
+    text: str
+    meanings: list[tuple[str, str]] = field(default_factory=list)
+    entity: tuple[str, str] | None = None
+    fuzzy: str | None = None
+
+    def has(self, category: str, value: str | None = None) -> bool:
+        """Whether one of the token's meanings is ``category`` (with ``value``)."""
+        return any(c == category and (value is None or v == value) for c, v in self.meanings)
+
+    def values(self, category: str) -> list[str]:
+        """The token's values of ``category``."""
+        return [v for c, v in self.meanings if c == category]
+
+
+@dataclass
+class Clause:
+    """Words between two connectives, and how the clause relates to the one before."""
+
+    tokens: list[Token]
+    links: set[str] = field(default_factory=set)  # then, and, parallel, condition, unless...
+    topic: str = ""  # free text after "about", "titled"...
+
+    def words(self, category: str) -> list[str]:
+        """Values of ``category`` in order, once each."""
+        out: list[str] = []
+        for t in self.tokens:
+            for v in t.values(category):
+                if v not in out:
+                    out.append(v)
+        return out
+
+    def entities(self, kind: str) -> list[str]:
+        """Entity values of ``kind`` in the clause, in order."""
+        return [t.entity[1] for t in self.tokens if t.entity and t.entity[0] == kind]
+
+    def has(self, category: str, value: str | None = None) -> bool:
+        """Whether a token of the clause has the meaning."""
+        return any(t.has(category, value) for t in self.tokens)
+
+    @property
+    def text(self) -> str:
+        """The clause's words."""
+        return " ".join(t.text for t in self.tokens)
+
+
+@dataclass
+class Reading:
+    """The request, read."""
+
+    clauses: list[Clause]
+    entities: list[tuple[str, str]]
+    unmapped: list[str]
+    corrected: list[tuple[str, str]]
+    vendors: list[str]
+    secrets: list[str]
+    injections: list[str]
+    urls: list[str]
+
+
+def _entities(text: str, lex: Lexicon) -> tuple[str, list[tuple[str, str]]]:
+    found: list[tuple[str, str]] = []
+
+    def replace(m: re.Match[str]) -> str:
+        kind = (m.lastgroup or "x").rstrip("0123456789")
+        if kind in {"upper", "alert_name", "pd_id"} and (fold(m.group(0)),) in lex.phrases:
+            return m.group(0)  # a word the lexicon knows ("GitLab", "AWS"), not a name
+        value = next((g for g in m.groups()[m.lastindex or 0 :] if g), m.group(0))
+        if kind == "quoted":
+            value = next((g for g in m.groups() if g), m.group(0))
+        if kind == "channel":
+            value = m.group(0)[1:]
+        if kind == "minutes":
+            number = float(re.match(r"[\d.]+", m.group(0)).group(0))  # type: ignore[union-attr]
+            value = str(number * 60 if re.search(r"h|std|hora", m.group(0)[1:]) else number)
+        found.append((kind, value))
+        return f" \x00{len(found) - 1}\x00 "
+
+    return _ENTITY_RE.sub(replace, text), found
+
+
+def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[Token]:
+    raw: list[str] = []
+    for w in _WORD_RE.findall(text):
+        if "-" in w and tuple([fold(w)]) not in lex.phrases and not w.startswith("\x00"):
+            raw.extend(p for p in w.split("-") if p)
+        else:
+            raw.append(w)
+    out: list[Token] = []
+    i = 0
+    while i < len(raw):
+        w = raw[i]
+        if w.startswith("\x00"):
+            out.append(Token(w, entity=entities[int(w.strip("\x00"))]))
+            i += 1
+            continue
+        for n in range(min(lex.max_phrase, len(raw) - i), 0, -1):
+            words = raw[i : i + n]
+            if any(x.startswith("\x00") for x in words):
+                continue
+            key = tuple(fold(x).strip("'’") for x in words)
+            if key in lex.phrases:
+                out.append(Token(" ".join(words), list(lex.phrases[key])))
+                i += n
+                break
+        else:
+            out.append(Token(w))
+            i += 1
+    return out
+
+
+def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
+    corrected: list[tuple[str, str]] = []
+    for t in tokens:
+        key = fold(t.text)
+        if t.meanings or t.entity or not key.isalpha() or len(key) < 4 or key in lex.stopwords:
+            continue
+        close = difflib.get_close_matches(key, lex.fuzzy_targets, n=1, cutoff=FUZZY_CUTOFF)
+        if close:
+            t.meanings = list(lex.phrases[(close[0],)])
+            t.fuzzy = close[0]
+            corrected.append((t.text, close[0]))
+    return corrected
+
+
+def _disambiguate(tokens: list[Token]) -> None:
+    """A word that is a verb and a noun is a noun after a determiner ("a summary"), a
+    verb or an integration ("send summary", "GitHub Actions run") or before a failure
+    ("run fails"); "open" after "the", "of", "each"... is an adjective ("open incidents").
+    """
+    for i, t in enumerate(tokens):
+        before = tokens[i - 1] if i else None
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        lead = fold(before.text) if before else ""
+        if fold(t.text) in {"open", "offene", "offenen", "abiertos", "abiertas"} and (
+            lead in _ADJECTIVE_LEAD or not t.has("verb")
+        ):
+            t.meanings = [m for m in t.meanings if m[0] != "verb"]
+            continue
+        if not (t.has("verb") and t.has("noun")):
+            continue
+        noun = lead in _DETERMINERS or (
+            before is not None and (before.has("verb") or before.has("integration"))
+        )
+        noun = noun or (after is not None and after.has("fail"))
+        drop = "verb" if noun else "noun"
+        t.meanings = [m for m in t.meanings if m[0] != drop]
+
+
+def _typed_entities(tokens: list[Token]) -> None:
+    """Give numbers, capitals and quoted text a kind from the words around them."""
+    for i, t in enumerate(tokens):
+        if not t.entity:
+            continue
+        kind, value = t.entity
+        prev = tokens[i - 1] if i else None
+        prev2 = tokens[i - 2] if i > 1 else None
+        near = [x for x in (prev, prev2) if x is not None]
+        if kind == "number":
+            if any(x.has("noun", n) for x in near for n in ("worker", "hire", "leaver")):
+                t.entity = ("worker_id", value)
+            elif any(x.has("noun", "job") for x in near):
+                t.entity = ("job_id", value)
+            elif any(x.has("noun", "pipeline") for x in near):
+                t.entity = ("pipeline_id", value)
+        elif kind == "upper":
+            lead = fold(prev.text) if prev else ""
+            if value not in _NOT_PROJECTS and (
+                lead in _PROJECT_LEAD or (prev and prev.has("noun", "project"))
+            ):
+                t.entity = ("jira_project", value)
+        elif kind == "pd_id":
+            lead = fold(prev.text) if prev else ""
+            if lead in {"service", "servicio", "dienst"}:
+                t.entity = ("pd_service", value)
+        elif kind == "quoted":
+            if any(x.has("noun", "room") for x in near):
+                t.entity = ("room", value)
+            elif any(x.has("noun", "group") for x in near):
+                t.entity = ("group", value)
+        named = kind in {"upper", "alert_name"} or (kind == "number" and t.entity[0] == "number")
+        if named and prev is not None and prev.has("noun", "group"):  # "die Gruppe Engineering"
+            t.entity = ("group", value)
+
+
+def _group_names(tokens: list[Token]) -> None:
+    """A capitalised unknown word next to "group" is the group's name."""
+    for i, t in enumerate(tokens):
+        if t.meanings or t.entity or not t.text[:1].isupper():
+            continue
+        before = i > 0 and _groupish(tokens[i - 1])
+        after = i + 1 < len(tokens) and _groupish(tokens[i + 1])
+        if before or after:
+            t.entity = ("group", t.text)
+
+
+def _groupish(t: Token) -> bool:
+    return t.has("noun", "group") or fold(t.text) in {"grup", "gruppe", "grupo", "groupe"}
+
+
+def _clauses(tokens: list[Token]) -> list[Clause]:
+    clauses: list[Clause] = []
+    current: list[Token] = []
+    links: set[str] = set()
+    in_topic = False
+    for i, t in enumerate(tokens):
+        if t.text in {",", ";", ":", ".", "!", "?", "(", ")"} or (
+            t.has("connective")
+            and not (t.has("connective", "parallel") and current and not in_topic)
+        ):
+            if current:
+                clauses.append(Clause(current, links))
+                current, links, in_topic = [], set(), False
+            if t.text in {";", ".", "!", "?"}:
+                links.add("sentence")
+            elif t.text in {",", ":"}:
+                links.add("comma")
+            for v in t.values("connective"):
+                links.add(v)
+            continue
+        if t.has("connective", "parallel"):
+            links.add("parallel")
+            continue
+        if t.has("topic") and not t.has("verb") and not t.has("noun"):
+            rest = tokens[i + 1 :]
+            stop = next(
+                (j for j, x in enumerate(rest) if x.has("connective") or x.text in ",;."), len(rest)
+            )
+            if not any(x.has("integration") for x in rest[:stop]):
+                in_topic = True
+        if in_topic:
+            t.meanings = [m for m in t.meanings if m[0] in {"vendor", "secret", "injection"}]
+            t.meanings.append(("topic_word", t.text))
+        current.append(t)
+    if current:
+        clauses.append(Clause(current, links))
+    for c in clauses:
+        c.topic = " ".join(t.text for t in c.tokens if t.has("topic_word") and not t.has("topic"))
+    return clauses
+
+
+def read_request(text: str, lex: Lexicon) -> Reading:
+    """Entities, words and clauses of ``text`` (see the module docstring)."""
+    replaced, entities = _entities(text, lex)
+    tokens = _tokens(replaced, lex, entities)
+    _group_names(tokens)
+    corrected = _correct(tokens, lex)
+    _disambiguate(tokens)
+    _typed_entities(tokens)
+    clauses = _clauses(tokens)
+    known_kinds = {
+        "integration",
+        "vendor",
+        "verb",
+        "noun",
+        "connective",
+        "quantifier",
+        "fail",
+        "recent",
+        "branch",
+        "feature_branch",
+        "severity",
+        "schedule",
+        "topic",
+        "topic_word",
+        "secret",
+        "injection",
+    }
+    unmapped = [
+        t.text
+        for c in clauses
+        for t in c.tokens
+        if not t.entity
+        and not any(m[0] in known_kinds for m in t.meanings)
+        and fold(t.text) not in lex.stopwords
+        and any(ch.isalpha() for ch in t.text)
+    ]
+    every = [t for c in clauses for t in c.tokens] + [t for t in tokens if t.has("connective")]
+    return Reading(
+        clauses=clauses,
+        entities=[t.entity for c in clauses for t in c.tokens if t.entity],
+        unmapped=unmapped,
+        corrected=corrected,
+        vendors=sorted({v for t in every for v in t.values("vendor")}),
+        secrets=sorted({t.text for t in every if t.has("secret")}),
+        injections=sorted({t.text for t in every if t.has("injection")}),
+        urls=[v for k, v in entities if k == "url"],
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.intelligence.models import registry_for, train_and_maybe_promote
+from analytics.intelligence.models import live_summary, registry_for, train_and_maybe_promote
 from analytics.intelligence.success import predict_success
 from analytics.intelligence.training import Dataset, known_plans, load_dataset
 from analytics.synthetic import GroundTruth
@@ -23,6 +23,8 @@ from junction.settings import Settings
 from junction.store import MetricsStore
 from junction.workflows.builtins import builtin_specs
 from junction.workflows.validate import load_workflow
+from tests.service_helpers import ApiServer
+from tests.test_service_web import logged_in
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -189,3 +191,19 @@ def test_candidate_promoted_only_if_better_and_rollback(
     (registry.root / "v2.joblib").write_bytes(b"tampered")
     with pytest.raises(ValueError, match="sha256"):
         registry.promote("v2")
+
+
+def test_report_and_dashboard_show_the_live_version(
+    trained: Settings, api_server: ApiServer
+) -> None:
+    assert live_summary(trained).startswith("workflow success model: v1 live (held-out Brier ")
+    models = api_server.settings.home / "models"
+    with logged_in(api_server) as page:
+        text = page.get("/workflows").text
+        assert "workflow success model: none live, predictions use the naive estimate" in text
+        shutil.copytree(trained.home / "models", models)
+        try:
+            text = page.get("/workflows").text
+        finally:
+            shutil.rmtree(models)
+    assert 'id="success-model">workflow success model: v1 live (held-out Brier' in text

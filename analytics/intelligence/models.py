@@ -55,6 +55,7 @@ __all__ = [
     "LoadedModel",
     "Registry",
     "TrainResult",
+    "live_summary",
     "load_live",
     "registry_for",
     "train_and_maybe_promote",
@@ -422,4 +423,22 @@ def train_and_maybe_promote(
         live_scores,
         live_version,
         runs=len(data),
+    )
+
+
+def live_summary(settings: Settings) -> str:
+    """One line saying which success model version is live and how it scored (report,
+    dashboard)."""
+    registry = registry_for(settings)
+    doc = registry.read()
+    live = doc["live"]
+    if not live or live not in doc["versions"]:
+        return "workflow success model: none live, predictions use the naive estimate"
+    metrics = doc["versions"][live].get("metrics", {})
+    model, naive = metrics.get("model") or {}, metrics.get("naive") or {}
+    if "brier" not in model or "brier" not in naive:
+        return f"workflow success model: {live} live"
+    return (
+        f"workflow success model: {live} live (held-out Brier {model['brier']:.4f} against "
+        f"{naive['brier']:.4f} for the naive estimate, {model.get('n', 0):,} runs)"
     )

@@ -38,6 +38,7 @@ from analytics.forecast import (
     series_from_hourly,
     start_forecasts,
 )
+from analytics.intelligence.models import live_summary
 from analytics.prediction import predict_services
 from analytics.recommend import Recommendation, load_specs, recommend
 from analytics.report.anomalies import start_stream_scores
@@ -328,10 +329,12 @@ def predictions(run: ReportRun) -> None:
 
 
 def store_notes(run: ReportRun) -> None:
-    """Note each segment the store moved aside as unreadable while the report read it."""
+    """Note each segment the store moved aside as unreadable while the report read it, and
+    the live workflow success model."""
     for path in run.store.quarantined:
         where = path.relative_to(run.store.root)
         run.data.notes.append(f"unreadable segment moved aside, its rows are left out: {where}")
+    run.data.notes.append(live_summary(run.settings))  # which success model predictions use
 
 
 Stage = Callable[[ReportRun], None]

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from analytics.intelligence.models import live_summary
 from junction.service.deps import StateDep
 from junction.service.errors import ApiError
 from junction.service.pages.flash import flash, see_other, take_flashes
@@ -79,6 +80,7 @@ async def workflows_page(request: Request, state: StateDep, _session: PageDep) -
             "prefect": prefect,
             "prefect_configured": prefect_api_url(),
             "problem": problem,
+            "success_model": live_summary(state.settings),
         },
         active="workflows",
     )

@@ -122,6 +122,7 @@ class Defaults(ConfigModel):
 
     nouns: dict[str, str]
     verbs: dict[str, str]
+    noun_kinds: dict[str, str]
 
 
 class ActionsFile(ConfigModel):

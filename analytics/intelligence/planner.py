@@ -40,6 +40,7 @@ MAX_REQUEST_CHARS = 4000
 """Longest request the planner reads (a workflow is a few sentences)."""
 
 _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
+_PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
 _REFERENCE_WORDS = frozenset(
     {"details", "detail", "link", "url", "number", "id", "key", "details."}
 )
@@ -144,6 +145,10 @@ class _Interpreter:
     def _score(self, op: Op, verbs: list[str], nouns: list[str], quantified: bool) -> int:
         score = 2 if set(verbs) & set(op.verbs) else 0
         score += 2 if set(nouns) & set(op.nouns) else (1 if not op.nouns else 0)
+        score += max(0, len(set(nouns) & set(op.nouns)) - 1)
+        verb_fits = not verbs or bool(set(verbs) & set(op.verbs))
+        if nouns and nouns[0] in op.nouns and len(nouns) > 1 and verb_fits:
+            score += 1  # the first noun is the object: "the failed jobs of the pipeline"
         if quantified and op.list_expr:
             score += 1
         if op.action == "gitlab.list_pipelines" and self.recent:
@@ -158,7 +163,7 @@ class _Interpreter:
             ops = [op for op in ops if op.role == "read"]
         planned = {p.op.action for p in self.planned}
         scored = [
-            (self._score(op, verbs, nouns, quantified), op.action not in planned, -i, op)
+            (self._score(op, verbs, nouns, quantified), op.action in planned, -i, op)
             for i, op in enumerate(ops)
         ]
         if not scored:
@@ -222,6 +227,13 @@ class _Interpreter:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
                 if best is not None:
                     chosen.append(best[1])
+            for verb in verbs:  # "email each new hire from Workday": the verb's own service
+                target = self.lex.defaults.verbs.get(verb)
+                if condition or not target or any(verb in op.verbs for op in chosen):
+                    continue
+                best = self._best(target, [verb], real_nouns, reads=False, quantified=quantified)
+                if best is not None:
+                    chosen.append(best[1])
         elif implied or (prior and verbs):
             cands = []
             pool = implied + [i for i in prior if i not in implied and verbs]
@@ -241,9 +253,11 @@ class _Interpreter:
         sources += [
             i for i in implied if i not in sources and i not in {op.integration for op in chosen}
         ]
+        kinds = self.lex.defaults.noun_kinds
         for name in dict.fromkeys(sources):
             uncovered = [n for n in real_nouns if n not in covered]
-            if any(op.integration == name and set(uncovered) & set(op.nouns) for op in planned_ops):
+            named = {kinds[n] for n in uncovered if n in kinds}
+            if named and any(named & (set(op.produces) | set(op.item)) for op in planned_ops):
                 continue  # the noun names an earlier step ("create a room for the incident")
             best = self._best(name, [], uncovered, reads=True, quantified=quantified)
             if best is not None and best[0] >= 2:
@@ -300,8 +314,23 @@ class _Interpreter:
                 parts.append((f"{expr} | length > 0", read))
         return parts
 
+    def _subject(self, c: Clause, made: list[Planned], prior: list[Planned]) -> list[Planned]:
+        """The earlier steps a clause is about ("a room for the incident", "for it")."""
+        kinds = self.lex.defaults.noun_kinds
+        found: list[Planned] = []
+        for noun in self._nouns(c):
+            kind = kinds.get(noun.removeprefix("ref:"))
+            producer = self._latest(kind) if kind else None
+            if producer is not None and producer not in made and producer not in found:
+                found.append(producer)
+        if not found and any(fold(t.text) in _PRONOUNS for t in c.tokens):
+            found = [p for p in prior if p.op.role != "notify"][:1]
+        return found
+
     def _latest(self, kind: str) -> Planned | None:
-        return next((p for p in reversed(self.planned) if kind in p.op.produces), None)
+        return next(
+            (p for p in reversed(self.planned) if kind in p.op.produces or kind in p.op.item), None
+        )
 
     # --- the whole request ----------------------------------------------------------------
     def run(self) -> None:
@@ -312,6 +341,7 @@ class _Interpreter:
         last_condition: list[tuple[str, Planned | None]] = []
         pending_end: list[tuple[str, Planned | None]] = []
         quantified_sentence = False
+        prior_made: list[Planned] = []
         for index, c in enumerate(self.reading.clauses):
             links = c.links
             own_verbs = c.words("verb")
@@ -327,6 +357,12 @@ class _Interpreter:
             condition = bool(links & {"condition", "unless"})
             if "otherwise" in links:
                 governing = [(f"not ({w})", p) for w, p in last_condition]
+                links = links | {"parallel"}
+                prior_made = []
+            if condition and c.has("severity"):
+                last_condition = self.condition(c, [], negate="unless" in links)
+                governing = last_condition
+                continue
             if (
                 condition
                 and c.has("noun", "alert")
@@ -361,7 +397,12 @@ class _Interpreter:
                     front=condition,
                 )
                 made.append(p)
+            subject = self._subject(c, made, prior_made)
+            for p in made:
+                p.subject = subject
                 self.planned.append(p)
+            if made:
+                prior_made = made
             if condition:
                 cond = self.condition(c, made, negate="unless" in links)
                 if not made and not cond:

@@ -47,6 +47,7 @@ class Planned:
     fan_over: str | None = None
     needs: set[str] = field(default_factory=set)
     refs: set[str] = field(default_factory=set)
+    subject: list[Planned] = field(default_factory=list)
 
 
 @dataclass
@@ -172,7 +173,8 @@ class _Builder:
         return [read] if read is not None else []
 
     def show(self, consumer: Planned, q: Planned) -> str:
-        consumer.refs.add(q.sid)
+        if "X" in q.op.content:
+            consumer.refs.add(q.sid)
         if consumer.fan_over is None and q.op.list_expr and (q.quantified or consumer.quantified):
             consumer.fan_over = q.sid
             consumer.for_each = _sub(q.op.list_expr, q.sid, "single")
@@ -188,6 +190,14 @@ class _Builder:
             return clean(p.quoted[0])
         if p.topic:
             return clean(p.topic)
+        pos = self.steps.index(p)
+        about = [q for q in p.subject if q in self.steps[:pos]] or self.content_sources(p, pos)
+        if about:
+            line = self.show(p, about[0]).split("\n")[0]
+            single = re.fullmatch(r"\{\{ (.+?) \}\}", line)
+            if single and "{{" not in single.group(1):
+                return f"{{{{ ({single.group(1)}) | truncate(80) }}}}"
+            return line
         words = clean(self.request)
         return words if len(words) <= 80 else words[:77] + "..."
 

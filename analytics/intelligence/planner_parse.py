@@ -83,26 +83,10 @@ _DETERMINERS = frozenset(
 )
 
 
+_NOUN_LEAD = frozenset({"with", "by", "via", "per", "mit", "con", "por", "work", "your"})
 _ADJECTIVE_LEAD = frozenset(
-    {
-        "the",
-        "all",
-        "any",
-        "each",
-        "every",
-        "of",
-        "are",
-        "many",
-        "no",
-        "some",
-        "still",
-        "die",
-        "alle",
-        "los",
-        "las",
-        "hay",
-        "there",
-    }
+    "the all any each every of are many no some still die alle los las hay there".split()
+    + ["for each", "for every", "para cada", "für jeden"]
 )
 
 
@@ -250,8 +234,10 @@ def _disambiguate(tokens: list[Token]) -> None:
             continue
         if not (t.has("verb") and t.has("noun")):
             continue
-        noun = lead in _DETERMINERS or (
-            before is not None and (before.has("verb") or before.has("integration"))
+        noun = (
+            lead in _DETERMINERS
+            or lead in _NOUN_LEAD
+            or (before is not None and (before.has("verb") or before.has("integration")))
         )
         noun = noun or (after is not None and after.has("fail"))
         drop = "verb" if noun else "noun"
@@ -330,8 +316,14 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
                 links.add(v)
             continue
         if t.has("connective", "parallel"):
+            if current and links & {"condition", "unless"}:  # "if it failed on main also page"
+                clauses.append(Clause(current, links))
+                current, links = [], set()
             links.add("parallel")
             continue
+        if current and current[-1].has("fail") and t.has("verb") and not in_topic:
+            clauses.append(Clause(current, links))  # "when it fails summarise the log"
+            current, links = [], {"comma"}
         if t.has("topic") and not t.has("verb") and not t.has("noun"):
             rest = tokens[i + 1 :]
             stop = next(

@@ -85,8 +85,8 @@ _DETERMINERS = frozenset(
 
 _NOUN_LEAD = frozenset({"with", "by", "via", "per", "mit", "con", "por", "work", "your"})
 _ADJECTIVE_LEAD = frozenset(
-    "the all any each every of are many no some still die alle los las hay there".split()
-    + ["for each", "for every", "para cada", "für jeden"]
+    {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
+    | {"alle", "los", "las", "hay", "there", "for each", "for every", "para cada", "für jeden"}
 )
 
 

@@ -430,6 +430,13 @@ class Settings(BaseSettings):
         "is required).",
     )
     serve_port: int = Field(8766, ge=0, lt=65536, description="Port of `junction serve`.")
+    serve_compact_interval_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds between compactions of the metrics store run by `junction serve` "
+        "(each day's small segment files merged, so reads stay fast; safe while writers "
+        "append); 0: never.",
+    )
     status_page_file: Path | None = Field(
         None,
         description="The public status page's configuration (its title and the services it "

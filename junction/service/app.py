@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from junction.logsearch import warm_summaries
+from junction.service.compaction import compact_periodically
 from junction.service.errors import (
     ERROR_RESPONSES,
     ApiError,
@@ -144,6 +145,10 @@ def create_app(settings: Settings, *, monitor: bool = False) -> FastAPI:
             asyncio.create_task(warm_health_grid(app)),
             asyncio.create_task(public_status(state).warm()),
             asyncio.create_task(asyncio.to_thread(warm_summaries, settings)),
+            # Today's segments merged every few minutes (reads stay fast).
+            asyncio.create_task(
+                compact_periodically(state, settings.serve_compact_interval_seconds)
+            ),
         ]
         try:
             yield

@@ -122,9 +122,9 @@ class _Interpreter:
             owner, _, repo = path.partition("/")
             out.setdefault("gh_owner", []).append(owner)
             out.setdefault("gh_repo", []).append(repo)
-        if "upper" in out and "jira_project" not in out and whole:
-            pass
-        text = " ".join(c.text for c in clauses) if not whole else self.text
+        if not whole:  # patterns over words: only the whole request's text keeps them intact
+            return out
+        text = self.text
         branch = re.search(
             r"\b(?:branch|zweig|rama|ref)\s+([\w./-]*\d[\w./-]*|[a-z][\w./-]+)", text
         )

@@ -21,7 +21,7 @@ runner = CliRunner()
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models-cli-store")
     generate_spec_history(
-        root, days=10, seed=5, incidents_per_30_days=14, start=datetime(2026, 9, 1, tzinfo=UTC)
+        root, days=7, seed=5, incidents_per_30_days=18, start=datetime(2026, 9, 1, tzinfo=UTC)
     )
     return root
 

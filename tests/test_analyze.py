@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
@@ -20,6 +21,7 @@ from analytics.intelligence.analyze import Analysis, analyze_spec, analyze_text
 from junction.cli import app
 from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
+from tests.service_helpers import ApiServer
 
 SPEC = """\
 name: analyze_test
@@ -40,8 +42,9 @@ steps:
   - id: ticket  # a side effect: no idempotency_key, no retries, no timeout
     uses: jira.create_issue
     with: {project_key: IT, summary: "Onboard {{ steps.worker.output.worker_id }}"}
-  - id: lookup  # never called: no history
+  - id: lookup  # never called: no history; waits for two steps it reads nothing of
     uses: okta.get_user
+    needs: [worker, groups]
     with: {login: "{{ params.worker_id }}"}
     retries: 1
     timeout: 5s
@@ -169,15 +172,21 @@ def test_critical_path_and_the_parallelizable_pair(world: dict[str, Any]) -> Non
     t = p(lat["ticket"][[not ticket_failed(i) for i in range(RUNS)]], 95)
     cp = a.critical_path
     assert cp is not None
-    # worker -> groups (needs) beats worker -> ticket: groups is the slow one
-    assert cp.steps == ["worker", "groups"]
+    # worker -> groups (needs) beats worker -> ticket: groups is the slow one; lookup
+    # (no history, 0 ms) ends the chain: of equal sums, the longer chain is shown
+    assert cp.steps == ["worker", "groups", "lookup"]
     assert cp.p95_ms == pytest.approx(w + g, abs=1e-2)
     assert cp.p50_ms == pytest.approx(p(lat["worker"], 50) + p(lat["groups"], 50), abs=1e-2)
-    assert [s.step for s in a.steps if s.critical] == ["worker", "groups"]
-    [pair] = a.parallelizable
-    assert (pair.step, pair.waits_for, pair.side_effect) == ("groups", "worker", False)
+    assert [s.step for s in a.steps if s.critical] == ["worker", "groups", "lookup"]
+    # lookup -> worker is not a finding: lookup still waits for groups, which needs worker
+    pairs = {(x.step, x.waits_for): x for x in a.parallelizable}
+    assert set(pairs) == {("groups", "worker"), ("lookup", "groups")}
+    assert not pairs[("groups", "worker")].side_effect
     # without the `needs`, the longest chain is max(groups, worker -> ticket)
-    assert pair.p95_saving_ms == pytest.approx(w + g - max(g, w + t), abs=1e-2)
+    assert pairs[("groups", "worker")].p95_saving_ms == pytest.approx(
+        w + g - max(g, w + t), abs=1e-2
+    )
+    assert pairs[("lookup", "groups")].p95_saving_ms == 0.0
 
 
 def test_unprotected_steps_and_unkeyed_side_effects(world: dict[str, Any]) -> None:
@@ -209,14 +218,14 @@ def test_what_if_applies_the_recommendations_in_memory(world: dict[str, Any]) ->
     w = a.what_if
     assert w is not None and w.valid
     by_kind = {c.kind: c for c in w.changes}
-    par = by_kind["parallelize"]
-    assert (par.step, par.field, par.old, par.new, par.applied) == (
-        "groups",
-        "needs",
-        ["worker"],
-        None,
-        True,
-    )
+    par = {(c.step, str(c.old), str(c.new)) for c in w.changes if c.kind == "parallelize"}
+    # each of lookup's two was computed against the whole list: both apply, in turn
+    assert par == {
+        ("groups", "['worker']", "None"),
+        ("lookup", "['worker', 'groups']", "['groups']"),
+        ("lookup", "['worker', 'groups']", "['worker']"),
+    }
+    assert all(c.applied for c in w.changes), w.changes
     retry = by_kind["retry"]  # 4 of 40 ticket calls failed with a 503: retry it
     assert (retry.step, retry.field, retry.new, retry.applied) == ("ticket", "retries", 2, True)
     assert a.critical_path is not None
@@ -262,7 +271,10 @@ def test_cli_table_and_json(world: dict[str, Any], cli_home: Path) -> None:
     out = cli(spec)
     assert out.exit_code == 0, out.output
     text = out.output
-    assert "critical path: worker -> groups" in text and "(partial: no history for lookup" in text
+    assert (
+        "critical path: worker -> groups -> lookup" in text
+        and "(partial: no history for lookup" in text
+    )
     assert "no history: no okta.get_user calls" in text
     assert "could run in parallel" in text and "reads none of its output" in text
     assert "side effects without an idempotency key" in text
@@ -273,7 +285,7 @@ def test_cli_table_and_json(world: dict[str, Any], cli_home: Path) -> None:
     )
     data = json.loads(cli(spec, "--json").output)
     assert data["name"] == "analyze_test" and data["validation"]["ok"]
-    assert data["critical_path"]["steps"] == ["worker", "groups"]
+    assert data["critical_path"]["steps"] == ["worker", "groups", "lookup"]
     assert {s["step"]: s["p95_ms"] for s in data["steps"]}["lookup"] is None
     assert data["what_if"]["critical_path_p95_ms"]["change"] < 0
 
@@ -296,3 +308,48 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, cli_home: Path) -> None:
     invalid.write_text(SPEC.replace("okta.get_user", "okta.get_usr"))
     out = cli(str(invalid))
     assert out.exit_code == 1 and "get_usr" in out.output and "Traceback" not in out.output
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+ANALYZE = "/api/v2/workflows/enhanced/intelligence/analyze"
+
+
+def test_api_analyzes_a_builtin_and_a_posted_spec(api_server: ApiServer) -> None:
+    with api_server.client() as api:
+        got = api.post(ANALYZE, json={"spec": "ci_failure_triage"})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["name"] == "ci_failure_triage" and body["validation"]["ok"]
+        assert [s["step"] for s in body["steps"]][:2] == ["pipeline", "failed_jobs"]
+        assert body["critical_path"]["steps"] and body["success"]["reasons"]
+        assert body["what_if"] is not None
+        posted = api.post(ANALYZE, json={"text": SPEC}).json()
+        assert posted["name"] == "analyze_test" and posted["parallelizable"][0]["step"] == "groups"
+        broken = api.post(ANALYZE, json={"text": "name: [x\n"})
+        assert broken.status_code == 200 and not broken.json()["validation"]["ok"]
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"], error
+    return dict(error)
+
+
+def test_api_bad_input_in_the_one_error_shape(api_server: ApiServer) -> None:
+    with api_server.client() as api:
+        error = error_of(api.post(ANALYZE, json={"spec": "nope"}), 404, "unknown_spec")
+        assert "nope" in error["message"]
+        error_of(api.post(ANALYZE, json={}), 422, "invalid_request")
+        error_of(
+            api.post(ANALYZE, json={"spec": "ci_failure_triage", "text": SPEC}),
+            422,
+            "invalid_request",
+        )
+        big = "#" * 1_000_001
+        assert api.post(ANALYZE, json={"text": big}).status_code in (413, 422)
+        with api_server.client(auth=False) as anonymous:
+            error_of(
+                anonymous.post(ANALYZE, json={"spec": "ci_failure_triage"}), 401, "unauthorized"
+            )

@@ -110,7 +110,7 @@ def test_every_route_is_documented_with_a_model_and_a_summary(api: httpx.Client)
 
 
 def test_intelligence_answers_501_with_a_clear_message(api: httpx.Client) -> None:
-    for what in ("analyze", "generate"):
+    for what in ("generate",):
         error = error_of(api.post(f"{INTELLIGENCE}/{what}", json={}), 501, "not_implemented")
         assert f"intelligence/{what}" in error["message"] and "issue 12" in error["message"]
 

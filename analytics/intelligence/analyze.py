@@ -58,7 +58,7 @@ from analytics.intelligence.analyze_steps import (
     unprotected,
 )
 from analytics.intelligence.success import HISTORY_SPAN, predict_success
-from analytics.recommend import Recommendation, SpecFile, recommend
+from analytics.recommend import Change, Recommendation, SpecFile, recommend
 from analytics.report.queries import window_end
 from integrations.yamlconfig import ConfigError, YamlDocument, parse_yaml, read_yaml
 from junction.settings import Settings
@@ -308,6 +308,20 @@ def _success(spec: WorkflowSpec, run: _Run) -> SuccessInfo:
 # --- what-if ------------------------------------------------------------------------------------
 
 
+def _edit(change: Change, current: Any) -> tuple[Any, str | None]:
+    """The value ``change`` gives its field when the step has ``current``, or why not."""
+    if change.field == "needs":
+        have = [current] if isinstance(current, str) else list(current or [])
+        dropped = set(change.old or []) - set(change.new or [])
+        # Two recommendations may each drop an entry of one step's `needs`, each computed
+        # against the whole list: drop this one's entries from what is left.
+        if dropped and dropped <= set(have):
+            return [n for n in have if n not in dropped] or None, None
+    if current == change.old:
+        return change.new, None
+    return None, f"{change.step}.{change.field} is {current!r}, not {change.old!r}"
+
+
 def _apply_changes(
     data: dict[str, Any], recs: list[Recommendation], source: str
 ) -> tuple[dict[str, Any], list[PlannedChange]]:
@@ -326,19 +340,14 @@ def _apply_changes(
         edited = copy.deepcopy(out)
         steps = {str(s.get("id")): s for s in edited.get("steps") or [] if isinstance(s, dict)}
         step = steps.get(change.step)
-        current = None if step is None else step.get(change.field)
-        if change.field == "needs" and isinstance(current, str):
-            current = [current]
-        reason = None
-        if step is None:
-            reason = f"no step {change.step!r} in the spec"
-        elif current != change.old:
-            reason = f"{change.step}.{change.field} is {current!r}, not {change.old!r}"
-        else:
-            if change.new is None:
+        reason: str | None = f"no step {change.step!r} in the spec"
+        if step is not None:
+            value, reason = _edit(change, step.get(change.field))
+        if step is not None and reason is None:
+            if value is None:
                 step.pop(change.field, None)
             else:
-                step[change.field] = copy.deepcopy(change.new)
+                step[change.field] = copy.deepcopy(value)
             errors = validate_document(YamlDocument(data=edited, source=source)).errors
             if errors:
                 reason = f"the spec would not validate: {errors[0].message}"

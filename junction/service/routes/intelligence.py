@@ -8,10 +8,14 @@ intelligence they serve (issue 12) is not built yet, so each answers 501
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from junction.service.deps import require_token
+from analytics.intelligence.analyze import Analysis, analyze_spec, analyze_text
+from integrations.yamlconfig import YamlLimits
+from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
 from junction.service.lookups import ErrorBody, error_responses
+from junction.service.routes.workflows import builtin_path
 
 router = APIRouter(
     prefix="/api/v2/workflows/enhanced/intelligence",
@@ -44,7 +48,51 @@ def _placeholder(what: str, summary: str, plan: str) -> None:
     )(endpoint)
 
 
-_placeholder("analyze", "Analyse a workflow", "Will analyse a workflow's structure and history")
+class AnalyzeRequest(BaseModel):
+    """A spec to analyse: a built-in name or the YAML text (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str | None = Field(None, max_length=200, description="A built-in spec's name.")
+    text: str | None = Field(
+        None, max_length=YamlLimits().max_bytes, description="A spec's YAML text."
+    )
+    days: int | None = Field(
+        None,
+        ge=1,
+        le=366,
+        strict=True,
+        description="Days of history read (default: JUNCTION_ANALYTICS_REPORT_DAYS).",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AnalyzeRequest:
+        if (self.spec is None) == (self.text is None):
+            raise ValueError("give exactly one of `spec` (a built-in name) or `text` (YAML)")
+        return self
+
+
+@router.post(
+    "/analyze",
+    response_model=Analysis,
+    responses=error_responses(404, 422, 503),
+    summary="Analyse a workflow",
+)
+def analyze_workflow(request: AnalyzeRequest, state: StateDep) -> Analysis:
+    """A spec's validation, critical path with p50/p95 per step from the metrics store,
+    steps that could run in parallel, steps without retries/timeout/fallback, side effects
+    without an idempotency key, the predicted success probability, and the same with the
+    recommended changes applied (what-if). Nothing runs, nothing is written; an invalid
+    spec is a result (``validation.ok: false``)."""
+    store = state.store()
+    if request.spec is not None:
+        path = builtin_path(request.spec, "body.spec")
+        return analyze_spec(path, state.settings, store=store, days=request.days)
+    return analyze_text(
+        request.text or "", state.settings, source="<body.text>", store=store, days=request.days
+    )
+
+
 _placeholder(
     "generate",
     "Generate a workflow from a description",

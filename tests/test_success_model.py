@@ -139,7 +139,7 @@ def test_too_little_history_falls_back_to_naive_with_a_note(tmp_path: Path) -> N
         load_workflow("incident_response"), settings, at=START + timedelta(hours=11)
     )
     assert p.method == "naive" and not p.confident and p.model_version is None
-    assert p.note and "no success model is live" in p.note
+    assert p.note and "no success model is live (last training: too little history" in p.note
     assert 0.0 <= p.probability == p.baseline <= 1.0
 
 
@@ -167,6 +167,7 @@ def test_broken_live_model_falls_back_to_naive_and_warns(
     assert p.note and expected[damage] in p.note
     warnings = registry.read()["warnings"]
     assert any(expected[damage] in w["message"] and w["version"] == "v1" for w in warnings)
+    assert "; warning: " in live_summary(settings) and expected[damage] in live_summary(settings)
 
 
 def test_candidate_promoted_only_if_better_and_rollback(

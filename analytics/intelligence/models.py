@@ -37,6 +37,7 @@ import pandas as pd
 
 from analytics.intelligence.features import FEATURES
 from analytics.intelligence.training import (
+    MIN_CLASS_RUNS,
     Dataset,
     Scores,
     fit,
@@ -162,6 +163,13 @@ class Registry:
         with contextlib.suppress(OSError):
             self.write(doc)
 
+    def note_training(self, message: str) -> None:
+        """Record what the last training round did (shown when no model is live)."""
+        doc = self.read()
+        doc["last_training"] = {"at": _now(), "message": message}
+        with contextlib.suppress(OSError):
+            self.write(doc)
+
     # ------------------------------------------------------------------ versions
     def versions(self) -> list[dict[str, Any]]:
         """Every version's record, oldest first."""
@@ -283,7 +291,9 @@ def load_live(settings: Settings) -> LoadedModel | str:
     registry = registry_for(settings)
     version = registry.live()
     if version is None:
-        return "no success model is live: naive estimate"
+        last = registry.read().get("last_training") or {}
+        why = f" (last training: {last['message']})" if last.get("message") else ""
+        return f"no success model is live{why}: naive estimate"
     path = registry.root / f"{version}.joblib"
     with contextlib.suppress(OSError):
         key = (str(registry.root), version, path.stat().st_mtime)
@@ -352,25 +362,24 @@ def train_and_maybe_promote(
 
             store = MetricsStore(settings.metrics_dir)
         data = load_dataset(store, known_plans(settings))
-    problem = too_little(data, settings.model_min_runs)
-    if problem:
-        return TrainResult(
-            False, False, f"{problem}: predictions use the naive estimate", runs=len(data)
-        )
+    registry = registry_for(settings)
     train, test = data.split(test_share)
-    if min(train.failures, len(train) - train.failures) < 10 or test.failures == 0:
-        return TrainResult(
-            False,
-            False,
-            "too little history: the earlier or the held-out "
-            "runs lack failed or completed runs; naive estimate",
-            runs=len(data),
+    problem = too_little(data, settings.model_min_runs)
+    if problem is None and (
+        min(train.failures, len(train) - train.failures) < MIN_CLASS_RUNS or test.failures == 0
+    ):
+        problem = (
+            f"too little history: the earlier {len(train)} runs need {MIN_CLASS_RUNS} failed "
+            f"and {MIN_CLASS_RUNS} completed, the later {len(test)} at least one failed"
         )
+    if problem:
+        message = f"{problem}: predictions use the naive estimate"
+        registry.note_training(message)
+        return TrainResult(False, False, message, runs=len(data))
     estimator = fit(train)
     cand_p = LoadedModel("candidate", estimator, FEATURES).predict(test.features)
     cand = score(test.y, cand_p)
     naive = score(test.y, test.features["naive"].to_numpy(dtype=float))
-    registry = registry_for(settings)
     live_version = registry.live()
     live_scores = None
     if live_version is not None:
@@ -413,6 +422,7 @@ def train_and_maybe_promote(
         f"{version}: Brier {cand.brier:.4f} on {len(test)} held-out runs ({against}"
         f"naive {naive.brier:.4f}): {verdict}"
     )
+    registry.note_training(message)
     return TrainResult(
         True,
         better and promote,
@@ -436,9 +446,13 @@ def live_summary(settings: Settings) -> str:
         return "workflow success model: none live, predictions use the naive estimate"
     metrics = doc["versions"][live].get("metrics", {})
     model, naive = metrics.get("model") or {}, metrics.get("naive") or {}
-    if "brier" not in model or "brier" not in naive:
-        return f"workflow success model: {live} live"
-    return (
-        f"workflow success model: {live} live (held-out Brier {model['brier']:.4f} against "
-        f"{naive['brier']:.4f} for the naive estimate, {model.get('n', 0):,} runs)"
-    )
+    line = f"workflow success model: {live} live"
+    if "brier" in model and "brier" in naive:
+        line += (
+            f" (held-out Brier {model['brier']:.4f} against {naive['brier']:.4f} for the naive "
+            f"estimate, {model.get('n', 0):,} runs)"
+        )
+    warned = [w for w in doc["warnings"] if w.get("version") == live]
+    if warned:
+        line += f"; warning: {warned[-1]['message']}"
+    return line

@@ -27,7 +27,7 @@ from junction.workflows.builtins import resolve_spec_path
 from junction.workflows.journal import SideEffectJournal, journal_path
 from junction.workflows.runner import WorkflowRunner
 from junction.workflows.runtime import Runtime
-from junction.workflows.spec import WorkflowSpec
+from junction.workflows.spec import Priority, WorkflowSpec
 from junction.workflows.validate import load_workflow
 from tasks.steps import prefect_step
 
@@ -92,12 +92,16 @@ def load_spec(spec: str) -> WorkflowSpec:
 
 
 @flow(name="workflow", log_prints=False, validate_parameters=False)
-async def run_workflow(spec: str, params: dict[str, Any] | None = None) -> State[Any]:
+async def run_workflow(
+    spec: str, params: dict[str, Any] | None = None, priority: Priority | None = None
+) -> State[Any]:
     """Run the workflow ``spec`` (a YAML path or a built-in name) once.
 
     Args:
         spec: The spec file, or a built-in spec's name (``employee_onboarding``).
         params: The workflow's parameters (strings are coerced to the declared types).
+        priority: ``high``, ``normal`` or ``low`` in the shared rate budget (default:
+            the spec's ``priority``).
 
     Returns:
         A ``Completed`` or ``Failed`` state carrying the run's summary dict.
@@ -111,7 +115,9 @@ async def run_workflow(spec: str, params: dict[str, Any] | None = None) -> State
     runtime = await shared_runtime(settings)
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
     try:
-        result = await runner.run(params or {}, run_id=str(flow_run.id or "") or None)
+        result = await runner.run(
+            params or {}, run_id=str(flow_run.id or "") or None, priority=priority
+        )
     finally:
         if runtime.store is not None:
             runtime.store.flush()  # the monitor sees this run's rows now
@@ -123,7 +129,10 @@ async def run_workflow(spec: str, params: dict[str, Any] | None = None) -> State
 
 @flow(name="workflow-batch", log_prints=False, validate_parameters=False)
 async def run_workflows(
-    spec: str, params_list: list[dict[str, Any]], concurrency: int = 4
+    spec: str,
+    params_list: list[dict[str, Any]],
+    concurrency: int = 4,
+    priority: Priority | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``spec`` once per parameter set inside one flow run (steps are its task runs).
 
@@ -136,6 +145,7 @@ async def run_workflows(
         spec: The spec file, or a built-in spec's name.
         params_list: One parameter mapping per run.
         concurrency: Runs in flight at once.
+        priority: The runs' priority in the shared rate budget (default: the spec's).
 
     Returns:
         Each run's summary (``RunResult.to_dict()``), in order.
@@ -149,7 +159,7 @@ async def run_workflows(
 
     async def one(params: dict[str, Any]) -> dict[str, Any]:
         async with gate:
-            return (await runner.run(params)).to_dict()
+            return (await runner.run(params, priority=priority)).to_dict()
 
     try:
         return list(await asyncio.gather(*(one(p) for p in params_list)))

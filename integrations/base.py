@@ -39,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, stop_after_attempt
 
 from integrations.actions import ActionSpec, action, actions_of
+from integrations.adaptive_gate import gate_for
 from integrations.auth import Credentials, build_auth, resolve_credentials
 from integrations.breaker import BreakerState, CircuitBreaker, breakers
 from integrations.catalog import IntegrationSpec, load_catalog
@@ -215,6 +216,7 @@ class IntegrationClient:
             failure_threshold=engine.breaker_failure_threshold,
             reset_timeout=engine.breaker_reset_seconds,
         )
+        self.gate = gate_for(spec.name, engine.adaptive)  # None: adaptive execution off
         self.metric_hook = metric_hook
         self.source = source
         self.run_id = run_id
@@ -552,8 +554,10 @@ class IntegrationClient:
         timeout: httpx.Timeout | None,
     ) -> httpx.Response:
         self._admit(action)
-        try:
-            response = await self.http.request(
+        chosen = timeout if timeout is not None else self.timeout
+
+        async def exchange(read: float | None = None) -> httpx.Response:
+            answer = await self.http.request(
                 method,
                 target,
                 params=params,
@@ -562,12 +566,19 @@ class IntegrationClient:
                 content=content,
                 headers=headers,
                 auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
-                timeout=timeout if timeout is not None else self.timeout,
+                timeout=chosen if read is None else httpx.Timeout(read, connect=chosen.connect),
                 # Never follow, whatever a shared client says: a redirect may point
                 # anywhere, and httpx would carry the auth along.
                 follow_redirects=False,
             )
-            await response.aread()
+            await answer.aread()
+            return answer
+
+        try:
+            if self.gate is None:
+                response = await exchange()
+            else:  # adaptive timeout, concurrency and budget (integrations.adaptive_gate)
+                response = await self.gate.send(action, chosen.read or 0.0, exchange)
         except IntegrationError:
             self.breaker.release()
             raise

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from integrations.adaptive import AdaptivePolicy
 from integrations.retry import RetryPolicy
 from integrations.transport import HttpBackend
 
@@ -84,6 +85,7 @@ class EngineConfig:
         breaker_reset_seconds: Time an open breaker waits before a trial call.
         http_backend: Transport of the shared client of a sweep.
         sweep_concurrency: Health checks in flight at once during a sweep.
+        adaptive: Adaptive timeouts, concurrency and rate budget (``None``: off).
     """
 
     sandbox_url: str = DEFAULT_SANDBOX_URL
@@ -95,6 +97,7 @@ class EngineConfig:
     breaker_reset_seconds: float = 30.0
     http_backend: HttpBackend = "aiohttp"
     sweep_concurrency: int = 200
+    adaptive: AdaptivePolicy | None = None
 
     def __post_init__(self) -> None:
         # One normal form, so "is this the sandbox?" is a prefix test.

@@ -23,10 +23,10 @@ Retry safety of the side-effecting actions:
 - ``add_project_member``: 409 "Member already exists" -> the existing member.
 - ``block_user``: GitLab answers success for an already blocked user; the user is then
   re-read.
-- ``create_user`` (``POST /users``, administrators): check-before-create by the exact
-  ``username`` (``GET /users?username=``); a user found with the same email is returned
-  (``unchanged``), before the first attempt and after an ambiguous failure. GitLab answers
-  409 when the username or email is taken by someone else, raised as ``ConflictError``.
+- ``create_user`` (``POST /users``, administrators): create-first. GitLab answers 409
+  when the username or email is taken; then (and after an ambiguous failure) the exact
+  ``username`` is looked up (``GET /users?username=``) and a user with the same email is
+  returned (``unchanged``); taken by someone else, the 409 is raised as ``ConflictError``.
 - ``find_user`` reads only: ``GET /users?username=`` (exact) or ``GET /users?search=``
   (by email: administrators can search every user's email, others the public email)
   keeping only an exact, case-insensitive email match.
@@ -808,8 +808,9 @@ class GitLabClient(IntegrationClient):
     async def create_user(self, params: CreateUserParams) -> GitLabUser:
         """Create a user account unless that username with that email exists already.
 
-        Retry-safe by check-before-create on the exact username (see the module
-        docstring).
+        Create-first (as Okta's ``create_user``): GitLab refuses a taken username or
+        email with 409, so the ``POST`` goes first and the lookup runs only on that 409
+        or after an ambiguous failure: one request on the common path instead of two.
 
         Args:
             params: Email, username, name.
@@ -820,11 +821,17 @@ class GitLabClient(IntegrationClient):
         Raises:
             ConflictError: The username or email belongs to another user.
         """
-        return await self.create_once(
-            lookup=lambda: self._user_by_username(params),
-            create=lambda: self.post_user(params),
-            lookup_first=True,
-        )
+        try:
+            return await self.create_once(
+                lookup=lambda: self._user_by_username(params),
+                create=lambda: self.post_user(params),
+                lookup_first=False,
+            )
+        except ConflictError:
+            found = await self._user_by_username(params)
+            if found is None:  # taken by someone else
+                raise
+            return found
 
     @action(read_only=False, idempotent=True)
     async def block_user(self, params: BlockUserParams) -> GitLabUser:

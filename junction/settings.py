@@ -38,8 +38,25 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from integrations.adaptive import AdaptiveConfig, AdaptivePolicy
+from integrations.budget import parse_budgets
 from integrations.config import EngineConfig, IntegrationConfig
 from integrations.retry import RetryPolicy
+
+_ADAPTIVE_FIELDS = (
+    "timeout_min_seconds",
+    "timeout_max_seconds",
+    "timeout_percentile",
+    "timeout_margin",
+    "concurrency_min",
+    "concurrency_max",
+    "concurrency_initial",
+    "low_priority_share",
+    "retry_after_min_seconds",
+    "retry_after_max_seconds",
+    "hedge_max_ratio",
+)
+"""The AdaptiveConfig fields the settings set (``JUNCTION_ADAPTIVE_<FIELD>``)."""
 
 
 def _plan(name: str) -> AliasChoices:
@@ -546,6 +563,58 @@ class Settings(BaseSettings):
         # A relative home would make state depend on the directory a command runs in.
         return value.expanduser().absolute()
 
+    # --- adaptive execution (integrations.adaptive) ---
+    adaptive_enabled: bool = Field(
+        True,
+        description="Adaptive timeouts, concurrency, rate budget and hedged reads for "
+        "workflow runs (probes keep their fixed timeouts: they report the raw signal).",
+    )
+    adaptive_timeout_min_seconds: float = Field(
+        1.0, gt=0, description="Shortest timeout an adaptive action timeout may reach."
+    )
+    adaptive_timeout_max_seconds: float = Field(
+        30.0, gt=0, description="Longest timeout an adaptive action timeout may reach."
+    )
+    adaptive_timeout_percentile: float = Field(
+        0.99,
+        description="Latency percentile of an action's recent calls its timeout follows (0.5-1).",
+    )
+    adaptive_timeout_margin: float = Field(2.0, description="Multiplier on that percentile (>= 1).")
+    adaptive_concurrency_min: int = Field(
+        1, description="Lowest adaptive concurrency limit per integration."
+    )
+    adaptive_concurrency_max: int = Field(
+        64, description="Highest adaptive concurrency limit per integration."
+    )
+    adaptive_concurrency_initial: int = Field(
+        8, description="Where an integration's adaptive concurrency limit starts."
+    )
+    adaptive_low_priority_share: float = Field(
+        0.75,
+        description="Share of an integration's concurrency limit and rate budget that "
+        "low-priority (bulk) workflows may use; the rest is kept for normal and high.",
+    )
+    adaptive_retry_after_min_seconds: float = Field(
+        0.05, description="Floor of a vendor's Retry-After (0 or negative is raised to it)."
+    )
+    adaptive_retry_after_max_seconds: float = Field(
+        30.0, description="Cap of a vendor's Retry-After pause (a year is cut to it)."
+    )
+    adaptive_hedge_max_ratio: float = Field(
+        0.1,
+        description="Most hedged (second) attempts per read-only call (0-1; 0: never hedge).",
+    )
+    rate_budgets: str = Field(
+        "",
+        description="Host-wide rate budgets shared by every process, as name=rate[/burst] "
+        "per second (okta=20,gitlab=5/10); unset: none.",
+    )
+    rate_budget_file: Path | None = Field(
+        None,
+        description="SQLite file of the shared rate budgets; default "
+        "<JUNCTION_HOME>/state/rate-budget.sqlite.",
+    )
+
     @field_validator("sandbox_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -610,6 +679,36 @@ class Settings(BaseSettings):
                     values[field] = value
         values.update(overrides)
         return IntegrationConfig.model_validate(values)
+
+    def adaptive_policy(self) -> AdaptivePolicy | None:
+        """Adaptive execution of workflow runs (``None`` when ``adaptive_enabled`` is off)."""
+        if not self.adaptive_enabled:
+            return None
+        path = self.rate_budget_file or self.home / "state" / "rate-budget.sqlite"
+        budgets = parse_budgets(self.rate_budgets)
+        return AdaptivePolicy(
+            config=self._adaptive_config(),
+            budget_path=str(path) if budgets else None,
+            budgets=tuple((name, b.rate, b.burst) for name, b in budgets.items()),
+        )
+
+    def _adaptive_config(self) -> AdaptiveConfig:
+        return AdaptiveConfig(
+            **{name: getattr(self, f"adaptive_{name}") for name in _ADAPTIVE_FIELDS}
+        )
+
+    @model_validator(mode="after")
+    def _check_adaptive(self) -> Settings:
+        # Contradicting bounds are one error at load, naming the variables.
+        values = {name: getattr(self, f"adaptive_{name}") for name in _ADAPTIVE_FIELDS}
+        problems = AdaptiveConfig.check(values, lambda f: f"JUNCTION_ADAPTIVE_{f.upper()}")
+        try:
+            parse_budgets(self.rate_budgets)
+        except ValueError as exc:
+            problems.append(f"JUNCTION_RATE_BUDGETS: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def engine_config(self) -> EngineConfig:
         """How every integration client behaves, from the integration settings above."""

@@ -57,6 +57,7 @@ from uuid import uuid4
 from pydantic import BaseModel, ValidationError
 
 from integrations.actions import ActionSpec
+from integrations.adaptive import Priority, priority_scope
 from integrations.base import IntegrationClient
 from integrations.breaker import BreakerState
 from integrations.errors import APITimeoutError, CircuitOpenError, IntegrationError
@@ -140,7 +141,11 @@ class WorkflowRunner:
         return found
 
     async def run(
-        self, params: Mapping[str, Any] | None = None, *, run_id: str | None = None
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        priority: Priority | None = None,
     ) -> RunResult:
         """Run the workflow once.
 
@@ -148,6 +153,7 @@ class WorkflowRunner:
             params: Parameters (coerced and defaulted by
                 :func:`~junction.workflows.spec.resolve_params`).
             run_id: The run's id (default: a new uuid hex).
+            priority: The run's calls' priority (default: the spec's ``priority``).
 
         Returns:
             The run's result (also recorded in ``workflow_runs`` when the runtime has a
@@ -160,7 +166,8 @@ class WorkflowRunner:
         resolved = resolve_params(self.spec, params or {})
         check_items(self.spec, resolved, self.runtime.settings)
         run = _Run(self, resolved, run_id or uuid4().hex)
-        result = await run.execute()
+        with priority_scope(priority or self.spec.priority):  # the budget serves high first
+            result = await run.execute()
         if self.runtime.store is not None:
             self.runtime.store.append("workflow_runs", [result.row()])
         return result
@@ -505,8 +512,12 @@ class _Run:
             if hit:
                 outcome.cached = True
                 return value
+        adaptive = client.gate is not None  # then the gate's limit adapts below this bound
         limit = self.spec.concurrency.get(
-            alt.provider, self.rt.settings.workflow_integration_concurrency
+            alt.provider,
+            self.rt.settings.adaptive_concurrency_max
+            if adaptive
+            else self.rt.settings.workflow_integration_concurrency,
         )
         sem = self.rt.semaphore(alt.provider, limit)
 
@@ -521,6 +532,8 @@ class _Run:
                         pass  # not in the bulk answer: ask singly for the vendor's 404
             method = getattr(client, alt.action)
             async with sem:
+                if action.read_only and client.gate is not None:  # hedged after its p95
+                    return _as_data(await client.gate.hedger.call(alt.uses, lambda: method(params)))
                 return _as_data(await method(params))
 
         if action.read_only and self.rt.singleflight is not None:

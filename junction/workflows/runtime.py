@@ -10,7 +10,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from integrations.base import IntegrationClient, RetryPolicy
@@ -144,6 +144,11 @@ class Runtime:
                 retry_after_max=self.settings.retry_after_max_seconds,
                 jitter=self.settings.workflow_retry_backoff_base_seconds,
             ),
+        )
+        # Workflow calls adapt (timeouts, concurrency, budget); probes keep fixed ones.
+        self.client_options.setdefault(
+            "engine",
+            replace(self.settings.engine_config(), adaptive=self.settings.adaptive_policy()),
         )
         self._clients: dict[str, IntegrationClient] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}

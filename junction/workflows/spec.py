@@ -10,6 +10,7 @@ A spec (built-in: ``junction/workflows/specs/*.yaml``; JSON Schema in
       room: {type: string, default: ops}
       notify: {type: boolean, default: true}
     concurrency: {okta: 4}            # optional bound of concurrent calls per integration
+    priority: normal                  # high | normal | low: order in the shared rate budget
     steps:
       - id: hire
         uses: workday.get_worker      # <integration>.<action>
@@ -113,6 +114,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from integrations.adaptive import Priority
 from integrations.catalog import load_catalog
 from integrations.yamlconfig import ConfigModel
 from junction.durations import duration_seconds
@@ -128,6 +130,7 @@ __all__ = [
     "ParamType",
     "Parameter",
     "ParameterError",
+    "Priority",
     "Step",
     "Target",
     "WorkflowSpec",
@@ -450,6 +453,7 @@ class WorkflowSpec(ConfigModel):
         version: Free-form version of the spec.
         parameters: Typed parameters, by name.
         concurrency: Concurrent calls at most, per integration, in this workflow.
+        priority: ``high``, ``normal`` or ``low``: order in the shared rate budget.
         steps: The steps (order is only the display order; dependencies decide the run).
         outputs: Results of the run, templated from ``params`` and ``steps``.
     """
@@ -462,6 +466,11 @@ class WorkflowSpec(ConfigModel):
     version: str | None = None
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     concurrency: dict[str, int] = Field(default_factory=dict)
+    priority: Priority = Field(
+        "normal",
+        description="Priority of the run's calls in the shared rate budget: high "
+        "(incidents) first, low (bulk) never takes the reserved share.",
+    )
     steps: list[Step] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict)
 

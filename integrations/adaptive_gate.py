@@ -1,0 +1,200 @@
+"""The adaptive gate of one integration: what the engine does around each attempt.
+
+:class:`AdaptiveGate` joins the pure parts of :mod:`integrations.adaptive` for one
+service, shared by every client of it in the process (:data:`gates`, like the circuit
+breakers): before an attempt it waits out a vendor's ``Retry-After`` pause, takes a token
+of the host-wide :class:`~integrations.budget.RateBudget` (when the service has one) and
+a slot of the adaptive concurrency limit, at the caller's priority
+(:data:`~integrations.adaptive.current_priority`); it gives the attempt its adaptive
+timeout; after it, it feeds the latency, the 429 or the timeout back.
+
+A timeout changes only how long an attempt waits: whether a timed-out attempt is retried
+is still the retry policy's decision (never blind for a non-idempotent create, see
+:mod:`integrations.idempotency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+from integrations.adaptive import (
+    AdaptiveConfig,
+    AdaptivePolicy,
+    AdaptiveRate,
+    AdaptiveTimeout,
+    ConcurrencyLimit,
+    clamp_retry_after,
+    current_priority,
+)
+from integrations.budget import BucketSpec, RateBudget
+from integrations.hedge import Hedger
+from integrations.retry import parse_retry_after
+
+
+class AdaptiveGate:
+    """Adaptive timeouts, concurrency, budget and pauses of one integration.
+
+    Args:
+        service: The integration.
+        config: Bounds and gains.
+        budget: The host-wide budget (``None``: none).
+        clock: Monotonic seconds (injectable).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        config: AdaptiveConfig,
+        *,
+        budget: RateBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.budget = budget if budget is not None and budget.limited(service) else None
+        self._clock = clock
+        self.timeouts = AdaptiveTimeout(config)
+        self.limit = ConcurrencyLimit(config, clock)
+        self.rate = AdaptiveRate(config.low_priority_share, clock)
+        self.hedger = Hedger(config, clock)
+        self.paused_until = 0.0
+        self.throttled = 0
+        self.timed_out = 0
+
+    def pause_left(self) -> float:
+        """Seconds left of the current ``Retry-After`` pause (never above the cap)."""
+        left = self.paused_until - self._clock()
+        cap = self.config.retry_after_max_seconds
+        if left > cap:  # a clock stepped back: the pause restarts at the cap
+            self.paused_until = self._clock() + cap
+            left = cap
+        return max(0.0, left)
+
+    def pause(self, seconds: float) -> None:
+        """Hold ``normal`` and ``low`` calls for ``seconds`` (already clamped)."""
+        self.paused_until = max(self.paused_until, self._clock() + seconds)
+        if self.budget is not None:
+            self.budget.pause(self.service, seconds)
+
+    async def send(
+        self,
+        action: str,
+        configured: float,
+        attempt: Callable[[float], Awaitable[httpx.Response]],
+    ) -> httpx.Response:
+        """Run one attempt through the gate.
+
+        Args:
+            action: The action (its latencies set its timeout).
+            configured: The configured read timeout (used until there are enough samples).
+            attempt: Sends the request with the given read timeout and reads the answer.
+
+        Returns:
+            The answer (a 429 too: the engine raises it as usual).
+        """
+        priority = current_priority.get()
+        if priority != "high":
+            while (left := self.pause_left()) > 0:
+                await asyncio.sleep(left)
+        if self.budget is not None:
+            await self.budget.acquire(self.service, priority)
+        await self.limit.acquire(priority)
+        try:
+            wait = self.rate.delay(priority)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except BaseException:
+            self.limit.release()
+            raise
+        timeout = self.timeouts.timeout(action, configured)
+        busy = self.limit.in_flight
+        started = self._clock()
+        try:
+            response = await attempt(timeout)
+        except httpx.TimeoutException as exc:
+            if not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                self.timed_out += 1
+                self.timeouts.observe_timeout(action, timeout)
+                self.limit.on_drop()
+            raise
+        finally:
+            self.limit.release()
+        elapsed = self._clock() - started
+        if response.status_code == 429:
+            self.throttled += 1
+            self.limit.on_drop()
+            self.rate.on_throttle(self.limit.rtt)
+            # The throttled request itself waits the vendor's Retry-After (the retry
+            # policy); everyone else only slows down (the rate cut) and waits the floor,
+            # so a Retry-After of 0 cannot make a hot loop. A lie is logged and clamped.
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            clamp_retry_after(hint, self.config, service=self.service)
+            self.pause(self.config.retry_after_min_seconds)
+        else:
+            self.timeouts.observe(action, elapsed)
+            self.limit.on_success(elapsed, in_flight=busy)
+            self.rate.on_success()
+        return response
+
+
+class GateRegistry:
+    """One gate per (service, configuration), shared by every client in the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[tuple[str, AdaptivePolicy], AdaptiveGate] = {}
+        self._budgets: dict[str, RateBudget] = {}
+
+    def get(self, service: str, policy: AdaptivePolicy) -> AdaptiveGate:
+        """The gate of ``service`` under ``policy`` (made on first use).
+
+        Args:
+            service: The integration.
+            policy: Bounds, gains and the shared budget.
+        """
+        config, budget_path, budgets = policy.config, policy.budget_path, policy.budgets
+        key = (service, policy)
+        with self._lock:
+            gate = self._gates.get(key)
+            if gate is None:
+                budget = None
+                if budget_path is not None and any(name == service for name, _, _ in budgets):
+                    budget = self._budgets.get(budget_path)
+                    if budget is None:
+                        specs = {name: BucketSpec(rate, burst) for name, rate, burst in budgets}
+                        budget = self._budgets[budget_path] = RateBudget(
+                            Path(budget_path),
+                            specs,
+                            reserve=1.0 - config.low_priority_share,
+                            max_pause=config.retry_after_max_seconds,
+                        )
+                gate = self._gates[key] = AdaptiveGate(service, config, budget=budget)
+            return gate
+
+    def all(self) -> list[AdaptiveGate]:
+        """Every gate made so far."""
+        with self._lock:
+            return list(self._gates.values())
+
+    def clear(self) -> None:
+        """Forget every gate and close the budgets (tests, benches)."""
+        with self._lock:
+            self._gates.clear()
+            for budget in self._budgets.values():
+                budget.close()
+            self._budgets.clear()
+
+
+gates = GateRegistry()
+"""The process's gates."""
+
+
+def gate_for(service: str, policy: AdaptivePolicy | None) -> AdaptiveGate | None:
+    """The process's gate of ``service`` under ``policy`` (``None``: adaptive execution off)."""
+    return None if policy is None else gates.get(service, policy)

@@ -139,7 +139,7 @@ def test_bad_input_is_a_clean_refusal() -> None:
 
 
 def test_user_text_never_becomes_a_template() -> None:
-    plan = plan_workflow('post "{{ params.secret }} {% for x in y %}" to #ops on slack')
+    plan = plan_workflow('post "{{ params.x }} {% for x in y %}" to #ops on slack')
     assert plan.spec is not None and _valid(plan)
     text = _step(plan, "slack.post_message")["with"]["text"]
     assert "{{" not in text and "{%" not in text

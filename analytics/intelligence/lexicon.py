@@ -52,6 +52,13 @@ def fold(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+class RefuseGroup(ConfigModel):
+    """Words of a kind of request that is refused, and why."""
+
+    reason: str
+    words: list[str]
+
+
 class WordsFile(ConfigModel):
     """``lexicon.yaml``."""
 
@@ -71,6 +78,7 @@ class WordsFile(ConfigModel):
     topic_markers: list[str]
     secret_words: list[str]
     injection_phrases: list[str]
+    refuse: dict[str, RefuseGroup]
     stopwords: list[str]
 
 
@@ -110,6 +118,7 @@ class Op(ConfigModel):
     item: dict[str, str] = Field(default_factory=dict)
     content: str = ""
     fallback_target: Source | None = None
+    item_content: str = ""
 
     @property
     def integration(self) -> str:

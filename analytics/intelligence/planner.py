@@ -64,12 +64,13 @@ def _safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str 
             f"refused: the request names a URL ({reading.urls[0][:80]}); workflows only call "
             "the configured base URLs of catalog integrations"
         )
-    folded = " " + re.sub(r"[^\w@.-]+", " ", fold(text)) + " "
+    folded = " " + re.sub(r"[^\w@-]+", " ", fold(text)) + " "
     secrets = reading.secrets + [w for w in lex.words.secret_words if f" {fold(w)} " in folded]
     if secrets:
         listed = _quote(sorted(set(secrets)))
         return f"refused: the request would send secrets or sensitive data ({listed})"
     vendors = list(reading.vendors)
+    groups = lex.words.refuse
     planned = {op.integration for op in lex.ops.values()}
     for t in (t for c in reading.clauses for t in c.tokens):
         name = fold(t.text)
@@ -79,6 +80,10 @@ def _safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str 
         names = ", ".join(sorted(set(vendors)))
         known = ", ".join(sorted(planned))
         return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
+    for group in groups.values():
+        found = [w for w in group.words if f" {fold(w)} " in folded]
+        if found:
+            return f"refused: the request {group.reason} ({_quote(found)})"
     for c in reading.clauses:
         destroy = [t.text for t in c.tokens if t.has("verb", "destroy")]
         if destroy:
@@ -177,18 +182,15 @@ class _Interpreter:
         for i, t in enumerate(tokens):
             for n in t.values("noun"):
                 nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-                if (
-                    nxt is not None
-                    and nxt.entity
-                    and (n, nxt.entity[0])
-                    in {
-                        ("room", "room"),
-                        ("pipeline", "pipeline_id"),
-                        ("job", "job_id"),
-                        ("worker", "worker_id"),
-                    }
-                ):
-                    continue  # "pipeline 4711": a given pipeline, not one to find
+                given = nxt.entity[0] if nxt is not None and nxt.entity else ""
+                if (n, given) == ("room", "room"):
+                    continue  # "the Webex room 'SRE'": a room to post in, not one to create
+                if (n, given) in {
+                    ("pipeline", "pipeline_id"),
+                    ("job", "job_id"),
+                    ("worker", "worker_id"),
+                }:
+                    n = f"given:{n}"  # "pipeline 4711": a given pipeline, not one to find
                 if nxt is not None and fold(nxt.text) in _REFERENCE_WORDS:
                     n = f"ref:{n}"  # "the incident link": a reference to an earlier step
                 if n not in nouns:
@@ -214,7 +216,8 @@ class _Interpreter:
     ) -> tuple[list[Op], bool]:
         """The clause's new actions, and whether the clause mapped to anything at all."""
         nouns = self._nouns(c)
-        real_nouns = [n for n in nouns if not n.startswith("ref:")]
+        real_nouns = [n.removeprefix("given:") for n in nouns if not n.startswith("ref:")]
+        free_nouns = [n for n in nouns if ":" not in n]
         quantified = c.has("quantifier")
         explicit = c.words("integration")
         implied = [i for i in self._implied(c, verbs, real_nouns) if i not in explicit]
@@ -227,8 +230,11 @@ class _Interpreter:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
                 if best is not None:
                     chosen.append(best[1])
+            by_entity = "slack" if c.entities("channel") else None
             for verb in verbs:  # "email each new hire from Workday": the verb's own service
-                target = self.lex.defaults.verbs.get(verb)
+                target = self.lex.defaults.verbs.get(verb) or (
+                    by_entity if verb == "send" else None
+                )
                 if condition or not target or any(verb in op.verbs for op in chosen):
                     continue
                 best = self._best(target, [verb], real_nouns, reads=False, quantified=quantified)
@@ -249,13 +255,13 @@ class _Interpreter:
                 chosen.append(max(cands, key=lambda x: (x[0], x[1], x[2]))[3])
         covered = {n for op in chosen for n in op.nouns}
         d = self.lex.defaults.nouns
-        sources = [d[n] for n in real_nouns if n not in covered and n in d]
+        sources = [d[n] for n in free_nouns if n not in covered and n in d]
         sources += [
             i for i in implied if i not in sources and i not in {op.integration for op in chosen}
         ]
         kinds = self.lex.defaults.noun_kinds
         for name in dict.fromkeys(sources):
-            uncovered = [n for n in real_nouns if n not in covered]
+            uncovered = [n for n in free_nouns if n not in covered]
             named = {kinds[n] for n in uncovered if n in kinds}
             if named and any(named & (set(op.produces) | set(op.item)) for op in planned_ops):
                 continue  # the noun names an earlier step ("create a room for the incident")
@@ -318,8 +324,11 @@ class _Interpreter:
         """The earlier steps a clause is about ("a room for the incident", "for it")."""
         kinds = self.lex.defaults.noun_kinds
         found: list[Planned] = []
+        own = {n for p in made for n in p.op.nouns}
         for noun in self._nouns(c):
-            kind = kinds.get(noun.removeprefix("ref:"))
+            if noun in own:
+                continue  # the clause's own object ("a GitHub issue"), not an earlier one
+            kind = kinds.get(noun.split(":")[-1])
             producer = self._latest(kind) if kind else None
             if producer is not None and producer not in made and producer not in found:
                 found.append(producer)
@@ -365,8 +374,8 @@ class _Interpreter:
                 continue
             if (
                 condition
-                and c.has("noun", "alert")
-                and not c.words("integration")
+                and (c.has("noun", "alert") or c.has("verb", "fire"))
+                and set(c.words("integration")) <= {"alertmanager"}
                 and not c.has("severity")
             ):
                 self._param(

@@ -179,7 +179,7 @@ class _Builder:
             consumer.fan_over = q.sid
             consumer.for_each = _sub(q.op.list_expr, q.sid, "single")
         if consumer.fan_over == q.sid and q.for_each is None and q.op.list_expr:
-            return re.sub(r"\bX\b", "item", q.op.content.replace("X['items']", "[item]"))
+            return re.sub(r"\bX\b", "item", q.op.item_content or "{{ X }}")
         if q.for_each is not None:
             base = "item" if consumer.fan_over == q.sid else f"steps.{q.sid}.output[0]"
             return re.sub(r"\bX\b", base, q.op.content)

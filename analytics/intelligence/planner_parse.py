@@ -295,12 +295,25 @@ def _groupish(t: Token) -> bool:
     return t.has("noun", "group") or fold(t.text) in {"grup", "gruppe", "grupo", "groupe"}
 
 
+def _target(t: Token) -> bool:
+    """A token naming where a message goes (a channel, an email, a room)."""
+    kinds = {"channel", "email", "room"}
+    return (
+        bool(t.entity and t.entity[0] in kinds)
+        or t.has("integration", "slack")
+        or t.has("integration", "webex")
+    )
+
+
 def _clauses(tokens: list[Token]) -> list[Clause]:
     clauses: list[Clause] = []
     current: list[Token] = []
     links: set[str] = set()
     in_topic = False
     for i, t in enumerate(tokens):
+        if t.text == ":" and current and _target(current[-1]) and not in_topic:
+            in_topic = True  # "slack #ops: db migration starting"
+            continue
         if t.text in {",", ";", ":", ".", "!", "?", "(", ")"} or (
             t.has("connective")
             and not (t.has("connective", "parallel") and current and not in_topic)
@@ -337,6 +350,15 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         current.append(t)
     if current:
         clauses.append(Clause(current, links))
+    for i, c in enumerate(clauses):  # "In parallel, do A and B": the whole sentence
+        leading = i == 1 or (i > 1 and "parallel" in clauses[i - 2].links)
+        if (
+            i
+            and leading
+            and "parallel" in clauses[i - 1].links
+            and not c.links & {"then", "sentence"}
+        ):
+            c.links.add("parallel")
     for c in clauses:
         c.topic = " ".join(t.text for t in c.tokens if t.has("topic_word") and not t.has("topic"))
     return clauses

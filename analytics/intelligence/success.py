@@ -115,9 +115,19 @@ def _store(settings: Settings) -> MetricsStore | None:
 
 
 def load_history(
-    settings: Settings, at: datetime, *, span: timedelta = HISTORY_SPAN
+    settings: Settings,
+    at: datetime,
+    *,
+    span: timedelta = HISTORY_SPAN,
+    services: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``calls`` and ``workflow_runs`` rows of ``span`` before ``at`` from the store.
+
+    Args:
+        settings: Settings (the store).
+        at: End of the span (excluded).
+        span: How far back.
+        services: Only the calls of these services (``None``: every service).
 
     Returns:
         ``(calls, runs)`` with :data:`CALL_COLUMNS` and :data:`RUN_COLUMNS` (empty frames
@@ -129,9 +139,14 @@ def load_history(
     if store is None:
         return empty_calls, empty_runs
     start = at - span
+    only = ""
+    params: list[object] = [start, at]
+    if services is not None:
+        only = f" AND service IN ({', '.join('?' for _ in services)})" if services else " AND false"
+        params += services
     calls = store.query(
-        f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE ts >= ? AND ts < ? ORDER BY ts",
-        [start, at],
+        f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE ts >= ? AND ts < ?{only} ORDER BY ts",
+        params,
     )
     runs = store.query(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM workflow_runs "
@@ -198,11 +213,17 @@ def predict_success(
         The :class:`SuccessPrediction`.
     """
     at = (at or datetime.now(UTC)).astimezone(UTC)
-    if history is None:
-        history, store_runs = load_history(settings, at)
-        runs = store_runs if runs is None else runs
     plan = spec_plan(spec)
     services = plan_services(plan)
+    unread = None
+    if history is None:
+        every = sorted({svc for step in plan for svc, _ in step.alternatives})
+        try:
+            history, store_runs = load_history(settings, at, services=every)
+        except Exception as exc:  # an unreadable store must not fail the caller
+            history, store_runs = pd.DataFrame(columns=list(CALL_COLUMNS)), None
+            unread = f"metrics store unreadable ({type(exc).__name__})"
+        runs = store_runs if runs is None else runs
     frame = build_features(
         pd.DataFrame({"workflow": [spec.name], "started_at": [at]}),
         {spec.name: plan},
@@ -212,8 +233,10 @@ def predict_success(
     baseline = float(frame["naive"].iloc[0])
     reasons = tuple(_reasons(history, services, at))
     note = (
-        None if not history.empty else ("no call history: the estimate assumes every service is up")
+        None if not history.empty else "no call history: the estimate assumes every service is up"
     )
+    if unread:
+        note = f"{unread}; {note}"
     model_prediction = _model_probability(settings, frame[list(FEATURES)])
     if isinstance(model_prediction, str):
         return SuccessPrediction(

@@ -321,6 +321,7 @@ def test_api_analyzes_a_builtin_and_a_posted_spec(api_server: ApiServer) -> None
         assert got.status_code == 200, got.text
         body = got.json()
         assert body["name"] == "ci_failure_triage" and body["validation"]["ok"]
+        assert body["source"] == "ci_failure_triage.yaml"  # not the server's path
         assert [s["step"] for s in body["steps"]][:2] == ["pipeline", "failed_jobs"]
         assert body["critical_path"]["steps"] and body["success"]["reasons"]
         assert body["what_if"] is not None

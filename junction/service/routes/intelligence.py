@@ -87,7 +87,9 @@ def analyze_workflow(request: AnalyzeRequest, state: StateDep) -> Analysis:
     store = state.store()
     if request.spec is not None:
         path = builtin_path(request.spec, "body.spec")
-        return analyze_spec(path, state.settings, store=store, days=request.days)
+        analysis = analyze_spec(path, state.settings, store=store, days=request.days)
+        # The file's name only, as /workflows/validate answers: not the server's paths.
+        return analysis.model_copy(update={"source": path.name})
     return analyze_text(
         request.text or "", state.settings, source="<body.text>", store=store, days=request.days
     )

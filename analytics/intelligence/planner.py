@@ -389,8 +389,9 @@ class _Interpreter:
             ops, mapped = self.clause_ops(
                 c, verbs if (own_verbs or not condition) else [], condition, prior
             )
-            if c.has("quantifier"):
-                quantified_sentence = True
+            first_of_sentence = index == 0 or bool(links & {"sentence", "condition"})
+            if c.has("quantifier") and (first_of_sentence or c.tokens[0].has("quantifier")):
+                quantified_sentence = True  # "For each new hire, ...": the rest of the sentence
             entities = self._entities([c])
             made: list[Planned] = []
             for op in ops:

@@ -182,6 +182,8 @@ class _Builder:
             return re.sub(r"\bX\b", "item", q.op.item_content or "{{ X }}")
         if q.for_each is not None:
             base = "item" if consumer.fan_over == q.sid else f"steps.{q.sid}.output[0]"
+            if consumer.for_each is not None and consumer.fan_over != q.sid:
+                base = f"steps.{q.sid}.output[index]"  # aligned with the consumer's items
             return re.sub(r"\bX\b", base, q.op.content)
         return re.sub(r"\bX\b", f"steps.{q.sid}.output", q.op.content)
 
@@ -198,6 +200,8 @@ class _Builder:
             if single and "{{" not in single.group(1):
                 return f"{{{{ ({single.group(1)}) | truncate(80) }}}}"
             return line
+        if "alert_name" in self.params:
+            return "{{ params.alert_name }}"
         words = clean(self.request)
         return words if len(words) <= 80 else words[:77] + "..."
 
@@ -298,6 +302,8 @@ class _Builder:
             p.with_.get(k) for k in ("room_id", "to_person_email")
         ):
             p.with_["to_person_email"] = self.param(p.op.fallback_target)
+        if p.with_.get("room_id") and "to_person_email" in p.with_:
+            del p.with_["to_person_email"]  # a message goes to a room or to a person
 
     # --- ordering ---------------------------------------------------------------------------
     def order(self) -> None:

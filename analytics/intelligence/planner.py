@@ -34,10 +34,13 @@ from analytics.intelligence.planner_parse import Clause, Reading, read_request
 from integrations.catalog import Catalog, load_catalog
 from junction.workflows.validate import validate_text
 
-__all__ = ["MAX_REQUEST_CHARS", "plan_workflow"]
+__all__ = ["MAX_REQUEST_CHARS", "MAX_STEPS", "plan_workflow"]
 
 MAX_REQUEST_CHARS = 4000
 """Longest request the planner reads (a workflow is a few sentences)."""
+
+MAX_STEPS = 40
+"""Most steps a planned workflow may have (more is a request to split it)."""
 
 _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
@@ -52,7 +55,10 @@ def _refuse(message: str, reading: Reading | None = None) -> Plan:
 
 
 def _quote(words: list[str]) -> str:
-    return ", ".join(f"'{w}'" for w in words)
+    """Words for a one-line message: each once, at most six, each at most 40 characters."""
+    unique = list(dict.fromkeys(w if len(w) <= 40 else w[:37] + "..." for w in words))
+    more = f" and {len(unique) - 6} more" if len(unique) > 6 else ""
+    return ", ".join(f"'{w}'" for w in unique[:6]) + more
 
 
 def _safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str | None:
@@ -415,7 +421,7 @@ class _Interpreter:
                 prior_made = made
             if condition:
                 cond = self.condition(c, made, negate="unless" in links)
-                if not made and not cond:
+                if not made and not cond and not mapped:
                     self.unplanned.append(c.text)
                 last_condition = cond
                 if any(
@@ -527,6 +533,11 @@ def plan_workflow(text: str, catalog: Catalog | None = None, *, name: str | None
             f"refused: could not map {_quote(interp.unplanned)} to a catalog action", reading
         )
     built = build_spec(lex, interp.planned, text, interp.globals, interp.params)
+    if len(built.spec["steps"]) > MAX_STEPS:
+        count = len(built.spec["steps"])
+        return _refuse(
+            f"refused: the request plans {count} steps, at most {MAX_STEPS}; split it", reading
+        )
     spec: dict[str, Any] = {
         "name": _name(interp.planned, name),
         "description": re.sub(r"\s+", " ", text.replace("{", "(").replace("}", ")")).strip()[:200],

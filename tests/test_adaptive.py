@@ -13,6 +13,7 @@ import pytest
 from integrations.adaptive import (
     AdaptiveConfig,
     AdaptivePolicy,
+    AdaptiveRate,
     AdaptiveTimeout,
     BoundsError,
     ConcurrencyLimit,
@@ -346,3 +347,67 @@ async def test_client_retry_after_zero_is_not_a_hot_loop() -> None:
         assert sent == 4
         assert client.gate is not None and client.gate.limit.limit < 8
     gates.clear()
+
+
+# --- send rate ------------------------------------------------------------------------------
+
+
+def _send(rate: AdaptiveRate, clock: Clock, n: int, every: float) -> None:
+    for _ in range(n):
+        clock.now += every
+        rate.delay()
+        rate.on_success()
+
+
+def test_send_rate_is_unlimited_until_a_429_then_cut_and_regrown() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock=clock)
+    _send(rate, clock, 100, 0.01)  # 100/s, no 429: no pacing at all
+    assert rate.rate is None and rate.delay() == 0.0
+    rate.on_throttle(rtt=0.05)
+    assert rate.rate == pytest.approx(100 * AdaptiveRate.BETA, rel=0.1)
+    cut = rate.rate
+    rate.on_throttle(rtt=0.05)  # the same burst of 429s: one signal
+    assert rate.rate == cut
+    seen: dict[int, float] = {}
+    start = clock.now
+    while clock.now < start + 4.0:  # 4 s of sending as fast as the pacing allows
+        clock.now += max(rate.delay(), 0.001)
+        rate.on_success()
+        seen[int(clock.now - start)] = rate.rate
+    assert cut < seen[1] < 100  # climbing back, below the rate that was throttled
+    assert seen[3] == pytest.approx(100, rel=0.15)  # the plateau near it
+    clock.now += 60.0  # idle a minute: no growth beyond twice what is sent
+    rate.on_success()
+    assert rate.rate <= max(2 * rate.measured, AdaptiveRate.MIN_RATE) + 1e-9
+
+
+def test_send_rate_paces_and_keeps_room_for_others() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(low_share=0.5, clock=clock)
+    _send(rate, clock, 50, 0.1)  # 10/s
+    rate.on_throttle()
+    assert rate.rate is not None
+    waits = [rate.delay("normal") for _ in range(3)]  # back to back: spaced by 1/rate
+    assert waits[0] <= waits[1] < waits[2]
+    clock.now += 10.0
+    assert rate.delay("high") == 0.0  # incidents are never paced
+    gap = rate.delay("low")
+    gap = rate.delay("low") - gap
+    assert gap == pytest.approx(1 / (rate.rate * 0.5), rel=0.01)  # high was seen: half
+    clock.now += 10.0  # no high call for a while: bulk gets the whole rate again
+    gap = rate.delay("low")
+    gap = rate.delay("low") - gap
+    assert gap == pytest.approx(1 / rate.rate, rel=0.01)
+
+
+def test_send_rate_survives_clock_jumps() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock=clock)
+    _send(rate, clock, 50, 0.02)
+    rate.on_throttle()
+    clock.now -= 1e6  # back: the pacing slot does not stretch into the far future
+    assert rate.delay() <= 1.0 / rate.rate + 1.0 + 1e-9  # type: ignore[operator]
+    clock.now += 2e6  # forward: growth is capped by twice the measured rate
+    rate.on_success()
+    assert rate.rate is not None and math.isfinite(rate.rate)

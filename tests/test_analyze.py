@@ -308,6 +308,11 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, cli_home: Path) -> None:
     invalid.write_text(SPEC.replace("okta.get_user", "okta.get_usr"))
     out = cli(str(invalid))
     assert out.exit_code == 1 and "get_usr" in out.output and "Traceback" not in out.output
+    # text from the spec is printed as it is, never read as rich markup
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(SPEC.replace("project_key: IT", 'project_key: IT, "[/bold][red]x": 1'))
+    out = cli(str(hostile))
+    assert out.exit_code == 1 and "[/bold][red]x" in out.output, out.output
 
 
 # --- the API ------------------------------------------------------------------------------------

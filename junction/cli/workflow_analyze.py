@@ -11,10 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from junction.cli.common import console, fail, load_settings, print_json, print_table, table
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from analytics.intelligence.analyze import Analysis, Delta
 
 
@@ -76,6 +79,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _row(t: Table, *cells: str) -> None:
+    # Cells are plain text: a spec's values and the validator's messages are not markup.
+    t.add_row(*(Text(cell) for cell in cells))
+
+
 def _line(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
@@ -122,7 +130,8 @@ def _steps(analysis: Analysis) -> None:
         right=("calls", "ok", "p50 ms", "p95 ms"),
     )
     for s in analysis.steps:
-        t.add_row(
+        _row(
+            t,
             s.step,
             s.measured or s.uses,
             f"{s.calls:,}",
@@ -150,21 +159,21 @@ def _findings(analysis: Analysis) -> None:
     if analysis.parallelizable:
         t = table("could run in parallel", "step", "waits for", "p95 saved ms", "note")
         for p in analysis.parallelizable:
-            t.add_row(p.step, p.waits_for, _ms(p.p95_saving_ms), p.note)
+            _row(t, p.step, p.waits_for, _ms(p.p95_saving_ms), p.note)
         print_table(t)
     else:
         _line("could run in parallel: none (every `needs` orders steps that share data)")
     if analysis.unprotected:
         t = table("without retries, timeout or fallback", "step", "missing", "note")
         for u in analysis.unprotected:
-            t.add_row(u.step, ", ".join(u.missing), u.note)
+            _row(t, u.step, ", ".join(u.missing), u.note)
         print_table(t)
     else:
         _line("every step has retries (where allowed), a timeout and a fallback")
     if analysis.unkeyed_side_effects:
         t = table("side effects without an idempotency key", "step", "action", "key field", "note")
         for e in analysis.unkeyed_side_effects:
-            t.add_row(e.step, e.action, e.key_field or "-", e.note)
+            _row(t, e.step, e.action, e.key_field or "-", e.note)
         print_table(t)
     else:
         _line("every side-effecting step has an idempotency key")
@@ -204,7 +213,8 @@ def _what_if(analysis: Analysis) -> None:
             right=("confidence",),
         )  # fmt: skip
         for c in w.changes:
-            t.add_row(
+            _row(
+                t,
                 c.id,
                 f"{c.step}.{c.field}: {c.old!r} -> {c.new!r}",
                 f"{c.confidence:.2f}",

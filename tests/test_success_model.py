@@ -17,8 +17,8 @@ import pytest
 from analytics.intelligence.models import live_summary, registry_for, train_and_maybe_promote
 from analytics.intelligence.success import predict_success
 from analytics.intelligence.training import Dataset, known_plans, load_dataset
-from analytics.synthetic import GroundTruth
-from analytics.synthetic_runs import generate_spec_history
+from analytics.synthetic import GroundTruth, generate_history
+from analytics.synthetic_runs import generate_spec_history, generate_spec_runs
 from junction.settings import Settings
 from junction.store import MetricsStore
 from junction.workflows.builtins import builtin_specs
@@ -208,3 +208,18 @@ def test_report_and_dashboard_show_the_live_version(
         finally:
             shutil.rmtree(models)
     assert 'id="success-model">workflow success model: v1 live (held-out Brier' in text
+
+
+def test_spec_runs_over_a_history_without_every_service(tmp_path: Path) -> None:
+    """The demo's history has 8 catalog services: a spec's other services (pagerduty,
+    servicenow, smtp) get a healthy default and their calls are still recorded."""
+    truth = generate_history(tmp_path, services=["gitlab", "okta"], days=1, seed=2, start=START)
+    rows = generate_spec_runs(tmp_path, truth, seed=2)
+    store = MetricsStore(tmp_path)
+    runs = store.query("SELECT workflow, run_id FROM workflow_runs")
+    ours = runs[runs["workflow"].isin(list(builtin_specs()))]
+    assert set(ours["workflow"]) == set(builtin_specs()) and len(ours) == rows["workflow_runs"]
+    calls = store.query(
+        "SELECT DISTINCT service FROM calls WHERE source = 'workflow' AND run_id IS NOT NULL"
+    )
+    assert {"pagerduty", "workday", "webex", "gitlab"} <= set(calls["service"])

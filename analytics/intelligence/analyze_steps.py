@@ -166,6 +166,8 @@ def step_timings(spec: WorkflowSpec, calls: pd.DataFrame, span: str) -> list[Ste
             note = f"no history of success: all {n} {measured} calls failed {span}"
         elif step.for_each:
             note = "per item (for_each): the step makes one call per item"
+        elif step.when is not None:
+            note = "conditional (when): counted as if it runs"
         out.append(
             StepTiming(
                 step=step.id,

@@ -10,7 +10,12 @@ Prefect Cloud), from the repository root, with the project's venv active::
 
 or the same through this module (``python -m deployments.local deploy`` creates the pool
 if it is missing and deploys; ``python -m deployments.local worker`` runs the worker until
-Ctrl-C). The worker's machine needs this checkout at the same absolute path as the machine
+Ctrl-C). Besides ``prefect.yaml``'s entries, every workflow spec (built-in, and the user's
+spec folder) is a typed deployment of its own, generated from the spec by
+``python -m deployments.specs`` (:mod:`deployments.specs`; ``deploy`` and ``up`` run it):
+run it again after adding or changing a spec.
+
+The worker's machine needs this checkout at the same absolute path as the machine
 that deployed it (the deployment's pull step ``set_working_directory`` stores that path),
 the venv, and Junction's environment (``JUNCTION_HOME``, the integrations' credentials or
 ``JUNCTION_SANDBOX_URL`` / ``JUNCTION_SANDBOX_SMTP_PORT``): the process worker passes its
@@ -155,6 +160,35 @@ def deploy_all(
     # from the PWD variable; subprocess's cwd= does not update it, so set it explicitly.
     full_env["PWD"] = str(ROOT)
     return run_prefect(["deploy", "--all", "--no-prompt"], env=full_env, cwd=ROOT, timeout=timeout)
+
+
+def deploy_spec_flows(
+    *, env: Mapping[str, str] | None = None, pool: str = WORK_POOL, timeout: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m deployments.specs``: every workflow spec as a typed deployment.
+
+    Args:
+        env: Environment of the command (``PREFECT_API_URL`` picks the server,
+            ``JUNCTION_HOME`` / ``JUNCTION_ANALYTICS_SPEC_DIR`` the user's spec folder).
+        pool: Work pool of the deployments.
+        timeout: Seconds before the command is killed.
+
+    Returns:
+        The completed process (its output lists the deployments).
+
+    Raises:
+        RuntimeError: The deploy failed (message holds its output).
+    """
+    args = [sys.executable, "-m", "deployments.specs", "--pool", pool]
+    result = subprocess.run(
+        args, cwd=ROOT, env=_environ(env), capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`python -m deployments.specs` exited {result.returncode}:\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -485,7 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=4200, help="server port (0: a free one)")
     up.add_argument("--home", type=Path, default=None, help="PREFECT_HOME (default: temporary)")
     up.add_argument("--sandbox", action="store_true", help="also run the Junction sandbox")
-    sub.add_parser("deploy", help="create the work pool if missing, deploy prefect.yaml")
+    sub.add_parser(
+        "deploy", help="create the work pool if missing, deploy prefect.yaml and every spec"
+    )
     sub.add_parser("worker", help="run a worker on the pool until Ctrl-C")
     args = parser.parse_args(argv)
     # Treat SIGTERM like Ctrl-C so the context managers stop the server and the worker:
@@ -497,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             created = ensure_work_pool(args.pool)
             print(f"work pool {args.pool!r} {'created' if created else 'exists'}")
             print(deploy_all().stdout)
+            print(deploy_spec_flows(pool=args.pool).stdout)
             return 0
         if args.command == "worker":
             return _run_worker_until_interrupted(os.environ, args.pool)
@@ -505,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = server.env
             ensure_work_pool(args.pool, env=env)
             print(deploy_all(env=env).stdout)
+            print(deploy_spec_flows(env=env, pool=args.pool).stdout)
             with _maybe_sandbox(args.sandbox, env):
                 return _run_worker_until_interrupted(env, args.pool)
     except KeyboardInterrupt:  # interrupted before the worker ran; everything is stopped

@@ -40,6 +40,7 @@ Category = Literal[
     "feature_branch",
     "severity",
     "schedule",
+    "state",
     "topic",
     "secret",
     "injection",
@@ -69,6 +70,8 @@ class WordsFile(ConfigModel):
     connectives: dict[str, list[str]]
     quantifiers: list[str]
     bulk_words: list[str]
+    access_words: list[str]
+    state_words: dict[str, list[str]]
     fail_words: list[str]
     recent_words: list[str]
     branch_words: list[str]
@@ -163,6 +166,8 @@ class Lexicon:
         self._add("feature_branch", {w: "feature" for w in words.feature_branch_words})
         self._add("severity", {w: "critical" for w in words.severity_words})
         self._add("schedule", {w: w for w in words.schedule_words})
+        for state, items in words.state_words.items():
+            self._add("state", dict.fromkeys(items, state))
         self._add("secret", {w: w for w in words.secret_words})
         self._add("injection", {w: w for w in words.injection_phrases})
         self._add("vendor", words.unknown_vendors)
@@ -170,6 +175,7 @@ class Lexicon:
             self._add("integration", dict.fromkeys(items, name))
         self.stopwords = frozenset(fold(w) for w in words.stopwords)
         self.bulk = frozenset(fold(w) for w in words.bulk_words)
+        self.access = frozenset(fold(w) for w in words.access_words)
         self.max_phrase = max(len(k) for k in self.phrases)
         # single words fuzzy matching may correct typos towards (short words are too risky)
         self.fuzzy_targets = sorted(

@@ -31,6 +31,8 @@ from analytics.intelligence.lexicon import Lexicon, Op, fold, load_lexicon
 from analytics.intelligence.plan import Plan
 from analytics.intelligence.planner_build import Planned, build_spec, role_rank
 from analytics.intelligence.planner_parse import Clause, Reading, read_request
+from analytics.intelligence.planner_safety import quote as _quote
+from analytics.intelligence.planner_safety import safety
 from integrations.catalog import Catalog, load_catalog
 from junction.workflows.validate import validate_text
 
@@ -52,57 +54,6 @@ _REFERENCE_WORDS = frozenset(
 def _refuse(message: str, reading: Reading | None = None) -> Plan:
     unmapped = tuple(reading.unmapped) if reading else ()
     return Plan(spec=None, refusal=message, unmapped=unmapped, confidence=0.0)
-
-
-def _quote(words: list[str]) -> str:
-    """Words for a one-line message: each once, at most six, each at most 40 characters."""
-    unique = list(dict.fromkeys(w if len(w) <= 40 else w[:37] + "..." for w in words))
-    more = f" and {len(unique) - 6} more" if len(unique) > 6 else ""
-    return ", ".join(f"'{w}'" for w in unique[:6]) + more
-
-
-def _safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str | None:
-    """Why the request must be refused before planning, if it must."""
-    if reading.injections:
-        return f"refused: the request tries to override the planner ({_quote(reading.injections)})"
-    if reading.urls:
-        return (
-            f"refused: the request names a URL ({reading.urls[0][:80]}); workflows only call "
-            "the configured base URLs of catalog integrations"
-        )
-    folded = " " + re.sub(r"[^\w@-]+", " ", fold(text)) + " "
-    secrets = reading.secrets + [w for w in lex.words.secret_words if f" {fold(w)} " in folded]
-    if secrets:
-        listed = _quote(sorted(set(secrets)))
-        return f"refused: the request would send secrets or sensitive data ({listed})"
-    vendors = list(reading.vendors)
-    groups = lex.words.refuse
-    planned = {op.integration for op in lex.ops.values()}
-    for t in (t for c in reading.clauses for t in c.tokens):
-        name = fold(t.text)
-        if name in catalog and name not in planned and name != "box":
-            vendors.append(catalog.get(name).title)
-    if vendors:
-        names = ", ".join(sorted(set(vendors)))
-        known = ", ".join(sorted(planned))
-        return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
-    for group in groups.values():
-        found = [w for w in group.words if f" {fold(w)} " in folded]
-        if found:
-            return f"refused: the request {group.reason} ({_quote(found)})"
-    for c in reading.clauses:
-        destroy = [t.text for t in c.tokens if t.has("verb", "destroy")]
-        if destroy:
-            return (
-                f"refused: Junction's workflows do not delete or wipe anything ({_quote(destroy)})"
-            )
-        bulk = [t.text for t in c.tokens if fold(t.text) in lex.bulk]
-        harmful = c.has("verb", "deactivate") or c.has("verb", "block")
-        scoped = any(c.has("noun", n) for n in ("hire", "leaver", "oncall"))
-        if harmful and bulk and not scoped:
-            named = _quote([*bulk, c.tokens[0].text])
-            return f"refused: a bulk deactivation or block ({named}) is not planned; name the users"
-    return None
 
 
 class _Interpreter:
@@ -162,7 +113,7 @@ class _Interpreter:
             score += 1  # the first noun is the object: "the failed jobs of the pipeline"
         if quantified and op.list_expr:
             score += 1
-        if op.action == "gitlab.list_pipelines" and self.recent:
+        if op.action == "gitlab.list_pipelines" and self.recent and "pipeline" in nouns:
             score += 3
         return score
 
@@ -236,6 +187,18 @@ class _Interpreter:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
                 if best is not None:
                     chosen.append(best[1])
+            claimed: set[str] = set()
+            for i, op in enumerate(chosen):  # one service takes the verb, others are read
+                served = set(verbs) & set(op.verbs)
+                if (op.role in {"write", "notify"} and served & claimed) or (
+                    op.role == "write" and verbs and not served
+                ):
+                    read = self._best(
+                        op.integration, [], real_nouns, reads=True, quantified=quantified
+                    )
+                    chosen[i] = read[1] if read is not None and read[0] >= 2 else op
+                elif op.role in {"write", "notify"}:
+                    claimed |= served
             by_entity = "slack" if c.entities("channel") else None
             for verb in verbs:  # "email each new hire from Workday": the verb's own service
                 target = self.lex.defaults.verbs.get(verb) or (
@@ -319,11 +282,18 @@ class _Interpreter:
             )
             parts.append((f"params.severity {'!=' if negate else '=='} 'critical'", None))
         if read is not None and not parts:
+            states = c.words("state")
             if read.op.action == "workday.get_worker" and c.has("noun", "leaver"):
                 parts.append(("steps.{sid}.output.termination_date is not none", read))
+            elif read.op.action == "jira.get_issue" and states:
+                test = "==" if states[-1] == "closed" else "!="
+                parts.append((f"steps.{{sid}}.output.fields.status.name {test} 'Done'", read))
             elif read.op.list_expr and not read.quantified:
                 expr = read.op.list_expr.replace("output", "steps.{sid}.output")
                 parts.append((f"{expr} | length > 0", read))
+            else:  # the test itself is not mapped: the steps wait for the read to succeed
+                parts.append(("steps.{sid}.status == 'ok'", read))
+                self.assumptions.append(f"{c.text!r} is checked only as: the read succeeds")
         return parts
 
     def _subject(self, c: Clause, made: list[Planned], prior: list[Planned]) -> list[Planned]:
@@ -392,6 +362,13 @@ class _Interpreter:
                     "the alert is given as parameters (alert_name) when the workflow runs"
                 )
                 continue
+            bare = not self._nouns(c) and not any(t.entity for t in c.tokens)
+            if bare and not condition and index + 1 < len(self.reading.clauses):
+                if own_verbs and not c.words("integration"):
+                    continue  # "schreibe | danach eine E-Mail": the verb goes on
+                if c.words("integration") and not own_verbs and not verbs:
+                    prior = c.words("integration")  # "gitlab: retry the pipeline"
+                    continue
             ops, mapped = self.clause_ops(
                 c, verbs if (own_verbs or not condition) else [], condition, prior
             )
@@ -420,6 +397,8 @@ class _Interpreter:
             if made:
                 prior_made = made
             if condition:
+                if made:
+                    prior = [p.op.integration for p in made]
                 cond = self.condition(c, made, negate="unless" in links)
                 if not made and not cond and not mapped:
                     self.unplanned.append(c.text)
@@ -514,7 +493,7 @@ def plan_workflow(text: str, catalog: Catalog | None = None, *, name: str | None
         return _refuse(f"refused: name {name[:40]!r} must be lower_snake_case")
     lex = load_lexicon()
     reading = read_request(text, lex)
-    why = _safety(text, reading, lex, catalog)
+    why = safety(text, reading, lex, catalog)
     if why:
         return _refuse(why, reading)
     interp = _Interpreter(lex, reading, text)

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 
 from analytics.intelligence.lexicon import Lexicon, fold
 
-__all__ = ["FUZZY_CUTOFF", "Clause", "Reading", "Token", "read_request"]
+__all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
 
 FUZZY_CUTOFF = 0.75
 """Similarity (difflib ratio) a misspelt word needs to count as a lexicon word."""
+
+SHORT_CUTOFF = 0.85
+"""The same for three-letter words ("whn" -> "when"), which are easier to confuse."""
 
 _ENTITY_PATTERNS: list[tuple[str, str]] = [
     ("url", r"\b(?:https?|ftp)://[^\s\"'<>]+|\bwww\.[^\s\"'<>]+"),
@@ -208,13 +211,16 @@ def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
     corrected: list[tuple[str, str]] = []
     for t in tokens:
         key = fold(t.text)
-        if t.meanings or t.entity or not key.isalpha() or len(key) < 4 or key in lex.stopwords:
+        if t.meanings or t.entity or not key.isalpha() or len(key) < 3 or key in lex.stopwords:
             continue
-        close = difflib.get_close_matches(key, lex.fuzzy_targets, n=1, cutoff=FUZZY_CUTOFF)
+        cutoff = FUZZY_CUTOFF if len(key) > 3 else SHORT_CUTOFF
+        close = difflib.get_close_matches(key, lex.fuzzy_targets, n=3, cutoff=cutoff)
         if close:
-            t.meanings = list(lex.phrases[(close[0],)])
-            t.fuzzy = close[0]
-            corrected.append((t.text, close[0]))
+            # a swap of two letters ("fials") beats another word as close ("falls")
+            best = max(close, key=lambda w: (sorted(w) == sorted(key), -close.index(w)))
+            t.meanings = list(lex.phrases[(best,)])
+            t.fuzzy = best
+            corrected.append((t.text, best))
     return corrected
 
 
@@ -280,6 +286,15 @@ def _typed_entities(tokens: list[Token]) -> None:
             t.entity = ("group", value)
 
 
+def _access(tokens: list[Token], lex: Lexicon) -> None:
+    """ "Remove GitLab access": a block, not a deletion."""
+    for i, t in enumerate(tokens):
+        if t.has("verb", "destroy") and any(
+            fold(x.text) in lex.access for x in tokens[i + 1 : i + 4]
+        ):
+            t.meanings = [("verb", "block")]
+
+
 def _group_names(tokens: list[Token]) -> None:
     """A capitalised unknown word next to "group" is the group's name."""
     for i, t in enumerate(tokens):
@@ -323,7 +338,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
                 current, links, in_topic = [], set(), False
             if t.text in {";", ".", "!", "?"}:
                 links.add("sentence")
-            elif t.text in {",", ":"}:
+            elif t.text in {",", ":", "(", ")"}:
                 links.add("comma")
             for v in t.values("connective"):
                 links.add(v)
@@ -370,6 +385,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)
     corrected = _correct(tokens, lex)
+    _access(tokens, lex)
     _disambiguate(tokens)
     _typed_entities(tokens)
     clauses = _clauses(tokens)
@@ -388,6 +404,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
         "schedule",
         "topic",
         "topic_word",
+        "state",
         "secret",
         "injection",
     }

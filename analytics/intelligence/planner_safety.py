@@ -1,0 +1,71 @@
+"""What the offline planner refuses before planning, in one line naming the words.
+
+Prompt injection ("ignore the catalog"), URLs (workflows only call the configured base
+URLs of catalog integrations), secrets and sensitive data, integrations Junction has no
+actions for, shell commands, requests no action serves (download, restart...),
+administrator grants, deletions, and bulk deactivations or blocks that name no users.
+The words come from ``lexicon.yaml``.
+
+Public API: :func:`safety`, :func:`quote`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from analytics.intelligence.lexicon import Lexicon, fold
+from analytics.intelligence.planner_parse import Reading
+from integrations.catalog import Catalog
+
+__all__ = ["quote", "safety"]
+
+
+def quote(words: list[str]) -> str:
+    """Words for a one-line message: each once, at most six, each at most 40 characters."""
+    unique = list(dict.fromkeys(w if len(w) <= 40 else w[:37] + "..." for w in words))
+    more = f" and {len(unique) - 6} more" if len(unique) > 6 else ""
+    return ", ".join(f"'{w}'" for w in unique[:6]) + more
+
+
+def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str | None:
+    """Why the request must be refused before planning, if it must (one line), else None."""
+    if reading.injections:
+        return f"refused: the request tries to override the planner ({quote(reading.injections)})"
+    if reading.urls:
+        return (
+            f"refused: the request names a URL ({reading.urls[0][:80]}); workflows only call "
+            "the configured base URLs of catalog integrations"
+        )
+    folded = " " + re.sub(r"[^\w@-]+", " ", fold(text)) + " "
+    secrets = reading.secrets + [w for w in lex.words.secret_words if f" {fold(w)} " in folded]
+    if secrets:
+        listed = quote(sorted(set(secrets)))
+        return f"refused: the request would send secrets or sensitive data ({listed})"
+    vendors = list(reading.vendors)
+    groups = lex.words.refuse
+    planned = {op.integration for op in lex.ops.values()}
+    for t in (t for c in reading.clauses for t in c.tokens):
+        name = fold(t.text)
+        if name in catalog and name not in planned and name != "box":
+            vendors.append(catalog.get(name).title)
+    if vendors:
+        names = ", ".join(sorted(set(vendors)))
+        known = ", ".join(sorted(planned))
+        return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
+    for group in groups.values():
+        found = [w for w in group.words if f" {fold(w)} " in folded]
+        if found:
+            return f"refused: the request {group.reason} ({quote(found)})"
+    for c in reading.clauses:
+        destroy = [t.text for t in c.tokens if t.has("verb", "destroy")]
+        if destroy:
+            return (
+                f"refused: Junction's workflows do not delete or wipe anything ({quote(destroy)})"
+            )
+        bulk = [t.text for t in c.tokens if fold(t.text) in lex.bulk]
+        harmful = c.has("verb", "deactivate") or c.has("verb", "block")
+        scoped = any(c.has("noun", n) for n in ("hire", "leaver", "oncall"))
+        if harmful and bulk and not scoped:
+            named = quote([*bulk, c.tokens[0].text])
+            return f"refused: a bulk deactivation or block ({named}) is not planned; name the users"
+    return None

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,27 +149,33 @@ class Registry:
                 os.unlink(tmp)
             raise
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """The document, for one read-modify-write at a time across processes (the weekly
+        flow, a CLI promote, a prediction recording a warning); written back on exit."""
+        from filelock import FileLock
+
+        make_private_dir(self.root)
+        with FileLock(self.root / ".registry.lock", timeout=60):
+            doc = self.read()
+            yield doc
+            self.write(doc)
+
     def warn(self, version: str | None, message: str) -> None:
         """Record (once per version and message) and log a warning about a model."""
         log.warning("success model: %s", message)
-        doc = self.read()
-        if any(
-            w.get("version") == version and w.get("message") == message for w in doc["warnings"]
-        ):
-            return
-        doc["warnings"] = [
-            *doc["warnings"],
-            {"at": _now(), "version": version, "message": message},
-        ][-MAX_WARNINGS:]
-        with contextlib.suppress(OSError):
-            self.write(doc)
+        entry = {"at": _now(), "version": version, "message": message}
+        # A read-only home must not turn a warning into a failed prediction.
+        with contextlib.suppress(OSError), self.locked() as doc:
+            if not any(
+                w.get("version") == version and w.get("message") == message for w in doc["warnings"]
+            ):
+                doc["warnings"] = [*doc["warnings"], entry][-MAX_WARNINGS:]
 
     def note_training(self, message: str) -> None:
         """Record what the last training round did (shown when no model is live)."""
-        doc = self.read()
-        doc["last_training"] = {"at": _now(), "message": message}
-        with contextlib.suppress(OSError):
-            self.write(doc)
+        with contextlib.suppress(OSError), self.locked() as doc:
+            doc["last_training"] = {"at": _now(), "message": message}
 
     # ------------------------------------------------------------------ versions
     def versions(self) -> list[dict[str, Any]]:
@@ -185,25 +192,26 @@ class Registry:
         """Store a fitted model as a new version (not live); returns its name."""
         import joblib
 
-        doc = self.read()
-        numbers = [int(str(v)[1:]) for v in doc["versions"]]
-        version = f"v{max(numbers, default=0) + 1}"
-        make_private_dir(self.root)
-        path = self.root / f"{version}.joblib"
-        tmp = self.root / f".{version}.joblib.tmp"
-        joblib.dump({"estimator": estimator, "features": list(FEATURES)}, tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        doc["versions"][version] = {
-            **record,
-            "version": version,
-            "file": path.name,
-            "sha256": _sha256(path),
-            "sklearn_version": _sklearn_version(),
-            "features": list(FEATURES),
-            "created_at": _now(),
-        }
-        self.write(doc)
+        with self.locked() as doc:
+            # Files count too: a registry lost to corruption must not reuse their names.
+            numbers = [int(str(v)[1:]) for v in doc["versions"]] + [
+                int(f.stem[1:]) for f in self.root.glob("v*.joblib") if f.stem[1:].isdigit()
+            ]
+            version = f"v{max(numbers, default=0) + 1}"
+            path = self.root / f"{version}.joblib"
+            tmp = self.root / f".{version}.joblib.tmp"
+            joblib.dump({"estimator": estimator, "features": list(FEATURES)}, tmp)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            doc["versions"][version] = {
+                **record,
+                "version": version,
+                "file": path.name,
+                "sha256": _sha256(path),
+                "sklearn_version": _sklearn_version(),
+                "features": list(FEATURES),
+                "created_at": _now(),
+            }
         return version
 
     def promote(self, version: str) -> None:
@@ -212,18 +220,18 @@ class Registry:
         Raises:
             ValueError: Unknown version, or its file is missing or does not verify.
         """
-        doc = self.read()
-        if version not in doc["versions"]:
-            known = ", ".join(sorted(doc["versions"])) or "none"
-            raise ValueError(f"unknown model version {version!r} (known: {known})")
-        problem = self._verify(doc["versions"][version])
-        if problem:
-            raise ValueError(f"cannot promote {version}: {problem}")
-        if doc["live"] != version:
-            doc["history"] = [*doc["history"], doc["live"]] if doc["live"] else doc["history"]
-            doc["live"] = version
-            doc["versions"][version]["promoted_at"] = _now()
-        self.write(doc)
+        with self.locked() as doc:
+            if version not in doc["versions"]:
+                known = ", ".join(sorted(doc["versions"])) or "none"
+                raise ValueError(f"unknown model version {version!r} (known: {known})")
+            problem = self._verify(doc["versions"][version])
+            if problem:
+                raise ValueError(f"cannot promote {version}: {problem}")
+            if doc["live"] != version:
+                if doc["live"]:
+                    doc["history"] = [*doc["history"], doc["live"]]
+                doc["live"] = version
+                doc["versions"][version]["promoted_at"] = _now()
 
     def rollback(self) -> str | None:
         """Make the previously live version live again; returns it (``None``: naive).
@@ -231,14 +239,13 @@ class Registry:
         Raises:
             ValueError: Nothing is live.
         """
-        doc = self.read()
-        if not doc["live"]:
-            raise ValueError("no live model to roll back from")
-        history = list(doc["history"])
-        previous = history.pop() if history else None
-        doc["history"] = history
-        doc["live"] = previous
-        self.write(doc)
+        with self.locked() as doc:
+            if not doc["live"]:
+                raise ValueError("no live model to roll back from")
+            history = list(doc["history"])
+            previous = history.pop() if history else None
+            doc["history"] = history
+            doc["live"] = previous
         return previous
 
     def _verify(self, record: dict[str, Any]) -> str | None:

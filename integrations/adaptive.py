@@ -468,12 +468,13 @@ class AdaptiveRate:
     """A client-side send rate that finds a vendor's hidden rate limit (CUBIC, as the AWS
     SDKs' adaptive retry mode does).
 
-    Unlimited until the first 429; then the rate drops to ``beta`` times the measured send
-    rate and grows back along a cubic curve that flattens near the rate that was
-    throttled (so probing past it is rare) and speeds up beyond it (so a raised limit is
-    found). Never above twice the measured rate, never below ``min_rate``. ``low`` calls
-    are paced at ``low_share`` of the rate while other calls were seen recently, so the
-    vendor's own bucket keeps tokens for them.
+    Unlimited until the first 429 met at ``MIN_PACED`` requests/s or more (a sparse
+    caller's 429 is left to the retry policy's ``Retry-After``); then the rate drops to
+    ``BETA`` times the measured send rate and grows back along a cubic curve that
+    flattens near the rate that was throttled (so probing past it is rare) and speeds up
+    beyond it (so a raised limit is found). Never above twice the measured rate, never
+    below ``MIN_RATE``. ``low`` calls are paced at ``low_share`` of the rate while other
+    calls were seen recently, so the vendor's own bucket keeps tokens for them.
 
     Args:
         low_share: Share of the rate low-priority calls get beside others.
@@ -483,6 +484,7 @@ class AdaptiveRate:
     BETA = 0.7
     SCALE = 0.4
     MIN_RATE = 0.5
+    MIN_PACED = 5.0  # requests/s below which a 429 does not start pacing
     BUCKET = 0.5  # seconds per send-rate measurement
     RECENT = 5.0  # seconds a normal or high call keeps low ones at their share
 
@@ -541,7 +543,10 @@ class AdaptiveRate:
         """
         now = self._clock()
         self._measure(now)
-        base = self._sent_rate(now) or (self.rate or self.MIN_RATE)
+        sent = self._sent_rate(now)
+        if self.rate is None and sent < self.MIN_PACED:
+            return  # a sparse caller is not what a rate limit is about: Retry-After only
+        base = sent or (self.rate or self.MIN_RATE)
         if self.rate is not None:
             base = min(base, self.rate)
         if 0 <= now - self._last_throttle < max(rtt, 1.0 / max(base, self.MIN_RATE)):

@@ -259,8 +259,8 @@ class RateBudget:
         Waits are short slices (at most a quarter of ``waiter_ttl``) so the waiter row stays
         alive and a more urgent caller's arrival is noticed. One task per process and
         priority asks the database at a time (the others queue behind it in process), and
-        the database is asked from a worker thread: 64 bulk callers are one poller, and a
-        lock held by another process never stalls this event loop.
+        a caller that has to wait asks again from a worker thread: 64 bulk callers are one
+        poller, and a lock held by another process stalls this event loop once at most.
         """
         if name not in self.buckets:
             return
@@ -272,11 +272,12 @@ class RateBudget:
         waiter = f"{os.getpid()}:{next(self._ids)}"
         async with lock:
             try:
-                while True:
-                    wait = await asyncio.to_thread(self.try_take, name, priority, waiter)
-                    if wait <= 0:
-                        return
+                # The first ask inline: a commit without fsync is microseconds, and a
+                # thread hop costs more than that on a busy host.
+                wait = self.try_take(name, priority, waiter)
+                while wait > 0:
                     await asyncio.sleep(min(wait, self.waiter_ttl / 4))
+                    wait = await asyncio.to_thread(self.try_take, name, priority, waiter)
             except BaseException:
                 self.forget(waiter)
                 raise

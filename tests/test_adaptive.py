@@ -367,6 +367,7 @@ def test_send_rate_is_unlimited_until_a_429_then_cut_and_regrown() -> None:
     rate.on_throttle(rtt=0.05)
     assert rate.rate == pytest.approx(100 * AdaptiveRate.BETA, rel=0.1)
     cut = rate.rate
+    assert cut is not None
     rate.on_throttle(rtt=0.05)  # the same burst of 429s: one signal
     assert rate.rate == cut
     seen: dict[int, float] = {}
@@ -374,12 +375,12 @@ def test_send_rate_is_unlimited_until_a_429_then_cut_and_regrown() -> None:
     while clock.now < start + 4.0:  # 4 s of sending as fast as the pacing allows
         clock.now += max(rate.delay(), 0.001)
         rate.on_success()
-        seen[int(clock.now - start)] = rate.rate
+        seen[int(clock.now - start)] = rate.rate or 0.0
     assert cut < seen[1] < 100  # climbing back, below the rate that was throttled
     assert seen[3] == pytest.approx(100, rel=0.15)  # the plateau near it
     clock.now += 60.0  # idle a minute: no growth beyond twice what is sent
     rate.on_success()
-    assert rate.rate <= max(2 * rate.measured, AdaptiveRate.MIN_RATE) + 1e-9
+    assert (rate.rate or 0.0) <= max(2 * rate.measured, AdaptiveRate.MIN_RATE) + 1e-9
 
 
 def test_send_rate_paces_and_keeps_room_for_others() -> None:
@@ -411,3 +412,13 @@ def test_send_rate_survives_clock_jumps() -> None:
     clock.now += 2e6  # forward: growth is capped by twice the measured rate
     rate.on_success()
     assert rate.rate is not None and math.isfinite(rate.rate)
+
+
+def test_a_sparse_callers_429_does_not_start_pacing() -> None:
+    """A workflow sending a request a second that meets a 429 is not over a rate limit:
+    the retry policy's Retry-After handles it, and later calls are not paced."""
+    clock = Clock()
+    rate = AdaptiveRate(clock=clock)
+    _send(rate, clock, 10, 1.0)
+    rate.on_throttle(rtt=0.2)
+    assert rate.rate is None and rate.delay() == 0.0 and rate.delay() == 0.0

@@ -3,6 +3,7 @@ priorities, pauses, clock jumps. Counts and orders are asserted, never durations
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from integrations.adaptive import Priority
 from integrations.budget import BucketSpec, RateBudget, parse_budgets
 from tests.helpers import ROOT
 
@@ -131,3 +133,21 @@ def test_budget_spec_errors_name_the_entry() -> None:
     ]:
         with pytest.raises(ValueError, match=needle):
             parse_budgets(text)
+
+
+async def test_acquire_serves_a_late_high_caller_before_queued_bulk(tmp_path: Path) -> None:
+    budget = RateBudget(tmp_path / "b.sqlite", {"okta": BucketSpec(50.0, 2)}, reserve=0.0)
+    order: list[str] = []
+
+    async def take(label: str, priority: Priority) -> None:
+        await budget.acquire("okta", priority)
+        order.append(label)
+
+    bulk = [asyncio.create_task(take(f"low{i}", "low")) for i in range(8)]
+    while len(order) < 3:  # the burst is gone, bulk is waiting for refills
+        await asyncio.sleep(0.005)
+    await take("high", "high")
+    await asyncio.gather(*bulk)
+    assert order.index("high") <= 5  # not behind the whole queue of bulk calls
+    assert len(order) == 9
+    budget.close()

@@ -20,7 +20,15 @@ hundreds of milliseconds over a large store; here a window is answered from:
 A window with fewer than :data:`MIN_BUCKETS` whole hours is computed exactly from the live
 view's rows when it holds them all (:data:`MAX_RECENT`), else read exactly by the route;
 one that needs more than :data:`MAX_SYNC_FILL` uncached hours too, while a background
-thread computes them (so a cold read costs what the exact query costs).
+thread computes them (so a cold read costs what the exact query costs). The last
+:data:`WARM_HOURS` hours are computed in the background as soon as the live view starts.
+
+The route reads through :meth:`WindowedMetrics.rendered`: per window length in use, a
+:class:`~junction.service.windowed_slide.Slide` built once from the parts above and then
+moved along: the rows the live view gives are added, the store's rows at the window's
+start (read :data:`HOLD_SECONDS` at a time) subtracted as they leave, and only the rows
+of the services they touch computed and rendered again. A read after a new row costs
+what changed (about a millisecond at 1,000 services), no store read.
 
 Counts, failures, success rate, mean and ``last_at`` are exact (the mean up to float
 summation order). Percentiles merge across buckets through histograms in log-spaced bins
@@ -28,12 +36,12 @@ summation order). Percentiles merge across buckets through histograms in log-spa
 ``quantile_cont`` does from the bins' values, each within :data:`RELATIVE_ERROR` (1 %)
 of the latencies it holds: the p50 and p95 are within **1 %** of the exact ones.
 
-Invalidation: the store's views read ``<table>/*/*.parquet``; before every read the file
-list of both tables is compared with the last one (names, sizes, modification times).
-A new or rewritten file (a late row's segment, a recovered spool, a compaction's output)
-drops the cached buckets its ``ts`` range covers (from the Parquet footer's statistics);
-a removed file (compacted away) drops its partition's day. They are recomputed on the
-next read that needs them.
+Invalidation: before every read the files of both tables are compared with the last look
+(:mod:`junction.service.windowed_files`). A new or rewritten file (a late row's segment, a
+recovered spool) drops the cached buckets its ``ts`` range covers, and the slides whose
+store part it reaches; a removed file drops its range (its partition's day when never
+read). A compaction (the same rows rewritten) drops nothing. What was dropped is
+recomputed on the next read that needs it.
 
 Memory: per bucket, one row per service and source (~60 bytes) plus 10 bytes per
 distinct (service, source, bin): at most one per row, fewer when a service is busy.
@@ -63,10 +71,10 @@ from junction.service.windowed_bins import (
     Interior,
     NameIndex,
     RowColumns,
+    answer_rows,
+    blocks_of,
     concat,
     empty_block,
-    num,
-    quantiles,
 )
 from junction.service.windowed_files import StoreFiles
 from junction.service.windowed_slide import RowArrays, Slide
@@ -110,7 +118,6 @@ MAX_RECENT = 2_000_000
 _B_US = BUCKET_SECONDS * 1_000_000
 _F_US = FINE_SECONDS * 1_000_000
 _PER_HOUR = BUCKET_SECONDS // FINE_SECONDS
-_SOURCES = ("probes", "calls")
 _TABLES = ("probes", "calls")
 
 
@@ -157,7 +164,9 @@ class WindowedMetrics:
         self._slides: dict[int, Slide] = {}
         self._entries = 0
         self._store_files = StoreFiles()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        # Ranges found changed while a background computation runs (it drops them).
+        self._dirty: list[tuple[int, int]] = []
         self.generation = 0
         """Grows whenever the store's files change (a cached answer is then stale)."""
 
@@ -185,7 +194,7 @@ class WindowedMetrics:
             if parts is None:
                 return None
             interior, fine, rows = parts[:3]
-            return self._answer(interior, concat([fine, rows.rollup()]), names)
+            return answer_rows(interior, concat([fine, rows.rollup()]), names, self._index)
 
     def rendered(
         self,
@@ -338,14 +347,29 @@ class WindowedMetrics:
 
         def run() -> None:
             try:
+                with self._lock:  # the files as they are now: later changes are seen as such
+                    reader = self._reader()
+                    self._check_files(reader)
                 for i in range(0, len(missing), MAX_SYNC_FILL):
                     if self._closing:
                         return
                     with self._lock:
-                        reader = self._reader()
                         todo = [b for b in missing[i : i + MAX_SYNC_FILL] if b not in self._blocks]
-                        for lo, hi in _runs(todo):
-                            self._fill(reader, lo, hi, _B_US, self._blocks)
+                        mark = len(self._dirty)
+                    # Read without the lock (requests go on); then what changed meanwhile
+                    # is dropped before the hours are kept.
+                    got: dict[int, Block] = {}
+                    for lo, hi in _runs(todo):
+                        got.update(self._compute(reader, lo, hi, _B_US))
+                    with self._lock:
+                        for lo, hi in self._dirty[mark:]:
+                            got = {
+                                b: v for b, v in got.items() if not lo // _B_US <= b <= hi // _B_US
+                            }
+                        for b, block in got.items():
+                            if b not in self._blocks:
+                                self._blocks[b] = block
+                                self._entries += block.entries
             except Exception as exc:  # requests read exactly meanwhile and retry
                 log.warning("windowed metrics: computing hourly rollups failed: %s", exc)
 
@@ -376,6 +400,10 @@ class WindowedMetrics:
     def _check_files(self, reader: StoreReader) -> None:
         dirty = self._store_files.changes(reader.store.root)
         self.generation = self._store_files.generation
+        if self._warming is not None and self._warming.is_alive():
+            self._dirty.extend(dirty)
+        else:
+            self._dirty.clear()
         for lo, hi in dirty:
             for b in [b for b in self._blocks if lo // _B_US <= b <= hi // _B_US]:
                 self._entries -= self._blocks.pop(b).entries
@@ -390,14 +418,17 @@ class WindowedMetrics:
         self, reader: StoreReader, lo: int, hi: int, width_us: int, into: dict[int, Block]
     ) -> None:
         """Compute and keep the buckets ``lo`` .. ``hi - 1`` (``width_us`` wide)."""
-        start, end = from_epoch_us(lo * width_us), from_epoch_us(hi * width_us)
-        params = {"lo": start, "hi": end, "dlo": start.date(), "dhi": (end - _US).date()}
-        got = self._read(reader, range_sql(width_us), params)
-        for b in range(lo, hi):
-            block = got.get(b, empty_block())
+        for b, block in self._compute(reader, lo, hi, width_us).items():
             into[b] = block
             if into is self._blocks:
                 self._entries += block.entries
+
+    def _compute(self, reader: StoreReader, lo: int, hi: int, width_us: int) -> dict[int, Block]:
+        """The buckets ``lo`` .. ``hi - 1`` (``width_us`` wide) from the store."""
+        start, end = from_epoch_us(lo * width_us), from_epoch_us(hi * width_us)
+        params = {"lo": start, "hi": end, "dlo": start.date(), "dhi": (end - _US).date()}
+        got = self._read(reader, range_sql(width_us), params)
+        return {b: got.get(b, empty_block()) for b in range(lo, hi)}
 
     def _evict(self, first: int, last: int) -> None:
         """Drop the buckets furthest from the window asked for until under the cap."""
@@ -417,36 +448,10 @@ class WindowedMetrics:
             table = _arrow(cur, sql, used)
         if table.num_rows == 0:
             return {}
-        idx = self._indices(table.column("service"))
+        with self._lock:  # the names (the background computation reads without the lock)
+            idx = self._indices(table.column("service"))
         cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names[1:]}
-        order = np.argsort(cols["bucket"], kind="stable")
-        cols = {c: v[order] for c, v in cols.items()}
-        keys = idx[order] * 2 + cols["src"]
-        buckets = cols["bucket"]
-        whole = cols["whole"].astype(bool)
-        bins = cols["bin"]
-        out: dict[int, Block] = {}
-        bounds = np.flatnonzero(np.diff(buckets)) + 1
-        for sl in np.split(np.arange(len(buckets)), bounds):
-            agg = sl[whole[sl]]
-            hist = sl[~whole[sl] & ~np.isnan(bins[sl].astype(np.float64))]
-
-            def col(name: str, dtype: Any, rows: np.ndarray = agg) -> np.ndarray:
-                return np.asarray(cols[name][rows], dtype=dtype)
-
-            out[int(buckets[sl[0]])] = Block(
-                keys=keys[agg],
-                n=col("n", np.int64),
-                ok_n=col("ok_n", np.int64),
-                fail_n=col("fail_n", np.int64),
-                lat_sum=np.nan_to_num(col("lat_sum", np.float64)),
-                lat_n=col("lat_n", np.int64),
-                last_us=col("last_us", np.int64),
-                hkeys=keys[hist].astype(np.int32),
-                hbins=bins[hist].astype(np.int32),
-                hcounts=col("ok_n", np.int32, hist),
-            )
-        return out
+        return blocks_of(idx, cols)
 
     # ------------------------------------------------------------------ merging
 
@@ -600,45 +605,6 @@ class WindowedMetrics:
             self._interiors.pop(next(iter(self._interiors)))
         self._interiors[(first, last)] = interior
         return interior
-
-    def _answer(
-        self, interior: Interior, edge: Block, names: Sequence[str]
-    ) -> list[dict[str, Any]]:
-        """The metrics rows of ``names``: the interior's rollups and the edges' together."""
-        size = 2 * len(self._names)
-        if interior.size != size:  # the edges named a new service
-            interior = interior.grown(size)
-        both = Interior.of(edge, size, like=interior)
-        n = interior.n + both.n
-        ok_n = interior.ok_n + both.ok_n
-        fail_n = interior.fail_n + both.fail_n
-        lat_sum = interior.lat_sum + both.lat_sum
-        lat_n = interior.lat_n + both.lat_n
-        last_us = np.maximum(interior.last_us, both.last_us)
-        p50, p95 = quantiles(interior, both)
-        out = []
-        for name in sorted(set(names)):
-            i = self._index.get(name)
-            if i is None:
-                continue
-            for src in (1, 0):  # 'calls' sorts before 'probes'
-                k = 2 * i + src
-                if n[k] == 0:
-                    continue
-                out.append(
-                    {
-                        "service": name,
-                        "source": _SOURCES[src],
-                        "requests": int(n[k]),
-                        "failures": int(fail_n[k]),
-                        "success_rate": ok_n[k] / n[k],
-                        "p50_latency_ms": num(p50[k]),
-                        "p95_latency_ms": num(p95[k]),
-                        "mean_latency_ms": lat_sum[k] / lat_n[k] if lat_n[k] else None,
-                        "last_at": from_epoch_us(int(last_us[k])),
-                    }
-                )
-        return out
 
 
 _US = timedelta(microseconds=1)

@@ -15,7 +15,7 @@ same rows exactly from raw rows (the live view's, for windows shorter than an ho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +234,80 @@ def quantiles_dense(dense: np.ndarray, bmin: int) -> tuple[np.ndarray, np.ndarra
             est = np.where(frac == 0, v_lo, v_lo + frac * (v_hi - v_lo))
         out.append(np.where(total > 0, est, np.nan))
     return out[0], out[1]
+
+
+def blocks_of(idx: np.ndarray, cols: dict[str, np.ndarray]) -> dict[int, Block]:
+    """A rollup statement's result (``windowed_sql``: its columns, the service indices)
+    as blocks by bucket."""
+    order = np.argsort(cols["bucket"], kind="stable")
+    cols = {c: v[order] for c, v in cols.items()}
+    keys = idx[order] * 2 + cols["src"]
+    buckets = cols["bucket"]
+    whole = cols["whole"].astype(bool)
+    bins = cols["bin"]
+    out: dict[int, Block] = {}
+    bounds = np.flatnonzero(np.diff(buckets)) + 1
+    for sl in np.split(np.arange(len(buckets)), bounds):
+        agg = sl[whole[sl]]
+        hist = sl[~whole[sl] & ~np.isnan(bins[sl].astype(np.float64))]
+
+        def col(name: str, dtype: Any, rows: np.ndarray = agg) -> np.ndarray:
+            return np.asarray(cols[name][rows], dtype=dtype)
+
+        out[int(buckets[sl[0]])] = Block(
+            keys=keys[agg],
+            n=col("n", np.int64),
+            ok_n=col("ok_n", np.int64),
+            fail_n=col("fail_n", np.int64),
+            lat_sum=np.nan_to_num(col("lat_sum", np.float64)),
+            lat_n=col("lat_n", np.int64),
+            last_us=col("last_us", np.int64),
+            hkeys=keys[hist].astype(np.int32),
+            hbins=bins[hist].astype(np.int32),
+            hcounts=col("ok_n", np.int32, hist),
+        )
+    return out
+
+
+def answer_rows(
+    interior: Interior, edge: Block, names: Sequence[str], index: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The metrics rows of ``names`` (``index``: their keys' service indices), by service
+    then source: the interior's rollups and the edge's together."""
+    size = 2 * len(index)
+    if interior.size != size:  # the edges named a new service
+        interior = interior.grown(size)
+    both = Interior.of(edge, size, like=interior)
+    n = interior.n + both.n
+    ok_n = interior.ok_n + both.ok_n
+    fail_n = interior.fail_n + both.fail_n
+    lat_sum = interior.lat_sum + both.lat_sum
+    lat_n = interior.lat_n + both.lat_n
+    last_us = np.maximum(interior.last_us, both.last_us)
+    p50, p95 = quantiles(interior, both)
+    out = []
+    for name in sorted(set(names)):
+        i = index.get(name)
+        if i is None:
+            continue
+        for src in (1, 0):  # 'calls' sorts before 'probes'
+            k = 2 * i + src
+            if n[k] == 0:
+                continue
+            out.append(
+                {
+                    "service": name,
+                    "source": ("probes", "calls")[src],
+                    "requests": int(n[k]),
+                    "failures": int(fail_n[k]),
+                    "success_rate": ok_n[k] / n[k],
+                    "p50_latency_ms": num(p50[k]),
+                    "p95_latency_ms": num(p95[k]),
+                    "mean_latency_ms": lat_sum[k] / lat_n[k] if lat_n[k] else None,
+                    "last_at": from_epoch_us(int(last_us[k])),
+                }
+            )
+    return out
 
 
 def num(value: float) -> float | None:

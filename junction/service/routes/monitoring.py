@@ -3,7 +3,7 @@
 ``POST .../start`` starts the monitor loop in this process (or reports the running one);
 ``GET .../health`` is the health table and ``GET .../metrics`` the windowed call and probe
 metrics, both filterable by service (``?service=`` repeatable) and window (``?window=``
-seconds). All need the token.
+seconds or a duration: ``900``, ``15m``, ``1d``). All need the token.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
+from junction.durations import duration_seconds
 from junction.monitor import ServiceHealth
 from junction.service.aggregates import StoreUnreadable
 from junction.service.deps import StateDep, require_token
 from junction.service.live import result_ttl
+from junction.service.lookups import invalid
 from junction.service.state import MonitorInfo, ServiceState, store_unavailable
 from junction.service.windowed import RELATIVE_ERROR
 
@@ -36,16 +38,38 @@ ServiceFilter = Annotated[
         max_length=1000,
     ),
 ]
-WindowFilter = Annotated[
-    float | None,
-    Query(
-        # At least a second: a tinier window rounds down to an empty timedelta.
-        ge=1,
-        le=90 * 86400,
-        allow_inf_nan=False,
-        description="Window in seconds, 1 or more (default JUNCTION_MONITOR_WINDOW_SECONDS).",
-    ),
-]
+MAX_WINDOW_SECONDS = 90 * 86400
+"""The longest window asked for (90 days)."""
+
+
+def window_query(
+    window: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="The window: seconds (900) or a duration (15m, 1h, 1d), 1 second "
+            "to 90 days (default JUNCTION_MONITOR_WINDOW_SECONDS).",
+        ),
+    ] = None,
+) -> float | None:
+    """Seconds of ``?window=`` (the grammar ``/api/v2/services/{name}`` reads too).
+
+    Raises:
+        ApiError: 422 naming ``query.window``.
+    """
+    if window is None:
+        return None
+    seconds = duration_seconds(window)
+    if seconds is None:
+        raise invalid("query.window", f"{window!r} is not a duration (seconds, or 15m, 1h, 1d)")
+    # At least a second: a tinier window rounds down to an empty timedelta.
+    if not 1 <= seconds <= MAX_WINDOW_SECONDS:
+        message = f"{seconds:g} s is outside 1 s to {MAX_WINDOW_SECONDS} s (90d)"
+        raise invalid("query.window", message)
+    return seconds
+
+
+WindowFilter = Annotated[float | None, Depends(window_query)]
 
 
 class MonitorStatus(BaseModel):

@@ -40,6 +40,7 @@ Category = Literal[
     "feature_branch",
     "severity",
     "schedule",
+    "event",
     "state",
     "topic",
     "secret",
@@ -71,6 +72,7 @@ class WordsFile(ConfigModel):
     quantifiers: list[str]
     bulk_words: list[str]
     access_words: list[str]
+    event_words: list[str]
     state_words: dict[str, list[str]]
     fail_words: list[str]
     recent_words: list[str]
@@ -135,6 +137,7 @@ class Defaults(ConfigModel):
     nouns: dict[str, str]
     verbs: dict[str, str]
     noun_kinds: dict[str, str]
+    event_params: dict[str, dict[str, str]]
 
 
 class ActionsFile(ConfigModel):
@@ -166,6 +169,7 @@ class Lexicon:
         self._add("feature_branch", {w: "feature" for w in words.feature_branch_words})
         self._add("severity", {w: "critical" for w in words.severity_words})
         self._add("schedule", {w: w for w in words.schedule_words})
+        self._add("event", {w: "event" for w in words.event_words})
         for state, items in words.state_words.items():
             self._add("state", dict.fromkeys(items, state))
         self._add("secret", {w: w for w in words.secret_words})

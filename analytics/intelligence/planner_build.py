@@ -169,8 +169,12 @@ class _Builder:
         llm = next((q for q in reversed(before) if q.op.role == "llm"), None)
         if llm is not None:
             return [llm]
-        read = next((q for q in reversed(before) if q.op.role == "read" and q.op.content), None)
-        return [read] if read is not None else []
+        near = [  # reads of this clause or the one before, and the trigger's
+            q
+            for q in before
+            if q.op.role == "read" and q.op.content and (q.front or q.clause >= p.clause - 1)
+        ]
+        return near[-1:]
 
     def show(self, consumer: Planned, q: Planned) -> str:
         if "X" in q.op.content:

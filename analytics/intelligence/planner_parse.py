@@ -55,34 +55,9 @@ _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
 _NOT_PROJECTS = frozenset({"CI", "API", "VPN", "TLS", "IT", "DB", "UTC", "SRE", "PR", "AI", "LLM"})
 _PROJECT_LEAD = frozenset({"project", "projekt", "proyecto", "in", "en", "im", "into"})
 _DETERMINERS = frozenset(
-    {
-        "a",
-        "an",
-        "the",
-        "its",
-        "their",
-        "this",
-        "that",
-        "his",
-        "her",
-        "our",
-        "my",
-        "ein",
-        "eine",
-        "einen",
-        "den",
-        "die",
-        "das",
-        "der",
-        "el",
-        "la",
-        "un",
-        "una",
-        "su",
-        "del",
-        "al",
-        "five-line",
-    }
+    {"a", "an", "the", "its", "their", "this", "that", "his", "her", "our", "my", "each", "every"}
+    | {"all", "any", "some", "no", "for each", "for every", "ein", "eine", "einen", "den", "die"}
+    | {"das", "der", "jeden", "el", "la", "un", "una", "su", "del", "al", "cada", "five-line"}
 )
 
 
@@ -196,7 +171,7 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
             words = raw[i : i + n]
             if any(x.startswith("\x00") for x in words):
                 continue
-            key = tuple(fold(x).strip("'’") for x in words)
+            key = tuple(re.sub(r"['’]s$", "", fold(x)).strip("'’") for x in words)
             if key in lex.phrases:
                 out.append(Token(" ".join(words), list(lex.phrases[key])))
                 i += n
@@ -286,6 +261,34 @@ def _typed_entities(tokens: list[Token]) -> None:
             t.entity = ("group", value)
 
 
+def _rephrase(tokens: list[Token], lex: Lexicon) -> list[Token]:
+    """Phrases whose words needed correcting ("pipline log" is "pipeline log")."""
+    if not any(t.fuzzy for t in tokens):
+        return tokens
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        for n in (3, 2):
+            window = tokens[i : i + n]
+            if len(window) < n or not any(t.fuzzy for t in window) or any(t.entity for t in window):
+                continue
+            key = tuple(t.fuzzy or fold(t.text) for t in window)
+            if key in lex.phrases:
+                out.append(
+                    Token(
+                        " ".join(t.text for t in window),
+                        list(lex.phrases[key]),
+                        fuzzy=" ".join(key),
+                    )
+                )
+                i += n
+                break
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
 def _access(tokens: list[Token], lex: Lexicon) -> None:
     """ "Remove GitLab access": a block, not a deletion."""
     for i, t in enumerate(tokens):
@@ -329,8 +332,10 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         if t.text == ":" and current and _target(current[-1]) and not in_topic:
             in_topic = True  # "slack #ops: db migration starting"
             continue
+        quiet = in_topic and (t.has("connective", "condition") or t.has("connective", "unless"))
         if t.text in {",", ";", ":", ".", "!", "?", "(", ")"} or (
             t.has("connective")
+            and not quiet  # "a room named after the incident"
             and not (t.has("connective", "parallel") and current and not in_topic)
         ):
             if current:
@@ -385,6 +390,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)
     corrected = _correct(tokens, lex)
+    tokens = _rephrase(tokens, lex)
     _access(tokens, lex)
     _disambiguate(tokens)
     _typed_entities(tokens)
@@ -405,6 +411,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
         "topic",
         "topic_word",
         "state",
+        "event",
         "secret",
         "injection",
     }

@@ -1,0 +1,507 @@
+"""Reading a request's clauses as catalog actions, conditions and parameters.
+
+The integrations a clause names (or that its verbs, nouns and entities imply:
+"summarize" -> OpenAI, "#ops" -> Slack, "JUN-7" -> Jira) each get their best-scoring action
+for the clause's verbs and nouns (scores: a verb of the action 2, a noun 2, the object noun
+1, a list for "for each" 1); one named service takes the verb and the others are read;
+nouns no chosen action covers are read ("the job's log" -> ``gitlab.get_job_log``) unless
+they name an earlier step ("a room for the incident"). A clause starting with "if",
+"when", "unless" is a condition: its reads run first and its test becomes the ``when:``
+of the steps it governs; an event of a service without a read step (a PagerDuty incident,
+an alert) becomes parameters. "then" starts a new stage; "for each" fans out.
+
+Public API: :class:`Interpreter`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from analytics.intelligence.lexicon import Lexicon, Op, fold
+from analytics.intelligence.planner_build import Planned, role_rank
+from analytics.intelligence.planner_parse import Clause, Reading
+from analytics.intelligence.planner_safety import quote as _quote
+
+__all__ = ["Interpreter"]
+
+_NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
+_GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
+    {("pipeline", "pipeline_id"), ("job", "job_id"), ("worker", "worker_id"), ("hire", "worker_id")}
+    | {("leaver", "worker_id"), ("incident", "pd_id"), ("incident", "sn_number")}
+    | {("ticket", "jira_key")}
+)
+_PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
+_REFERENCE_WORDS = frozenset(
+    {"details", "detail", "link", "url", "number", "id", "key", "details."}
+)
+
+
+class Interpreter:
+    """Clauses -> planned actions, conditions and parameters (:meth:`run`)."""
+
+    def __init__(self, lex: Lexicon, reading: Reading, text: str) -> None:
+        self.lex = lex
+        self.reading = reading
+        self.text = text
+        self.planned: list[Planned] = []
+        self.params: dict[str, dict[str, Any]] = {}
+        self.assumptions: list[str] = []
+        self.unplanned: list[str] = []
+        self.fails = any(c.has("fail") for c in reading.clauses)
+        self.recent = any(c.has("recent") for c in reading.clauses)
+        self.globals = self._entities(reading.clauses, whole=True)
+
+    # --- entities -------------------------------------------------------------------------
+    def _entities(self, clauses: list[Clause], whole: bool = False) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for c in clauses:
+            for t in c.tokens:
+                if t.entity:
+                    out.setdefault(t.entity[0], []).append(t.entity[1])
+        for key in out.get("jira_key", []):
+            out.setdefault("jira_project", []).append(key.split("-")[0])
+        for path in out.get("project", []):
+            owner, _, repo = path.partition("/")
+            out.setdefault("gh_owner", []).append(owner)
+            out.setdefault("gh_repo", []).append(repo)
+        if not whole:  # patterns over words: only the whole request's text keeps them intact
+            return out
+        text = self.text
+        branch = re.search(
+            r"\b(?:branch|zweig|rama|ref)\s+([\w./-]*\d[\w./-]*|[a-z][\w./-]+)", text
+        )
+        if branch and branch.group(1).lower() not in {"fails", "failed", "is", "ran", "on"}:
+            out.setdefault("branch", []).append(branch.group(1))
+        elif any(c.has("branch") for c in clauses):
+            out.setdefault("branch", []).append("main")
+        state = re.search(r"\b(?:to|nach|a)\s+(Done|In Progress|Closed|Resolved|To Do)\b", text)
+        if state:
+            out.setdefault("state", []).append(state.group(1))
+        if re.search(r"\back(?:nowledge)?\b|\breconoce\b|\bbestätige\b", text, re.I):
+            out.setdefault("pd_status", []).append("acknowledged")
+        if re.search(r"\bbug\b", text, re.I):
+            out.setdefault("issue_type", []).append("Bug")
+        return out
+
+    # --- choosing actions -----------------------------------------------------------------
+    def _score(self, op: Op, verbs: list[str], nouns: list[str], quantified: bool) -> int:
+        score = 2 if set(verbs) & set(op.verbs) else 0
+        score += 2 if set(nouns) & set(op.nouns) else (1 if not op.nouns else 0)
+        score += max(0, len(set(nouns) & set(op.nouns)) - 1)
+        verb_fits = not verbs or bool(set(verbs) & set(op.verbs))
+        if nouns and nouns[0] in op.nouns and len(nouns) > 1 and verb_fits:
+            score += 1  # the first noun is the object: "the failed jobs of the pipeline"
+        if quantified and op.list_expr:
+            score += 1
+        if op.action == "gitlab.list_pipelines" and self.recent and "pipeline" in nouns:
+            score += 3
+        return score
+
+    def _best(
+        self, integration: str, verbs: list[str], nouns: list[str], *, reads: bool, quantified: bool
+    ) -> tuple[int, Op] | None:
+        ops = [op for op in self.lex.ops.values() if op.integration == integration]
+        if reads:
+            ops = [op for op in ops if op.role == "read"]
+        planned = {p.op.action for p in self.planned}
+        scored = [
+            (self._score(op, verbs, nouns, quantified), op.action in planned, -i, op)
+            for i, op in enumerate(ops)
+        ]
+        if not scored:
+            return None
+        score, _, _, op = max(scored, key=lambda x: (x[0], x[1], x[2]))
+        return score, op
+
+    def _nouns(self, c: Clause) -> list[str]:
+        nouns: list[str] = []
+        tokens = c.tokens
+        for i, t in enumerate(tokens):
+            for n in t.values("noun"):
+                nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+                given = nxt.entity[0] if nxt is not None and nxt.entity else ""
+                if (n, given) == ("room", "room"):
+                    continue  # "the Webex room 'SRE'": a room to post in, not one to create
+                if (n, given) in _GIVEN:
+                    n = f"given:{n}"  # "pipeline 4711": a given pipeline, not one to find
+                if nxt is not None and fold(nxt.text) in _REFERENCE_WORDS:
+                    n = f"ref:{n}"  # "the incident link": a reference to an earlier step
+                if n not in nouns:
+                    nouns.append(n)
+        if c.entities("project") and "project" not in nouns:
+            nouns.append("project")
+        return nouns
+
+    def _notifier(self, c: Clause, explicit: list[str], nouns: list[str]) -> str | None:
+        """Where a message goes: a named chat service, else email or a #channel."""
+        named = next((i for i in explicit if i in _NOTIFIERS), None)
+        if named:
+            return named
+        if "email" in nouns or (c.entities("email") and not c.entities("channel")):
+            return "smtp"
+        return "slack" if c.entities("channel") else None
+
+    def _implied(self, c: Clause, verbs: list[str], nouns: list[str]) -> list[str]:
+        d = self.lex.defaults
+        found = [d.verbs[v] for v in verbs if v in d.verbs]
+        found += [d.nouns[n] for n in nouns if n in d.nouns]
+        if c.entities("jira_key"):
+            found.append("jira")
+        if c.entities("sn_number"):
+            found.append("servicenow")
+        if c.entities("channel"):
+            found.append("slack")
+        if "send" in verbs and c.entities("email") and not c.entities("channel"):
+            found.append("smtp")  # "send it to ops@acme.com"
+        return list(dict.fromkeys(found))
+
+    def clause_ops(
+        self, c: Clause, verbs: list[str], condition: bool, prior: list[str]
+    ) -> tuple[list[Op], bool]:
+        """The clause's new actions, and whether the clause mapped to anything at all."""
+        nouns = self._nouns(c)
+        real_nouns = [n.removeprefix("given:") for n in nouns if not n.startswith("ref:")]
+        free_nouns = [n for n in nouns if ":" not in n]
+        quantified = c.has("quantifier")
+        explicit = c.words("integration")
+        implied = [i for i in self._implied(c, verbs, real_nouns) if i not in explicit]
+        if "slack" in implied and any(i in _NOTIFIERS for i in explicit):
+            implied.remove("slack")
+        planned_ops = [p.op for p in self.planned]
+        chosen: list[Op] = []
+        if explicit:
+            for name in explicit:
+                best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
+                if best is not None:
+                    chosen.append(best[1])
+            claimed: set[str] = set()
+            for i, op in enumerate(chosen):  # one service takes the verb, others are read
+                served = set(verbs) & set(op.verbs)
+                if (op.role in {"write", "notify"} and served & claimed) or (
+                    op.role == "write" and verbs and not served
+                ):
+                    read = self._best(
+                        op.integration, [], real_nouns, reads=True, quantified=quantified
+                    )
+                    chosen[i] = read[1] if read is not None and read[0] >= 2 else op
+                elif op.role in {"write", "notify"}:
+                    claimed |= served
+            notifier = self._notifier(c, explicit, real_nouns) if "send" in verbs else None
+            for i, op in enumerate(chosen):  # "inform the team by email about PagerDuty ..."
+                if (
+                    notifier
+                    and op.integration != notifier
+                    and set(verbs) & set(op.verbs) == {"send"}
+                ):
+                    read = self._best(
+                        op.integration, [], real_nouns, reads=True, quantified=quantified
+                    )
+                    if read is not None and read[0] >= 2:
+                        chosen[i] = read[1]
+            for verb in verbs:  # "email each new hire from Workday": the verb's own service
+                target = self.lex.defaults.verbs.get(verb) or (notifier if verb == "send" else None)
+                if condition or not target or any(verb in op.verbs for op in chosen):
+                    continue
+                best = self._best(target, [verb], real_nouns, reads=False, quantified=quantified)
+                if best is not None:
+                    chosen.append(best[1])
+        elif implied or (prior and verbs):
+            cands = []
+            pool = implied + [i for i in prior if i not in implied and verbs]
+            for name in pool:
+                best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
+                if best is None:
+                    continue
+                verb_ok = bool(set(verbs) & set(best[1].verbs)) or not verbs or condition
+                if name not in implied and not verb_ok:
+                    continue
+                cands.append((verb_ok, best[0], -pool.index(name), best[1]))
+            if cands:
+                chosen.append(max(cands, key=lambda x: (x[0], x[1], x[2]))[3])
+        covered = {n for op in chosen for n in op.nouns}
+        d = self.lex.defaults.nouns
+        kinds = self.lex.defaults.noun_kinds
+        alternatives = {  # one word, several nouns ("incidencia"): one is enough
+            n: set(t.values("noun")) - {n} for t in c.tokens for n in t.values("noun")
+        }
+        done = {op.integration for op in chosen}
+        for service in dict.fromkeys(d[n] for n in free_nouns if n in d):
+            while True:  # each noun no chosen action covers is read ("the job's log")
+                wanted = [
+                    n
+                    for n in free_nouns
+                    if d.get(n) == service
+                    and n not in covered
+                    and not alternatives.get(n, set()) & covered
+                    and not (
+                        kinds.get(n)
+                        and any(
+                            kinds[n] in op.produces or kinds[n] in op.item for op in planned_ops
+                        )
+                    )  # the noun names an earlier step ("create a room for the incident")
+                ]
+                best = self._best(service, [], wanted, reads=True, quantified=quantified)
+                if (
+                    not wanted
+                    or best is None
+                    or best[0] < 2
+                    or not set(wanted) & set(best[1].nouns)
+                ):
+                    break
+                chosen.append(best[1])
+                covered |= set(best[1].nouns)
+                done.add(service)
+        for name in implied:  # "JUN-7" names Jira
+            if name in done or name in set(d.values()) & {d[n] for n in free_nouns if n in d}:
+                continue
+            uncovered = [n for n in free_nouns if n not in covered]
+            best = self._best(name, [], uncovered, reads=True, quantified=quantified)
+            if best is not None and best[0] >= 2:
+                chosen.append(best[1])
+                covered |= set(best[1].nouns)
+        out: list[Op] = []
+        for op in chosen:
+            if op.role == "read" and any(q.action == op.action for q in planned_ops):
+                continue  # read once ("the pipeline" after the trigger read it)
+            if op not in out:
+                out.append(op)
+        return sorted(out, key=lambda op: (role_rank(op), self._depth(op, out))), bool(chosen)
+
+    @staticmethod
+    def _depth(op: Op, ops: list[Op]) -> int:
+        """How many of ``ops`` give what ``op`` reads (a job's log after the jobs)."""
+        wants = {s.from_ for sources in op.with_.values() for s in sources if s.from_}
+        return sum(1 for other in ops if other is not op and wants & set(other.produces))
+
+    # --- conditions -----------------------------------------------------------------------
+    def _param(self, name: str, spec: dict[str, Any]) -> None:
+        self.params.setdefault(name, spec)
+
+    def condition(
+        self, c: Clause, ops: list[Planned], negate: bool
+    ) -> list[tuple[str, Planned | None]]:
+        parts: list[tuple[str, Planned | None]] = []
+        read = ops[0] if ops else None
+        pipe = read if read and "pipeline" in read.op.produces else self._latest("pipeline")
+        if read and read.op.action == "gitlab.get_pipeline" and (c.has("fail") or self.fails):
+            parts.append(("steps.{sid}.output.status == 'failed'", read))
+        if (c.has("branch") or c.has("feature_branch")) and pipe is not None:
+            self._param(
+                "default_branch",
+                {"type": "string", "default": "main", "description": "The default branch."},
+            )
+            equal = c.has("branch") != negate
+            parts.append(
+                (
+                    f"steps.{{sid}}.output.ref {'==' if equal else '!='} params.default_branch",
+                    pipe,
+                )
+            )
+        if c.has("severity"):
+            self._param(
+                "severity",
+                {
+                    "type": "string",
+                    "default": "critical",
+                    "enum": ["critical", "warning", "info"],
+                    "description": "The alert's severity.",
+                },
+            )
+            parts.append((f"params.severity {'!=' if negate else '=='} 'critical'", None))
+        if read is not None and not parts:
+            states = c.words("state")
+            if read.op.action == "workday.get_worker" and c.has("noun", "leaver"):
+                parts.append(("steps.{sid}.output.termination_date is not none", read))
+            elif read.op.action == "jira.get_issue" and states:
+                test = "==" if states[-1] == "closed" else "!="
+                parts.append((f"steps.{{sid}}.output.fields.status.name {test} 'Done'", read))
+            elif read.op.list_expr and not read.quantified:
+                expr = read.op.list_expr.replace("output", "steps.{sid}.output")
+                parts.append((f"{expr} | length > 0", read))
+            else:  # the test itself is not mapped: the steps wait for the read to succeed
+                parts.append(("steps.{sid}.status == 'ok'", read))
+                self.assumptions.append(f"{c.text!r} is checked only as: the read succeeds")
+        return parts
+
+    def _event(self, c: Clause) -> bool:
+        """An event of a service without a read step starts the workflow: parameters only."""
+        if not (c.has("event") or c.has("verb", "fire")):
+            return False
+        d = self.lex.defaults
+        services = set(c.words("integration")) | {
+            d.nouns[n] for n in self._nouns(c) if n in d.nouns
+        }
+        if not services or not services <= set(d.event_params):
+            return False
+        for service in sorted(services):
+            for name, description in d.event_params[service].items():
+                self._param(name, {"type": "string", "required": True, "description": description})
+            names = ", ".join(d.event_params[service])
+            self.assumptions.append(f"the {service} event is given as parameters ({names})")
+        return True
+
+    def _subject(self, c: Clause, made: list[Planned], prior: list[Planned]) -> list[Planned]:
+        """The earlier steps a clause is about ("a room for the incident", "for it")."""
+        kinds = self.lex.defaults.noun_kinds
+        found: list[Planned] = []
+        own = {n for p in made for n in p.op.nouns}
+        for noun in self._nouns(c):
+            if noun in own:
+                continue  # the clause's own object ("a GitHub issue"), not an earlier one
+            kind = kinds.get(noun.split(":")[-1])
+            producer = self._latest(kind) if kind else None
+            if producer is not None and producer not in made and producer not in found:
+                found.append(producer)
+        if not found and any(fold(t.text) in _PRONOUNS for t in c.tokens):
+            found = [p for p in prior if p.op.role != "notify"][:1]
+        return found
+
+    def _latest(self, kind: str) -> Planned | None:
+        return next(
+            (p for p in reversed(self.planned) if kind in p.op.produces or kind in p.op.item), None
+        )
+
+    # --- the whole request ----------------------------------------------------------------
+    def run(self) -> None:
+        stage = 0
+        verbs: list[str] = []
+        prior: list[str] = []
+        governing: list[tuple[str, Planned | None]] = []
+        last_condition: list[tuple[str, Planned | None]] = []
+        pending_end: list[tuple[str, Planned | None]] = []
+        quantified_sentence = False
+        prior_made: list[Planned] = []
+        for index, c in enumerate(self.reading.clauses):
+            links = c.links
+            own_verbs = c.words("verb")
+            if own_verbs:
+                verbs = own_verbs
+            elif not links & {"and", "comma", "parallel", "then"}:
+                verbs = []
+            if "sentence" in links:
+                quantified_sentence = False
+                governing = []
+            if "then" in links:
+                stage += 1
+            condition = bool(links & {"condition", "unless"})
+            if "otherwise" in links:
+                governing = [(f"not ({w})", p) for w, p in last_condition]
+                links = links | {"parallel"}
+                prior_made = []
+            if condition and c.has("severity"):
+                last_condition = self.condition(c, [], negate="unless" in links)
+                governing = last_condition
+                continue
+            if condition and self._event(c):
+                continue
+            if (
+                not own_verbs
+                and not condition
+                and not c.words("integration")
+                and any(fold(t.text) in _PRONOUNS for t in c.tokens)
+            ):
+                covered = {n for p in prior_made for n in p.op.nouns}
+                if set(self._nouns(c)) <= covered:
+                    continue  # "... and label it as bug": more about the same step
+            bare = not self._nouns(c) and not any(t.entity for t in c.tokens)
+            if bare and not condition and index + 1 < len(self.reading.clauses):
+                if own_verbs and not c.words("integration"):
+                    continue  # "schreibe | danach eine E-Mail": the verb goes on
+                if c.words("integration") and not own_verbs and not verbs:
+                    prior = c.words("integration")  # "gitlab: retry the pipeline"
+                    continue
+            ops, mapped = self.clause_ops(
+                c, verbs if (own_verbs or not condition) else [], condition, prior
+            )
+            first_of_sentence = index == 0 or bool(links & {"sentence", "condition"})
+            if c.has("quantifier") and (first_of_sentence or c.tokens[0].has("quantifier")):
+                quantified_sentence = True  # "For each new hire, ...": the rest of the sentence
+            entities = self._entities([c])
+            made: list[Planned] = []
+            for op in ops:
+                p = Planned(
+                    op,
+                    index,
+                    stage,
+                    entities,
+                    quoted=c.entities("quoted"),
+                    topic=c.topic,
+                    parallel="parallel" in links,
+                    quantified=c.has("quantifier"),
+                    # conditions run first, and so does the list a sentence fans out over
+                    front=condition
+                    or (c.has("quantifier") and op.role == "read" and bool(op.list_expr)),
+                )
+                made.append(p)
+            subject = self._subject(c, made, prior_made)
+            for p in made:
+                p.subject = subject
+                self.planned.append(p)
+            if made:
+                prior_made = made
+            if condition:
+                if made:
+                    prior = [p.op.integration for p in made]
+                cond = self.condition(c, made, negate="unless" in links)
+                if not made and not cond and not mapped:
+                    self.unplanned.append(c.text)
+                last_condition = cond
+                if any(
+                    self.reading.clauses[j].tokens
+                    and not (self.reading.clauses[j].links & {"condition", "unless"})
+                    for j in range(index + 1, len(self.reading.clauses))
+                ):
+                    governing = cond
+                else:
+                    pending_end = cond
+                continue
+            if not ops:
+                intro = set(own_verbs) <= {"onboard"}
+                if own_verbs and not mapped and not intro and not c.has("schedule"):
+                    self.unplanned.append(c.text)
+                continue
+            prior = [op.integration for op in ops]
+            for p in made:
+                p.when = list(governing)
+                if quantified_sentence and not p.quantified and p.op.role != "read":
+                    p.quantified = True
+        if pending_end:
+            for p in self.planned:
+                if not p.front:
+                    p.when = p.when + pending_end
+        if any(c.has("schedule") for c in self.reading.clauses):
+            words = [t.text for c in self.reading.clauses for t in c.tokens if t.has("schedule")]
+            self.assumptions.append(
+                f"{_quote(words)} is a schedule: set it on the deployment; the spec runs once"
+            )
+        self._llm_needs_log()
+
+    def _llm_needs_log(self) -> None:
+        """Summarising a pipeline means summarising its failed job's log."""
+        for i, p in enumerate(self.planned):
+            if p.op.role != "llm":
+                continue
+            before = self.planned[:i]
+            has_pipe = any("pipeline_id" in q.op.produces for q in before)
+            has_text = any(
+                q.op.action
+                in {
+                    "gitlab.get_job_log",
+                    "jira.get_issue",
+                    "servicenow.get_incident",
+                    "github.list_workflow_runs",
+                }
+                for q in before
+            )
+            if has_pipe and not has_text:
+                log = Planned(
+                    self.lex.op("gitlab.get_job_log"),
+                    p.clause,
+                    p.stage,
+                    p.entities,
+                    primary=False,
+                    front=p.front,
+                )
+                self.planned.insert(i, log)
+                return

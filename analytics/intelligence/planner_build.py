@@ -224,14 +224,20 @@ class _Builder:
         return body
 
     # --- inputs ---------------------------------------------------------------------------
-    def entity(self, p: Planned, kind: str) -> str | None:
-        values = p.entities.get(kind) or self.globals.get(kind) or []
+    def entity(self, p: Planned, kind: str, *, local: bool = False) -> str | None:
+        """A value of ``kind`` from the step's clause (else, unless ``local``, the request)."""
+        values = p.entities.get(kind) or ([] if local else self.globals.get(kind)) or []
         return values[0] if values else None
 
     def fill(self, p: Planned, pos: int, name: str, sources: list[Source]) -> tuple[bool, Any]:
         for src in sources:
             if src.entity is not None:
-                value = self.entity(p, src.entity)
+                value = self.entity(p, src.entity, local=True)
+                later = sources[sources.index(src) + 1 :]
+                if value is None and not any(
+                    s.from_ and self.producer(s.from_, pos) for s in later
+                ):  # a value named elsewhere in the request, when no step gives one here
+                    value = self.entity(p, src.entity)
                 if value is None:
                     continue
                 if src.param is not None:

@@ -26,6 +26,8 @@ from analytics.intelligence.planner_safety import quote as _quote
 __all__ = ["Interpreter"]
 
 _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
+_AFTER_STEP = "steps.{sid}.status == 'ok'"
+"""The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
     {("pipeline", "pipeline_id"), ("job", "job_id"), ("worker", "worker_id"), ("hire", "worker_id")}
     | {("leaver", "worker_id"), ("incident", "pd_id"), ("incident", "sn_number")}
@@ -130,7 +132,7 @@ class Interpreter:
                 if n not in nouns:
                     nouns.append(n)
         if c.entities("project") and "project" not in nouns:
-            nouns.append("project")
+            nouns.append("given:project")  # "acme/backend" names a project, one to use
         return nouns
 
     def _notifier(self, c: Clause, explicit: list[str], nouns: list[str]) -> str | None:
@@ -161,8 +163,11 @@ class Interpreter:
     ) -> tuple[list[Op], bool]:
         """The clause's new actions, and whether the clause mapped to anything at all."""
         nouns = self._nouns(c)
-        real_nouns = [n.removeprefix("given:") for n in nouns if not n.startswith("ref:")]
         free_nouns = [n for n in nouns if ":" not in n]
+        # a given thing ("job 4242's log") is the object only when nothing else is named
+        real_nouns = free_nouns or [
+            n.removeprefix("given:") for n in nouns if n.startswith("given:")
+        ]
         quantified = c.has("quantifier")
         explicit = c.words("integration")
         implied = [i for i in self._implied(c, verbs, real_nouns) if i not in explicit]
@@ -357,6 +362,14 @@ class Interpreter:
             found = [p for p in prior if p.op.role != "notify"][:1]
         return found
 
+    def _refers(self, c: Clause) -> list[Planned]:
+        """Earlier steps that every noun of a condition names ("once the Jira issue exists")."""
+        kinds = self.lex.defaults.noun_kinds
+        nouns = [n.split(":")[-1] for n in self._nouns(c)]
+        found = [self._latest(kinds[n]) if n in kinds else None for n in nouns]
+        steps = [p for p in found if p is not None]
+        return steps if nouns and len(steps) == len(nouns) and not c.has("fail") else []
+
     def _latest(self, kind: str) -> Planned | None:
         return next(
             (p for p in reversed(self.planned) if kind in p.op.produces or kind in p.op.item), None
@@ -411,9 +424,13 @@ class Interpreter:
                 if c.words("integration") and not own_verbs and not verbs:
                     prior = c.words("integration")  # "gitlab: retry the pipeline"
                     continue
-            ops, mapped = self.clause_ops(
-                c, verbs if (own_verbs or not condition) else [], condition, prior
-            )
+            refers = self._refers(c) if condition else []
+            if refers:  # "once the Jira issue exists": a step planned before, not a new read
+                ops, mapped = [], True
+            else:
+                ops, mapped = self.clause_ops(
+                    c, verbs if (own_verbs or not condition) else [], condition, prior
+                )
             first_of_sentence = index == 0 or bool(links & {"sentence", "condition"})
             if c.has("quantifier") and (first_of_sentence or c.tokens[0].has("quantifier")):
                 quantified_sentence = True  # "For each new hire, ...": the rest of the sentence
@@ -444,6 +461,8 @@ class Interpreter:
                 if made:
                     prior = [p.op.integration for p in made]
                 cond = self.condition(c, made, negate="unless" in links)
+                if not cond and refers:
+                    cond = [(_AFTER_STEP, refers[0])]
                 if not made and not cond and not mapped:
                     self.unplanned.append(c.text)
                 last_condition = cond
@@ -464,6 +483,8 @@ class Interpreter:
             prior = [op.integration for op in ops]
             for p in made:
                 p.when = list(governing)
+                if any(w == _AFTER_STEP for w, _ in governing):
+                    p.parallel = True  # it waits for the step it names, not for others
                 if quantified_sentence and not p.quantified and p.op.role != "read":
                     p.quantified = True
         if pending_end:

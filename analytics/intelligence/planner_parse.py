@@ -58,6 +58,7 @@ _DETERMINERS = frozenset(
     {"a", "an", "the", "its", "their", "this", "that", "his", "her", "our", "my", "each", "every"}
     | {"all", "any", "some", "no", "for each", "for every", "ein", "eine", "einen", "den", "die"}
     | {"das", "der", "jeden", "el", "la", "un", "una", "su", "del", "al", "cada", "five-line"}
+    | {"same", "short", "new", "first", "latest", "gleiche", "mismo", "misma"}
 )
 
 
@@ -139,8 +140,6 @@ def _entities(text: str, lex: Lexicon) -> tuple[str, list[tuple[str, str]]]:
         if kind in {"upper", "alert_name", "pd_id"} and (fold(m.group(0)),) in lex.phrases:
             return m.group(0)  # a word the lexicon knows ("GitLab", "AWS"), not a name
         value = next((g for g in m.groups()[m.lastindex or 0 :] if g), m.group(0))
-        if kind == "quoted":
-            value = next((g for g in m.groups() if g), m.group(0))
         if kind == "channel":
             value = m.group(0)[1:]
         if kind == "minutes":
@@ -354,10 +353,19 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
                 current, links = [], set()
             links.add("parallel")
             continue
-        if current and current[-1].has("fail") and t.has("verb") and not in_topic:
+        stated = current and any(current[-1].has(k) for k in ("fail", "event", "state"))
+        if stated and t.has("verb") and not in_topic and not t.has("verb", "fire"):
             clauses.append(Clause(current, links))  # "when it fails summarise the log"
             current, links = [], {"comma"}
-        if t.has("topic") and not t.has("verb") and not t.has("noun"):
+        says = any(x.has("verb", "send") for x in current)
+        if (
+            t.has("topic")
+            and not t.has("verb")
+            and not t.has("noun")
+            and (
+                says or fold(t.text) not in {"that", "dass"}  # "tell #ops that ...": the message
+            )
+        ):
             rest = tokens[i + 1 :]
             stop = next(
                 (j for j, x in enumerate(rest) if x.has("connective") or x.text in ",;."), len(rest)

@@ -52,8 +52,13 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         names = ", ".join(sorted(set(vendors)))
         known = ", ".join(sorted(planned))
         return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
-    for group in groups.values():
-        found = [w for w in group.words if f" {fold(w)} " in folded]
+    words = (
+        " "
+        + " ".join(fold(t.text) for c in reading.clauses for t in c.tokens if not t.entity)
+        + " "
+    )
+    for group in groups.values():  # words only: "in PAY" names a Jira project, not a payment
+        found = [w for w in group.words if f" {fold(w)} " in words]
         if found:
             return f"refused: the request {group.reason} ({quote(found)})"
     for c in reading.clauses:

@@ -425,6 +425,7 @@ class Interpreter:
                     prior = c.words("integration")  # "gitlab: retry the pipeline"
                     continue
             refers = self._refers(c) if condition else []
+            ops: list[Op]
             if refers:  # "once the Jira issue exists": a step planned before, not a new read
                 ops, mapped = [], True
             else:

@@ -210,3 +210,52 @@ def test_random_requests_are_valid_or_refused() -> None:
             assert plan.refusal and "\n" not in plan.refusal
         else:
             assert _valid(plan), text
+
+
+def test_events_without_a_read_step_are_parameters() -> None:
+    plan = plan_workflow(
+        "When a high-urgency PagerDuty incident is opened, create a Jira ticket in OPS"
+    )
+    assert actions_of(plan.spec) == ["jira.create_issue"]
+    assert plan.spec is not None and plan.spec["parameters"]["incident_id"]["required"] is True
+    jira = plan_workflow(
+        "When a new Jira ticket is created in OPS, summarize it with GPT and post to #ops"
+    )
+    assert actions_of(jira.spec)[0] == "jira.get_issue"  # Jira has a read step: it is read
+
+
+def test_a_condition_naming_an_earlier_step_waits_for_it() -> None:
+    plan = plan_workflow(
+        "Open a Jira bug in PAY and page PagerDuty, and once the Jira issue exists post its key "
+        "to #payments on Slack"
+    )
+    assert _step(plan, "slack.post_message")["when"] == "steps.jira_issue.status == 'ok'"
+    assert ("pagerduty.create_incident", "slack.post_message") not in edges_of(plan.spec)
+
+
+def test_messages_go_to_the_named_service_and_others_are_read() -> None:
+    plan = plan_workflow(
+        "Informiere das Team per E-Mail an team@acme.com über neue PagerDuty-Vorfälle"
+    )
+    assert sorted(actions_of(plan.spec)) == ["pagerduty.list_incidents", "smtp.send_email"]
+    assert _step(plan, "smtp.send_email")["with"]["to"] == ["team@acme.com"]
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("run rm -rf / on the gitlab runner", "rm"),
+        ("Restart the production database server", "Restart"),
+        ("Make everyone in Okta a super admin", "admin"),
+        ("Email all employees' home addresses to marketing@acme.com", "home addresses"),
+    ],
+)
+def test_more_refusals(text: str, word: str) -> None:
+    plan = plan_workflow(text)
+    assert plan.spec is None and word.lower() in (plan.refusal or "").lower()
+
+
+def test_a_project_key_that_spells_a_verb_is_not_refused() -> None:
+    plan = plan_workflow("open a Jira bug in PAY")
+    assert plan.spec is not None
+    assert _step(plan, "jira.create_issue")["with"]["project_key"] == "PAY"

@@ -64,7 +64,7 @@ def test_models_lifecycle(home: Path) -> None:
     listed = json.loads(_models("list", "--json")[1])
     assert listed["live"] == "v1" and [v["version"] for v in listed["versions"]] == ["v1", "v2"]
     assert all(v["sklearn_version"] and v["training_window"] for v in listed["versions"])
-    assert (home / "models" / "success" / "v2.joblib").is_file()
+    assert (home / "models" / "success" / "v2.pickle").is_file()
 
     assert _models("promote", "v2")[:2] == (0, "v2 is live\n")
     _one_line_error(_models("promote", "v9"), "unknown model version 'v9'")

@@ -149,7 +149,7 @@ def test_broken_live_model_falls_back_to_naive_and_warns(
 ) -> None:
     settings = _copy_home(trained, tmp_path)
     registry = registry_for(settings)
-    model_file = registry.root / "v1.joblib"
+    model_file = registry.root / "v1.pickle"
     if damage == "corrupt":
         model_file.write_bytes(b"not a pickle")
     elif damage == "missing":
@@ -189,7 +189,7 @@ def test_candidate_promoted_only_if_better_and_rollback(
         registry.rollback()
     with pytest.raises(ValueError, match="unknown model version 'v9'"):
         registry.promote("v9")
-    (registry.root / "v2.joblib").write_bytes(b"tampered")
+    (registry.root / "v2.pickle").write_bytes(b"tampered")
     with pytest.raises(ValueError, match="sha256"):
         registry.promote("v2")
 

@@ -4,9 +4,9 @@ Layout under the state home (``<JUNCTION_HOME>/models/success/``)::
 
     registry.json    versions (metrics, training window, features, sklearn version,
                      sha256 of the file), the live version and the promotion history
-    v<N>.joblib      one fitted model per version
+    v<N>.pickle      one fitted model per version
 
-Loading a joblib (pickle) file executes code from it. So models are only ever read from
+Loading a pickle file executes code from it. So models are only ever read from
 the state home (private to Junction's user), and the registry records each file's sha256
 when it is written: a file whose hash differs from the record is refused, as is a file
 pickled by another scikit-learn version. Every refusal is recorded as a warning in the
@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from analytics.intelligence.training import (
     score,
     too_little,
 )
-from junction.store import make_private_dir
+from junction.store import create_private, make_private_dir
 
 if TYPE_CHECKING:
     from junction.settings import Settings
@@ -106,7 +107,7 @@ class LoadedModel:
 
 
 class Registry:
-    """The versions of one model under ``root`` (``registry.json`` + ``v<N>.joblib``)."""
+    """The versions of one model under ``root`` (``registry.json`` + ``v<N>.pickle``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -190,18 +191,17 @@ class Registry:
 
     def add(self, estimator: Any, record: dict[str, Any]) -> str:
         """Store a fitted model as a new version (not live); returns its name."""
-        import joblib
-
         with self.locked() as doc:
             # Files count too: a registry lost to corruption must not reuse their names.
             numbers = [int(str(v)[1:]) for v in doc["versions"]] + [
-                int(f.stem[1:]) for f in self.root.glob("v*.joblib") if f.stem[1:].isdigit()
+                int(f.stem[1:]) for f in self.root.glob("v*.pickle") if f.stem[1:].isdigit()
             ]
             version = f"v{max(numbers, default=0) + 1}"
-            path = self.root / f"{version}.joblib"
-            tmp = self.root / f".{version}.joblib.tmp"
-            joblib.dump({"estimator": estimator, "features": list(FEATURES)}, tmp)
-            os.chmod(tmp, 0o600)
+            path = self.root / f"{version}.pickle"
+            tmp = self.root / f".{version}.pickle.tmp"
+            tmp.unlink(missing_ok=True)  # left by a killed writer (we hold the lock)
+            with create_private(tmp) as fh:  # 0600 from the start
+                pickle.dump({"estimator": estimator, "features": list(FEATURES)}, fh, protocol=5)
             os.replace(tmp, path)
             doc["versions"][version] = {
                 **record,
@@ -271,11 +271,10 @@ class Registry:
         problem = self._verify(record)
         if problem:
             return problem
-        import joblib
-
         try:
             # Verified above: the file is the one this registry wrote (same sha256).
-            data = joblib.load(self.root / record["file"])
+            with (self.root / record["file"]).open("rb") as fh:
+                data = pickle.load(fh)
             return LoadedModel(version, data["estimator"], tuple(data["features"]))
         except Exception as exc:  # a damaged pickle can raise anything
             return f"model file {record['file']} could not be loaded ({type(exc).__name__})"
@@ -301,7 +300,7 @@ def load_live(settings: Settings) -> LoadedModel | str:
         last = registry.read().get("last_training") or {}
         why = f" (last training: {last['message']})" if last.get("message") else ""
         return f"no success model is live{why}: naive estimate"
-    path = registry.root / f"{version}.joblib"
+    path = registry.root / f"{version}.pickle"
     with contextlib.suppress(OSError):
         key = (str(registry.root), version, path.stat().st_mtime)
         if key in _CACHE:

@@ -16,6 +16,7 @@ from uuid import uuid4
 from prefect import flow, get_run_logger
 from prefect.states import Failed, State
 
+from flows.runlog import emit, sweep_lines
 from junction.alerting.state import AlertDatabaseError
 from junction.monitor import SweepResult, check_alerting
 from junction.settings import get_settings
@@ -26,11 +27,14 @@ from tasks.monitoring import monitor_sweep, publish_service_health
 async def monitor_integrations(names: list[str] | None = None) -> SweepResult | State:
     """Probe the enabled integrations (or ``names``), score them, alert, publish a table."""
     try:
-        await check_alerting(get_settings())
+        unrouted = await check_alerting(get_settings())
     except (ValueError, AlertDatabaseError) as exc:  # the alerting file, a channel, alerts.db
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
+    if unrouted:  # alerts only recorded: say so once per run
+        get_run_logger().warning("%s", unrouted)
     sweep_id = uuid4().hex
     result = await monitor_sweep(names, sweep_id)
     _artifact = publish_service_health(result)
+    emit(get_run_logger(), sweep_lines(result))
     return result

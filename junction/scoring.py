@@ -254,29 +254,37 @@ class ServiceWindow:
             now: The instant to compute for (default: the wall clock).
         """
         at = _now(now)
+        return summarise(self.in_window(at), at)
+
+    def in_window(self, at: datetime) -> list[Observation]:
+        """The observations :meth:`stats` counts at ``at`` (oldest first, a copy)."""
+        at = _utc(at)
         lo = bisect.bisect_left(self._items, at - self.window, key=lambda o: o.ts)
         hi = bisect.bisect_right(self._items, at, key=lambda o: o.ts)
-        items = self._items[lo:hi]
-        if not items:
-            return WindowStats(as_of=at)
+        return self._items[lo:hi]
 
-        ok_latencies = [o.latency_ms for o in items if o.ok]
-        last_error = next((o for o in reversed(items) if not o.ok), None)
-        return WindowStats(
-            as_of=at,
-            count=len(items),
-            successes=len(ok_latencies),
-            success_rate=len(ok_latencies) / len(items),
-            p50_latency_ms=percentile(ok_latencies, 50),
-            p95_latency_ms=percentile(ok_latencies, 95),
-            uptime=_uptime(items, at),
-            seconds_since_last_error=(
-                None if last_error is None else (at - last_error.ts).total_seconds()
-            ),
-            last_error_at=None if last_error is None else last_error.ts,
-            last_error_class=None if last_error is None else last_error.error_class,
-            last_breaker_state=items[-1].breaker_state,
-        )
+
+def summarise(items: list[Observation], at: datetime) -> WindowStats:
+    """:class:`WindowStats` of ``items`` (in timestamp order, none after ``at``) at ``at``."""
+    if not items:
+        return WindowStats(as_of=at)
+    ok_latencies = [o.latency_ms for o in items if o.ok]
+    last_error = next((o for o in reversed(items) if not o.ok), None)
+    return WindowStats(
+        as_of=at,
+        count=len(items),
+        successes=len(ok_latencies),
+        success_rate=len(ok_latencies) / len(items),
+        p50_latency_ms=percentile(ok_latencies, 50),
+        p95_latency_ms=percentile(ok_latencies, 95),
+        uptime=_uptime(items, at),
+        seconds_since_last_error=(
+            None if last_error is None else (at - last_error.ts).total_seconds()
+        ),
+        last_error_at=None if last_error is None else last_error.ts,
+        last_error_class=None if last_error is None else last_error.error_class,
+        last_breaker_state=items[-1].breaker_state,
+    )
 
 
 def _uptime(items: list[Observation], now: datetime) -> float:

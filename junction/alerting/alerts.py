@@ -31,6 +31,8 @@ class Alert:
         group_key: The notification group it belongs to.
         suppressed_by: The upstream service whose outage this alert is part of, if any.
         silenced_by: Id of the silence or maintenance window covering it, if any.
+        inhibited_by: Fingerprint of the alert whose cause this one is a symptom of (an
+            inhibition rule, :mod:`junction.alerting.inhibition`); it sends nothing itself.
         message: What is wrong ("success rate 0.120 < 0.9").
         value: The measured value.
         labels: Labels (service, rule, severity and configured ones).
@@ -65,6 +67,7 @@ class Alert:
     resolved_at: datetime | None = None
     transitions: int = 0
     clear_s: float = 0.0
+    inhibited_by: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Alert:
@@ -90,6 +93,7 @@ class Alert:
             resolved_at=parse_ts(row["resolved_at"]),
             transitions=int(row["transitions"]),
             clear_s=float(row["clear_s"]),
+            inhibited_by=row["inhibited_by"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +108,7 @@ class Alert:
             "group": self.group_key,
             "suppressed_by": self.suppressed_by,
             "silenced_by": self.silenced_by,
+            "inhibited_by": self.inhibited_by,
             "message": self.message,
             "value": self.value,
             "labels": self.labels,
@@ -122,8 +127,8 @@ def save_alert(conn: sqlite3.Connection, alert: Alert) -> None:
         """
         INSERT INTO alerts (id, fingerprint, service, rule, severity, state, group_key,
             suppressed_by, silenced_by, message, value, labels_json, annotation, started_at,
-            updated_at, acked_at, acked_by, resolved_at, transitions, clear_s)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            updated_at, acked_at, acked_by, resolved_at, transitions, clear_s, inhibited_by)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET
             severity = excluded.severity, state = excluded.state,
             group_key = excluded.group_key, suppressed_by = excluded.suppressed_by,
@@ -132,7 +137,7 @@ def save_alert(conn: sqlite3.Connection, alert: Alert) -> None:
             annotation = excluded.annotation, updated_at = excluded.updated_at,
             acked_at = excluded.acked_at, acked_by = excluded.acked_by,
             resolved_at = excluded.resolved_at, transitions = excluded.transitions,
-            clear_s = excluded.clear_s
+            clear_s = excluded.clear_s, inhibited_by = excluded.inhibited_by
         """,
         (
             alert.id,
@@ -155,6 +160,7 @@ def save_alert(conn: sqlite3.Connection, alert: Alert) -> None:
             iso(alert.resolved_at) if alert.resolved_at else None,
             alert.transitions,
             alert.clear_s,
+            alert.inhibited_by,
         ),
     )
 
@@ -202,6 +208,19 @@ def list_alerts(conn: sqlite3.Connection, *, include_resolved: bool = False) -> 
         rows = conn.execute("SELECT * FROM alerts ORDER BY id").fetchall()
         return [Alert.from_row(r) for r in rows]
     return active_alerts(conn)
+
+
+def page_alerts(
+    conn: sqlite3.Connection, *, include_resolved: bool, after_id: int, limit: int
+) -> tuple[list[Alert], int | None]:
+    """One page of :func:`list_alerts` (oldest first): the alerts after ``after_id``, at
+    most ``limit``, and the id to continue after (``None``: this is the last page)."""
+    where = "id > ?" if include_resolved else "id > ? AND state != 'resolved'"
+    rows = conn.execute(
+        f"SELECT * FROM alerts WHERE {where} ORDER BY id LIMIT ?", (after_id, limit + 1)
+    ).fetchall()
+    alerts = [Alert.from_row(r) for r in rows[:limit]]
+    return alerts, (alerts[-1].id if len(rows) > limit else None)
 
 
 def find_alert(conn: sqlite3.Connection, ref: str) -> Alert | None:

@@ -41,6 +41,9 @@ repository root) with :func:`load_config`; without a file the engine uses
       burn_rates:                 # Google SRE workbook, multiwindow multi-burn-rate
         - {name: fast, long: 1h, short: 5m, factor: 14.4, severity: critical}
         - {name: slow, long: 6h, short: 30m, factor: 6, severity: warning}
+    inhibit:             # one cause pages once (junction.alerting.inhibition); [] = off
+      - {name: down-inhibits-symptoms, source: down,
+         target: [success_rate, health_score, burn_rate], equal: [service]}
 
 The file's shape is :mod:`junction.alerting.schema`. Channel types and their fields come
 from the channel registry
@@ -56,7 +59,8 @@ problem it finds as ``<file>:<line>: <field>: <problem>``:
 2. its meaning, :func:`resolve`: each channel's fields for its type, channel names in
    routes and escalation levels, a warning looser than its critical threshold (inherited
    bounds included), dependency cycles, maintenance windows that never expire or silence
-   everything, burn-rate windows and factors that can never fire.
+   everything, burn-rate windows and factors that can never fire, inhibition rules
+   that inhibit their own source, have no ``equal`` label or repeat a name.
 
 The second pass runs once the first finds nothing.
 """
@@ -83,6 +87,7 @@ from integrations.yamlconfig import (
     validate_document,
 )
 from junction.alerting.channels import CHANNELS, unknown_type_message
+from junction.alerting.inhibition import DEFAULT_INHIBIT_RULES, InhibitRule
 from junction.alerting.model import Severity
 from junction.alerting.rules import (
     DEFAULT_BURN_RATES,
@@ -186,10 +191,43 @@ class _Resolver:
             dependencies=dependencies,
             maintenance=self.maintenance(),
             sla=self.sla(targets),
+            inhibit=self.inhibit(),
         )
         if self.problems:
             raise AlertConfigError(sorted(self.problems, key=lambda p: p.line or 0))
         return config
+
+    def inhibit(self) -> tuple[InhibitRule, ...]:
+        if self.file.inhibit is None:
+            return DEFAULT_INHIBIT_RULES
+        rules: list[InhibitRule] = []
+        names: set[str] = set()
+        for index, spec in enumerate(self.file.inhibit):
+            path: DataPath = ("inhibit", index)
+            name = spec.name or f"inhibit-{index + 1}"
+            if name in names:
+                self.err((*path, "name"), f"duplicate inhibition rule name {name!r}")
+            names.add(name)
+            for key in ("source", "target"):
+                if not getattr(spec, key):
+                    self.err((*path, key), "must name at least one rule")
+            both = sorted(set(spec.source) & set(spec.target))
+            if both:
+                self.err(
+                    (*path, "target"),
+                    f"{', '.join(both)} is both source and target: a rule cannot inhibit "
+                    "its own source",
+                )
+            if not spec.equal:
+                self.err(
+                    (*path, "equal"),
+                    "must name at least one label (e.g. [service]): without one, one "
+                    "service's alert would inhibit every service's",
+                )
+            rules.append(
+                InhibitRule(name, tuple(spec.source), tuple(spec.target), tuple(spec.equal))
+            )
+        return tuple(rules)
 
     def threshold(self, rule: str, spec: Any, path: DataPath, base: Threshold) -> Threshold:
         warning = base.warning if spec.warning is None else spec.warning

@@ -18,6 +18,7 @@ from datetime import datetime
 from junction.alerting import outbox as outbox_mod
 from junction.alerting import state
 from junction.alerting.alerts import Alert, active_alerts, record_transition, save_alert
+from junction.alerting.inhibition import apply_inhibition, holds_incident
 from junction.alerting.judge import Condition, ServiceSnapshot, judge
 from junction.alerting.model import (
     AlertState,
@@ -250,6 +251,8 @@ class Evaluation:
         self._merge_unnotified()
         self._apply_silences()
         self._mark_suppression()
+        for alert in apply_inhibition(self.active, self.config.inhibit):
+            self.dirty[alert.id] = alert
         self.by_group: dict[str, list[Alert]] = {}
         for member in self.active.values():
             self.by_group.setdefault(member.group_key, []).append(member)
@@ -400,14 +403,16 @@ class Evaluation:
     # -- notifications
     def _notify(self, group: Group, step: float) -> None:
         members = self.by_group.get(group.key, [])
-        if not members:
+        # Inhibited symptoms whose cause resolved do not hold the incident open: it
+        # resolves with its cause, they stay listed until their own rules clear.
+        if not any(holds_incident(a, self.active) for a in members):
             self._close_group(group)
             return
         group.severity = max((a.severity for a in members), key=lambda s: s.rank)
         if group.key in self.created:
             step = 0.0  # the time before this evaluation is not the new group's
         group.age_s += step
-        visible = [a for a in members if a.silenced_by is None]
+        visible = [a for a in members if a.silenced_by is None and a.inhibited_by is None]
         if not visible:
             return
         if group.first_notified_at is None and group.age_s < self._wait(group):
@@ -506,6 +511,8 @@ class Evaluation:
                 notes.append(f"depends on failing {a.suppressed_by}")
             if a.silenced_by:
                 notes.append(f"silenced by {a.silenced_by}")
+            if a.inhibited_by:
+                notes.append(f"inhibited by {a.inhibited_by}")
             if a.state is AlertState.ACKNOWLEDGED:
                 notes.append(f"acknowledged by {a.acked_by}")
             extra = f" [{'; '.join(notes)}]" if notes else ""
@@ -539,7 +546,11 @@ class Evaluation:
             f"Incident {group.key} (root: {group.root_service}) resolved at "
             f"{iso(group.resolved_at)}, started {iso(group.started_at)}"
         ]
-        lines += [f"- #{a.id} {a.fingerprint}: resolved" for a in alerts]
+        lines += [
+            f"- #{a.id} {a.fingerprint}: "
+            + ("resolved" if a.state is AlertState.RESOLVED else f"inhibited by {a.inhibited_by}")
+            for a in alerts
+        ]
         # No severity label: the group may have been announced as warning and as critical,
         # and a receiver keyed on labels (Alertmanager) must end both.
         labels = dict(group.labels)

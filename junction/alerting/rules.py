@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from junction.alerting.channels import build_channels
+from junction.alerting.inhibition import DEFAULT_INHIBIT_RULES, InhibitRule
 from junction.alerting.model import Channel, Severity
 from junction.durations import duration_seconds
 from junction.settings import Settings, get_settings
@@ -264,6 +265,9 @@ class AlertingConfig:
         dependencies: Service -> services it depends on (direct).
         maintenance: Configured maintenance windows.
         sla: SLA targets and burn-rate windows.
+        inhibit: Inhibition rules (:mod:`junction.alerting.inhibition`; default: a
+            service's ``down`` inhibits its ``success_rate``, ``health_score`` and
+            ``burn_rate``).
     """
 
     source: str = "<defaults>"
@@ -282,6 +286,7 @@ class AlertingConfig:
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     maintenance: tuple[MaintenanceWindow, ...] = ()
     sla: SlaPolicy = field(default_factory=SlaPolicy)
+    inhibit: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
 
     def thresholds(self, service: str) -> dict[str, Threshold]:
         """Effective thresholds of ``service`` (defaults merged with its overrides)."""
@@ -342,5 +347,33 @@ def settings_thresholds(settings: Settings) -> dict[str, Threshold]:
 
 
 def default_config(settings: Settings | None = None) -> AlertingConfig:
-    """The configuration used without a file: the settings' thresholds, no channels."""
+    """The configuration used without a file: the settings' thresholds, no channels, the
+    default inhibition rules."""
     return AlertingConfig(defaults=settings_thresholds(settings or get_settings()))
+
+
+NO_CHANNEL_HINT = (
+    "to be notified, name channels and routes in an alerting file (channels:, routes:; "
+    "see alerting.example.yaml, `junction alerts channel-types`) and point "
+    "JUNCTION_ALERTING_FILE at it"
+)
+
+
+def delivery_warning(config: AlertingConfig) -> str | None:
+    """One line when no alert can reach anybody (no channel, or no route to one), else None.
+
+    Alerts are then only recorded (``junction alerts list``, the dashboard); the monitor,
+    ``junction serve --monitor``, the monitor flow and ``junction alerts list`` say so once.
+    """
+    if not config.channels:
+        return f"no alert channel configured: alerts are only recorded; {NO_CHANNEL_HINT}"
+    routed = any(config.routes.values()) or any(
+        any(r.values()) for r in config.service_routes.values()
+    )
+    if not routed:
+        first = next(iter(config.channels))
+        return (
+            f"alert channels configured in {config.source} but no route sends to them: "
+            f"alerts are only recorded; add routes: (e.g. routes: {{critical: [{first}]}})"
+        )
+    return None

@@ -171,6 +171,7 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 Service = Annotated[str, BeforeValidator(_service)]
 ServiceList = Annotated[list[Service], BeforeValidator(_one_or_many)]
 RuleName = Annotated[str, BeforeValidator(_rule)]
+RuleList = Annotated[list[RuleName], BeforeValidator(_one_or_many)]
 ChannelName = Annotated[str, BeforeValidator(_channel_name)]
 NameList = Annotated[list[str], BeforeValidator(_one_or_many)]
 Labels = dict[str, Annotated[str, BeforeValidator(_scalar_text)]]
@@ -289,6 +290,15 @@ class SlaSpec(_Section):
     burn_rates: list[BurnRateSpec] | None = None
 
 
+class InhibitSpec(ConfigModel):
+    """One ``inhibit:`` entry (:mod:`junction.alerting.inhibition`)."""
+
+    name: Annotated[str, BeforeValidator(_scalar_text)] | None = None
+    source: RuleList
+    target: RuleList
+    equal: NameList = Field(default_factory=lambda: ["service"])
+
+
 class AlertingFile(ConfigModel):
     """An alerting file as written (see the module docstring); :func:`resolve` checks its
     meaning and builds the :class:`AlertingConfig`."""
@@ -305,6 +315,7 @@ class AlertingFile(ConfigModel):
     dependencies: dict[Service, ServiceList] = Field(default_factory=dict)
     maintenance: list[MaintenanceSpec] = Field(default_factory=list)
     sla: SlaSpec = Field(default_factory=SlaSpec)
+    inhibit: list[InhibitSpec] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,8 @@ silences are read and written by :mod:`junction.alerting.silences`)::
     meta      key, value                 instance id, counters, the engine clock
     alerts    id, fingerprint, service, rule, severity, state, group_key, suppressed_by,
               silenced_by, message, value, labels_json, annotation, started_at,
-              updated_at, acked_at, acked_by, resolved_at, transitions, clear_s
+              updated_at, acked_at, acked_by, resolved_at, transitions, clear_s,
+              inhibited_by
               -- at most one unresolved alert per fingerprint (partial unique index)
     groups    key, root_service, state, severity, started_at, resolved_at, notified_json,
               level, seq, age_s, esc_s, repeat_s, first_notified_at, labels_json
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_by TEXT,
     resolved_at TEXT,
     transitions INTEGER NOT NULL DEFAULT 0,
-    clear_s REAL NOT NULL DEFAULT 0
+    clear_s REAL NOT NULL DEFAULT 0,
+    inhibited_by TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active
     ON alerts (fingerprint) WHERE state != 'resolved';
@@ -296,6 +298,8 @@ def _open(conn: sqlite3.Connection, path: Path) -> None:
         columns = {r["name"] for r in conn.execute("PRAGMA table_info(alerts)")}
         if "clear_s" not in columns:  # databases created before resolve_after existed
             conn.execute("ALTER TABLE alerts ADD COLUMN clear_s REAL NOT NULL DEFAULT 0")
+        if "inhibited_by" not in columns:  # ... and before inhibition rules
+            conn.execute("ALTER TABLE alerts ADD COLUMN inhibited_by TEXT")
         columns = {r["name"] for r in conn.execute("PRAGMA table_info(groups)")}
         if "labels_json" not in columns:  # ... and before groups kept their labels
             conn.execute("ALTER TABLE groups ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'")

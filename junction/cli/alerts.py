@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from junction.cli.common import console, fail, load_settings, print_json, print_table, table
+from junction.cli.common import (
+    console,
+    fail,
+    load_settings,
+    print_json,
+    print_table,
+    table,
+    warn,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -71,6 +79,20 @@ def _ago(ts: datetime | None, now: datetime) -> str:
     return format_duration(delta) + " ago" if delta.total_seconds() >= 1 else "now"
 
 
+def _warn_unrouted() -> None:
+    """Say on stderr when alerts reach nobody (no channel or route configured)."""
+    # deferred: keeps `junction --help` fast
+    from junction.alerting.config import AlertConfigError, load_settings_config
+    from junction.alerting.rules import delivery_warning
+
+    try:
+        note = delivery_warning(load_settings_config(load_settings()))
+    except AlertConfigError:  # `junction alerts check` names the problems; listing still works
+        return
+    if note:
+        warn(note)
+
+
 @alerts_app.command("list")
 def list_alerts(
     show_all: Annotated[bool, typer.Option("--all", "-a", help="Include resolved alerts.")] = False,
@@ -84,6 +106,7 @@ def list_alerts(
         alerts = list_alerts(conn, include_resolved=show_all)
     finally:
         conn.close()
+    _warn_unrouted()
     if as_json:
         print_json([a.to_json() for a in alerts])
         return
@@ -98,6 +121,8 @@ def list_alerts(
             notes.append(f"suppressed: {a.suppressed_by} down")
         if a.silenced_by:
             notes.append(f"silenced ({a.silenced_by})")
+        if a.inhibited_by:
+            notes.append(f"inhibited by {a.inhibited_by}")
         if a.acked_by:
             notes.append(f"acked by {a.acked_by}")
         if a.annotation:

@@ -25,6 +25,7 @@ from junction.cli.common import (
     print_json,
     print_table,
     table,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -206,6 +207,9 @@ def monitor(
             on_event=on_event,
         ) as mon:
             await mon.restore()
+            note = getattr(mon.alerts, "delivery_warning", None)
+            if note:  # alerts only recorded: say so once
+                warn(note)
             if once:
                 return await mon.sweep()
             assert interval is not None

@@ -6,11 +6,14 @@ Binds loopback unless told otherwise; beyond loopback it requires JUNCTION_API_T
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from junction.cli.common import console, fail, prepare_runtime, warn
+
+if TYPE_CHECKING:
+    from junction.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -82,6 +85,8 @@ def serve(
 
     if (note := vendor_warning(settings)) is not None:
         warn(note)
+    if monitor and (note := _delivery_warning(settings)) is not None:
+        warn(note)  # alerts only recorded: say so once
     bound = sock.getsockname()[1]
     app = create_app(settings, monitor=monitor)
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
@@ -96,3 +101,16 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _delivery_warning(settings: Settings) -> str | None:
+    """The no-channel warning of the alerting configuration (None if it is invalid: the
+    monitor reports that itself)."""
+    # Function-level: the alerting modules are not needed for `junction --help`.
+    from junction.alerting.config import AlertConfigError, load_settings_config
+    from junction.alerting.rules import delivery_warning
+
+    try:
+        return delivery_warning(load_settings_config(settings))
+    except AlertConfigError:
+        return None

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from junction.alerting.engine import AlertEngine, ServiceSnapshot
 from junction.alerting.model import Channel
+from junction.alerting.rules import delivery_warning
 from junction.alerting.statuspage import StatusPagePoller
 from junction.monitor.results import ServiceHealth
 from junction.scoring import Observation
@@ -67,18 +68,23 @@ def default_alert_hook(settings: Settings, store: MetricsStore | None = None) ->
     return EngineHook(settings, store=store)
 
 
-async def check_alerting(settings: Settings) -> None:
+async def check_alerting(settings: Settings) -> str | None:
     """Build and close the alert hook the monitor would: configuration, channels, database.
 
     Lets a caller that cannot print one line itself (a Prefect flow) refuse a bad
     alerting file or alert database before any probe is sent.
+
+    Returns:
+        The hook's :attr:`EngineHook.delivery_warning` (alerts only recorded), or None.
 
     Raises:
         ValueError: The alerting configuration file or a channel in it is invalid
             (``AlertConfigError``: one ``file:line: field: problem`` line per problem).
         AlertDatabaseError: The alert database cannot be used (corrupt, unreadable).
     """
-    await EngineHook(settings).aclose()
+    hook = EngineHook(settings)
+    await hook.aclose()
+    return hook.delivery_warning
 
 
 class EngineHook:
@@ -109,6 +115,8 @@ class EngineHook:
         self.channels: dict[str, Channel] = (
             dict(self.engine.config.build_channels(settings)) if channels is None else channels
         )
+        # One line when alerts reach nobody (junction.alerting.rules.delivery_warning).
+        self.delivery_warning = delivery_warning(self.engine.config)
         self._active: dict[str, list[str]] = {}
         self._refresh_active()
         self.poller = StatusPagePoller(settings) if settings.enhanced_monitoring_enabled else None
@@ -183,6 +191,8 @@ class EngineHook:
         lines = []
         for alert in result.fired:
             note = f" (suppressed: {alert.suppressed_by} is down)" if alert.suppressed_by else ""
+            if alert.inhibited_by:
+                note += f" (inhibited by {alert.inhibited_by})"
             lines.append(
                 f"alert {alert.severity.value.upper()} {alert.fingerprint} firing: "
                 f"{alert.message}{note}"

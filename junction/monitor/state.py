@@ -3,9 +3,12 @@
 A :class:`ServiceState` holds one service's sliding window, failure streak, last probe,
 reported status, client and in-flight flags. :meth:`ServiceState.health` turns it into a
 :class:`~junction.monitor.results.ServiceHealth`: the window's stats and score (formula in
-:mod:`junction.scoring`), with one override: a service whose last ``down_after``
-observations all failed is *down*, hence ``critical`` whatever its window averages say (a
-15-minute window of good probes would otherwise still read 98 % success).
+:mod:`junction.scoring`), with the verdict of :mod:`junction.recovery`: a service in an
+outage (``down_after`` failures in a row, more for a noisy service), recovering from one
+or flapping is *down*, hence ``critical`` whatever its window averages say (a 15-minute
+window of good probes would otherwise still read 98 % success); once an outage is over
+its failures leave what status, score and the threshold alerts judge (the shown success
+rate, uptime and the SLA keep them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from datetime import datetime, timedelta
 
 from integrations.base import HealthResult, IntegrationClient
 from junction.monitor.results import ServiceHealth
-from junction.scoring import Observation, ServiceWindow, Status, Thresholds, health_score
+from junction.recovery import judge_window
+from junction.scoring import (
+    Observation,
+    ServiceWindow,
+    Status,
+    Thresholds,
+    health_score,
+    summarise,
+)
 
 
 @dataclass(eq=False)
@@ -78,6 +89,8 @@ class ServiceState:
         thresholds: Thresholds,
         down_after: int,
         alerts: tuple[str, ...] = (),
+        *,
+        recovery: bool = True,
     ) -> ServiceHealth:
         """Its :class:`ServiceHealth` at ``now``.
 
@@ -86,15 +99,30 @@ class ServiceState:
             thresholds: Score and status thresholds (the settings).
             down_after: Consecutive failures that make the service down.
             alerts: Its active alerts (``rule/severity/state``).
+            recovery: Apply :mod:`junction.recovery` (noise-aware outages, recovery,
+                flapping); False: down on ``down_after`` failures in a row, and the
+                window averages judge everything (the behaviour before it).
         """
-        stats = self.window.stats(now)
+        items = self.window.in_window(now)
+        shown = summarise(items, now)
+        if recovery:
+            # Down/recovered/flapping, and the observations status and alerts judge
+            # (an ended outage's failures leave them): junction.recovery.
+            verdict = judge_window(items, down_after=down_after)
+            down = verdict.down
+            stats = summarise(verdict.judged, now) if verdict.forgiven else shown
+            note = verdict.reason
+        else:
+            down = self.streak >= down_after
+            stats = shown
+            note = f"down: last {self.streak} checks failed" if down else ""
         breakdown = health_score(stats, thresholds, now=now)
         status: Status = breakdown.status
         reasons = list(breakdown.reasons)
-        down = self.streak >= down_after
         if down:
             status = "critical"
-            reasons.insert(0, f"down: last {self.streak} checks failed")
+        if note:
+            reasons.insert(0, note)
         last = self.last_probe
         return ServiceHealth(
             service=self.name,
@@ -105,13 +133,13 @@ class ServiceState:
             http_status=None if last is None else last.status,
             error_class=None if last is None else last.error_class,
             error=None if last is None else last.error,
-            success_rate=stats.success_rate,
-            p50_latency_ms=stats.p50_latency_ms,
-            p95_latency_ms=stats.p95_latency_ms,
-            uptime=stats.uptime,
-            breaker_state=stats.last_breaker_state,
-            observations=stats.count,
-            failures=stats.failures,
+            success_rate=shown.success_rate,
+            p50_latency_ms=shown.p50_latency_ms,
+            p95_latency_ms=shown.p95_latency_ms,
+            uptime=shown.uptime,
+            breaker_state=shown.last_breaker_state,
+            observations=shown.count,
+            failures=shown.failures,
             consecutive_failures=self.streak,
             down=down,
             checked_at=self.last_probe_at,

@@ -124,7 +124,9 @@ class Interpreter:
                 nxt = tokens[i + 1] if i + 1 < len(tokens) else None
                 given = nxt.entity[0] if nxt is not None and nxt.entity else ""
                 if (n, given) == ("room", "room"):
-                    continue  # "the Webex room 'SRE'": a room to post in, not one to create
+                    if not c.has("verb", "create"):
+                        continue  # "post to the Webex room 'SRE'": a room to post in
+                    n = "given:room"  # "create the Webex room 'Release 2.0'"
                 if (n, given) in _GIVEN:
                     n = f"given:{n}"  # "pipeline 4711": a given pipeline, not one to find
                 if nxt is not None and fold(nxt.text) in _REFERENCE_WORDS:
@@ -368,7 +370,9 @@ class Interpreter:
         nouns = [n.split(":")[-1] for n in self._nouns(c)]
         found = [self._latest(kinds[n]) if n in kinds else None for n in nouns]
         steps = [p for p in found if p is not None]
-        return steps if nouns and len(steps) == len(nouns) and not c.has("fail") else []
+        given = any(n.startswith("given:") for n in self._nouns(c))  # "incident INC0099887"
+        ok = nouns and len(steps) == len(nouns) and not c.has("fail") and not given
+        return steps if ok else []
 
     def _latest(self, kind: str) -> Planned | None:
         return next(
@@ -490,8 +494,8 @@ class Interpreter:
                     p.quantified = True
         if pending_end:
             for p in self.planned:
-                if not p.front:
-                    p.when = p.when + pending_end
+                if not p.front:  # never a step's condition on itself
+                    p.when = p.when + [(w, q) for w, q in pending_end if q is not p]
         if any(c.has("schedule") for c in self.reading.clauses):
             words = [t.text for c in self.reading.clauses for t in c.tokens if t.has("schedule")]
             self.assumptions.append(

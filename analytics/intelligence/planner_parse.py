@@ -62,6 +62,9 @@ _DETERMINERS = frozenset(
 )
 
 
+_PASSIVE_LEAD = frozenset(
+    {"are", "is", "was", "were", "been", "sind", "ist", "wurde", "están", "está"}
+)
 _NOUN_LEAD = frozenset({"with", "by", "via", "per", "mit", "con", "por", "work", "your"})
 _ADJECTIVE_LEAD = frozenset(
     {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
@@ -212,6 +215,9 @@ def _disambiguate(tokens: list[Token]) -> None:
         ):
             t.meanings = [m for m in t.meanings if m[0] != "verb"]
             continue
+        if t.has("verb") and lead in _PASSIVE_LEAD:
+            t.meanings = [m for m in t.meanings if m[0] != "verb"]  # "alerts that are silenced"
+            continue
         if not (t.has("verb") and t.has("noun")):
             continue
         noun = (
@@ -233,6 +239,7 @@ def _typed_entities(tokens: list[Token]) -> None:
         prev = tokens[i - 1] if i else None
         prev2 = tokens[i - 2] if i > 1 else None
         near = [x for x in (prev, prev2) if x is not None]
+        wide = tokens[max(0, i - 3) : i]  # "la sala de Webex 'Crisis'"
         if kind == "number":
             if any(x.has("noun", n) for x in near for n in ("worker", "hire", "leaver")):
                 t.entity = ("worker_id", value)
@@ -251,9 +258,9 @@ def _typed_entities(tokens: list[Token]) -> None:
             if lead in {"service", "servicio", "dienst"}:
                 t.entity = ("pd_service", value)
         elif kind == "quoted":
-            if any(x.has("noun", "room") for x in near):
+            if any(x.has("noun", "room") for x in wide):
                 t.entity = ("room", value)
-            elif any(x.has("noun", "group") for x in near):
+            elif any(x.has("noun", "group") for x in wide):
                 t.entity = ("group", value)
         named = kind in {"upper", "alert_name"} or (kind == "number" and t.entity[0] == "number")
         if named and prev is not None and prev.has("noun", "group"):  # "die Gruppe Engineering"
@@ -353,7 +360,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
                 current, links = [], set()
             links.add("parallel")
             continue
-        stated = current and any(current[-1].has(k) for k in ("fail", "event", "state"))
+        stated = current and any(current[-1].has(k) for k in ("fail", "event", "state", "branch"))
         if stated and t.has("verb") and not in_topic and not t.has("verb", "fire"):
             clauses.append(Clause(current, links))  # "when it fails summarise the log"
             current, links = [], {"comma"}

@@ -19,7 +19,22 @@ threshold, a one-sentence explanation) or a :class:`~analytics.forecast.NotEnoug
   volume from the volume forecast's sample paths (else the last week's mean), failures
   ~ Poisson(volume x ratio); probability = share of paths whose cumulative failures reach
   the remaining budget; expected time = their median. Conservative: old failures are
-  not rolled out of the window during the horizon.
+  not rolled out of the window during the horizon. A budget already spent by past
+  failures is a fact, not a prediction: its probability is the chance that the last
+  24 h's error rate is above the SLO's (the budget keeps burning; 1.0 when the observed
+  burn rate is at least 1x), so a service that failed two weeks ago and is healthy now
+  is not reported as a certain failure.
+
+Minimum evidence (a prediction needs evidence; too little data says so instead):
+
+* every risk needs at least :data:`MIN_EVIDENCE_HOURS` (24) hours between the service's
+  first and last hour with calls: ten minutes of probes predict nothing;
+* the error budget also needs a budget of at least :data:`MIN_BUDGET_FAILURES` allowed
+  failure (at SLO 99 %, 100 calls in the window): an empty budget is not an exhausted
+  one.
+
+Below either line the outcome is :class:`~analytics.forecast.NotEnoughData` with the
+reason ("3 h of history; predictions need 24 h"), which the report lists as such.
 """
 
 from __future__ import annotations
@@ -37,6 +52,28 @@ from scipy.stats import norm
 from analytics.forecast import Forecast, NotEnoughData
 
 Kind = Literal["latency", "success_rate", "error_budget"]
+
+_KINDS: tuple[Kind, ...] = ("latency", "success_rate", "error_budget")
+
+MIN_EVIDENCE_HOURS = 24.0
+"""Hours of call history (first to last hour with calls) any prediction needs."""
+MIN_BUDGET_FAILURES = 1.0
+"""Allowed failures the SLA window's error budget must reach before it is predicted."""
+
+
+def history_hours(rows: pd.DataFrame) -> float:
+    """Hours from a service's first to its last hour with calls, both included (0: none)."""
+    if rows.empty:
+        return 0.0
+    return float((rows["ds"].iloc[-1] - rows["ds"].iloc[0]) / timedelta(hours=1)) + 1.0
+
+
+def evidence_gap(rows: pd.DataFrame) -> str | None:
+    """Why ``rows`` (one service's hours with calls) are too little to predict, or None."""
+    hours = history_hours(rows)
+    if hours < MIN_EVIDENCE_HOURS:
+        return f"{hours:.0f} h of history; predictions need {MIN_EVIDENCE_HOURS:.0f} h"
+    return None
 
 
 @dataclass(frozen=True)
@@ -176,6 +213,8 @@ def predict_success_rate(
     rows = _service_hours(hourly, service)
     if rows.empty:
         return NotEnoughData(service, "success_rate", "no calls recorded")
+    if (gap := evidence_gap(rows)) is not None:
+        return NotEnoughData(service, "success_rate", gap, len(rows))
     end = rows["ds"].iloc[-1]
     rows = rows[rows["ds"] > end - lookback]
     if len(rows) < 6:
@@ -263,33 +302,32 @@ def predict_error_budget(
     rows = _service_hours(hourly, service)
     if rows.empty:
         return NotEnoughData(service, "error_budget", "no calls recorded")
+    if (gap := evidence_gap(rows)) is not None:
+        return NotEnoughData(service, "error_budget", gap, len(rows))
     end = rows["ds"].iloc[-1]
     window = rows[rows["ds"] > end - timedelta(days=window_days)]
     calls, failures = float(window["calls"].sum()), float(window["failures"].sum())
     budget = (1 - slo) * calls
+    if budget < MIN_BUDGET_FAILURES:
+        return NotEnoughData(
+            service,
+            "error_budget",
+            f"{calls:,.0f} calls allow {budget:.1f} failures at SLO {slo:.2%}; the budget "
+            f"needs at least {MIN_BUDGET_FAILURES:g}",
+            len(rows),
+        )
     remaining = budget - failures
     steps = int(horizon / timedelta(hours=1))
     horizon_end = (end + horizon).to_pydatetime()
     spent = failures / budget if budget > 0 else math.inf
-    if remaining <= 0:
-        return Prediction(
-            service=service,
-            kind="error_budget",
-            probability=1.0,
-            expected_at=end.to_pydatetime(),
-            horizon_end=horizon_end,
-            threshold=budget,
-            current=failures,
-            explanation=(
-                f"error budget already exhausted: {failures:,.0f} failures against a "
-                f"budget of {budget:,.0f} ({1 - slo:.2%} of {calls:,.0f} calls)"
-            ),
-            eta_hours=0.0,
-        )
     recent = rows[rows["ds"] > end - timedelta(hours=24)]
     r_fail, r_calls = float(recent["failures"].sum()), float(recent["calls"].sum())
     rng = np.random.default_rng(seed)
     ratio = rng.beta(r_fail + 1, r_calls - r_fail + 1, size=n_samples)
+    if remaining <= 0:
+        return _spent_budget(
+            service, slo, budget, failures, calls, r_fail, r_calls, ratio, end, horizon_end
+        )
     if volume is not None and volume.samples.size and volume.samples.shape[0] >= steps:
         cols = rng.integers(0, volume.samples.shape[1], size=n_samples)
         vol = volume.samples[:steps, cols].T  # (paths, hours)
@@ -327,6 +365,57 @@ def predict_error_budget(
     )
 
 
+def _spent_budget(
+    service: str,
+    slo: float,
+    budget: float,
+    failures: float,
+    calls: float,
+    r_fail: float,
+    r_calls: float,
+    ratio: np.ndarray,
+    end: pd.Timestamp,
+    horizon_end: datetime,
+) -> Prediction:
+    """A budget already spent: certain while it still burns, else the chance it does."""
+    burn = r_fail / max(1.0, (1 - slo) * r_calls)
+    head = (
+        f"{failures:,.0f} failures against a budget of {budget:,.0f} "
+        f"({1 - slo:.2%} of {calls:,.0f} calls)"
+    )
+    if burn >= 1.0:
+        return Prediction(
+            service=service,
+            kind="error_budget",
+            probability=1.0,
+            expected_at=end.to_pydatetime(),
+            horizon_end=horizon_end,
+            threshold=budget,
+            current=failures,
+            explanation=(
+                f"error budget already exhausted: {head}, and still burning at "
+                f"{burn:.1f}x over the last 24 h"
+            ),
+            eta_hours=0.0,
+        )
+    probability = float((ratio > 1 - slo).mean())
+    return Prediction(
+        service=service,
+        kind="error_budget",
+        probability=probability,
+        expected_at=None,
+        horizon_end=horizon_end,
+        threshold=budget,
+        current=failures,
+        explanation=(
+            f"error budget spent by past failures: {head}; burn rate {burn:.1f}x over the "
+            f"last 24 h: {probability:.0%} chance the error rate is above the SLO's (below "
+            "it, the budget recovers as old failures leave the window)"
+        ),
+        eta_hours=None,
+    )
+
+
 def predict_services(
     hourly: pd.DataFrame,
     forecasts: Mapping[tuple[str, str], Forecast | NotEnoughData],
@@ -345,6 +434,11 @@ def predict_services(
     services = sorted(set(hourly["service"].unique()) | {k[0] for k in forecasts})
     out: dict[str, list[PredictionOutcome]] = {}
     for svc in services:
+        rows = _service_hours(hourly, svc)
+        gap = "no calls recorded" if rows.empty else evidence_gap(rows)
+        if gap is not None:  # minimum evidence: no risk is predicted from too little
+            out[svc] = [NotEnoughData(svc, k, gap, len(rows)) for k in _KINDS]
+            continue
         lat = forecasts.get((svc, "latency"))
         vol = forecasts.get((svc, "volume"))
         latency: PredictionOutcome

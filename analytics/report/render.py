@@ -31,7 +31,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from analytics.forecast import Forecast, NotEnoughData
-from analytics.prediction import Prediction, worst
+from analytics.prediction import MIN_EVIDENCE_HOURS, Prediction, worst
 from analytics.report.anomalies import anomaly_table, stream_detections
 from analytics.report.charts import forecast_chart, overall_chart, trend_chart
 from analytics.report.depgraph import layout
@@ -404,6 +404,16 @@ def _predictions(data: ReportData) -> Section:
         ("explanation", "Why", ""),
     ]
     text = f"{int(likely.sum())} risks at >= 50% within {_horizon_text(data)}"
+    unproven = sorted(
+        svc
+        for svc, outcomes in data.predictions.items()
+        if outcomes and not any(isinstance(o, Prediction) for o in outcomes)
+    )
+    if unproven:  # minimum evidence (analytics.prediction): say so, predict nothing
+        text += (
+            f"; {len(unproven)} of {len(data.predictions)} services have too little history "
+            f"to predict ({MIN_EVIDENCE_HOURS:.0f} h of calls needed)"
+        )
     return Section(
         "predictions", title, [Block("p", text), Block("table", table=table(shown, cols))]
     )

@@ -259,3 +259,16 @@ def test_a_project_key_that_spells_a_verb_is_not_refused() -> None:
     plan = plan_workflow("open a Jira bug in PAY")
     assert plan.spec is not None
     assert _step(plan, "jira.create_issue")["with"]["project_key"] == "PAY"
+
+
+def test_planned_messages_and_titles_are_never_empty(tuning: list[Any]) -> None:
+    texts = {"markdown", "text", "summary", "title", "subject", "short_description", "content"}
+    for outcome in tuning:
+        for step in (outcome.plan.spec or {}).get("steps", []):
+            for key in texts & set(step["with"]):
+                value = step["with"][key]
+                assert isinstance(value, str) and value.strip(), (
+                    outcome.request.text,
+                    step["id"],
+                    key,
+                )

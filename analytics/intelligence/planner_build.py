@@ -183,7 +183,7 @@ class _Builder:
             consumer.fan_over = q.sid
             consumer.for_each = _sub(q.op.list_expr, q.sid, "single")
         if consumer.fan_over == q.sid and q.for_each is None and q.op.list_expr:
-            return re.sub(r"\bX\b", "item", q.op.item_content or "{{ X }}")
+            return re.sub(r"\bX\b", "item", q.op.item_content)  # "" for a list of recipients
         if q.for_each is not None:
             base = "item" if consumer.fan_over == q.sid else f"steps.{q.sid}.output[0]"
             if consumer.for_each is not None and consumer.fan_over != q.sid:
@@ -198,8 +198,8 @@ class _Builder:
             return clean(p.topic)
         pos = self.steps.index(p)
         about = [q for q in p.subject if q in self.steps[:pos]] or self.content_sources(p, pos)
-        if about:
-            line = self.show(p, about[0]).split("\n")[0]
+        line = next((s.split("\n")[0] for s in (self.show(p, q) for q in about[:1]) if s), "")
+        if line:
             single = re.fullmatch(r"\{\{ (.+?) \}\}", line)
             if single and "{{" not in single.group(1):
                 return f"{{{{ ({single.group(1)}) | truncate(80) }}}}"
@@ -210,7 +210,7 @@ class _Builder:
         return words if len(words) <= 80 else words[:77] + "..."
 
     def content(self, p: Planned, pos: int) -> str:
-        parts = [self.show(p, q) for q in self.content_sources(p, pos)]
+        parts = [s for s in (self.show(p, q) for q in self.content_sources(p, pos)) if s]
         for sid in sorted(p.needs):
             q = next(s for s in self.steps if s.sid == sid)
             if q.op.role in {"write"} and q.op.content and q not in self.content_sources(p, pos):

@@ -8,9 +8,11 @@ failed checks in the error message, and publishes nothing; warnings go into the 
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
+from analytics.report.pipeline import STAGES, timed
 from analytics.workers import close_shared_pool
+from flows.runlog import emit, report_lines
 from tasks.analytics import STAGE_TASKS, open_report, publish_artifacts, write_report_files
 
 
@@ -35,10 +37,12 @@ def analytics_report(
     """
     run = open_report(days, spec_dir, workers, validate_data)
     try:
-        for stage in STAGE_TASKS:
-            stage(run)
+        for (name, _), stage in zip(STAGES, STAGE_TASKS, strict=True):
+            with timed(run, name):  # the run's log names the slow stages
+                stage(run)
         path = write_report_files(run, out_dir)
         publish_artifacts(run, path)
+        emit(get_run_logger(), report_lines(run.data, path))
         return path
     finally:
         run.cancel()

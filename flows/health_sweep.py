@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
+from flows.runlog import emit, probe_lines
 from integrations.base import HealthResult
 from tasks.probes import probe_integrations, publish_health_artifact
 
@@ -20,4 +21,5 @@ async def health_sweep(names: list[str] | None = None) -> list[HealthResult]:
     sweep_id = uuid4().hex
     results = await probe_integrations(names, sweep_id)
     _artifact = publish_health_artifact(results, sweep_id)
+    emit(get_run_logger(), probe_lines(results))
     return results

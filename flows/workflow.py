@@ -16,10 +16,11 @@ import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from flows.runlog import batch_lines, emit, workflow_lines
 from junction.features import FeatureDisabledError, check_orchestration
 from junction.health import open_store
 from junction.settings import Settings, get_settings
@@ -111,6 +112,7 @@ async def run_workflow(
     try:
         check_orchestration(loaded, settings)
     except FeatureDisabledError as exc:
+        get_run_logger().error("%s; nothing was run", exc)
         return Failed(message=f"{exc}; nothing was run")
     runtime = await shared_runtime(settings)
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
@@ -122,6 +124,7 @@ async def run_workflow(
         if runtime.store is not None:
             runtime.store.flush()  # the monitor sees this run's rows now
     summary = result.to_dict()
+    emit(get_run_logger(), workflow_lines(summary))
     if result.ok:
         return Completed(data=summary, message=f"{loaded.name}: completed")
     return Failed(data=summary, message=result.error or f"{loaded.name}: failed")
@@ -162,7 +165,9 @@ async def run_workflows(
             return (await runner.run(params, priority=priority)).to_dict()
 
     try:
-        return list(await asyncio.gather(*(one(p) for p in params_list)))
+        summaries = list(await asyncio.gather(*(one(p) for p in params_list)))
     finally:
         if runtime.store is not None:
             runtime.store.flush()
+    emit(get_run_logger(), batch_lines(loaded.name, summaries))
+    return summaries

@@ -12,6 +12,7 @@ a month of data, and a report is meant to be recomputed every run), and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import Task, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -19,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.report.artifacts import artifact_tables
 from analytics.report.pipeline import STAGES, ReportRun, Stage, open_window, report_dir
-from analytics.report.render import render_markdown, write_report
+from analytics.report.render import md_escape, render_markdown, write_report
 from junction.health import open_store
 from junction.settings import get_settings
 
@@ -71,6 +72,12 @@ def publish_artifacts(run: ReportRun, report_path: str) -> list[str]:
     )
     keys = ["analytics-report"]
     for key, (rows, description) in artifact_tables(run.data).items():
-        create_table_artifact(key=key, table=rows, description=description)
+        create_table_artifact(key=key, table=markdown_rows(rows), description=description)
         keys.append(key)
     return keys
+
+
+def markdown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with every text cell escaped: Prefect's UI renders table artifact cells as
+    Markdown (a KPI target ">= 92%" showed as a blockquote)."""
+    return [{k: md_escape(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]

@@ -29,8 +29,8 @@ _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
-    {("pipeline", "pipeline_id"), ("job", "job_id"), ("worker", "worker_id"), ("hire", "worker_id")}
-    | {("leaver", "worker_id"), ("incident", "pd_id"), ("incident", "sn_number")}
+    {("pipeline", "pipeline_id"), ("job", "job_id"), ("incident", "pd_id")}
+    | {("incident", "sn_number")}
     | {("ticket", "jira_key")}
 )
 _PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
@@ -215,6 +215,7 @@ class Interpreter:
                     chosen.append(best[1])
         elif implied or (prior and verbs):
             cands = []
+            notifier = self._notifier(c, [], real_nouns) if "send" in verbs else None
             pool = implied + [i for i in prior if i not in implied and verbs]
             for name in pool:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
@@ -223,9 +224,9 @@ class Interpreter:
                 verb_ok = bool(set(verbs) & set(best[1].verbs)) or not verbs or condition
                 if name not in implied and not verb_ok:
                     continue
-                cands.append((verb_ok, best[0], -pool.index(name), best[1]))
-            if cands:
-                chosen.append(max(cands, key=lambda x: (x[0], x[1], x[2]))[3])
+                cands.append((verb_ok, name == notifier, best[0], -pool.index(name), best[1]))
+            if cands:  # a message goes to email or a #channel before another service
+                chosen.append(max(cands, key=lambda x: x[:4])[4])
         covered = {n for op in chosen for n in op.nouns}
         d = self.lex.defaults.nouns
         kinds = self.lex.defaults.noun_kinds

@@ -192,6 +192,9 @@ def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
             continue
         cutoff = FUZZY_CUTOFF if len(key) > 3 else SHORT_CUTOFF
         close = difflib.get_close_matches(key, lex.fuzzy_targets, n=3, cutoff=cutoff)
+        if not close and len(key) >= 10:  # a German compound: "Bereitschaftshabenden"
+            heads = [w for w in lex.fuzzy_targets if len(w) >= 6 and key.startswith(w)]
+            close = sorted(heads, key=len, reverse=True)[:1]
         if close:
             # a swap of two letters ("fials") beats another word as close ("falls")
             best = max(close, key=lambda w: (sorted(w) == sorted(key), -close.index(w)))
@@ -364,7 +367,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         if stated and t.has("verb") and not in_topic and not t.has("verb", "fire"):
             clauses.append(Clause(current, links))  # "when it fails summarise the log"
             current, links = [], {"comma"}
-        says = any(x.has("verb", "send") for x in current)
+        says = any(x.has("verb", "send") or x.has("verb", "comment") for x in current)
         if (
             t.has("topic")
             and not t.has("verb")

@@ -42,6 +42,9 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         listed = quote(sorted(set(secrets)))
         return f"refused: the request would send secrets or sensitive data ({listed})"
     vendors = list(reading.vendors)
+    vendors += [
+        n for w, n in lex.words.unknown_vendors.items() if "." in w and fold(w) in fold(text)
+    ]
     groups = lex.words.refuse
     planned = {op.integration for op in lex.ops.values()}
     for t in (t for c in reading.clauses for t in c.tokens):

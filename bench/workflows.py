@@ -22,7 +22,10 @@ Also measured in the same run: the cost of an empty flow run (async and sync flo
 DAG's critical path (longest chain of the junction arm's mean step durations), and, in a
 second phase with ``lost_after_commit: 0.2`` on every write (the vendor commits, the answer
 is lost), the duplicate side effects each arm leaves after its runs plus one rerun of each
-failed run (what an operator does).
+failed run (what an operator does). A third phase (``--clean-runs``, no injected failure,
+the same latencies) gives the workflow overhead rows: Junction's run less the empty flow
+against the script's, and at 15% faults the p50 of Junction's runs against the p50 of the
+script's successful ones.
 
 Run: ``.venv/bin/python bench/workflows.py [--runs 200] [--quick] [--json]``.
 """
@@ -182,6 +185,8 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
         "p95_ms": p95(lat),
         "mean_ok_ms": statistics.fmean(good) if good else 0.0,
         "p95_ok_ms": p95(good),
+        "p50_ms": statistics.median(lat) if lat else 0.0,
+        "p50_ok_ms": statistics.median(good) if good else 0.0,
         "top_errors": errors.most_common(3),
     }
 
@@ -595,6 +600,13 @@ async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, A
         arm: {**summarize(samples), "arm_wall_s": started[arm]} for arm, samples in arms.items()
     }
 
+    # overhead without faults: the same latencies, no injected failure
+    admin.faults(error_rate=0.0, burst_429=0.0, reset_rate=0.0)
+    clean: dict[str, Any] = {}
+    for arm, fn in (("naive", naive.sample), ("junction", junction_sample)):
+        clean[arm] = summarize(await run_arm(fn, workers, args.clean_runs, 1, admin))
+    results["clean"] = clean
+
     # duplicates under lost responses: every write's answer lost with probability 0.2
     dup_runs = min(args.runs, args.dup_runs)
     dups: dict[str, Any] = {}
@@ -663,6 +675,23 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{a['mean_ms'] / naive_mean if naive_mean else 0:10.2f} | "
             f"{ratio:30.2f} | {a['arm_wall_s']:10.1f}"
         )
+    clean = results["clean"]
+    less = clean["junction"]["mean_ms"] - empty
+    naive_clean = clean["naive"]["mean_ms"]
+    p50_ratio = arms["junction"]["p50_ms"] / arms["naive"]["p50_ok_ms"]
+    lines += [
+        "",
+        "workflow overhead (issue 14)                         | junction | script | ratio | goal",
+        "---------------------------------------------------- | -------- | ------ | ----- | -----",
+        f"0% faults: mean run ms (junction less the empty flow) | {less:8.0f} | "
+        f"{naive_clean:6.0f} | {less / naive_clean if naive_clean else 0:5.2f} | <= 1.1",
+        f"15% faults: p50 ms (junction all, script successful) | "
+        f"{arms['junction']['p50_ms']:8.0f} | {arms['naive']['p50_ok_ms']:6.0f} | "
+        f"{p50_ratio:5.2f} | <= 1.2",
+        f"15% faults: p50 ms, junction-batch (one flow run)       | "
+        f"{arms['junction-batch']['p50_ms']:8.0f} | {arms['naive']['p50_ok_ms']:6.0f} | "
+        f"{arms['junction-batch']['p50_ms'] / arms['naive']['p50_ok_ms']:5.2f} | <= 1.2",
+    ]
     lines.append("")
     lines.append("duplicate side effects under lost responses (lost_after_commit 0.2 on writes):")
     for arm, d in results["duplicates"].items():
@@ -689,11 +718,15 @@ def main() -> None:
         "SQLite API under bursts rather than the runs).",
     )
     parser.add_argument("--dup-runs", type=int, default=40, help="Runs per arm, lost phase.")
+    parser.add_argument(
+        "--clean-runs", type=int, default=40, help="Runs per arm without faults (overhead)."
+    )
     parser.add_argument("--quick", action="store_true", help="20 runs, 10 in the lost phase.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.dup_runs = min(args.runs, 20), min(args.dup_runs, 10)
+        args.clean_runs = min(args.clean_runs, 10)
 
     # Function-level: the arms' child processes import this module and do not need it.
     from deployments.local import free_port

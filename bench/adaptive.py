@@ -1,0 +1,356 @@
+"""Adaptive execution benchmark: fixed concurrency/timeout settings vs adaptive, on a
+sandbox service with a hidden rate limit and a latency that shifts mid-run.
+
+The sandbox (its own process) gives Okta a token bucket the clients are not told about
+(``--rate`` requests/s, burst ``--burst``; a 429 carries ``Retry-After: 1``, the
+sandbox's rounding up of the real wait) and a log-normal latency of p50 20 / p95 40 ms
+that shifts to p50 200 / p95 400 ms (10x) halfway through each arm, through the admin
+API. Arms, in the same run, each on a refilled bucket:
+
+- ``fixed cN tT``: N workers calling ``GET /api/v1/groups`` as fast as they can, read
+  timeout T s, the workflow retry policy (4 attempts, Retry-After honoured).
+- ``adaptive``: 64 workers through the adaptive gate (:mod:`integrations.adaptive_gate`):
+  adaptive timeout, AIMD concurrency, CUBIC send rate; the same retry policy.
+
+Per arm: successful calls per second, 429 answers and timed-out attempts (counted at the
+transport), failed calls. Then priorities: an incident workflow (``priority: high``, two
+Okta reads in a row through the workflow runner) run 40 times alone, then beside a bulk
+job in another process (``low`` priority, sharing the host-wide rate budget in SQLite),
+then beside the same bulk job with no priorities and no budget; its p95 in each.
+
+Goals (issue 14): adaptive >= 1.5x the throughput of the best fixed setting at <= 1/5 of
+its 429s; incident p95 beside bulk <= 1.2x alone.
+
+Run: ``.venv/bin/python bench/adaptive.py [--phase 8] [--quick] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from integrations.adaptive import AdaptiveConfig, AdaptivePolicy, priority_scope  # noqa: E402
+from integrations.adaptive_gate import gates  # noqa: E402
+from integrations.base import IntegrationClient  # noqa: E402
+from integrations.breaker import CircuitBreaker  # noqa: E402
+from integrations.catalog import load_catalog  # noqa: E402
+from integrations.config import EngineConfig  # noqa: E402
+from integrations.errors import IntegrationError  # noqa: E402
+from integrations.retry import RetryPolicy  # noqa: E402
+from integrations.sandbox.process import start_sandbox_process  # noqa: E402
+
+SERVICE = "okta"
+PATH = "/api/v1/groups"
+FAST: dict[str, float] = {"p50": 20, "p95": 40}
+SLOW: dict[str, float] = {"p50": 200, "p95": 400}
+RETRY = RetryPolicy(max_attempts=4, backoff_base=0.1, backoff_max=2.0, jitter=0.1)
+FIXED = ((2, 10.0), (8, 10.0), (32, 10.0), (8, 0.25))
+"""(workers, read timeout s) of the fixed arms: engine default timeout, and one tuned to
+the fast phase."""
+ADAPTIVE = AdaptiveConfig(timeout_min_seconds=0.1, concurrency_max=64)
+INCIDENT = {
+    "name": "incident_lookup",
+    "priority": "high",
+    "steps": [
+        {"id": "groups", "uses": "okta.list_groups", "with": {}},
+        {"id": "again", "uses": "okta.list_groups", "needs": ["groups"], "with": {}},
+    ],
+}
+
+
+class Counting(httpx.AsyncBaseTransport):
+    """The real transport, counting 429 answers and timed-out attempts."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=200))
+        self.throttled = 0
+        self.timeouts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self.inner.handle_async_request(request)
+        except httpx.TimeoutException:
+            self.timeouts += 1
+            raise
+        if response.status_code == 429:
+            self.throttled += 1
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Admin:
+    """The sandbox's admin API (faults of the benchmark's service)."""
+
+    def __init__(self, url: str, rate: float, burst: int) -> None:
+        self.url = url
+        self.rate, self.burst = rate, burst
+        self.http = httpx.Client(timeout=30)
+
+    def start(self, latency: dict[str, float]) -> None:
+        """Fresh bucket, the hidden limit, ``latency``."""
+        self.http.post(f"{self.url}/_admin/reset").raise_for_status()
+        self.latency(latency)
+
+    def latency(self, latency: dict[str, float]) -> None:
+        body = {
+            "latency_ms": latency,
+            "rate_limit": {"requests_per_second": self.rate, "burst": self.burst},
+        }
+        self.http.post(f"{self.url}/_admin/faults/{SERVICE}", json=body).raise_for_status()
+
+
+@dataclass
+class ArmResult:
+    """One throughput arm."""
+
+    name: str
+    ok: int = 0
+    failed: int = 0
+    throttled: int = 0
+    timeouts: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        """Successful calls per second."""
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+def client(url: str, transport: Counting, *, timeout: float, adaptive: bool) -> IntegrationClient:
+    policy = AdaptivePolicy(ADAPTIVE) if adaptive else None
+    return IntegrationClient(
+        load_catalog().get(SERVICE),
+        engine=EngineConfig(sandbox_url=url, adaptive=policy),
+        transport=transport,
+        retry=RETRY,
+        breaker=CircuitBreaker(SERVICE, failure_threshold=10**9),  # measure, never trip
+        timeout=timeout,
+    )
+
+
+async def hammer(c: IntegrationClient, workers: int, seconds: float, result: ArmResult) -> None:
+    """``workers`` loops calling the service until ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+
+    async def loop() -> None:
+        while time.monotonic() < deadline:
+            try:
+                await c.request("GET", PATH, action="list_groups")
+                result.ok += 1
+            except IntegrationError as exc:
+                result.failed += 1
+                result.errors[exc.error_class] = result.errors.get(exc.error_class, 0) + 1
+
+    await asyncio.gather(*(loop() for _ in range(workers)))
+
+
+async def throughput_arm(
+    admin: Admin, name: str, workers: int, timeout: float, adaptive: bool, phase: float
+) -> ArmResult:
+    gates.clear()
+    admin.start(FAST)
+    transport = Counting()
+    result = ArmResult(name)
+    started = time.monotonic()
+
+    async def shift() -> None:
+        await asyncio.sleep(phase)
+        await asyncio.to_thread(admin.latency, SLOW)
+
+    async with client(admin.url, transport, timeout=timeout, adaptive=adaptive) as c:
+        await asyncio.gather(hammer(c, workers, 2 * phase, result), shift())
+    result.seconds = time.monotonic() - started
+    result.throttled, result.timeouts = transport.throttled, transport.timeouts
+    return result
+
+
+# --- priorities -----------------------------------------------------------------------------
+
+
+def bulk_child(
+    url: str, budget: str | None, seconds: float, priority: str
+) -> subprocess.Popen[str]:
+    """The bulk job, in its own process (what shares the budget is the SQLite file)."""
+    args = [sys.executable, __file__, "--bulk-child", url, budget or "-", str(seconds), priority]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+async def bulk_main(url: str, budget: str, seconds: float, priority: str, rate: float) -> None:
+    policy = AdaptivePolicy(
+        ADAPTIVE,
+        budget_path=None if budget == "-" else budget,
+        budgets=() if budget == "-" else ((SERVICE, rate, max(1.0, rate / 4)),),
+    )
+    transport = Counting()
+    result = ArmResult("bulk")
+    c = IntegrationClient(
+        load_catalog().get(SERVICE),
+        engine=EngineConfig(sandbox_url=url, adaptive=policy),
+        transport=transport,
+        retry=RETRY,
+        breaker=CircuitBreaker(SERVICE, failure_threshold=10**9),
+    )
+    with priority_scope(priority):  # type: ignore[arg-type]
+        async with c:
+            await hammer(c, 64, seconds, result)
+    print(json.dumps({"ok": result.ok, "throttled": transport.throttled}))
+
+
+async def incident_runs(url: str, runs: int, budget: str | None, rate: float) -> list[float]:
+    """Durations (ms) of ``runs`` incident workflow runs in a row."""
+    # Function-level: the throughput arms and the bulk child do not need the core.
+    import yaml
+
+    from junction.settings import Settings
+    from junction.workflows.runner import WorkflowRunner
+    from junction.workflows.runtime import Runtime
+    from junction.workflows.validate import validate_text
+
+    gates.clear()
+    spec = validate_text(yaml.safe_dump(INCIDENT), source="incident").spec
+    assert spec is not None
+    settings = Settings(
+        sandbox_url=url,
+        rate_budgets=f"{SERVICE}={rate}/{max(1.0, rate / 4)}" if budget else "",
+        rate_budget_file=Path(budget) if budget else None,
+        adaptive_timeout_min_seconds=ADAPTIVE.timeout_min_seconds,
+    )
+    out: list[float] = []
+    async with Runtime(settings, client_options={"retry": RETRY}, cache=False) as rt:
+        runner = WorkflowRunner(spec, rt)
+        for _ in range(runs):
+            result = await runner.run({})
+            out.append(result.duration_ms if result.ok else float("nan"))
+            await asyncio.sleep(0.05)
+    return out
+
+
+def p95(values: list[float]) -> float:
+    good = sorted(v for v in values if v == v)
+    if not good:
+        return float("nan")
+    return good[min(len(good) - 1, max(0, round(0.95 * len(good)) - 1))]
+
+
+async def priorities(admin: Admin, runs: int, home: Path) -> dict[str, Any]:
+    admin.start(FAST)
+    alone = await incident_runs(admin.url, runs, None, admin.rate)
+    out: dict[str, Any] = {"alone": alone}
+    for label, budget, priority in (
+        ("beside bulk, priorities + shared budget", str(home / "budget.sqlite"), "low"),
+        ("beside bulk, no priorities, no budget", None, "normal"),
+    ):
+        admin.start(FAST)
+        child = bulk_child(admin.url, budget, 9999, priority)
+        await asyncio.sleep(3.0)  # the bulk job reaches its steady state
+        try:
+            out[label] = await incident_runs(admin.url, runs, budget, admin.rate)
+        finally:
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=30)
+    return out
+
+
+def render(arms: list[ArmResult], prio: dict[str, Any], args: argparse.Namespace) -> str:
+    best = max((a for a in arms if a.name != "adaptive"), key=lambda a: a.throughput)
+    adaptive = next(a for a in arms if a.name == "adaptive")
+    lines = [
+        f"Hidden limit {args.rate:g}/s (burst {args.burst}); latency p50 20 -> 200 ms after "
+        f"{args.phase:g} s; {2 * args.phase:g} s per arm.",
+        "",
+        "arm              | ok/s  | 429s | timeouts | failed calls | vs best fixed",
+        "---------------- | ----- | ---- | -------- | ------------ | -------------",
+    ]
+    for a in arms:
+        lines.append(
+            f"{a.name:<16} | {a.throughput:5.1f} | {a.throttled:4d} | {a.timeouts:8d} | "
+            f"{a.failed:12d} | {a.throughput / best.throughput if best.throughput else 0:.2f}x"
+        )
+    ratio = adaptive.throughput / best.throughput if best.throughput else 0.0
+    share = adaptive.throttled / best.throttled if best.throttled else 0.0
+    lines += [
+        "",
+        f"adaptive vs best fixed ({best.name}): {ratio:.2f}x throughput (goal >= 1.5x), "
+        f"{share:.2f} of its 429s (goal <= 0.20)",
+        "",
+        "incident workflow (2 reads, priority high) | runs | p50 ms | p95 ms | p95 / alone",
+        "------------------------------------------ | ---- | ------ | ------ | -----------",
+    ]
+    alone = p95(prio["alone"])
+    for label, values in prio.items():
+        good = [v for v in values if v == v]
+        med = statistics.median(good) if good else float("nan")
+        lines.append(
+            f"{label:<42} | {len(good):4d} | {med:6.0f} | {p95(values):6.0f} | "
+            f"{p95(values) / alone:.2f}x"
+        )
+    lines.append("(goal: beside bulk with priorities <= 1.2x alone)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--bulk-child":
+        url, budget, seconds, priority = sys.argv[2:6]
+        asyncio.run(bulk_main(url, budget, float(seconds), priority, 40.0))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", type=float, default=8.0, help="Seconds per latency phase.")
+    parser.add_argument("--rate", type=float, default=40.0, help="Hidden limit, requests/s.")
+    parser.add_argument("--burst", type=int, default=10, help="Hidden bucket size.")
+    parser.add_argument("--runs", type=int, default=40, help="Incident runs per case.")
+    parser.add_argument("--quick", action="store_true", help="4 s phases, 15 incident runs.")
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
+    args = parser.parse_args()
+    if args.quick:
+        args.phase, args.runs = min(args.phase, 4.0), min(args.runs, 15)
+
+    from deployments.local import free_port  # function-level: only the parent needs it
+
+    port = free_port()
+    home = Path(tempfile.mkdtemp(prefix="junction-bench-adaptive-"))
+    os.environ["JUNCTION_HOME"] = str(home)
+    proc = start_sandbox_process(port, smtp_port=free_port())
+    try:
+        admin = Admin(f"http://127.0.0.1:{port}", args.rate, args.burst)
+
+        async def run() -> tuple[list[ArmResult], dict[str, Any]]:
+            arms = []
+            for workers, timeout in FIXED:
+                name = f"fixed c{workers} t{timeout:g}"
+                arms.append(await throughput_arm(admin, name, workers, timeout, False, args.phase))
+                print(f"{name}: {arms[-1]}", file=sys.stderr)
+            arms.append(await throughput_arm(admin, "adaptive", 64, 10.0, True, args.phase))
+            print(f"adaptive: {arms[-1]}", file=sys.stderr)
+            return arms, await priorities(admin, args.runs, home)
+
+        arms, prio = asyncio.run(run())
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+    if args.json:
+        print(json.dumps({"arms": [a.__dict__ for a in arms], "incident": prio}, indent=2))
+    else:
+        print(render(arms, prio, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ test test-fast: export JUNCTION_HOME ?= $(CURDIR)/.junction
 test test-fast: export PREFECT_HOME ?= $(CURDIR)/.junction/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv venv-dev deps system-deps demo test test-fast lint lock bench clean
+.PHONY: venv venv-dev deps system-deps demo test test-fast lint lock bench clean serve stop
 
 venv: $(STAMP)
 venv-dev: $(DEV_STAMP)
@@ -66,6 +66,18 @@ lint: venv-dev
 	$(VENV)/bin/mypy junction integrations analytics flows tasks deployments bench || status=1; \
 	$(VENV)/bin/lint-imports --no-logo || status=1; \
 	exit $$status
+
+# Junction on a local Prefect server, left running (deployments/serve.py): the Prefect server
+# (state in the per-user home), the work pool with a concurrency limit, every deployment
+# (prefect.yaml's and one per workflow spec), a worker and the Junction service; prints the
+# addresses. `make serve SANDBOX=1` also runs the built-in sandbox. `make stop` stops them.
+PREFECT_PORT ?= 4200
+POOL_LIMIT   ?= 4
+serve: venv
+	$(PY) -m deployments.serve start --prefect-port $(PREFECT_PORT) --pool-limit $(POOL_LIMIT) $(if $(SANDBOX),--sandbox)
+
+stop: venv
+	$(PY) -m deployments.serve stop
 
 bench: venv
 	$(PY) bench/sweep.py

@@ -207,7 +207,7 @@ def _tail(path: Path, lines: int) -> str:
 
 
 @contextlib.contextmanager
-def _sigint_inheritable() -> Iterator[None]:
+def sigint_inheritable() -> Iterator[None]:
     """Let a child started inside this block take SIGINT, even if this process ignores it.
 
     A process started in the background by a non-interactive shell (``cmd &``, some CI
@@ -455,7 +455,7 @@ class Worker:
         if self.name:
             args += ["--name", self.name]
         self._log = self.log_path.open("ab")
-        with _sigint_inheritable():
+        with sigint_inheritable():
             self._proc = subprocess.Popen(
                 args,
                 cwd=ROOT,

@@ -109,12 +109,6 @@ def test_every_route_is_documented_with_a_model_and_a_summary(api: httpx.Client)
         assert "HTTPValidationError" not in str(responses), template
 
 
-def test_intelligence_answers_501_with_a_clear_message(api: httpx.Client) -> None:
-    for what in ("generate",):
-        error = error_of(api.post(f"{INTELLIGENCE}/{what}", json={}), 501, "not_implemented")
-        assert f"intelligence/{what}" in error["message"] and "issue 12" in error["message"]
-
-
 # --- integrations -------------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ BOUNDED = settings(
 #   =false), so every valid body ends in the documented 403, after validation;
 # - optimization/apply edits spec files: its spec directory is an empty temporary one and
 #   its store holds no runs, so there is nothing to apply;
+# - intelligence/generate with `save` writes a spec file: into that temporary directory;
 # - monitoring/start starts a monitor loop probing the sandbox: one enabled integration
 #   and an interval of an hour, so at most one sweep of one service;
 # - integrations/{name}/check probes the sandbox and records it: one enabled integration,
@@ -67,6 +68,7 @@ SIDE_EFFECTS = frozenset(
     {
         "POST /api/v2/workflows/run",
         "POST /api/v2/workflows/enhanced/optimization/apply",
+        "POST /api/v2/workflows/enhanced/intelligence/generate",
         "POST /api/v2/workflows/enhanced/monitoring/start",
         "POST /api/v2/integrations/{name}/check",
         "POST /api/v2/alerts/silences",
@@ -161,17 +163,6 @@ CONFIG = schemathesis.Config.from_dict(
                 "expected-statuses": ["400", "401", "403", "404", "405", "409", "413", "415", "422"]
             },
         },
-        "operations": [
-            {
-                # The intelligence endpoints answer 501 until workflow intelligence exists
-                # (documented, the one error shape); any other 5xx is still a failure.
-                "include-path-regex": "/intelligence/",
-                "checks": {
-                    "not_a_server_error": {"expected-statuses": ["2xx", "4xx", "501"]},
-                    "positive_data_acceptance": {"expected-statuses": ["2xx", "4xx", "501"]},
-                },
-            }
-        ],
     }
 )
 

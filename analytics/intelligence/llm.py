@@ -75,6 +75,17 @@ _REPLY_ECHO_CHARS = 6000
 _SKIPPED_INPUTS = frozenset({"dedupe_window_seconds", "max_pages", "per_page", "page"})
 """Inputs a generated spec never needs (paging, dedupe windows): left out of the prompt."""
 
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter when installed (3-4x faster); multi-line strings as ``|`` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value.strip("\n") and len(value) < 20_000 else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>{}]+")
 _ENV = re.compile(r"\bJUNCTION_[A-Z0-9_]+|\{[{%][^}]*\b(env|environ|getenv|secrets?)\b")
 
@@ -247,9 +258,25 @@ def prompt_size(text: str = "", catalog: Catalog | None = None) -> PromptSize:
 # --- what a reply must satisfy -------------------------------------------------------------
 
 
+_ORIGINS: dict[int, tuple[Settings, frozenset[str]]] = {}
+"""Origins by settings object (reading every integration's settings costs ~30 ms)."""
+
+
 def allowed_origins(settings: Settings, catalog: Catalog | None = None) -> frozenset[str]:
     """``scheme://host:port`` of every integration's configured (or sandbox) base URL."""
-    catalog = catalog or load_catalog()
+    if catalog is None:
+        cached = _ORIGINS.get(id(settings))
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        if len(_ORIGINS) > 16:
+            _ORIGINS.clear()
+        found = _origins(settings, load_catalog())
+        _ORIGINS[id(settings)] = (settings, found)  # the object is kept: its id stays its own
+        return found
+    return _origins(settings, catalog)
+
+
+def _origins(settings: Settings, catalog: Catalog) -> frozenset[str]:
     origins: set[str] = set()
     for spec in catalog:
         configured = settings.integration(spec.name).base_url
@@ -304,7 +331,7 @@ def safety_problems(spec: dict[str, Any], origins: frozenset[str]) -> list[str]:
 
 def spec_yaml(spec: dict[str, Any]) -> str:
     """The spec as the YAML a person would write (key order kept)."""
-    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
 def spec_problems(spec: dict[str, Any], origins: frozenset[str]) -> list[str]:

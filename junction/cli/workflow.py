@@ -39,6 +39,7 @@ from junction.cli.common import (
     table,
     warn,
 )
+from junction.cli.workflow_generate import register as register_generate
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -554,4 +555,5 @@ def run(
 def register(app: typer.Typer) -> None:
     """Add ``junction workflow`` to the top-level app."""
     app.add_typer(workflow_app, name="workflow")
+    register_generate(workflow_app)
     workflow_analyze.register(workflow_app)

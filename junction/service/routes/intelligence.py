@@ -1,20 +1,25 @@
 """``/api/v2/workflows/enhanced/intelligence``: analysing and generating workflows.
 
-Both endpoints of the product plan are here so the API's shape is complete; the workflow
-intelligence they serve (issue 12) is not built yet, so each answers 501
-``not_implemented`` saying so, after the token check like every write.
+``analyze``: a spec's validation, critical path, gaps and predicted success
+(:mod:`analytics.intelligence.analyze`). ``generate``: a spec from plain words, previewed
+and optionally saved, never run (:mod:`analytics.intelligence.generate`). Both after the
+token check like every write.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analytics.intelligence.analyze import Analysis, analyze_spec, analyze_text
+from analytics.intelligence.generate import GenerateError, generate
 from integrations.yamlconfig import YamlLimits
-from junction.service.deps import StateDep, require_token
+from junction.service.deps import SettingsDep, StateDep, require_token
 from junction.service.errors import ApiError
-from junction.service.lookups import ErrorBody, error_responses
+from junction.service.lookups import error_responses, invalid
 from junction.service.routes.workflows import builtin_path
 
 router = APIRouter(
@@ -23,29 +28,6 @@ router = APIRouter(
     dependencies=[Depends(require_token)],
     responses=error_responses(401),
 )
-
-NOT_BUILT = (
-    "workflow intelligence is not implemented yet (issue 12 builds it); "
-    "meanwhile use POST /api/v2/workflows/validate and /api/v2/workflows/enhanced/"
-    "optimization/analyze"
-)
-
-
-def _placeholder(what: str, summary: str, plan: str) -> None:
-    """Register ``POST /<what>``: it answers 501 ``not_implemented`` naming issue 12."""
-
-    def endpoint() -> ErrorBody:
-        raise ApiError(501, "not_implemented", f"intelligence/{what}: {NOT_BUILT}")
-
-    endpoint.__name__ = what
-    endpoint.__doc__ = f"{plan}; answers 501 until issue 12 builds it."
-    router.post(
-        f"/{what}",
-        response_model=ErrorBody,
-        status_code=501,
-        responses=error_responses(501),
-        summary=f"{summary} (not implemented yet)",
-    )(endpoint)
 
 
 class AnalyzeRequest(BaseModel):
@@ -95,8 +77,72 @@ def analyze_workflow(request: AnalyzeRequest, state: StateDep) -> Analysis:
     )
 
 
-_placeholder(
-    "generate",
-    "Generate a workflow from a description",
-    "Will generate a workflow spec from plain English",
+class GenerateRequest(BaseModel):
+    """A workflow described in plain words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=1_000_000, description="What the workflow does.")
+    name: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="The spec's name."
+    )
+    save: bool = Field(
+        False, description="Store a valid spec in the spec folder as a new revision."
+    )
+
+
+class GeneratedProblem(BaseModel):
+    """One validation error or warning of the generated spec."""
+
+    line: int | None
+    step: str | None
+    message: str
+
+
+class GeneratedValidation(BaseModel):
+    """The validator's result on the generated YAML."""
+
+    ok: bool
+    errors: list[GeneratedProblem]
+    warnings: list[GeneratedProblem]
+
+
+class GenerateResponse(BaseModel):
+    """A generated spec's preview (``ok: false``: ``refusal`` says why in one line)."""
+
+    ok: bool
+    refusal: str | None
+    name: str | None
+    source: str = Field(description="`offline` (the planner) or `llm`.")
+    confidence: float
+    assumptions: list[str]
+    unmapped: list[str] = Field(description="Words of the request not mapped to anything.")
+    spec: dict[str, Any] | None
+    yaml: str | None
+    validation: GeneratedValidation | None
+    unsafe: list[str]
+    existing: str | None = Field(description="The spec of the same name `diff` compares with.")
+    diff: str | None
+    saved: str | None
+    revision: str | None = Field(description="Where `save` kept the previous text.")
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses=error_responses(403, 422),
+    summary="Generate a workflow from a description",
 )
+def generate_workflow(request: GenerateRequest, settings: SettingsDep) -> GenerateResponse:
+    """A workflow spec from plain words: the YAML, the diff against a spec of the same
+    name, confidence and assumptions; validated like a hand-written spec, never run."""
+    try:
+        result = generate(request.text, settings, name=request.name, save=request.save)
+    except GenerateError as exc:
+        if exc.field == "flag":
+            raise ApiError(403, "disabled", str(exc)) from None
+        raise invalid(f"body.{exc.field}", str(exc).removeprefix(f"{exc.field}: ")) from None
+    body = result.as_dict()
+    for key in ("existing", "saved", "revision"):  # file names only, not the server's paths
+        body[key] = body[key] and Path(body[key]).name
+    return GenerateResponse.model_validate(body)

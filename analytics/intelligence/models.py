@@ -67,6 +67,7 @@ __all__ = [
 log = logging.getLogger("junction.models")
 
 MODEL_NAME = "success"
+_LOGGED: set[tuple[Path, str | None, str]] = set()
 MAX_WARNINGS = 20
 
 
@@ -164,7 +165,9 @@ class Registry:
 
     def warn(self, version: str | None, message: str) -> None:
         """Record (once per version and message) and log a warning about a model."""
-        log.warning("success model: %s", message)
+        if (self.root, version, message) not in _LOGGED:  # once per process, not per call
+            _LOGGED.add((self.root, version, message))
+            log.warning("success model: %s", message)
         entry = {"at": _now(), "version": version, "message": message}
         # A read-only home must not turn a warning into a failed prediction.
         with contextlib.suppress(OSError), self.locked() as doc:
@@ -417,6 +420,8 @@ def train_and_maybe_promote(
     if better and promote:
         registry.promote(version)
     against = f"live {live_version} {live_scores.brier:.4f}, " if live_scores else ""
+    if live_version and live_scores is None:
+        against = f"live {live_version} unusable, "
     verdict = (
         "promoted"
         if better and promote

@@ -19,9 +19,12 @@ attempt.
 - **Priorities** (:data:`current_priority`): ``high`` (incident), ``normal``, ``low``
   (bulk). A low-priority call may hold only ``low_priority_share`` of the limit, so a bulk
   job always leaves room for an incident; waiters are served by priority, then in order.
+- **Send rate** (:class:`AdaptiveRate`): after 429s at 5 requests/s or more, a CUBIC
+  client-side rate (as the AWS SDKs' adaptive mode) finds the vendor's hidden limit.
 - **Retry-After** (:func:`clamp_retry_after`): a vendor's hint of 0, a negative number,
   an unparsable value or a year becomes a wait within ``[retry_after_min, retry_after_max]``
-  (logged), never a hot loop and never an endless pause.
+  (logged), never a hot loop and never an endless pause (a hint beyond the retry policy's
+  cap fails the call instead of waiting).
 """
 
 from __future__ import annotations

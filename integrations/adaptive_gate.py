@@ -2,11 +2,13 @@
 
 :class:`AdaptiveGate` joins the pure parts of :mod:`integrations.adaptive` for one
 service, shared by every client of it in the process (:data:`gates`, like the circuit
-breakers): before an attempt it waits out a vendor's ``Retry-After`` pause, takes a token
-of the host-wide :class:`~integrations.budget.RateBudget` (when the service has one) and
-a slot of the adaptive concurrency limit, at the caller's priority
-(:data:`~integrations.adaptive.current_priority`); it gives the attempt its adaptive
-timeout; after it, it feeds the latency, the 429 or the timeout back.
+breakers): before an attempt it waits out the short pause that follows a 429 (the floor
+of ``Retry-After``; the throttled request itself waits the vendor's clamped
+``Retry-After`` through the retry policy), takes a token of the host-wide
+:class:`~integrations.budget.RateBudget` (when the service has one), a slot of the
+adaptive concurrency limit and its turn in the adaptive send rate, at the caller's
+priority (:data:`~integrations.adaptive.current_priority`); it gives the attempt its
+adaptive timeout; after it, it feeds the latency, the 429 or the timeout back.
 
 A timeout changes only how long an attempt waits: whether a timed-out attempt is retried
 is still the retry policy's decision (never blind for a non-idempotent create, see

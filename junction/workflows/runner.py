@@ -17,6 +17,11 @@ What one run does (:meth:`WorkflowRunner.run`):
   :class:`asyncio.Semaphore` of the spec's ``concurrency`` (or
   ``JUNCTION_WORKFLOW_INTEGRATION_CONCURRENCY``), shared by every run of the
   :class:`~junction.workflows.runtime.Runtime` (concurrent runs share the bound).
+* **Adaptive execution** (:mod:`integrations.adaptive_gate`, on unless
+  ``JUNCTION_ADAPTIVE_ENABLED=false``): the clients adapt timeouts, concurrency and send
+  rate below that bound; the run's ``priority`` (the spec's, or :meth:`WorkflowRunner.run`'s
+  argument) orders its calls there and in the host-wide rate budget; the read-only steps
+  of a ``high`` run (an incident's critical path) are hedged after their p95.
 * **Cache** (read-only steps with ``cache``): :class:`~junction.workflows.cache.ResultCache`
   keyed on step id + provider + action + rendered inputs, for the step's TTL.
 * **Coalescing**: identical read-only calls in flight at once share one request
@@ -57,7 +62,7 @@ from uuid import uuid4
 from pydantic import BaseModel, ValidationError
 
 from integrations.actions import ActionSpec
-from integrations.adaptive import Priority, priority_scope
+from integrations.adaptive import Priority, current_priority, priority_scope
 from integrations.base import IntegrationClient
 from integrations.breaker import BreakerState
 from integrations.errors import APITimeoutError, CircuitOpenError, IntegrationError
@@ -532,7 +537,12 @@ class _Run:
                         pass  # not in the bulk answer: ask singly for the vendor's 404
             method = getattr(client, alt.action)
             async with sem:
-                if action.read_only and client.gate is not None:  # hedged after its p95
+                if (
+                    action.read_only
+                    and client.gate is not None
+                    and current_priority.get() == "high"
+                ):
+                    # the critical path (an incident run): a read slower than its p95 is hedged
                     return _as_data(await client.gate.hedger.call(alt.uses, lambda: method(params)))
                 return _as_data(await method(params))
 

@@ -483,6 +483,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     partial(metrics_query, reader, names, seconds, prune=prune), repeats, 1
                 )
     result["logs"] = log_search(store_root, max(3, args.requests // 10), names[-1], args.days)
+    result["load_end"] = os.getloadavg()[0]
     return result
 
 
@@ -490,7 +491,7 @@ def report(r: dict[str, Any]) -> str:
     """The result as the table bench/README.md shows."""
     s = r["store"]
     lines = [
-        f"machine: {r['machine']}",
+        f"machine: {r['machine']} (at the end: {r['load_end']:.1f})",
         f"store: {s['calls']:,} calls over {s['days']} days + {s['probes']:,} probes, "
         f"{s['services']} services; {s['files']} Parquet files, {s['bytes'] / 1e6:.0f} MB, "
         f"written in {s['seconds']:.1f} s",

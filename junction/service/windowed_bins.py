@@ -8,7 +8,7 @@ entries. A bin ``i`` holds latencies in ``(g**(i-1), g**i]`` with
 ``a`` = :data:`RELATIVE_ERROR` of every latency in it; latencies ``<= 0`` go to
 :data:`ZERO_BIN` (exactly 0), non-finite ones to :data:`TOP_BIN`. :class:`Interior`
 merges blocks into dense per-key histograms and :func:`quantiles` reads the p50/p95
-from them with DuckDB's ``quantile_cont`` interpolation. :func:`row_metrics` computes the
+from them with DuckDB's ``quantile_cont`` interpolation. :meth:`RowColumns.metrics` computes the
 same rows exactly from raw rows (the live view's, for windows shorter than an hour).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -404,34 +405,49 @@ class RowColumns:
         np.maximum.at(last_us, key, self.us[mask])
         hist = okv & has
         hkey = key[hist]
-        values = lat[hist][np.lexsort((lat[hist], hkey))].tolist()
-        per_key = np.bincount(hkey, minlength=size).tolist()
-        starts = np.concatenate([[0], np.cumsum(per_key)[:-1]]).astype(np.int64).tolist()
-        out = []
-        for k in np.flatnonzero(n).tolist():
-            run = values[starts[k] : starts[k] + per_key[k]]
-            out.append(
-                {
-                    "service": services[ordered[k // 2]],
-                    "source": "calls" if k % 2 == 0 else "probes",
-                    "requests": int(n[k]),
-                    "failures": int(fail_n[k]),
-                    "success_rate": float(ok_n[k] / n[k]),
-                    "p50_latency_ms": _quantile_cont(run, 0.5),
-                    "p95_latency_ms": _quantile_cont(run, 0.95),
-                    "mean_latency_ms": float(lat_sum[k] / lat_n[k]) if lat_n[k] else None,
-                    "last_at": from_epoch_us(int(last_us[k])),
-                }
-            )
-        return out
+        values = lat[hist][np.lexsort((lat[hist], hkey))]
+        per_key = np.bincount(hkey, minlength=size)
+        starts = np.concatenate([[0], np.cumsum(per_key)[:-1]]).astype(np.int64)
+        keys = np.flatnonzero(n)
+        p50 = _quantiles_cont(values, starts[keys], per_key[keys], 0.5)
+        p95 = _quantiles_cont(values, starts[keys], per_key[keys], 0.95)
+        # Per row only the dicts: every number computed by numpy above.
+        last_at = [t.replace(tzinfo=UTC) for t in last_us[keys].astype("datetime64[us]").tolist()]
+        cols = zip(
+            keys.tolist(), n[keys].tolist(), fail_n[keys].tolist(), ok_n[keys].tolist(),
+            lat_sum[keys].tolist(), lat_n[keys].tolist(), p50, p95, last_at, strict=True,
+        )  # fmt: skip
+        return [
+            {
+                "service": services[ordered[k // 2]],
+                "source": "calls" if k % 2 == 0 else "probes",
+                "requests": int(count),
+                "failures": int(fails),
+                "success_rate": float(oks / count),
+                "p50_latency_ms": a,
+                "p95_latency_ms": b,
+                "mean_latency_ms": float(total / lats) if lats else None,
+                "last_at": at,
+            }
+            for k, count, fails, oks, total, lats, a, b, at in cols
+        ]
 
 
-def _quantile_cont(values: Sequence[float], q: float) -> float | None:
-    """DuckDB's ``quantile_cont`` of sorted values (``None``: no values)."""
-    if not values:
-        return None
-    h = (len(values) - 1) * q
-    lo, hi = math.floor(h), math.ceil(h)
-    if lo == hi:
-        return values[lo]
-    return values[lo] + (values[hi] - values[lo]) * (h - lo)
+def _quantiles_cont(
+    values: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float
+) -> list[float | None]:
+    """Per run ``values[start : start + count]`` (sorted), DuckDB's ``quantile_cont``
+    (``None``: an empty run): the value at rank ``h = (count - 1) * q`` interpolated
+    between ``floor(h)`` and ``ceil(h)``."""
+    h = (counts - 1) * q
+    lo, hi = np.floor(h), np.ceil(h)
+    some = counts > 0
+    top = max(len(values) - 1, 0)
+    at_lo = np.clip(starts + lo.astype(np.int64), 0, top)
+    at_hi = np.clip(starts + hi.astype(np.int64), 0, top)
+    if not len(values):
+        return [None] * len(counts)
+    v_lo, v_hi = values[at_lo], values[at_hi]
+    with np.errstate(invalid="ignore"):
+        est = np.where(lo == hi, v_lo, v_lo + (v_hi - v_lo) * (h - lo))
+    return [float(v) if ok else None for v, ok in zip(est.tolist(), some.tolist(), strict=True)]

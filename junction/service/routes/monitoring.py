@@ -263,19 +263,42 @@ def _render(row: dict[str, Any]) -> str:
     return MetricsRow.model_validate(row).model_dump_json()
 
 
+_RENDERED: dict[tuple[Any, ...], str] = {}
+"""Rows of windows under an hour already rendered, by their values: between two reads
+most services' rows are unchanged (only the services whose rows entered or left the
+window differ), so only those are validated and serialised again."""
+_RENDERED_MAX = 20_000
+
+
+def _render_known(row: dict[str, Any]) -> str:
+    key = tuple(row.values())
+    text = _RENDERED.get(key)
+    if text is None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        text = _RENDERED[key] = _render(row)
+    return text
+
+
 def _metrics_body(state: ServiceState, names: list[str], seconds: float) -> str:
     """The JSON of :class:`MetricsResponse` over the last ``seconds``.
 
     From the windowed metrics' slide of this window length when it covers it (only rows
-    that changed since the last read are rendered again), else from :func:`_metrics_rows`.
+    that changed since the last read are rendered again), from the live view's rows
+    (windows under an hour; unchanged rows not rendered again), else from
+    :func:`_metrics_rows`.
     """
     now = datetime.now(UTC)
     since = now - timedelta(seconds=seconds)
     # Serialised once, from validated models (the schema stays MetricsResponse).
     rendered = state.windowed.rendered(names, since, now, _render)
+    if rendered is None and not state.windowed.covers(since, now):
+        rows = state.windowed.metrics(names, since, now)
+        rendered = None if rows is None else [_render_known(r) for r in rows]
     if rendered is None:
-        rows = _metrics_rows(state, names, since, now)
-        return MetricsResponse(window_seconds=seconds, since=since, services=rows).model_dump_json()
+        models = _metrics_rows(state, names, since, now)
+        body = MetricsResponse(window_seconds=seconds, since=since, services=models)
+        return body.model_dump_json()
     envelope = MetricsResponse(window_seconds=seconds, since=since, services=[]).model_dump_json()
     if not envelope.endswith('"services":[]}'):
         raise AssertionError("MetricsResponse must end with its services list")

@@ -422,3 +422,26 @@ def test_a_sparse_callers_429_does_not_start_pacing() -> None:
     _send(rate, clock, 10, 1.0)
     rate.on_throttle(rtt=0.2)
     assert rate.rate is None and rate.delay() == 0.0 and rate.delay() == 0.0
+
+
+@pytest.mark.parametrize(("header", "attempts"), [("31536000", 1), ("-7", 4), ("soon", 4)])
+async def test_client_retry_after_a_year_fails_at_once_and_negative_is_the_floor(
+    header: str, attempts: int
+) -> None:
+    """A year is beyond any sane wait: the call fails with the typed error at once (no
+    sleep); a negative or unparsable hint is retried after the floor, a bounded number of
+    times."""
+    gates.clear()
+    sent = 0
+
+    async def throttled(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        return _answer(429, header)
+
+    policy = AdaptivePolicy(AdaptiveConfig(retry_after_min_seconds=0.01))
+    async with _client(httpx.MockTransport(throttled), policy) as client:
+        with pytest.raises(RateLimitError):
+            await client.request("GET", "/api/v1/users/x", action="get_user")
+    assert sent == attempts
+    gates.clear()

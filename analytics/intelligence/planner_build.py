@@ -40,6 +40,7 @@ class Planned:
     parallel: bool = False
     quantified: bool = False
     front: bool = False
+    condition: bool = False  # read by a condition: every step may report it
     when: list[tuple[str, Planned | None]] = field(default_factory=list)
     sid: str = ""
     with_: dict[str, Any] = field(default_factory=dict)
@@ -172,7 +173,9 @@ class _Builder:
         near = [  # reads of this clause or the one before, and the trigger's
             q
             for q in before
-            if q.op.role == "read" and q.op.content and (q.front or q.clause >= p.clause - 1)
+            if q.op.role == "read"
+            and q.op.content
+            and (q.condition or p.clause - 1 <= q.clause <= p.clause)
         ]
         return near[-1:]
 

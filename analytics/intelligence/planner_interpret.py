@@ -47,6 +47,7 @@ class Interpreter:
         self.reading = reading
         self.text = text
         self.planned: list[Planned] = []
+        self.mentioned: set[str] = set()  # services a clause names only as a reference
         self.params: dict[str, dict[str, Any]] = {}
         self.assumptions: list[str] = []
         self.unplanned: list[str] = []
@@ -144,6 +145,8 @@ class Interpreter:
             return named
         if "email" in nouns or (c.entities("email") and not c.entities("channel")):
             return "smtp"
+        if "room" in nouns:
+            return "webex"  # "in the room"
         return "slack" if c.entities("channel") else None
 
     def _implied(self, c: Clause, verbs: list[str], nouns: list[str]) -> list[str]:
@@ -166,6 +169,8 @@ class Interpreter:
         """The clause's new actions, and whether the clause mapped to anything at all."""
         nouns = self._nouns(c)
         free_nouns = [n for n in nouns if ":" not in n]
+        if "add" in verbs and "message" in free_nouns:
+            verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
         # a given thing ("job 4242's log") is the object only when nothing else is named
         real_nouns = free_nouns or [
             n.removeprefix("given:") for n in nouns if n.startswith("given:")
@@ -195,6 +200,7 @@ class Interpreter:
                 elif op.role in {"write", "notify"}:
                     claimed |= served
             notifier = self._notifier(c, explicit, real_nouns) if "send" in verbs else None
+            dropped: set[int] = set()
             for i, op in enumerate(chosen):  # "inform the team by email about PagerDuty ..."
                 if (
                     notifier
@@ -206,6 +212,10 @@ class Interpreter:
                     )
                     if read is not None and read[0] >= 2:
                         chosen[i] = read[1]
+                    elif any(q.integration == op.integration for q in planned_ops):
+                        self.mentioned.add(op.integration)  # "post the PagerDuty link"
+                        dropped.add(i)
+            chosen = [op for i, op in enumerate(chosen) if i not in dropped]
             for verb in verbs:  # "email each new hire from Workday": the verb's own service
                 target = self.lex.defaults.verbs.get(verb) or (notifier if verb == "send" else None)
                 if condition or not target or any(verb in op.verbs for op in chosen):
@@ -361,6 +371,11 @@ class Interpreter:
             producer = self._latest(kind) if kind else None
             if producer is not None and producer not in made and producer not in found:
                 found.append(producer)
+        for name in sorted(self.mentioned):  # a service named as a reference
+            producer = next((p for p in reversed(self.planned) if p.op.integration == name), None)
+            if producer is not None and producer not in made and producer not in found:
+                found.append(producer)
+        self.mentioned.clear()
         if not found and any(fold(t.text) in _PRONOUNS for t in c.tokens):
             found = [p for p in prior if p.op.role != "notify"][:1]
         return found
@@ -422,13 +437,14 @@ class Interpreter:
                 covered = {n for p in prior_made for n in p.op.nouns}
                 if set(self._nouns(c)) <= covered:
                     continue  # "... and label it as bug": more about the same step
-            bare = not self._nouns(c) and not any(t.entity for t in c.tokens)
-            if bare and not condition and index + 1 < len(self.reading.clauses):
-                if own_verbs and not c.words("integration"):
-                    continue  # "schreibe | danach eine E-Mail": the verb goes on
-                if c.words("integration") and not own_verbs and not verbs:
-                    prior = c.words("integration")  # "gitlab: retry the pipeline"
-                    continue
+            more = not condition and index + 1 < len(self.reading.clauses)
+            unnamed = not self._nouns(c) and not c.words("integration")
+            if more and own_verbs and unnamed and not self._implied(c, own_verbs, []):
+                continue  # "schreibe | danach eine E-Mail", "Onboard jo@acme.com:": verb goes on
+            label = not self._nouns(c) and not any(t.entity for t in c.tokens)
+            if more and label and c.words("integration") and not own_verbs and not verbs:
+                prior = c.words("integration")  # "gitlab: retry the pipeline"
+                continue
             refers = self._refers(c) if condition else []
             ops: list[Op]
             if refers:  # "once the Jira issue exists": a step planned before, not a new read
@@ -453,6 +469,7 @@ class Interpreter:
                     parallel="parallel" in links,
                     quantified=c.has("quantifier"),
                     # conditions run first, and so does the list a sentence fans out over
+                    condition=condition,
                     front=condition
                     or (c.has("quantifier") and op.role == "read" and bool(op.list_expr)),
                 )

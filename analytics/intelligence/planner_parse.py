@@ -338,7 +338,8 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
     links: set[str] = set()
     in_topic = False
     for i, t in enumerate(tokens):
-        if t.text == ":" and current and _target(current[-1]) and not in_topic:
+        verb_free = not any(x.has("verb") and not x.has("verb", "send") for x in current)
+        if t.text == ":" and current and _target(current[-1]) and not in_topic and verb_free:
             in_topic = True  # "slack #ops: db migration starting"
             continue
         quiet = in_topic and (t.has("connective", "condition") or t.has("connective", "unless"))

@@ -22,7 +22,13 @@ from pydantic import BaseModel, Field
 from junction.alerting import state as alert_state
 from junction.alerting.actions import SilenceInputError, acknowledge_alert
 from junction.alerting.actions import create_silence as create_silence_checked
-from junction.alerting.alerts import Alert, AlertNotFoundError, AlertResolvedError, list_alerts
+from junction.alerting.alerts import (
+    Alert,
+    AlertNotFoundError,
+    AlertResolvedError,
+    list_alerts,
+    page_alerts,
+)
 from junction.alerting.silences import Silence, list_silences, remove_silence
 from junction.service.deps import StateDep, require_token
 from junction.service.errors import ApiError
@@ -66,9 +72,17 @@ class AlertInfo(BaseModel):
 
 
 class AlertList(BaseModel):
-    """Alerts, oldest first."""
+    """Alerts, oldest first, a page at a time."""
 
     alerts: list[AlertInfo]
+    limit: int = Field(description="Page size asked for.")
+    next_cursor: str | None = Field(
+        None, description="Pass as cursor for the next page (null: this is the last)."
+    )
+
+
+MAX_ALERT_PAGE = 1000
+"""Largest page of ``GET /api/v2/alerts``."""
 
 
 class AckRequest(BaseModel):
@@ -148,12 +162,27 @@ def _connect(state: ServiceState) -> Iterator[sqlite3.Connection]:
 def get_alerts(
     state: StateDep,
     include_resolved: Annotated[bool, Query(alias="all", description="Resolved ones too.")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_ALERT_PAGE, description="Page size.")] = 500,
+    cursor: Annotated[
+        str | None, Query(max_length=40, description="The next_cursor of the previous page.")
+    ] = None,
 ) -> AlertList:
-    """Unresolved alerts (``?all=true``: resolved ones too)."""
+    """Unresolved alerts (``?all=true``: resolved ones too), oldest first, paged
+    (``next_cursor`` -> ``cursor``)."""
+    after = 0
+    if cursor is not None:
+        if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
+            raise invalid("query.cursor", f"{cursor!r} is not a cursor this endpoint gave")
+        after = int(cursor)
     with _connect(state) as conn:
-        return AlertList(
-            alerts=[_alert(a) for a in list_alerts(conn, include_resolved=include_resolved)]
+        alerts, last = page_alerts(
+            conn, include_resolved=include_resolved, after_id=after, limit=limit
         )
+    return AlertList(
+        alerts=[_alert(a) for a in alerts],
+        limit=limit,
+        next_cursor=None if last is None else str(last),
+    )
 
 
 @router.post(

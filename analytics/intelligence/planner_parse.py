@@ -52,7 +52,7 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
 ]
 _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
-_NOT_PROJECTS = frozenset({"CI", "API", "VPN", "TLS", "IT", "DB", "UTC", "SRE", "PR", "AI", "LLM"})
+_NOT_PROJECTS = frozenset({"API", "VPN", "TLS", "DB", "UTC", "SRE", "PR", "AI", "LLM"})
 _PROJECT_LEAD = frozenset({"project", "projekt", "proyecto", "in", "en", "im", "into"})
 _DETERMINERS = frozenset(
     {"a", "an", "the", "its", "their", "this", "that", "his", "her", "our", "my", "each", "every"}

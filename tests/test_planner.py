@@ -143,6 +143,8 @@ def test_user_text_never_becomes_a_template() -> None:
     assert plan.spec is not None and _valid(plan)
     text = _step(plan, "slack.post_message")["with"]["text"]
     assert "{{" not in text and "{%" not in text
+    nul = plan_workflow("post \x000\x00 and \x007\x00 to #ops on slack")  # the entity placeholder
+    assert nul.spec is not None and "\x00" not in str(nul.spec)
 
 
 def test_german_spanish_and_typos() -> None:

@@ -405,6 +405,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
 
 def read_request(text: str, lex: Lexicon) -> Reading:
     """Entities, words and clauses of ``text`` (see the module docstring)."""
+    text = text.replace("\x00", " ")  # the placeholder character of entities
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)

@@ -74,6 +74,7 @@ OUTCOMES: dict[str, tuple[bool, str, int]] = {
     "unknown-action": (False, "'discord.post_message' is not in the catalog", 3),
     "hostile": (False, "outside every integration's configured base URL", 3),
     "bad-then-good": (True, "", 2),
+    "deep": (False, "nested deeper than 24 levels", 3),
 }
 
 

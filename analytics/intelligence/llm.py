@@ -345,8 +345,8 @@ def spec_problems(spec: dict[str, Any], origins: frozenset[str]) -> list[str]:
             problems.append(f"steps[{i}].uses: {uses!r} is not in the catalog")
     try:
         result = validate_text(spec_yaml(spec), source="<generated>")
-    except (ValueError, TypeError, yaml.YAMLError) as exc:
-        return [*problems, f"the spec cannot be written as YAML: {exc}"]
+    except (ValueError, TypeError, RecursionError, yaml.YAMLError) as exc:
+        return [*problems, f"the spec cannot be written as YAML: {_one_line(str(exc))}"]
     for error in result.errors:
         who = f"step '{error.step}': " if error.step else ""
         problems.append(f"{who}{error.message}")
@@ -390,7 +390,7 @@ def _judge(
         )
     try:
         value = json.loads(content)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         return _Reply(problems=(f"the reply is not JSON ({exc}); answer with the JSON only",))
     shape = schema_problems(value, schema)
     if shape:
@@ -403,12 +403,31 @@ def _judge(
         return _Reply(refusal=f"the LLM declined: {why}", assumptions=assumptions)
     if not isinstance(workflow, dict):
         return _Reply(problems=("workflow must be a JSON object (the spec) or null",))
+    if _too_deep(workflow):
+        return _Reply(problems=(f"the spec is nested deeper than {_MAX_DEPTH} levels",))
     if name:
         workflow = {**workflow, "name": name}
     problems = spec_problems(workflow, origins)
     if problems:
         return _Reply(problems=tuple(problems), assumptions=assumptions)
     return _Reply(spec=workflow, assumptions=assumptions)
+
+
+_MAX_DEPTH = 24
+"""Deepest nesting a generated spec may have (a real one has under 10 levels)."""
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def _repair_request(content: str, problems: tuple[str, ...]) -> list[ChatMessage]:

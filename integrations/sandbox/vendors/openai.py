@@ -14,8 +14,9 @@ a workflow-generation request with a fixed reply, as slack-sdk's test server pic
 behaviour by token: ``good`` (a valid spec), ``malformed`` (not JSON), ``truncated``
 (``finish_reason: "length"``), ``refusal`` (``message.refusal``), ``declined`` (JSON with
 ``workflow: null``), ``unknown-action``, ``hostile`` (a step posting to
-``http://evil.example`` and reading a token) and ``bad-then-good`` (an unknown action
-first, the good spec once the conversation holds a previous reply).
+``http://evil.example`` and reading a token), ``bad-then-good`` (an unknown action
+first, the good spec once the conversation holds a previous reply) and ``deep`` (a spec
+nested 200 levels deep).
 """
 
 from __future__ import annotations
@@ -169,6 +170,13 @@ _PLAN_HOSTILE = {
 }
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _plan_reply(workflow: Any, refusal: str | None = None) -> str:
     return json.dumps(
         {"workflow": workflow, "refusal": refusal, "assumptions": ["scripted sandbox reply"]}
@@ -188,6 +196,7 @@ def _scripted(script: str, messages: list[Any]) -> tuple[str | None, str | None,
         "unknown-action": (_plan_reply(_PLAN_UNKNOWN), None, "stop"),
         "hostile": (_plan_reply(_PLAN_HOSTILE), None, "stop"),
         "bad-then-good": (good if repairing else _plan_reply(_PLAN_UNKNOWN), None, "stop"),
+        "deep": (_plan_reply({"name": "deep", "steps": _nested(200)}), None, "stop"),
     }
     if script not in replies:
         raise _error(404, f"no scripted model junction-plan-{script}", "model", "model_not_found")
@@ -203,6 +212,7 @@ SCRIPTED = (
     "unknown-action",
     "hostile",
     "bad-then-good",
+    "deep",
 )
 """The scripts of ``junction-plan-<script>`` models."""
 

@@ -171,6 +171,8 @@ class Interpreter:
         free_nouns = [n for n in nouns if ":" not in n]
         if "add" in verbs and "message" in free_nouns:
             verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
+        if "send" in verbs and "comment" in free_nouns:
+            verbs = [*verbs, "comment"]  # "write the summary as a comment"
         # a given thing ("job 4242's log") is the object only when nothing else is named
         real_nouns = free_nouns or [
             n.removeprefix("given:") for n in nouns if n.startswith("given:")
@@ -275,7 +277,8 @@ class Interpreter:
                 continue
             uncovered = [n for n in free_nouns if n not in covered]
             best = self._best(name, [], uncovered, reads=True, quantified=quantified)
-            if best is not None and best[0] >= 2:
+            named = name in {"jira", "servicenow"} and name not in explicit  # an id names it
+            if best is not None and (best[0] >= 2 or named):
                 chosen.append(best[1])
                 covered |= set(best[1].nouns)
         out: list[Op] = []
@@ -439,7 +442,14 @@ class Interpreter:
                     continue  # "... and label it as bug": more about the same step
             more = not condition and index + 1 < len(self.reading.clauses)
             unnamed = not self._nouns(c) and not c.words("integration")
-            if more and own_verbs and unnamed and not self._implied(c, own_verbs, []):
+            pronoun = any(fold(t.text) in _PRONOUNS for t in c.tokens)  # "deactivate it"
+            if (
+                more
+                and own_verbs
+                and unnamed
+                and not pronoun
+                and not self._implied(c, own_verbs, [])
+            ):
                 continue  # "schreibe | danach eine E-Mail", "Onboard jo@acme.com:": verb goes on
             label = not self._nouns(c) and not any(t.entity for t in c.tokens)
             if more and label and c.words("integration") and not own_verbs and not verbs:
@@ -527,7 +537,8 @@ class Interpreter:
             if p.op.role != "llm":
                 continue
             before = self.planned[:i]
-            has_pipe = any("pipeline_id" in q.op.produces for q in before)
+            # one pipeline ("the last failed pipeline"), not a list of them ("all failed pipelines")
+            has_pipe = any("pipeline_id" in q.op.produces and not q.quantified for q in before)
             has_text = any(
                 q.op.action
                 in {

@@ -65,7 +65,9 @@ _DETERMINERS = frozenset(
 _PASSIVE_LEAD = frozenset(
     {"are", "is", "was", "were", "been", "sind", "ist", "wurde", "están", "está"}
 )
-_NOUN_LEAD = frozenset({"with", "by", "via", "per", "mit", "con", "por", "work", "your"})
+_NOUN_LEAD = frozenset(
+    {"with", "by", "via", "per", "mit", "con", "por", "work", "your", "as", "als", "como"}
+)
 _ADJECTIVE_LEAD = frozenset(
     {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
     | {"alle", "los", "las", "hay", "there", "for each", "for every", "para cada", "für jeden"}
@@ -298,6 +300,14 @@ def _rephrase(tokens: list[Token], lex: Lexicon) -> list[Token]:
     return out
 
 
+def _let_know(tokens: list[Token]) -> None:
+    """ "let #security know": a message, though an entity splits the phrase."""
+    for i, t in enumerate(tokens):
+        after = [fold(x.text) for x in tokens[i + 1 : i + 4]]
+        if fold(t.text) in {"let", "lass", "lasst"} and ({"know", "wissen"} & set(after)):
+            t.meanings = [("verb", "send")]
+
+
 def _access(tokens: list[Token], lex: Lexicon) -> None:
     """ "Remove GitLab access": a block, not a deletion."""
     for i, t in enumerate(tokens):
@@ -337,9 +347,21 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
     current: list[Token] = []
     links: set[str] = set()
     in_topic = False
+    said = False  # the clause before asked to send something
     for i, t in enumerate(tokens):
         verb_free = not any(x.has("verb") and not x.has("verb", "send") for x in current)
-        if t.text == ":" and current and _target(current[-1]) and not in_topic and verb_free:
+        titled = current and any(
+            current[-1].has("noun", n) for n in ("ticket", "incident", "message")
+        )
+        makes = any(x.has("verb", "create") or x.has("verb", "send") for x in current)
+        if (
+            t.text == ":"
+            and current
+            and not in_topic
+            and (
+                (_target(current[-1]) and verb_free) or (titled and makes)  # "a ticket: the title"
+            )
+        ):
             in_topic = True  # "slack #ops: db migration starting"
             continue
         quiet = in_topic and (t.has("connective", "condition") or t.has("connective", "unless"))
@@ -349,6 +371,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             and not (t.has("connective", "parallel") and current and not in_topic)
         ):
             if current:
+                said = any(x.has("verb", "send") for x in current)
                 clauses.append(Clause(current, links))
                 current, links, in_topic = [], set(), False
             if t.text in {";", ".", "!", "?"}:
@@ -368,7 +391,9 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         if stated and t.has("verb") and not in_topic and not t.has("verb", "fire"):
             clauses.append(Clause(current, links))  # "when it fails summarise the log"
             current, links = [], {"comma"}
-        says = any(x.has("verb", "send") or x.has("verb", "comment") for x in current)
+        says = any(x.has("verb", "send") or x.has("verb", "comment") for x in current) or (
+            not current and said  # "Sende eine Nachricht an #ops, dass ..."
+        )
         if (
             t.has("topic")
             and not t.has("verb")
@@ -412,6 +437,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     corrected = _correct(tokens, lex)
     tokens = _rephrase(tokens, lex)
     _access(tokens, lex)
+    _let_know(tokens)
     _disambiguate(tokens)
     _typed_entities(tokens)
     clauses = _clauses(tokens)

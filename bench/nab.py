@@ -20,15 +20,17 @@ ea702d7):
 - Normalisation per profile: ``100 * (raw - null) / (perfect - null)``, ``null`` = every
   window missed (``-fn_weight * windows``), ``perfect`` = ``tp_weight * windows``.
 
-Run: ``.venv/bin/python -m bench.nab [--files N] [--jobs 2]`` (the production detector over
-the corpus, cached under /tmp), or ``.venv/bin/python -m bench.nab --results DIR`` to
-score a published detector's own result files (``results/<detector>`` of numenta/NAB).
+Run: ``.venv/bin/python -m bench.nab [--files N] [--jobs 2] [--half tune|holdout]`` (the
+production detector over the corpus, cached under /tmp), or
+``.venv/bin/python -m bench.nab --results DIR`` to score a published detector's own
+result files (``results/<detector>`` of numenta/NAB).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -89,6 +91,15 @@ def nab_dir() -> Path:
         if (candidate / "labels").is_dir():
             return candidate
     return Path(DEFAULT_NAB_DIR)
+
+
+def split_half(name: str) -> str:
+    """``"tune"`` or ``"holdout"`` for a corpus file: the parity of a SHA-256 of its name.
+
+    Hold-out discipline: parameters are chosen on the TUNE half only, and the HOLDOUT half
+    is reported beside the whole corpus (``--half``; ``bench/alarms.py``).
+    """
+    return "holdout" if hashlib.sha256(name.encode()).digest()[0] & 1 else "tune"
 
 
 def load_profiles(root: Path) -> dict[str, Profile]:
@@ -456,9 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="cache detector scores here")
     ap.add_argument("--tag", default="default", help="cache sub-directory (detector version)")
     ap.add_argument("--per-file", action="store_true", help="print the standard per-file scores")
+    ap.add_argument(
+        "--half", choices=("tune", "holdout"), help="only this half of the files (split_half)"
+    )
     args = ap.parse_args(argv)
 
     files = load_corpus(args.nab)
+    if args.half:
+        files = [f for f in files if split_half(f.name) == args.half]
     if args.files:
         files = files[: args.files]
     t0 = time.perf_counter()

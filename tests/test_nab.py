@@ -4,6 +4,7 @@ detector's score (Numenta HTM) from its own result files."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -163,3 +164,16 @@ def test_production_detector_keeps_its_nab_scores() -> None:
     floor = {"standard": 70.3, "reward_low_FP_rate": 59.0, "reward_low_FN_rate": 76.5}
     got = {name: round(r.normalized, 1) for name, r in results.items()}
     assert all(got[name] >= floor[name] for name in floor), got
+
+
+def test_halves_split_by_file_name() -> None:
+    """Hold-out discipline: a fixed hash of the file name; both halves hold windows."""
+    assert nab.split_half("realKnownCause/nyc_taxi.csv") == nab.split_half(
+        "realKnownCause/nyc_taxi.csv"
+    )
+    root = nab.nab_dir()
+    if not (root / "labels" / "combined_windows.json").exists():
+        pytest.skip("NAB corpus not present")
+    names = sorted(json.loads((root / "labels" / "combined_windows.json").read_text()))
+    halves = {h: [n for n in names if nab.split_half(n) == h] for h in ("tune", "holdout")}
+    assert len(halves["tune"]) == 30 and len(halves["holdout"]) == 28

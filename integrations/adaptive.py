@@ -471,8 +471,9 @@ class AdaptiveRate:
     """A client-side send rate that finds a vendor's hidden rate limit (CUBIC, as the AWS
     SDKs' adaptive retry mode does).
 
-    Unlimited until the first 429 met at ``MIN_PACED`` requests/s or more (a sparse
-    caller's 429 is left to the retry policy's ``Retry-After``); then the rate drops to
+    Unlimited until the first 429 met at ``MIN_PACED`` requests/s or more over the last
+    ``SPAN`` seconds (a sparse caller's 429 is left to the retry policy's
+    ``Retry-After``, and ends any pacing left from busier times); then the rate drops to
     ``BETA`` times the measured send rate and grows back along a cubic curve that
     flattens near the rate that was throttled (so probing past it is rare) and speeds up
     beyond it (so a raised limit is found). Never above twice the measured rate, never
@@ -487,7 +488,8 @@ class AdaptiveRate:
     BETA = 0.7
     SCALE = 0.4
     MIN_RATE = 0.5
-    MIN_PACED = 5.0  # requests/s below which a 429 does not start pacing
+    MIN_PACED = 5.0  # requests/s (over SPAN) below which a 429 does not pace
+    SPAN = 2.0  # seconds over which MIN_PACED is judged (a burst of three is not a rate)
     BUCKET = 0.5  # seconds per send-rate measurement
     RECENT = 5.0  # seconds a normal or high call keeps low ones at their share
 
@@ -499,6 +501,7 @@ class AdaptiveRate:
         self._w_max = 0.0
         self._last_throttle = 0.0
         self._count = 0
+        self._recent: deque[float] = deque(maxlen=int(self.MIN_PACED * self.SPAN) + 1)
         self._bucket_start = clock()
         self._next_send = 0.0
         self._others_seen = -math.inf
@@ -524,6 +527,7 @@ class AdaptiveRate:
         now = self._clock()
         self._measure(now)
         self._count += 1
+        self._recent.append(now)
         if priority != "low":
             self._others_seen = now
         if self.rate is None or priority == "high":
@@ -547,8 +551,11 @@ class AdaptiveRate:
         now = self._clock()
         self._measure(now)
         sent = self._sent_rate(now)
-        if self.rate is None and sent < self.MIN_PACED:
-            return  # a sparse caller is not what a rate limit is about: Retry-After only
+        window = self._recent
+        busy = len(window) == window.maxlen and 0 <= now - window[0] <= self.SPAN
+        if not busy:  # a sparse caller is not what a rate limit is about: Retry-After only
+            self.rate = None
+            return
         base = sent or (self.rate or self.MIN_RATE)
         if self.rate is not None:
             base = min(base, self.rate)

@@ -420,8 +420,16 @@ def test_a_sparse_callers_429_does_not_start_pacing() -> None:
     clock = Clock()
     rate = AdaptiveRate(clock=clock)
     _send(rate, clock, 10, 1.0)
+    _send(rate, clock, 3, 0.01)  # a burst of three steps is not a rate either
     rate.on_throttle(rtt=0.2)
     assert rate.rate is None and rate.delay() == 0.0 and rate.delay() == 0.0
+    _send(rate, clock, 100, 0.01)  # busy: a 429 now paces
+    rate.on_throttle(rtt=0.05)
+    assert rate.rate is not None
+    clock.now += 60.0
+    _send(rate, clock, 3, 1.0)  # quiet again: the next 429 ends the pacing
+    rate.on_throttle(rtt=0.05)
+    assert rate.rate is None
 
 
 @pytest.mark.parametrize(("header", "attempts"), [("31536000", 1), ("-7", 4), ("soon", 4)])

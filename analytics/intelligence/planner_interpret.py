@@ -421,6 +421,16 @@ class Interpreter:
             if "then" in links:
                 stage += 1
             condition = bool(links & {"condition", "unless"})
+            first = False  # "... after ChatGPT summarizes it": an action done before the rest
+            actions = [v for v in own_verbs if v not in {"fire"}]
+            if (
+                "after" in links
+                and actions
+                and not (c.has("fail") or c.has("event") or c.has("state"))
+            ):
+                condition, first = False, True
+            elif "after" in links:
+                condition = True
             if "otherwise" in links:
                 governing = [(f"not ({w})", p) for w, p in last_condition]
                 links = links | {"parallel"}
@@ -463,7 +473,7 @@ class Interpreter:
                 ops, mapped = self.clause_ops(
                     c, verbs if (own_verbs or not condition) else [], condition, prior
                 )
-            first_of_sentence = index == 0 or bool(links & {"sentence", "condition"})
+            first_of_sentence = index == 0 or bool(links & {"sentence", "condition", "after"})
             if c.has("quantifier") and (first_of_sentence or c.tokens[0].has("quantifier")):
                 quantified_sentence = True  # "For each new hire, ...": the rest of the sentence
             entities = self._entities([c])
@@ -472,7 +482,7 @@ class Interpreter:
                 p = Planned(
                     op,
                     index,
-                    stage,
+                    -1 if first else stage,
                     entities,
                     quoted=c.entities("quoted"),
                     topic=c.topic,
@@ -481,6 +491,7 @@ class Interpreter:
                     # conditions run first, and so does the list a sentence fans out over
                     condition=condition,
                     front=condition
+                    or first
                     or (c.has("quantifier") and op.role == "read" and bool(op.list_expr)),
                 )
                 made.append(p)
@@ -501,7 +512,7 @@ class Interpreter:
                 last_condition = cond
                 if any(
                     self.reading.clauses[j].tokens
-                    and not (self.reading.clauses[j].links & {"condition", "unless"})
+                    and not (self.reading.clauses[j].links & {"condition", "unless", "after"})
                     for j in range(index + 1, len(self.reading.clauses))
                 ):
                     governing = cond

@@ -350,10 +350,10 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
     said = False  # the clause before asked to send something
     for i, t in enumerate(tokens):
         verb_free = not any(x.has("verb") and not x.has("verb", "send") for x in current)
-        titled = current and any(
-            current[-1].has("noun", n) for n in ("ticket", "incident", "message")
+        titled = any(x.has("noun", n) for x in current for n in ("ticket", "incident", "message"))
+        makes = any(x.has("verb", "create") or x.has("verb", "send") for x in current) or not any(
+            x.has("verb") for x in current
         )
-        makes = any(x.has("verb", "create") or x.has("verb", "send") for x in current)
         if (
             t.text == ":"
             and current
@@ -364,7 +364,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         ):
             in_topic = True  # "slack #ops: db migration starting"
             continue
-        quiet = in_topic and (t.has("connective", "condition") or t.has("connective", "unless"))
+        quiet = in_topic and any(t.has("connective", k) for k in ("condition", "unless", "after"))
         if t.text in {",", ";", ":", ".", "!", "?", "(", ")"} or (
             t.has("connective")
             and not quiet  # "a room named after the incident"
@@ -382,7 +382,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
                 links.add(v)
             continue
         if t.has("connective", "parallel"):
-            if current and links & {"condition", "unless"}:  # "if it failed on main also page"
+            if current and links & {"condition", "unless", "after"}:  # "if it failed, also page"
                 clauses.append(Clause(current, links))
                 current, links = [], set()
             links.add("parallel")

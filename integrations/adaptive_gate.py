@@ -87,14 +87,15 @@ class AdaptiveGate:
     async def send(
         self,
         action: str,
-        configured: float,
+        configured: float | None,
         attempt: Callable[[float], Awaitable[httpx.Response]],
     ) -> httpx.Response:
         """Run one attempt through the gate.
 
         Args:
             action: The action (its latencies set its timeout).
-            configured: The configured read timeout (used until there are enough samples).
+            configured: The configured read timeout, used until there are enough samples
+                (``None``, no timeout: the longest bound).
             attempt: Sends the request with the given read timeout and reads the answer.
 
         Returns:
@@ -114,7 +115,8 @@ class AdaptiveGate:
         except BaseException:
             self.limit.release()
             raise
-        timeout = self.timeouts.timeout(action, configured)
+        fallback = self.config.timeout_max_seconds if configured is None else configured
+        timeout = self.timeouts.timeout(action, fallback)
         busy = self.limit.in_flight
         started = self._clock()
         try:

@@ -578,7 +578,7 @@ class IntegrationClient:
             if self.gate is None:
                 response = await exchange()
             else:  # adaptive timeout, concurrency and budget (integrations.adaptive_gate)
-                response = await self.gate.send(action, chosen.read or 0.0, exchange)
+                response = await self.gate.send(action, chosen.read, exchange)
         except IntegrationError:
             self.breaker.release()
             raise

@@ -12,10 +12,15 @@ back. :func:`judge_window` separates the *outage* (runs of consecutive failures)
   an outage needs ``k`` failures in a row, the smallest ``k >= down_after`` with
   ``f ** k <= NOISE_FALSE_DOWN`` (at most ``down_after + MAX_EXTRA_CONFIRMATIONS``). A
   service without failures keeps ``down_after``.
-* **Recovery** (hysteresis): after an outage the service stays down until
-  ``recover_after`` observations in a row succeeded; then the outage is over and its
-  failures leave the observations that judge status, score and the threshold alerts.
-  They stay everywhere else: the SLA and error budget, uptime, the report, the history.
+  This applies to services failing at most ``noise_ceiling`` of the time outside outages
+  (5 %, the default warning line): a service failing more often is not healthy-but-noisy.
+* **Recovery**: after an outage the service stays down until ``recover_after``
+  observations in a row succeeded; then the outage is over and, if the service is
+  otherwise clean (failing at most ``noise_ceiling`` outside outages), its failures leave
+  the observations that judge status, score and the threshold alerts. They stay
+  everywhere else: the SLA and error budget, uptime, the report, the history. A service
+  that is degraded besides its outages keeps them in its averages (forgiving them would
+  make its alerts flap across their lines).
 * **Flapping**: ``flap_outages`` or more outages in the window make the service flapping;
   it stays down until ``flap_quiet`` observations in a row succeeded (one incident, not
   one page per flap).
@@ -42,6 +47,8 @@ NOISE_FALSE_DOWN = 1e-6
 """Chance, per observation, that random failures alone look like an outage."""
 MAX_EXTRA_CONFIRMATIONS = 2
 """Most failures a noisy service's outage needs beyond ``down_after``."""
+NOISE_CEILING = 0.05
+"""Failure rate outside outages above which a service is degraded, not noisy."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,12 @@ def _runs(items: Sequence[Observation]) -> list[tuple[int, int]]:
     return runs
 
 
-def needed_failures(noise_rate: float, down_after: int) -> int:
+def needed_failures(
+    noise_rate: float, down_after: int, noise_ceiling: float = NOISE_CEILING
+) -> int:
     """Failures in a row that make an outage at failure rate ``noise_rate`` (see module)."""
-    if noise_rate <= 0:
+    if noise_rate <= 0 or noise_rate > noise_ceiling:
         return down_after
-    if noise_rate >= 1:
-        return down_after + MAX_EXTRA_CONFIRMATIONS
     k = math.ceil(math.log(NOISE_FALSE_DOWN) / math.log(noise_rate) - 1e-9)
     return min(max(down_after, k), down_after + MAX_EXTRA_CONFIRMATIONS)
 
@@ -103,6 +110,7 @@ def judge_window(
     recover_after: int = RECOVER_AFTER,
     flap_outages: int = FLAP_OUTAGES,
     flap_quiet: int = FLAP_QUIET,
+    noise_ceiling: float = NOISE_CEILING,
 ) -> Verdict:
     """The monitor's verdict on a window's observations (rules in the module docstring).
 
@@ -112,17 +120,24 @@ def judge_window(
         recover_after: Successes in a row that end one.
         flap_outages: Outages in the window that make the service flapping.
         flap_quiet: Successes in a row that end flapping.
+        noise_ceiling: Failure rate outside outages up to which a service is noisy (not
+            degraded): noise-aware confirmation and forgiving ended outages apply.
     """
     runs = _runs(items)
     streak = runs[-1][1] - runs[-1][0] if runs and runs[-1][1] == len(items) else 0
     trailing_ok = len(items) - runs[-1][1] if runs else len(items)
     # The noise rate comes from failures outside runs of down_after or more: an outage
     # does not make the service look noisy.
-    isolated = sum(e - s for s, e in runs if e - s < down_after)
-    outage_failures = sum(e - s for s, e in runs if e - s >= down_after)
+    # A run at the window's start may be the tail of an outage cut by the window: it is
+    # neither noise nor a new outage (else verdicts flip as an old outage leaves).
+    cut = [(s, e) for s, e in runs if s == 0 and e < len(items)]
+    whole = [r for r in runs if r not in cut]
+    isolated = sum(e - s for s, e in whole if e - s < down_after)
+    outage_failures = sum(e - s for s, e in runs if e - s >= down_after or (s, e) in cut)
     rest = len(items) - outage_failures
-    needed = needed_failures(isolated / rest if rest else 0.0, down_after)
-    outages = [(s, e) for s, e in runs if e - s >= needed]
+    noise = isolated / rest if rest else 0.0
+    needed = needed_failures(noise, down_after, noise_ceiling)
+    outages = [(s, e) for s, e in whole if e - s >= needed]
     ongoing = streak >= needed
     ended = len(outages) - (1 if ongoing else 0)
     # Observations since the last outage ended (an isolated blip later does not restart it).
@@ -132,8 +147,8 @@ def judge_window(
     down = ongoing or flapping or recovering
     judged = list(items)
     forgiven = 0
-    if not down and outages:
-        drop = {i for s, e in outages for i in range(s, e)}
+    if not down and (outages or cut) and noise <= noise_ceiling:
+        drop = {i for s, e in [*cut, *outages] for i in range(s, e)}
         judged = [o for i, o in enumerate(items) if i not in drop]
         forgiven = len(drop)
     if ongoing:

@@ -31,6 +31,8 @@ repository root) with :func:`load_config`; without a file the engine uses
     grouping:
       wait: 0s                    # hold every new group's first message this long
       dependency_wait: 5s         # ... and a group of a service WITH dependencies this long
+      resolve_wait: 0s            # a told incident whose alerts cleared stays open this long:
+                                  # its service failing again rejoins it (no new page)
     dependencies: {gitlab: [okta], jira: [okta]}      # service -> what it depends on
     maintenance:
       - {id: okta-upgrade, service: okta, starts_at: 2026-11-28T02:00:00Z,
@@ -188,6 +190,7 @@ class _Resolver:
             escalation=self.escalation(),
             group_wait=f.grouping.wait,
             dependency_wait=f.grouping.dependency_wait,
+            resolve_wait=f.grouping.resolve_wait,
             dependencies=dependencies,
             maintenance=self.maintenance(),
             sla=self.sla(targets),

@@ -51,6 +51,7 @@ class Group:
     age_s: float = 0.0
     esc_s: float = 0.0
     repeat_s: float = 0.0
+    quiet_s: float = 0.0
     first_notified_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -70,6 +71,7 @@ class Group:
             age_s=float(row["age_s"]),
             esc_s=float(row["esc_s"]),
             repeat_s=float(row["repeat_s"]),
+            quiet_s=float(row["quiet_s"]),
             first_notified_at=state.parse_ts(row["first_notified_at"]),
             labels=json.loads(row["labels_json"]),
         )
@@ -80,13 +82,14 @@ class Group:
             """
             INSERT INTO groups (key, root_service, state, severity, started_at, resolved_at,
                 notified_json, level, seq, age_s, esc_s, repeat_s, first_notified_at,
-                labels_json)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                labels_json, quiet_s)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (key) DO UPDATE SET state = excluded.state,
                 severity = excluded.severity, resolved_at = excluded.resolved_at,
                 notified_json = excluded.notified_json, level = excluded.level,
                 seq = excluded.seq, age_s = excluded.age_s, esc_s = excluded.esc_s,
-                repeat_s = excluded.repeat_s, first_notified_at = excluded.first_notified_at
+                repeat_s = excluded.repeat_s, first_notified_at = excluded.first_notified_at,
+                quiet_s = excluded.quiet_s
             """,
             (
                 self.key,
@@ -103,6 +106,7 @@ class Group:
                 self.repeat_s,
                 iso(self.first_notified_at) if self.first_notified_at else None,
                 json.dumps(self.labels, sort_keys=True),
+                self.quiet_s,
             ),
         )
 
@@ -196,6 +200,18 @@ class Evaluation:
         self.created.add(group.key)
         return group
 
+    def _quiet_group(self, service: str) -> Group | None:
+        """The active group of ``service`` that no alert holds open (``resolve_wait``)."""
+        if self.config.resolve_wait.total_seconds() <= 0:
+            return None
+        for group in self.groups.values():
+            if group.root_service != service or not group.notified:
+                continue
+            members = [a for a in self.active.values() if a.group_key == group.key]
+            if not any(holds_incident(a, self.active) for a in members):
+                return group
+        return None
+
     def _upstream_alert(self, service: str) -> Alert | None:
         """The unresolved alert of the nearest upstream service, if any."""
         for dep in self.config.upstream(service):
@@ -288,6 +304,8 @@ class Evaluation:
             if own:
                 group = self.groups.get(own[0].group_key)
                 suppressed_by = own[0].suppressed_by
+        if group is None:  # an incident of this service resolving quietly (resolve_wait)?
+            group = self._quiet_group(service)
         if group is None:  # no group to join (or, defensively, its row is gone)
             group = self._new_group(service, cond.rule)
         alert_id = state.next_counter(self.conn, "alert")
@@ -406,8 +424,15 @@ class Evaluation:
         # Inhibited symptoms whose cause resolved do not hold the incident open: it
         # resolves with its cause, they stay listed until their own rules clear.
         if not any(holds_incident(a, self.active) for a in members):
+            # grouping.resolve_wait: a told incident stays open, quiet, this long; its root
+            # service failing again meanwhile rejoins it (a flap is not a new page).
+            wait = self.config.resolve_wait.total_seconds()
+            if group.notified and group.quiet_s + step < wait:
+                group.quiet_s += step
+                return
             self._close_group(group)
             return
+        group.quiet_s = 0.0
         group.severity = max((a.severity for a in members), key=lambda s: s.rank)
         if group.key in self.created:
             step = 0.0  # the time before this evaluation is not the new group's
@@ -483,6 +508,11 @@ class Evaluation:
             f" (+{others} more)" if others else ""
         )
         text = self._body(group, alerts)
+        shown = {a.id for a in alerts}
+        for a in self.by_group.get(group.key, []):  # symptoms: listed, not sent on their own
+            if a.inhibited_by and a.id not in shown:
+                text += f"\n- #{a.id} {a.severity.value} {a.fingerprint}: {a.message} "
+                text += f"[inhibited by {a.inhibited_by}]"
         labels = {**group.labels, "severity": severity.value}
         for channel in channels:
             self.notifications.append(

@@ -4,8 +4,7 @@ Like Alertmanager's ``inhibit_rules``: while a *source* alert is unresolved, ale
 rule is one of the *targets* and whose ``equal`` labels have the same values are
 *inhibited*. An inhibited alert is still an alert (recorded in the history, listed by
 ``junction alerts list`` and the API with ``inhibited_by``: the source's fingerprint) but
-sends nothing on its own: no firing, escalation or repeat message, and it does not hold
-its incident open once the source has resolved.
+sends nothing on its own: no firing, escalation or repeat message.
 
 The default rule (used when the alerting file has no ``inhibit:`` key)::
 
@@ -17,9 +16,11 @@ The default rule (used when the alerting file has no ``inhibit:`` key)::
 
 A one-minute outage makes the window averages (success rate, health score) and the SLA
 burn rate cross their lines too; they are symptoms of the outage, not four incidents.
-Inhibition is sticky: a symptom inhibited once stays inhibited until it resolves (the
-window averages lag the outage by up to the window's length, and the burn rate by its
-short window), so the end of the outage does not page its own symptoms. ``inhibit: []``
+They share the outage's incident (one group per service), so when the outage ends a
+symptom still firing is part of an incident already told: it sends nothing new and keeps
+the incident open until it clears. The monitor's recovery rule (:mod:`junction.recovery`)
+takes an ended outage's failures out of the window averages, so on a service that is
+otherwise clean they clear at once; on a degraded one they stay, rightly. ``inhibit: []``
 turns inhibition off.
 
 ``equal`` names alert labels; ``service`` and ``rule`` are always present. An empty
@@ -92,9 +93,6 @@ def inhibitor(
     for source in sorted(active.values(), key=lambda a: a.id):
         if any(rule.inhibits(source, alert) for rule in rules):
             return source.fingerprint
-    # Sticky: a symptom stays with its cause until it resolves.
-    if alert.inhibited_by is not None and any(alert.rule in r.target for r in rules):
-        return alert.inhibited_by
     return None
 
 

@@ -262,6 +262,9 @@ class AlertingConfig:
             dependencies waits (at least) for one of them to start failing, so the
             dependents of an outage detected before their dependency fold into its
             group instead of notifying on their own.
+        resolve_wait: How long (engine time) a notified group whose alerts have all
+            cleared stays open before its resolved message; a new alert of its root
+            service meanwhile rejoins it without a new page (flapping, a relapse).
         dependencies: Service -> services it depends on (direct).
         maintenance: Configured maintenance windows.
         sla: SLA targets and burn-rate windows.
@@ -283,6 +286,7 @@ class AlertingConfig:
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     group_wait: timedelta = timedelta(0)
     dependency_wait: timedelta = timedelta(seconds=5)
+    resolve_wait: timedelta = timedelta(0)
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     maintenance: tuple[MaintenanceWindow, ...] = ()
     sla: SlaPolicy = field(default_factory=SlaPolicy)

@@ -258,6 +258,7 @@ class GroupingSpec(_Section):
 
     wait: Duration = timedelta(0)
     dependency_wait: Duration = timedelta(seconds=5)
+    resolve_wait: Duration = timedelta(0)
 
 
 class MaintenanceSpec(_Section):

@@ -15,7 +15,7 @@ silences are read and written by :mod:`junction.alerting.silences`)::
               inhibited_by
               -- at most one unresolved alert per fingerprint (partial unique index)
     groups    key, root_service, state, severity, started_at, resolved_at, notified_json,
-              level, seq, age_s, esc_s, repeat_s, first_notified_at, labels_json
+              level, seq, age_s, esc_s, repeat_s, quiet_s, first_notified_at, labels_json
     silences  id, service, rule, labels_json, starts_at, ends_at, created_by, comment,
               created_at, deleted_at, public
     history   id, ts, fingerprint, service, rule, severity, state, message, labels_json,
@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS groups (
     age_s REAL NOT NULL DEFAULT 0,
     esc_s REAL NOT NULL DEFAULT 0,
     repeat_s REAL NOT NULL DEFAULT 0,
+    quiet_s REAL NOT NULL DEFAULT 0,
     first_notified_at TEXT,
     labels_json TEXT NOT NULL DEFAULT '{}'
 );
@@ -303,6 +304,8 @@ def _open(conn: sqlite3.Connection, path: Path) -> None:
         columns = {r["name"] for r in conn.execute("PRAGMA table_info(groups)")}
         if "labels_json" not in columns:  # ... and before groups kept their labels
             conn.execute("ALTER TABLE groups ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'")
+        if "quiet_s" not in columns:  # ... and before grouping.resolve_wait
+            conn.execute("ALTER TABLE groups ADD COLUMN quiet_s REAL NOT NULL DEFAULT 0")
         columns = {r["name"] for r in conn.execute("PRAGMA table_info(silences)")}
         if "public" not in columns:  # ... and before silences could be shown on the status page
             conn.execute("ALTER TABLE silences ADD COLUMN public INTEGER NOT NULL DEFAULT 0")

@@ -106,13 +106,13 @@ def list_alerts(
         alerts = list_alerts(conn, include_resolved=show_all)
     finally:
         conn.close()
-    _warn_unrouted()
     if as_json:
         print_json([a.to_json() for a in alerts])
         return
     if not alerts:
         console.print("no alerts" if show_all else "no active alerts")
         return
+    _warn_unrouted()  # these alerts told nobody: say so (stderr; not with --json)
     now = _now()
     out = table("Alerts", "id", "severity", "state", "fingerprint", "since", "message", "notes")
     for a in alerts:

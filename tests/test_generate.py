@@ -95,6 +95,12 @@ def test_cli_reads_standard_input_and_saves(sb: SandboxServer, tmp_path: Path) -
     assert f"# saved {saved}" in done.stderr
 
 
+def test_cli_never_writes_control_characters(tmp_path: Path) -> None:
+    done = cli(tmp_path, "open a jira issue \x1b[31m\x07 <script>alert(1)</script>")
+    assert done.exit_code in (0, 1), done.stderr
+    assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "env", "stdin", "words"),
     [

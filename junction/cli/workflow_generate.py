@@ -38,6 +38,10 @@ def _read_text(text: str) -> str:
         fail(f"text: cannot read the description from standard input: {exc}")
 
 
+_CONTROL = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)], "?")
+"""Control characters (but newline and tab): never written raw to a terminal."""
+
+
 def _notes(result: GenerateResult) -> None:
     """What goes with the spec, on standard error (plain text: no markup, no emoji codes)."""
     plan = result.plan
@@ -53,7 +57,7 @@ def _notes(result: GenerateResult) -> None:
     if result.saved is not None:
         kept = f" (previous kept as {result.revision})" if result.revision else ""
         lines.append(f"# saved {result.saved}{kept}")
-    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.write("\n".join(lines).translate(_CONTROL) + "\n")
 
 
 def generate_command(

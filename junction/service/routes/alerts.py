@@ -60,6 +60,7 @@ class AlertInfo(BaseModel):
     group: str
     suppressed_by: str | None
     silenced_by: str | None
+    inhibited_by: str | None = None  # the alert whose cause this one is a symptom of
     message: str
     value: float | None
     labels: dict[str, str]

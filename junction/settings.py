@@ -516,6 +516,12 @@ class Settings(BaseSettings):
         le=32_000,
         description="Workflow generation: most tokens one LLM reply may use.",
     )
+    llm_api_key: SecretStr | None = Field(
+        None,
+        description="Workflow generation: the bearer token of the server at "
+        "JUNCTION_LLM_BASE_URL (the openai integration's token is never sent to another "
+        "server); unset: none is needed (a local server).",
+    )
     model_confidence_threshold: float = Field(
         0.85,
         ge=0.5,

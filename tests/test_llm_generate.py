@@ -182,3 +182,17 @@ def test_an_unreachable_llm_is_one_line(tmp_path: Path) -> None:
     plan = asyncio.run(generate_with_llm(REQUEST, settings))
     assert plan.spec is None and str(plan.refusal).startswith("the LLM ")
     assert "\n" not in str(plan.refusal)
+
+
+def test_another_server_gets_its_own_key_never_the_integrations(
+    sb: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The openai integration's token is set (and wrong for this server): it must not be
+    # what JUNCTION_LLM_BASE_URL receives.
+    monkeypatch.setenv("JUNCTION_OPENAI_TOKEN", "sk-integration-token")
+    server = f"{sb.url}/openai/v1"
+    keyed = _settings(sb, tmp_path, "good", llm_base_url=server, llm_api_key="sandbox-token")
+    assert _ask(keyed).spec is not None
+    unkeyed = _ask(_settings(sb, tmp_path, "good", llm_base_url=server))
+    assert unkeyed.spec is None and str(unkeyed.refusal).startswith("the LLM could not answer")
+    assert "sk-integration-token" not in str(unkeyed.refusal)

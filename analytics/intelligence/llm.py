@@ -34,8 +34,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import SecretStr
 
 from analytics.intelligence.plan import Plan
+from integrations.auth import Credentials
 from integrations.base import IntegrationClient
 from integrations.catalog import Catalog, load_catalog
 from integrations.errors import IntegrationError
@@ -115,12 +117,15 @@ class LlmConfig:
             integration's configured one, else the sandbox).
         repair_attempts: Times a bad reply is sent back with its problems.
         max_tokens: Most tokens one reply may use.
+        api_key: Bearer of the server at ``base_url`` (the openai integration's token is
+            sent only to the openai integration's own base URL).
     """
 
     model: str
     base_url: str | None = None
     repair_attempts: int = 2
     max_tokens: int = 2000
+    api_key: SecretStr | None = None
 
 
 def llm_config(settings: Settings) -> LlmConfig | None:
@@ -132,6 +137,7 @@ def llm_config(settings: Settings) -> LlmConfig | None:
         base_url=settings.llm_base_url,
         repair_attempts=settings.llm_repair_attempts,
         max_tokens=settings.llm_max_tokens,
+        api_key=settings.llm_api_key,
     )
 
 
@@ -442,9 +448,21 @@ def _repair_request(content: str, problems: tuple[str, ...]) -> list[ChatMessage
     ]
 
 
+NO_KEY = "junction-no-llm-key"
+"""Bearer sent to a server at ``JUNCTION_LLM_BASE_URL`` without ``JUNCTION_LLM_API_KEY``
+(a local server takes any; a distinctive value, since every credential is redacted)."""
+
+
 def _llm_client(settings: Settings, config: LlmConfig) -> IntegrationClient:
     # The openai integration's client: its auth, retries, breaker, redaction and metrics.
-    return get_client("openai", settings, base_url=config.base_url, source="generate")
+    if config.base_url is None:
+        return get_client("openai", settings, source="generate")
+    # Another server: its own key, never the openai integration's token.
+    key = config.api_key or SecretStr(NO_KEY)
+    credentials = Credentials(token=key, source="JUNCTION_LLM_API_KEY")
+    return get_client(
+        "openai", settings, base_url=config.base_url, credentials=credentials, source="generate"
+    )
 
 
 async def generate_with_llm(

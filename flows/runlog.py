@@ -1,7 +1,7 @@
 """What each flow run says in its Prefect log: counts, slow steps, what failed, alerts.
 
 Plain functions from results to ``(level, message)`` lines (testable without Prefect);
-:func:`emit` writes them to the run's logger (``get_run_logger()``), so a run's log in
+:func:`emit` writes them to the run's logger (:func:`run_logger`), so a run's log in
 the UI tells what it did, not only "Finished in state Completed()". Messages carry names,
 numbers and the errors the clients already redacted; never parameters or outputs.
 """
@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 
 if TYPE_CHECKING:
     from analytics.report.model import ReportData
@@ -24,6 +27,15 @@ SLOWEST = 3
 
 SLOW_STAGE_SECONDS = 10.0
 """A report stage at least this long is logged as a warning (it is what to look at)."""
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
+    """The run's logger inside a flow or task run; outside one (a flow's body called
+    directly, as the CLI's tests and benchmarks do) the ``junction.flows`` logger."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("junction.flows")
 
 
 def emit(logger: logging.Logger | logging.LoggerAdapter[Any], lines: Iterable[Line]) -> None:

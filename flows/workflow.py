@@ -16,11 +16,11 @@ import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from flows.runlog import batch_lines, emit, workflow_lines
+from flows.runlog import batch_lines, emit, run_logger, workflow_lines
 from junction.features import FeatureDisabledError, check_orchestration
 from junction.health import open_store
 from junction.settings import Settings, get_settings
@@ -28,7 +28,7 @@ from junction.workflows.builtins import resolve_spec_path
 from junction.workflows.journal import SideEffectJournal, journal_path
 from junction.workflows.runner import WorkflowRunner
 from junction.workflows.runtime import Runtime
-from junction.workflows.spec import Priority, WorkflowSpec
+from junction.workflows.spec import ParameterError, Priority, WorkflowSpec
 from junction.workflows.validate import load_workflow
 from tasks.steps import prefect_step
 
@@ -92,6 +92,14 @@ def load_spec(spec: str) -> WorkflowSpec:
     return loaded
 
 
+def _refused(exc: Exception) -> State[Any]:
+    """A run refused before anything ran: one line in the log and the state's message
+    (the spec, the parameters or a feature flag named), no traceback."""
+    message = "; ".join(str(exc).splitlines()) + "; nothing was run"
+    run_logger().error("%s", message)
+    return Failed(message=message)
+
+
 @flow(name="workflow", log_prints=False, validate_parameters=False)
 async def run_workflow(
     spec: str, params: dict[str, Any] | None = None, priority: Priority | None = None
@@ -107,24 +115,25 @@ async def run_workflow(
     Returns:
         A ``Completed`` or ``Failed`` state carrying the run's summary dict.
     """
-    loaded = load_spec(spec)  # validation before any side effect
     settings = get_settings()
     try:
+        loaded = load_spec(spec)  # validation before any side effect
         check_orchestration(loaded, settings)
-    except FeatureDisabledError as exc:
-        get_run_logger().error("%s; nothing was run", exc)
-        return Failed(message=f"{exc}; nothing was run")
+    except (FileNotFoundError, ValueError, FeatureDisabledError) as exc:  # SpecInvalid too
+        return _refused(exc)
     runtime = await shared_runtime(settings)
     runner = WorkflowRunner(loaded, runtime, wrapper=prefect_step)
     try:
         result = await runner.run(
             params or {}, run_id=str(flow_run.id or "") or None, priority=priority
         )
+    except ParameterError as exc:  # raised before any call: nothing ran
+        return _refused(exc)
     finally:
         if runtime.store is not None:
             runtime.store.flush()  # the monitor sees this run's rows now
     summary = result.to_dict()
-    emit(get_run_logger(), workflow_lines(summary))
+    emit(run_logger(), workflow_lines(summary))
     if result.ok:
         return Completed(data=summary, message=f"{loaded.name}: completed")
     return Failed(data=summary, message=result.error or f"{loaded.name}: failed")
@@ -169,5 +178,5 @@ async def run_workflows(
     finally:
         if runtime.store is not None:
             runtime.store.flush()
-    emit(get_run_logger(), batch_lines(loaded.name, summaries))
+    emit(run_logger(), batch_lines(loaded.name, summaries))
     return summaries

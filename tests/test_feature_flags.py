@@ -188,3 +188,25 @@ def test_the_workflow_flow_refuses_before_anything_runs(
     assert state.is_failed()
     assert "CROSS_SERVICE_ORCHESTRATION_ENABLED=false" in (state.message or "")
     assert not (tmp_path / "metrics").exists()
+
+
+def test_the_workflow_flow_refuses_bad_input_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The generic deployment's free-form input: refused as a Failed state naming the
+    problem, before any call, without a traceback."""
+    from flows.workflow import run_workflow
+
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        missing = asyncio.run(run_workflow.fn("employee_onboarding", {}))
+        unknown = asyncio.run(run_workflow.fn("no_such_spec", {}))
+    finally:
+        get_settings.cache_clear()
+    assert missing.is_failed() and missing.message == (
+        "missing required parameter 'worker_id' (string); nothing was run"
+    )
+    assert unknown.is_failed() and (unknown.message or "").startswith("no spec file 'no_such_spec'")
+    with MetricsStore(tmp_path / "metrics") as store:
+        assert store.count("calls") == 0 and store.count("workflow_runs") == 0

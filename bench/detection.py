@@ -547,6 +547,29 @@ def workdir(keep: bool = False) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+async def start_sandbox(work: Path) -> tuple[Proc, str]:
+    """The sandbox in its own process (log ``work/sandbox.log``), answering; and its URL."""
+    port = free_port()
+    sandbox = Proc(
+        "sandbox",
+        [
+            PYTHON,
+            "-c",
+            f"from integrations.sandbox.app import serve; serve(port={port}, smtp_port=None)",
+        ],
+        work / "sandbox.log",
+        {**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    sandbox.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(f"{url}/_admin/health", sandbox)
+    except BaseException:
+        sandbox.stop()
+        raise
+    return sandbox, url
+
+
 async def run(opts: Options, log: Any = print) -> dict[str, Any]:
     """Run every arm side by side on one outage schedule; return the results as JSON."""
     for binary in (PROMETHEUS_BIN, BLACKBOX_BIN, ALERTMANAGER_BIN):
@@ -560,22 +583,8 @@ async def run(opts: Options, log: Any = print) -> dict[str, Any]:
     with workdir(opts.keep) as work:
         try:
             await receiver.start()
-            sb_port = free_port()
-            sandbox = Proc(
-                "sandbox",
-                [
-                    PYTHON,
-                    "-c",
-                    "from integrations.sandbox.app import serve; "
-                    f"serve(port={sb_port}, smtp_port=None)",
-                ],
-                work / "sandbox.log",
-                {**os.environ, "PYTHONPATH": str(REPO)},
-            )
+            sandbox, sandbox_url = await start_sandbox(work)
             procs.append(sandbox)
-            sandbox.start()
-            sandbox_url = f"http://127.0.0.1:{sb_port}"
-            await wait_http(f"{sandbox_url}/_admin/health", sandbox)
 
             bb_port = free_port()
             (work / "blackbox.yml").write_text(yaml.safe_dump(BLACKBOX_CONFIG))

@@ -5,12 +5,24 @@ Plain asyncio, no Prefect: the monitoring flow, the CLI and the benchmark all ca
 configuration). All HTTP clients share one ``httpx.AsyncClient`` whose transport is the
 engine's ``http_backend`` (``integrations.transport``: aiohttp by default, or sharded
 httpcore pools), and a semaphore bounds the checks in flight.
+
+A monitor sweeps the same integrations again and again: :class:`Sweeper` keeps the clients
+and their connections alive across sweeps (no client building, no TCP connects after the
+first), and :class:`ProcessSweeper` spreads a large sweep over worker processes, each with
+its own :class:`Sweeper` over a shard of the endpoints, so a CPU-bound sweep uses every
+core.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
 
 import httpx
 
@@ -139,3 +151,177 @@ async def sweep(
                 await client.aclose()
     by_name = {r.service: r for r in [*results, *failures]}
     return [by_name[n] for n in names]
+
+
+class Sweeper:
+    """Health-checks a fixed set of clients once per :meth:`run`, connections kept alive.
+
+    Args:
+        clients: The clients (sharing ``http``), built once.
+        http: Their shared HTTP client (closed by :meth:`aclose`).
+        concurrency: Checks in flight at once.
+        max_attempts: Attempts per check.
+    """
+
+    def __init__(
+        self,
+        clients: Sequence[IntegrationClient],
+        http: httpx.AsyncClient,
+        *,
+        concurrency: int,
+        max_attempts: int = 1,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.clients = list(clients)
+        self.http = http
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+
+    async def run(self) -> list[HealthResult]:
+        """One sweep: every client's health check, in the clients' order."""
+        return await check_all(
+            self.clients, concurrency=self.concurrency, max_attempts=self.max_attempts
+        )
+
+    async def aclose(self) -> None:
+        """Close the clients and the shared HTTP client."""
+        for client in self.clients:
+            await client.aclose()
+        await self.http.aclose()
+
+
+SweeperFactory = Callable[[int, int], Sweeper]
+"""``factory(shard, shards)``: the :class:`Sweeper` of one shard, built in the worker
+(a module-level function or a ``functools.partial`` of one, so it can be pickled)."""
+
+
+@dataclass(frozen=True)
+class ShardSweep:
+    """What one worker process reports for one sweep."""
+
+    results: list[HealthResult]
+    cpu_s: float
+    """CPU time (user + system) the worker spent on this sweep."""
+
+
+def _worker(conn: Connection, factory: SweeperFactory, shard: int, shards: int) -> None:
+    asyncio.run(_serve(conn, factory, shard, shards))
+
+
+async def _serve(conn: Connection, factory: SweeperFactory, shard: int, shards: int) -> None:
+    sweeper = factory(shard, shards)
+    loop = asyncio.get_running_loop()
+    try:
+        conn.send("ready")
+        while await loop.run_in_executor(None, conn.recv) == "sweep":
+            cpu = time.process_time()
+            results = await sweeper.run()
+            conn.send(ShardSweep(results, time.process_time() - cpu))
+    finally:
+        await sweeper.aclose()
+        conn.close()
+
+
+class ProcessSweeper:
+    """A sweep spread over ``shards`` worker processes, each sweeping its own shard.
+
+    Workers are started by :meth:`start` (``spawn``: a clean interpreter each) and live
+    until :meth:`close`; each builds its :class:`Sweeper` once with ``factory(shard,
+    shards)``. Results come back in shard order.
+
+    Args:
+        factory: Builds a shard's sweeper in the worker.
+        shards: Worker processes (at least 1).
+    """
+
+    def __init__(self, factory: SweeperFactory, shards: int) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, got {shards}")
+        self.factory = factory
+        self.shards = shards
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        self.last_cpu_s: list[float] = []
+        """CPU seconds of each worker in the last sweep."""
+
+    def start(self) -> None:
+        """Start the workers and wait until each has built its clients."""
+        ctx = multiprocessing.get_context("spawn")
+        for shard in range(self.shards):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker, args=(child, self.factory, shard, self.shards), daemon=True
+            )
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        for shard, conn in enumerate(self._conns):
+            try:
+                ready = conn.recv()
+            except EOFError:
+                ready = None
+            if ready != "ready":
+                self.close()
+                raise RuntimeError(f"sweep worker {shard} failed to build its clients")
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids."""
+        return [p.pid for p in self._procs]
+
+    async def run(self) -> list[HealthResult]:
+        """One sweep in every worker at once; all results, shard after shard."""
+        if not self._conns:
+            raise RuntimeError("ProcessSweeper.run() before start()")
+        for conn in self._conns:
+            conn.send("sweep")
+        answers: list[ShardSweep] = await asyncio.gather(
+            *(asyncio.to_thread(conn.recv) for conn in self._conns)
+        )
+        self.last_cpu_s = [a.cpu_s for a in answers]
+        return [r for a in answers for r in a.results]
+
+    def close(self) -> None:
+        """Stop the workers (they close their clients first)."""
+        for conn in self._conns:
+            with contextlib.suppress(OSError):  # the worker is gone already
+                conn.send("stop")
+        for proc in self._procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        for conn in self._conns:
+            conn.close()
+        self._conns, self._procs = [], []
+
+
+def shard_of(items: Sequence[Any], shard: int, shards: int) -> list[Any]:
+    """The ``shard``-th of ``shards`` round-robin slices of ``items``."""
+    return list(items[shard::shards])
+
+
+def catalog_sweeper(
+    names: Sequence[str],
+    shard: int = 0,
+    shards: int = 1,
+    *,
+    engine: EngineConfig | None = None,
+    configs: ConfigSource | None = None,
+    source: str = "probe",
+) -> Sweeper:
+    """The :class:`Sweeper` of one shard of catalog integrations (a misconfigured one is
+    left out: :func:`sweep` reports those).
+
+    ``functools.partial(catalog_sweeper, names, engine=...)`` is a
+    :data:`SweeperFactory` for :class:`ProcessSweeper` (``configs``, if given, must then
+    be a module-level function so it can be pickled).
+    """
+    engine = engine or EngineConfig()
+    part = shard_of(names, shard, shards)
+    timeout = httpx.Timeout(engine.timeout_seconds, connect=engine.connect_timeout_seconds)
+    http = sweep_client(max(1, len(part)), timeout, backend=engine.http_backend)
+    clients, _ = build_clients(part, engine=engine, configs=configs, http=http, source=source)
+    return Sweeper(clients, http, concurrency=max(1, len(part)))

@@ -17,6 +17,11 @@ makes all the overlaps above harmless: spool then segment, segment then compacte
 a file read while a compaction swaps it. Nothing here takes the store's locks or writes
 anything, so a tailer can never disturb a writer or a compaction.
 
+:meth:`StoreTailer.spools_changed` tells, with one directory listing and a ``stat`` per
+spool, whether a poll would find new spooled lines: the monitor checks it often and reads
+only then, so a live call reaches it within a fraction of a second without re-reading the
+Parquet partitions each time (``poll(files=False)``).
+
 Rows older than ``since`` are skipped; :meth:`StoreTailer.advance` moves ``since`` forward
 and forgets the ids that fell behind it (memory stays bounded by the rows in the window).
 Parquet files last modified more than :data:`MTIME_SLACK` before ``since`` are not opened:
@@ -79,6 +84,9 @@ class StoreTailer:
         self.since = _ts(since)
         self.skip_own_spools = skip_own_spools
         self._offsets: dict[str, int] = {}
+        # Spool sizes at the last read: a partial last line of a dead writer stays unread
+        # but does not count as a change again.
+        self._sizes: dict[str, int] = {}
         self._files_done: set[str] = set()
         self._seen: dict[str, datetime] = {}
 
@@ -96,13 +104,38 @@ class StoreTailer:
         first = self._first_partition()
         self._files_done = {p for p in self._files_done if _partition_date(p) >= first}
 
-    def poll(self) -> list[dict[str, Any]]:
+    def spools_changed(self) -> bool:
+        """Whether a spool (other than this process's when skipped) grew or appeared since
+        it was last read: cheap enough to ask many times a second."""
+        spool_dir = self.root / "_spool" / self.table
+        own = f"{os.getpid()}-"
+        try:
+            entries = list(os.scandir(spool_dir))
+        except FileNotFoundError:
+            return False
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".jsonl") or (self.skip_own_spools and name.startswith(own)):
+                continue
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size != self._sizes.get(entry.path, 0):
+                return True
+        return False
+
+    def poll(self, *, files: bool = True) -> list[dict[str, Any]]:
         """Rows that appeared since the last poll (``ts >= since``), oldest first.
 
         Timestamps (``ts``, ``started_at``...) are aware UTC datetimes, as in the
         segments. Unreadable files and corrupt lines are logged and skipped.
+
+        Args:
+            files: Also read new Parquet files (``False``: the live spools only; their
+                rows reach the files only when a writer flushes, after they were spooled).
         """
-        rows = self._poll_files()
+        rows = self._poll_files() if files else []
         rows.extend(self._poll_spools())
         fresh = []
         for row in rows:
@@ -182,6 +215,8 @@ class StoreTailer:
             rows.extend(self._read_spool(path))
         for gone in set(self._offsets) - present:
             del self._offsets[gone]
+        for gone in set(self._sizes) - present:
+            del self._sizes[gone]
         return rows
 
     def _read_spool(self, path: str) -> list[dict[str, Any]]:
@@ -192,6 +227,7 @@ class StoreTailer:
                 data = fh.read()
         except FileNotFoundError:
             return []
+        self._sizes[path] = offset + len(data)
         end = data.rfind(b"\n")
         if end < 0:
             return []  # nothing complete yet (or a partial line of a dead writer)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import Collection, Coroutine, Sequence
 from datetime import timedelta
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 SEEN_SLACK_SECONDS = 120.0
 """How long past the window a row id is remembered (a spool's rows reach a segment late)."""
+
+TAIL_WAKE_SECONDS = 0.1
+"""How often the continuous monitor looks whether another process spooled new calls."""
 
 
 class Monitor:
@@ -422,7 +426,9 @@ class Monitor:
         if prober.should_confirm_call(state, was_up) and not self._stop.stopping:
             # Confirm with a probe right away: the alert then waits for no timer.
             self._spawn(self._confirm_call(prober, state))
-        elif not state.confirming:
+        elif not state.confirming or state.streak >= self.down_after:
+            # Failed live calls in a row are their own confirmation: under steady
+            # traffic the second one judges the service before the re-probe's delay.
             self._after_update(state)
         return True
 
@@ -430,18 +436,19 @@ class Monitor:
         await prober.confirm_call(state)
         self._after_update(state)
 
-    async def poll_store(self, *, quiet: bool = False) -> int:
+    async def poll_store(self, *, quiet: bool = False, files: bool = True) -> int:
         """Read other processes' new calls from the metrics store into the windows.
 
         Args:
             quiet: Only fill the windows (no events, confirmations or alert runs).
+            files: Also read new Parquet files (``False``: the live spools only).
 
         Returns:
             Observations added.
         """
         if self._feed is None:
             return 0
-        added = await self._feed.poll(self.clock.now() - self.window, quiet=quiet)
+        added = await self._feed.poll(self.clock.now() - self.window, quiet=quiet, files=files)
         self._seen.prune(self.clock.monotonic())
         return added
 
@@ -533,7 +540,8 @@ class Monitor:
         Scheduling is drift-free (:mod:`junction.monitor.scheduler`). A sweep does not
         wait for the previous one: a service whose probe is still running (a hang, cut
         at the probe timeout) is skipped, the others are probed on time. Other processes'
-        calls are read from the store every ``JUNCTION_MONITOR_TAIL_SECONDS``.
+        calls are read from the store every ``JUNCTION_MONITOR_TAIL_SECONDS``, and from
+        their spools within :data:`TAIL_WAKE_SECONDS` of being written.
 
         On shutdown the running sweeps get the probe timeout to finish (their probes are
         recorded), are then cancelled, and the store is flushed. A second signal cancels
@@ -597,15 +605,28 @@ class Monitor:
         return result
 
     async def _tail_loop(self, stop: asyncio.Event) -> None:
+        # A full read (spools and new Parquet files) every JUNCTION_MONITOR_TAIL_SECONDS;
+        # in between, the spools are looked at every TAIL_WAKE_SECONDS and read as soon as
+        # one grew: a failing live call reaches the monitor in ~0.1 s, not up to a second.
         every = self.settings.monitor_tail_seconds
+        wake = min(TAIL_WAKE_SECONDS, every)
+        if self._feed is None:
+            return
+        tailer = self._feed.tailer
+        last_full = -math.inf
         while not stop.is_set():
             try:
-                self.check_clock()
-                await self.poll_store()
+                now = time.monotonic()
+                if now - last_full >= every:
+                    last_full = now
+                    self.check_clock()
+                    await self.poll_store()
+                elif tailer.spools_changed():
+                    await self.poll_store(files=False)
             except Exception:
                 log.exception("reading live calls from the metrics store failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+                await asyncio.wait_for(stop.wait(), timeout=wake)
 
 
 async def run_once(

@@ -170,14 +170,19 @@ class LiveCallFeed:
         """The wall clock jumped by ``delta``: move the tailer's horizon with it."""
         self.tailer.since = self.tailer.since + delta
 
-    async def poll(self, since: datetime, *, quiet: bool = False) -> int:
+    async def poll(self, since: datetime, *, quiet: bool = False, files: bool = True) -> int:
         """Hand other processes' new calls (``ts >= since``) to the handler.
+
+        Args:
+            since: Oldest call of interest.
+            quiet: Restoring: fill the windows only.
+            files: Also read new Parquet files (``False``: the live spools only).
 
         Returns:
             Calls the handler added.
         """
         self.tailer.advance(since)
-        rows = await asyncio.to_thread(self.tailer.poll)
+        rows = await asyncio.to_thread(self.tailer.poll, files=files)
         added = 0
         for row in rows:
             if row.get("source") == "probe" or row.get("service") not in self._services:

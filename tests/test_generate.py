@@ -76,6 +76,15 @@ def test_cli_json_and_output_file(sb: SandboxServer, tmp_path: Path) -> None:
     assert body["saved"] is None and body["existing"] is None and body["diff"] is None
 
 
+def test_cli_unwritable_output_saves_nothing(sb: SandboxServer, tmp_path: Path) -> None:
+    env = {"JUNCTION_SANDBOX_URL": sb.url, "JUNCTION_LLM_MODEL": "junction-plan-good"}
+    out = tmp_path / "missing" / "spec.yaml"
+    done = cli(tmp_path, REQUEST, "--save", "-o", str(out), **env)
+    assert done.exit_code == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"error: -o: cannot write {out}")
+    assert not (tmp_path / "specs").exists()
+
+
 def test_cli_refusal_is_one_line_and_exit_1(sb: SandboxServer, tmp_path: Path) -> None:
     env = {"JUNCTION_SANDBOX_URL": sb.url, "JUNCTION_LLM_MODEL": "junction-plan-refusal"}
     done = cli(tmp_path, REQUEST, "--save", **env)

@@ -51,6 +51,7 @@ __all__ = [
     "default_spec_dir",
     "finish",
     "generate",
+    "save_result",
 ]
 
 MAX_BYTES = 1_048_576
@@ -301,10 +302,28 @@ def finish(
         return result
     folder = specs_dir or default_spec_dir(settings)
     result.existing = _existing(chosen, folder)
-    target = folder / f"{chosen}.yaml"
     if result.existing is not None:
         result.diff = _diff(result.existing, text)
-    if save and result.ok:
-        result.revision = _save(text, target)
-        result.saved = target
+    if save:
+        save_result(result, settings, specs_dir=folder)
     return result
+
+
+def save_result(
+    result: GenerateResult, settings: Settings, *, specs_dir: Path | None = None
+) -> Path | None:
+    """Store a valid, safe generated spec in the spec folder as a new revision.
+
+    Returns:
+        Where it was written (also ``result.saved``), or ``None`` when the result is not
+        :attr:`GenerateResult.ok` (nothing is written then).
+
+    Raises:
+        OSError: The spec folder cannot be written.
+    """
+    if not result.ok or result.yaml is None or result.name is None:
+        return None
+    target = (specs_dir or default_spec_dir(settings)) / f"{result.name}.yaml"
+    result.revision = _save(result.yaml, target)
+    result.saved = target
+    return target

@@ -89,27 +89,33 @@ def generate_command(
     validated like a hand-written one; nothing runs. Behind AI_WORKFLOW_ENABLED.
     """
     # Function-level: the planner, the validator and the LLM client are heavy to import.
-    from analytics.intelligence.generate import GenerateError, generate
+    from analytics.intelligence.generate import GenerateError, generate, save_result
 
     settings = load_settings()
     description = _read_text(text)
     try:
-        result = generate(description, settings, name=name, save=save)
+        result = generate(description, settings, name=name)
     except GenerateError as exc:
         fail(escape(str(exc)))
-    if as_json:
-        print_json(result.as_dict())
     if result.refusal is not None:
-        if not as_json:
-            fail(escape(result.refusal), code=1)
-        raise typer.Exit(1)
+        if as_json:
+            print_json(result.as_dict())
+            raise typer.Exit(1)
+        fail(escape(result.refusal), code=1)
     assert result.yaml is not None
+    # -o before --save: a file that cannot be written leaves nothing saved either.
     if output is not None:
         try:
             output.write_text(result.yaml, encoding="utf-8")
         except OSError as exc:
             fail(escape(f"-o: cannot write {output}: {exc.strerror or exc}"))
+    if save:
+        try:
+            save_result(result, settings)
+        except OSError as exc:
+            fail(escape(f"--save: cannot write the spec folder: {exc.strerror or exc}"))
     if as_json:
+        print_json(result.as_dict())
         return
     if output is None:
         sys.stdout.write(result.yaml)

@@ -142,6 +142,9 @@ def generate_workflow(request: GenerateRequest, settings: SettingsDep) -> Genera
         if exc.field == "flag":
             raise ApiError(403, "disabled", str(exc)) from None
         raise invalid(f"body.{exc.field}", str(exc).removeprefix(f"{exc.field}: ")) from None
+    except OSError as exc:  # `save` into a spec folder the server cannot write
+        message = f"cannot write the spec folder: {exc.strerror}"
+        raise ApiError(500, "spec_folder", message) from None
     body = result.as_dict()
     for key in ("existing", "saved", "revision"):  # file names only, not the server's paths
         body[key] = body[key] and Path(body[key]).name

@@ -87,7 +87,8 @@ class Outcome:
 def _yaml(spec: dict[str, Any]) -> str:
     import yaml  # only here: the corpus loader is the project's
 
-    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(spec, Dumper=dumper, sort_keys=False, allow_unicode=True)
 
 
 def judge(req: Request) -> Outcome:
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = evaluate(CORPORA[name])
         elapsed = time.perf_counter() - started
         print("\n".join(table(f"{name} ({CORPORA[name].name})", outcomes)))
-        print(f"  {elapsed / max(len(outcomes), 1) * 1000:.0f} ms per request\n")
+        per = elapsed / max(len(outcomes), 1) * 1000
+        print(f"  {per:.0f} ms per request (planning, then validating again)\n")
         if args.verbose:
             for o in outcomes:
                 if o.note or not o.valid_or_refused:

@@ -48,6 +48,7 @@ Category = Literal[
 ]
 
 
+@lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """Lower case without accents (``"Schließe"`` -> ``"schließe"``, ``"Envía"`` -> ``"envia"``)."""
     decomposed = unicodedata.normalize("NFKD", word.lower())

@@ -44,6 +44,8 @@ __all__ = ["MAX_REQUEST_CHARS", "MAX_STEPS", "plan_workflow"]
 MAX_REQUEST_CHARS = 4000
 """Longest request the planner reads (a workflow is a few sentences)."""
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter when installed
+
 MAX_STEPS = 40
 """Most steps a planned workflow may have (more is a request to split it)."""
 
@@ -115,9 +117,8 @@ def plan_workflow(text: str, catalog: Catalog | None = None, *, name: str | None
     if built.spec["parameters"]:
         spec["parameters"] = built.spec["parameters"]
     spec["steps"] = built.spec["steps"]
-    result = validate_text(
-        yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), source="<generated>"
-    )
+    dumped = yaml.dump(spec, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+    result = validate_text(dumped, source="<generated>")
     if not result.ok:
         first = result.errors[0]
         return _refuse(

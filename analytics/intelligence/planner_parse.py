@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from analytics.intelligence.lexicon import Lexicon, fold
 
@@ -186,14 +187,21 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
     return out
 
 
+@lru_cache(maxsize=8192)
+def _close(key: str, targets: tuple[str, ...]) -> list[str]:
+    """Lexicon words within the typo cutoff of ``key`` (similar lengths only), best first."""
+    cutoff = FUZZY_CUTOFF if len(key) > 3 else SHORT_CUTOFF
+    near = [w for w in targets if abs(len(w) - len(key)) <= 3]
+    return difflib.get_close_matches(key, near, n=3, cutoff=cutoff)
+
+
 def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
     corrected: list[tuple[str, str]] = []
     for t in tokens:
         key = fold(t.text)
         if t.meanings or t.entity or not key.isalpha() or len(key) < 3 or key in lex.stopwords:
             continue
-        cutoff = FUZZY_CUTOFF if len(key) > 3 else SHORT_CUTOFF
-        close = difflib.get_close_matches(key, lex.fuzzy_targets, n=3, cutoff=cutoff)
+        close = _close(key, tuple(lex.fuzzy_targets))
         if not close and len(key) >= 10:  # a German compound: "Bereitschaftshabenden"
             heads = [w for w in lex.fuzzy_targets if len(w) >= 6 and key.startswith(w)]
             close = sorted(heads, key=len, reverse=True)[:1]

@@ -2,12 +2,13 @@
 
 Runs :func:`analytics.intelligence.planner.plan_workflow` over
 ``tests/data/nl_requests.yaml`` (the corpus the planner was tuned on) and
-``tests/data/nl_requests_holdout.yaml`` (never used for tuning) and prints, per corpus and
+``tests/data/nl_requests_holdout.yaml`` (never used for tuning) and
+``tests/data/nl_requests_fresh.yaml`` (batches each scored before any tuning on it) and prints, per corpus and
 per category: the exact match rate of the action set, of the dependency edges (compared
 by the order they imply: transitive closures), and the share of outputs that are valid
 specs or clean refusals. ``--verbose`` lists every mistake.
 
-    .venv/bin/python -m bench.nl_eval [--verbose] [--holdout-only]
+    .venv/bin/python -m bench.nl_eval [--verbose] [--holdout-only] [--corpus NAME ...]
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from integrations.yamlconfig import ConfigModel, load_model
 from junction.workflows.validate import validate_text
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-CORPORA = {"tuning": DATA / "nl_requests.yaml", "holdout": DATA / "nl_requests_holdout.yaml"}
+CORPORA = {
+    "tuning": DATA / "nl_requests.yaml",
+    "holdout": DATA / "nl_requests_holdout.yaml",
+    "fresh": DATA / "nl_requests_fresh.yaml",
+}
 
 
 class Request(ConfigModel):
@@ -162,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="list every mistake")
     parser.add_argument("--holdout-only", action="store_true", help="only the held-back corpus")
+    parser.add_argument(
+        "--corpus", nargs="+", choices=list(CORPORA), help="only these corpora (default: all)"
+    )
     args = parser.parse_args(argv)
-    names = ["holdout"] if args.holdout_only else list(CORPORA)
+    names = args.corpus or (["holdout"] if args.holdout_only else list(CORPORA))
     for name in names:
         started = time.perf_counter()
         outcomes = evaluate(CORPORA[name])

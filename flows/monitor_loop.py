@@ -7,7 +7,9 @@ drift-free tick (``every_seconds``) until ``run_seconds`` after its *scheduled* 
 hourly runs do not drift; the deployment's concurrency limit of 1 makes the next
 scheduled run wait for this one and take over (one process start per hour). The UI shows
 one run per hour; its log has every status change and alert transition as it happens
-and a summary at the end; the ``service-health`` artifact is the last sweep.
+and a summary at the end; the ``service-health`` artifact is the last sweep. A service
+turning warning/critical or healthy again is a Prefect event
+(``junction.integration.degraded`` / ``.recovered``, :mod:`flows.events`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
+from flows.events import status_changed
 from flows.runlog import emit, sweep_lines
 from junction.alerting.state import AlertDatabaseError
 from junction.monitor import Monitor, MonitorEvent, SweepResult, check_alerting
@@ -62,6 +65,8 @@ async def monitor_continuous(
     def on_event(event: MonitorEvent) -> None:
         level = logging.WARNING if event.kind in ("alert", "error", "clock_jump") else logging.INFO
         logger.log(level, "%s", event.message)
+        if event.kind == "status" and event.service:
+            status_changed(event.service, event.old, event.new, event.message)
 
     def on_sweep(result: SweepResult) -> None:
         last[:] = [result]

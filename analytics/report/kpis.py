@@ -146,6 +146,16 @@ def _uptime(store: MetricsStore, lo: datetime, hi: datetime) -> tuple[float | No
 def _detection_time(store: MetricsStore, start: datetime, end: datetime) -> Kpi:
     delays = detection_delays(store, start, end)
     if delays.empty:
+        fired = store.query(
+            "SELECT count(*) AS n FROM alerts WHERE state = 'firing' AND ts >= ? AND ts <= ?",
+            [start, end],
+        )
+        n = int(fired["n"].iloc[0]) if not fired.empty else 0
+        why = (
+            "no alert in the alert history of the report window (the monitor records them)"
+            if n == 0
+            else f"none of the {n} alerts of the report window followed failed probes or calls"
+        )
         return Kpi(
             "Error detection time",
             "< 1 min",
@@ -153,7 +163,7 @@ def _detection_time(store: MetricsStore, start: datetime, end: datetime) -> Kpi:
             BASELINE_DETECTION,
             "product plan",
             None,
-            "not enough data: no firing alert preceded by failures in the window",
+            f"not enough data: {why}",
         )
     med = float(delays["delay_s"].median())
     p95 = float(delays["delay_s"].quantile(0.95))
@@ -164,7 +174,8 @@ def _detection_time(store: MetricsStore, start: datetime, end: datetime) -> Kpi:
         BASELINE_DETECTION,
         "product plan",
         med < 60,
-        f"median over {len(delays)} alerts: alert time - onset of the failure run",
+        f"from the alert history: median over {len(delays)} alerts of the report window, "
+        "alert time - onset (first failed probe or call of the failure run)",
     )
 
 

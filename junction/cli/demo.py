@@ -121,7 +121,8 @@ def _demo_report(home: Path) -> Path:
 
     history = home / "demo-history"
     if not (history / "calls").exists():
-        truth = generate_history(history, services=8, days=21, seed=7)
+        # With the incidents' alert history: the scorecard's detection time needs it.
+        truth = generate_history(history, services=8, days=21, seed=7, alerts=True)
         generate_spec_runs(history, truth, seed=7)  # runs of the built-in specs, with run_id
     os.environ["JUNCTION_STORE_DIR"] = str(history)
     get_settings.cache_clear()

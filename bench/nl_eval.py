@@ -3,10 +3,10 @@
 Runs :func:`analytics.intelligence.planner.plan_workflow` over
 ``tests/data/nl_requests.yaml`` (the corpus the planner was tuned on) and
 ``tests/data/nl_requests_holdout.yaml`` (never used for tuning) and
-``tests/data/nl_requests_fresh.yaml`` (batches each scored before any tuning on it) and prints, per corpus and
-per category: the exact match rate of the action set, of the dependency edges (compared
-by the order they imply: transitive closures), and the share of outputs that are valid
-specs or clean refusals. ``--verbose`` lists every mistake.
+``tests/data/nl_requests_fresh.yaml`` (batches each scored before any tuning on it) and
+prints, per corpus and per category: the exact match rate of the action set, of the
+dependency edges (compared by the order they imply: transitive closures), and the share
+of outputs that are valid specs or clean refusals. ``--verbose`` lists every mistake.
 
     .venv/bin/python -m bench.nl_eval [--verbose] [--holdout-only] [--corpus NAME ...]
 """

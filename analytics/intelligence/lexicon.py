@@ -196,7 +196,9 @@ class Lexicon:
 
     def _add(self, category: Category, mapping: dict[str, str]) -> None:
         for phrase, value in mapping.items():
-            key = tuple(fold(w) for w in re.split(r"[\s]+", phrase.strip()) if w)
+            # "it's" as the reader keys it ("it"): tokens drop a trailing 's
+            words = re.split(r"[\s]+", phrase.strip())
+            key = tuple(re.sub(r"['’]s$", "", fold(w)) or fold(w) for w in words if w)
             meanings = self.phrases.setdefault(key, [])
             if (category, value) not in meanings:
                 meanings.append((category, value))

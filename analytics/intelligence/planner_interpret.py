@@ -39,6 +39,15 @@ _REFERENCE_WORDS = frozenset(
 )
 
 
+def _plural(c: Clause) -> bool:
+    """The clause's first noun is plural ("this week's terminations"): a list, not one item."""
+    noun = next((t for t in c.tokens if t.has("noun") and not t.entity), None)
+    if noun is None or " " in noun.text:
+        return False
+    word = fold(noun.text)
+    return word.endswith("s") and not word.endswith("ss") and word not in noun.values("noun")
+
+
 class Interpreter:
     """Clauses -> planned actions, conditions and parameters (:meth:`run`)."""
 
@@ -48,6 +57,7 @@ class Interpreter:
         self.text = text
         self.planned: list[Planned] = []
         self.mentioned: set[str] = set()  # services a clause names only as a reference
+        self.evented: set[str] = set()  # nouns of the event that starts the workflow
         self.params: dict[str, dict[str, Any]] = {}
         self.assumptions: list[str] = []
         self.unplanned: list[str] = []
@@ -177,7 +187,7 @@ class Interpreter:
         real_nouns = free_nouns or [
             n.removeprefix("given:") for n in nouns if n.startswith("given:")
         ]
-        quantified = c.has("quantifier")
+        quantified = c.has("quantifier") or _plural(c)
         explicit = c.words("integration")
         implied = [i for i in self._implied(c, verbs, real_nouns) if i not in explicit]
         if "slack" in implied and any(i in _NOTIFIERS for i in explicit):
@@ -252,6 +262,7 @@ class Interpreter:
                     n
                     for n in free_nouns
                     if d.get(n) == service
+                    and (condition or n not in self.evented)  # "post the alert" that started it
                     and n not in covered
                     and not alternatives.get(n, set()) & covered
                     and not (
@@ -276,6 +287,12 @@ class Interpreter:
             if name in done or name in set(d.values()) & {d[n] for n in free_nouns if n in d}:
                 continue
             uncovered = [n for n in free_nouns if n not in covered]
+            unserved = [v for v in verbs if not any(v in op.verbs for op in chosen)]
+            write = self._best(name, unserved, uncovered, reads=False, quantified=quantified)
+            if not condition and write is not None and set(unserved) & set(write[1].verbs):
+                chosen.append(write[1])  # "comment on OPS-42 with the GitLab pipeline"
+                covered |= set(write[1].nouns)
+                continue
             best = self._best(name, [], uncovered, reads=True, quantified=quantified)
             named = name in {"jira", "servicenow"} and name not in explicit  # an id names it
             if best is not None and (best[0] >= 2 or named):
@@ -355,6 +372,7 @@ class Interpreter:
         }
         if not services or not services <= set(d.event_params):
             return False
+        self.evented |= {n for n in self._nouns(c) if d.nouns.get(n) in services}
         for service in sorted(services):
             for name, description in d.event_params[service].items():
                 self._param(name, {"type": "string", "required": True, "description": description})
@@ -436,6 +454,7 @@ class Interpreter:
                 links = links | {"parallel"}
                 prior_made = []
             if condition and c.has("severity"):
+                self.evented |= set(self._nouns(c))  # "a critical alert fires"
                 last_condition = self.condition(c, [], negate="unless" in links)
                 governing = last_condition
                 continue
@@ -527,7 +546,8 @@ class Interpreter:
             prior = [op.integration for op in ops]
             for p in made:
                 p.when = list(governing)
-                if any(w == _AFTER_STEP for w, _ in governing):
+                named = [q for w, q in governing if w == _AFTER_STEP and q is not None]
+                if any(not q.condition for q in named):
                     p.parallel = True  # it waits for the step it names, not for others
                 if quantified_sentence and not p.quantified and p.op.role != "read":
                     p.quantified = True

@@ -49,6 +49,7 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
     ("pd_id", r"\b(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z][A-Z0-9]{4,7}\b"),
     ("alert_name", r"\b[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+\b"),
     ("upper", r"\b[A-Z]{2,10}\b"),
+    ("version", r"\bv?\d+(?:\.\d+)+\b"),  # "v2.3", "release-1.2": not a sentence's end
     ("number", r"\b\d+\b"),
 ]
 _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
@@ -236,7 +237,10 @@ def _disambiguate(tokens: list[Token]) -> None:
         noun = (
             lead in _DETERMINERS
             or lead in _NOUN_LEAD
-            or (before is not None and (before.has("verb") or before.has("integration")))
+            or (
+                before is not None
+                and any(before.has(k) for k in ("verb", "integration", "severity", "recent"))
+            )
         )
         noun = noun or (after is not None and after.has("fail"))
         drop = "verb" if noun else "noun"
@@ -326,7 +330,8 @@ def _access(tokens: list[Token], lex: Lexicon) -> None:
 
 
 def _group_names(tokens: list[Token]) -> None:
-    """A capitalised unknown word next to "group" is the group's name."""
+    """A capitalised unknown word next to "group" is the group's name; before "channel" or
+    "room" the channel's ("the Infra channel"), never a typo of another word."""
     for i, t in enumerate(tokens):
         if t.meanings or t.entity or not t.text[:1].isupper():
             continue
@@ -334,6 +339,10 @@ def _group_names(tokens: list[Token]) -> None:
         after = i + 1 < len(tokens) and _groupish(tokens[i + 1])
         if before or after:
             t.entity = ("group", t.text)
+        elif i + 1 < len(tokens) and (
+            tokens[i + 1].has("noun", "channel") or tokens[i + 1].has("noun", "room")
+        ):
+            t.entity = ("channel_name", t.text)
 
 
 def _groupish(t: Token) -> bool:
@@ -345,6 +354,8 @@ def _target(t: Token) -> bool:
     kinds = {"channel", "email", "room"}
     return (
         bool(t.entity and t.entity[0] in kinds)
+        or t.has("noun", "channel")
+        or t.has("noun", "room")
         or t.has("integration", "slack")
         or t.has("integration", "webex")
     )

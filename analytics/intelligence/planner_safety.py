@@ -20,6 +20,9 @@ from integrations.catalog import Catalog
 __all__ = ["quote", "safety"]
 
 
+_BACK_REFERENCES = frozenset({"them", "those", "these", "ellos", "ellas", "sie", "ihnen", "diese"})
+
+
 def quote(words: list[str]) -> str:
     """Words for a one-line message: each once, at most six, each at most 40 characters."""
     unique = list(dict.fromkeys(w if len(w) <= 40 else w[:37] + "..." for w in words))
@@ -64,6 +67,7 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         found = [w for w in group.words if f" {fold(w)} " in words]
         if found:
             return f"refused: the request {group.reason} ({quote(found)})"
+    earlier_people = False  # "terminations... suspend each of them": people named before
     for c in reading.clauses:
         destroy = [t.text for t in c.tokens if t.has("verb", "destroy")]
         if destroy:
@@ -72,7 +76,10 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
             )
         bulk = [t.text for t in c.tokens if fold(t.text) in lex.bulk]
         harmful = c.has("verb", "deactivate") or c.has("verb", "block")
-        scoped = any(c.has("noun", n) for n in ("hire", "leaver", "oncall"))
+        people = any(c.has("noun", n) for n in ("hire", "leaver", "oncall"))
+        back = {fold(t.text) for t in c.tokens} & _BACK_REFERENCES
+        scoped = people or (earlier_people and bool(back))
+        earlier_people = earlier_people or people
         if harmful and bulk and not scoped:
             named = quote([*bulk, c.tokens[0].text])
             return f"refused: a bulk deactivation or block ({named}) is not planned; name the users"

@@ -41,6 +41,7 @@ class Request(ConfigModel):
 
     text: str
     category: str
+    batch: str = ""
     refuse: bool = False
     actions: list[str] = Field(default_factory=list)
     edges: list[str] = Field(default_factory=list)
@@ -148,6 +149,16 @@ def table(name: str, outcomes: list[Outcome]) -> list[str]:
         items = by_cat[cat]
         rows.append(
             f"  {cat:<20} {len(items):>4} {_rate(items, 'actions_ok'):>8} "
+            f"{_rate(items, 'edges_ok'):>8} {_rate(items, 'valid_or_refused'):>14}"
+        )
+    by_batch: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        if o.request.batch:
+            by_batch[o.request.batch].append(o)
+    for batch in sorted(by_batch):  # the fresh corpus: each batch was scored before tuning
+        items = by_batch[batch]
+        rows.append(
+            f"  {'batch ' + batch:<20} {len(items):>4} {_rate(items, 'actions_ok'):>8} "
             f"{_rate(items, 'edges_ok'):>8} {_rate(items, 'valid_or_refused'):>14}"
         )
     rows.append(

@@ -145,6 +145,7 @@ class Options:
     gap: float = 0.2
     seed: int = 11
     before: str | None = None
+    keep: bool = False
 
 
 def first_failures(
@@ -196,7 +197,7 @@ async def run(opts: Options, log: Any = print) -> dict[str, Any]:
     receiver = Receiver()
     procs: list[Proc] = []
     arms: list[MonitorArm] = []
-    with workdir() as work:
+    with workdir(opts.keep) as work:
         try:
             await receiver.start()
             sandbox, sandbox_url = await start_sandbox(work)
@@ -335,11 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=Options.interval)
     p.add_argument("--before", help="also run the monitor of this git revision")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep every process's log and config")
     ns = p.parse_args(argv)
     if ns.traffic:
         asyncio.run(traffic(ns.traffic, ns.gap))
         return 0
-    opts = Options(outages=ns.outages, interval=ns.interval, gap=ns.gap, before=ns.before)
+    opts = Options(
+        outages=ns.outages, interval=ns.interval, gap=ns.gap, before=ns.before, keep=ns.keep
+    )
     doc = asyncio.run(run(opts, log=lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(doc, indent=2) if ns.json else table(doc))
     return 0

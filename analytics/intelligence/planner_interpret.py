@@ -15,11 +15,11 @@ Public API: :class:`Interpreter`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned, role_rank
+from analytics.intelligence.planner_context import entities_of, llm_needs_log, plural
 from analytics.intelligence.planner_parse import Clause, Reading
 from analytics.intelligence.planner_safety import quote as _quote
 
@@ -39,15 +39,6 @@ _REFERENCE_WORDS = frozenset(
 )
 
 
-def _plural(c: Clause) -> bool:
-    """The clause's first noun is plural ("this week's terminations"): a list, not one item."""
-    noun = next((t for t in c.tokens if t.has("noun") and not t.entity), None)
-    if noun is None or " " in noun.text:
-        return False
-    word = fold(noun.text)
-    return word.endswith("s") and not word.endswith("ss") and word not in noun.values("noun")
-
-
 class Interpreter:
     """Clauses -> planned actions, conditions and parameters (:meth:`run`)."""
 
@@ -63,40 +54,9 @@ class Interpreter:
         self.unplanned: list[str] = []
         self.fails = any(c.has("fail") for c in reading.clauses)
         self.recent = any(c.has("recent") for c in reading.clauses)
-        self.globals = self._entities(reading.clauses, whole=True)
+        self.globals = entities_of(reading.clauses, text)
 
     # --- entities -------------------------------------------------------------------------
-    def _entities(self, clauses: list[Clause], whole: bool = False) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for c in clauses:
-            for t in c.tokens:
-                if t.entity:
-                    out.setdefault(t.entity[0], []).append(t.entity[1])
-        for key in out.get("jira_key", []):
-            out.setdefault("jira_project", []).append(key.split("-")[0])
-        for path in out.get("project", []):
-            owner, _, repo = path.partition("/")
-            out.setdefault("gh_owner", []).append(owner)
-            out.setdefault("gh_repo", []).append(repo)
-        if not whole:  # patterns over words: only the whole request's text keeps them intact
-            return out
-        text = self.text
-        branch = re.search(
-            r"\b(?:branch|zweig|rama|ref)\s+([\w./-]*\d[\w./-]*|[a-z][\w./-]+)", text
-        )
-        if branch and branch.group(1).lower() not in {"fails", "failed", "is", "ran", "on"}:
-            out.setdefault("branch", []).append(branch.group(1))
-        elif any(c.has("branch") for c in clauses):
-            out.setdefault("branch", []).append("main")
-        state = re.search(r"\b(?:to|nach|a)\s+(Done|In Progress|Closed|Resolved|To Do)\b", text)
-        if state:
-            out.setdefault("state", []).append(state.group(1))
-        if re.search(r"\back(?:nowledge)?\b|\breconoce\b|\bbestätige\b", text, re.I):
-            out.setdefault("pd_status", []).append("acknowledged")
-        if re.search(r"\bbug\b", text, re.I):
-            out.setdefault("issue_type", []).append("Bug")
-        return out
-
     # --- choosing actions -----------------------------------------------------------------
     def _score(self, op: Op, verbs: list[str], nouns: list[str], quantified: bool) -> int:
         score = 2 if set(verbs) & set(op.verbs) else 0
@@ -187,7 +147,7 @@ class Interpreter:
         real_nouns = free_nouns or [
             n.removeprefix("given:") for n in nouns if n.startswith("given:")
         ]
-        quantified = c.has("quantifier") or _plural(c)
+        quantified = c.has("quantifier") or plural(c)
         explicit = c.words("integration")
         implied = [i for i in self._implied(c, verbs, real_nouns) if i not in explicit]
         if "slack" in implied and any(i in _NOTIFIERS for i in explicit):
@@ -495,7 +455,7 @@ class Interpreter:
             first_of_sentence = index == 0 or bool(links & {"sentence", "condition", "after"})
             if c.has("quantifier") and (first_of_sentence or c.tokens[0].has("quantifier")):
                 quantified_sentence = True  # "For each new hire, ...": the rest of the sentence
-            entities = self._entities([c])
+            entities = entities_of([c])
             made: list[Planned] = []
             for op in ops:
                 p = Planned(
@@ -560,34 +520,4 @@ class Interpreter:
             self.assumptions.append(
                 f"{_quote(words)} is a schedule: set it on the deployment; the spec runs once"
             )
-        self._llm_needs_log()
-
-    def _llm_needs_log(self) -> None:
-        """Summarising a pipeline means summarising its failed job's log."""
-        for i, p in enumerate(self.planned):
-            if p.op.role != "llm":
-                continue
-            before = self.planned[:i]
-            # one pipeline ("the last failed pipeline"), not a list of them ("all failed pipelines")
-            has_pipe = any("pipeline_id" in q.op.produces and not q.quantified for q in before)
-            has_text = any(
-                q.op.action
-                in {
-                    "gitlab.get_job_log",
-                    "jira.get_issue",
-                    "servicenow.get_incident",
-                    "github.list_workflow_runs",
-                }
-                for q in before
-            )
-            if has_pipe and not has_text:
-                log = Planned(
-                    self.lex.op("gitlab.get_job_log"),
-                    p.clause,
-                    p.stage,
-                    p.entities,
-                    primary=False,
-                    front=p.front,
-                )
-                self.planned.insert(i, log)
-                return
+        llm_needs_log(self.planned, self.lex)

@@ -64,6 +64,7 @@ _DETERMINERS = frozenset(
 )
 
 
+_ADVERBS = frozenset({"again", "too", "still", "ever", "nochmal", "wieder", "erneut", "vez"})
 _PASSIVE_LEAD = frozenset(
     {"are", "is", "was", "were", "been", "sind", "ist", "wurde", "están", "está"}
 )
@@ -191,9 +192,13 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
 @lru_cache(maxsize=8192)
 def _close(key: str, targets: tuple[str, ...]) -> list[str]:
     """Lexicon words within the typo cutoff of ``key`` (similar lengths only), best first."""
-    cutoff = FUZZY_CUTOFF if len(key) > 3 else SHORT_CUTOFF
+    cutoff = FUZZY_CUTOFF if len(key) > 4 else SHORT_CUTOFF
     near = [w for w in targets if abs(len(w) - len(key)) <= 3]
-    return difflib.get_close_matches(key, near, n=3, cutoff=cutoff)
+    close = difflib.get_close_matches(key, near, n=3, cutoff=cutoff)
+    if len(key) == 4:  # a letter swapped ("jria"), not replaced ("fill" is not "file")
+        swaps = [w for w in near if sorted(w) == sorted(key) and w != key]
+        close += [w for w in difflib.get_close_matches(key, swaps, n=3, cutoff=FUZZY_CUTOFF)]
+    return close
 
 
 def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
@@ -312,6 +317,21 @@ def _rephrase(tokens: list[Token], lex: Lexicon) -> list[Token]:
     return out
 
 
+def _service_verbs(tokens: list[Token]) -> None:
+    """ "slack them the link", "webex bob@acme.com": a chat service named as the verb."""
+    for i, t in enumerate(tokens):
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        lead = tokens[i - 1] if i else None
+        starts = lead is None or lead.has("connective") or lead.text in {",", ";", ".", ":"}
+        if (
+            starts
+            and any(t.has("integration", n) for n in ("slack", "webex", "teams"))
+            and after is not None
+            and (fold(after.text) in {"them", "him", "her", "me", "us"} or _target(after))
+        ):
+            t.meanings = [*t.meanings, ("verb", "send")]
+
+
 def _let_know(tokens: list[Token]) -> None:
     """ "let #security know": a message, though an entity splits the phrase."""
     for i, t in enumerate(tokens):
@@ -343,6 +363,8 @@ def _group_names(tokens: list[Token]) -> None:
             tokens[i + 1].has("noun", "channel") or tokens[i + 1].has("noun", "room")
         ):
             t.entity = ("channel_name", t.text)
+        elif i > 0 and tokens[i - 1].has("noun", "room"):
+            t.entity = ("room", t.text)  # "the Webex space Standup"
 
 
 def _groupish(t: Token) -> bool:
@@ -406,7 +428,8 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
                 current, links = [], set()
             links.add("parallel")
             continue
-        stated = current and any(current[-1].has(k) for k in ("fail", "event", "state", "branch"))
+        last = next((x for x in reversed(current) if fold(x.text) not in _ADVERBS), None)
+        stated = last is not None and any(last.has(k) for k in ("fail", "event", "state", "branch"))
         if stated and t.has("verb") and not in_topic and not t.has("verb", "fire"):
             clauses.append(Clause(current, links))  # "when it fails summarise the log"
             current, links = [], {"comma"}
@@ -457,6 +480,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     tokens = _rephrase(tokens, lex)
     _access(tokens, lex)
     _let_know(tokens)
+    _service_verbs(tokens)
     _disambiguate(tokens)
     _typed_entities(tokens)
     clauses = _clauses(tokens)

@@ -14,13 +14,28 @@ from __future__ import annotations
 import re
 
 from analytics.intelligence.lexicon import Lexicon, fold
-from analytics.intelligence.planner_parse import Reading
+from analytics.intelligence.planner_parse import Reading, Token
 from integrations.catalog import Catalog
 
 __all__ = ["quote", "safety"]
 
 
 _BACK_REFERENCES = frozenset({"them", "those", "these", "ellos", "ellas", "sie", "ihnen", "diese"})
+
+
+def _plain(reading: Reading, *, after_verb: bool = True) -> list[Token]:
+    """The request's words (no entities); without the text of a message or a title, and
+    without what follows a clause's verb, when ``after_verb`` is false."""
+    out: list[Token] = []
+    for c in reading.clauses:
+        verb = False
+        for t in c.tokens:
+            if t.entity:
+                continue
+            if after_verb or not (verb or t.has("topic_word")):
+                out.append(t)
+            verb = verb or t.has("verb")
+    return out
 
 
 def quote(words: list[str]) -> str:
@@ -58,13 +73,12 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         names = ", ".join(sorted(set(vendors)))
         known = ", ".join(sorted(planned))
         return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
-    words = (
-        " "
-        + " ".join(fold(t.text) for c in reading.clauses for t in c.tokens if not t.entity)
-        + " "
-    )
-    for group in groups.values():  # words only: "in PAY" names a Jira project, not a payment
-        found = [w for w in group.words if f" {fold(w)} " in words]
+    words = " " + " ".join(fold(t.text) for t in _plain(reading)) + " "
+    # what a clause asks for after its verb describes ("a PagerDuty event for the backup job")
+    free = " " + " ".join(fold(t.text) for t in _plain(reading, after_verb=False)) + " "
+    for name, group in groups.items():  # words only: "in PAY" names a Jira project
+        seen = free if name == "unsupported" else words
+        found = [w for w in group.words if f" {fold(w)} " in seen]
         if found:
             return f"refused: the request {group.reason} ({quote(found)})"
     earlier_people = False  # "terminations... suspend each of them": people named before

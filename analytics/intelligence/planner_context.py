@@ -1,0 +1,86 @@
+"""What the offline planner reads around its clauses: entities of the whole request, plural
+nouns, and the log an LLM step needs (helpers of :mod:`analytics.intelligence.planner_interpret`).
+
+Public API: :func:`entities_of`, :func:`plural`, :func:`llm_needs_log`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from analytics.intelligence.lexicon import Lexicon, fold
+from analytics.intelligence.planner_build import Planned
+from analytics.intelligence.planner_parse import Clause
+
+__all__ = ["entities_of", "llm_needs_log", "plural"]
+
+
+def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, list[str]]:
+    """Entities of ``clauses`` by kind; with the whole request's ``text``, also what only
+    patterns over the intact text find (a branch, a target state, an acknowledgement)."""
+    out: dict[str, list[str]] = {}
+    for c in clauses:
+        for t in c.tokens:
+            if t.entity:
+                out.setdefault(t.entity[0], []).append(t.entity[1])
+    for key in out.get("jira_key", []):
+        out.setdefault("jira_project", []).append(key.split("-")[0])
+    for path in out.get("project", []):
+        owner, _, repo = path.partition("/")
+        out.setdefault("gh_owner", []).append(owner)
+        out.setdefault("gh_repo", []).append(repo)
+    if text is None:  # patterns over words: only the whole request's text keeps them intact
+        return out
+    branch = re.search(r"\b(?:branch|zweig|rama|ref)\s+([\w./-]*\d[\w./-]*|[a-z][\w./-]+)", text)
+    if branch and branch.group(1).lower() not in {"fails", "failed", "is", "ran", "on"}:
+        out.setdefault("branch", []).append(branch.group(1))
+    elif any(c.has("branch") for c in clauses):
+        out.setdefault("branch", []).append("main")
+    state = re.search(r"\b(?:to|nach|a)\s+(Done|In Progress|Closed|Resolved|To Do)\b", text)
+    if state:
+        out.setdefault("state", []).append(state.group(1))
+    if re.search(r"\back(?:nowledge)?\b|\breconoce\b|\bbestätige\b", text, re.I):
+        out.setdefault("pd_status", []).append("acknowledged")
+    if re.search(r"\bbug\b", text, re.I):
+        out.setdefault("issue_type", []).append("Bug")
+    return out
+
+
+def plural(c: Clause) -> bool:
+    """The clause's first noun is plural ("this week's terminations"): a list, not one item."""
+    noun = next((t for t in c.tokens if t.has("noun") and not t.entity), None)
+    if noun is None or " " in noun.text:
+        return False
+    word = fold(noun.text)
+    return word.endswith("s") and not word.endswith("ss") and word not in noun.values("noun")
+
+
+def llm_needs_log(planned: list[Planned], lex: Lexicon) -> None:
+    """Summarising a pipeline means summarising its failed job's log (inserted in ``planned``)."""
+    for i, p in enumerate(planned):
+        if p.op.role != "llm":
+            continue
+        before = planned[:i]
+        # one pipeline ("the last failed pipeline"), not a list of them ("all failed pipelines")
+        has_pipe = any("pipeline_id" in q.op.produces and not q.quantified for q in before)
+        has_text = any(
+            q.op.action
+            in {
+                "gitlab.get_job_log",
+                "jira.get_issue",
+                "servicenow.get_incident",
+                "github.list_workflow_runs",
+            }
+            for q in before
+        )
+        if has_pipe and not has_text:
+            log = Planned(
+                lex.op("gitlab.get_job_log"),
+                p.clause,
+                p.stage,
+                p.entities,
+                primary=False,
+                front=p.front,
+            )
+            planned.insert(i, log)
+            return

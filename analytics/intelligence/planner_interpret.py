@@ -33,6 +33,9 @@ _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 
     | {("incident", "sn_number")}
     | {("ticket", "jira_key")}
 )
+_QUESTION_WORDS = frozenset(
+    {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
+)
 _PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
 _REFERENCE_WORDS = frozenset(
     {"details", "detail", "link", "url", "number", "id", "key", "details."}
@@ -53,6 +56,8 @@ class Interpreter:
         self.assumptions: list[str] = []
         self.unplanned: list[str] = []
         self.fails = any(c.has("fail") for c in reading.clauses)
+        opening = fold(text.strip().split(" ", 1)[0]) if text.strip() else ""
+        self.question = text.rstrip().endswith("?") or opening in _QUESTION_WORDS
         self.recent = any(c.has("recent") for c in reading.clauses)
         self.globals = entities_of(reading.clauses, text)
 
@@ -139,6 +144,8 @@ class Interpreter:
         """The clause's new actions, and whether the clause mapped to anything at all."""
         nouns = self._nouns(c)
         free_nouns = [n for n in nouns if ":" not in n]
+        if not verbs and not condition and self.question:
+            verbs = ["get"]  # "is anyone on call for payments?"
         if "add" in verbs and "message" in free_nouns:
             verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
         if "send" in verbs and "comment" in free_nouns:
@@ -258,6 +265,13 @@ class Interpreter:
             if best is not None and (best[0] >= 2 or named):
                 chosen.append(best[1])
                 covered |= set(best[1].nouns)
+        if "send" in verbs and not condition:  # "send ana the status of pipeline 8812"
+            for n in ("pipeline", "job"):
+                service = d[n]
+                if f"given:{n}" in nouns and not any(op.integration == service for op in chosen):
+                    best = self._best(service, ["get"], [n], reads=True, quantified=False)
+                    if best is not None and n in best[1].nouns:
+                        chosen.append(best[1])
         out: list[Op] = []
         for op in chosen:
             if op.role == "read" and any(q.action == op.action for q in planned_ops):
@@ -361,6 +375,11 @@ class Interpreter:
             found = [p for p in prior if p.op.role != "notify"][:1]
         return found
 
+    def _pronoun_only(self, c: Clause) -> bool:
+        """A condition about "it" alone ("if it fails"): the step before."""
+        words = {fold(t.text) for t in c.tokens}
+        return bool(words & _PRONOUNS) and not self._nouns(c) and not c.words("integration")
+
     def _refers(self, c: Clause) -> list[Planned]:
         """Earlier steps that every noun of a condition names ("once the Jira issue exists")."""
         kinds = self.lex.defaults.noun_kinds
@@ -445,6 +464,8 @@ class Interpreter:
                 prior = c.words("integration")  # "gitlab: retry the pipeline"
                 continue
             refers = self._refers(c) if condition else []
+            if condition and not refers and prior_made and self._pronoun_only(c):
+                refers = prior_made[:1]  # "rerun the pipeline and if it fails, page"
             ops: list[Op]
             if refers:  # "once the Jira issue exists": a step planned before, not a new read
                 ops, mapped = [], True
@@ -485,7 +506,9 @@ class Interpreter:
                     prior = [p.op.integration for p in made]
                 cond = self.condition(c, made, negate="unless" in links)
                 if not cond and refers:
-                    cond = [(_AFTER_STEP, refers[0])]
+                    failed = c.has("fail") and "pipeline" in refers[0].op.produces
+                    test = "steps.{sid}.output.status == 'failed'" if failed else _AFTER_STEP
+                    cond = [(test, refers[0])]
                 if not made and not cond and not mapped:
                     self.unplanned.append(c.text)
                 last_condition = cond

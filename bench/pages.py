@@ -244,12 +244,14 @@ class Summary:
     to_recovered: list[float]
     to_resolved: list[float]
     seconds: float
+    false_by_service: dict[str, int]
 
 
 def summarise(result: ArmResult, script: Script) -> Summary:
     """Attribute pages to incidents and measure the times."""
     attributed: dict[int, list[float]] = {i: [] for i in range(len(script.incidents))}
     false_pages = 0
+    false_by_service: dict[str, int] = {}
     groups_of: dict[int, set[str]] = {i: set() for i in attributed}
     for t, group in result.pages:
         service = result.page_groups.get(group, "")
@@ -263,6 +265,7 @@ def summarise(result: ArmResult, script: Script) -> Summary:
             groups_of[match[0]].add(group)
         else:
             false_pages += 1
+            false_by_service[service] = false_by_service.get(service, 0) + 1
     to_page, to_recovered, to_resolved = [], [], []
     for i, inc in enumerate(script.incidents):
         if attributed[i]:
@@ -285,6 +288,7 @@ def summarise(result: ArmResult, script: Script) -> Summary:
         to_recovered=to_recovered,
         to_resolved=to_resolved,
         seconds=result.seconds,
+        false_by_service=false_by_service,
     )
 
 
@@ -357,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
             f"| {s.missed} | {_med_max(s.to_page)} | {_med_max(s.to_recovered)} "
             f"| {_med_max(s.to_resolved)} | {cells} | {s.seconds:.1f} |"
         )
+    for _, s in results:
+        where = ", ".join(f"{k} {v}" for k, v in sorted(s.false_by_service.items()))
+        print(f"false pages of {s.name}: {where or 'none'}")
     before, after = results[0][1], results[3][1]
     if after.per_incident:
         print(

@@ -51,6 +51,34 @@ NOISE_CEILING = 0.05
 """Failure rate outside outages above which a service is degraded, not noisy."""
 
 
+NOISE_MEMORY = 2880
+"""Observations the noise memory mostly covers (a day of 30-second probes)."""
+NOISE_RUN = 2
+"""Failure runs up to this long count as noise in the memory (longer ones are outages)."""
+
+
+@dataclass
+class NoiseMemory:
+    """A service's failure rate outside outages, exponentially weighted over about
+    :data:`NOISE_MEMORY` observations (runs of at most :data:`NOISE_RUN` failures count)."""
+
+    seen: float = 0.0
+    failed: float = 0.0
+
+    def add(self, ok: bool, run_before: int) -> None:
+        """Count one observation; ``run_before`` = failures in a row just before it."""
+        decay = 1.0 - 1.0 / NOISE_MEMORY
+        self.seen = self.seen * decay + 1.0
+        self.failed *= decay
+        if ok and 0 < run_before <= NOISE_RUN:
+            self.failed += run_before
+
+    @property
+    def rate(self) -> float:
+        """The remembered noise rate (0 before anything was seen)."""
+        return self.failed / self.seen if self.seen else 0.0
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What :func:`judge_window` concluded.
@@ -111,6 +139,7 @@ def judge_window(
     flap_outages: int = FLAP_OUTAGES,
     flap_quiet: int = FLAP_QUIET,
     noise_ceiling: float = NOISE_CEILING,
+    noise_floor: float = 0.0,
 ) -> Verdict:
     """The monitor's verdict on a window's observations (rules in the module docstring).
 
@@ -122,6 +151,8 @@ def judge_window(
         flap_quiet: Successes in a row that end flapping.
         noise_ceiling: Failure rate outside outages up to which a service is noisy (not
             degraded): noise-aware confirmation and forgiving ended outages apply.
+        noise_floor: The service's remembered noise rate (:attr:`NoiseMemory.rate`); the
+            window's own rate is used when higher.
     """
     runs = _runs(items)
     streak = runs[-1][1] - runs[-1][0] if runs and runs[-1][1] == len(items) else 0
@@ -136,7 +167,7 @@ def judge_window(
     outage_failures = sum(e - s for s, e in runs if e - s >= down_after or (s, e) in cut)
     rest = len(items) - outage_failures
     noise = isolated / rest if rest else 0.0
-    needed = needed_failures(noise, down_after, noise_ceiling)
+    needed = needed_failures(max(noise, noise_floor), down_after, noise_ceiling)
     outages = [(s, e) for s, e in whole if e - s >= needed]
     ongoing = streak >= needed
     ended = len(outages) - (1 if ongoing else 0)
@@ -180,7 +211,9 @@ __all__ = [
     "FLAP_OUTAGES",
     "FLAP_QUIET",
     "NOISE_FALSE_DOWN",
+    "NOISE_MEMORY",
     "RECOVER_AFTER",
+    "NoiseMemory",
     "Verdict",
     "judge_window",
     "needed_failures",

@@ -192,3 +192,21 @@ def test_no_channel_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("JUNCTION_ALERTING_FILE", str(alerting))
     get_settings.cache_clear()
     assert "no alert channel" not in alerts_cli("list").output
+
+
+def test_a_noisy_service_remembers_its_noise_beyond_the_window() -> None:
+    state = ServiceState("github", ServiceWindow(timedelta(minutes=15)))
+    n = 0
+    for i in range(2880):  # a day of probes, one isolated failure in 50 (2 %)
+        state.add(_obs(i * 30, i % 50 != 25), at(i * 30))
+        n = i
+    for i in range(n + 1, n + 41):  # a clean window: no noise visible in it
+        state.add(_obs(i * 30, True), at(i * 30))
+    t = (n + 41) * 30
+    for k in range(2):
+        state.add(_obs(t + k, False), at(t + k))
+    assert not state.health(at(t + 1), SETTINGS, 2).down  # two random failures in a row
+    for k in range(2, 4):
+        state.add(_obs(t + k, False), at(t + k))
+    assert state.health(at(t + 3), SETTINGS, 2).down  # four: an outage
+    assert state.health(at(t + 1), SETTINGS, 2, recovery=False).down  # the old rule: down

@@ -90,14 +90,16 @@ def judge(
         out["down"] = Condition("down", None, None, "disabled")
     elif snapshot.down is not None:
         failures = snapshot.consecutive_failures
+        if not snapshot.down:
+            message = "up"
+        elif failures == 0:  # junction.recovery: answering again, but flapping
+            message = "down: flapping (repeated outages, up again but not yet stable)"
+        else:
+            message = f"down: {failures} consecutive failures" + (
+                f" ({stats.last_error_class})" if stats.last_error_class else ""
+            )
         out["down"] = Condition(
-            "down",
-            Severity.CRITICAL if snapshot.down else None,
-            float(failures),
-            f"down: {failures} consecutive failures"
-            + (f" ({stats.last_error_class})" if stats.last_error_class else "")
-            if snapshot.down
-            else "up",
+            "down", Severity.CRITICAL if snapshot.down else None, float(failures), message
         )
     thresholds = config.thresholds(snapshot.service)
     enough = stats.count >= config.min_observations

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from integrations.base import HealthResult, IntegrationClient
 from junction.monitor.results import ServiceHealth
-from junction.recovery import judge_window
+from junction.recovery import NoiseMemory, judge_window
 from junction.scoring import (
     Observation,
     ServiceWindow,
@@ -45,6 +45,7 @@ class ServiceState:
         last_probe_at: When the latest probe finished (monitor time).
         in_flight: A probe of the service is running (a sweep skips it).
         confirming: A re-probe confirming a live call's failure is running.
+        noise: Its failure rate outside outages over about a day (junction.recovery).
     """
 
     name: str
@@ -57,6 +58,7 @@ class ServiceState:
     last_probe_at: datetime | None = None
     in_flight: bool = False
     confirming: bool = False
+    noise: NoiseMemory = field(default_factory=NoiseMemory)
 
     @property
     def up(self) -> bool:
@@ -66,6 +68,7 @@ class ServiceState:
     def add(self, observation: Observation, now: datetime) -> None:
         """Add one observation to the window and keep the failure streak."""
         self.window.add(observation, now=now)
+        self.noise.add(observation.ok, self.streak)
         self.streak = 0 if observation.ok else self.streak + 1
 
     def probed(self, result: HealthResult, at: datetime) -> None:
@@ -108,7 +111,7 @@ class ServiceState:
         if recovery:
             # Down/recovered/flapping, and the observations status and alerts judge
             # (an ended outage's failures leave them): junction.recovery.
-            verdict = judge_window(items, down_after=down_after)
+            verdict = judge_window(items, down_after=down_after, noise_floor=self.noise.rate)
             down = verdict.down
             stats = summarise(verdict.judged, now) if verdict.forgiven else shown
             note = verdict.reason

@@ -145,8 +145,10 @@ def test_config_shows_values_and_their_sources(tmp_path: Path) -> None:
     assert rows["JUNCTION_HOME"]["value"] == str(tmp_path / "explicit")
     assert rows["JUNCTION_HOME"]["source"] == "environment (JUNCTION_HOME)"
 
+    env["JUNCTION_SANDBOX_URL"] = "http://127.0.0.1:1/[/bold]x"  # text, not rich markup
     table = _junction(["config"], tmp_path, env)
     assert table.returncode == 0, table.stderr
+    assert "http://127.0.0.1:1/[/bold]x" in table.stdout
     assert "s3cret-token-value" not in table.stdout + table.stderr
     assert "environment (JUNCTION_HOME)" in table.stdout
     described = _junction(["config", "--describe"], tmp_path, env)

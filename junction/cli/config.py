@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from junction.cli.common import load_settings, print_json, print_table, table
 
@@ -182,7 +183,7 @@ def config(
             "Settings (environment > env file > default)", "variable", "default", "description"
         )
         for row in described:
-            out.add_row(*row)
+            out.add_row(*(escape(cell) for cell in row))
         print_table(out)
         return
     rows = effective_settings(load_settings())
@@ -193,5 +194,6 @@ def config(
         "Settings in effect (environment > env file > default)", "variable", "value", "source"
     )
     for r in rows:
-        out.add_row(r.variable, r.value, r.source)
+        # Values and descriptions are data: "[x]" in them is text, not rich markup.
+        out.add_row(escape(r.variable), escape(r.value), escape(r.source))
     print_table(out)

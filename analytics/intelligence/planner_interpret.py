@@ -139,10 +139,16 @@ class Interpreter:
         return list(dict.fromkeys(found))
 
     def clause_ops(
-        self, c: Clause, verbs: list[str], condition: bool, prior: list[str]
+        self,
+        c: Clause,
+        verbs: list[str],
+        condition: bool,
+        prior: list[str],
+        hint: list[str] | None = None,
     ) -> tuple[list[Op], bool]:
-        """The clause's new actions, and whether the clause mapped to anything at all."""
-        nouns = self._nouns(c)
+        """The clause's new actions, and whether the clause mapped to anything at all
+        (``hint``: the nouns of the clause before, for a clause that names none)."""
+        nouns = self._nouns(c) or [n for n in hint or [] if ":" not in n]
         free_nouns = [n for n in nouns if ":" not in n]
         if not verbs and not condition and self.question:
             verbs = ["get"]  # "is anyone on call for payments?"
@@ -268,7 +274,8 @@ class Interpreter:
         if "send" in verbs and not condition:  # "send ana the status of pipeline 8812"
             for n in ("pipeline", "job"):
                 service = d[n]
-                if f"given:{n}" in nouns and not any(op.integration == service for op in chosen):
+                known = chosen + planned_ops  # "for each failed job in pipeline 99120, post"
+                if f"given:{n}" in nouns and not any(op.integration == service for op in known):
                     best = self._best(service, ["get"], [n], reads=True, quantified=False)
                     if best is not None and n in best[1].nouns:
                         chosen.append(best[1])
@@ -432,7 +439,8 @@ class Interpreter:
                 governing = [(f"not ({w})", p) for w, p in last_condition]
                 links = links | {"parallel"}
                 prior_made = []
-            if condition and c.has("severity"):
+            stated = c.has("event") or c.has("verb", "fire") or not c.words("integration")
+            if condition and c.has("severity") and stated:
                 self.evented |= set(self._nouns(c))  # "a critical alert fires"
                 last_condition = self.condition(c, [], negate="unless" in links)
                 governing = last_condition
@@ -470,8 +478,12 @@ class Interpreter:
             if refers:  # "once the Jira issue exists": a step planned before, not a new read
                 ops, mapped = [], True
             else:
+                # "onboard worker 30512 into okta and gitlab": the object goes on too
+                same = not own_verbs and bool(links & {"and", "comma"}) and index > 0
+                same = same and bool(c.words("integration")) and not self._nouns(c)
+                hint = self._nouns(self.reading.clauses[index - 1]) if same else []
                 ops, mapped = self.clause_ops(
-                    c, verbs if (own_verbs or not condition) else [], condition, prior
+                    c, verbs if (own_verbs or not condition) else [], condition, prior, hint
                 )
             first_of_sentence = index == 0 or bool(links & {"sentence", "condition", "after"})
             if c.has("quantifier") and (first_of_sentence or c.tokens[0].has("quantifier")):

@@ -332,6 +332,20 @@ def _service_verbs(tokens: list[Token]) -> None:
             t.meanings = [*t.meanings, ("verb", "send")]
 
 
+def _labels(tokens: list[Token]) -> None:
+    """ "E-Mail ist paul@acme.com", "email: x@y": a word naming the next value, no action;
+    "is JUN-1402 done?": a state asked about, not a verb."""
+    for i, t in enumerate(tokens):
+        nxt = tokens[i + 1 : i + 3]
+        copula = bool(nxt) and fold(nxt[0].text) in {"is", "ist", "es", ":", "="}
+        if t.has("noun", "email") and copula and len(nxt) == 2 and nxt[1].entity:
+            t.meanings = [("topic_word", t.text)]
+    if tokens and fold(tokens[0].text) in {"is", "are", "ist", "sind", "esta", "estan"}:
+        for t in tokens:
+            if t.has("state") and t.has("verb"):
+                t.meanings = [m for m in t.meanings if m[0] != "verb"]
+
+
 def _let_know(tokens: list[Token]) -> None:
     """ "let #security know": a message, though an entity splits the phrase."""
     for i, t in enumerate(tokens):
@@ -480,6 +494,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     tokens = _rephrase(tokens, lex)
     _access(tokens, lex)
     _let_know(tokens)
+    _labels(tokens)
     _service_verbs(tokens)
     _disambiguate(tokens)
     _typed_entities(tokens)

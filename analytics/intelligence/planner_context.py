@@ -12,7 +12,7 @@ from analytics.intelligence.lexicon import Lexicon, fold
 from analytics.intelligence.planner_build import Planned
 from analytics.intelligence.planner_parse import Clause
 
-__all__ = ["entities_of", "llm_needs_log", "plural"]
+__all__ = ["entities_of", "latest_pipeline", "llm_needs_log", "plural"]
 
 
 def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, list[str]]:
@@ -53,6 +53,28 @@ def plural(c: Clause) -> bool:
         return False
     word = fold(noun.text)
     return word.endswith("s") and not word.endswith("ss") and word not in noun.values("noun")
+
+
+def latest_pipeline(planned: list[Planned], lex: Lexicon) -> None:
+    """ "The latest failed pipeline's log": the log's job comes from the newest failed
+    pipeline (``gitlab.list_pipelines``) when no step gives a pipeline."""
+    for i, p in enumerate(planned):
+        if p.op.action not in {"gitlab.get_job_log", "gitlab.list_pipeline_jobs"}:
+            continue
+        if any("pipeline_id" in q.op.produces for q in planned[:i]) or p.entities.get("job_id"):
+            return
+        if p.entities.get("pipeline_id"):
+            return
+        pipelines = Planned(
+            lex.op("gitlab.list_pipelines"),
+            p.clause,
+            p.stage,
+            p.entities,
+            primary=False,
+            front=p.front,
+        )
+        planned.insert(i, pipelines)
+        return
 
 
 def llm_needs_log(planned: list[Planned], lex: Lexicon) -> None:

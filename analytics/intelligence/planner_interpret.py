@@ -19,7 +19,12 @@ from typing import Any
 
 from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned, role_rank
-from analytics.intelligence.planner_context import entities_of, llm_needs_log, plural
+from analytics.intelligence.planner_context import (
+    entities_of,
+    latest_pipeline,
+    llm_needs_log,
+    plural,
+)
 from analytics.intelligence.planner_parse import Clause, Reading
 from analytics.intelligence.planner_safety import quote as _quote
 
@@ -481,7 +486,8 @@ class Interpreter:
                 # "onboard worker 30512 into okta and gitlab": the object goes on too
                 same = not own_verbs and bool(links & {"and", "comma"}) and index > 0
                 same = same and bool(c.words("integration")) and not self._nouns(c)
-                hint = self._nouns(self.reading.clauses[index - 1]) if same else []
+                objects = [p.op.nouns[0] for p in prior_made if p.op.nouns]
+                hint = self._nouns(self.reading.clauses[index - 1]) + objects if same else []
                 ops, mapped = self.clause_ops(
                     c, verbs if (own_verbs or not condition) else [], condition, prior, hint
                 )
@@ -555,4 +561,6 @@ class Interpreter:
             self.assumptions.append(
                 f"{_quote(words)} is a schedule: set it on the deployment; the spec runs once"
             )
+        if self.recent and self.fails:
+            latest_pipeline(self.planned, self.lex)
         llm_needs_log(self.planned, self.lex)

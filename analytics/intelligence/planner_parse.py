@@ -373,8 +373,10 @@ def _group_names(tokens: list[Token]) -> None:
         after = i + 1 < len(tokens) and _groupish(tokens[i + 1])
         if before or after:
             t.entity = ("group", t.text)
-        elif i + 1 < len(tokens) and (
-            tokens[i + 1].has("noun", "channel") or tokens[i + 1].has("noun", "room")
+        elif any(  # "the Infra channel", "the Builds webex room"
+            x.has("noun", "channel") or x.has("noun", "room")
+            for x in tokens[i + 1 : i + 3]
+            if x is tokens[i + 1] or tokens[i + 1].has("integration")
         ):
             t.entity = ("channel_name", t.text)
         elif i > 0 and tokens[i - 1].has("noun", "room"):

@@ -23,6 +23,7 @@ from integrations.sandbox.profile import (
     MAX_SECONDS,
     FaultProfile,
     ProfileError,
+    RateLimitSpec,
     ServiceFaults,
     SyntheticConfig,
     check_service_name,
@@ -31,42 +32,9 @@ from integrations.sandbox.profile import (
     sample_latency_ms,
     validate_fields,
 )
+from integrations.sandbox.ratelimit import Limiter, make_limiter
 
 # --- runtime ------------------------------------------------------------------------------
-
-
-class TokenBucket:
-    """A token bucket (``rate`` tokens/s, ``capacity`` tokens), monotonic clock."""
-
-    def __init__(self, rate: float, capacity: int, clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        self._tokens = float(capacity)
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    def take(self) -> float:
-        """Take one token: 0.0 if granted, else the seconds until one is available."""
-        self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate
-
-    def remaining(self) -> int:
-        """Whole tokens left."""
-        self._refill()
-        return int(self._tokens)
-
-    def full_in(self) -> float:
-        """Seconds until the bucket is full again."""
-        self._refill()
-        return (self.capacity - self._tokens) / self.rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +58,7 @@ class Fault:
 @dataclass
 class _Runtime:
     faults: ServiceFaults
-    bucket: TokenBucket | None
+    bucket: Limiter | None
     outages: list[tuple[float, float, str]]
     window_start: float = 0.0
     window_count: int = 0
@@ -171,7 +139,7 @@ class FaultController:
             self._t0: dict[str, float] = dict.fromkeys(profile.services, now)
             self._runtime: dict[str, _Runtime] = {}
             self._rngs: dict[str, random.Random] = {}
-            self._buckets: dict[str, TokenBucket] = {}
+            self._buckets: dict[str, tuple[RateLimitSpec, Limiter]] = {}
             self._admin_outages: dict[str, tuple[float, float, str]] = {}
             self._cleared_at: dict[str, float] = {}
             self._error_next: dict[str, int] = {}
@@ -316,13 +284,11 @@ class FaultController:
                 if faults.rate_limit is not None:
                     # Keep the bucket (and its drained tokens) across unrelated updates.
                     spec = faults.rate_limit
-                    bucket = self._buckets.get(service)
-                    if bucket is None or (bucket.rate, bucket.capacity) != (
-                        spec.requests_per_second,
-                        spec.capacity,
-                    ):
-                        bucket = TokenBucket(spec.requests_per_second, spec.capacity, self._clock)
-                        self._buckets[service] = bucket
+                    kept = self._buckets.get(service)
+                    bucket = kept[1] if kept is not None and kept[0] == spec else None
+                    if bucket is None:
+                        bucket = make_limiter(spec, self._clock)
+                        self._buckets[service] = (spec, bucket)
                 outages: list[tuple[float, float, str]] = []
                 own = self._entries.get(service)
                 source = service if own is not None and "outages" in own.model_fields_set else "*"

@@ -211,13 +211,30 @@ class OutageWindow(ConfigModel):
 
 
 class RateLimitSpec(ConfigModel):
-    """A token bucket: ``requests_per_second`` refill, ``burst`` capacity."""
+    """A hidden rate limit; the models are :mod:`integrations.sandbox.ratelimit`'s.
+
+    ``token_bucket`` (default): ``requests_per_second`` refill, ``burst`` capacity, a
+    rejected request costs nothing. ``sliding_log``: at most ``requests_per_second x
+    window_seconds`` requests in any ``window_seconds``, rejected ones included.
+    ``penalty_after`` 429s within ``window_seconds`` put the service in a penalty box.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     requests_per_second: float = Field(gt=0, le=1_000_000)
     burst: int | None = Field(
         None, ge=1, le=MAX_COUNT, description="Bucket size; default ceil(rate)."
+    )
+    mode: Literal["token_bucket", "sliding_log"] = "token_bucket"
+    window_seconds: float = Field(
+        1.0, gt=0, le=MAX_HANG_SECONDS, description="Sliding log and penalty window."
+    )
+    penalty_after: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="429s in one window that open a penalty box."
+    )
+    penalty_seconds: float = Field(1.0, gt=0, le=MAX_HANG_SECONDS, description="First box.")
+    penalty_max_seconds: float = Field(
+        60.0, gt=0, le=MAX_HANG_SECONDS, description="Longest box (each doubles)."
     )
 
     @property

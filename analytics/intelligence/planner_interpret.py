@@ -77,7 +77,12 @@ class Interpreter:
             score += 1  # the first noun is the object: "the failed jobs of the pipeline"
         if quantified and op.list_expr:
             score += 1
-        if op.action == "gitlab.list_pipelines" and self.recent and "pipeline" in nouns:
+        # "the latest failed pipeline", unless another GitLab action takes the verb
+        served = any(
+            set(verbs) & set(o.verbs) for o in self.lex.ops.values() if o.integration == "gitlab"
+        )
+        recent = self.recent and "pipeline" in nouns and (verb_fits or not served)
+        if op.action == "gitlab.list_pipelines" and recent:
             score += 3
         return score
 

@@ -68,6 +68,20 @@ def test_holdout_is_always_valid_or_refused() -> None:
     assert all(o.valid_or_refused for o in outcomes)
 
 
+def test_fresh_batches_stay_valid_and_meet_the_goals() -> None:
+    """Each fresh batch was scored before tuning (bench/README); after it, it guards the
+    general fixes made for it: valid or refused always, the issue's goals overall."""
+    outcomes = evaluate(CORPORA["fresh"])
+    fresh = load_corpus(CORPORA["fresh"])
+    assert len({r.batch for r in fresh}) >= 4 and all(r.batch for r in fresh)
+    assert not {r.text for r in fresh} & {r.text for r in load_corpus(CORPORA["tuning"])}
+    assert all(o.valid_or_refused for o in outcomes)
+    n = len(outcomes)
+    misses = [f"{o.request.text}: {o.note}" for o in outcomes if o.note]
+    assert sum(o.actions_ok for o in outcomes) / n >= 0.90, misses
+    assert sum(o.edges_ok for o in outcomes) / n >= 0.85, misses
+
+
 def test_issue_example_actions_and_edges() -> None:
     plan = plan_workflow(ISSUE_EXAMPLE)
     assert plan.refusal is None and _valid(plan)

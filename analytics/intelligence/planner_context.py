@@ -48,11 +48,14 @@ def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, lis
 
 def plural(c: Clause) -> bool:
     """The clause's first noun is plural ("this week's terminations"): a list, not one item."""
-    noun = next((t for t in c.tokens if t.has("noun") and not t.entity), None)
-    if noun is None or " " in noun.text:
-        return False
-    word = fold(noun.text)
-    return word.endswith("s") and not word.endswith("ss") and word not in noun.values("noun")
+    nouns = [t for t in c.tokens if t.has("noun") and not t.entity][:2]  # "terminated employees"
+    return any(
+        " " not in t.text
+        and fold(t.text).endswith("s")
+        and not fold(t.text).endswith("ss")
+        and fold(t.text) not in t.values("noun")
+        for t in nouns
+    )
 
 
 def latest_pipeline(planned: list[Planned], lex: Lexicon) -> None:

@@ -320,7 +320,10 @@ def _rephrase(tokens: list[Token], lex: Lexicon) -> list[Token]:
 def _service_verbs(tokens: list[Token]) -> None:
     """ "slack them the link", "webex bob@acme.com": a chat service named as the verb."""
     for i, t in enumerate(tokens):
-        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        rest = tokens[i + 1 : i + 4]
+        if rest and fold(rest[0].text) in {"the", "our", "a"}:
+            rest = rest[1:]  # "webex the Release room: ..."
+        after = next((x for x in rest if not (x.entity and x.entity[0] == "channel_name")), None)
         lead = tokens[i - 1] if i else None
         starts = lead is None or lead.has("connective") or lead.text in {",", ";", ".", ":"}
         if (
@@ -328,6 +331,7 @@ def _service_verbs(tokens: list[Token]) -> None:
             and any(t.has("integration", n) for n in ("slack", "webex", "teams"))
             and after is not None
             and (fold(after.text) in {"them", "him", "her", "me", "us"} or _target(after))
+            and not (after.has("noun", "room") and after is tokens[i + 1])  # "webex room"
         ):
             t.meanings = [*t.meanings, ("verb", "send")]
 

@@ -89,7 +89,9 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
                 f"refused: Junction's workflows do not delete or wipe anything ({quote(destroy)})"
             )
         bulk = [t.text for t in c.tokens if fold(t.text) in lex.bulk]
+        first_verb = next((t for t in c.tokens if t.has("verb")), None)
         harmful = c.has("verb", "deactivate") or c.has("verb", "block")
+        harmful = harmful or (first_verb is not None and first_verb.has("verb", "silence"))
         people = any(c.has("noun", n) for n in ("hire", "leaver", "oncall"))
         back = {fold(t.text) for t in c.tokens} & _BACK_REFERENCES
         scoped = people or (earlier_people and bool(back))

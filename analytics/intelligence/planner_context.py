@@ -50,8 +50,7 @@ def plural(c: Clause) -> bool:
     """The clause's first noun is plural ("this week's terminations"): a list, not one item."""
     nouns = [t for t in c.tokens if t.has("noun") and not t.entity][:2]  # "terminated employees"
     return any(
-        " " not in t.text
-        and fold(t.text).endswith("s")
+        fold(t.text).split()[-1].endswith("s")  # "new hires"
         and not fold(t.text).endswith("ss")
         and fold(t.text) not in t.values("noun")
         for t in nouns

@@ -15,6 +15,7 @@ Public API: :class:`Interpreter`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from analytics.intelligence.lexicon import Lexicon, Op, fold
@@ -61,7 +62,7 @@ class Interpreter:
         self.assumptions: list[str] = []
         self.unplanned: list[str] = []
         self.fails = any(c.has("fail") for c in reading.clauses)
-        opening = fold(text.strip().split(" ", 1)[0]) if text.strip() else ""
+        opening = fold(text.strip(" ¿¡").split(" ", 1)[0]) if text.strip(" ¿¡") else ""
         self.question = text.rstrip().endswith("?") or opening in _QUESTION_WORDS
         self.recent = any(c.has("recent") for c in reading.clauses)
         self.globals = entities_of(reading.clauses, text)
@@ -394,7 +395,7 @@ class Interpreter:
 
     def _pronoun_only(self, c: Clause) -> bool:
         """A condition about "it" alone ("if it fails"): the step before."""
-        words = {fold(t.text) for t in c.tokens}
+        words = {re.sub(r"['’]s$", "", fold(t.text)) for t in c.tokens}  # "it's still firing"
         return bool(words & _PRONOUNS) and not self._nouns(c) and not c.words("integration")
 
     def _refers(self, c: Clause) -> list[Planned]:

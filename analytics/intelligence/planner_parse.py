@@ -71,8 +71,10 @@ _PASSIVE_LEAD = frozenset(
 _NOUN_LEAD = frozenset(
     {"with", "by", "via", "per", "mit", "con", "por", "work", "your", "as", "als", "como"}
 )
+_NAME_MARKERS = frozenset({"called", "named", "namens", "llamado", "llamada"})
 _ADJECTIVE_LEAD = frozenset(
     {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
+    | {"my", "our", "your", "their", "meine", "unsere", "mis", "nuestros"}
     | {"alle", "los", "las", "hay", "there", "for each", "for every", "para cada", "für jeden"}
 )
 
@@ -230,7 +232,9 @@ def _disambiguate(tokens: list[Token]) -> None:
         after = tokens[i + 1] if i + 1 < len(tokens) else None
         lead = fold(before.text) if before else ""
         if fold(t.text) in {"open", "offene", "offenen", "abiertos", "abiertas"} and (
-            lead in _ADJECTIVE_LEAD or not t.has("verb")
+            lead in _ADJECTIVE_LEAD
+            or not t.has("verb")
+            or (before is not None and before.has("noun"))  # "any incidents open?"
         ):
             t.meanings = [m for m in t.meanings if m[0] != "verb"]
             continue
@@ -408,6 +412,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
     current: list[Token] = []
     links: set[str] = set()
     in_topic = False
+    named = -1  # words since "called" / "named" (-1: the topic is not a name)
     said = False  # the clause before asked to send something
     for i, t in enumerate(tokens):
         verb_free = not any(x.has("verb") and not x.has("verb", "send") for x in current)
@@ -470,6 +475,11 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             )
             if not any(x.has("integration") for x in rest[:stop]):
                 in_topic = True
+                named = 0 if fold(t.text) in _NAME_MARKERS else -1
+        elif in_topic and named >= 0:  # "an alert called NodeDown fires": a name, then words
+            named += 1
+            if named > 1 and any(t.has(k) for k in ("event", "fail", "verb")):
+                in_topic = False
         if in_topic:
             t.meanings = [m for m in t.meanings if m[0] in {"vendor", "secret", "injection"}]
             t.meanings.append(("topic_word", t.text))

@@ -88,7 +88,7 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
             return (
                 f"refused: Junction's workflows do not delete or wipe anything ({quote(destroy)})"
             )
-        bulk = [t.text for t in c.tokens if fold(t.text) in lex.bulk]
+        bulk = [t.text for t in c.tokens if set(fold(t.text).split()) & lex.bulk]
         first_verb = next((t for t in c.tokens if t.has("verb")), None)
         harmful = c.has("verb", "deactivate") or c.has("verb", "block")
         harmful = harmful or (first_verb is not None and first_verb.has("verb", "silence"))

@@ -60,6 +60,8 @@ from typing import IO, Self
 
 import httpx
 
+from deployments.automations import deploy_automations
+
 ROOT = Path(__file__).resolve().parents[1]
 """Repository root (holds ``prefect.yaml``)."""
 
@@ -534,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"work pool {args.pool!r} {'created' if created else 'exists'}")
             print(deploy_all().stdout)
             print(deploy_spec_flows(pool=args.pool).stdout)
+            print(deploy_automations().stdout)
             return 0
         if args.command == "worker":
             return _run_worker_until_interrupted(os.environ, args.pool)
@@ -543,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_work_pool(args.pool, env=env)
             print(deploy_all(env=env).stdout)
             print(deploy_spec_flows(env=env, pool=args.pool).stdout)
+            print(deploy_automations(env=env).stdout)
             with _maybe_sandbox(args.sandbox, env):
                 return _run_worker_until_interrupted(env, args.pool)
     except KeyboardInterrupt:  # interrupted before the worker ran; everything is stopped

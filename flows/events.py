@@ -18,35 +18,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prefect.events import Event, emit_event
+from prefect.events import Event
 
 from integrations.catalog import load_catalog
+from junction.events import emit, integration_resource
 
 BAD = frozenset({"warning", "critical"})
-
-
-def integration_resource(service: str) -> dict[str, str]:
-    """The event resource of an integration."""
-    return {
-        "prefect.resource.id": f"junction.integration.{service}",
-        "prefect.resource.name": service,
-    }
 
 
 def status_changed(
     service: str, old: str | None, new: str | None, reason: str = ""
 ) -> Event | None:
-    """Emit ``junction.integration.degraded`` or ``.recovered`` for a status change that
-    is one (others, e.g. warning -> critical or unknown -> healthy, emit nothing)."""
-    if new in BAD and old not in BAD:
+    """Emit ``junction.integration.degraded`` (into warning or critical, resource label
+    ``junction.status``) or ``.recovered`` for a status change that is one (others, e.g.
+    unknown -> healthy, emit nothing)."""
+    if new in BAD and new != old:  # warning -> critical too: "down" pauses its deployments
         name = "junction.integration.degraded"
     elif new == "healthy" and old in BAD:
         name = "junction.integration.recovered"
     else:
         return None
-    return emit_event(
+    return emit(
         event=name,
-        resource=integration_resource(service),
+        # The status as a label: automations match resource labels (deployments/automations.py).
+        resource=integration_resource(service, junction_status=str(new)),
         payload={"from": old, "to": new, "reason": reason},
     )
 
@@ -71,7 +66,7 @@ def workflow_failed(summary: Mapping[str, Any]) -> Event | None:
     }
     resource = integration_resource(provider) if provider else dict(workflow_resource)
     resource.pop("prefect.resource.role", None)
-    return emit_event(
+    return emit(
         event="junction.workflow.failed",
         resource=resource,
         related=[workflow_resource] if provider else [],

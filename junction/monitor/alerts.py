@@ -19,6 +19,7 @@ from junction.alerting.engine import AlertEngine, ServiceSnapshot
 from junction.alerting.model import Channel
 from junction.alerting.rules import delivery_warning
 from junction.alerting.statuspage import StatusPagePoller
+from junction.events import alert_transitions
 from junction.monitor.results import ServiceHealth
 from junction.scoring import Observation
 from junction.settings import Settings
@@ -183,6 +184,7 @@ class EngineHook:
         await self._annotate(troubled)
         snaps = [self._snapshot(h) for h in snapshots if h.stats is not None]
         result = self.engine.evaluate(snaps, now=now)
+        alert_transitions(result)  # Prefect events for automations (best effort)
         self._active = {}
         for alert in result.active:
             self._active.setdefault(alert.service, []).append(

@@ -570,6 +570,22 @@ async def start_sandbox(work: Path) -> tuple[Proc, str]:
     return sandbox, url
 
 
+async def start_blackbox(config: Path, port: int) -> Proc:
+    """blackbox_exporter with ``config`` on ``port`` (log beside the config), answering."""
+    blackbox = Proc(
+        "blackbox",
+        [BLACKBOX_BIN, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+        config.parent / "blackbox.log",
+    )
+    blackbox.start()
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/metrics", blackbox)
+    except BaseException:
+        blackbox.stop()
+        raise
+    return blackbox
+
+
 async def run(opts: Options, log: Any = print) -> dict[str, Any]:
     """Run every arm side by side on one outage schedule; return the results as JSON."""
     for binary in (PROMETHEUS_BIN, BLACKBOX_BIN, ALERTMANAGER_BIN):
@@ -586,20 +602,9 @@ async def run(opts: Options, log: Any = print) -> dict[str, Any]:
             sandbox, sandbox_url = await start_sandbox(work)
             procs.append(sandbox)
 
-            bb_port = free_port()
             (work / "blackbox.yml").write_text(yaml.safe_dump(BLACKBOX_CONFIG))
-            blackbox = Proc(
-                "blackbox",
-                [
-                    BLACKBOX_BIN,
-                    f"--config.file={work / 'blackbox.yml'}",
-                    f"--web.listen-address=127.0.0.1:{bb_port}",
-                ],
-                work / "blackbox.log",
-            )
-            procs.append(blackbox)
-            blackbox.start()
-            await wait_http(f"http://127.0.0.1:{bb_port}/metrics", blackbox)
+            bb_port = free_port()
+            procs.append(await start_blackbox(work / "blackbox.yml", bb_port))
 
             target = health_url(opts.service, sandbox_url)
             configs = [PEER_DOCS, PEER_TUNED] if opts.tuned else [PEER_DOCS]

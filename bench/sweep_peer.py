@@ -40,7 +40,13 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.detection import BLACKBOX_BIN, PROMETHEUS_BIN, Proc, start_sandbox, wait_http  # noqa: E402
+from bench.detection import (  # noqa: E402
+    PROMETHEUS_BIN,
+    Proc,
+    start_blackbox,
+    start_sandbox,
+    wait_http,
+)
 from bench.sweep import make_sweeper  # noqa: E402
 from deployments.local import free_port  # noqa: E402
 from integrations.sweep import ProcessSweeper  # noqa: E402
@@ -125,18 +131,8 @@ async def run(count: int, interval: float, duration: float, shards: int) -> dict
             httpx.post(f"{url}/_admin/synthetic", json=config).raise_for_status()
             bb_port, prom_port = free_port(), free_port()
             prom_cfg = peer_configs(work, url, count, interval, bb_port)
-            blackbox = Proc(
-                "blackbox",
-                [
-                    BLACKBOX_BIN,
-                    f"--config.file={work / 'blackbox.yml'}",
-                    f"--web.listen-address=127.0.0.1:{bb_port}",
-                ],
-                work / "blackbox.log",
-            )
+            blackbox = await start_blackbox(work / "blackbox.yml", bb_port)
             procs.append(blackbox)
-            blackbox.start()
-            await wait_http(f"http://127.0.0.1:{bb_port}/metrics", blackbox)
             prom = Proc(
                 "prometheus",
                 [

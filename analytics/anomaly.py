@@ -27,7 +27,9 @@ before it, so appending later points never changes an earlier score. Three stage
 The first ``warmup`` points only feed the statistics and score 0 (NAB does not score the
 first 15 % of a series either).
 
-Measured on NAB (``bench/nab.py``; see bench/README.md "Anomaly detection (NAB)").
+Measured on NAB (``bench/nab.py``; see bench/README.md "Anomaly detection (NAB)"). For
+alarms on operations metrics (a sensitivity, a seasonal expectation, one alarm per
+incident, an alert gate) see :mod:`analytics.anomaly_alarm` (bench/README.md "False alarms").
 """
 
 from __future__ import annotations

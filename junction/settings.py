@@ -434,6 +434,18 @@ class Settings(BaseSettings):
     analytics_duckdb_threads: int = Field(
         2, ge=1, description="DuckDB threads for trends and rollups."
     )
+    anomaly_sensitivity: Literal["low", "medium", "high"] = Field(
+        "medium",
+        description="Anomaly detection: how readily a point is an anomaly (confidence "
+        "from 0.98 low, 0.95 medium, 0.92 high; see analytics/anomaly_alarm.py).",
+    )
+    anomaly_alert_threshold: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="Anomaly detection: an anomaly raises an alert (the report's detections) "
+        "only at or above this confidence (0-1).",
+    )
 
     # --- the service (`junction serve`) ---
     api_token: SecretStr | None = Field(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics.anomaly import score_series
+from analytics.anomaly_alarm import alarm_series
 from analytics.forecast import (
     Forecast,
     ForecastOutcome,
@@ -24,6 +24,7 @@ from analytics.forecast import (
     merge_stream_scores,
 )
 from analytics.workers import Pending, submit_parallel
+from junction.settings import get_settings
 
 ANOMALY_COLUMNS = [
     "service",
@@ -81,7 +82,8 @@ def stream_detections(scores: Mapping[tuple[str, str], pd.DataFrame] | None) -> 
     """Every point the streaming detector flagged.
 
     For ``error_rate`` series only rises (above the series' median) are kept: errors
-    falling back to normal after a bad hour is not news.
+    falling back to normal after a bad hour is not news. Frames with an ``alert`` column
+    (:func:`score_tail`'s) list only the alarms at or above the alert threshold.
 
     Returns:
         Columns :data:`DETECTION_COLUMNS`.
@@ -90,7 +92,7 @@ def stream_detections(scores: Mapping[tuple[str, str], pd.DataFrame] | None) -> 
     for (svc, metric), frame in (scores or {}).items():
         if frame is None or "is_anomaly" not in frame.columns:
             continue
-        hits = frame[frame["is_anomaly"].astype(bool)]
+        hits = frame[frame["alert" if "alert" in frame.columns else "is_anomaly"].astype(bool)]
         if metric == "error_rate":
             hits = hits[hits["value"] > float(frame["value"].median())]
         if len(hits):
@@ -110,17 +112,28 @@ def stream_detections(scores: Mapping[tuple[str, str], pd.DataFrame] | None) -> 
     return pd.concat(parts, ignore_index=True)[DETECTION_COLUMNS]
 
 
-def score_tail(frame: pd.DataFrame, last_points: int) -> pd.DataFrame | None:
-    """The streaming detector over the last ``last_points`` clean points of a ds/y series.
+def score_tail(
+    frame: pd.DataFrame,
+    last_points: int,
+    sensitivity: str | None = None,
+    alert_threshold: float | None = None,
+) -> pd.DataFrame | None:
+    """The alarm detector over the last ``last_points`` clean points of a ds/y series.
 
-    ``None`` when the series has too few usable points (see
-    :func:`analytics.forecast.clean_series`).
+    ``sensitivity`` and ``alert_threshold`` default to the settings'
+    (``JUNCTION_ANOMALY_SENSITIVITY``, ``JUNCTION_ANOMALY_ALERT_THRESHOLD``). ``None`` when
+    the series has too few usable points (see :func:`analytics.forecast.clean_series`).
     """
     clean = clean_series(frame)
     if isinstance(clean, NotEnoughData):
         return None
     tail = clean.tail(last_points) if last_points > 0 else clean
-    return score_series(pd.DataFrame({"timestamp": tail["ds"], "value": tail["y"]}))
+    settings = get_settings()
+    return alarm_series(
+        pd.DataFrame({"timestamp": tail["ds"], "value": tail["y"]}),
+        sensitivity or settings.anomaly_sensitivity,
+        settings.anomaly_alert_threshold if alert_threshold is None else alert_threshold,
+    )
 
 
 def start_stream_scores(

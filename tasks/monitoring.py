@@ -8,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from junction.markdown import markdown_rows
 from junction.monitor import SweepResult, run_once
 
 ARTIFACT_KEY = "service-health"
@@ -54,7 +55,7 @@ def publish_service_health(result: SweepResult) -> Any:
     counts = result.counts()
     return create_table_artifact(
         key=ARTIFACT_KEY,
-        table=health_rows(result),
+        table=markdown_rows(health_rows(result)),  # the UI renders cells as Markdown
         description=(
             f"Sweep {result.sweep_id}: {counts['healthy']}/{len(result.services)} services "
             f"healthy, {counts['warning']} warning, {counts['critical']} critical"

@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from integrations.base import HealthResult
 from junction.health import run_sweep
+from junction.markdown import markdown_rows
 
 
 @task(name="probe-integrations", retries=0)
@@ -35,6 +36,6 @@ def publish_health_artifact(results: list[HealthResult], sweep_id: str) -> Any:
     healthy = sum(r.ok for r in results)
     return create_table_artifact(
         key="integration-health",
-        table=rows,
+        table=markdown_rows(rows),  # the UI renders cells as Markdown
         description=f"Sweep {sweep_id}: {healthy}/{len(results)} integrations healthy",
     )

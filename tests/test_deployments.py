@@ -1,7 +1,8 @@
 """prefect.yaml deployed to a REAL `prefect server start`, run by a real process worker.
 
-One server for the module (own PREFECT_HOME in a temp dir, scheduler off so the 300 s
-schedule adds no runs of its own); the worker runs the health sweep against the sandbox.
+One server for the module (own PREFECT_HOME in a temp dir, scheduler off so the active
+schedules add no runs of their own); the worker runs the on-demand health sweep against
+the sandbox.
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ def test_deploy_creates_health_sweep_from_prefect_yaml(
     deployment = deployed["deployment"]
     assert deployment["entrypoint"] == "flows/health_sweep.py:health_sweep"
     assert deployment["work_pool_name"] == WORK_POOL
+    # On demand only: monitor-continuous (hourly runs, a sweep every 5 s) does the
+    # scheduled probing; an active 5-minute sweep would probe everything twice.
     schedules = deployment["schedules"]
     assert len(schedules) == 1, schedules
-    assert schedules[0]["active"] is True
+    assert schedules[0]["active"] is False
     assert schedules[0]["schedule"]["interval"] == 300
     # `{{ $PWD }}` is baked in at deploy time: flow runs must start from the repo root.
     assert deployment["pull_steps"] == [
@@ -97,6 +100,10 @@ def test_deploy_creates_health_sweep_from_prefect_yaml(
     assert monitor["entrypoint"] == "flows/monitor.py:monitor_integrations"
     assert monitor["work_pool_name"] == WORK_POOL
     assert [s["schedule"]["interval"] for s in monitor["schedules"]] == [30]
+    # Exactly one active schedule probes the integrations: monitor-continuous's.
+    probing = {"health-sweep", "monitor-integrations", "monitor-continuous"}
+    active = sorted(n for n in probing if any(s["active"] for s in found[n]["schedules"]))
+    assert active == ["monitor-continuous"], active
 
 
 def _run_logs(api: httpx.Client, run_id: str) -> str:
@@ -114,6 +121,7 @@ def test_worker_runs_the_deployment_against_the_sandbox(
 ) -> None:
     from integrations.catalog import load_catalog
     from integrations.sandbox.app import SandboxServer
+    from junction.markdown import md_escape
     from junction.store import MetricsStore
 
     junction_home = tmp_path / "junction"
@@ -157,7 +165,10 @@ def test_worker_runs_the_deployment_against_the_sandbox(
     )
     table = artifacts[0]["data"]  # the rows, JSON-encoded by create_table_artifact
     rows = json.loads(table) if isinstance(table, str) else table
-    assert sorted(row["integration"] for row in rows) == sorted(load_catalog().names)
+    # Cells are Markdown-escaped (the UI renders them as Markdown): azure\_devops.
+    assert sorted(row["integration"] for row in rows) == sorted(
+        map(md_escape, load_catalog().names)
+    )
 
     # Recorded by the flow run's own process, under the JUNCTION_HOME the worker passed on.
     assert MetricsStore(junction_home / "metrics").count("probes") == total

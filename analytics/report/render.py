@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -36,6 +35,7 @@ from analytics.report.anomalies import anomaly_table, stream_detections
 from analytics.report.charts import forecast_chart, overall_chart, trend_chart
 from analytics.report.depgraph import layout
 from analytics.report.model import ReportData, missing
+from junction.markdown import md_escape  # one escape for every markdown artifact
 
 BlockKind = Literal["p", "muted", "h3", "table", "figure", "nodata", "list"]
 Format = Literal["", "pct", "chg", "ms", "num"]
@@ -538,18 +538,6 @@ def render_html(data: ReportData, *, chart_count: int = 6) -> str:
 
 
 # ------------------------------------------------------------------ Markdown
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
-
-
-def md_escape(text: str) -> str:
-    """``text`` safe inside Markdown: HTML special characters as entities (Markdown
-    passes raw HTML through), Markdown punctuation backslash-escaped (no links, images
-    or emphasis from data), line breaks as spaces (a table row is one line)."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return " ".join(text.splitlines())
-
 
 def _md_table(t: Table) -> str:
     lines = [

@@ -57,6 +57,9 @@ class Interpreter:
         self.text = text
         self.planned: list[Planned] = []
         self.mentioned: set[str] = set()  # services a clause names only as a reference
+        self.gitlab_verbs = {
+            v for o in lex.ops.values() if o.integration == "gitlab" for v in o.verbs
+        }
         self.evented: set[str] = set()  # nouns of the event that starts the workflow
         self.params: dict[str, dict[str, Any]] = {}
         self.assumptions: list[str] = []
@@ -79,9 +82,7 @@ class Interpreter:
         if quantified and op.list_expr:
             score += 1
         # "the latest failed pipeline", unless another GitLab action takes the verb
-        served = any(
-            set(verbs) & set(o.verbs) for o in self.lex.ops.values() if o.integration == "gitlab"
-        )
+        served = bool(set(verbs) & self.gitlab_verbs)
         recent = self.recent and "pipeline" in nouns and (verb_fits or not served)
         if op.action == "gitlab.list_pipelines" and recent:
             score += 3

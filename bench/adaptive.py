@@ -97,12 +97,26 @@ class Counting(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def limiter_spec(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    """The hidden limit of ``mode`` (``rate_limit`` of the sandbox's fault profile)."""
+    if mode == "token_bucket":
+        return {"requests_per_second": args.rate, "burst": args.burst}
+    return {
+        "requests_per_second": args.rate,
+        "mode": "sliding_log",
+        "window_seconds": args.window,
+        "penalty_after": args.penalty_after,
+        "penalty_seconds": args.penalty,
+        "penalty_max_seconds": args.penalty_max,
+    }
+
+
 class Admin:
     """The sandbox's admin API (faults of the benchmark's service)."""
 
-    def __init__(self, url: str, rate: float, burst: int) -> None:
+    def __init__(self, url: str, rate: float, limit: dict[str, Any]) -> None:
         self.url = url
-        self.rate, self.burst = rate, burst
+        self.rate, self.limit = rate, limit
         self.http = httpx.Client(timeout=30)
 
     def start(self, latency: dict[str, float]) -> None:
@@ -113,7 +127,7 @@ class Admin:
     def latency(self, latency: dict[str, float]) -> None:
         body = {
             "latency_ms": latency,
-            "rate_limit": {"requests_per_second": self.rate, "burst": self.burst},
+            "rate_limit": self.limit,
         }
         self.http.post(f"{self.url}/_admin/faults/{SERVICE}", json=body).raise_for_status()
 
@@ -188,10 +202,11 @@ async def throughput_arm(
 
 
 def bulk_child(
-    url: str, budget: str | None, seconds: float, priority: str
+    url: str, budget: str | None, seconds: float, priority: str, rate: float
 ) -> subprocess.Popen[str]:
     """The bulk job, in its own process (what shares the budget is the SQLite file)."""
     args = [sys.executable, __file__, "--bulk-child", url, budget or "-", str(seconds), priority]
+    args.append(str(rate))
     return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -261,7 +276,7 @@ async def priorities(admin: Admin, runs: int, home: Path) -> dict[str, Any]:
         ("beside bulk, no priorities, no budget", None, "normal"),
     ):
         admin.start(FAST)
-        child = bulk_child(admin.url, budget, 9999, priority)
+        child = bulk_child(admin.url, budget, 9999, priority, admin.rate)
         await asyncio.sleep(3.0)  # the bulk job reaches its steady state
         try:
             out[label] = await incident_runs(admin.url, runs, budget, admin.rate)
@@ -271,11 +286,22 @@ async def priorities(admin: Admin, runs: int, home: Path) -> dict[str, Any]:
     return out
 
 
-def render(arms: list[ArmResult], prio: dict[str, Any], args: argparse.Namespace) -> str:
+def describe_limit(args: argparse.Namespace, mode: str) -> str:
+    """One line naming the hidden limit."""
+    if mode == "token_bucket":
+        return f"token bucket {args.rate:g}/s (burst {args.burst}; a 429 costs nothing)"
+    return (
+        f"sliding-window log {args.rate:g}/s over {args.window:g} s (429s count), penalty box "
+        f"after {args.penalty_after} 429s in a window: {args.penalty:g} s, doubling while "
+        f"hammered, up to {args.penalty_max:g} s"
+    )
+
+
+def render(arms: list[ArmResult], prio: dict[str, Any], args: argparse.Namespace, mode: str) -> str:
     best = max((a for a in arms if a.name != "adaptive"), key=lambda a: a.throughput)
     adaptive = next(a for a in arms if a.name == "adaptive")
     lines = [
-        f"Hidden limit {args.rate:g}/s (burst {args.burst}); latency p50 20 -> 200 ms after "
+        f"Hidden limit: {describe_limit(args, mode)}; latency p50 20 -> 200 ms after "
         f"{args.phase:g} s; {2 * args.phase:g} s per arm.",
         "",
         "arm              | ok/s  | 429s | timeouts | failed calls | vs best fixed",
@@ -310,13 +336,23 @@ def render(arms: list[ArmResult], prio: dict[str, Any], args: argparse.Namespace
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--bulk-child":
-        url, budget, seconds, priority = sys.argv[2:6]
-        asyncio.run(bulk_main(url, budget, float(seconds), priority, 40.0))
+        url, budget, seconds, priority, rate = sys.argv[2:7]
+        asyncio.run(bulk_main(url, budget, float(seconds), priority, float(rate)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phase", type=float, default=8.0, help="Seconds per latency phase.")
     parser.add_argument("--rate", type=float, default=40.0, help="Hidden limit, requests/s.")
     parser.add_argument("--burst", type=int, default=10, help="Hidden bucket size.")
+    parser.add_argument(
+        "--limiter",
+        choices=("both", "sliding_log", "token_bucket"),
+        default="both",
+        help="The hidden limit's model (both: the sliding log first, then the bucket).",
+    )
+    parser.add_argument("--window", type=float, default=1.0, help="Sliding log window, s.")
+    parser.add_argument("--penalty-after", type=int, default=10, help="429s that box.")
+    parser.add_argument("--penalty", type=float, default=1.0, help="First penalty box, s.")
+    parser.add_argument("--penalty-max", type=float, default=30.0, help="Longest box, s.")
     parser.add_argument("--runs", type=int, default=40, help="Incident runs per case.")
     parser.add_argument("--quick", action="store_true", help="4 s phases, 15 incident runs.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
@@ -330,26 +366,38 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="junction-bench-adaptive-"))
     os.environ["JUNCTION_HOME"] = str(home)
     proc = start_sandbox_process(port, smtp_port=free_port())
+    modes = ("sliding_log", "token_bucket") if args.limiter == "both" else (args.limiter,)
+    results: dict[str, tuple[list[ArmResult], dict[str, Any]]] = {}
     try:
-        admin = Admin(f"http://127.0.0.1:{port}", args.rate, args.burst)
+        for mode in modes:
+            admin = Admin(f"http://127.0.0.1:{port}", args.rate, limiter_spec(args, mode))
 
-        async def run() -> tuple[list[ArmResult], dict[str, Any]]:
-            arms = []
-            for workers, timeout in FIXED:
-                name = f"fixed c{workers} t{timeout:g}"
-                arms.append(await throughput_arm(admin, name, workers, timeout, False, args.phase))
-                print(f"{name}: {arms[-1]}", file=sys.stderr)
-            arms.append(await throughput_arm(admin, "adaptive", 64, 10.0, True, args.phase))
-            print(f"adaptive: {arms[-1]}", file=sys.stderr)
-            return arms, await priorities(admin, args.runs, home)
+            async def run(admin: Admin) -> tuple[list[ArmResult], dict[str, Any]]:
+                arms = []
+                for workers, timeout in FIXED:
+                    name = f"fixed c{workers} t{timeout:g}"
+                    arms.append(
+                        await throughput_arm(admin, name, workers, timeout, False, args.phase)
+                    )
+                    print(f"{name}: {arms[-1]}", file=sys.stderr)
+                arms.append(await throughput_arm(admin, "adaptive", 64, 10.0, True, args.phase))
+                print(f"adaptive: {arms[-1]}", file=sys.stderr)
+                return arms, await priorities(admin, args.runs, home)
 
-        arms, prio = asyncio.run(run())
+            results[mode] = asyncio.run(run(admin))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
+    load = os.getloadavg()
     if args.json:
-        print(json.dumps({"arms": [a.__dict__ for a in arms], "incident": prio}, indent=2))
-    else:
-        print(render(arms, prio, args))
+        out = {
+            mode: {"arms": [a.__dict__ for a in arms], "incident": prio}
+            for mode, (arms, prio) in results.items()
+        }
+        print(json.dumps({"load": load, **out}, indent=2))
+        return
+    for mode, (arms, prio) in results.items():
+        print(render(arms, prio, args, mode), end="\n\n")
+    print(f"load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
 
 
 if __name__ == "__main__":

@@ -492,6 +492,7 @@ class AdaptiveRate:
     SPAN = 2.0  # seconds over which MIN_PACED is judged (a burst of three is not a rate)
     BUCKET = 0.5  # seconds per send-rate measurement
     RECENT = 5.0  # seconds a normal or high call keeps low ones at their share
+    ADMIT_SPAN = 1.0  # seconds over which answered (not throttled) calls are counted
 
     def __init__(self, low_share: float = 0.75, clock: Callable[[], float] = time.monotonic):
         self.low_share = low_share
@@ -505,6 +506,7 @@ class AdaptiveRate:
         self._bucket_start = clock()
         self._next_send = 0.0
         self._others_seen = -math.inf
+        self._admitted: deque[float] = deque(maxlen=4096)
 
     def _measure(self, now: float) -> None:
         elapsed = now - self._bucket_start
@@ -551,12 +553,16 @@ class AdaptiveRate:
         now = self._clock()
         self._measure(now)
         sent = self._sent_rate(now)
-        window = self._recent
-        busy = len(window) == window.maxlen and 0 <= now - window[0] <= self.SPAN
-        if not busy:  # a sparse caller is not what a rate limit is about: Retry-After only
-            self.rate = None
+        if not self.busy(now):  # a sparse caller is not what a rate limit is about
+            self.rate = None  # Retry-After only
             return
         base = sent or (self.rate or self.MIN_RATE)
+        admitted = self.admitted(now)
+        if admitted:
+            # What the vendor let through in the last span is its limit, seen from here:
+            # a window limiter that also counts the 429s is not found by the send rate,
+            # which right after a start or a pause is many times over it.
+            base = min(base, admitted / self.ADMIT_SPAN)
         if self.rate is not None:
             base = min(base, self.rate)
         if 0 <= now - self._last_throttle < max(rtt, 1.0 / max(base, self.MIN_RATE)):
@@ -565,11 +571,24 @@ class AdaptiveRate:
         self._last_throttle = now
         self.rate = max(self.MIN_RATE, base * self.BETA)
 
+    def busy(self, now: float | None = None) -> bool:
+        """Whether ``MIN_PACED`` requests/s or more were sent over the last ``SPAN``."""
+        now = self._clock() if now is None else now
+        window = self._recent
+        return len(window) == window.maxlen and 0 <= now - window[0] <= self.SPAN
+
+    def admitted(self, now: float) -> int:
+        """Answers that were not 429s over the last ``ADMIT_SPAN`` seconds."""
+        while self._admitted and not 0 <= now - self._admitted[0] <= self.ADMIT_SPAN:
+            self._admitted.popleft()
+        return len(self._admitted)
+
     def on_success(self) -> None:
         """An answer that was not a 429: grow along the cubic curve."""
+        now = self._clock()
+        self._admitted.append(now)
         if self.rate is None:
             return
-        now = self._clock()
         self._measure(now)
         t = max(0.0, now - self._last_throttle)
         k = (self._w_max * (1 - self.BETA) / self.SCALE) ** (1 / 3)

@@ -4,7 +4,11 @@
 service, shared by every client of it in the process (:data:`gates`, like the circuit
 breakers): before an attempt it waits out the short pause that follows a 429 (the floor
 of ``Retry-After``; the throttled request itself waits the vendor's clamped
-``Retry-After`` through the retry policy), takes a token of the host-wide
+``Retry-After`` through the retry policy) or, when the vendor keeps saying no to a busy
+client (a request sent after a 429 is throttled too, or ``Retry-After`` grows), the
+vendor's whole ``Retry-After``, at every priority: a sliding-window log counts the
+rejected requests and a penalty box lengthens while a client keeps sending, so sending
+into them only digs deeper. Then it takes a token of the host-wide
 :class:`~integrations.budget.RateBudget` (when the service has one), a slot of the
 adaptive concurrency limit and its turn in the adaptive send rate, at the caller's
 priority (:data:`~integrations.adaptive.current_priority`); it gives the attempt its
@@ -18,6 +22,7 @@ is still the retry policy's decision (never blind for a non-idempotent create, s
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +36,7 @@ from integrations.adaptive import (
     AdaptiveRate,
     AdaptiveTimeout,
     ConcurrencyLimit,
+    Priority,
     clamp_retry_after,
     current_priority,
 )
@@ -49,6 +55,8 @@ class AdaptiveGate:
         clock: Monotonic seconds (injectable).
     """
 
+    STORM_SPAN = 2.0  # seconds within which a second 429 means the vendor insists
+
     def __init__(
         self,
         service: str,
@@ -66,23 +74,60 @@ class AdaptiveGate:
         self.rate = AdaptiveRate(config.low_priority_share, clock)
         self.hedger = Hedger(config, clock)
         self.paused_until = 0.0
+        self.held_until = 0.0
         self.throttled = 0
         self.timed_out = 0
+        self.holds = 0
+        self._last_429 = -math.inf
+        self._last_hint: float | None = None
 
-    def pause_left(self) -> float:
-        """Seconds left of the current ``Retry-After`` pause (never above the cap)."""
-        left = self.paused_until - self._clock()
+    def pause_left(self, priority: Priority = "normal") -> float:
+        """Seconds left of the current pause for ``priority`` (never above the cap):
+        a vendor's held ``Retry-After`` for everyone, the short floor for all but ``high``."""
+        now = self._clock()
         cap = self.config.retry_after_max_seconds
-        if left > cap:  # a clock stepped back: the pause restarts at the cap
-            self.paused_until = self._clock() + cap
-            left = cap
-        return max(0.0, left)
+        if self.paused_until - now > cap:  # a clock stepped back: restart at the cap
+            self.paused_until = now + cap
+        if self.held_until - now > cap:
+            self.held_until = now + cap
+        until = self.held_until if priority == "high" else max(self.held_until, self.paused_until)
+        return max(0.0, until - now)
 
     def pause(self, seconds: float) -> None:
         """Hold ``normal`` and ``low`` calls for ``seconds`` (already clamped)."""
         self.paused_until = max(self.paused_until, self._clock() + seconds)
         if self.budget is not None:
             self.budget.pause(self.service, seconds)
+
+    def hold(self, seconds: float) -> None:
+        """Hold every call for ``seconds`` (the vendor's ``Retry-After``, already clamped)."""
+        self.holds += 1
+        self.held_until = max(self.held_until, self._clock() + seconds)
+        if self.budget is not None:
+            self.budget.pause(self.service, seconds)
+
+    def _throttled(self, response: httpx.Response, sent_at: float) -> None:
+        """A 429: slow down; hold everyone for ``Retry-After`` when the vendor insists."""
+        self.throttled += 1
+        now = self._clock()
+        busy = self.rate.busy(now)
+        self.limit.on_drop()
+        self.rate.on_throttle(self.limit.rtt)
+        hint = parse_retry_after(response.headers.get("Retry-After"))
+        wait = clamp_retry_after(hint, self.config, service=self.service)
+        since = now - self._last_429
+        again = sent_at > self._last_429 and since < self.STORM_SPAN
+        last = self._last_hint
+        growing = last is not None and wait > last and since < last + self.STORM_SPAN
+        held = now - self.held_until < self.STORM_SPAN  # throttled right after a hold
+        self._last_429, self._last_hint = now, wait
+        if growing or (again and (busy or held)):
+            self.hold(wait)
+        else:
+            # The throttled request itself waits the vendor's Retry-After (the retry
+            # policy); everyone else only slows down (the rate cut) and waits the floor,
+            # so a Retry-After of 0 cannot make a hot loop. A lie is logged and clamped.
+            self.pause(self.config.retry_after_min_seconds)
 
     async def send(
         self,
@@ -102,9 +147,8 @@ class AdaptiveGate:
             The answer (a 429 too: the engine raises it as usual).
         """
         priority = current_priority.get()
-        if priority != "high":
-            while (left := self.pause_left()) > 0:
-                await asyncio.sleep(left)
+        while (left := self.pause_left(priority)) > 0:
+            await asyncio.sleep(left)
         if self.budget is not None:
             await self.budget.acquire(self.service, priority)
         await self.limit.acquire(priority)
@@ -112,6 +156,10 @@ class AdaptiveGate:
             wait = self.rate.delay(priority)
             if wait > 0:
                 await asyncio.sleep(wait)
+            # A hold that began while this call queued for its slot applies to it too:
+            # sending it anyway is one more 429 counted against the client.
+            while (left := self.pause_left(priority)) > 0:
+                await asyncio.sleep(left)
         except BaseException:
             self.limit.release()
             raise
@@ -131,15 +179,7 @@ class AdaptiveGate:
             self.limit.release()
         elapsed = self._clock() - started
         if response.status_code == 429:
-            self.throttled += 1
-            self.limit.on_drop()
-            self.rate.on_throttle(self.limit.rtt)
-            # The throttled request itself waits the vendor's Retry-After (the retry
-            # policy); everyone else only slows down (the rate cut) and waits the floor,
-            # so a Retry-After of 0 cannot make a hot loop. A lie is logged and clamped.
-            hint = parse_retry_after(response.headers.get("Retry-After"))
-            clamp_retry_after(hint, self.config, service=self.service)
-            self.pause(self.config.retry_after_min_seconds)
+            self._throttled(response, started)
         else:
             self.timeouts.observe(action, elapsed)
             self.limit.on_success(elapsed, in_flight=busy)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -453,3 +454,85 @@ async def test_client_retry_after_a_year_fails_at_once_and_negative_is_the_floor
             await client.request("GET", "/api/v1/users/x", action="get_user")
     assert sent == attempts
     gates.clear()
+
+
+# --- a vendor that insists: sliding-window logs and penalty boxes ---------------------------
+
+
+def _busy_gate(clock: Clock) -> AdaptiveGate:
+    """A gate that has been sending 100 requests/s (a 429 then is about a rate limit)."""
+    gate = AdaptiveGate("okta", CFG, clock=clock)
+    _send(gate.rate, clock, 30, 0.01)
+    return gate
+
+
+async def _throttle(gate: AdaptiveGate, retry_after: str) -> None:
+    async def attempt(timeout: float) -> httpx.Response:
+        return _answer(429, retry_after)
+
+    await gate.send("list_groups", 3.0, attempt)
+
+
+async def test_gate_holds_every_priority_when_a_429_follows_a_429() -> None:
+    """The first 429 of a busy client is a rate cut and the floor pause (incidents are not
+    held); a request sent after it and throttled too means the vendor counts what is sent
+    (a sliding-window log, a penalty box): everyone waits its whole Retry-After."""
+    clock = Clock()
+    gate = _busy_gate(clock)
+    await _throttle(gate, "2")
+    assert gate.holds == 0 and gate.pause_left("high") == 0.0
+    assert gate.pause_left() == pytest.approx(CFG.retry_after_min_seconds)
+    clock.now += 0.1
+    await _throttle(gate, "2")
+    assert gate.holds == 1
+    assert gate.pause_left("high") == pytest.approx(2.0) == gate.pause_left("low")
+    clock.now += 2.0
+    assert gate.pause_left("high") == 0.0
+    clock.now += 5.0  # a lone 429 long after: a cut and the floor again, no hold
+    await _throttle(gate, "2")
+    assert gate.holds == 1
+
+
+async def test_gate_holds_when_retry_after_grows() -> None:
+    """Answers to requests already in flight when the first 429 came are one burst, unless
+    Retry-After grows (a penalty box lengthening): then everyone waits it out."""
+    clock = Clock()
+    gate = _busy_gate(clock)
+    answered = asyncio.Event()
+
+    def in_flight(retry_after: str) -> Callable[[float], Awaitable[httpx.Response]]:
+        async def attempt(timeout: float) -> httpx.Response:
+            await answered.wait()  # all three sent before the first answer came
+            clock.now += 0.01
+            return _answer(429, retry_after)
+
+        return attempt
+
+    sends = [gate.send("list_groups", 3.0, in_flight(h)) for h in ("1", "1", "8")]
+    tasks = [asyncio.ensure_future(send) for send in sends]
+    await asyncio.sleep(0)
+    answered.set()
+    await asyncio.gather(*tasks)
+    assert gate.holds == 1 and gate.held_until == pytest.approx(clock.now + 8.0)
+
+
+async def test_a_sparse_callers_429s_hold_nobody() -> None:
+    clock = Clock()
+    gate = AdaptiveGate("okta", CFG, clock=clock)
+    await _throttle(gate, "1")
+    clock.now += 0.1
+    await _throttle(gate, "1")
+    assert gate.holds == 0 and gate.pause_left("high") == 0.0
+
+
+def test_send_rate_cut_follows_what_the_vendor_let_through() -> None:
+    """Right after a start a client sends far above the limit; a window limiter lets 40 in
+    and refuses the rest: the cut is to BETA x 40/s, not to BETA x the send rate."""
+    clock = Clock()
+    rate = AdaptiveRate(clock=clock)
+    _send(rate, clock, 40, 0.0025)  # 40 answered at 400/s
+    for _ in range(40):  # 40 more sent, throttled
+        clock.now += 0.0025
+        rate.delay()
+    rate.on_throttle(rtt=0.02)
+    assert rate.rate == pytest.approx(40 * AdaptiveRate.BETA, rel=0.05)

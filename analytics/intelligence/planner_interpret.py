@@ -42,6 +42,7 @@ _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 
 _QUESTION_WORDS = frozenset(
     {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
 )
+_LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado", "detalles"})
 _PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
 _REFERENCE_WORDS = frozenset(
     {"details", "detail", "link", "url", "number", "id", "key", "details."}
@@ -162,8 +163,9 @@ class Interpreter:
         (``hint``: the nouns of the clause before, for a clause that names none)."""
         nouns = self._nouns(c) or [n for n in hint or [] if ":" not in n]
         free_nouns = [n for n in nouns if ":" not in n]
-        if not verbs and not condition and self.question:
-            verbs = ["get"]  # "is anyone on call for payments?"
+        looked_up = any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)
+        if not verbs and not condition and (self.question or looked_up):
+            verbs = ["get"]  # "is anyone on call for payments?", "the details of ..."
         if "add" in verbs and "message" in free_nouns:
             verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
         if "send" in verbs and "comment" in free_nouns:

@@ -375,7 +375,15 @@ def _group_names(tokens: list[Token]) -> None:
     """A capitalised unknown word next to "group" is the group's name; before "channel" or
     "room" the channel's ("the Infra channel"), never a typo of another word."""
     for i, t in enumerate(tokens):
-        if t.meanings or t.entity or not t.text[:1].isupper():
+        if t.entity or not t.text[:1].isupper() or not i:
+            continue
+        if t.meanings:  # "the Incidents webex room": a noun naming a room is its name
+            nouns_only = all(m[0] == "noun" for m in t.meanings)
+            nxt = tokens[i + 1 : i + 3]
+            named = len(nxt) == 2 and nxt[0].has("integration")
+            place = named and (nxt[1].has("noun", "room") or nxt[1].has("noun", "channel"))
+            if nouns_only and place:
+                t.meanings, t.entity = [], ("channel_name", t.text)
             continue
         before = i > 0 and _groupish(tokens[i - 1])
         after = i + 1 < len(tokens) and _groupish(tokens[i + 1])

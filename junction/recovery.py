@@ -21,6 +21,11 @@ back. :func:`judge_window` separates the *outage* (runs of consecutive failures)
   everywhere else: the SLA and error budget, uptime, the report, the history. A service
   that is degraded besides its outages keeps them in its averages (forgiving them would
   make its alerts flap across their lines).
+* **Usual noise**: on a service that fails now and then (remembered rate ``p`` at most
+  ``noise_ceiling``), the window's isolated failures leave the judged observations while
+  their count is what ``p`` explains (Poisson tail above :data:`NOISE_SIGNIFICANCE`): four
+  random failures of 33 probes are a 2 % service's ordinary day, not "success rate 88 %".
+  More failures than its noise explains are judged as usual.
 * **Flapping**: ``flap_outages`` or more outages in the window make the service flapping;
   it stays down until ``flap_quiet`` observations in a row succeeded (one incident, not
   one page per flap).
@@ -51,6 +56,8 @@ NOISE_CEILING = 0.05
 """Failure rate outside outages above which a service is degraded, not noisy."""
 
 
+NOISE_SIGNIFICANCE = 1e-3
+"""A window's isolated failures are the service's usual noise while at least this likely."""
 NOISE_MEMORY = 2880
 """Observations the noise memory mostly covers (a day of 30-second probes)."""
 NOISE_RUN = 2
@@ -121,6 +128,18 @@ def _runs(items: Sequence[Observation]) -> list[tuple[int, int]]:
     return runs
 
 
+def poisson_tail(k: int, mean: float) -> float:
+    """``P(X >= k)`` for ``X ~ Poisson(mean)``."""
+    if k <= 0:
+        return 1.0
+    term = math.exp(-mean)
+    below = term
+    for i in range(1, k):
+        term *= mean / i
+        below += term
+    return max(0.0, 1.0 - below)
+
+
 def needed_failures(
     noise_rate: float, down_after: int, noise_ceiling: float = NOISE_CEILING
 ) -> int:
@@ -178,8 +197,13 @@ def judge_window(
     down = ongoing or flapping or recovering
     judged = list(items)
     forgiven = 0
+    drop: set[int] = set()
     if not down and (outages or cut) and noise <= noise_ceiling:
         drop = {i for s, e in [*cut, *outages] for i in range(s, e)}
+    usual = 0 < noise_floor <= noise_ceiling and isolated > 0
+    if usual and poisson_tail(isolated, noise_floor * rest) >= NOISE_SIGNIFICANCE:
+        drop |= {i for s, e in whole if e - s < down_after for i in range(s, e)}
+    if drop:
         judged = [o for i, o in enumerate(items) if i not in drop]
         forgiven = len(drop)
     if ongoing:
@@ -190,8 +214,10 @@ def judge_window(
         )
     elif recovering:
         reason = f"recovering: up for {since} of {recover_after} checks"
-    elif forgiven:
+    elif forgiven and (outages or cut):
         reason = f"recovered: {forgiven} failures of {len(outages)} ended outage(s) not judged"
+    elif forgiven:
+        reason = f"usual noise: {forgiven} isolated failures not judged"
     else:
         reason = ""
     return Verdict(

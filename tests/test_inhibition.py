@@ -210,3 +210,12 @@ def test_a_noisy_service_remembers_its_noise_beyond_the_window() -> None:
         state.add(_obs(t + k, False), at(t + k))
     assert state.health(at(t + 3), SETTINGS, 2).down  # four: an outage
     assert state.health(at(t + 1), SETTINGS, 2, recovery=False).down  # the old rule: down
+
+
+def test_usual_noise_is_not_judged_but_more_failures_are() -> None:
+    items = [_obs(i * 30, i not in (3, 9, 17, 25)) for i in range(33)]  # 4 of 33 failed
+    assert judge_window(items, down_after=2).judged == items  # no memory: judged as is
+    usual = judge_window(items, down_after=2, noise_floor=0.02)
+    assert len(usual.judged) == 29 and usual.reason.startswith("usual noise: 4")
+    worse = [_obs(i * 30, i % 4 != 1) for i in range(33)]  # 8 of 33: more than 2 % explains
+    assert judge_window(worse, down_after=2, noise_floor=0.02).judged == worse

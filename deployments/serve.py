@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from deployments.automations import deploy_automations
 from deployments.local import (
     ROOT,
     WORK_POOL,
@@ -198,6 +199,7 @@ def start(opts: Options) -> dict[str, str]:
         )
         deploy_all(env=env)
         deploy_spec_flows(env=env, pool=opts.pool)
+        deploy_automations(env=env)  # deployments/automations.py: after the deployments
         worker_args = [str(prefect_executable()), "worker", "start", "--pool", opts.pool]
         p["worker"].spawn(worker_args, env, sigint=True)
         service_url = f"http://127.0.0.1:{opts.service_port}"

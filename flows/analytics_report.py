@@ -2,15 +2,22 @@
 pipeline's stages as tasks (the same functions ``junction analytics report`` runs), then
 the report files and the Prefect artifacts.
 
+The form's ``until`` ends the window and ``services`` keeps some integrations only; an
+unknown service ends the run Failed with one line before anything runs.
 A critical data-validation failure stops the flow at the validation task, with the
 failed checks in the error message, and publishes nothing; warnings go into the report.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from datetime import datetime
+from typing import Any
+
+from prefect import State, flow, get_run_logger
+from prefect.states import Failed
 
 from analytics.report.pipeline import STAGES, timed
+from analytics.report.scope import check_services
 from analytics.workers import close_shared_pool
 from flows.runlog import emit, report_lines
 from tasks.analytics import STAGE_TASKS, open_report, publish_artifacts, write_report_files
@@ -23,7 +30,9 @@ def analytics_report(
     spec_dir: str | None = None,
     validate_data: bool = True,
     workers: int | None = None,
-) -> str:
+    until: datetime | None = None,
+    services: list[str] | None = None,
+) -> str | State[Any]:
     """Analyse the metrics store and publish the report; returns the HTML file's path.
 
     Args:
@@ -34,8 +43,22 @@ def analytics_report(
             (default: the built-in specs).
         validate_data: Run the data validation.
         workers: Processes fitting forecasts (default: the setting, else CPU count).
+        until: End of the window, with its time zone (default: now); the window ends at
+            the newest row before it.
+        services: Only these integrations (catalog names; default: every one).
+
+    Returns:
+        The HTML file's path, or a Failed state naming an unknown service or a ``until``
+        without a time zone (nothing analysed or published).
     """
-    run = open_report(days, spec_dir, workers, validate_data)
+    try:
+        chosen = check_services(services or [])
+        if until is not None and until.tzinfo is None:
+            raise ValueError(f"until: {until.isoformat()} has no time zone (add +00:00 for UTC)")
+    except ValueError as exc:
+        get_run_logger().error(str(exc))
+        return Failed(message=str(exc))
+    run = open_report(days, spec_dir, workers, validate_data, until, chosen or None)
     try:
         for (name, _), stage in zip(STAGES, STAGE_TASKS, strict=True):
             with timed(run, name):  # the run's log names the slow stages

@@ -459,6 +459,11 @@ class Settings(BaseSettings):
         "is required).",
     )
     serve_port: int = Field(8766, ge=0, lt=65536, description="Port of `junction serve`.")
+    service_url: str | None = Field(
+        None,
+        description="The dashboard's address as its users reach it, for links from Prefect "
+        "artifacts (the analytics report's page). Default: http://<serve_host>:<serve_port>.",
+    )
     serve_compact_interval_seconds: float = Field(
         600.0,
         ge=0,

@@ -11,25 +11,36 @@ a month of data, and a report is meant to be recomputed every run), and
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from prefect import Task, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from analytics.report.artifacts import artifact_tables
 from analytics.report.pipeline import STAGES, ReportRun, Stage, open_window, report_dir
-from analytics.report.render import md_escape, render_markdown, write_report
+from analytics.report.render import render_markdown, write_report
 from junction.health import open_store
-from junction.settings import get_settings
+from junction.markdown import markdown_rows, md_escape
+from junction.settings import Settings, get_settings
 
 
 @task(name="analytics-window", cache_policy=NO_CACHE, persist_result=False)
 def open_report(
-    days: int | None, spec_dir: str | None, workers: int | None, validate: bool
+    days: int | None,
+    spec_dir: str | None,
+    workers: int | None,
+    validate: bool,
+    until: datetime | None = None,
+    services: list[str] | None = None,
 ) -> ReportRun:
-    """The window to analyse: ``days`` back from the newest row (empty store: now)."""
+    """The window to analyse: ``days`` back from the newest row at or before ``until``
+    (empty store: now), ``services`` only when given."""
     settings = get_settings()
     return open_window(
         open_store(settings),
@@ -38,6 +49,8 @@ def open_report(
         spec_dir=Path(spec_dir) if spec_dir else None,
         workers=workers,
         validate=validate,
+        until=until,
+        services=services,
     )
 
 
@@ -60,24 +73,32 @@ def write_report_files(run: ReportRun, out_dir: str | None) -> str:
 
 @task(name="publish-report-artifacts", cache_policy=NO_CACHE, persist_result=False)
 def publish_artifacts(run: ReportRun, report_path: str) -> list[str]:
-    """The report as Prefect artifacts: markdown ``analytics-report`` and the tables of
-    :func:`analytics.report.artifacts.artifact_tables`.
+    """The report as Prefect artifacts: markdown ``analytics-report``, the link
+    ``analytics-report-page`` to the dashboard's page serving the HTML report, and the
+    tables of :func:`analytics.report.artifacts.artifact_tables`.
 
     Returns:
         The artifact keys written.
     """
-    markdown = render_markdown(run.data) + f"\n\nFull HTML report: `{report_path}`\n"
+    markdown = render_markdown(run.data) + f"\n\nFull HTML report: `{md_escape(report_path)}`\n"
     create_markdown_artifact(
         key="analytics-report", markdown=markdown, description="Junction analytics report"
     )
-    keys = ["analytics-report"]
+    create_link_artifact(
+        key="analytics-report-page",
+        link=report_page_url(run.settings),
+        link_text="The HTML report (Junction dashboard)",
+        description="The latest analytics report, served by `junction serve`",
+    )
+    keys = ["analytics-report", "analytics-report-page"]
     for key, (rows, description) in artifact_tables(run.data).items():
         create_table_artifact(key=key, table=markdown_rows(rows), description=description)
         keys.append(key)
     return keys
 
 
-def markdown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with every text cell escaped: Prefect's UI renders table artifact cells as
-    Markdown (a KPI target ">= 92%" showed as a blockquote)."""
-    return [{k: md_escape(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+def report_page_url(settings: Settings) -> str:
+    """The dashboard's page of the latest report (``JUNCTION_SERVICE_URL``, else the
+    service's host and port)."""
+    base = settings.service_url or f"http://{settings.serve_host}:{settings.serve_port}"
+    return f"{base.rstrip('/')}/reports/latest"

@@ -1,7 +1,8 @@
 """The analytics pipeline: one sequence of stages, run by the CLI (:func:`collect`) and by
 the ``analytics-report`` flow (one Prefect task per stage, ``tasks/analytics.py``).
 
-:func:`open_window` fixes the window (``days`` back from the newest row) and returns a
+:func:`open_window` fixes the window (``days`` back from the newest row at or before
+``until``, optionally only some services' rows) and returns a
 :class:`ReportRun`; each function of :data:`STAGES` then fills part of its
 :class:`~analytics.report.model.ReportData`:
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from analytics.report.queries import (
     performance_table,
     window_end,
 )
+from analytics.report.scope import check_services, scoped
 from analytics.validation import ValidationReport, validate_store
 from analytics.workers import Pending, shared_pool
 from junction.settings import Settings
@@ -144,28 +146,44 @@ def open_window(
     workers: int | None = None,
     validate: bool = False,
     now: datetime | None = None,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
 ) -> ReportRun:
-    """Fix the window: ``days`` (default: the setting) back from the newest row.
+    """Fix the window: ``days`` (default: the setting) back from its end, the newest row
+    at or before ``until``.
 
     Args:
         store: The metrics store.
         settings: The settings.
         days: Window length in days.
+        until: End of the window (default: now); the newest row before it ends the window
+            when the store holds nothing later.
+        services: Only these services' calls, probes and alerts (catalog names; default
+            every service).
         spec_dir: Workflow specs (default: ``analytics_spec_dir``, else
             :func:`default_spec_dir`).
         workers: Worker processes (default: ``analytics_forecast_workers``, else the CPU
             count).
         validate: Whether the validation stage runs.
         now: ``generated_at`` (default: the wall clock).
+
+    Raises:
+        ValueError: ``services`` names an unknown service, or ``until`` has no time zone.
     """
     generated = now or datetime.now(UTC)
-    end = window_end(store)
+    if until is not None and until.tzinfo is None:
+        raise ValueError(f"until: {until.isoformat()} has no time zone (add +00:00 for UTC)")
+    chosen = check_services(services) if services else []
+    store = scoped(store, chosen)
+    end = window_end(store, until)
     if end is None:
         data = ReportData(generated, generated, generated)
         data.notes.append(EMPTY_STORE_NOTE)
     else:
         span = timedelta(days=days or settings.analytics_report_days)
         data = ReportData(generated, end - span, end)
+    if chosen:
+        data.notes.append(f"services: only {', '.join(chosen)}")
     return ReportRun(
         store=store,
         settings=settings,
@@ -392,6 +410,8 @@ def collect(
     now: datetime | None = None,
     validate: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    until: datetime | None = None,
+    services: Sequence[str] | None = None,
 ) -> ReportData:
     """Run the whole pipeline in this process and return the report's data.
 
@@ -404,12 +424,23 @@ def collect(
         now: ``generated_at`` (default: the wall clock).
         validate: Validate the window's data (see :func:`validate`).
         progress: Called with (stage name, index, number of stages) before each stage.
+        until: End of the window (see :func:`open_window`).
+        services: Only these services (see :func:`open_window`).
 
     Raises:
         analytics.validation.DataValidationError: ``validate`` and a critical check failed.
+        ValueError: An unknown service, or a naive ``until``.
     """
     run = open_window(
-        store, settings, days=days, spec_dir=spec_dir, workers=workers, validate=validate, now=now
+        store,
+        settings,
+        days=days,
+        spec_dir=spec_dir,
+        workers=workers,
+        validate=validate,
+        now=now,
+        until=until,
+        services=services,
     )
     run_stages(run, progress)
     return run.data

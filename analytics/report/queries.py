@@ -42,11 +42,19 @@ PERFORMANCE_COLUMNS = [
 ]
 
 
-def window_end(store: MetricsStore) -> datetime | None:
-    """The newest timestamp in calls/probes (UTC), ``None`` for an empty store."""
-    frame = store.query(
-        "SELECT greatest((SELECT max(ts) FROM calls), (SELECT max(ts) FROM probes)) AS t"
-    )
+def window_end(store: MetricsStore, until: datetime | None = None) -> datetime | None:
+    """The newest timestamp in calls/probes (UTC) at or before ``until`` (default: any),
+    ``None`` when there is none."""
+    if until is None:
+        frame = store.query(
+            "SELECT greatest((SELECT max(ts) FROM calls), (SELECT max(ts) FROM probes)) AS t"
+        )
+    else:
+        frame = store.query(
+            "SELECT greatest((SELECT max(ts) FROM calls WHERE ts <= ?), "
+            "(SELECT max(ts) FROM probes WHERE ts <= ?)) AS t",
+            [until, until],
+        )
     return utc(frame["t"].iloc[0]) if len(frame) else None
 
 

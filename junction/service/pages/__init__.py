@@ -13,6 +13,7 @@ from junction.service.pages import (
     health,
     incidents,
     logs,
+    reports,
     service,
     status,
     workflows,
@@ -26,6 +27,7 @@ PAGE_ROUTERS: list[APIRouter] = [  # the nav's order, each service's page after 
     incidents.router,
     workflows.router,
     logs.router,
+    reports.router,
     status.router,
 ]
 

@@ -44,11 +44,13 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
     ("project", r"\b[A-Za-z][\w.-]*/[\w.-]*\w\b"),
     (
         "minutes",
-        r"\b(\d+(?:\.\d+)?)\s*(?:minutes?|mins?|minuten|minutos|hours?|hrs?|stunden?|horas?)\b",
+        r"\b(\d+(?:\.\d+)?)\s*(?i:minutes?|mins?|minuten|minutos|hours?|hrs?|stunden?|horas?)\b",
     ),
     ("pd_id", r"\b(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z][A-Z0-9]{4,7}\b"),
     ("alert_name", r"\b[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+\b"),
     ("upper", r"\b[A-Z]{2,10}\b"),
+    # "on branch feature-x": a name, not words (main and master stay words: a condition)
+    ("branch_name", r"(?<=\bbranch )(?!main\b|master\b)[A-Za-z0-9][\w./-]*"),
     ("version", r"\bv?\d+(?:\.\d+)+\b"),  # "v2.3", "release-1.2": not a sentence's end
     ("number", r"\b\d+\b"),
 ]

@@ -1,16 +1,13 @@
 """Prefect events the flows emit, so a Prefect automation can react to Junction.
 
-* ``junction.integration.degraded`` / ``junction.integration.recovered``: a monitored
-  service's status went from healthy to warning or critical, or back (the
-  ``monitor-continuous`` flow, as the monitor sees it). Resource: the integration,
-  ``junction.integration.<name>``; payload: ``from``, ``to``, ``reason``.
 * ``junction.workflow.failed``: a workflow run failed. Resource: the integration of the
   failed step when known (else the workflow, ``junction.workflow.<name>``), related: the
   workflow; payload: ``run_id``, ``failed_step``, ``error``.
 
 An automation's trigger matches on the event name and ``prefect.resource.id``
 (``junction.integration.okta``), e.g. to pause the bulk deployments of an integration
-while it is down.
+while it is down. The monitor's ``junction.integration.degraded`` / ``.recovered`` and the
+alert engine's events are emitted by :mod:`junction.events` (wherever the monitor runs).
 """
 
 from __future__ import annotations
@@ -22,28 +19,6 @@ from prefect.events import Event
 
 from integrations.catalog import load_catalog
 from junction.events import emit, integration_resource
-
-BAD = frozenset({"warning", "critical"})
-
-
-def status_changed(
-    service: str, old: str | None, new: str | None, reason: str = ""
-) -> Event | None:
-    """Emit ``junction.integration.degraded`` (into warning or critical, resource label
-    ``junction.status``) or ``.recovered`` for a status change that is one (others, e.g.
-    unknown -> healthy, emit nothing)."""
-    if new in BAD and new != old:  # warning -> critical too: "down" pauses its deployments
-        name = "junction.integration.degraded"
-    elif new == "healthy" and old in BAD:
-        name = "junction.integration.recovered"
-    else:
-        return None
-    return emit(
-        event=name,
-        # The status as a label: automations match resource labels (deployments/automations.py).
-        resource=integration_resource(service, junction_status=str(new)),
-        payload={"from": old, "to": new, "reason": reason},
-    )
 
 
 def workflow_failed(summary: Mapping[str, Any]) -> Event | None:

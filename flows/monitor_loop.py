@@ -22,7 +22,6 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows.events import status_changed
 from flows.runlog import emit, sweep_lines
 from junction.alerting.state import AlertDatabaseError
 from junction.monitor import Monitor, MonitorEvent, SweepResult, check_alerting
@@ -65,8 +64,6 @@ async def monitor_continuous(
     def on_event(event: MonitorEvent) -> None:
         level = logging.WARNING if event.kind in ("alert", "error", "clock_jump") else logging.INFO
         logger.log(level, "%s", event.message)
-        if event.kind == "status" and event.service:
-            status_changed(event.service, event.old, event.new, event.message)
 
     def on_sweep(result: SweepResult) -> None:
         last[:] = [result]

@@ -1,9 +1,13 @@
 """Junction's alert transitions as Prefect events, for Prefect automations.
 
 Prefect is imported here because a Prefect feature is the point: the events are what
-Prefect automations (``deployments/automations.py``) trigger on. The flows' own events
-(``junction.integration.degraded`` / ``.recovered``, ``junction.workflow.failed``) are in
-:mod:`flows.events`; this module emits the alert engine's, from the monitor's alert hook:
+Prefect automations (``deployments/automations.py``) trigger on. ``junction.workflow.failed``
+is emitted by the workflow flow (:mod:`flows.events`); this module emits the monitor's
+and the alert engine's:
+
+* ``junction.integration.degraded`` / ``.recovered``: the monitor's status of a service
+  went into warning or critical (or between them) / back to healthy
+  (:func:`status_changed`, called by :class:`junction.monitor.Monitor` on each change).
 
 * ``junction.alert.fired``: an alert fired, or changed severity (payload ``transition``:
   ``fired`` or ``severity``), so a warning that turns critical reaches a trigger on
@@ -120,6 +124,32 @@ def emit(
         return None
 
 
+BAD_STATUSES = frozenset({"warning", "critical"})
+
+
+def status_changed(
+    service: str, old: str | None, new: str | None, reason: str = "", *, down: bool = False
+) -> Event | None:
+    """Emit ``junction.integration.degraded`` (into warning or critical, or between them)
+    or ``.recovered`` (back to healthy) for a monitor status change that is one; others
+    (e.g. unknown -> healthy) emit nothing.
+
+    The resource carries the new status as the label ``junction.status`` (automations
+    match resource labels); payload ``from``, ``to``, ``reason``, ``down``.
+    """
+    if new in BAD_STATUSES and new != old:
+        name = INTEGRATION_DEGRADED
+    elif new == "healthy" and old in BAD_STATUSES:
+        name = INTEGRATION_RECOVERED
+    else:
+        return None
+    return emit(
+        name,
+        integration_resource(service, junction_status=str(new)),
+        payload={"from": old, "to": new, "reason": reason, "down": down},
+    )
+
+
 def _alert_event(name: str, alert: Alert, transition: str) -> Event | None:
     severity = alert.severity.value
     return emit(
@@ -172,4 +202,5 @@ __all__ = [
     "can_emit",
     "emit",
     "integration_resource",
+    "status_changed",
 ]

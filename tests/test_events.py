@@ -167,7 +167,7 @@ def test_critical_alert_runs_incident_response(
 def test_an_integration_down_pauses_its_deployments_until_it_recovers(
     deployed: dict[str, Any], api: httpx.Client
 ) -> None:
-    from flows.events import status_changed
+    from junction.events import status_changed
 
     onboarding = deployed["ids"]["employee_onboarding"]
     incident = deployed["ids"]["incident_response"]

@@ -26,6 +26,7 @@ from integrations.base import HealthResult
 from integrations.catalog import load_catalog
 from integrations.metrics import CallMetric
 from integrations.transport import sweep_client
+from junction.events import status_changed
 from junction.monitor.alerts import AlertHook, default_alert_hook
 from junction.monitor.clock import MonitorClock
 from junction.monitor.dispatch import AlertDispatcher
@@ -306,6 +307,9 @@ class Monitor:
                     new=health.status,
                 )
             )
+            # For Prefect automations (best effort; nothing without a Prefect API).
+            reason = health.reasons[0] if health.reasons else ""
+            status_changed(state.name, old, health.status, reason, down=health.down)
         return health
 
     def _after_update(self, state: ServiceState) -> None:

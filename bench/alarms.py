@@ -252,7 +252,7 @@ def table(name: str, series: Sequence[Series], scores: Sequence[Scores]) -> str:
         nab_cells = (
             f"{prof['standard']:.1f} | {prof['reward_low_FP_rate']:.1f}"
             if arm in ("rolling z", "streaming", "alarm medium")
-            else "(same score) | "
+            else "as medium | as medium"
         )
         lines.append(
             f"| {arm} | {r.per_month:.2f} | {r.recall:.1%} ({r.caught}/{r.incidents}) | "

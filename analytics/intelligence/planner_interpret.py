@@ -523,9 +523,15 @@ class Interpreter:
                 )
                 made.append(p)
             subject = self._subject(c, made, prior_made)
+            notify = next((q for q in prior_made if q.op.role == "notify"), None)
+            later_llm = made and all(p.op.role == "llm" for p in made) and "sentence" in links
             for p in made:
                 p.subject = subject
-                self.planned.append(p)
+                if later_llm and notify is not None and pronoun:  # "... email it. Use GPT."
+                    p.stage, p.clause = notify.stage, notify.clause
+                    self.planned.insert(self.planned.index(notify), p)
+                else:
+                    self.planned.append(p)
             if made:
                 prior_made = made
             if condition:

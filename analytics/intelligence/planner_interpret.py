@@ -250,6 +250,7 @@ class Interpreter:
                     for n in free_nouns
                     if d.get(n) == service
                     and (condition or n not in self.evented)  # "post the alert" that started it
+                    and not (n == "hire" and c.entities("email"))  # "new joiner eva@acme.com"
                     and n not in covered
                     and not alternatives.get(n, set()) & covered
                     and not (

@@ -41,6 +41,7 @@ _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 
 )
 _QUESTION_WORDS = frozenset(
     {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
+    | {"welche", "welcher", "cuáles", "cuales", "qué", "que"}
 )
 _LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado", "detalles"})
 _PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
@@ -286,6 +287,19 @@ class Interpreter:
             if best is not None and (best[0] >= 2 or named):
                 chosen.append(best[1])
                 covered |= set(best[1].nouns)
+        bulk = any(set(fold(t.text).split()) & self.lex.bulk for t in c.tokens)
+        if bulk and not condition:  # "ack all triggered incidents": list them first
+            for op in [o for o in chosen if o.role == "write"]:
+                lists = [
+                    o
+                    for o in self.lex.ops.values()
+                    if o.integration == op.integration
+                    and o.role == "read"
+                    and o.list_expr
+                    and set(o.nouns) & set(op.nouns) & set(free_nouns)
+                ]
+                if lists and not any(o in chosen or o in planned_ops for o in lists):
+                    chosen.insert(0, lists[0])
         if "send" in verbs and not condition:  # "send ana the status of pipeline 8812"
             for n in ("pipeline", "job"):
                 service = d[n]

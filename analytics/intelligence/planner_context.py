@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
-from analytics.intelligence.lexicon import Lexicon, fold
+from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned
 from analytics.intelligence.planner_parse import Clause
 
-__all__ = ["entities_of", "latest_pipeline", "llm_needs_log", "plural"]
+__all__ = ["entities_of", "latest_pipeline", "list_first", "llm_needs_log", "plural"]
 
 
 def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, list[str]]:
@@ -77,6 +77,22 @@ def latest_pipeline(planned: list[Planned], lex: Lexicon) -> None:
         )
         planned.insert(i, pipelines)
         return
+
+
+def list_first(lex: Lexicon, chosen: list[Op], planned: list[Op], nouns: list[str]) -> None:
+    """A write on "all" of something ("ack all triggered incidents") lists them first: the
+    service's list read of the same noun is put before the writes in ``chosen``."""
+    for op in [o for o in chosen if o.role == "write"]:
+        lists = [
+            o
+            for o in lex.ops.values()
+            if o.integration == op.integration
+            and o.role == "read"
+            and o.list_expr
+            and set(o.nouns) & set(op.nouns) & set(nouns)
+        ]
+        if lists and not any(o in chosen or o in planned for o in lists):
+            chosen.insert(0, lists[0])
 
 
 def llm_needs_log(planned: list[Planned], lex: Lexicon) -> None:

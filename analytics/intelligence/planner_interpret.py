@@ -23,6 +23,7 @@ from analytics.intelligence.planner_build import Planned, role_rank
 from analytics.intelligence.planner_context import (
     entities_of,
     latest_pipeline,
+    list_first,
     llm_needs_log,
     plural,
 )
@@ -289,17 +290,7 @@ class Interpreter:
                 covered |= set(best[1].nouns)
         bulk = any(set(fold(t.text).split()) & self.lex.bulk for t in c.tokens)
         if bulk and not condition:  # "ack all triggered incidents": list them first
-            for op in [o for o in chosen if o.role == "write"]:
-                lists = [
-                    o
-                    for o in self.lex.ops.values()
-                    if o.integration == op.integration
-                    and o.role == "read"
-                    and o.list_expr
-                    and set(o.nouns) & set(op.nouns) & set(free_nouns)
-                ]
-                if lists and not any(o in chosen or o in planned_ops for o in lists):
-                    chosen.insert(0, lists[0])
+            list_first(self.lex, chosen, planned_ops, free_nouns)
         if "send" in verbs and not condition:  # "send ana the status of pipeline 8812"
             for n in ("pipeline", "job"):
                 service = d[n]

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from deployments.automations import deploy_automations
+from deployments.blocks import register_blocks
 from deployments.local import (
     ROOT,
     WORK_POOL,
@@ -199,6 +200,7 @@ def start(opts: Options) -> dict[str, str]:
         )
         deploy_all(env=env)
         deploy_spec_flows(env=env, pool=opts.pool)
+        register_blocks(env["PREFECT_API_URL"])  # credential block types for the UI
         deploy_automations(env=env)  # deployments/automations.py: after the deployments
         worker_args = [str(prefect_executable()), "worker", "start", "--pool", opts.pool]
         p["worker"].spawn(worker_args, env, sigint=True)

@@ -2,8 +2,9 @@
 
 Credentials come from, in order: the caller's argument, the integration's configuration
 (which the core fills from ``JUNCTION_<NAME>_*``), the Prefect Secret block it names
-(``secret_block``), and (only when the integration points at the Junction sandbox) the
-sandbox's well-known test credentials.
+(``secret_block``; ``<type slug>/<name>`` names a typed block of
+:mod:`integrations.credential_blocks`), and (only when the integration points at the
+Junction sandbox) the sandbox's well-known test credentials.
 
 Every secret found is registered with the redactor before it is used, together with every
 form it takes on the wire, since a vendor may echo any of them back in an error body:
@@ -21,9 +22,9 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import httpx
 from pydantic import SecretStr
@@ -50,6 +51,8 @@ class Credentials:
     client_secret: SecretStr | None = None
     source: str = "none"
 
+
+T = TypeVar("T")
 
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_USER = "sandbox-user"
@@ -104,30 +107,45 @@ def _load_secret_block(name: str, scheme: str, block: str) -> object:
         # Function-level: Prefect's import costs seconds and only block users need it.
         from prefect.blocks.system import Secret
 
-        try:
-            # _sync: this runs inside flows' event loops, where load() would return a coroutine
-            secret = cast(Secret, Secret.load(block, _sync=True))  # type: ignore[call-arg]
-            _block_cache[block] = secret.get()
-        except ValueError as exc:  # Prefect's "Unable to find block document named ..."
-            if "unable to find" not in str(exc).lower():
-                raise _block_unreadable(name, block, exc) from None
-            raise MissingCredentialsError(
-                f"Prefect Secret block {block!r} (JUNCTION_{name.upper()}_SECRET_BLOCK) does "
-                f'not exist on the Prefect server in use: create it with `python -c "from '
-                f"prefect.blocks.system import Secret; Secret(value={_block_example(scheme)})"
-                f".save('{block}')\"` (or in the Prefect UI: Blocks, Secret), or set "
-                f"{_env_names(name, scheme)} instead",
-                service=name,
-            ) from None
-        except Exception as exc:  # an unreachable API, a block of another type...
-            raise _block_unreadable(name, block, exc) from None
+        missing = (
+            f"Prefect Secret block {block!r} (JUNCTION_{name.upper()}_SECRET_BLOCK) does "
+            f'not exist on the Prefect server in use: create it with `python -c "from '
+            f"prefect.blocks.system import Secret; Secret(value={_block_example(scheme)})"
+            f".save('{block}')\"` (or in the Prefect UI: Blocks, Secret), or set "
+            f"{_env_names(name, scheme)} instead"
+        )
+        # _sync: this runs inside flows' event loops, where load() would return a coroutine
+        _block_cache[block] = read_block(
+            name,
+            block,
+            lambda: cast(Secret, Secret.load(block, _sync=True)).get(),  # type: ignore[call-arg]
+            missing,
+        )
     return _block_cache[block]
+
+
+def read_block(name: str, ref: str, load: Callable[[], T], missing: str) -> T:
+    """``load()`` (reading a Prefect block of integration ``name``) with Prefect's errors
+    as one line.
+
+    Raises:
+        MissingCredentialsError: ``missing`` when the block does not exist, else why it
+            could not be read (an unreachable API, a block of another type...).
+    """
+    try:
+        return load()
+    except ValueError as exc:  # Prefect's "Unable to find block document named ..."
+        if "unable to find" not in str(exc).lower():
+            raise _block_unreadable(name, ref, exc) from None
+        raise MissingCredentialsError(missing, service=name) from None
+    except Exception as exc:
+        raise _block_unreadable(name, ref, exc) from None
 
 
 def _block_unreadable(name: str, block: str, exc: Exception) -> MissingCredentialsError:
     detail = " ".join(str(exc).split())[:200]
     return MissingCredentialsError(
-        f"could not read Prefect Secret block {block!r} (JUNCTION_{name.upper()}_SECRET_BLOCK):"
+        f"could not read Prefect block {block!r} (JUNCTION_{name.upper()}_SECRET_BLOCK):"
         f" {type(exc).__name__}" + (f": {detail}" if detail else ""),
         service=name,
     )
@@ -143,6 +161,11 @@ def _block_example(scheme: str) -> str:
 
 
 def _from_block(name: str, scheme: str, block: str) -> Credentials:
+    if "/" in block:  # "<type slug>/<name>": a typed credentials block
+        # Function-level: Prefect's import costs seconds and only block users need it.
+        from integrations.credential_blocks import load_credentials_block
+
+        return load_credentials_block(name, scheme, block)
     value = _load_secret_block(name, scheme, block)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):

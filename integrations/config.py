@@ -56,7 +56,8 @@ class IntegrationConfig(BaseModel):
     secret_block: str | None = Field(
         None,
         description="Name of a Prefect Secret block holding the credential (a string, or a "
-        "JSON object with the credential fields); used when no env credential is set.",
+        "JSON object with the credential fields), or '<type slug>/<name>' of a typed "
+        "credentials block (junction-api-key/okta-prod); used when no env credential is set.",
     )
     timeout_seconds: float | None = Field(
         None, gt=0, description="Read timeout for this integration (default: global)."

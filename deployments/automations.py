@@ -1,7 +1,7 @@
 """Prefect automations as code: ``python -m deployments.automations [--list]``.
 
 Creates or updates, by name (idempotent: run it again after deploying), the automations
-that act on Junction's events (:mod:`junction.events`, :mod:`flows.events`) on the
+that act on Junction's events (:mod:`junction.events`) on the
 ``PREFECT_API_URL`` server:
 
 * ``junction: incident response on critical alert``: a ``junction.alert.fired`` event

@@ -9,7 +9,7 @@ scheduled run wait for this one and take over (one process start per hour). The 
 one run per hour; its log has every status change and alert transition as it happens
 and a summary at the end; the ``service-health`` artifact is the last sweep. A service
 turning warning/critical or healthy again is a Prefect event
-(``junction.integration.degraded`` / ``.recovered``, :mod:`flows.events`).
+(``junction.integration.degraded`` / ``.recovered``, :mod:`junction.events`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from flows.events import workflow_failed
 from flows.runlog import batch_lines, emit, run_logger, workflow_lines
 from junction.features import FeatureDisabledError, check_orchestration
 from junction.health import open_store
@@ -135,7 +134,6 @@ async def run_workflow(
             runtime.store.flush()  # the monitor sees this run's rows now
     summary = result.to_dict()
     emit(run_logger(), workflow_lines(summary))
-    workflow_failed(summary)  # the junction.workflow.failed event, for automations
     if result.ok:
         return Completed(data=summary, message=f"{loaded.name}: completed")
     return Failed(data=summary, message=result.error or f"{loaded.name}: failed")

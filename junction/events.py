@@ -1,14 +1,17 @@
 """Junction's alert transitions as Prefect events, for Prefect automations.
 
 Prefect is imported here because a Prefect feature is the point: the events are what
-Prefect automations (``deployments/automations.py``) trigger on. ``junction.workflow.failed``
-is emitted by the workflow flow (:mod:`flows.events`); this module emits the monitor's
-and the alert engine's:
+Prefect automations (``deployments/automations.py``) trigger on. The events:
 
 * ``junction.integration.degraded`` / ``.recovered``: the monitor's status of a service
   went into warning or critical (or between them) / back to healthy
   (:func:`status_changed`, called by :class:`junction.monitor.Monitor` on each change).
 
+* ``junction.workflow.failed``: a workflow run failed (:func:`workflow_failed`, called by
+  :meth:`junction.workflows.runner.WorkflowRunner.run` as it records the run). Resource:
+  the integration of the failed step when known (else the workflow,
+  ``junction.workflow.<name>``), related: the workflow; payload ``run_id``,
+  ``failed_step``, ``error``.
 * ``junction.alert.fired``: an alert fired, or changed severity (payload ``transition``:
   ``fired`` or ``severity``), so a warning that turns critical reaches a trigger on
   critical alerts.
@@ -42,6 +45,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from integrations.catalog import load_catalog
 from integrations.redaction import redact
 
 if TYPE_CHECKING:
@@ -150,6 +154,38 @@ def status_changed(
     )
 
 
+def workflow_failed(summary: Mapping[str, Any]) -> Event | None:
+    """Emit ``junction.workflow.failed`` for a failed run's summary (``RunResult.to_dict()``)."""
+    if summary.get("status") == "completed":
+        return None
+    workflow = str(summary.get("workflow"))
+    failed = str(summary.get("failed_step") or "")
+    steps: list[Mapping[str, Any]] = summary.get("steps") or []
+    step: Mapping[str, Any] = next((s for s in steps if s.get("step_id") == failed), {})
+    # The provider that failed; an action step that failed has none: its integration.
+    left = str(step.get("uses") or "").partition(".")[0]
+    provider = str(step.get("provider") or "").partition(".")[0] or (
+        left if left in load_catalog() else ""
+    )
+    workflow_resource = {
+        "prefect.resource.id": f"junction.workflow.{workflow}",
+        "prefect.resource.name": workflow,
+        "prefect.resource.role": "workflow",
+    }
+    resource = integration_resource(provider) if provider else dict(workflow_resource)
+    resource.pop("prefect.resource.role", None)
+    return emit(
+        event=WORKFLOW_FAILED,
+        resource=resource,
+        related=[workflow_resource] if provider else [],
+        payload={
+            "run_id": summary.get("run_id"),
+            "failed_step": failed,
+            "error": summary.get("error"),
+        },
+    )
+
+
 def _alert_event(name: str, alert: Alert, transition: str) -> Event | None:
     severity = alert.severity.value
     return emit(
@@ -203,4 +239,5 @@ __all__ = [
     "emit",
     "integration_resource",
     "status_changed",
+    "workflow_failed",
 ]

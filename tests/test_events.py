@@ -2,8 +2,8 @@
 
 One server for the module (own PREFECT_HOME, scheduler off, no worker: a triggered run
 stays scheduled, which is all the automation tests look at). The events come from a real
-alert engine's transitions (:mod:`junction.events`) and the monitor flow's status
-emitter (:mod:`flows.events`); the automations are the ones ``python -m
+alert engine's transitions and the monitor's status emitter (:mod:`junction.events`);
+the automations are the ones ``python -m
 deployments.automations`` applies.
 """
 

@@ -67,6 +67,7 @@ from integrations.base import IntegrationClient
 from integrations.breaker import BreakerState
 from integrations.errors import APITimeoutError, CircuitOpenError, IntegrationError
 from junction.clients import get_action
+from junction.events import workflow_failed
 from junction.settings import Settings
 from junction.workflows.batching import BATCHABLE
 from junction.workflows.cache import step_key
@@ -175,6 +176,8 @@ class WorkflowRunner:
             result = await run.execute()
         if self.runtime.store is not None:
             self.runtime.store.append("workflow_runs", [result.row()])
+        if not result.ok:  # for Prefect automations (best effort)
+            workflow_failed(result.to_dict())
         return result
 
 

@@ -1,21 +1,19 @@
-"""Health of many services from the metrics store by DuckDB aggregates, judged as the monitor.
+"""Health of many services from the metrics store by DuckDB, judged by the monitor's code.
 
 The monitor judges a service from its window of observations (probes, and live calls that
-say something about the service: :func:`junction.monitor.passive.classify_call`). This
-module computes the same :class:`~junction.scoring.WindowStats` in one DuckDB statement
-per request instead of replaying rows in Python:
-
-* counts and the nearest-rank p50/p95 of successes (``quantile_disc`` is nearest-rank:
-  the value at rank ``ceil(p * n)``, as :func:`junction.scoring.percentile`);
-* the time-weighted uptime (each observation holds until the next one: ``lead``);
-* the newest failure and breaker state, and the failure streak (observations after the
-  last success) from the window's order, by ``row_number``;
-* the latest probe (what the health table shows as ``ok``/``latency_ms``/``error``).
+say something about the service: :func:`junction.monitor.passive.classify_call`), in
+order: :mod:`junction.recovery` reads the sequence (outages, recovery, flapping, the
+failures an ended outage leaves out of what status and alerts judge), so no aggregate can
+stand in for it. DuckDB selects the window's observations of the wanted services (calls
+that say nothing about their service and the monitor's own probe calls left out, times
+capped at ``now`` as the monitor stamps late rows, a probe before a call at the same
+instant) and each service's latest probe (what the health table shows as
+``ok``/``latency_ms``/``error``), in one snapshot; each service's rows then go through the
+monitor's own :class:`junction.monitor.ServiceState`, so score, status, "down" and reasons
+cannot drift from the monitor's.
 
 Rows still in writers' spools (not yet a Parquet segment) are read too and counted once,
-as the monitor's own restore does. The verdict is then taken by the monitor's own code
-(:meth:`junction.monitor.ServiceState.health` over a window that reports these stats), so
-score, status, "down" and reasons cannot drift from the monitor's.
+as the monitor's own restore does.
 
 Reads hold the store's shared read lock: a compaction cannot swap files under a query.
 """
@@ -35,7 +33,7 @@ from integrations.base import HealthResult
 from integrations.errors import unsent_error_classes
 from junction.monitor import ServiceHealth
 from junction.monitor import ServiceState as MonitoredService
-from junction.scoring import ServiceWindow, WindowStats
+from junction.scoring import Observation, ServiceWindow
 from junction.settings import Settings
 from junction.store import MetricsStore
 from junction.tail import StoreTailer
@@ -185,43 +183,19 @@ def _observations_sql(spooled: bool, all_names: bool, until: bool = False) -> st
     )"""
 
 
-_HEALTH_SQL = """
-WITH {observations},
-w AS (
-    SELECT *, row_number() OVER (PARTITION BY service ORDER BY ts, kind) AS rn,
-           lead(t) OVER (PARTITION BY service ORDER BY ts, kind) AS nt
-    FROM o
-),
-agg AS (
-    SELECT service, count(*) AS n, count(*) FILTER (WHERE ok) AS successes,
-           quantile_disc(latency_ms, 0.5) FILTER (WHERE ok) AS p50,
-           quantile_disc(latency_ms, 0.95) FILTER (WHERE ok) AS p95,
-           epoch_us(min(t)) AS first_us,
-           sum(CASE WHEN ok THEN date_diff('microsecond', t, coalesce(nt, $now)) ELSE 0 END)
-               AS up_us,
-           arg_max(ok, rn) AS last_ok,
-           arg_max(breaker_state, rn) AS last_breaker,
-           coalesce(max(rn) FILTER (WHERE ok), 0) AS last_ok_rn,
-           max(rn) AS last_rn,
-           epoch_us(arg_max(t, rn) FILTER (WHERE NOT ok)) AS last_err_us,
-           arg_max(error_class, rn) FILTER (WHERE NOT ok) AS last_err_class
-    FROM w GROUP BY service
-),
-lp AS (
-    SELECT service,
-           arg_max(struct_pack(ok, status, latency_ms, error_class, error, breaker_state,
-                               us := epoch_us(ts)), ts) AS probe
-    FROM p GROUP BY service
-)
-SELECT coalesce(agg.service, lp.service) AS service, agg.* EXCLUDE (service), lp.probe
-FROM agg FULL OUTER JOIN lp ON agg.service = lp.service
+_ITEMS_SQL = """
+WITH {observations}
+SELECT service, t, ok, latency_ms, error_class, breaker_state FROM o ORDER BY service, ts, kind
 """
+"""The window's observations, in the order the monitor adds them."""
 
-_HEALTH_KEYS = (
-    "service", "n", "successes", "p50", "p95", "first_us", "up_us", "last_ok", "last_breaker",
-    "last_ok_rn", "last_rn", "last_err_us", "last_err_class", "probe",
-)  # fmt: skip
-"""The columns of :data:`_HEALTH_SQL`'s rows."""
+_PROBE_SQL = """
+WITH {observations}
+SELECT service, arg_max(struct_pack(ok, status, latency_ms, error_class, error, breaker_state,
+                                    us := epoch_us(ts)), ts) AS probe
+FROM p GROUP BY service
+"""
+"""The latest probe of each service (what the health table shows as ``ok``/``error``)."""
 
 _MINUTES_SQL = """
 WITH {observations}
@@ -253,13 +227,24 @@ def _run(
 ) -> list[tuple[Any, ...]]:
     """Run a statement over the window's observations of ``names`` (``None``: all),
     spooled rows included."""
+    return _run_many(reader, [sql_of], params, since, names)[0]
+
+
+def _run_many(
+    reader: StoreReader,
+    sql_ofs: Sequence[Any],
+    params: dict[str, Any],
+    since: datetime,
+    names: Sequence[str] | None,
+) -> list[list[tuple[Any, ...]]]:
+    """:func:`_run` for several statements over one read of the spools and one snapshot."""
     root = reader.store.root
     try:
         spools = {t: spooled_rows(root, t, since) for t in ("probes", "calls")}
     except OSError as exc:
         raise StoreUnreadable(root, exc) from None
     spooled = any(t.num_rows for t in spools.values())
-    sql = sql_of(_observations_sql(spooled, names is None, "until" in params))
+    observations = _observations_sql(spooled, names is None, "until" in params)
     with reader.cursor() as cur:
         # A registered Arrow table: binding a list of a thousand names as a parameter
         # costs DuckDB's planner about 100 ms, this about nothing.
@@ -267,71 +252,22 @@ def _run(
         if spooled:
             cur.register("sp_probes", spools["probes"])
             cur.register("sp_calls", spools["calls"])
-        return cur.execute(sql, params).fetchall()
+        return [cur.execute(sql_of(observations), params).fetchall() for sql_of in sql_ofs]
 
 
-@dataclass
-class SummaryWindow(ServiceWindow):
-    """A window that reports stats computed elsewhere (the monitor judges them as its own).
-
-    Attributes:
-        summary: The stats to report; ``None``: an empty window.
-    """
-
-    summary: WindowStats | None = None
-
-    def stats(self, now: datetime | None = None) -> WindowStats:
-        """The stats given, or an empty window's at ``now``."""
-        if self.summary is not None:
-            return self.summary
-        return WindowStats(as_of=now or datetime.now(UTC))
-
-
-def _stats(row: Mapping[str, Any], now: datetime) -> WindowStats | None:
-    n = row["n"]
-    if not n:
+def _last_probe(name: str, probe: Mapping[str, Any] | None) -> HealthResult | None:
+    if probe is None:
         return None
-    first = from_epoch_us(row["first_us"])
-    span = (now - first).total_seconds()
-    # As the monitor: a zero span (all at `now`) is the latest observation's state.
-    uptime = (1.0 if row["last_ok"] else 0.0) if span <= 0 else (row["up_us"] / 1e6) / span
-    last_err = None if row["last_err_us"] is None else from_epoch_us(row["last_err_us"])
-    successes = row["successes"]
-    return WindowStats(
-        as_of=now,
-        count=n,
-        successes=successes,
-        success_rate=successes / n,
-        p50_latency_ms=row["p50"],
-        p95_latency_ms=row["p95"],
-        uptime=uptime,
-        seconds_since_last_error=None if last_err is None else (now - last_err).total_seconds(),
-        last_error_at=last_err,
-        last_error_class=row["last_err_class"],
-        last_breaker_state=row["last_breaker"],
+    return HealthResult(
+        service=name,
+        ok=bool(probe["ok"]),
+        status=probe["status"],
+        latency_ms=float(probe["latency_ms"]),
+        error_class=probe["error_class"],
+        error=probe["error"],
+        breaker_state=probe["breaker_state"] or "closed",
+        checked_at=from_epoch_us(probe["us"]),
     )
-
-
-def judge(
-    name: str,
-    *,
-    stats: WindowStats | None,
-    streak: int,
-    last_probe: HealthResult | None,
-    window_seconds: float,
-    now: datetime,
-    settings: Settings,
-    alerts: tuple[str, ...] = (),
-) -> ServiceHealth:
-    """The monitor's verdict on a service from its window's stats, streak and last probe."""
-    state = MonitoredService(
-        name,
-        SummaryWindow(timedelta(seconds=window_seconds), summary=stats),
-        streak=streak,
-        last_probe=last_probe,
-        last_probe_at=None if last_probe is None else last_probe.checked_at,
-    )
-    return state.health(now, settings, settings.monitor_down_after, alerts)
 
 
 def store_health(
@@ -358,42 +294,28 @@ def store_health(
     """
     at = datetime.now(UTC) if now is None else now
     since = at - timedelta(seconds=window_seconds)
-    rows = _run(
-        reader, lambda obs: _HEALTH_SQL.format(observations=obs),
+    window = timedelta(seconds=window_seconds)
+    items, probes = _run_many(
+        reader,
+        [lambda obs: _ITEMS_SQL.format(observations=obs),
+         lambda obs: _PROBE_SQL.format(observations=obs)],
         _params(since, at), since, names,
     )  # fmt: skip
-    found = {r[0]: dict(zip(_HEALTH_KEYS, r, strict=True)) for r in rows}
-    out = []
-    for name in names:
-        rec = found.get(name)
-        stats = None if rec is None or rec["n"] is None else _stats(rec, at)
-        streak = 0 if stats is None or rec is None else rec["last_rn"] - rec["last_ok_rn"]
-        probe = None if rec is None else rec["probe"]
-        last_probe = None
-        if probe is not None:
-            last_probe = HealthResult(
-                service=name,
-                ok=bool(probe["ok"]),
-                status=probe["status"],
-                latency_ms=float(probe["latency_ms"]),
-                error_class=probe["error_class"],
-                error=probe["error"],
-                breaker_state=probe["breaker_state"] or "closed",
-                checked_at=from_epoch_us(probe["us"]),
-            )
-        out.append(
-            judge(
-                name,
-                stats=stats,
-                streak=streak,
-                last_probe=last_probe,
-                window_seconds=window_seconds,
-                now=at,
-                settings=settings,
-                alerts=(alerts or {}).get(name, ()),
-            )
-        )
-    return out
+    states = {name: MonitoredService(name, ServiceWindow(window)) for name in names}
+    for service, t, ok, latency_ms, error_class, breaker_state in items:
+        # The monitor's own state: its window, failure streak and noise memory are what
+        # junction.recovery judges (outages, recovery, flapping, forgiven failures).
+        states[service].add(Observation(t, bool(ok), latency_ms, error_class, breaker_state), at)
+    for service, probe in probes:
+        last = _last_probe(service, probe)
+        if last is not None:
+            states[service].probed(last, last.checked_at)
+    active = alerts or {}
+    verdicts = {
+        name: state.health(at, settings, settings.monitor_down_after, active.get(name, ()))
+        for name, state in states.items()
+    }
+    return [verdicts[name] for name in names]
 
 
 @dataclass(frozen=True)
@@ -445,10 +367,8 @@ __all__ = [
     "MinuteRollup",
     "StoreReader",
     "StoreUnreadable",
-    "SummaryWindow",
     "epoch_us",
     "from_epoch_us",
-    "judge",
     "known_services",
     "minute_rollups",
     "spooled_rows",

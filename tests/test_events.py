@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from deployments.local import PrefectServer, ensure_work_pool
-from tests.alerting_helpers import T0, at, engine, snap
+from tests.alerting_helpers import SETTINGS, T0, at, engine, snap
 
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(300)]
 
@@ -141,14 +141,46 @@ def test_alert_transitions_are_events_once_each(tmp_path: Path, api: httpx.Clien
 def test_critical_alert_runs_incident_response(
     deployed: dict[str, Any], tmp_path: Path, api: httpx.Client
 ) -> None:
-    from junction.events import alert_transitions
+    import asyncio
+
+    from junction.monitor.alerts import EngineHook
+    from junction.monitor.results import ServiceHealth
 
     deployment_id = deployed["ids"]["incident_response"]
-    eng = engine(tmp_path)
-    try:
-        alert_transitions(eng.evaluate([snap("okta", T0, rate=0.0, down=True)], T0))
-    finally:
-        eng.close()
+    down = snap("okta", T0, rate=0.0, down=True)
+    health = ServiceHealth(
+        service="okta",
+        status="critical",
+        score=down.score.score,
+        ok=False,
+        latency_ms=None,
+        http_status=None,
+        error_class="APIConnectionError",
+        error="connection refused",
+        success_rate=0.0,
+        p50_latency_ms=None,
+        p95_latency_ms=None,
+        uptime=0.0,
+        breaker_state="closed",
+        observations=100,
+        failures=100,
+        consecutive_failures=5,
+        down=True,
+        checked_at=T0,
+        as_of=T0,
+        stats=down.stats,
+        breakdown=down.score,
+    )
+
+    # The monitor's alert hook, as a sweep calls it: the engine's transition is the event.
+    async def sweep() -> None:
+        hook = EngineHook(SETTINGS, engine=engine(tmp_path), channels={})
+        try:
+            await hook.evaluate([health], T0)
+        finally:
+            await hook.aclose()
+
+    asyncio.run(sweep())
 
     def run() -> dict[str, Any] | None:
         body = {"deployments": {"id": {"any_": [deployment_id]}}}

@@ -45,6 +45,8 @@ def test_serve_starts_everything_and_stop_stops_it(
             assert pool["concurrency_limit"] == 2
             names = {d["name"] for d in client.post("/deployments/filter", json={}).json()}
             assert {"health-sweep", "run-workflow", "employee_onboarding"} <= names, names
+            # The credential block types, for the UI's Blocks page.
+            assert client.get("/block_types/slug/junction-api-key").status_code == 200
             workers = client.post(f"/work_pools/{WORK_POOL}/workers/filter", json={})
             assert workers.status_code == 200
         status = httpx.get(f"http://127.0.0.1:{opts.service_port}/api/v2/status", timeout=30)

@@ -543,12 +543,14 @@ class AdaptiveRate:
         self._next_send = slot + 1.0 / rate
         return slot - now
 
-    def on_throttle(self, rtt: float = 0.0) -> None:
+    def on_throttle(self, rtt: float = 0.0, *, insist: bool = False) -> None:
         """A 429: remember the rate that was too much and cut to ``BETA`` of it.
 
         Args:
             rtt: The recent round trip (seconds): 429s within one of the last cut answer
                 requests sent before it, and are one signal.
+            insist: The vendor refused again after a 429 (it counts rejected requests):
+                cut to ``BETA`` of what it let through over ``ADMIT_SPAN``.
         """
         now = self._clock()
         self._measure(now)
@@ -558,15 +560,15 @@ class AdaptiveRate:
             return
         base = sent or (self.rate or self.MIN_RATE)
         admitted = self.admitted(now)
-        if admitted:
-            # What the vendor let through in the last span is its limit, seen from here:
-            # a window limiter that also counts the 429s is not found by the send rate,
-            # which right after a start or a pause is many times over it.
+        if insist and admitted:
+            # The vendor counts what is sent (it refused a request sent after a 429): what
+            # it let through in the last span is its limit, seen from here; cutting the
+            # send rate step by step would keep sending into its window.
             base = min(base, admitted / self.ADMIT_SPAN)
+        elif 0 <= now - self._last_throttle < max(rtt, 1.0 / max(base, self.MIN_RATE)):
+            return  # the same burst of 429s: one signal
         if self.rate is not None:
             base = min(base, self.rate)
-        if 0 <= now - self._last_throttle < max(rtt, 1.0 / max(base, self.MIN_RATE)):
-            return  # the same burst of 429s: one signal
         self._w_max = base
         self._last_throttle = now
         self.rate = max(self.MIN_RATE, base * self.BETA)

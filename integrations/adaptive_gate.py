@@ -111,8 +111,6 @@ class AdaptiveGate:
         self.throttled += 1
         now = self._clock()
         busy = self.rate.busy(now)
-        self.limit.on_drop()
-        self.rate.on_throttle(self.limit.rtt)
         hint = parse_retry_after(response.headers.get("Retry-After"))
         wait = clamp_retry_after(hint, self.config, service=self.service)
         since = now - self._last_429
@@ -121,7 +119,10 @@ class AdaptiveGate:
         growing = last is not None and wait > last and since < last + self.STORM_SPAN
         held = now - self.held_until < self.STORM_SPAN  # throttled right after a hold
         self._last_429, self._last_hint = now, wait
-        if growing or (again and (busy or held)):
+        insist = growing or (again and (busy or held))
+        self.limit.on_drop()
+        self.rate.on_throttle(self.limit.rtt, insist=insist)
+        if insist:
             self.hold(wait)
         else:
             # The throttled request itself waits the vendor's Retry-After (the retry

@@ -527,12 +527,13 @@ async def test_a_sparse_callers_429s_hold_nobody() -> None:
 
 def test_send_rate_cut_follows_what_the_vendor_let_through() -> None:
     """Right after a start a client sends far above the limit; a window limiter lets 40 in
-    and refuses the rest: the cut is to BETA x 40/s, not to BETA x the send rate."""
+    and refuses the rest, and again after the 429 (it counts them): the cut is to BETA x
+    40/s, not to BETA x the send rate."""
     clock = Clock()
     rate = AdaptiveRate(clock=clock)
     _send(rate, clock, 40, 0.0025)  # 40 answered at 400/s
     for _ in range(40):  # 40 more sent, throttled
         clock.now += 0.0025
         rate.delay()
-    rate.on_throttle(rtt=0.02)
+    rate.on_throttle(rtt=0.02, insist=True)
     assert rate.rate == pytest.approx(40 * AdaptiveRate.BETA, rel=0.05)

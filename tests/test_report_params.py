@@ -159,3 +159,32 @@ def test_dashboard_serves_the_latest_report_to_a_session(
     policy = resp.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "script-src" not in policy
     assert resp.headers["x-frame-options"] == "DENY"
+
+
+def test_cli_report_takes_until_and_services(
+    store: MetricsStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from junction.cli import app
+    from junction.settings import get_settings
+
+    monkeypatch.setenv("JUNCTION_STORE_DIR", str(store.root))
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    monkeypatch.setenv("JUNCTION_ANALYTICS_UNCERTAINTY_SAMPLES", "60")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    base = ["analytics", "report", "--days", "1", "--workers", "1", "--no-validate", "--json"]
+    try:
+        until = (NOW - timedelta(hours=2)).isoformat()
+        out = runner.invoke(app, [*base, "--until", until, "--service", "okta"])
+        assert out.exit_code == 0, out.output
+        summary = json.loads(out.stdout)
+        assert summary["window"][1] == until and "services: only okta" in summary["notes"]
+        bad = runner.invoke(app, [*base, "--service", "okta", "--service", "octa"])
+        assert bad.exit_code != 0 and "services: unknown 'octa'" in bad.output
+        assert "Traceback" not in bad.output
+        bad = runner.invoke(app, [*base, "--until", "yesterday"])
+        assert bad.exit_code != 0 and "--until: 'yesterday'" in bad.output
+    finally:
+        get_settings.cache_clear()

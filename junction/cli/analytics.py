@@ -240,6 +240,14 @@ def report(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report's summary (report.json) as JSON.")
     ] = False,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="End of the window: an ISO time or a duration back (2d)."),
+    ] = None,
+    services: Annotated[
+        list[str] | None,
+        typer.Option("--service", help="Only this integration (repeat for several)."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML analytics report (report.html + report.json)."""
     # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
@@ -247,11 +255,21 @@ def report(
 
     from analytics.report.pipeline import collect, report_dir
     from analytics.report.render import report_summary, write_report
+    from analytics.report.scope import check_services
     from analytics.validation import DataValidationError
+    from junction.durations import parse_since
 
     settings = load_settings()
     target = report_dir(settings, out)
     folder = _spec_dir(specs)
+    try:
+        end = None if until is None else parse_since(until)
+    except ValueError as exc:
+        fail(f"--until: {exc}")
+    try:
+        chosen = check_services(services or [])
+    except ValueError as exc:
+        fail(str(exc))  # "services: unknown 'x'; known: ..."
     progress = Progress(
         TextColumn("analytics report: {task.description:<16}"),
         BarColumn(),
@@ -275,6 +293,8 @@ def report(
                 workers=workers,
                 validate=validate,
                 progress=step,
+                until=end,
+                services=chosen,
             )
             progress.update(task, description="writing", advance=1)
             path = write_report(data, target)

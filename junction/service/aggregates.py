@@ -185,7 +185,8 @@ def _observations_sql(spooled: bool, all_names: bool, until: bool = False) -> st
 
 _ITEMS_SQL = """
 WITH {observations}
-SELECT service, t, ok, latency_ms, error_class, breaker_state FROM o ORDER BY service, ts, kind
+SELECT service, epoch_us(t), ok, latency_ms, error_class, breaker_state
+FROM o ORDER BY service, ts, kind
 """
 """The window's observations, in the order the monitor adds them."""
 
@@ -302,10 +303,20 @@ def store_health(
         _params(since, at), since, names,
     )  # fmt: skip
     states = {name: MonitoredService(name, ServiceWindow(window)) for name in names}
-    for service, t, ok, latency_ms, error_class, breaker_state in items:
+    observed: dict[str, list[Observation]] = {}
+    for service, us, ok, latency_ms, error_class, breaker_state in items:
+        # Epoch microseconds: DuckDB's conversion of aware timestamps costs more.
+        obs = Observation(from_epoch_us(us), bool(ok), latency_ms, error_class, breaker_state)
+        observed.setdefault(service, []).append(obs)
+    for service, seq in observed.items():
         # The monitor's own state: its window, failure streak and noise memory are what
         # junction.recovery judges (outages, recovery, flapping, forgiven failures).
-        states[service].add(Observation(t, bool(ok), latency_ms, error_class, breaker_state), at)
+        # All in the window already: one eviction, not one per observation.
+        state = states[service]
+        state.window.extend(seq, now=at)
+        for obs in seq:
+            state.noise.add(obs.ok, state.streak)
+            state.streak = 0 if obs.ok else state.streak + 1
     for service, probe in probes:
         last = _last_probe(service, probe)
         if last is not None:

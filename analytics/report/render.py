@@ -539,6 +539,7 @@ def render_html(data: ReportData, *, chart_count: int = 6) -> str:
 
 # ------------------------------------------------------------------ Markdown
 
+
 def _md_table(t: Table) -> str:
     lines = [
         "| " + " | ".join(md_escape(h) for h in t.headers) + " |",

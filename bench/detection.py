@@ -523,7 +523,10 @@ class Options:
     outages: int = 20
     interval: float = 5.0
     down: tuple[float, float] = (20.0, 40.0)
-    up: tuple[float, float] = (40.0, 60.0)
+    # Up-gaps longer than the flap rule's quiet period (junction/recovery.py: FLAP_QUIET
+    # successes in a row, 50 s at a 5 s interval): outages closer than that are one
+    # flapping incident by design (one page), not separate ones to detect.
+    up: tuple[float, float] = (60.0, 90.0)
     seed: int = 7
     mode: str = "503"
     service: str = DEFAULT_SERVICE

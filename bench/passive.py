@@ -141,7 +141,10 @@ class Options:
     outages: int = 12
     interval: float = 5.0
     down: tuple[float, float] = (10.0, 20.0)
-    up: tuple[float, float] = (25.0, 35.0)
+    # Up-gaps longer than the flap rule's quiet period (junction/recovery.py: FLAP_QUIET
+    # successes in a row, 50 s at a 5 s interval): outages closer than that are one
+    # flapping incident by design (one page), not separate ones to detect.
+    up: tuple[float, float] = (60.0, 90.0)
     gap: float = 0.2
     seed: int = 11
     before: str | None = None

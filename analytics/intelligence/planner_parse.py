@@ -73,6 +73,10 @@ _PASSIVE_LEAD = frozenset(
 _NOUN_LEAD = frozenset(
     {"with", "by", "via", "per", "mit", "con", "por", "work", "your", "as", "als", "como"}
 )
+_PARTICIPLES = frozenset(  # "each firing alert": a state before a noun, not a verb's object
+    {"firing", "active", "pending", "triggered", "acknowledged", "silenced", "ongoing"}
+    | {"existing", "current", "feuernden", "aktiven", "activas", "activos", "pendientes"}
+)
 _NAME_MARKERS = frozenset({"called", "named", "namens", "llamado", "llamada"})
 _ADJECTIVE_LEAD = frozenset(
     {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
@@ -248,6 +252,7 @@ def _disambiguate(tokens: list[Token]) -> None:
         noun = (
             lead in _DETERMINERS
             or lead in _NOUN_LEAD
+            or lead in _PARTICIPLES
             or (
                 before is not None
                 and any(before.has(k) for k in ("verb", "integration", "severity", "recent"))

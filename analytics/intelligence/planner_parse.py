@@ -77,6 +77,7 @@ _PARTICIPLES = frozenset(  # "each firing alert": a state before a noun, not a v
     {"firing", "active", "pending", "triggered", "acknowledged", "silenced", "ongoing"}
     | {"existing", "current", "feuernden", "aktiven", "activas", "activos", "pendientes"}
 )
+_IF_SO = frozenset({"hay", "any", "so", "yes", "ja", "es", "welche", "gibt", "there", "are"})
 _NAME_MARKERS = frozenset({"called", "named", "namens", "llamado", "llamada"})
 _ADJECTIVE_LEAD = frozenset(
     {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
@@ -243,6 +244,10 @@ def _disambiguate(tokens: list[Token]) -> None:
             or (before is not None and before.has("noun"))  # "any incidents open?"
         ):
             t.meanings = [m for m in t.meanings if m[0] != "verb"]
+            continue
+        pronoun = after is not None and fold(after.text) in {"them", "it", "these", "those"}
+        if pronoun and t.meanings and all(m[0] == "noun" for m in t.meanings):
+            t.meanings = []  # "group them by cause": a verb the catalog has no action for
             continue
         if t.has("verb") and lead in _PASSIVE_LEAD:
             t.meanings = [m for m in t.meanings if m[0] != "verb"]  # "alerts that are silenced"
@@ -510,6 +515,11 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             and not c.links & {"then", "sentence"}
         ):
             c.links.add("parallel")
+    for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
+        if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
+            clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
+            c.tokens = []
+    clauses = [c for c in clauses if c.tokens]
     for c in clauses:
         c.topic = " ".join(t.text for t in c.tokens if t.has("topic_word") and not t.has("topic"))
     return clauses

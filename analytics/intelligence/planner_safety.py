@@ -91,7 +91,9 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         bulk = [t.text for t in c.tokens if set(fold(t.text).split()) & lex.bulk]
         first_verb = next((t for t in c.tokens if t.has("verb")), None)
         harmful = c.has("verb", "deactivate") or c.has("verb", "block")
-        harmful = harmful or (first_verb is not None and first_verb.has("verb", "silence"))
+        bounded = any(k == "minutes" for k, _ in reading.entities)  # "all alerts for 2 hours"
+        silence = first_verb is not None and first_verb.has("verb", "silence")
+        harmful = harmful or (silence and not bounded)
         people = any(c.has("noun", n) for n in ("hire", "leaver", "oncall"))
         back = {fold(t.text) for t in c.tokens} & _BACK_REFERENCES
         scoped = people or (earlier_people and bool(back))

@@ -275,6 +275,8 @@ class PrefectServer:
         startup_timeout: Seconds to wait for ``/api/health`` (a fresh SQLite database
             takes ~22 s on 2 idle cores).
         stop_timeout: Seconds between SIGTERM and SIGKILL on exit.
+        database_url: ``PREFECT_API_DATABASE_CONNECTION_URL`` (e.g. PostgreSQL's
+            ``postgresql+asyncpg://...``, the production backend); default: SQLite in home.
     """
 
     def __init__(
@@ -286,8 +288,10 @@ class PrefectServer:
         ui: bool = True,
         startup_timeout: float = 180.0,
         stop_timeout: float = 15.0,
+        database_url: str | None = None,
     ) -> None:
         self.host = "127.0.0.1"
+        self.database_url = database_url
         self.port = port or free_port(self.host)
         self._home_arg = home
         self.home = home or Path()
@@ -327,6 +331,8 @@ class PrefectServer:
             PREFECT_HOME=str(self.home),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
         )
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         return env
 
     def log_tail(self, lines: int = 60) -> str:

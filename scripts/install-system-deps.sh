@@ -4,8 +4,10 @@
 #
 #   * Debian packages: prometheus-alertmanager (real Alertmanager for the alerting
 #     tests), prometheus and prometheus-blackbox-exporter (the peer stack of
-#     bench/detection.py) and chromium (headless browser checks). Installed only when
-#     missing, never started as services.
+#     bench/detection.py), chromium (headless browser checks) and postgresql (the
+#     production Prefect backend: tests/pg.py runs a throw-away cluster of its own with
+#     initdb/postgres from /usr/lib/postgresql/<version>/bin). Installed only when
+#     missing, never started as services (policy-rc.d below: no cluster is started).
 #   * npm packages from package-lock.json (Stoplight Prism for the contract tests),
 #     via `npm ci`, only when node_modules is missing or older than the lockfile.
 #
@@ -28,6 +30,7 @@ declare -A APT_CHECK=(
   [prometheus]=/usr/bin/prometheus
   [prometheus-blackbox-exporter]=/usr/bin/prometheus-blackbox-exporter
   [chromium]=/usr/bin/chromium
+  [postgresql]=/usr/bin/pg_ctlcluster
 )
 
 SUDO=()
@@ -42,11 +45,16 @@ cleanup_policy() {
   fi
 }
 
+# The server binaries (initdb, postgres) of Debian's postgresql-<version> package.
+have_initdb() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+
 install_apt_packages() {
   local missing=()
   local pkg
-  for pkg in prometheus-alertmanager prometheus prometheus-blackbox-exporter chromium; do
-    if [[ -x "${APT_CHECK[$pkg]}" ]]; then
+  for pkg in prometheus-alertmanager prometheus prometheus-blackbox-exporter chromium postgresql; do
+    if [[ -x "${APT_CHECK[$pkg]}" ]] && { [[ "$pkg" != postgresql ]] || have_initdb; }; then
       log "$pkg already installed (${APT_CHECK[$pkg]})"
     else
       missing+=("$pkg")
@@ -91,6 +99,9 @@ install_apt_packages() {
       || die "apt-get update failed; cannot install ${missing[*]}"
     "${SUDO[@]}" "${apt_env[@]}" "${install[@]}" \
       || die "apt-get install ${missing[*]} failed"
+  fi
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    have_initdb || die "postgresql was installed but /usr/lib/postgresql/*/bin/initdb is missing"
   fi
   for pkg in "${missing[@]}"; do
     [[ -x "${APT_CHECK[$pkg]}" ]] \

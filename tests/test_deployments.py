@@ -2,7 +2,8 @@
 
 One server for the module (own PREFECT_HOME in a temp dir, scheduler off so the active
 schedules add no runs of their own); the worker runs the on-demand health sweep against
-the sandbox.
+the sandbox. Every test runs twice: on SQLite (the embedded default) and on PostgreSQL
+(the production backend, a throw-away cluster from tests/pg.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from deployments.local import ROOT, WORK_POOL, PrefectServer, Worker, deploy_all, ensure_work_pool
+from tests.pg import postgres_url  # noqa: F401  (session fixture: a throw-away PostgreSQL)
 
 # Fixture setup (server start, CLI calls) counts toward a test's timeout; the machine is shared.
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(900)]
@@ -25,9 +27,15 @@ DEPLOYMENT = "health-sweep/health-sweep"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[PrefectServer]:
-    with PrefectServer(scheduler=False, ui=False, startup_timeout=300) as server:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def prefect_server(request: pytest.FixtureRequest) -> Iterator[PrefectServer]:
+    """The server on each database backend: SQLite in its home, or PostgreSQL."""
+    database_url = None
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("postgres_url")
+    with PrefectServer(
+        scheduler=False, ui=False, startup_timeout=300, database_url=database_url
+    ) as server:
         yield server
 
 

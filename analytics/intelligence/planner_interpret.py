@@ -178,6 +178,11 @@ class Interpreter:
         ]
         quantified = c.has("quantifier") or plural(c)
         explicit = c.words("integration")
+        if not real_nouns and c.has("state", "open"):  # "what's open in PagerDuty?"
+            held = {
+                n for op in self.lex.ops.values() if op.integration in explicit for n in op.nouns
+            }
+            real_nouns = sorted(held & {"incident", "ticket"})[:1]
         implied = [i for i in self._implied(c, verbs, real_nouns) if i not in explicit]
         if "slack" in implied and any(i in _NOTIFIERS for i in explicit):
             implied.remove("slack")

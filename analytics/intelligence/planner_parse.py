@@ -242,12 +242,16 @@ def _disambiguate(tokens: list[Token]) -> None:
             lead in _ADJECTIVE_LEAD
             or not t.has("verb")
             or (before is not None and before.has("noun"))  # "any incidents open?"
+            or (before is not None and before.has("verb", "get"))  # "what's open in PD?"
         ):
             t.meanings = [m for m in t.meanings if m[0] != "verb"]
             continue
         pronoun = after is not None and fold(after.text) in {"them", "it", "these", "those"}
         if pronoun and t.meanings and all(m[0] == "noun" for m in t.meanings):
             t.meanings = []  # "group them by cause": a verb the catalog has no action for
+            continue
+        if fold(t.text) in {"list", "liste", "lista"} and before is not None and before.has("noun"):
+            t.meanings = []  # "workday's terminations list": the list, not a request to list
             continue
         if t.has("verb") and lead in _PASSIVE_LEAD:
             t.meanings = [m for m in t.meanings if m[0] != "verb"]  # "alerts that are silenced"
@@ -394,6 +398,8 @@ def _group_names(tokens: list[Token]) -> None:
             nxt = tokens[i + 1 : i + 3]
             named = len(nxt) == 2 and nxt[0].has("integration")
             place = named and (nxt[1].has("noun", "room") or nxt[1].has("noun", "channel"))
+            lead = fold(tokens[i - 1].text)  # "the Incident room": its name
+            place = place or (lead == "the" and bool(nxt) and _target(nxt[0]) and not nxt[0].entity)
             if nouns_only and place:
                 t.meanings, t.entity = [], ("channel_name", t.text)
             continue

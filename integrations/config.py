@@ -16,6 +16,7 @@ settings (``junction.settings`` builds these objects, ``junction.clients`` passe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -68,6 +69,11 @@ class IntegrationConfig(BaseModel):
     )
     routing_key: SecretStr | None = Field(
         None, description="PagerDuty only: Events API v2 routing key (integration key)."
+    )
+    credential_expires: date | None = Field(
+        None,
+        description="When the credential expires (YYYY-MM-DD); the monthly security "
+        "review warns 30 days before.",
     )
 
 

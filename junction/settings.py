@@ -555,6 +555,12 @@ class Settings(BaseSettings):
         "completed) the success model trains on; with fewer, predictions use the naive "
         "estimate.",
     )
+    advisory_db: Path | None = Field(
+        None,
+        description="Vulnerability advisories in the OSV JSON format (a file, or a folder of "
+        "*.json files) the monthly security review checks the installed Python packages "
+        "against, offline; unset: the review says no advisory database is configured.",
+    )
 
     # The env file's JUNCTION_<NAME>_* lines (integration settings are read per client).
     _file_env: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from analytics.intelligence.lexicon import Lexicon, fold
+from analytics.intelligence.planner_correct import drop_corrected
 
 __all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
 
@@ -521,6 +522,12 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             and not c.links & {"then", "sentence"}
         ):
             c.links.add("parallel")
+    for i, c in enumerate(clauses):  # "alle Nutzer, die in Workday ...": one list, described
+        relative = fold(c.tokens[0].text) in {"who", "which", "die", "welche", "quienes"}
+        if i and relative and c.links == {"comma"} and clauses[i - 1].has("quantifier"):
+            clauses[i - 1].tokens += c.tokens
+            c.tokens = []
+    clauses = [c for c in clauses if c.tokens]
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
         if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
             clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
@@ -538,7 +545,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)
     corrected = _correct(tokens, lex)
-    tokens = _rephrase(tokens, lex)
+    tokens = drop_corrected(_rephrase(tokens, lex))
     _access(tokens, lex)
     _let_know(tokens)
     _labels(tokens)

@@ -218,7 +218,9 @@ def security_review_for(
     and a note on the dependency check."""
     store = MetricsStore(settings.metrics_dir)
     used = store.query(
-        "SELECT service, count(*) AS calls FROM calls WHERE ts >= ? GROUP BY service",
+        # Health probes call every configured integration: they are not use.
+        "SELECT service, count(*) AS calls FROM calls WHERE ts >= ? AND source <> 'probe' "
+        "GROUP BY service",
         [now - RECENT],
     )
     frame = integration_frame(load_catalog(), settings, calls_since(used))

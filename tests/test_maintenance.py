@@ -192,7 +192,18 @@ def test_security_flow_without_and_with_an_advisory_database(
     home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime(2026, 12, 1, 5, tzinfo=UTC)
-    _, vulns, note = maintenance.security_review_for(home, now)
+    monkeypatch.setenv("JUNCTION_INTEGRATIONS", "okta,jira")
+    monkeypatch.setenv("JUNCTION_OKTA_TOKEN", "t")
+    monkeypatch.setenv("JUNCTION_JIRA_TOKEN", "t")
+    get_settings.cache_clear()
+    store = MetricsStore(home.metrics_dir)
+    probe = {**call("okta", "health", now - timedelta(days=1), 9.0), "source": "probe"}
+    store.append("calls", [probe, call("jira", "get_issue", now - timedelta(days=2), 9.0)])
+    store.flush()
+    store.close()
+    findings, vulns, note = maintenance.security_review_for(get_settings(), now)
+    unused = set(findings[findings["kind"] == "credential-unused"]["subject"])
+    assert unused == {"okta"}  # its only calls were health probes
     assert vulns is None and note == maintenance.NO_ADVISORIES
     monkeypatch.setenv("JUNCTION_ADVISORY_DB", str(tmp_path / "missing.json"))
     get_settings.cache_clear()

@@ -11,8 +11,12 @@ and the metrics store; :func:`review_integrations` judges it):
   (``/v1`` where the catalog has ``/v2``; ``/api/v3`` where it has ``/api/v4``);
 - ``credential-expiring`` / ``credential-expired``: ``JUNCTION_<NAME>_CREDENTIAL_EXPIRES``
   within :data:`EXPIRY_WARNING_DAYS`, or past;
-- ``credential-unused``: credentials configured but no call in :data:`UNUSED_DAYS` days
-  (a credential nobody uses is one to revoke).
+- ``credential-unused``: credentials configured but no call (health probes aside) in
+  :data:`UNUSED_DAYS` days (a credential nobody uses is one to revoke).
+
+OAuth access tokens are fetched at run time and live about an hour (refreshed by the
+client), so their expiry is not a review finding; the client secret's expiry is, when
+configured.
 
 Dependencies: :func:`installed_distributions` (``importlib.metadata``) against an advisory
 file in the OSV format (:func:`load_advisories`: one OSV object, a list of them, an

@@ -1,12 +1,17 @@
-"""Self-corrections in a request: "in workday? no, in okta", "comment on servicenow... no,
-on jira OPS-901", "show me all silences... no wait, list the active alerts".
+"""Self-corrections and clause repairs in a request.
 
+Self-corrections (:func:`drop_corrected`): "in workday? no, in okta", "comment on
+servicenow... no, on jira OPS-901", "show me all silences... no wait, list the alerts".
 The words a correction replaces are dropped before clauses are formed: from the last
 integration named before the marker when the correction names another one and no verb
 (the verb still applies: "comment on"), else from the start of the corrected clause (the
 correction says what to do instead).
 
-Public API: :func:`drop_corrected`.
+Clause repairs (:func:`mend_clauses`): a relative clause after a quantified object
+describes the list ("alle Nutzer, die in Workday ..."); an empty condition ("si hay,", "if
+so,") makes the next clause a "then".
+
+Public API: :func:`drop_corrected`, :func:`mend_clauses`.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from typing import TYPE_CHECKING
 from analytics.intelligence.lexicon import fold
 
 if TYPE_CHECKING:
-    from analytics.intelligence.planner_parse import Token
+    from analytics.intelligence.planner_parse import Clause, Token
 
-__all__ = ["drop_corrected"]
+__all__ = ["drop_corrected", "mend_clauses"]
 
 _MARKERS = frozenset({"no", "nein", "perdon", "sorry", "actually", "rather", "oops"})
 _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "besser gesagt"})
 _PUNCT = frozenset({".", ",", "?", "!", ";", "…"})
 _STOPS = frozenset({".", "?", "!", ";"})
+_IF_SO = frozenset({"hay", "any", "so", "yes", "ja", "es", "welche", "gibt", "there", "are"})
+_RELATIVES = frozenset({"who", "which", "die", "welche", "quienes"})
 
 
 def _marker(tokens: list[Token], i: int) -> int:
@@ -68,3 +75,18 @@ def drop_corrected(tokens: list[Token]) -> list[Token]:
         cut = named[-1] if names and not acts and named else start
         return drop_corrected(before[:cut] + rest)
     return tokens
+
+
+def mend_clauses(clauses: list[Clause]) -> list[Clause]:
+    """``clauses`` with relative clauses joined and empty conditions turned into "then"."""
+    for i, c in enumerate(clauses):  # "alle Nutzer, die in Workday ...": one list, described
+        relative = fold(c.tokens[0].text) in _RELATIVES
+        if i and relative and c.links == {"comma"} and clauses[i - 1].has("quantifier"):
+            clauses[i - 1].tokens += c.tokens
+            c.tokens = []
+    clauses = [c for c in clauses if c.tokens]
+    for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
+        if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
+            clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
+            c.tokens = []
+    return [c for c in clauses if c.tokens]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from analytics.intelligence.lexicon import Lexicon, fold
-from analytics.intelligence.planner_correct import drop_corrected
+from analytics.intelligence.planner_correct import drop_corrected, mend_clauses
 
 __all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
 
@@ -78,7 +78,6 @@ _PARTICIPLES = frozenset(  # "each firing alert": a state before a noun, not a v
     {"firing", "active", "pending", "triggered", "acknowledged", "silenced", "ongoing"}
     | {"existing", "current", "feuernden", "aktiven", "activas", "activos", "pendientes"}
 )
-_IF_SO = frozenset({"hay", "any", "so", "yes", "ja", "es", "welche", "gibt", "there", "are"})
 _NAME_MARKERS = frozenset({"called", "named", "namens", "llamado", "llamada"})
 _ADJECTIVE_LEAD = frozenset(
     {"the", "all", "any", "each", "every", "of", "are", "many", "no", "some", "still", "die"}
@@ -132,8 +131,8 @@ class Clause:
 
     @property
     def text(self) -> str:
-        """The clause's words."""
-        return " ".join(t.text for t in self.tokens)
+        """The clause's words (entities as written, for messages)."""
+        return " ".join(t.entity[1] if t.entity else t.text for t in self.tokens)
 
 
 @dataclass
@@ -401,7 +400,8 @@ def _group_names(tokens: list[Token]) -> None:
             place = named and (nxt[1].has("noun", "room") or nxt[1].has("noun", "channel"))
             lead = fold(tokens[i - 1].text)  # "the Incident room": its name
             place = place or (lead == "the" and bool(nxt) and _target(nxt[0]) and not nxt[0].entity)
-            if nouns_only and place:
+            after_place = tokens[i - 1].has("noun", "channel") or tokens[i - 1].has("noun", "room")
+            if nouns_only and (place or after_place):  # "the teams channel Builds"
                 t.meanings, t.entity = [], ("channel_name", t.text)
             continue
         before = i > 0 and _groupish(tokens[i - 1])
@@ -457,6 +457,9 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         ):
             in_topic = True  # "slack #ops: db migration starting"
             continue
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if t.has("connective", "after") and nxt and nxt.entity and nxt.entity[0] == "minutes":
+            t.meanings = []  # "still running after 30 min": a time, not an order
         quiet = in_topic and any(t.has("connective", k) for k in ("condition", "unless", "after"))
         if t.text in {",", ";", ":", ".", "!", "?", "(", ")"} or (
             t.has("connective")
@@ -522,17 +525,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             and not c.links & {"then", "sentence"}
         ):
             c.links.add("parallel")
-    for i, c in enumerate(clauses):  # "alle Nutzer, die in Workday ...": one list, described
-        relative = fold(c.tokens[0].text) in {"who", "which", "die", "welche", "quienes"}
-        if i and relative and c.links == {"comma"} and clauses[i - 1].has("quantifier"):
-            clauses[i - 1].tokens += c.tokens
-            c.tokens = []
-    clauses = [c for c in clauses if c.tokens]
-    for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
-        if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
-            clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
-            c.tokens = []
-    clauses = [c for c in clauses if c.tokens]
+    clauses = mend_clauses(clauses)
     for c in clauses:
         c.topic = " ".join(t.text for t in c.tokens if t.has("topic_word") and not t.has("topic"))
     return clauses

@@ -177,6 +177,22 @@ def test_german_spanish_and_typos() -> None:
     assert typo.confidence < plan_workflow("open a jira ticket in OPS").confidence
 
 
+def test_self_corrections_take_words_back() -> None:
+    moved = plan_workflow("comment on servicenow... no, on jira OPS-901: waiting for vendor")
+    assert set(actions_of(moved.spec)) == {"jira.add_comment"}  # the verb still applies
+    redone = plan_workflow("show me all silences... no wait, list the active alerts")
+    assert actions_of(redone.spec) == ["alertmanager.list_alerts"]  # the clause replaced
+    es = plan_workflow("¿Qué incidentes de ServiceNow... perdón, de PagerDuty están abiertos?")
+    assert actions_of(es.spec) == ["pagerduty.list_incidents"]
+    kept = plan_workflow("no alerts should page at night? no. post to #ops that all is fine")
+    assert kept.spec is None or "slack.post_message" in actions_of(kept.spec)
+
+
+def test_a_refusal_names_an_entity_as_written() -> None:
+    plan = plan_workflow("post to #ops on slack, and if 30 min")
+    assert plan.refusal is not None and "30" in plan.refusal and "\x00" not in plan.refusal
+
+
 def test_unmapped_words_are_reported() -> None:
     plan = plan_workflow("post 'deploy done' to #ops on slack with confetti")
     assert plan.spec is not None and "confetti" in plan.unmapped

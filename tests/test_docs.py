@@ -183,7 +183,7 @@ def _run_document(doc: str, cmds: list[Command], home: Path, sandbox: SandboxSer
 def test_every_documented_command_runs(tmp_path: Path, sb: SandboxServer) -> None:
     docs = _documents()
     assert docs, "no ```sh commands found in docs/"
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=len(docs)) as pool:
         results = pool.map(
             lambda item: _run_document(item[0], item[1], tmp_path / item[0], sb), docs.items()
         )
@@ -215,18 +215,9 @@ def test_the_marker_parser(tmp_path: Path) -> None:
 
 
 def test_api_reference_is_generated_from_the_schema() -> None:
-    # A subprocess: the app reads the environment's settings; the test's own are pinned.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_API")}
-    done = subprocess.run(
-        [sys.executable, "-m", "junction.service.apidoc"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert (DOCS / "api.md").read_text() == done.stdout, (
+    from junction.service.apidoc import generate  # imports FastAPI and the whole service
+
+    assert (DOCS / "api.md").read_text() == generate(), (
         "docs/api.md is stale: run `python -m junction.service.apidoc > docs/api.md`"
     )
 
@@ -236,3 +227,12 @@ def test_readme_links_every_document(name: str) -> None:
     text = (ROOT / name).read_text()
     missing = [p.name for p in sorted(DOCS.glob("*.md")) if f"docs/{p.name}" not in text]
     assert not missing, f"{name} does not link {missing}"
+
+
+def test_a_failing_command_is_named_by_its_doc_line(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", "")}
+    err = _run(Command("x.md", 7, "echo oops >&2; exit 3"), env, tmp_path)
+    assert err is not None and err.startswith("docs/x.md:7: ") and "exited 3" in err
+    assert "oops" in err
+    assert _run(Command("x.md", 8, "exit 2", expect=2), env, tmp_path) is None
+    assert _run(Command("x.md", 9, "nonexistent-tool --x", not_run="a server"), env, tmp_path)

@@ -253,6 +253,8 @@ def _disambiguate(tokens: list[Token]) -> None:
         if fold(t.text) in {"list", "liste", "lista"} and before is not None and before.has("noun"):
             t.meanings = []  # "workday's terminations list": the list, not a request to list
             continue
+        if t.has("event") and lead in {"any", "all", "no", "some"} and after and after.has("noun"):
+            t.meanings = [m for m in t.meanings if m[0] != "event"]  # "any triggered incidents"
         if t.has("verb") and lead in _PASSIVE_LEAD:
             t.meanings = [m for m in t.meanings if m[0] != "verb"]  # "alerts that are silenced"
             continue
@@ -461,6 +463,9 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         if t.has("connective", "after") and nxt and nxt.entity and nxt.entity[0] == "minutes":
             t.meanings = []  # "still running after 30 min": a time, not an order
         quiet = in_topic and any(t.has("connective", k) for k in ("condition", "unless", "after"))
+        if t.has("connective", "then") and current and (nxt is None or nxt.text in ",;.!?"):
+            links.add("then")  # "... and comment it afterwards": this clause comes after
+            continue
         if t.text in {",", ";", ":", ".", "!", "?", "(", ")"} or (
             t.has("connective")
             and not quiet  # "a room named after the incident"

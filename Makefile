@@ -52,7 +52,7 @@ demo: venv
 
 test: venv-dev system-deps
 	mkdir -p $(PREFECT_HOME)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 test-fast: venv-dev
 	mkdir -p $(PREFECT_HOME)

@@ -11,7 +11,10 @@ Clause repairs (:func:`mend_clauses`): a relative clause after a quantified obje
 describes the list ("alle Nutzer, die in Workday ..."); an empty condition ("si hay,", "if
 so,") makes the next clause a "then".
 
-Public API: :func:`drop_corrected`, :func:`mend_clauses`.
+A state set by a generic verb ("update PD incident X to resolved", "mark JUN-5 as done")
+resolves it (:func:`state_updates`).
+
+Public API: :func:`drop_corrected`, :func:`mend_clauses`, :func:`state_updates`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from analytics.intelligence.lexicon import fold
 if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Clause, Token
 
-__all__ = ["drop_corrected", "mend_clauses"]
+__all__ = ["drop_corrected", "mend_clauses", "state_updates"]
 
 _MARKERS = frozenset({"no", "nein", "perdon", "sorry", "actually", "rather", "oops"})
 _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "besser gesagt"})
@@ -90,3 +93,14 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
             c.tokens = []
     return [c for c in clauses if c.tokens]
+
+
+_SETTERS = frozenset({"update", "set", "mark", "markiere", "setze", "marca", "actualiza"})
+
+
+def state_updates(tokens: list[Token]) -> None:
+    """ "update incident X to resolved": the generic verb is "resolve" when a state follows."""
+    for i, t in enumerate(tokens):
+        stated = any(x.has("state", "closed") for x in tokens[i + 1 : i + 6])
+        if fold(t.text) in _SETTERS and not t.meanings and stated:
+            t.meanings = [("verb", "resolve")]

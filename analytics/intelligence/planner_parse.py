@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from analytics.intelligence.lexicon import Lexicon, fold
-from analytics.intelligence.planner_correct import drop_corrected, mend_clauses
+from analytics.intelligence.planner_correct import drop_corrected, mend_clauses, state_updates
 
 __all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
 
@@ -545,6 +545,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     corrected = _correct(tokens, lex)
     tokens = drop_corrected(_rephrase(tokens, lex))
     _access(tokens, lex)
+    state_updates(tokens)
     _let_know(tokens)
     _labels(tokens)
     _service_verbs(tokens)

@@ -8,7 +8,7 @@ Prefect's client retries a 503 with a back-off, so a 503 costs seconds rather th
 the run; the bench counts the 503s each run's client received and the wall time of the N
 runs.
 
-    .venv/bin/python -m bench.prefect_backends [--runs 8] [--tasks 20]
+    .venv/bin/python -m bench.prefect_backends [--runs 12] [--tasks 100]
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ def _run_arm(arm: str, runs: int, tasks: int) -> ArmResult:
 def main(argv: list[str] | None = None) -> int:
     """Run both arms and print the table (ratios are PostgreSQL / SQLite)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=8, help="concurrent flow runs per arm")
-    parser.add_argument("--tasks", type=int, default=20, help="tasks per flow run")
+    parser.add_argument("--runs", type=int, default=12, help="concurrent flow runs per arm")
+    parser.add_argument("--tasks", type=int, default=100, help="tasks per flow run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

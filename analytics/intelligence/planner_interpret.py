@@ -142,7 +142,8 @@ class Interpreter:
     def _implied(self, c: Clause, verbs: list[str], nouns: list[str]) -> list[str]:
         d = self.lex.defaults
         found = [d.verbs[v] for v in verbs if v in d.verbs]
-        found += [d.nouns[n] for n in nouns if n in d.nouns]
+        sn = bool(c.entities("sn_number"))  # "el incidente INC0054321": ServiceNow's incident
+        found += [d.nouns[n] for n in nouns if n in d.nouns and not (sn and n == "incident")]
         if c.entities("jira_key"):
             found.append("jira")
         if c.entities("sn_number"):
@@ -508,6 +509,10 @@ class Interpreter:
                 same = same and bool(c.words("integration")) and not self._nouns(c)
                 objects = [p.op.nouns[0] for p in prior_made if p.op.nouns]
                 hint = self._nouns(self.reading.clauses[index - 1]) + objects if same else []
+                later = self.reading.clauses[index + 1 : index + 2]  # "create gitlab and okta
+                if own_verbs and c.words("integration") and not self._nouns(c) and later:
+                    ahead = "and" in later[0].links and not later[0].words("verb")
+                    hint = self._nouns(later[0]) if ahead else hint  # accounts": one object
                 ops, mapped = self.clause_ops(
                     c, verbs if (own_verbs or not condition) else [], condition, prior, hint
                 )

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(600)]
 
 # test_deployments' real server and its client, one of each for this module.
-prefect_server = test_deployments.prefect_server
+prefect_server = test_deployments.postgres_prefect_server
 api = test_deployments.api
 
 SECRET = "blk-s3cret-9f2c41d7e0"

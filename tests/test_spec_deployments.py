@@ -25,7 +25,7 @@ from tests.test_service_api import WORKER_0
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(900)]
 
 # The same module-scoped fixtures: a real server for this module, a client retrying 503s.
-prefect_server = test_deployments.prefect_server
+prefect_server = test_deployments.postgres_prefect_server
 api = test_deployments.api
 
 USER_SPEC = """\

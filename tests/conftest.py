@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 # Session fixtures: real Stoplight Prism x9 (vendor specs, --errors), real Alertmanager.
-from tests.pg import postgres_url  # noqa: F401  (session: a throw-away PostgreSQL)
+from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (a throw-away PostgreSQL)
 from tests.servers import alertmanager, prism_servers  # noqa: F401
 
 # Session fixture: the service (junction serve's app) in uvicorn, against the sandbox.

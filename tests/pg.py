@@ -14,6 +14,7 @@ from Debian's ``postgresql`` package (``scripts/install-system-deps.sh`` install
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import shutil
@@ -161,6 +162,17 @@ class PostgresCluster:
                 )
             time.sleep(0.3)
 
+    def create_database(self, name: str) -> str:
+        """Create another database on the running cluster and return its asyncpg URL."""
+        createdb = [
+            str(self.bindir / "createdb"), "-h", self.host, "-p", str(self.port),
+            "-U", SUPERUSER, name,
+        ]  # fmt: skip
+        done = subprocess.run(createdb, capture_output=True, cwd=self.root)
+        if done.returncode != 0:
+            raise RuntimeError(f"createdb {name}: {done.stderr.decode(errors='replace')}")
+        return f"postgresql+asyncpg://{SUPERUSER}@{self.host}:{self.port}/{name}"
+
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
@@ -188,8 +200,8 @@ class PostgresCluster:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL database for the session; yields its asyncpg URL.
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throw-away PostgreSQL cluster for the session.
 
     Fails (never skips) when PostgreSQL is not installed.
     """
@@ -200,6 +212,16 @@ def postgres_url() -> Iterator[str]:
     except (RuntimeError, TimeoutError) as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        yield cluster.url
+        yield cluster
     finally:
         cluster.__exit__(None, None, None)
+
+
+_DATABASES = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A fresh database on the session's cluster for each test module (its asyncpg URL):
+    a module's Prefect server sees only its own deployments, runs and artifacts."""
+    return postgres_cluster.create_database(f"module_{next(_DATABASES)}")

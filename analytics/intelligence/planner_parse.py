@@ -22,8 +22,9 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import get_args
 
-from analytics.intelligence.lexicon import Lexicon, fold
+from analytics.intelligence.lexicon import Category, Lexicon, fold
 from analytics.intelligence.planner_correct import drop_corrected, mend_clauses, state_updates
 
 __all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
@@ -57,6 +58,8 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
 ]
 _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
+KNOWN_KINDS = frozenset({*get_args(Category), "topic_word"})
+"""Meanings that map a word to something (a word with none of them is reported unmapped)."""
 _NOT_PROJECTS = frozenset({"API", "VPN", "TLS", "DB", "UTC", "SRE", "PR", "AI", "LLM"})
 _PROJECT_LEAD = frozenset({"project", "projekt", "proyecto", "in", "en", "im", "into"})
 _DETERMINERS = frozenset(
@@ -552,32 +555,12 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     _disambiguate(tokens)
     _typed_entities(tokens)
     clauses = _clauses(tokens)
-    known_kinds = {
-        "integration",
-        "vendor",
-        "verb",
-        "noun",
-        "connective",
-        "quantifier",
-        "fail",
-        "recent",
-        "branch",
-        "feature_branch",
-        "severity",
-        "schedule",
-        "topic",
-        "topic_word",
-        "state",
-        "event",
-        "secret",
-        "injection",
-    }
     unmapped = [
         t.text
         for c in clauses
         for t in c.tokens
         if not t.entity
-        and not any(m[0] in known_kinds for m in t.meanings)
+        and not any(m[0] in KNOWN_KINDS for m in t.meanings)
         and fold(t.text) not in lex.stopwords
         and any(ch.isalpha() for ch in t.text)
     ]

@@ -123,14 +123,33 @@ def test_deploy_creates_health_sweep_from_prefect_yaml(
     assert active == ["monitor-continuous"], active
 
 
-def _run_logs(api: httpx.Client, run_id: str) -> str:
-    response = api.post(
-        "/logs/filter",
-        json={"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 40},
-    )
-    if response.status_code != 200:
-        return response.text
-    return "\n".join(f"{log['level']} {log['message']}" for log in reversed(response.json()))
+def _run_logs(
+    api: httpx.Client, run_id: str, *, expect: tuple[str, ...] = (), timeout: float = 60.0
+) -> str:
+    """The run's last 40 log lines; with `expect`, waits until each appears (or `timeout`).
+
+    The flow's process ships its logs in batches and flushes the last one as it exits,
+    after its state has turned Completed, so a reader right after the state waits.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        response = api.post(
+            "/logs/filter",
+            json={
+                "logs": {"flow_run_id": {"any_": [run_id]}},
+                "sort": "TIMESTAMP_DESC",
+                "limit": 40,
+            },
+        )
+        if response.status_code != 200:
+            text = response.text
+        else:
+            text = "\n".join(
+                f"{log['level']} {log['message']}" for log in reversed(response.json())
+            )
+        if all(needle in text for needle in expect) or time.monotonic() >= deadline:
+            return text
+        time.sleep(0.5)
 
 
 def test_worker_runs_the_deployment_against_the_sandbox(

@@ -189,7 +189,9 @@ def test_a_valid_run_completes_on_a_worker(
     run = api.get(f"/flow_runs/{run_id}").json()
     assert run["parameters"]["worker_id"] == WORKER_0
     # The run's log says what it did (flows/runlog.py), not only its final state.
-    logs = _run_logs(api, run_id)
+    logs = _run_logs(
+        api, run_id, expect=("20 workflow employee_onboarding completed in ", "20 slowest steps: ")
+    )
     assert "20 workflow employee_onboarding completed in " in logs, logs  # 20: INFO
     assert "20 slowest steps: " in logs, logs
     with MetricsStore(home / "metrics") as store:

@@ -128,7 +128,7 @@ def _is_ours(name: str) -> bool:
 # module has been imported before. Writes {module: traceback or ""} as JSON to argv[3].
 _IMPORT_EACH = textwrap.dedent(
     """
-    import importlib, json, os, select, signal, sys, traceback
+    import importlib, json, os, select, signal, sys, time, traceback
     sys.path.insert(0, os.getcwd())
     preload, modules, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
     for name in preload:
@@ -137,34 +137,48 @@ _IMPORT_EACH = textwrap.dedent(
         except BaseException:
             pass  # the module that needs it reports the failure below
     results = {}
-    for module in modules:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+    running = {}  # read end of a child's pipe -> (pid, module, chunks, deadline)
+    pending = list(modules)
+    width = max(1, min(4, os.cpu_count() or 1))  # forks at once: one per core
+    while pending or running:
+        while pending and len(running) < width:
+            module = pending.pop(0)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                for fd in running:
+                    os.close(fd)
+                try:
+                    importlib.import_module(module)
+                    message = ""
+                except BaseException:
+                    message = traceback.format_exc()
+                os.write(w, message.encode() or b"-")
+                os._exit(0)
+            os.close(w)
+            running[r] = (pid, module, [], time.monotonic() + 120)
+        ready = select.select(list(running), [], [], 1.0)[0]
+        now = time.monotonic()
+        for r in list(running):
+            pid, module, chunks, deadline = running[r]
+            if r in ready:
+                chunk = os.read(r, 65536)
+                if chunk:
+                    chunks.append(chunk)
+                    continue
+            elif now < deadline:
+                continue
+            else:
+                os.kill(pid, signal.SIGKILL)
+                chunks[:] = [b"import did not finish within 120 s"]
             os.close(r)
-            try:
-                importlib.import_module(module)
-                message = ""
-            except BaseException:
-                message = traceback.format_exc()
-            os.write(w, message.encode() or b"-")
-            os._exit(0)
-        os.close(w)
-        chunks = []
-        while select.select([r], [], [], 120)[0]:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            chunks = [b"import did not finish within 120 s"]
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        text = b"".join(chunks).decode(errors="replace")
-        if not text:
-            text = "import crashed the interpreter (status %d)" % status
-        results[module] = "" if text == "-" else text
+            del running[r]
+            _, status = os.waitpid(pid, 0)
+            text = b"".join(chunks).decode(errors="replace")
+            if not text:
+                text = "import crashed the interpreter (status %d)" % status
+            results[module] = "" if text == "-" else text
     with open(out, "w") as f:
         json.dump(results, f)
     """

@@ -3,7 +3,8 @@
 ``python -m deployments.serve start`` starts, in the background and in this order: a
 Prefect server (its database in ``PREFECT_HOME``, default ``<JUNCTION_HOME>/prefect``, so
 deployments and run history survive a restart), the ``junction-process`` work pool with a
-concurrency limit, every deployment (``prefect.yaml``'s and one per workflow spec), a
+concurrency limit, every deployment (``prefect.yaml``'s, one per workflow spec, and one
+per monitor shard when ``JUNCTION_MONITOR_SHARDS`` > 1: :mod:`deployments.shards`), a
 process worker, and the Junction service (``junction serve``); with ``--sandbox`` first the
 built-in sandbox on its default ports. It prints the addresses and returns; each process
 runs in its own session with its log beside its pid file in ``<JUNCTION_HOME>/serve/``.
@@ -42,6 +43,7 @@ from deployments.local import (
     run_prefect,
     sigint_inheritable,
 )
+from deployments.shards import run_deploy_shards
 
 ORDER = ("sandbox", "prefect-server", "worker", "junction-service")
 """The processes, in start order (stopped in reverse)."""
@@ -200,6 +202,7 @@ def start(opts: Options) -> dict[str, str]:
         )
         deploy_all(env=env)
         deploy_spec_flows(env=env, pool=opts.pool)
+        run_deploy_shards(env, opts.pool)  # JUNCTION_MONITOR_SHARDS > 1: one per shard
         register_blocks(env["PREFECT_API_URL"])  # credential block types for the UI
         deploy_automations(env=env)  # deployments/automations.py: after the deployments
         worker_args = [str(prefect_executable()), "worker", "start", "--pool", opts.pool]

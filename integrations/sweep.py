@@ -10,13 +10,15 @@ A monitor sweeps the same integrations again and again: :class:`Sweeper` keeps t
 and their connections alive across sweeps (no client building, no TCP connects after the
 first), and :class:`ProcessSweeper` spreads a large sweep over worker processes, each with
 its own :class:`Sweeper` over a shard of the endpoints, so a CPU-bound sweep uses every
-core.
+core (round-robin slices, :func:`shard_of`). Monitors on several workers each own a
+stable part of the integrations: :func:`owned_by`, rendezvous hashing of the names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
@@ -298,8 +300,58 @@ class ProcessSweeper:
         self._conns, self._procs = [], []
 
 
+def check_shard(shard: int, shards: int) -> None:
+    """Refuse a shard index outside ``0 <= shard < shards`` or fewer than one shard.
+
+    Raises:
+        ValueError: One line naming the shard and the count.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard must be between 0 and {shards - 1} (of {shards}), got {shard}")
+
+
+def shard_weight(key: str, shard: int) -> int:
+    """The rendezvous weight of ``key`` on ``shard``: a stable 64-bit hash of both."""
+    digest = hashlib.blake2b(f"{shard}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner_of(key: str, shards: int) -> int:
+    """The shard of ``shards`` that owns ``key``: the one of highest weight.
+
+    Rendezvous (highest-random-weight) hashing: the owner depends only on the key and the
+    shard count, is the same in every process and on every host, and going from ``n`` to
+    ``n + 1`` shards moves only the keys the new shard wins (about ``1 / (n + 1)`` of them),
+    each to the new shard.
+
+    Raises:
+        ValueError: ``shards`` is below 1.
+    """
+    check_shard(0, shards)
+    return max(range(shards), key=lambda s: shard_weight(key, s))
+
+
+def owned_by(keys: Sequence[str], shard: int, shards: int) -> list[str]:
+    """The keys shard ``shard`` of ``shards`` owns (:func:`owner_of`), in their order.
+
+    Every key is owned by exactly one shard; with one shard, all of them. Use this where
+    ownership must be stable (monitors on several workers); :func:`shard_of` balances one
+    process's work exactly but moves most keys when the count changes.
+
+    Raises:
+        ValueError: ``shard`` is not in ``0 .. shards - 1``.
+    """
+    check_shard(shard, shards)
+    if shards == 1:
+        return list(keys)
+    return [key for key in keys if owner_of(key, shards) == shard]
+
+
 def shard_of(items: Sequence[Any], shard: int, shards: int) -> list[Any]:
-    """The ``shard``-th of ``shards`` round-robin slices of ``items``."""
+    """The ``shard``-th of ``shards`` round-robin slices of ``items`` (exactly balanced;
+    for splitting one sweep over processes, not for stable ownership: see :func:`owned_by`)."""
     return list(items[shard::shards])
 
 

@@ -561,6 +561,20 @@ class Settings(BaseSettings):
         "*.json files) the monthly security review checks the installed Python packages "
         "against, offline; unset: the review says no advisory database is configured.",
     )
+    monitor_shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Monitors sharing the integrations: each owns a stable part (rendezvous "
+        "hashing of the names); `make serve` deploys one monitor-continuous deployment per "
+        "shard when above 1.",
+    )
+    monitor_shard: int = Field(
+        0,
+        ge=0,
+        description="The shard (0 .. JUNCTION_MONITOR_SHARDS - 1) `junction monitor` owns: "
+        "it probes and alerts on only the integrations of that shard.",
+    )
 
     # The env file's JUNCTION_<NAME>_* lines (integration settings are read per client).
     _file_env: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -50,11 +50,12 @@ def health_rows(result: SweepResult) -> list[dict[str, Any]]:
 
 
 @task(name="publish-service-health", cache_policy=NO_CACHE)
-def publish_service_health(result: SweepResult) -> Any:
-    """Publish the services' health as a Prefect table artifact (``service-health``)."""
+def publish_service_health(result: SweepResult, key: str = ARTIFACT_KEY) -> Any:
+    """Publish the services' health as a Prefect table artifact (``service-health``, or
+    ``key``: a monitor shard publishes its own services under its own key)."""
     counts = result.counts()
     return create_table_artifact(
-        key=ARTIFACT_KEY,
+        key=key,
         table=markdown_rows(health_rows(result)),  # the UI renders cells as Markdown
         description=(
             f"Sweep {result.sweep_id}: {counts['healthy']}/{len(result.services)} services "

@@ -25,6 +25,7 @@ import httpx
 from integrations.base import HealthResult
 from integrations.catalog import load_catalog
 from integrations.metrics import CallMetric
+from integrations.sweep import check_shard, owned_by
 from integrations.transport import sweep_client
 from junction.events import status_changed
 from junction.monitor.alerts import AlertHook, default_alert_hook
@@ -71,6 +72,12 @@ class Monitor:
             ``None`` uses the setting, a negative value disables confirmation.
         window_seconds: Window length (default ``JUNCTION_MONITOR_WINDOW_SECONDS``).
         concurrency: Probes in flight at once (default ``JUNCTION_SWEEP_CONCURRENCY``).
+        shard: The shard of the services this monitor owns (default
+            ``JUNCTION_MONITOR_SHARD``): it probes, restores and alerts on only those.
+        shards: Monitors sharing the services (default ``JUNCTION_MONITOR_SHARDS``).
+
+    Raises:
+        ValueError: ``shard`` is not in ``0 .. shards - 1``.
     """
 
     def __init__(
@@ -88,8 +95,20 @@ class Monitor:
         confirm_delay: float | None = None,
         window_seconds: float | None = None,
         concurrency: int | None = None,
+        shard: int | None = None,
+        shards: int | None = None,
     ) -> None:
         self.settings = s = settings or get_settings()
+        self.shard = s.monitor_shard if shard is None else shard
+        self.shards = s.monitor_shards if shards is None else shards
+        try:
+            check_shard(self.shard, self.shards)
+        except ValueError as exc:
+            if shard is None or shards is None:  # (partly) from the settings: name them
+                raise ValueError(
+                    f"JUNCTION_MONITOR_SHARD / JUNCTION_MONITOR_SHARDS: {exc}"
+                ) from None
+            raise
         self._requested = list(names) if names is not None else None
         self.names: list[str] = []
         self.record = record
@@ -151,6 +170,9 @@ class Monitor:
             for name in self._requested:
                 catalog.get(name)  # unknown names fail before anything is sent
             self.names = list(dict.fromkeys(self._requested))
+        # A shard's services only: another shard's are neither probed nor judged, so this
+        # monitor never resolves (or fires) their alerts.
+        self.names = owned_by(self.names, self.shard, self.shards)
         self._phase = "open"  # from here on aclose() has something to release
         if self._own_store:
             # Probes need not be visible to readers at once (the tailer reads spools):

@@ -19,6 +19,8 @@ from analytics.intelligence.success import predict_success
 from analytics.intelligence.training import Dataset, known_plans, load_dataset
 from analytics.synthetic import GroundTruth, generate_history
 from analytics.synthetic_runs import generate_spec_history, generate_spec_runs
+from junction.alerting.alerts import list_alerts
+from junction.alerting.engine import AlertEngine
 from junction.settings import Settings
 from junction.store import MetricsStore
 from junction.workflows.builtins import builtin_specs
@@ -168,6 +170,47 @@ def test_broken_live_model_falls_back_to_naive_and_warns(
     warnings = registry.read()["warnings"]
     assert any(expected[damage] in w["message"] and w["version"] == "v1" for w in warnings)
     assert "; warning: " in live_summary(settings) and expected[damage] in live_summary(settings)
+
+
+def test_broken_live_model_raises_an_alert_resolved_once_it_loads(
+    trained: Settings, tmp_path: Path
+) -> None:
+    """A refused live model is an alert (service junction, rule success_model) in the alert
+    engine, resolved when the version loads again; a broken alerting file never fails it."""
+    settings = _copy_home(trained, tmp_path)
+    registry = registry_for(settings)
+    model_file = registry.root / "v1.pickle"
+    good = model_file.read_bytes()
+    model_file.write_bytes(b"not a pickle")
+    spec = load_workflow("employee_onboarding")
+    at = START + timedelta(days=13)
+    assert predict_success(spec, settings, at=at).method == "naive"
+    engine = AlertEngine.from_settings(settings)
+    try:
+        (alert,) = [a for a in engine.active_alerts() if a.fingerprint == "junction:success_model"]
+        assert alert.service == "junction" and alert.rule == "success_model"
+        assert alert.severity.value == "warning" and "v1" in alert.message
+        assert "sha256" in alert.message and "naive estimate" in alert.message
+    finally:
+        engine.close()
+
+    model_file.write_bytes(good)
+    assert predict_success(spec, settings, at=at).method == "model v1"
+    engine = AlertEngine.from_settings(settings)
+    try:
+        assert not [a for a in engine.active_alerts() if a.service == "junction"]
+        every = list_alerts(engine.conn, include_resolved=True)
+        resolved = [a for a in every if a.rule == "success_model"]
+        assert resolved and resolved[0].state.value == "resolved"
+    finally:
+        engine.close()
+
+    broken = tmp_path / "alerting.yaml"
+    broken.write_text("rules: [\n")
+    other = Settings(home=tmp_path / "other", store_dir=settings.store_dir, alerting_file=broken)
+    shutil.copytree(settings.home / "models", other.home / "models")
+    (other.home / "models" / "success" / "v1.pickle").write_bytes(b"junk")
+    assert predict_success(spec, other, at=at).method == "naive"
 
 
 def test_candidate_promoted_only_if_better_and_rollback(

@@ -10,8 +10,9 @@ Loading a pickle file executes code from it. So models are only ever read from
 the state home (private to Junction's user), and the registry records each file's sha256
 when it is written: a file whose hash differs from the record is refused, as is a file
 pickled by another scikit-learn version. Every refusal is recorded as a warning in the
-registry (``junction models list`` shows it) and logged; the prediction falls back to the
-naive estimate (:mod:`analytics.intelligence.success`), it never fails a workflow.
+registry (``junction models list`` shows it), logged and raised as the alert
+``junction:success_model`` (:mod:`analytics.intelligence.model_alerts`); the prediction
+falls back to the naive estimate (:mod:`analytics.intelligence.success`), it never fails a workflow.
 
 Lifecycle (:func:`train_and_maybe_promote`, the weekly ``retrain-success-model``
 deployment): train a candidate on every recorded run but the most recent held-out window
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.intelligence.features import FEATURES
+from analytics.intelligence.model_alerts import alert_broken_model, resolve_model_alert
 from analytics.intelligence.training import (
     MIN_CLASS_RUNS,
     Dataset,
@@ -310,11 +312,23 @@ def load_live(settings: Settings) -> LoadedModel | str:
             return _CACHE[key]
     loaded = registry.load(version)
     if isinstance(loaded, str):
-        registry.warn(version, loaded)
+        _broken(settings, registry, version, loaded)
         return f"{loaded}: naive estimate"
     with contextlib.suppress(OSError):
         _CACHE[(str(registry.root), version, path.stat().st_mtime)] = loaded
+    resolve_model_alert(settings, version)  # once per process and file: it is cached now
     return loaded
+
+
+_ALERTED: set[tuple[Path, str | None, str]] = set()
+
+
+def _broken(settings: Settings, registry: Registry, version: str | None, problem: str) -> None:
+    """A refused live model: a registry warning and (once per process) the alert."""
+    registry.warn(version, problem)
+    key = (registry.root, version, problem)
+    if key not in _ALERTED and alert_broken_model(settings, version, problem):
+        _ALERTED.add(key)
 
 
 @dataclass
@@ -394,7 +408,7 @@ def train_and_maybe_promote(
     if live_version is not None:
         loaded = registry.load(live_version)
         if isinstance(loaded, str):
-            registry.warn(live_version, loaded)
+            _broken(settings, registry, live_version, loaded)
         else:
             live_scores = score(test.y, loaded.predict(test.features))
     t0, t1 = train.window

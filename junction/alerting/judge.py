@@ -37,6 +37,8 @@ class ServiceSnapshot:
         down: The monitor's verdict that the service is down (its last N observations
             failed, confirmed); ``None``: no verdict, the ``down`` rule is left unchanged.
         consecutive_failures: Failures in a row behind that verdict (for the message).
+        conditions: Verdicts of rules judged outside the engine, by rule name (Junction's
+            own components, e.g. service ``junction``, rule ``success_model``).
     """
 
     service: str
@@ -47,6 +49,7 @@ class ServiceSnapshot:
     labels: Mapping[str, str] = field(default_factory=dict)
     down: bool | None = None
     consecutive_failures: int = 0
+    conditions: Mapping[str, Condition] = field(default_factory=dict)
 
     @classmethod
     def from_window(
@@ -153,4 +156,5 @@ def judge(
         sev = sla.burn_severity
         worst = max((b.long_rate for b in sla.burn_rates), default=0.0)
         out["burn_rate"] = Condition("burn_rate", sev, worst, sla.describe())
+    out.update(snapshot.conditions)
     return out

@@ -261,6 +261,13 @@ class Settings(BaseSettings):
         description="SQLite file holding alert state and the notification outbox. "
         "Default: <JUNCTION_HOME>/alerts.db.",
     )
+    state_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:password@host:port/db) holding "
+        "Junction's own state (alerts, outbox, silences, incidents, the model registry's "
+        "records) so several monitors can share it; empty: the SQLite file JUNCTION_ALERTS_DB. "
+        "`junction config` hides the password.",
+    )
     alert_send_timeout_seconds: float = Field(
         10.0,
         gt=0,
@@ -662,6 +669,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("state_url")
+    @classmethod
+    def _check_state_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        from junction.statedb import state_url  # psycopg is imported only when one is set
+
+        return None if state_url(value.get_secret_value()) is None else value
 
     @model_validator(mode="after")
     def _check_order(self) -> Settings:

@@ -13,7 +13,6 @@ or :class:`~junction.alerting.alerts.AlertResolvedError`. Ending a silence is
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from junction.alerting import state
 from junction.alerting.alerts import Alert, acknowledge
 from junction.alerting.rules import RULE_NAMES, parse_duration
 from junction.alerting.silences import Silence, SilenceFields, add_silence
+from junction.statedb import Connection
 from junction.store import MetricsStore
 
 MAX_START_AHEAD = timedelta(days=366)
@@ -47,7 +47,7 @@ class SilenceInputError(ValueError):
 
 
 def acknowledge_alert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     ref: str,
     by: str,
     now: datetime,
@@ -122,7 +122,7 @@ def check_silence(
 
 
 def create_silence(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     duration: str,

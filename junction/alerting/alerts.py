@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from junction.alerting.model import AlertState, Severity
 from junction.alerting.state import instance_id, iso, parse_ts, transaction, utc
+from junction.statedb import Connection, Row
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Alert:
     inhibited_by: str | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Alert:
+    def from_row(cls, row: Row) -> Alert:
         """Build from an ``alerts`` row."""
         return cls(
             id=int(row["id"]),
@@ -121,7 +121,7 @@ class Alert:
         }
 
 
-def save_alert(conn: sqlite3.Connection, alert: Alert) -> None:
+def save_alert(conn: Connection, alert: Alert) -> None:
     """Insert or update ``alert`` (inside the caller's transaction)."""
     conn.execute(
         """
@@ -166,7 +166,7 @@ def save_alert(conn: sqlite3.Connection, alert: Alert) -> None:
 
 
 def record_transition(
-    conn: sqlite3.Connection, alert: Alert, ts: datetime, state: str, message: str
+    conn: Connection, alert: Alert, ts: datetime, state: str, message: str
 ) -> str:
     """Append a history row for ``alert`` (and bump its transition count; save it after).
 
@@ -177,9 +177,10 @@ def record_transition(
     row_id = f"{instance_id(conn)}-{alert.id}-{alert.transitions}"
     conn.execute(
         """
-        INSERT OR IGNORE INTO history (id, ts, fingerprint, service, rule, severity, state,
+        INSERT INTO history (id, ts, fingerprint, service, rule, severity, state,
             message, labels_json)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT DO NOTHING
         """,
         (
             row_id,
@@ -196,13 +197,13 @@ def record_transition(
     return row_id
 
 
-def active_alerts(conn: sqlite3.Connection) -> list[Alert]:
+def active_alerts(conn: Connection) -> list[Alert]:
     """Unresolved alerts, oldest first."""
     rows = conn.execute("SELECT * FROM alerts WHERE state != 'resolved' ORDER BY id").fetchall()
     return [Alert.from_row(r) for r in rows]
 
 
-def list_alerts(conn: sqlite3.Connection, *, include_resolved: bool = False) -> list[Alert]:
+def list_alerts(conn: Connection, *, include_resolved: bool = False) -> list[Alert]:
     """Alerts for display: unresolved ones, or every alert with ``include_resolved``."""
     if include_resolved:
         rows = conn.execute("SELECT * FROM alerts ORDER BY id").fetchall()
@@ -211,7 +212,7 @@ def list_alerts(conn: sqlite3.Connection, *, include_resolved: bool = False) -> 
 
 
 def page_alerts(
-    conn: sqlite3.Connection, *, include_resolved: bool, after_id: int, limit: int
+    conn: Connection, *, include_resolved: bool, after_id: int, limit: int
 ) -> tuple[list[Alert], int | None]:
     """One page of :func:`list_alerts` (oldest first): the alerts after ``after_id``, at
     most ``limit``, and the id to continue after (``None``: this is the last page)."""
@@ -223,7 +224,7 @@ def page_alerts(
     return alerts, (alerts[-1].id if len(rows) > limit else None)
 
 
-def find_alert(conn: sqlite3.Connection, ref: str) -> Alert | None:
+def find_alert(conn: Connection, ref: str) -> Alert | None:
     """The alert ``ref`` names: a numeric id, or a fingerprint (its unresolved alert)."""
     ref = ref.strip()
     if ref.isdigit():
@@ -245,7 +246,7 @@ class AlertResolvedError(ValueError):
     """The alert is already resolved."""
 
 
-def acknowledge(conn: sqlite3.Connection, ref: str, by: str, now: datetime) -> list[Alert]:
+def acknowledge(conn: Connection, ref: str, by: str, now: datetime) -> list[Alert]:
     """Acknowledge an alert and the rest of its incident (every firing alert of its group).
 
     One acknowledgement stops the incident's escalation and repeats: the storm behind a

@@ -95,6 +95,7 @@ from junction.alerting.rules import AlertingConfig
 from junction.alerting.sla import SlaStatus, SlaTracker
 from junction.alerting.state import iso, utc
 from junction.settings import Settings, get_settings
+from junction.statedb import StateUrl
 
 if TYPE_CHECKING:
     from junction.alerting.model import Channel
@@ -120,14 +121,14 @@ class AlertEngine:
 
     def __init__(
         self,
-        db_path: str | Path,
+        db_path: str | Path | StateUrl,
         config: AlertingConfig,
         *,
         store: MetricsStore | None = None,
         sla: SlaTracker | None = None,
         send_timeout: float = 10.0,
     ) -> None:
-        self.db_path = Path(db_path)
+        self.db_path = db_path if isinstance(db_path, StateUrl) else Path(db_path)
         self.config = config
         self.store = store
         self.sla = sla or SlaTracker(config.sla)

@@ -10,7 +10,6 @@ and the outbox's new notifications.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,7 @@ from junction.alerting.rules import AlertingConfig, format_duration
 from junction.alerting.silences import list_silences
 from junction.alerting.sla import SlaTracker
 from junction.alerting.state import iso
+from junction.statedb import Connection, Row
 
 CLOCK_KEY = "clock:last_eval"
 """``meta`` key of the previous evaluation's time (engine time advances from it)."""
@@ -56,7 +56,7 @@ class Group:
     labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Group:
+    def from_row(cls, row: Row) -> Group:
         """Build from a ``groups`` row."""
         return cls(
             key=row["key"],
@@ -76,7 +76,7 @@ class Group:
             labels=json.loads(row["labels_json"]),
         )
 
-    def save(self, conn: sqlite3.Connection) -> None:
+    def save(self, conn: Connection) -> None:
         """Insert or update the row."""
         conn.execute(
             """
@@ -145,7 +145,7 @@ class Evaluation:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, config: AlertingConfig, sla: SlaTracker, now: datetime
+        self, conn: Connection, config: AlertingConfig, sla: SlaTracker, now: datetime
     ) -> None:
         self.config = config
         self.conn = conn

@@ -46,7 +46,6 @@ import asyncio
 import json
 import logging
 import random
-import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,12 +53,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from junction import statedb
 from junction.alerting.model import (
     Channel,
     DeliveryOutcome,
     DeliveryResult,
     Notification,
 )
+from junction.statedb import Connection, Row
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +88,21 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at)
 STATUSES = ("pending", "sending", "delivered", "needs_check", "failed")
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: Connection) -> None:
     """Add columns that older alert databases lack (inside the caller's transaction)."""
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
-    if "stamped_at" not in columns:
+    if "stamped_at" not in statedb.columns(conn, "outbox"):
         conn.execute("ALTER TABLE outbox ADD COLUMN stamped_at REAL")
 
 
-def enqueue(conn: sqlite3.Connection, notification: Notification, now: datetime) -> bool:
+def enqueue(conn: Connection, notification: Notification, now: datetime) -> bool:
     """Queue ``notification`` (inside the caller's transaction); a known key is ignored.
 
     Returns:
         True if inserted, False if a row with this key already existed.
     """
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO outbox (key, channel, group_key, kind, payload_json, "
-        "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (key, channel, group_key, kind, payload_json, "
+        "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             notification.key,
             notification.channel,
@@ -145,7 +145,7 @@ class OutboxRow:
     notification: Notification
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> OutboxRow:
+    def from_row(cls, row: Row) -> OutboxRow:
         """Build from an ``outbox`` row."""
         return cls(
             key=row["key"],
@@ -198,7 +198,7 @@ class Outbox:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         *,
         send_timeout: float = 10.0,
         backoff_base: float = 2.0,
@@ -284,10 +284,9 @@ class Outbox:
         Returns:
             What happened, per notification key.
         """
-        wall = (now or datetime.now(UTC)).timestamp()
         report = DeliveryReport()
-        claimed = self._claim(channels, wall, limit, report)
-        by_channel: dict[str, list[sqlite3.Row]] = {}
+        claimed, wall = self._claim(channels, now, limit, report)
+        by_channel: dict[str, list[Row]] = {}
         for row in claimed:
             by_channel.setdefault(row["channel"], []).append(row)
         results = await asyncio.gather(
@@ -300,17 +299,23 @@ class Outbox:
     def _claim(
         self,
         channels: Mapping[str, Channel],
-        wall: float,
+        now: datetime | None,
         limit: int,
         report: DeliveryReport,
-    ) -> list[sqlite3.Row]:
+    ) -> tuple[list[Row], float]:
         conn = self.conn
         with self._tx():
-            # Leases that ran out: the process sending them died (or hung past the lease).
+            # The clock is read once the writer lock is held: a time read before waiting
+            # for it could precede another process's claim, whose stamp would then look
+            # like a clock gone backwards and its live lease like an interrupted send.
+            wall = (now or datetime.now(UTC)).timestamp()
+            # Leases that ran out: the process sending them died (or hung past the lease),
+            # or the clock stepped back more than the lease margin. A stamp a little ahead
+            # is another monitor on the same database whose round began a moment later.
             for row in conn.execute(
                 "SELECT * FROM outbox WHERE status = 'sending' "
                 "AND (claimed_until < ? OR stamped_at > ?)",
-                (wall, wall),
+                (wall, wall + self.lease_margin),
             ).fetchall():
                 if row["safe_resend"]:
                     conn.execute(
@@ -338,7 +343,7 @@ class Outbox:
                 "SELECT * FROM outbox WHERE status IN ('pending', 'sending') ORDER BY seq"
             ).fetchall()
             blocked: set[tuple[str, str]] = set()
-            claimed: list[sqlite3.Row] = []
+            claimed: list[Row] = []
             for row in unsettled:
                 pair = (row["channel"], row["group_key"])
                 if pair in blocked:
@@ -372,14 +377,14 @@ class Outbox:
                     ),
                 )
                 claimed.append(row)
-        return claimed
+        return claimed, wall
 
     async def _send_channel(
-        self, channel: Channel, rows: list[sqlite3.Row]
-    ) -> list[tuple[sqlite3.Row, DeliveryResult | None]]:
+        self, channel: Channel, rows: list[Row]
+    ) -> list[tuple[Row, DeliveryResult | None]]:
         """Send a channel's rows in order; stop at the first RETRY (the channel is down)."""
         idempotent = channel.dedupes
-        out: list[tuple[sqlite3.Row, DeliveryResult | None]] = []
+        out: list[tuple[Row, DeliveryResult | None]] = []
         stopped = False
         for row in rows:
             if stopped:
@@ -405,7 +410,7 @@ class Outbox:
 
     def _record(
         self,
-        outcomes: list[tuple[sqlite3.Row, DeliveryResult | None]],
+        outcomes: list[tuple[Row, DeliveryResult | None]],
         wall: float,
         report: DeliveryReport,
     ) -> None:

@@ -10,7 +10,6 @@ status page.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any, TypedDict, Unpack
 
 from junction.alerting.rules import Matcher
 from junction.alerting.state import iso, next_counter, parse_ts, transaction, utc
+from junction.statedb import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Silence:
         return Matcher(self.service, self.rule, self.labels).matches(service, rule, labels)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Silence:
+    def from_row(cls, row: Row) -> Silence:
         """Build from a ``silences`` row."""
         return cls(
             id=row["id"],
@@ -126,7 +126,7 @@ class SilenceFields(TypedDict, total=False):
 
 
 def add_silence(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     duration: timedelta,
@@ -190,7 +190,7 @@ def add_silence(
 
 
 def list_silences(
-    conn: sqlite3.Connection, now: datetime, *, include_expired: bool = False
+    conn: Connection, now: datetime, *, include_expired: bool = False
 ) -> list[Silence]:
     """Silences active at ``now`` (or every one with ``include_expired``)."""
     rows = conn.execute("SELECT * FROM silences ORDER BY created_at, id").fetchall()
@@ -201,7 +201,7 @@ def list_silences(
     return [s for s in silences if s.deleted_at is None and at < s.ends_at]
 
 
-def remove_silence(conn: sqlite3.Connection, sid: str, now: datetime) -> Silence:
+def remove_silence(conn: Connection, sid: str, now: datetime) -> Silence:
     """End silence ``sid`` now.
 
     Raises:

@@ -1,4 +1,5 @@
-"""Durable alert state: SQLite at ``<JUNCTION home>/alerts.db`` (WAL, stdlib ``sqlite3``).
+"""Durable alert state: SQLite at ``<JUNCTION home>/alerts.db`` (WAL, stdlib ``sqlite3``),
+or the PostgreSQL database ``JUNCTION_STATE_URL`` names (:mod:`junction.statedb`).
 
 The file is created 0600 (its directory 0700 when created here): it holds alert
 messages and vendor error text. A damaged file stops every user with one
@@ -26,6 +27,10 @@ next value of a counter kept in ``meta`` inside the evaluation's transaction, hi
 are ``<instance>-<alert id>-<transition number>``, so a crash mid-evaluation rolls back
 every id it took and the rerun produces the same ones, and the metrics store's ``alerts``
 table never gets the same transition twice (see :func:`export_history`).
+
+On PostgreSQL every :func:`transaction` takes one advisory lock
+(:data:`junction.statedb.WRITER_LOCK`), as ``BEGIN IMMEDIATE`` takes SQLite's writer lock:
+monitors sharing the database evaluate, claim and deliver one transaction at a time.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from junction import statedb
 from junction.alerting.outbox import OUTBOX_SCHEMA
 from junction.alerting.outbox import migrate as migrate_outbox
+from junction.statedb import Connection, StateUrl
 
 if TYPE_CHECKING:
     from junction.settings import Settings
@@ -146,8 +153,11 @@ def utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def db_path(settings: Settings) -> Path:
-    """The alert database file the settings name (``<home>/alerts.db`` by default)."""
+def db_path(settings: Settings) -> Path | StateUrl:
+    """The alert database the settings name: ``JUNCTION_STATE_URL`` when set, else the
+    SQLite file (``<home>/alerts.db`` by default)."""
+    if settings.state_url is not None:
+        return StateUrl(settings.state_url.get_secret_value())
     return Path(settings.alerts_db) if settings.alerts_db else Path(settings.home) / "alerts.db"
 
 
@@ -155,13 +165,13 @@ class AlertDatabaseError(RuntimeError):
     """The alert database cannot be used; ``str()`` is one line naming the file and the fix.
 
     Attributes:
-        path: The database file.
+        path: The database file (or PostgreSQL URL, shown without its password).
         corrupt: True when the file is damaged or not a database (the fix is
             ``junction alerts reset``), False when it could not be opened (permissions,
-            a lock held too long, a missing disk).
+            a lock held too long, a missing disk, a server refusing the login).
     """
 
-    def __init__(self, path: Path, reason: str, *, corrupt: bool) -> None:
+    def __init__(self, path: Path | StateUrl, reason: str, *, corrupt: bool) -> None:
         self.path = path
         self.corrupt = corrupt
         if corrupt:
@@ -205,8 +215,11 @@ def _private_file(path: Path) -> None:
                 companion.chmod(0o600)
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path | StateUrl) -> Connection:
     """Open (creating if needed, mode 0600) the alert database in WAL mode.
+
+    A :class:`~junction.statedb.StateUrl` opens the PostgreSQL database instead (its
+    tables are created once per process).
 
     The connection is in autocommit mode: callers group statements with
     :func:`transaction`. The file is checked first (``PRAGMA quick_check``), so a damaged
@@ -219,6 +232,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
         AlertDatabaseError: The file is damaged or not a database (``corrupt``), or it
             cannot be opened.
     """
+    if isinstance(path, StateUrl):
+        return _connect_postgres(path)
     path = Path(path)
     try:
         _private_file(path)
@@ -235,6 +250,26 @@ def connect(path: str | Path) -> sqlite3.Connection:
     except _DamagedError as exc:
         conn.close()
         raise AlertDatabaseError(path, str(exc), corrupt=True) from None
+    return conn
+
+
+_PG_READY: set[StateUrl] = set()
+
+
+def _connect_postgres(url: StateUrl) -> Connection:
+    try:
+        conn = statedb.connect_postgres(url)
+    except sqlite3.Error as exc:
+        raise AlertDatabaseError(url, str(exc), corrupt=False) from None
+    if url in _PG_READY:
+        return conn
+    try:
+        _create_schema(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise AlertDatabaseError(url, str(exc), corrupt=False) from None
+    with _CHECKED_LOCK:
+        _PG_READY.add(url)
     return conn
 
 
@@ -291,29 +326,7 @@ def _open(conn: sqlite3.Connection, path: Path) -> None:
     # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9); only
     # an OS crash may lose the last commits, never corrupt the file.
     conn.execute("PRAGMA synchronous=NORMAL")
-    with transaction(conn):
-        for statement in (*SCHEMA.split(";"), *OUTBOX_SCHEMA.split(";")):
-            if statement.strip():
-                conn.execute(statement)
-        migrate_outbox(conn)
-        columns = {r["name"] for r in conn.execute("PRAGMA table_info(alerts)")}
-        if "clear_s" not in columns:  # databases created before resolve_after existed
-            conn.execute("ALTER TABLE alerts ADD COLUMN clear_s REAL NOT NULL DEFAULT 0")
-        if "inhibited_by" not in columns:  # ... and before inhibition rules
-            conn.execute("ALTER TABLE alerts ADD COLUMN inhibited_by TEXT")
-        columns = {r["name"] for r in conn.execute("PRAGMA table_info(groups)")}
-        if "labels_json" not in columns:  # ... and before groups kept their labels
-            conn.execute("ALTER TABLE groups ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'")
-        if "quiet_s" not in columns:  # ... and before grouping.resolve_wait
-            conn.execute("ALTER TABLE groups ADD COLUMN quiet_s REAL NOT NULL DEFAULT 0")
-        columns = {r["name"] for r in conn.execute("PRAGMA table_info(silences)")}
-        if "public" not in columns:  # ... and before silences could be shown on the status page
-            conn.execute("ALTER TABLE silences ADD COLUMN public INTEGER NOT NULL DEFAULT 0")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex[:8],)
-            )
+    _create_schema(conn)
     # Remembered only if the file is as it was checked (not written meanwhile, by this
     # open's set-up or another process) and not modified within the last clock ticks.
     if (
@@ -326,7 +339,36 @@ def _open(conn: sqlite3.Connection, path: Path) -> None:
             _CHECKED[key] = before
 
 
-def reset_database(path: str | Path, now: datetime, *, force: bool = False) -> Path | None:
+def _create_schema(conn: Connection) -> None:
+    """Create the tables and add the columns older databases lack (both backends)."""
+    with transaction(conn):
+        for statement in (*SCHEMA.split(";"), *OUTBOX_SCHEMA.split(";")):
+            if statement.strip():
+                conn.execute(statement)
+        migrate_outbox(conn)
+        columns = statedb.columns(conn, "alerts")
+        if "clear_s" not in columns:  # databases created before resolve_after existed
+            conn.execute("ALTER TABLE alerts ADD COLUMN clear_s REAL NOT NULL DEFAULT 0")
+        if "inhibited_by" not in columns:  # ... and before inhibition rules
+            conn.execute("ALTER TABLE alerts ADD COLUMN inhibited_by TEXT")
+        columns = statedb.columns(conn, "groups")
+        if "labels_json" not in columns:  # ... and before groups kept their labels
+            conn.execute("ALTER TABLE groups ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'")
+        if "quiet_s" not in columns:  # ... and before grouping.resolve_wait
+            conn.execute("ALTER TABLE groups ADD COLUMN quiet_s REAL NOT NULL DEFAULT 0")
+        columns = statedb.columns(conn, "silences")
+        if "public" not in columns:  # ... and before silences could be shown on the status page
+            conn.execute("ALTER TABLE silences ADD COLUMN public INTEGER NOT NULL DEFAULT 0")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex[:8],)
+            )
+
+
+def reset_database(
+    path: str | Path | StateUrl, now: datetime, *, force: bool = False
+) -> Path | None:
     """Move the alert database (with its ``-wal``/``-shm`` files) aside and create a fresh one.
 
     The recovery for a damaged database: unresolved alerts, groups, silences and
@@ -347,6 +389,11 @@ def reset_database(path: str | Path, now: datetime, *, force: bool = False) -> P
             created.
         OSError: The files cannot be moved.
     """
+    if isinstance(path, StateUrl):
+        raise ValueError(
+            f"the alert state is in PostgreSQL ({path}): `junction alerts reset` moves an "
+            "SQLite file aside; a PostgreSQL database is repaired or dropped with its own tools"
+        )
     path = Path(path)
     moved: Path | None = None
     if path.exists():
@@ -372,8 +419,11 @@ def reset_database(path: str | Path, now: datetime, *, force: bool = False) -> P
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception).
+
+    On PostgreSQL ``BEGIN IMMEDIATE`` is ``BEGIN`` plus the writer advisory lock
+    (:mod:`junction.statedb`)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -383,13 +433,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def meta_get(conn: sqlite3.Connection, key: str) -> str | None:
+def meta_get(conn: Connection, key: str) -> str | None:
     """A value from ``meta``."""
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row["value"])
 
 
-def meta_set(conn: sqlite3.Connection, key: str, value: str) -> None:
+def meta_set(conn: Connection, key: str, value: str) -> None:
     """Set a value in ``meta``."""
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -398,14 +448,14 @@ def meta_set(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def next_counter(conn: sqlite3.Connection, name: str) -> int:
+def next_counter(conn: Connection, name: str) -> int:
     """Increment and return counter ``name`` (inside the caller's transaction)."""
     current = int(meta_get(conn, f"counter:{name}") or 0) + 1
     meta_set(conn, f"counter:{name}", str(current))
     return current
 
 
-def instance_id(conn: sqlite3.Connection) -> str:
+def instance_id(conn: Connection) -> str:
     """This database's random id (prefix of group keys and history ids)."""
     return meta_get(conn, "instance") or "00000000"
 
@@ -413,7 +463,7 @@ def instance_id(conn: sqlite3.Connection) -> str:
 # ------------------------------------------------------------------------- history export
 
 
-def export_history(conn: sqlite3.Connection, store: MetricsStore, *, wall: float) -> int:
+def export_history(conn: Connection, store: MetricsStore, *, wall: float) -> int:
     """Append pending history rows to the metrics store's ``alerts`` table, exactly once.
 
     Rows are claimed (``claimed_at``) in one transaction, appended and flushed, then

@@ -29,7 +29,7 @@ from junction.cli.common import (
 )
 
 if TYPE_CHECKING:
-    import sqlite3
+    from junction.statedb import Connection
 
 alerts_app = typer.Typer(
     help="Alerts: list, acknowledge, silence; the notification outbox.", no_args_is_help=True
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(alerts_app, name="alerts")
 
 
-def _connect() -> sqlite3.Connection:
+def _connect() -> Connection:
     """The alert database; a damaged or unopenable one is one line and exit 2."""
     from junction.alerting import state  # deferred: keeps `junction --help` fast
 

@@ -58,7 +58,12 @@ def _shown(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, SecretStr):
-        return _HIDDEN if value.get_secret_value() else ""
+        secret = value.get_secret_value()
+        if "://" in secret:  # a URL (JUNCTION_STATE_URL): shown with its password hidden
+            from junction.statedb import mask_url
+
+            return mask_url(secret)
+        return _HIDDEN if secret else ""
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 from junction.alerting import state as alert_state
 from junction.alerting.config import load_settings_config
 from junction.alerting.state import iso, parse_ts
+from junction.statedb import Connection, Row
 from junction.workflows.depmap import WORKFLOW_PREFIX, build_map
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ _CACHE_LOCK = threading.Lock()
 
 
 def relations_for(
-    settings: Settings, conn: sqlite3.Connection | None = None, *, now: datetime
+    settings: Settings, conn: Connection | None = None, *, now: datetime
 ) -> Relations:
     """:func:`load_relations` with the metrics store, reused for
     :data:`RELATIONS_TTL_SECONDS` per configuration.
@@ -175,7 +175,7 @@ def _refresh(settings: Settings, key: tuple[str, ...]) -> None:
             _REFRESHING.discard(key)
 
 
-def _compute(settings: Settings, conn: sqlite3.Connection | None, now: datetime) -> Relations:
+def _compute(settings: Settings, conn: Connection | None, now: datetime) -> Relations:
     """Relations from the shared co-failures when fresh, else from the store (shared after)."""
     shared = _shared_cofailures(conn, now) if conn is not None else None
     if shared is not None:
@@ -198,9 +198,7 @@ def _compute(settings: Settings, conn: sqlite3.Connection | None, now: datetime)
     return relations
 
 
-def _shared_cofailures(
-    conn: sqlite3.Connection, now: datetime
-) -> tuple[frozenset[str], ...] | None:
+def _shared_cofailures(conn: Connection, now: datetime) -> tuple[frozenset[str], ...] | None:
     """Co-failure groups another process stored less than the TTL ago, if any."""
     raw = alert_state.meta_get(conn, COFAILURE_KEY)
     if raw is None:
@@ -259,11 +257,11 @@ def incident_id_for(instance: str, alert_id: int) -> str:
     return f"{instance}-i{alert_id}"
 
 
-def _cursor(conn: sqlite3.Connection, key: str) -> int:
+def _cursor(conn: Connection, key: str) -> int:
     return int(alert_state.meta_get(conn, key) or 0)
 
 
-def pending(conn: sqlite3.Connection) -> bool:
+def pending(conn: Connection) -> bool:
     """Whether alerts, history or escalations were written since the last :func:`sync`,
     or an unresolved alert shows a vendor note or a suppression not recorded yet."""
     top = conn.execute(
@@ -280,7 +278,7 @@ def pending(conn: sqlite3.Connection) -> bool:
     return bool(_unrecorded_marks(conn))
 
 
-def sync(conn: sqlite3.Connection, relations: Relations, *, gap: timedelta) -> int:
+def sync(conn: Connection, relations: Relations, *, gap: timedelta) -> int:
     """Assign new alerts to incidents and copy what the timelines need (idempotent).
 
     Args:
@@ -303,16 +301,16 @@ def sync(conn: sqlite3.Connection, relations: Relations, *, gap: timedelta) -> i
 
 
 def _observe(
-    conn: sqlite3.Connection, incident_id: str, alert_id: int, kind: str, text: str, ts: str
+    conn: Connection, incident_id: str, alert_id: int, kind: str, text: str, ts: str
 ) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO incident_observed (incident_id, alert_id, kind, text, ts)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO incident_observed (incident_id, alert_id, kind, text, ts)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (incident_id, alert_id, kind, text, ts),
     )
 
 
-def _marks(row: sqlite3.Row) -> list[tuple[str, str]]:
+def _marks(row: Row) -> list[tuple[str, str]]:
     """The vendor note and the suppression an ``alerts`` row shows, as (kind, text)."""
     marks = []
     if row["annotation"]:
@@ -327,7 +325,7 @@ def _marks(row: sqlite3.Row) -> list[tuple[str, str]]:
     return marks
 
 
-def _assign(conn: sqlite3.Connection, relations: Relations, gap: timedelta) -> int:
+def _assign(conn: Connection, relations: Relations, gap: timedelta) -> int:
     cursor = _cursor(conn, ALERT_CURSOR)
     new = conn.execute(
         "SELECT id, service, group_key, started_at, resolved_at, suppressed_by, annotation "
@@ -355,13 +353,14 @@ def _assign(conn: sqlite3.Connection, relations: Relations, gap: timedelta) -> i
             chosen = _Open(incident_id_for(instance, member.alert_id), [])
             candidates.append(chosen)
             conn.execute(
-                "INSERT OR IGNORE INTO incidents (id, first_alert, root_service, started_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO incidents (id, first_alert, root_service, started_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (chosen.id, member.alert_id, member.service, iso(member.started_at)),
             )
         chosen.members.append(member)
         conn.execute(
-            "INSERT OR IGNORE INTO incident_alerts (alert_id, incident_id) VALUES (?, ?)",
+            "INSERT INTO incident_alerts (alert_id, incident_id) VALUES (?, ?) "
+            "ON CONFLICT DO NOTHING",
             (member.alert_id, chosen.id),
         )
         # What the row shows now, as of its start: an alert that resolved before this
@@ -372,7 +371,7 @@ def _assign(conn: sqlite3.Connection, relations: Relations, gap: timedelta) -> i
     return len(new)
 
 
-def _candidates(conn: sqlite3.Connection, since: datetime) -> list[_Open]:
+def _candidates(conn: Connection, since: datetime) -> list[_Open]:
     """Incidents with an alert unresolved, or started or resolved after ``since``."""
     rows = conn.execute(
         """
@@ -421,7 +420,7 @@ def _history_ref(history_id: str) -> tuple[int, int] | None:
     return int(parts[1]), int(parts[2])
 
 
-def _owners(conn: sqlite3.Connection, alert_ids: list[int]) -> dict[int, str]:
+def _owners(conn: Connection, alert_ids: list[int]) -> dict[int, str]:
     """Alert id -> incident id, for ``alert_ids``."""
     owners: dict[int, str] = {}
     for start in range(0, len(alert_ids), 500):
@@ -433,7 +432,7 @@ def _owners(conn: sqlite3.Connection, alert_ids: list[int]) -> dict[int, str]:
     return owners
 
 
-def _copy_history(conn: sqlite3.Connection) -> None:
+def _copy_history(conn: Connection) -> None:
     """Copy new history rows of assigned alerts into ``incident_events``."""
     cursor = _cursor(conn, HISTORY_CURSOR)
     rows = conn.execute("SELECT * FROM history WHERE seq > ? ORDER BY seq", (cursor,)).fetchall()
@@ -447,9 +446,9 @@ def _copy_history(conn: sqlite3.Connection) -> None:
         if ref is None or incident_id is None:
             continue
         conn.execute(
-            "INSERT OR IGNORE INTO incident_events (history_id, incident_id, alert_id, "
+            "INSERT INTO incident_events (history_id, incident_id, alert_id, "
             "transition, ts, state, severity, service, rule, message) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 r["id"],
                 incident_id,
@@ -466,7 +465,7 @@ def _copy_history(conn: sqlite3.Connection) -> None:
     alert_state.meta_set(conn, HISTORY_CURSOR, str(max(int(r["seq"]) for r in rows)))
 
 
-def _copy_escalations(conn: sqlite3.Connection) -> None:
+def _copy_escalations(conn: Connection) -> None:
     """Record escalation notifications (one line per group and level) as observed marks."""
     cursor = _cursor(conn, OUTBOX_CURSOR)
     rows = conn.execute(
@@ -478,7 +477,7 @@ def _copy_escalations(conn: sqlite3.Connection) -> None:
         return
     # Keys are "<group>:escalation:<n>:<channel>"; one evaluation queues every channel
     # of a level in one transaction, so a level's rows arrive together.
-    levels: dict[str, list[sqlite3.Row]] = {}
+    levels: dict[str, list[Row]] = {}
     for r in rows:
         if ":escalation:" in r["key"]:
             levels.setdefault(r["key"].rsplit(":", 1)[0], []).append(r)
@@ -499,8 +498,8 @@ def _copy_escalations(conn: sqlite3.Connection) -> None:
         level = f"level {found.group(1)}" if found else "the next level"
         channels = ", ".join(sorted({str(r["channel"]) for r in batch}))
         conn.execute(
-            "INSERT OR IGNORE INTO incident_observed (incident_id, alert_id, kind, text, ts) "
-            "VALUES (?, ?, 'escalated', ?, ?)",
+            "INSERT INTO incident_observed (incident_id, alert_id, kind, text, ts) "
+            "VALUES (?, ?, 'escalated', ?, ?) ON CONFLICT DO NOTHING",
             (
                 owner["incident_id"],
                 owner["id"],
@@ -511,7 +510,7 @@ def _copy_escalations(conn: sqlite3.Connection) -> None:
     alert_state.meta_set(conn, OUTBOX_CURSOR, str(max(int(r["seq"]) for r in rows)))
 
 
-def _unrecorded_marks(conn: sqlite3.Connection) -> list[tuple[str, int, str, str, str]]:
+def _unrecorded_marks(conn: Connection) -> list[tuple[str, int, str, str, str]]:
     """Vendor notes and suppressions shown by unresolved alerts, not recorded yet.
 
     Returns:

@@ -35,9 +35,8 @@ from junction.incidents.reads import Source, read_incident, session
 from junction.workflows.depmap import build_map
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from junction.settings import Settings
+    from junction.statedb import Connection, Row
     from junction.store import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -242,7 +241,7 @@ def render_draft(incident: Incident, facts: PostMortemFacts) -> str:
     return "\n".join(lines)
 
 
-def _from_row(row: sqlite3.Row) -> PostMortem:
+def _from_row(row: Row) -> PostMortem:
     return PostMortem(
         incident_id=str(row["incident_id"]),
         text=str(row["text"]),
@@ -254,8 +253,8 @@ def _from_row(row: sqlite3.Row) -> PostMortem:
     )
 
 
-def _stored(conn: sqlite3.Connection, incident_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+def _stored(conn: Connection, incident_id: str) -> Row | None:
+    row: Row | None = conn.execute(
         "SELECT * FROM incident_postmortems WHERE incident_id = ?", (incident_id,)
     ).fetchone()
     return row

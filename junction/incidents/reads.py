@@ -6,7 +6,6 @@ is new), so an alert the monitor has just fired is in an incident on the next re
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from junction.incidents import schema
 from junction.incidents.grouping import Relations, pending, relations_for, sync
 from junction.incidents.model import Incident, IncidentNotFoundError, TimelineEntry
 from junction.settings import Settings, get_settings
+from junction.statedb import Connection, Row
 
 _RULE_WORDS = {
     "down": "down",
@@ -45,11 +45,11 @@ _KIND_ORDER = {
 class Session:
     """An open alert database with the incidents' tables, synced, and its settings."""
 
-    conn: sqlite3.Connection
+    conn: Connection
     settings: Settings
 
 
-Source = Settings | sqlite3.Connection | Session
+Source = Settings | Connection | Session
 """Where incidents are read: settings (the alert database they name, through the process's
 shared connection), an open alert-database connection (synced with the relations of
 :func:`get_settings`) or a :class:`Session` already open and synced."""
@@ -69,16 +69,16 @@ def session(
     if isinstance(source, Session):
         yield source
         return
-    if isinstance(source, sqlite3.Connection):
-        schema.migrate(source)
-        yield _synced(source, get_settings(), relations, synced)
+    if isinstance(source, Settings):
+        with schema.shared(alert_state.db_path(source)) as conn:
+            yield _synced(conn, source, relations, synced)
         return
-    with schema.shared(alert_state.db_path(source)) as conn:
-        yield _synced(conn, source, relations, synced)
+    schema.migrate(source)  # an open connection (SQLite or PostgreSQL)
+    yield _synced(source, get_settings(), relations, synced)
 
 
 def _synced(
-    conn: sqlite3.Connection, settings: Settings, relations: Relations | None, synced: bool
+    conn: Connection, settings: Settings, relations: Relations | None, synced: bool
 ) -> Session:
     # Relations (the dependency map, co-failures) only when there is something to assign.
     if synced and pending(conn):
@@ -124,12 +124,12 @@ def get_incident(
         return read_incident(s.conn, incident_id)
 
 
-def incident_ids(conn: sqlite3.Connection) -> list[str]:
+def incident_ids(conn: Connection) -> list[str]:
     """Every incident id (for did-you-mean hints)."""
     return [str(r[0]) for r in conn.execute("SELECT id FROM incidents ORDER BY first_alert")]
 
 
-def read_incident(conn: sqlite3.Connection, incident_id: str) -> Incident:
+def read_incident(conn: Connection, incident_id: str) -> Incident:
     """One incident from a synced database.
 
     Raises:
@@ -142,7 +142,7 @@ def read_incident(conn: sqlite3.Connection, incident_id: str) -> Incident:
 
 
 def read_incidents(
-    conn: sqlite3.Connection, *, since: datetime | None = None, include_resolved: bool = True
+    conn: Connection, *, since: datetime | None = None, include_resolved: bool = True
 ) -> list[Incident]:
     """Incidents of a synced database, newest first (see :func:`list_incidents`)."""
     ids = select_ids(conn, state=None if include_resolved else "open", since=since)
@@ -165,7 +165,7 @@ class IncidentPage:
 
 
 def page_incidents(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     state: str | None = None,
     service: str | None = None,
@@ -205,7 +205,7 @@ def _cursor_alert(cursor: str) -> int:
 
 
 def select_ids(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     state: str | None = None,
     service: str | None = None,
@@ -216,7 +216,7 @@ def select_ids(
 
 
 def _select(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     state: str | None = None,
     service: str | None = None,
@@ -256,7 +256,7 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def _build(conn: sqlite3.Connection, ids: list[str]) -> list[Incident]:
+def _build(conn: Connection, ids: list[str]) -> list[Incident]:
     """Assemble the incidents ``ids`` (in that order; unknown ids are skipped)."""
     if not ids:
         return []
@@ -268,31 +268,31 @@ def _build(conn: sqlite3.Connection, ids: list[str]) -> list[Incident]:
     return out
 
 
-def _build_chunk(conn: sqlite3.Connection, ids: list[str]) -> list[Incident]:
+def _build_chunk(conn: Connection, ids: list[str]) -> list[Incident]:
     marks = _placeholders(ids)
     heads = {
         r["id"]: r
         for r in conn.execute(f"SELECT * FROM incidents WHERE id IN ({marks})", ids).fetchall()
     }
-    alerts: dict[str, list[sqlite3.Row]] = {}
+    alerts: dict[str, list[Row]] = {}
     for r in conn.execute(
         f"SELECT ia.incident_id, a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id"
         f" WHERE ia.incident_id IN ({marks}) ORDER BY a.id",
         ids,
     ):
         alerts.setdefault(r["incident_id"], []).append(r)
-    events: dict[str, list[sqlite3.Row]] = {}
+    events: dict[str, list[Row]] = {}
     for r in conn.execute(
         f"SELECT * FROM incident_events WHERE incident_id IN ({marks}) ORDER BY ts, history_id",
         ids,
     ):
         events.setdefault(r["incident_id"], []).append(r)
-    observed: dict[str, list[sqlite3.Row]] = {}
+    observed: dict[str, list[Row]] = {}
     for r in conn.execute(
         f"SELECT * FROM incident_observed WHERE incident_id IN ({marks}) ORDER BY ts", ids
     ):
         observed.setdefault(r["incident_id"], []).append(r)
-    notes: dict[str, list[sqlite3.Row]] = {}
+    notes: dict[str, list[Row]] = {}
     for r in conn.execute(
         f"SELECT * FROM incident_notes WHERE incident_id IN ({marks}) ORDER BY id", ids
     ):
@@ -316,11 +316,11 @@ def _build_chunk(conn: sqlite3.Connection, ids: list[str]) -> list[Incident]:
 
 
 def _incident(
-    head: sqlite3.Row,
-    members: list[sqlite3.Row],
-    events: list[sqlite3.Row],
-    observed: list[sqlite3.Row],
-    notes: list[sqlite3.Row],
+    head: Row,
+    members: list[Row],
+    events: list[Row],
+    observed: list[Row],
+    notes: list[Row],
 ) -> Incident:
     services = tuple(sorted({str(m["service"]) for m in members}))
     severities = {str(m["severity"]) for m in members} | {str(e["severity"]) for e in events}
@@ -349,10 +349,10 @@ def _incident(
 
 
 def _timeline(
-    members: list[sqlite3.Row],
-    events: list[sqlite3.Row],
-    observed: list[sqlite3.Row],
-    notes: list[sqlite3.Row],
+    members: list[Row],
+    events: list[Row],
+    observed: list[Row],
+    notes: list[Row],
 ) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     seen: dict[int, set[str]] = {}
@@ -425,7 +425,7 @@ def _event_kind(state: str, message: str, transition: int) -> tuple[str, str | N
     return "firing", None
 
 
-def _event_text(kind: str, e: sqlite3.Row) -> str:
+def _event_text(kind: str, e: Row) -> str:
     fingerprint = f"{e['service']}:{e['rule']}"
     if kind == "firing":
         return f"{fingerprint} firing ({e['severity']}): {e['message']}"

@@ -32,7 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from junction import statedb
 from junction.alerting import state as alert_state
+from junction.statedb import Connection, StateUrl
 
 INCIDENT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -91,7 +93,7 @@ CREATE TABLE IF NOT EXISTS incident_postmortems (
 _LAST_TABLE = "incident_postmortems"
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: Connection) -> None:
     """Create the incidents' tables in an open alert database (idempotent).
 
     A database that has them already costs one read; otherwise they are created in one
@@ -105,14 +107,11 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
 
 
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LAST_TABLE,)
-    ).fetchone()
-    return row is not None
+def _has_tables(conn: Connection) -> bool:
+    return statedb.has_table(conn, _LAST_TABLE)
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path | StateUrl) -> Connection:
     """Open the alert database (:func:`junction.alerting.state.connect`) with the incidents'
     tables.
 
@@ -124,7 +123,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
         migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
-        raise alert_state.AlertDatabaseError(Path(path), str(exc), corrupt=False) from None
+        where = path if isinstance(path, StateUrl) else Path(path)
+        raise alert_state.AlertDatabaseError(where, str(exc), corrupt=False) from None
     return conn
 
 
@@ -134,17 +134,19 @@ MAX_SHARED = 8
 
 @dataclass
 class _Shared:
-    conn: sqlite3.Connection
+    conn: Connection
     identity: tuple[int, int, int, int] | None
     lock: threading.RLock
 
 
 _SHARED: OrderedDict[str, _Shared] = OrderedDict()
+_SERVER = (0, 0, 0, 0)
+"""The identity of a PostgreSQL database (no file to watch)."""
 _SHARED_LOCK = threading.Lock()
 
 
 @contextmanager
-def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
+def shared(path: str | Path | StateUrl) -> Iterator[Connection]:
     """The process's connection to an alert database, for one thread at a time.
 
     Opening (:func:`connect`: the schema statements, and the integrity check the first
@@ -152,24 +154,34 @@ def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
     replaced or written meanwhile (``junction alerts reset``, a checkpoint; its
     :func:`~junction.alerting.state.file_identity` changed) is opened and checked afresh;
     an SQLite error while the connection is in use drops it, and the next use reopens and
-    re-checks the file.
+    re-checks the file. A PostgreSQL connection is kept until it breaks.
 
     Raises:
         AlertDatabaseError: The database is damaged or cannot be opened, or an SQLite
             error happened while it was in use.
     """
-    path = Path(path)
-    key = str(path.absolute())
-    identity = alert_state.file_identity(path)
+    target = path if isinstance(path, StateUrl) else Path(path)
+    if isinstance(target, StateUrl):
+        key = target.url
+        identity: tuple[int, int, int, int] | None = _SERVER
+    else:
+        key = str(target.absolute())
+        identity = alert_state.file_identity(target)
     with _SHARED_LOCK:
         entry = _SHARED.get(key)
-        if entry is not None and (identity is None or entry.identity != identity):
+        if entry is not None and (
+            identity is None
+            or entry.identity != identity
+            or (isinstance(entry.conn, statedb.PgConnection) and entry.conn.closed)
+        ):
             del _SHARED[key]  # not closed: a thread may still use it (GC closes it)
             entry = None
     if entry is None:
-        opened = connect(path)
+        opened = connect(target)
         # Re-entrant: a session opened inside another one in the same thread shares it.
-        entry = _Shared(opened, alert_state.file_identity(path), threading.RLock())
+        if not isinstance(target, StateUrl):
+            identity = alert_state.file_identity(target)
+        entry = _Shared(opened, identity, threading.RLock())
         with _SHARED_LOCK:
             _SHARED[key] = entry
             _SHARED.move_to_end(key)
@@ -182,6 +194,8 @@ def shared(path: str | Path) -> Iterator[sqlite3.Connection]:
             with _SHARED_LOCK:
                 if _SHARED.get(key) is entry:
                     del _SHARED[key]
-            alert_state.forget_check(path)
+            if isinstance(target, StateUrl):
+                raise alert_state.AlertDatabaseError(target, str(exc), corrupt=False) from None
+            alert_state.forget_check(target)
             corrupt = not isinstance(exc, sqlite3.OperationalError)
-            raise alert_state.AlertDatabaseError(path, str(exc), corrupt=corrupt) from None
+            raise alert_state.AlertDatabaseError(target, str(exc), corrupt=corrupt) from None

@@ -38,6 +38,7 @@ from junction.service.lookups import unknown
 from junction.service.throttle import AuthThrottle
 from junction.service.windowed import WindowedMetrics
 from junction.settings import Settings
+from junction.statedb import StateUrl
 from junction.store import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,8 @@ class ServiceState:
         # (a health read then costs no database open and integrity check).
         stamp = tuple(alert_state.file_identity(Path(f"{path}{suffix}")) for suffix in ("", "-wal"))
         cached = self._alerts_cache
-        if cached is not None and cached[0] == stamp:
+        # A PostgreSQL state database has no file to watch: read it every time.
+        if cached is not None and cached[0] == stamp and not isinstance(path, StateUrl):
             return list(cached[1])
         try:
             conn = alert_state.connect(path)

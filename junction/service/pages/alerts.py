@@ -9,7 +9,6 @@ redirect back to the page with one line saying what was done or why nothing was.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from junction.service.deps import StateDep
 from junction.service.pages.flash import flash, see_other, take_flashes
 from junction.service.state import ServiceState
 from junction.service.web import CsrfDep, PageDep, render
+from junction.statedb import Connection
 
 router = APIRouter(include_in_schema=False)
 
@@ -99,7 +99,7 @@ def escalation_note(alert: Alert, group: Group | None, policy: EscalationPolicy)
     return f"{where}; next in {format_duration(timedelta(seconds=max(due, 1)))}"
 
 
-def _groups(conn: sqlite3.Connection, keys: set[str]) -> dict[str, Group]:
+def _groups(conn: Connection, keys: set[str]) -> dict[str, Group]:
     if not keys:
         return {}
     marks = ",".join("?" * len(keys))
@@ -107,7 +107,7 @@ def _groups(conn: sqlite3.Connection, keys: set[str]) -> dict[str, Group]:
     return {g.key: g for g in map(Group.from_row, rows)}
 
 
-def alerts_view(conn: sqlite3.Connection, policy: EscalationPolicy, now: datetime) -> AlertsView:
+def alerts_view(conn: Connection, policy: EscalationPolicy, now: datetime) -> AlertsView:
     """What the page shows, read from the alert database.
 
     Args:
@@ -152,7 +152,7 @@ class AlertDbUnavailable(Exception):
 
 
 @contextmanager
-def _connect(state: ServiceState) -> Iterator[sqlite3.Connection]:
+def _connect(state: ServiceState) -> Iterator[Connection]:
     try:
         conn = alert_state.connect(alert_state.db_path(state.settings))
     except alert_state.AlertDatabaseError as exc:

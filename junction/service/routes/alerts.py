@@ -10,7 +10,6 @@ the metrics store's alert history as the CLI's are.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from junction.service.lookups import (
     unknown,
 )
 from junction.service.state import ServiceState
+from junction.statedb import Connection
 
 router = APIRouter(
     prefix="/api/v2/alerts",
@@ -147,7 +147,7 @@ def _silence(s: Silence) -> SilenceInfo:
 
 
 @contextmanager
-def _connect(state: ServiceState) -> Iterator[sqlite3.Connection]:
+def _connect(state: ServiceState) -> Iterator[Connection]:
     """The alert database; a damaged one is a 503 naming ``junction alerts reset``."""
     try:
         conn = alert_state.connect(alert_state.db_path(state.settings))

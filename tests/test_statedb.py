@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import pytest
 from typer.testing import CliRunner
 
+from analytics.intelligence.features import FEATURES
+from analytics.intelligence.models import DbRegistry, registry_for
 from junction import statedb
 from junction.alerting import state
 from junction.alerting.engine import AlertEngine
@@ -339,3 +341,38 @@ def test_wrong_password_is_one_line_without_the_password(
     assert "password authentication failed" in lines[0] and "pw_user:***@" in lines[0]
     assert shown.exit_code == 0, shown.output
     assert "Wr0ngSecret" not in shown.output and "pw_user:***@" in shown.output
+
+
+# ------------------------------------------------------------------------- model registry
+
+
+def test_model_registry_records_live_in_the_state_database(
+    tmp_path: Path, pg_url: StateUrl
+) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    settings = Settings(home=tmp_path, state_url=pg_url.url)
+    registry = registry_for(settings)
+    assert isinstance(registry, DbRegistry)
+    estimator = DummyClassifier(strategy="prior").fit([[0.0] * len(FEATURES)] * 2, [0, 1])
+    first = registry.add(estimator, {"brier": 0.2})
+    second = registry.add(estimator, {"brier": 0.1})
+    registry.promote(first)
+    registry.promote(second)
+    registry.warn(second, "a warning")
+    # Another process (a fresh registry object) reads the same records from the database.
+    other = registry_for(settings)
+    assert other.live() == second
+    assert [v["version"] for v in other.versions()] == [first, second]
+    assert other.versions()[1]["brier"] == 0.1
+    assert [w["message"] for w in other.read()["warnings"]] == ["a warning"]
+    assert not (tmp_path / "models" / "success" / "registry.json").exists()
+    loaded = other.load(second)
+    assert not isinstance(loaded, str) and loaded.version == second
+    assert other.rollback() == first and registry.live() == first
+    conn = state.connect(pg_url)
+    try:
+        rows = conn.execute("SELECT model, version FROM model_versions ORDER BY version")
+        assert [tuple(r) for r in rows] == [("success", first), ("success", second)]
+    finally:
+        conn.close()

@@ -6,6 +6,11 @@ Layout under the state home (``<JUNCTION_HOME>/models/success/``)::
                      sha256 of the file), the live version and the promotion history
     v<N>.pickle      one fitted model per version
 
+With ``JUNCTION_STATE_URL`` set, the records (``registry.json``'s content) live in that
+PostgreSQL database instead (:class:`DbRegistry`: tables ``model_registry`` and
+``model_versions``, one read-modify-write at a time under the state database's writer
+lock); the model files stay under the home.
+
 Loading a pickle file executes code from it. So models are only ever read from
 the state home (private to Junction's user), and the registry records each file's sha256
 when it is written: a file whose hash differs from the record is refused, as is a file
@@ -50,6 +55,8 @@ from analytics.intelligence.training import (
     score,
     too_little,
 )
+from junction.alerting import state as alert_state
+from junction.statedb import Connection, StateUrl
 from junction.store import create_private, make_private_dir
 
 if TYPE_CHECKING:
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from junction.store import MetricsStore
 
 __all__ = [
+    "DbRegistry",
     "LoadedModel",
     "Registry",
     "TrainResult",
@@ -71,6 +79,8 @@ log = logging.getLogger("junction.models")
 MODEL_NAME = "success"
 _LOGGED: set[tuple[Path, str | None, str]] = set()
 MAX_WARNINGS = 20
+# What a registry that cannot be written raises: a read-only home, an unreachable database.
+_UNWRITABLE = (OSError, alert_state.AlertDatabaseError)
 
 
 def _sklearn_version() -> str:
@@ -120,21 +130,14 @@ class Registry:
     def read(self) -> dict[str, Any]:
         """The registry document (empty when missing; unreadable: empty plus a warning)."""
         if not self.file.exists():
-            return {"live": None, "history": [], "versions": {}, "warnings": []}
+            return _empty()
         try:
             doc = json.loads(self.file.read_text())
             if not isinstance(doc, dict) or not isinstance(doc.get("versions"), dict):
                 raise ValueError("not a registry document")
         except (OSError, ValueError) as exc:
             log.warning("model registry %s unreadable (%s): naive estimate", self.file, exc)
-            return {
-                "live": None,
-                "history": [],
-                "versions": {},
-                "warnings": [
-                    {"at": _now(), "version": None, "message": f"registry unreadable: {exc}"}
-                ],
-            }
+            return _empty(f"registry unreadable: {exc}")
         doc.setdefault("live", None)
         doc.setdefault("history", [])
         doc.setdefault("warnings", [])
@@ -172,7 +175,7 @@ class Registry:
             log.warning("success model: %s", message)
         entry = {"at": _now(), "version": version, "message": message}
         # A read-only home must not turn a warning into a failed prediction.
-        with contextlib.suppress(OSError), self.locked() as doc:
+        with contextlib.suppress(*_UNWRITABLE), self.locked() as doc:
             if not any(
                 w.get("version") == version and w.get("message") == message for w in doc["warnings"]
             ):
@@ -180,7 +183,7 @@ class Registry:
 
     def note_training(self, message: str) -> None:
         """Record what the last training round did (shown when no model is live)."""
-        with contextlib.suppress(OSError), self.locked() as doc:
+        with contextlib.suppress(*_UNWRITABLE), self.locked() as doc:
             doc["last_training"] = {"at": _now(), "message": message}
 
     # ------------------------------------------------------------------ versions
@@ -285,9 +288,148 @@ class Registry:
             return f"model file {record['file']} could not be loaded ({type(exc).__name__})"
 
 
+def _empty(warning: str | None = None) -> dict[str, Any]:
+    warnings = [{"at": _now(), "version": None, "message": warning}] if warning else []
+    return {"live": None, "history": [], "versions": {}, "warnings": warnings}
+
+
+REGISTRY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_registry (
+    model TEXT PRIMARY KEY,
+    live TEXT,
+    history_json TEXT NOT NULL DEFAULT '[]',
+    warnings_json TEXT NOT NULL DEFAULT '[]',
+    last_training_json TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_versions (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+)
+"""
+
+_DB_READY: set[StateUrl] = set()
+
+
+class DbRegistry(Registry):
+    """A registry whose records live in the state database; its model files under ``root``.
+
+    Args:
+        root: The model files' folder (``<home>/models/<name>``); its name is the model's.
+        url: The state database (``JUNCTION_STATE_URL``).
+    """
+
+    def __init__(self, root: Path, url: StateUrl) -> None:
+        super().__init__(root)
+        self.url = url
+        self.model = root.name
+
+    def _connect(self) -> Connection:
+        conn = alert_state.connect(self.url)
+        if self.url not in _DB_READY:
+            try:
+                with alert_state.transaction(conn):
+                    for statement in REGISTRY_SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+            except BaseException:
+                conn.close()
+                raise
+            _DB_READY.add(self.url)
+        return conn
+
+    def _load(self, conn: Connection) -> dict[str, Any]:
+        head = conn.execute(
+            "SELECT * FROM model_registry WHERE model = ?", (self.model,)
+        ).fetchone()
+        doc = _empty()
+        if head is not None:
+            doc["live"] = head["live"]
+            doc["history"] = json.loads(head["history_json"])
+            doc["warnings"] = json.loads(head["warnings_json"])
+            if head["last_training_json"]:
+                doc["last_training"] = json.loads(head["last_training_json"])
+        for row in conn.execute(
+            "SELECT version, record_json FROM model_versions WHERE model = ?", (self.model,)
+        ):
+            doc["versions"][row["version"]] = json.loads(row["record_json"])
+        return doc
+
+    def _store(self, conn: Connection, doc: dict[str, Any]) -> None:
+        last = doc.get("last_training")
+        conn.execute(
+            "INSERT INTO model_registry (model, live, history_json, warnings_json, "
+            "last_training_json, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (model) DO UPDATE SET live = excluded.live, "
+            "history_json = excluded.history_json, warnings_json = excluded.warnings_json, "
+            "last_training_json = excluded.last_training_json, updated_at = excluded.updated_at",
+            (
+                self.model,
+                doc["live"],
+                json.dumps(doc["history"]),
+                json.dumps(doc["warnings"], default=str),
+                json.dumps(last, default=str) if last else None,
+                _now(),
+            ),
+        )
+        for version, record in doc["versions"].items():
+            conn.execute(
+                "INSERT INTO model_versions (model, version, record_json, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (model, version) DO UPDATE SET "
+                "record_json = excluded.record_json",
+                (
+                    self.model,
+                    version,
+                    json.dumps(record, sort_keys=True, default=str),
+                    str(record.get("created_at") or _now()),
+                ),
+            )
+
+    def read(self) -> dict[str, Any]:
+        """The registry's records (unreachable database: empty plus a warning)."""
+        try:
+            conn = self._connect()
+            try:
+                return self._load(conn)
+            finally:
+                conn.close()
+        except alert_state.AlertDatabaseError as exc:
+            log.warning("model registry unreadable (%s): naive estimate", exc)
+            return _empty(f"registry unreadable: {exc}")
+
+    def write(self, doc: dict[str, Any]) -> None:
+        """Replace the registry's records (one transaction)."""
+        conn = self._connect()
+        try:
+            with alert_state.transaction(conn):
+                self._store(conn, doc)
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """The records, for one read-modify-write at a time across processes and hosts
+        (the state database's writer lock); written back on exit, unchanged on error."""
+        make_private_dir(self.root)  # the model files still live here
+        conn = self._connect()
+        try:
+            with alert_state.transaction(conn):
+                doc = self._load(conn)
+                yield doc
+                self._store(conn, doc)
+        finally:
+            conn.close()
+
+
 def registry_for(settings: Settings) -> Registry:
-    """The success model's registry under the settings' home."""
-    return Registry(settings.home / "models" / MODEL_NAME)
+    """The success model's registry: records in the state database when
+    ``JUNCTION_STATE_URL`` is set, else ``registry.json``; files under the settings' home."""
+    root = settings.home / "models" / MODEL_NAME
+    target = alert_state.db_path(settings)
+    return DbRegistry(root, target) if isinstance(target, StateUrl) else Registry(root)
 
 
 _CACHE: dict[tuple[str, str, float], LoadedModel] = {}

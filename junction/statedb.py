@@ -368,8 +368,8 @@ class PgConnection:
         """Run one statement (SQLite dialect, see :func:`translate`)."""
         try:
             if _BEGIN_IMMEDIATE.match(sql):
-                self._raw.execute("BEGIN")
-                cursor = self._raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                # One round trip: both statements in one simple query.
+                cursor = self._raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})")
             elif parameters:
                 cursor = self._raw.execute(translate(sql), list(parameters))
             else:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -328,6 +328,11 @@ def start_forecasts(
         pool=pool,
         finish=finish,
     )
+
+
+FitRunner = Callable[[Mapping[tuple[str, str], pd.DataFrame], ForecastConfig], Pending]
+"""Starts a report's fits elsewhere than :func:`start_forecasts`' process pool (the Dask
+fan-out of ``flows/forecast_dask.py``); ``.result()`` returns :func:`forecast_many`'s dict."""
 
 
 def forecast_many(

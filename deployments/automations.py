@@ -17,6 +17,11 @@ that act on Junction's events (:mod:`junction.events`) on the
   (no new scheduled runs against a service that is down), and
   ``junction.integration.recovered`` resumes them.
 
+* ``junction: notify on capacity scale-out``: a ``junction.capacity.scale-out`` event
+  (the ``capacity-watch`` flow) sends the notification block named ``junction-capacity``
+  (any notification block type; create it in the UI) the reasons and the forecast time.
+  Planned only when that block exists.
+
 ``make serve`` / ``python -m deployments.local up|deploy`` run this after deploying (the
 deployments must exist: the actions name them by id).
 """
@@ -42,6 +47,8 @@ INCIDENT_RESOLVED = "junction: incident response on resolved critical alert"
 PAUSE = "junction: pause {service} deployments while down"
 RESUME = "junction: resume {service} deployments on recovery"
 INTEGRATION_TAG = "integration:"
+SCALE_OUT = "junction: notify on capacity scale-out"
+SCALE_OUT_BLOCK = "junction-capacity"
 
 # Event fields the incident-response run takes (Jinja, rendered by the server).
 INCIDENT_PARAMETERS: dict[str, str] = {
@@ -124,6 +131,32 @@ def pause_automations(service: str, deployment_ids: Sequence[UUID]) -> list[Auto
     ]
 
 
+def scale_out_automation(block_document_id: UUID) -> Automation:
+    """Notify through the block ``block_document_id`` when capacity signals scale-out."""
+    from prefect.automations import Automation
+    from prefect.events import EventTrigger
+    from prefect.events.actions import SendNotification
+
+    return Automation(
+        name=SCALE_OUT,
+        description="Tell the operators that Junction's workers stop keeping up, and when.",
+        trigger=EventTrigger(
+            expect={"junction.capacity.scale-out"},
+            match={"prefect.resource.id": "junction.capacity"},
+            posture="Reactive",
+            threshold=1,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject="Junction: scale out",
+                body="Forecast crossing: {{ event.payload.forecast_at }}. "
+                "{{ event.payload.reasons | join('; ') }}",
+            )
+        ],
+    )
+
+
 def deployments_by_integration() -> dict[str, list[UUID]]:
     """Ids of the server's deployments per ``integration:<name>`` tag."""
     from prefect.client.orchestration import get_client
@@ -151,6 +184,10 @@ def planned() -> list[Automation]:
             incident = None
     if incident is not None:
         out.extend(incident_automations(incident.id))
+    with get_client(sync_client=True) as client:
+        blocks = [b for b in client.read_block_documents() if b.name == SCALE_OUT_BLOCK]
+    if blocks:
+        out.append(scale_out_automation(blocks[0].id))
     for service, ids in sorted(deployments_by_integration().items()):
         # Incident response must run precisely while a service is down: never paused.
         bulk = [i for i in ids if incident is None or i != incident.id]

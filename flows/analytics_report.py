@@ -4,6 +4,8 @@ the report files and the Prefect artifacts.
 
 The form's ``until`` ends the window and ``services`` keeps some integrations only; an
 unknown service ends the run Failed with one line before anything runs.
+With ``JUNCTION_TASK_RUNNER=dask`` the forecasts are fitted by the subflow
+``forecast-fanout`` on a Dask task runner (``flows/forecast_dask.py``).
 A critical data-validation failure stops the flow at the validation task, with the
 failed checks in the error message, and publishes nothing; warnings go into the report.
 """
@@ -19,7 +21,9 @@ from prefect.states import Failed
 from analytics.report.pipeline import STAGES, timed
 from analytics.report.scope import check_services
 from analytics.workers import close_shared_pool
+from flows.forecast_dask import dask_fit_runner
 from flows.runlog import emit, report_lines
+from junction.settings import get_settings
 from tasks.analytics import STAGE_TASKS, open_report, publish_artifacts, write_report_files
 
 
@@ -59,6 +63,9 @@ def analytics_report(
         get_run_logger().error(str(exc))
         return Failed(message=str(exc))
     run = open_report(days, spec_dir, workers, validate_data, until, chosen or None)
+    settings = get_settings()
+    if settings.task_runner == "dask":  # one forecast task per service on Dask
+        run.fit_runner = dask_fit_runner(settings, workers)
     try:
         for (name, _), stage in zip(STAGES, STAGE_TASKS, strict=True):
             with timed(run, name):  # the run's log names the slow stages

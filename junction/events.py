@@ -61,6 +61,7 @@ ALERT_RESOLVED = "junction.alert.resolved"
 WORKFLOW_FAILED = "junction.workflow.failed"
 INTEGRATION_DEGRADED = "junction.integration.degraded"
 INTEGRATION_RECOVERED = "junction.integration.recovered"
+CAPACITY_SCALE_OUT = "junction.capacity.scale-out"  # flows/capacity.py: scale out
 
 
 def integration_resource(service: str, **labels: str) -> dict[str, str]:

@@ -583,6 +583,87 @@ class Settings(BaseSettings):
         "it probes and alerts on only the integrations of that shard.",
     )
 
+    task_runner: Literal["pool", "dask"] = Field(
+        "pool",
+        description="Where the analytics report fits its forecasts: `pool` (a process pool in "
+        "the flow's process) or `dask` (one Prefect task per service on a DaskTaskRunner: "
+        "JUNCTION_DASK_ADDRESS's cluster, else a LocalCluster).",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler address of an existing Dask cluster (tcp://host:8786) for "
+        "JUNCTION_TASK_RUNNER=dask; unset: a LocalCluster per report run.",
+    )
+    dask_workers: int | None = Field(
+        None,
+        ge=1,
+        description="LocalCluster workers for JUNCTION_TASK_RUNNER=dask (default: "
+        "JUNCTION_ANALYTICS_FORECAST_WORKERS, else the CPU count).",
+    )
+    dask_processes: bool = Field(
+        True,
+        description="LocalCluster workers are processes (true) or threads of the flow's "
+        "process (false: no start-up cost, fits share one interpreter).",
+    )
+    capacity_queue_threshold: float = Field(
+        10,
+        ge=0,
+        description="Capacity watch: scheduled flow runs past due in one work pool (the "
+        "work-queue depth) at which the workers no longer keep up.",
+    )
+    capacity_late_threshold: float = Field(
+        5, ge=0, description="Capacity watch: flow runs in the Late state at which to scale out."
+    )
+    capacity_cpu_percent: float = Field(
+        85,
+        gt=0,
+        le=100,
+        description="Capacity watch: this host's CPU use (percent) at which to scale out.",
+    )
+    capacity_memory_percent: float = Field(
+        90,
+        gt=0,
+        le=100,
+        description="Capacity watch: this host's memory use (percent) at which to scale out.",
+    )
+    capacity_store_gb: float = Field(
+        50,
+        gt=0,
+        description="Capacity watch: size of the metrics store (GB) at which to add storage.",
+    )
+    capacity_horizon_hours: float = Field(
+        24,
+        gt=0,
+        description="Capacity watch: a threshold the trend crosses within this many hours "
+        "raises the scale-out signal now (with the forecast time).",
+    )
+    capacity_min_samples: int = Field(
+        6,
+        ge=2,
+        description="Capacity watch: samples of a measure needed before it is judged "
+        "(fewer: not enough data, no signal).",
+    )
+    capacity_window_hours: float = Field(
+        24,
+        gt=0,
+        description="Capacity watch: hours of samples the trend is fitted on (older samples "
+        "are kept 30 days).",
+    )
+    monitor_shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Monitors sharing the integrations: each owns a stable part (rendezvous "
+        "hashing of the names); `make serve` deploys one monitor-continuous deployment per "
+        "shard when above 1.",
+    )
+    monitor_shard: int = Field(
+        0,
+        ge=0,
+        description="The shard (0 .. JUNCTION_MONITOR_SHARDS - 1) `junction monitor` owns: "
+        "it probes and alerts on only the integrations of that shard.",
+    )
+
     # The env file's JUNCTION_<NAME>_* lines (integration settings are read per client).
     _file_env: dict[str, str] = PrivateAttr(default_factory=dict)
 

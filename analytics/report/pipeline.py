@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics.forecast import (
+    FitRunner,
     ForecastConfig,
     error_rate_series,
     hourly_series,
@@ -96,6 +97,7 @@ class ReportRun:
         data: The report's data.
         scores: The streaming detector's jobs, until :func:`anomalies` collects them.
         fits: The forecasts' jobs, until :func:`forecasts` collects them.
+        fit_runner: Starts the fits instead of the process pool (``None``: the pool).
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class ReportRun:
         self.data = data
         self.scores: Pending | None = None
         self.fits: Pending | None = None
+        self.fit_runner: FitRunner | None = None  # None: the process pool
 
     @property
     def forecast_config(self) -> ForecastConfig:
@@ -204,6 +207,9 @@ def start_background(run: ReportRun) -> None:
     run.scores = start_stream_scores(
         {**series, **error_rate_series(run.data.hourly)}, workers=run.workers, pool=pool
     )
+    if run.fit_runner is not None:  # e.g. the Dask fan-out (JUNCTION_TASK_RUNNER=dask)
+        run.fits = run.fit_runner(series, run.forecast_config)
+        return
     run.fits = start_forecasts(series, config=run.forecast_config, workers=run.workers, pool=pool)
 
 

@@ -1,0 +1,84 @@
+"""The report's forecasts on a Dask task runner: one Prefect task per service, the same
+forecasts as the process pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.forecast import Forecast, ForecastConfig, forecast_many
+from junction.settings import Settings
+
+pytestmark = pytest.mark.prefect
+
+# No simulated paths: the interval is then the fit itself, deterministic in any process.
+CONFIG = ForecastConfig(horizon=timedelta(days=1), uncertainty_samples=0)
+
+
+def _series() -> dict[tuple[str, str], pd.DataFrame]:
+    hours = np.arange(3 * 24)
+    ds = pd.date_range("2026-11-01", periods=hours.size, freq="h")
+    out = {}
+    for i, service in enumerate(("okta", "jira")):
+        rng = np.random.default_rng(i)
+        daily = np.sin(2 * np.pi * hours / 24)
+        out[(service, "volume")] = pd.DataFrame(
+            {"ds": ds, "y": 100 + 40 * daily + rng.normal(0, 4, hours.size)}
+        )
+        out[(service, "latency")] = pd.DataFrame(
+            {"ds": ds, "y": 250 + 30 * daily + rng.normal(0, 8, hours.size)}
+        )
+    out[("slack", "volume")] = pd.DataFrame({"ds": ds[:3], "y": [1.0, 2.0, 3.0]})  # too short
+    return out
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_dask_fanout_gives_the_pool_path_forecasts_one_task_per_service(
+    prefect_harness: None,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from flows.forecast_dask import dask_fit_runner
+
+    series = _series()
+    # The pool's workers run exactly this (forecast_many's jobs, one per series); the pool
+    # itself costs ~15 s to spawn here: bench/dask_forecast.py compares it on a full store.
+    pooled = forecast_many(series, config=CONFIG, workers=1)
+    # A LocalCluster of one thread worker: the task runner is what is under test.
+    settings = Settings(task_runner="dask", dask_processes=False, dask_workers=1)
+    on_dask = dask_fit_runner(settings)(series, CONFIG).result()
+
+    assert list(on_dask) == list(series)
+    for key, expected in pooled.items():
+        got = on_dask[key]
+        assert type(got) is type(expected), key
+        if isinstance(expected, Forecast):
+            assert isinstance(got, Forecast)
+            pd.testing.assert_frame_equal(got.frame, expected.frame)
+        else:
+            assert got == expected
+    assert isinstance(on_dask[("okta", "volume")], Forecast)
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["forecast-fanout"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        assert runs and runs[0].state is not None and runs[0].state.is_completed()
+        tasks = client.read_task_runs(limit=50)
+    fits = [t for t in tasks if t.flow_run_id == runs[0].id and t.name.startswith("fit-service")]
+    assert len(fits) == 3  # okta, jira, slack

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -137,6 +138,13 @@ def test_alert_cycle_gives_the_same_rows_on_sqlite_and_postgres(
     on_postgres = _cycle(pg_url)
     assert on_postgres["alerts"] and on_postgres["outbox"] and on_postgres["incidents"]
     assert on_postgres == on_sqlite
+    # Settings naming the URL read the same incidents through the process's shared
+    # connection (as the service does), twice: the second use reuses it.
+    settings = Settings(home=tmp_path / "home", state_url=pg_url.url)
+    for _ in range(2):
+        found = reads.list_incidents(settings)
+        shown = sorted([i.state, list(i.services), list(i.alerts)] for i in found)
+        assert shown == sorted([x[1], x[2], x[4]] for x in on_postgres["incidents"])
     # A second connection sees the tables set up (no schema work on a known URL) and the
     # rows the first one committed.
     conn = state.connect(pg_url)
@@ -149,6 +157,45 @@ def test_alert_cycle_gives_the_same_rows_on_sqlite_and_postgres(
         assert row["n"] == row[0] == 0
     finally:
         conn.close()
+
+
+def test_engine_guarantees_hold_on_postgres(pg_url: StateUrl) -> None:
+    """The engine tests' crash, uniqueness and clock cases, on PostgreSQL."""
+    eng = AlertEngine(pg_url, config())
+    try:
+        first = eng.evaluate(failing(["okta"], at(3600)), now=at(3600))
+        # At most one unresolved alert per fingerprint: the partial unique index, raised as
+        # sqlite3's IntegrityError so the callers' handling holds.
+        with pytest.raises(sqlite3.IntegrityError):
+            eng.conn.execute(
+                "INSERT INTO alerts (id, fingerprint, service, rule, severity, state, group_key, "
+                "message, labels_json, started_at, updated_at) VALUES (999, ?, 'okta', 'x', "
+                "'warning', 'firing', 'g', 'm', '{}', 't', 't')",
+                (first.fired[0].fingerprint,),
+            )
+        before = eng.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+        class Boom(Exception):
+            pass
+
+        def exploding() -> Iterator[Any]:
+            yield from failing(["gitlab"], at(3605))
+            raise Boom
+
+        with pytest.raises(Boom):  # a crash mid-evaluation rolls everything back
+            eng.evaluate(exploding(), now=at(3605))
+        assert eng.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == before
+        rerun = eng.evaluate(failing(["gitlab", "okta"], at(3605)), now=at(3605))
+        assert [a.fingerprint for a in rerun.fired] == [
+            "gitlab:success_rate",
+            "gitlab:health_score",
+        ]
+        back = eng.evaluate(failing(["okta", "gitlab"], at(0)), now=at(0))  # an hour back
+        assert back.fired == [] and back.notifications == [] and len(back.active) == 4
+        keys = [row.key for row in eng.outbox.rows()]
+        assert len(keys) == len(set(keys)) == 4
+    finally:
+        eng.close()
 
 
 # ------------------------------------------------------------------------- two monitors

@@ -49,7 +49,14 @@ def health_rows(result: SweepResult) -> list[dict[str, Any]]:
     ]
 
 
-@task(name="publish-service-health", cache_policy=NO_CACHE)
+# Retried: the artifact is the one call of a monitor run that needs the Prefect server,
+# and a fresh client does not retry a refused connection (the server restarting).
+@task(
+    name="publish-service-health",
+    cache_policy=NO_CACHE,
+    retries=4,
+    retry_delay_seconds=[2, 4, 8, 16],
+)
 def publish_service_health(result: SweepResult, key: str = ARTIFACT_KEY) -> Any:
     """Publish the services' health as a Prefect table artifact (``service-health``, or
     ``key``: a monitor shard publishes its own services under its own key)."""

@@ -117,21 +117,7 @@ class PostgresCluster:
                 cwd=self.root,
             )
             self.port = free_port(self.host)
-            server = [
-                str(self.bindir / "postgres"), "-D", str(data),
-                "-h", self.host, "-p", str(self.port), "-k", str(self.root),
-                "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=200",
-            ]  # fmt: skip
-            self._log = self.log_path.open("ab")
-            self._proc = subprocess.Popen(
-                self._argv(*server),
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, stopped as a whole
-            )
+            self._start_server()
             self._create_database()
         except subprocess.CalledProcessError as exc:
             self._stop()
@@ -141,6 +127,43 @@ class PostgresCluster:
             self._stop()
             raise
         return self
+
+    def _start_server(self) -> None:
+        server = [
+            str(self.bindir / "postgres"), "-D", str(self.root / "data"),
+            "-h", self.host, "-p", str(self.port), "-k", str(self.root),
+            "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off", "-c", "max_connections=200",
+        ]  # fmt: skip
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            self._argv(*server),
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as a whole
+        )
+
+    def restart(self) -> None:
+        """Stop the server as ``pg_ctl stop -m fast`` does (SIGINT: open sessions rolled
+        back, clients disconnected) and start it again on the same port and data
+        directory; returns once it accepts connections. The data survives."""
+        if self._proc is None:
+            raise RuntimeError("the cluster is not running")
+        stop_process_group(self._proc, signal.SIGINT, 15.0)
+        if self._log is not None:
+            self._log.close()
+        self._start_server()
+        assert self._proc is not None
+        ready = [str(self.bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"]
+        deadline = time.monotonic() + self.startup_timeout
+        while subprocess.run(ready, capture_output=True, cwd=self.root).returncode != 0:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"postgres exited {self._proc.returncode}: {self._log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres not ready after restart: {self._log_tail()}")
+            time.sleep(0.2)
 
     def _create_database(self) -> None:
         assert self._proc is not None

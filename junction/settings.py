@@ -185,6 +185,20 @@ class Settings(BaseSettings):
         description="Metrics store directory (Parquet segments + metrics.duckdb). "
         "Default: <JUNCTION_HOME>/metrics.",
     )
+    store_url: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        description="Metrics store on S3-compatible object storage (s3://bucket/prefix): "
+        "segments are uploaded there and read by DuckDB, so hosts share the store without a "
+        "shared filesystem; each host's unflushed rows stay in JUNCTION_STORE_DIR. "
+        "Credentials: the standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION. "
+        "Unset: the store is the local directory.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of the S3-compatible server for JUNCTION_STORE_URL (MinIO, "
+        "Ceph, a local test server: http://host:port); unset: AWS S3.",
+    )
 
     # --- integrations ---------------------------------------------------------------------
     integrations: str = Field(

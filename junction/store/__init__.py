@@ -68,6 +68,11 @@ Guarantees:
 * Rows become visible at flush: after ``flush_rows`` rows, ``flush_seconds`` (checked on
   append), ``flush()``, ``close()``/context exit/garbage collection/interpreter exit, or
   recovery of a dead writer. The root must be on a local filesystem (``flock``).
+
+On S3-compatible object storage (``JUNCTION_STORE_URL``): :class:`ObjectMetricsStore`
+(:mod:`junction.store.objectstore`) keeps the spools on the local disk and uploads the
+segments; its module docstring gives the layout and its consistency argument.
+:func:`open_store` opens the store the settings name.
 """
 
 from junction.store.core import COMPACT_MAX_INPUT_BYTES, MetricsStore
@@ -79,6 +84,7 @@ from junction.store.files import (
     make_private_dir,
     segment_problem,
 )
+from junction.store.objectstore import ObjectMetricsStore, open_store
 from junction.store.schema import (
     ALERTS_SCHEMA,
     CALLS_SCHEMA,
@@ -100,7 +106,9 @@ __all__ = [
     "TABLES",
     "WORKFLOW_RUNS_SCHEMA",
     "MetricsStore",
+    "ObjectMetricsStore",
     "create_private",
     "make_private_dir",
+    "open_store",
     "segment_problem",
 ]

@@ -46,9 +46,10 @@ from junction.store.schema import (
     ident,
     normalize_row,
     partition_rows,
+    run_df,
     view_sql,
 )
-from junction.store.writer import Writer, close_writer, materialize
+from junction.store.writer import Writer, close_writer
 
 if TYPE_CHECKING:
     import duckdb
@@ -256,7 +257,7 @@ class MetricsStore:
             except (pa.ArrowException, ValueError, TypeError, KeyError):
                 self._quarantine(path)
                 raise
-            written = materialize(self.root, table, uid, parts, fsync=self._writer.fsync)
+            written = self._writer.publish(self.root, table, uid, parts, self._writer.fsync)
             os.unlink(path)
             if written:
                 log.info("%r: recovered %d %s rows from %s", self, written, table, path.name)
@@ -520,11 +521,7 @@ class MetricsStore:
                 # threads can query concurrently; the views re-glob on every statement.
                 cursor = self._con.cursor()
             try:
-                if params is not None:
-                    cursor.execute(sql, params)
-                else:
-                    cursor.execute(sql)
-                return cursor.df()
+                return run_df(cursor, sql, params)
             finally:
                 cursor.close()
 

@@ -13,9 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -311,20 +315,43 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def view_sql(root: Path, table: str) -> str:
+def view_sql(
+    root: Path | str, table: str, files: list[str] | None = None, *, temp: bool = False
+) -> str:
     """``CREATE OR REPLACE VIEW`` over the table's segments, valid even with no files yet.
 
     The empty typed select fixes column names/types when the glob matches nothing
     (``allow_empty`` then yields a dummy column that the outer projection drops).
+    ``files`` replaces the glob under ``root`` with exactly these paths or URLs (an
+    object store's listing); ``temp`` makes a view private to the connection (cursor).
     """
     typed = ", ".join(
         f"CAST(NULL AS {_DUCK_TYPES[c.kind]}) AS {ident(c.name)}" for c in _COLUMNS[table]
     )
     cols = ", ".join([*(ident(c.name) for c in _COLUMNS[table]), '"date"'])
-    glob = _sql_str(f"{root / table}/*/*.parquet")
-    return (
-        f"CREATE OR REPLACE VIEW {ident(table)} AS SELECT {cols} FROM ("
-        f'SELECT {typed}, CAST(NULL AS DATE) AS "date" WHERE false '
-        f"UNION ALL BY NAME SELECT * FROM read_parquet({glob}, hive_partitioning = true, "
-        f"union_by_name = true, allow_empty = true, hive_types = {{'date': 'DATE'}}))"
+    empty = f'SELECT {typed}, CAST(NULL AS DATE) AS "date" WHERE false'
+    kind = "TEMP VIEW" if temp else "VIEW"
+    head = f"CREATE OR REPLACE {kind} {ident(table)} AS SELECT {cols} FROM ({empty}"
+    if files is not None and not files:
+        return head + ")"
+    source = (
+        "[" + ", ".join(_sql_str(f) for f in files) + "]"
+        if files is not None
+        else _sql_str(f"{Path(root) / table}/*/*.parquet")
     )
+    # A listed file that is gone must fail the statement (re-listed), not read as empty.
+    allow_empty = "false" if files else "true"
+    return (
+        f"{head} UNION ALL BY NAME SELECT * FROM read_parquet({source}, "
+        f"hive_partitioning = true, union_by_name = true, allow_empty = {allow_empty}, "
+        f"hive_types = {{'date': 'DATE'}}))"
+    )
+
+
+def run_df(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None) -> pd.DataFrame:
+    """Run one statement on ``cursor`` (with ``?``/``$1`` values if given) as a DataFrame."""
+    if params is not None:
+        cursor.execute(sql, params)
+    else:
+        cursor.execute(sql)
+    return cursor.df()

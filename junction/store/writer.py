@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,11 @@ class _Spool:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def materialize(
-    root: Path, table: str, uid: str, parts: dict[str, pa.Table], *, fsync: bool
-) -> int:
+Publisher = Callable[[Path, str, str, dict[str, pa.Table], bool], int]
+"""Publishes a spool's day partitions: ``(root, table, spool uid, parts, fsync) -> rows``."""
+
+
+def materialize(root: Path, table: str, uid: str, parts: dict[str, pa.Table], fsync: bool) -> int:
     """Write ``seg-<uid>.parquet`` into each partition that lacks it; return rows written."""
     written = 0
     for day, tbl in parts.items():
@@ -81,6 +84,8 @@ class Writer:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.fsync = fsync
+        # Where flushed segments go: the local tree, or an object store's upload.
+        self.publish: Publisher = materialize
         self.lock = threading.Lock()
         self.spools: dict[str, _Spool] = {}
         self.closed = False
@@ -174,7 +179,7 @@ class Writer:
         """Publish one spool. Caller holds ``self.lock``."""
         if spool.rows:
             parts = partition_rows(spool.table, spool.rows)
-            materialize(self.root, spool.table, spool.uid, parts, fsync=self.fsync)
+            self.publish(self.root, spool.table, spool.uid, parts, self.fsync)
         os.unlink(spool.path)  # the segments are in place: the spool's job is done
         if self.fsync:
             fsync_path(spool.path.parent)

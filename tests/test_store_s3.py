@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import s3fs
 from pydantic import ValidationError
 
 from deployments.local import free_port
@@ -75,16 +76,24 @@ def endpoint() -> Iterator[str]:
         stop(proc)
 
 
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
+@pytest.fixture(scope="module", autouse=True)
+def _aws_env() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+def fs(endpoint: str) -> s3fs.S3FileSystem:
+    """One client for the module: each new one costs about a second of setup."""
+    return make_filesystem(endpoint)
 
 
 @pytest.fixture
-def bucket(endpoint: str) -> str:
+def bucket(fs: s3fs.S3FileSystem) -> str:
     name = f"metrics-{uuid.uuid4().hex[:12]}"
-    make_filesystem(endpoint).call_s3("create_bucket", Bucket=name)
+    fs.call_s3("create_bucket", Bucket=name)
     return name
 
 
@@ -105,8 +114,8 @@ def call_row(i: int, service: str = "crm") -> dict[str, Any]:
     }
 
 
-def keys(endpoint: str, bucket: str) -> list[str]:
-    return sorted(make_filesystem(endpoint).find(bucket))
+def keys(fs: s3fs.S3FileSystem, bucket: str) -> list[str]:
+    return sorted(fs.find(bucket))
 
 
 HOST = textwrap.dedent(
@@ -138,7 +147,11 @@ HOST = textwrap.dedent(
 
 
 def test_two_hosts_write_and_compact_at_once(
-    endpoint: str, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    endpoint: str,
+    fs: s3fs.S3FileSystem,
+    bucket: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="junction")
     url = f"s3://{bucket}/junction"
@@ -178,7 +191,7 @@ def test_two_hosts_write_and_compact_at_once(
     # merged all 12 (the other skipped, or ran after it and found one part per day).
     assert sorted(r["calls"] for r in results) == [0, 12]
 
-    reader = ObjectMetricsStore(tmp_path / "reader", url, endpoint_url=endpoint, grace_seconds=0)
+    reader = ObjectMetricsStore(tmp_path / "reader", url, filesystem=fs, grace_seconds=0)
     per = reader.query(
         "SELECT service, date, count(*) AS n, count(DISTINCT path) AS paths, sum(latency_ms) AS s "
         "FROM calls GROUP BY ALL ORDER BY ALL"
@@ -186,12 +199,12 @@ def test_two_hosts_write_and_compact_at_once(
     assert per["n"].tolist() == [90, 60, 90, 60]  # 30 of each 50 ts fall on May 1
     assert per["paths"].tolist() == per["n"].tolist()  # no row twice
     assert per["date"].astype(str).tolist() == ["2024-05-01", "2024-05-02"] * 2
-    listed = keys(endpoint, bucket)
+    listed = keys(fs, bucket)
     assert sum("/seg-" in k for k in listed) == 12  # replaced, kept for the grace period
 
     # grace 0: the next compaction deletes what the parts replaced; the rows stay exact.
     assert reader.compact() == dict.fromkeys(reader.compact(), 0)
-    listed = keys(endpoint, bucket)
+    listed = keys(fs, bucket)
     assert not any("/seg-" in k for k in listed)
     assert sum(k.endswith(".parquet") for k in listed) == 2  # one part per day
     assert reader.count("calls") == 300
@@ -215,7 +228,7 @@ def test_dead_endpoint_keeps_rows_spooled_until_a_later_flush(
 
     proc, _ = start_moto(port)  # the endpoint comes back
     try:
-        make_filesystem(endpoint).call_s3("create_bucket", Bucket="later")
+        store.fs.call_s3("create_bucket", Bucket="later")
         store.append("calls", [call_row(30)])
         assert store.flush() == 31
         assert not list((tmp_path / "_spool" / "calls").glob("*.jsonl"))
@@ -228,10 +241,10 @@ def test_dead_endpoint_keeps_rows_spooled_until_a_later_flush(
 
 
 def test_crash_after_upload_is_not_published_twice_after_compaction(
-    endpoint: str, bucket: str, tmp_path: Path
+    fs: s3fs.S3FileSystem, bucket: str, tmp_path: Path
 ) -> None:
     url = f"s3://{bucket}"
-    store = ObjectMetricsStore(tmp_path, url, endpoint_url=endpoint, grace_seconds=0)
+    store = ObjectMetricsStore(tmp_path, url, filesystem=fs, grace_seconds=0)
     store.append("calls", [call_row(i) for i in range(20)])
     (spool,) = (tmp_path / "_spool" / "calls").glob("*.jsonl")
     copy = spool.read_bytes()
@@ -240,18 +253,20 @@ def test_crash_after_upload_is_not_published_twice_after_compaction(
     store.flush()
     assert store.compact()["calls"] == 4  # two spools x two days
     store.compact()  # grace 0: the segments are deleted, only the parts name them
-    assert not any("/seg-" in k for k in keys(endpoint, bucket))
+    assert not any("/seg-" in k for k in keys(fs, bucket))
     # The writer "died" between upload and spool delete: its spool is back, unlocked.
     dead = spool.with_name(f"999999-{spool.name.split('-', 1)[1]}")
     dead.write_bytes(copy)
-    other = ObjectMetricsStore(tmp_path, url, endpoint_url=endpoint)
+    other = ObjectMetricsStore(tmp_path, url, filesystem=fs)
     assert other.recover() == 0
     assert not dead.exists()
     assert other.count("calls") == 40
 
 
-def test_query_whose_files_vanish_lists_again(endpoint: str, bucket: str, tmp_path: Path) -> None:
-    store = ObjectMetricsStore(tmp_path, f"s3://{bucket}/p", endpoint_url=endpoint, grace_seconds=0)
+def test_query_whose_files_vanish_lists_again(
+    fs: s3fs.S3FileSystem, bucket: str, tmp_path: Path
+) -> None:
+    store = ObjectMetricsStore(tmp_path, f"s3://{bucket}/p", filesystem=fs, grace_seconds=0)
     for k in range(2):
         store.append("calls", [call_row(k * 20 + i) for i in range(20)])
         store.flush()
@@ -267,8 +282,9 @@ def test_query_whose_files_vanish_lists_again(endpoint: str, bucket: str, tmp_pa
     con.close()
 
 
-def test_lease_is_exclusive_renewed_and_taken_over_when_expired(endpoint: str, bucket: str) -> None:
-    fs = make_filesystem(endpoint)
+def test_lease_is_exclusive_renewed_and_taken_over_when_expired(
+    fs: s3fs.S3FileSystem, bucket: str
+) -> None:
     path = f"{bucket}/x/{LEASE_KEY}"
     first, second = S3Lease(fs, path, 60), S3Lease(fs, path, 60)
     assert first.acquire()

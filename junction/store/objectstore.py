@@ -197,7 +197,10 @@ class ObjectMetricsStore(MetricsStore):
         super().__init__(spool_dir, **options)
         self.url = url.rstrip("/")
         self.base = "/".join(filter(None, [match["bucket"], (match["prefix"] or "").strip("/")]))
-        self.fs = filesystem if filesystem is not None else make_filesystem(endpoint_url)
+        self._given_fs = filesystem
+        self._endpoint_url = endpoint_url
+        self._fs = filesystem if filesystem is not None else make_filesystem(endpoint_url)
+        self._fs_pid = os.getpid()
         self.lock_url = lock_url
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
@@ -207,6 +210,15 @@ class ObjectMetricsStore(MetricsStore):
 
     def __repr__(self) -> str:
         return f"MetricsStore({self.url!r})"
+
+    @property
+    def fs(self) -> s3fs.S3FileSystem:
+        """The store's filesystem (a forked child gets its own client)."""
+        if self._given_fs is None and self._fs_pid != os.getpid():
+            # The S3 client is bound to the parent's event loop thread, absent after fork.
+            self._fs = make_filesystem(self._endpoint_url)
+            self._fs_pid = os.getpid()
+        return self._fs
 
     # ------------------------------------------------------------------ writing
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from analytics.intelligence.morphology import noun_forms, verb_forms
 from integrations.yamlconfig import ConfigModel, load_model
 
 __all__ = ["Lexicon", "Op", "Source", "fold", "load_lexicon"]
@@ -193,6 +194,37 @@ class Lexicon:
             }
             - set(self.stopwords)
         )
+        self._inflect(words)  # after the typo targets: a typo is corrected to a listed word
+
+    def _inflect(self, words: WordsFile) -> None:
+        """Add the English inflections of verbs and nouns (the last word of a noun phrase,
+        the first of a verb phrase: "setting up") where a form means nothing yet."""
+        generated: set[tuple[str, ...]] = set()
+        nouns = {k for k, meanings in self.phrases.items() if any(c == "noun" for c, _ in meanings)}
+
+        def put(form: str, key: tuple[str, ...], meaning: tuple[Category, str]) -> None:
+            if form in self.stopwords:
+                return
+            if key not in self.phrases:
+                generated.add(key)
+            if key in generated and meaning not in self.phrases.setdefault(key, []):
+                self.phrases[key].append(meaning)
+
+        for name, items in words.verbs.items():
+            for phrase in items:
+                first, *rest = fold(phrase).split() or [""]
+                if first in self.stopwords:
+                    continue
+                plural = noun_forms(first) if (first,) in nouns else []
+                for form in verb_forms(first):
+                    if form in plural:  # "pages", "emails": the plural stays the noun's
+                        continue
+                    put(form, (form, *rest), ("verb", name))
+        for name, items in words.nouns.items():
+            for phrase in items:
+                *head, last = fold(phrase).split() or [""]
+                for form in noun_forms(last):
+                    put(form, (*head, form), ("noun", name))
 
     def _add(self, category: Category, mapping: dict[str, str]) -> None:
         for phrase, value in mapping.items():

@@ -20,11 +20,12 @@ detector's strength as ``s / (1 + s)`` (the confidence's order; the confidence i
 rounds to 1.0 in floating point beyond strength 12, and ties lose NAB's early credit).
 
 Corpora: NAB whole; NAB's held-out half (:func:`nab_split`: a hash of the file name; the
-other half is the one parameters may be chosen on); the operations corpus' HOLDOUT part
-(:func:`analytics.opscorpus.split_of`), never tuned on.
+other half is the one parameters may be chosen on); the operations corpus' TUNE part and
+its HOLDOUT2 part (:data:`analytics.opscorpus.HOLDOUT2_IDS`), never tuned on.
 
-Run: ``.venv/bin/python -m bench.alarms [--jobs 2] [--ops-series 120] [--tune]``
-(``--tune`` reports the TUNE parts instead: the ones parameters are chosen on).
+Run: ``.venv/bin/python -m bench.alarms [--jobs 2] [--part holdout2|holdout|tune]
+[--no-nab]`` (``--part`` picks the operations part reported beside TUNE; ``--tune`` reports
+only the TUNE parts, NAB's included: the ones parameters are chosen on).
 """
 
 from __future__ import annotations
@@ -261,15 +262,22 @@ def table(name: str, series: Sequence[Series], scores: Sequence[Scores]) -> str:
     return "\n".join(lines)
 
 
-def corpora(ops_n: int, tune: bool) -> dict[str, list[Series]]:
-    """The corpora the bench reports (the TUNE parts instead with ``tune``)."""
-    part = "tune" if tune else "holdout"
-    files = nab.load_corpus()
-    return {
-        "NAB whole": nab_series(files),
-        f"NAB {part} half": nab_series([f for f in files if nab_split(f.name) == part]),
-        f"ops {part}": ops_series(opscorpus.corpus(range(ops_n), split=part)),  # type: ignore[arg-type]
-    }
+def corpora(
+    ops_n: int, part: opscorpus.Split, *, tune: bool = False, with_nab: bool = True
+) -> dict[str, list[Series]]:
+    """The corpora the bench reports: NAB whole, NAB's held-out half, ops TUNE and the ops
+    ``part`` (only the TUNE parts with ``tune``; NAB left out without ``with_nab``)."""
+    out: dict[str, list[Series]] = {}
+    if with_nab:
+        files = nab.load_corpus()
+        half = "tune" if tune else "holdout"
+        out["NAB whole"] = nab_series(files)
+        out[f"NAB {half} half"] = nab_series([f for f in files if nab_split(f.name) == half])
+    parts: list[opscorpus.Split] = ["tune"] if tune else ["tune", part]
+    for p in dict.fromkeys(parts):
+        ids = None if p == "holdout2" else range(ops_n)
+        out[f"ops {p}"] = ops_series(opscorpus.corpus(ids, split=p))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,11 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--ops-series", type=int, default=opscorpus.DEFAULT_SERIES)
-    ap.add_argument("--tune", action="store_true", help="report the TUNE parts")
+    ap.add_argument("--tune", action="store_true", help="report only the TUNE parts")
+    ap.add_argument("--part", choices=["holdout2", "holdout", "tune"], default="holdout2")
+    ap.add_argument("--no-nab", action="store_true", help="leave NAB out")
     args = ap.parse_args(argv)
     scored: dict[str, list[Scores]] = {}
-    all_corpora = corpora(args.ops_series, args.tune)
-    whole = all_corpora["NAB whole"]
+    all_corpora = corpora(args.ops_series, args.part, tune=args.tune, with_nab=not args.no_nab)
+    whole = all_corpora.get("NAB whole", [])
     t0 = time.perf_counter()
     whole_scores = run_corpus(whole, args.jobs)
     by_name = dict(zip([s.name for s in whole], whole_scores, strict=True))

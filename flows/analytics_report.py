@@ -19,10 +19,12 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Failed
 
 from analytics.report.pipeline import STAGES, timed
+from analytics.report.pipeline import forecasts as collect_forecasts
 from analytics.report.scope import check_services
 from analytics.workers import close_shared_pool
 from flows.forecast_dask import dask_fit_runner
 from flows.runlog import emit, report_lines
+from flows.variables import apply_prefect_variables_sync
 from junction.settings import get_settings
 from tasks.analytics import STAGE_TASKS, open_report, publish_artifacts, write_report_files
 
@@ -55,6 +57,7 @@ def analytics_report(
         The HTML file's path, or a Failed state naming an unknown service or a ``until``
         without a time zone (nothing analysed or published).
     """
+    apply_prefect_variables_sync()  # Prefect Variables fill unset settings
     try:
         chosen = check_services(services or [])
         if until is not None and until.tzinfo is None:
@@ -69,7 +72,13 @@ def analytics_report(
     try:
         for (name, _), stage in zip(STAGES, STAGE_TASKS, strict=True):
             with timed(run, name):  # the run's log names the slow stages
-                stage(run)
+                if name == "forecasts" and run.fit_runner is not None:
+                    # The Dask subflow runs from the flow, not inside a task: Dask ships
+                    # the caller's context to its workers, and a stage task's holds the
+                    # ReportRun (its open store cannot be pickled).
+                    collect_forecasts(run)
+                else:
+                    stage(run)
         path = write_report_files(run, out_dir)
         publish_artifacts(run, path)
         emit(get_run_logger(), report_lines(run.data, path))

@@ -5,12 +5,15 @@ With ``JUNCTION_TASK_RUNNER=dask`` the analytics report fits its forecasts in th
 cluster at ``JUNCTION_DASK_ADDRESS`` when set (several hosts), else a ``LocalCluster``
 of ``JUNCTION_DASK_WORKERS`` workers started for the run. Each task fits one service's
 series with the same function the process pool runs (:func:`analytics.forecast.forecast_many`
-inline), so both paths give the same forecasts; the UI shows one task run per service.
+inline), so both paths give the same forecasts; the UI shows one task run per service. A
+remote cluster's workers run Junction's code: start them from the same environment
+(``dask worker tcp://...`` with this project installed, ``PREFECT_API_URL`` set so their
+task runs report to the server).
 
 The default (``pool``) keeps the process pool of :mod:`analytics.workers`, which starts
 the fits in the background while the report's other stages run; the Dask path fits in
-the ``forecasts`` stage (a cluster's start-up is paid once per run; on a remote cluster
-the report's host does none of the fitting).
+the ``forecasts`` stage, called from the flow itself (a cluster's start-up is paid once
+per run; on a remote cluster the report's host does none of the fitting).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ def dask_task_runner(settings: Settings, workers: int | None = None) -> DaskTask
         kwargs["n_workers"] = n
     if not settings.dask_processes:
         kwargs["threads_per_worker"] = 1  # one fit per worker, as in the pool
-    # No dashboard: a second report run would find its port taken, and nobody reads it.
-    kwargs["dashboard_address"] = None
+    # Any free port for the dashboard: two report runs on one host would both want 8787.
+    kwargs["dashboard_address"] = ":0"
     return DaskTaskRunner(cluster_class=LocalCluster, cluster_kwargs=kwargs)
 
 

@@ -87,6 +87,7 @@ class WordsFile(ConfigModel):
     injection_phrases: list[str]
     refuse: dict[str, RefuseGroup]
     stopwords: list[str]
+    repeatable_verbs: list[str] = Field(default_factory=list)
 
 
 class Source(ConfigModel):
@@ -216,10 +217,13 @@ class Lexicon:
                 if first in self.stopwords:
                     continue
                 plural = noun_forms(first) if (first,) in nouns else []
-                for form in verb_forms(first):
-                    if form in plural:  # "pages", "emails": the plural stays the noun's
-                        continue
-                    put(form, (form, *rest), ("verb", name))
+                again = [f"re{first}"] if name in words.repeatable_verbs and first.isalpha() else []
+                for base in [first, *again]:  # "restart", "resend": the same action again
+                    if base != first:
+                        put(base, (base, *rest), ("verb", name))
+                    for form in verb_forms(base):
+                        if form not in plural:  # "pages", "emails": the plural stays the noun's
+                            put(form, (form, *rest), ("verb", name))
         for name, items in words.nouns.items():
             for phrase in items:
                 *head, last = fold(phrase).split() or [""]

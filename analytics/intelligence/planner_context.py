@@ -1,7 +1,8 @@
 """What the offline planner reads around its clauses: entities of the whole request, plural
 nouns, and the log an LLM step needs (helpers of :mod:`analytics.intelligence.planner_interpret`).
 
-Public API: :func:`entities_of`, :func:`plural`, :func:`llm_needs_log`.
+Public API: :func:`entities_of`, :func:`plural`, :func:`llm_needs_log`,
+:func:`into_new_record`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned
 from analytics.intelligence.planner_parse import Clause
 
-__all__ = ["entities_of", "latest_pipeline", "list_first", "llm_needs_log", "plural"]
+__all__ = [
+    "entities_of",
+    "into_new_record",
+    "latest_pipeline",
+    "list_first",
+    "llm_needs_log",
+    "plural",
+]
 
 
 def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, list[str]]:
@@ -124,3 +132,20 @@ def llm_needs_log(planned: list[Planned], lex: Lexicon) -> None:
             )
             planned.insert(i, log)
             return
+
+
+_INDEFINITE = frozenset({"a", "an", "ein", "eine", "einen", "einem", "un", "una", "une"})
+_RECORDS = frozenset({"ticket", "incident"})  # what a "put it in a ..." makes
+
+
+def into_new_record(c: Clause) -> bool:
+    """'put the summary in a Jira ticket': an indefinite record the text goes into."""
+    indefinite = False
+    for t in c.tokens:
+        if fold(t.text) in _INDEFINITE:
+            indefinite = True
+        elif indefinite and set(t.values("noun")) & _RECORDS:
+            return True
+        elif not t.has("integration"):
+            indefinite = False
+    return False

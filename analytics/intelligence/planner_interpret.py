@@ -22,6 +22,7 @@ from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned, role_rank
 from analytics.intelligence.planner_context import (
     entities_of,
+    into_new_record,
     latest_pipeline,
     list_first,
     llm_needs_log,
@@ -169,6 +170,8 @@ class Interpreter:
         looked_up = any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)
         if not verbs and not condition and (self.question or looked_up):
             verbs = ["get"]  # "is anyone on call for payments?", "the details of ..."
+        if "add" in verbs and into_new_record(c):
+            verbs = [*(v for v in verbs if v != "add"), "create"]  # "put it in a Jira ticket"
         if "add" in verbs and "message" in free_nouns:
             verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
         if "send" in verbs and "comment" in free_nouns:

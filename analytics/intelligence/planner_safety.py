@@ -38,6 +38,21 @@ def _plain(reading: Reading, *, after_verb: bool = True) -> list[Token]:
     return out
 
 
+def _acting_verbs(reading: Reading, lex: Lexicon) -> set[int]:
+    """Tokens read as a catalog verb on an object its actions take ("restart the pipeline":
+    trigger a pipeline), which a refusal word among them ("restart") does not refuse."""
+    out: set[int] = set()
+    for c in reading.clauses:
+        nouns = {v for t in c.tokens for v in t.values("noun")}
+        for t in c.tokens:
+            verbs = set(t.values("verb"))
+            if verbs and any(
+                verbs & set(op.verbs) and nouns & set(op.nouns) for op in lex.ops.values()
+            ):
+                out.add(id(t))
+    return out
+
+
 def quote(words: list[str]) -> str:
     """Words for a one-line message: each once, at most six, each at most 40 characters."""
     unique = list(dict.fromkeys(w if len(w) <= 40 else w[:37] + "..." for w in words))
@@ -73,9 +88,11 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         names = ", ".join(sorted(set(vendors)))
         known = ", ".join(sorted(planned))
         return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
-    words = " " + " ".join(fold(t.text) for t in _plain(reading)) + " "
+    acting = _acting_verbs(reading, lex)
+    words = " " + " ".join(fold(t.text) for t in _plain(reading) if id(t) not in acting) + " "
     # what a clause asks for after its verb describes ("a PagerDuty event for the backup job")
-    free = " " + " ".join(fold(t.text) for t in _plain(reading, after_verb=False)) + " "
+    free = " ".join(fold(t.text) for t in _plain(reading, after_verb=False) if id(t) not in acting)
+    free = f" {free} "
     for name, group in groups.items():  # words only: "in PAY" names a Jira project
         seen = free if name == "unsupported" else words
         found = [w for w in group.words if f" {fold(w)} " in seen]

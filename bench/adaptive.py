@@ -97,6 +97,11 @@ class Counting(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+MODES = ("sliding_log", "token_bucket", "queueing")
+"""The hidden limit's models; ``queueing`` is the sliding log on a service that queues
+past a capacity that halves with the latency shift."""
+
+
 def limiter_spec(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """The hidden limit of ``mode`` (``rate_limit`` of the sandbox's fault profile)."""
     if mode == "token_bucket":
@@ -112,11 +117,25 @@ def limiter_spec(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 
 
 class Admin:
-    """The sandbox's admin API (faults of the benchmark's service)."""
+    """The sandbox's admin API (faults of the benchmark's service).
 
-    def __init__(self, url: str, rate: float, limit: dict[str, Any]) -> None:
+    Args:
+        url: The sandbox.
+        rate: The hidden limit, requests/s.
+        limit: The limiter's spec.
+        queue: ``(capacity, contention)`` of the fast phase: the service queues past the
+            capacity, which halves with the latency shift (``None``: no queueing).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        limit: dict[str, Any],
+        queue: tuple[int, float] | None = None,
+    ) -> None:
         self.url = url
-        self.rate, self.limit = rate, limit
+        self.rate, self.limit, self.queue = rate, limit, queue
         self.http = httpx.Client(timeout=30)
 
     def start(self, latency: dict[str, float]) -> None:
@@ -125,10 +144,12 @@ class Admin:
         self.latency(latency)
 
     def latency(self, latency: dict[str, float]) -> None:
-        body = {
-            "latency_ms": latency,
-            "rate_limit": self.limit,
-        }
+        body: dict[str, Any] = {"latency_ms": latency, "rate_limit": self.limit}
+        if self.queue is not None:
+            capacity, contention = self.queue
+            if latency is SLOW:  # the shift comes with a capacity drop
+                capacity = max(1, capacity // 2)
+            body |= {"capacity": capacity, "contention": contention}
         self.http.post(f"{self.url}/_admin/faults/{SERVICE}", json=body).raise_for_status()
 
 
@@ -178,8 +199,39 @@ async def hammer(c: IntegrationClient, workers: int, seconds: float, result: Arm
     await asyncio.gather(*(loop() for _ in range(workers)))
 
 
+async def trace(result: ArmResult, transport: Counting, seconds: float, every: float = 0.5) -> None:
+    """Print the gate's state every ``every`` seconds to stderr (``--trace``)."""
+    started = time.monotonic()
+    ok, throttled = 0, 0
+    while (t := time.monotonic() - started) < seconds + 1:
+        await asyncio.sleep(every)
+        found = [g for g in gates.all() if g.service == SERVICE]
+        state = ""
+        if found:
+            g = found[0]
+            held = max(0.0, g.held_until - time.monotonic())
+            rate = f"{g.rate.rate:5.1f}" if g.rate.rate is not None else "  -  "
+            state = (
+                f"limit {g.limit.limit:5.1f} in_flight {g.limit.in_flight:3d} rate {rate} "
+                f"rtt {g.limit.rtt * 1000:5.0f}ms held {held:4.2f}s holds {g.holds:3d}"
+            )
+        print(
+            f"  t {t:5.1f}s ok/s {(result.ok - ok) / every:5.1f} "
+            f"429/s {(transport.throttled - throttled) / every:5.1f} {state}",
+            file=sys.stderr,
+        )
+        ok, throttled = result.ok, transport.throttled
+
+
 async def throughput_arm(
-    admin: Admin, name: str, workers: int, timeout: float, adaptive: bool, phase: float
+    admin: Admin,
+    name: str,
+    workers: int,
+    timeout: float,
+    adaptive: bool,
+    phase: float,
+    *,
+    traced: bool = False,
 ) -> ArmResult:
     gates.clear()
     admin.start(FAST)
@@ -192,7 +244,10 @@ async def throughput_arm(
         await asyncio.to_thread(admin.latency, SLOW)
 
     async with client(admin.url, transport, timeout=timeout, adaptive=adaptive) as c:
+        tracer = asyncio.create_task(trace(result, transport, 2 * phase)) if traced else None
         await asyncio.gather(hammer(c, workers, 2 * phase, result), shift())
+        if tracer is not None:
+            tracer.cancel()
     result.seconds = time.monotonic() - started
     result.throttled, result.timeouts = transport.throttled, transport.timeouts
     return result
@@ -290,6 +345,12 @@ def describe_limit(args: argparse.Namespace, mode: str) -> str:
     """One line naming the hidden limit."""
     if mode == "token_bucket":
         return f"token bucket {args.rate:g}/s (burst {args.burst}; a 429 costs nothing)"
+    if mode == "queueing":
+        return (
+            f"sliding-window log {args.rate:g}/s + penalty box as above, on a service that "
+            f"serves {args.capacity} at once, then {max(1, args.capacity // 2)} after the "
+            f"shift; past it latency x (in flight / capacity)^{args.contention:g}"
+        )
     return (
         f"sliding-window log {args.rate:g}/s over {args.window:g} s (429s count), penalty box "
         f"after {args.penalty_after} 429s in a window: {args.penalty:g} s, doubling while "
@@ -317,7 +378,12 @@ def render(arms: list[ArmResult], prio: dict[str, Any], args: argparse.Namespace
     lines += [
         "",
         f"adaptive vs best fixed ({best.name}): {ratio:.2f}x throughput (goal >= 1.5x), "
-        f"{share:.2f} of its 429s (goal <= 0.20)",
+        f"{share:.2f} of its 429s (goal <= 0.20); ceiling {args.rate:g} / "
+        f"{best.throughput:.1f} = {args.rate / best.throughput if best.throughput else 0:.2f}x",
+    ]
+    if not prio:
+        return "\n".join(lines)
+    lines += [
         "",
         "incident workflow (2 reads, priority high) | runs | p50 ms | p95 ms | p95 / alone",
         "------------------------------------------ | ---- | ------ | ------ | -----------",
@@ -345,9 +411,16 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10, help="Hidden bucket size.")
     parser.add_argument(
         "--limiter",
-        choices=("both", "sliding_log", "token_bucket"),
-        default="both",
-        help="The hidden limit's model (both: the sliding log first, then the bucket).",
+        choices=("all", "both", *MODES),
+        default="all",
+        help="The hidden limit's model (both: the sliding log, then the bucket; all: and "
+        "then the queueing service).",
+    )
+    parser.add_argument(
+        "--capacity", type=int, default=8, help="queueing: requests served at once, fast phase."
+    )
+    parser.add_argument(
+        "--contention", type=float, default=2.0, help="queueing: latency exponent past it."
     )
     parser.add_argument("--window", type=float, default=1.0, help="Sliding log window, s.")
     parser.add_argument("--penalty-after", type=int, default=10, help="429s that box.")
@@ -356,6 +429,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40, help="Incident runs per case.")
     parser.add_argument("--quick", action="store_true", help="4 s phases, 15 incident runs.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
+    parser.add_argument(
+        "--trace", action="store_true", help="Print the adaptive gate's state every 0.5 s."
+    )
+    parser.add_argument(
+        "--only", default="", help="Comma-separated arms to run (e.g. adaptive,c8); no incidents."
+    )
     args = parser.parse_args()
     if args.quick:
         args.phase, args.runs = min(args.phase, 4.0), min(args.runs, 15)
@@ -366,25 +445,37 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="junction-bench-adaptive-"))
     os.environ["JUNCTION_HOME"] = str(home)
     proc = start_sandbox_process(port, smtp_port=free_port())
-    modes = ("sliding_log", "token_bucket") if args.limiter == "both" else (args.limiter,)
+    modes = {"all": MODES, "both": MODES[:2]}.get(args.limiter, (args.limiter,))
     results: dict[str, tuple[list[ArmResult], dict[str, Any]]] = {}
     try:
         for mode in modes:
-            admin = Admin(f"http://127.0.0.1:{port}", args.rate, limiter_spec(args, mode))
+            queue = (args.capacity, args.contention) if mode == "queueing" else None
+            spec = limiter_spec(args, "sliding_log" if mode == "queueing" else mode)
+            admin = Admin(f"http://127.0.0.1:{port}", args.rate, spec, queue)
 
-            async def run(admin: Admin) -> tuple[list[ArmResult], dict[str, Any]]:
+            async def run(admin: Admin, mode: str) -> tuple[list[ArmResult], dict[str, Any]]:
+                only = {a for a in args.only.split(",") if a}
                 arms = []
                 for workers, timeout in FIXED:
                     name = f"fixed c{workers} t{timeout:g}"
+                    if only and f"c{workers}" not in only and name not in only:
+                        continue
                     arms.append(
                         await throughput_arm(admin, name, workers, timeout, False, args.phase)
                     )
                     print(f"{name}: {arms[-1]}", file=sys.stderr)
-                arms.append(await throughput_arm(admin, "adaptive", 64, 10.0, True, args.phase))
-                print(f"adaptive: {arms[-1]}", file=sys.stderr)
+                if not only or "adaptive" in only:
+                    arms.append(
+                        await throughput_arm(
+                            admin, "adaptive", 64, 10.0, True, args.phase, traced=args.trace
+                        )
+                    )
+                    print(f"adaptive: {arms[-1]}", file=sys.stderr)
+                if only or mode == "queueing":  # the incident runs: the first two models
+                    return arms, {}
                 return arms, await priorities(admin, args.runs, home)
 
-            results[mode] = asyncio.run(run(admin))
+            results[mode] = asyncio.run(run(admin, mode))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
     load = os.getloadavg()
@@ -394,6 +485,14 @@ def main() -> None:
             for mode, (arms, prio) in results.items()
         }
         print(json.dumps({"load": load, **out}, indent=2))
+        return
+    if args.only:
+        for mode, (arms, _) in results.items():
+            for a in arms:
+                print(
+                    f"{mode} {a.name}: {a.throughput:.1f} ok/s, {a.throttled} 429s, "
+                    f"{a.timeouts} timeouts, {a.failed} failed"
+                )
         return
     for mode, (arms, prio) in results.items():
         print(render(arms, prio, args, mode), end="\n\n")

@@ -12,10 +12,14 @@ attempt.
   way). A timed-out attempt is recorded at its timeout, so after a latency spike the
   timeout grows by the margin per window instead of staying too short for ever.
 - **Concurrency** (:class:`ConcurrencyLimit`): AIMD with a latency gradient, after
-  Netflix's concurrency-limits: +1 per ``limit`` successes while the limit is used;
+  Netflix's concurrency-limits: +1 per ``limit`` successes while the limit is used and
+  the short-term latency is within ``GROW_TOLERANCE`` of the long-term one (a queue
+  forming: stop probing);
   times ``backoff`` on a 429 or a timeout, times ``latency_backoff`` when the short-term
   latency rises ``latency_tolerance`` times above the long-term one; one decrease per
-  round trip at most; always within ``[concurrency_min, concurrency_max]``.
+  round trip at most; always within ``[concurrency_min, concurrency_max]``. A latency
+  that stays up after ``LEVEL_CUTS`` such cuts is a new level (the vendor's latency
+  shifted, not a queue of ours) and becomes the baseline, so the limit grows again.
 - **Priorities** (:data:`current_priority`): ``high`` (incident), ``normal``, ``low``
   (bulk). A low-priority call may hold only ``low_priority_share`` of the limit, so a bulk
   job always leaves room for an incident; waiters are served by priority, then in order.
@@ -337,7 +341,11 @@ class ConcurrencyLimit:
 
     SHORT_ALPHA = 0.3
     LONG_ALPHA = 0.05
+    LONG_ALPHA_UP = 0.02
+    GROW_TOLERANCE = 1.5  # short/long latency above which the limit stops growing
     MIN_COOLDOWN = 0.01  # seconds between decreases before any latency is known
+    LEVEL_CUTS = 3  # latency cuts in a row after which a higher latency is the new level
+    LEVEL_KEPT = 0.9  # ... if it stayed above this share of where it was at the first
 
     def __init__(self, config: AdaptiveConfig, clock: Callable[[], float] = time.monotonic):
         self.config = config
@@ -347,6 +355,9 @@ class ConcurrencyLimit:
         self._short: float | None = None
         self._long: float | None = None
         self._last_decrease = -math.inf
+        self._rising_cuts = 0
+        self._rising_ref = 0.0
+        self.level_resets = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None], Priority]] = []
         self._seq = itertools.count()
         self.drops = 0
@@ -365,13 +376,16 @@ class ConcurrencyLimit:
             self.limit, float(self.config.concurrency_min), float(self.config.concurrency_max)
         )
 
-    def _decrease(self, factor: float) -> bool:
-        """Decrease once per round trip at most (a burst of 429s is one signal)."""
+    def _decrease(self, factor: float, sent_at: float | None = None) -> bool:
+        """Decrease once per round trip at most (a burst of 429s is one signal), and not
+        for a call sent before the last decrease (it reports the old limit)."""
         now = self._clock()
         rtt = max(self._short or 0.0, self.MIN_COOLDOWN)
         if now < self._last_decrease:  # the clock stepped back: start the cool-down again
             self._last_decrease = now
         if now - self._last_decrease < rtt:
+            return False
+        if sent_at is not None and sent_at <= self._last_decrease <= now:
             return False
         self._last_decrease = now
         self.limit *= factor
@@ -393,17 +407,36 @@ class ConcurrencyLimit:
             if self._short is None
             else self._short + self.SHORT_ALPHA * (latency - self._short)
         )
-        self._long = (
-            latency if self._long is None else self._long + self.LONG_ALPHA * (latency - self._long)
-        )
+        if self._long is None:
+            self._long = latency
+        else:  # the baseline creeps up slower than it falls, so a queue cannot drag it up
+            alpha = self.LONG_ALPHA_UP if latency > self._long else self.LONG_ALPHA
+            self._long += alpha * (latency - self._long)
         busy = self.in_flight if in_flight is None else in_flight
-        if (
-            self._long > 0
-            and self._short > self.config.latency_tolerance * self._long
-            and self._decrease(self.config.latency_backoff)
-        ):
-            return
-        if busy + 1 >= math.floor(self.limit) * 0.5:
+        if self._long > 0 and self._short > self.config.latency_tolerance * self._long:
+            if self._rising_cuts >= self.LEVEL_CUTS and self._short >= self.LEVEL_KEPT * (
+                self._rising_ref
+            ):
+                # The latency stayed up although the concurrency came down: the vendor's
+                # latency shifted (not our queue), so it is the new baseline.
+                self._long = self._short
+                self._rising_cuts = 0
+                self.level_resets += 1
+            elif self._decrease(self.config.latency_backoff):
+                if not self._rising_cuts:
+                    self._rising_ref = self._short
+                # Latency that falls with the cuts is our own queue: keep cutting.
+                self._rising_cuts = (
+                    1
+                    if self._short < self.LEVEL_KEPT * self._rising_ref
+                    else (self._rising_cuts + 1)
+                )
+                self._rising_ref = max(self._rising_ref, self._short)
+                return
+        else:
+            self._rising_cuts = 0
+        queueing = self._short > self.GROW_TOLERANCE * self._long
+        if busy + 1 >= math.floor(self.limit) * 0.5 and not queueing:
             self.limit += 1.0 / max(self.limit, 1.0)
             self._bound()
         self._wake()
@@ -413,10 +446,16 @@ class ConcurrencyLimit:
         """The short-term latency average (0 before any answer)."""
         return self._short or 0.0
 
-    def on_drop(self) -> None:
-        """A call was throttled (429) or timed out: back off multiplicatively."""
+    def on_drop(self, sent_at: float | None = None) -> None:
+        """A call was throttled (429) or timed out: back off multiplicatively.
+
+        Args:
+            sent_at: When the call was sent (clock seconds); a call sent before the last
+                decrease is one signal with it (a burst of timeouts at a latency shift
+                cuts once, not once per call).
+        """
         self.drops += 1
-        self._decrease(self.config.backoff)
+        self._decrease(self.config.backoff, sent_at)
 
     # -- admission
 
@@ -474,11 +513,16 @@ class AdaptiveRate:
     Unlimited until the first 429 met at ``MIN_PACED`` requests/s or more over the last
     ``SPAN`` seconds (a sparse caller's 429 is left to the retry policy's
     ``Retry-After``, and ends any pacing left from busier times); then the rate drops to
-    ``BETA`` times the measured send rate and grows back along a cubic curve that
-    flattens near the rate that was throttled (so probing past it is rare) and speeds up
-    beyond it (so a raised limit is found). Never above twice the measured rate, never
-    below ``MIN_RATE``. ``low`` calls are paced at ``low_share`` of the rate while other
-    calls were seen recently, so the vendor's own bucket keeps tokens for them.
+    ``BETA`` times the rate that was too much and grows back along a cubic curve to
+    ``TARGET`` of it, stays there ``PLATEAU`` seconds (so probing past it is rare: a
+    limiter that counts rejected requests punishes every probe) and then grows by
+    ``PROBE`` of it a second (so a raised limit is found). When the vendor insists (it
+    counts rejected requests), the rate that was too much is what it let through at its
+    best over the last ``PEAK_SPAN`` seconds, not the send rate (many times the limit
+    after a start) nor the answers of the last second alone (few, after a hold). Never
+    above twice the measured rate, never below ``MIN_RATE``. ``low`` calls are paced at
+    ``low_share`` of the rate while other calls were seen recently, so the vendor's own
+    bucket keeps tokens for them.
 
     Args:
         low_share: Share of the rate low-priority calls get beside others.
@@ -486,7 +530,11 @@ class AdaptiveRate:
     """
 
     BETA = 0.7
-    SCALE = 0.4
+    SCALE = 2.0  # requests/s per s^3: back to TARGET within ~2.5 s of a cut at 40/s
+    TARGET = 0.9  # share of the throttled rate the curve flattens at
+    PLATEAU = 10.0  # seconds at TARGET before probing beyond it
+    PROBE = 0.02  # then growth per second, a share of the target (a raised limit is found)
+    PEAK_SPAN = 3.0  # seconds over which the best admitted second is remembered
     MIN_RATE = 0.5
     MIN_PACED = 5.0  # requests/s (over SPAN) below which a 429 does not pace
     SPAN = 2.0  # seconds over which MIN_PACED is judged (a burst of three is not a rate)
@@ -507,6 +555,11 @@ class AdaptiveRate:
         self._next_send = 0.0
         self._others_seen = -math.inf
         self._admitted: deque[float] = deque(maxlen=4096)
+        self._peak = 0  # the most answers admitted within ADMIT_SPAN lately
+        self._peak_at = -math.inf
+        self._admit_since = self._last_admit = -math.inf
+        self._plateau = 0.0
+        self._plateau_cut = -math.inf
 
     def _measure(self, now: float) -> None:
         elapsed = now - self._bucket_start
@@ -543,14 +596,18 @@ class AdaptiveRate:
         self._next_send = slot + 1.0 / rate
         return slot - now
 
-    def on_throttle(self, rtt: float = 0.0, *, insist: bool = False) -> None:
+    def on_throttle(
+        self, rtt: float = 0.0, *, insist: bool = False, sent_at: float | None = None
+    ) -> None:
         """A 429: remember the rate that was too much and cut to ``BETA`` of it.
 
         Args:
             rtt: The recent round trip (seconds): 429s within one of the last cut answer
                 requests sent before it, and are one signal.
             insist: The vendor refused again after a 429 (it counts rejected requests):
-                cut to ``BETA`` of what it let through over ``ADMIT_SPAN``.
+                cut to ``BETA`` of what it let through at its best lately.
+            sent_at: When the throttled request was sent; one sent before the last cut
+                was paced at the old rate and is one signal with it.
         """
         now = self._clock()
         self._measure(now)
@@ -558,17 +615,36 @@ class AdaptiveRate:
         if not self.busy(now):  # a sparse caller is not what a rate limit is about
             self.rate = None  # Retry-After only
             return
+        if sent_at is not None and self.rate is not None and sent_at <= self._last_throttle:
+            return
         base = sent or (self.rate or self.MIN_RATE)
-        admitted = self.admitted(now)
-        if insist and admitted:
+        admitted = max(self.admitted(now), self.peak(now))
+        confirmed = self.confirmed(now)
+        at_plateau = (
+            confirmed
+            and self.rate is not None
+            and self.rate <= self.TARGET * self._w_max * (1 + 1e-6)
+            and not 0 <= now - self._plateau_cut < self.PLATEAU
+        )
+        if at_plateau and (insist or now - self._last_throttle >= rtt):
+            # A 429 at the plateau, below the known limit, the first in a while: the
+            # pacing's jitter, not a lower limit, which stays what it was (a lower one
+            # throttles again within PLATEAU and is measured then).
+            self._plateau_cut = now
+            base = self._w_max
+        elif insist and admitted:
             # The vendor counts what is sent (it refused a request sent after a 429): what
-            # it let through in the last span is its limit, seen from here; cutting the
-            # send rate step by step would keep sending into its window.
-            base = min(base, admitted / self.ADMIT_SPAN)
+            # it let through at its best lately is its limit, seen from here; cutting the
+            # send rate step by step would keep sending into its window, and the last
+            # second alone (after a hold, or a start) understates it.
+            base = admitted / self.ADMIT_SPAN
         elif 0 <= now - self._last_throttle < max(rtt, 1.0 / max(base, self.MIN_RATE)):
             return  # the same burst of 429s: one signal
-        if self.rate is not None:
+        elif self.rate is not None:
             base = min(base, self.rate)
+        # Only an estimate made over a whole span (not at a start) earns the plateau; a
+        # rough one is probed past along the cubic curve.
+        self._plateau = self.PLATEAU if confirmed else 0.0
         self._w_max = base
         self._last_throttle = now
         self.rate = max(self.MIN_RATE, base * self.BETA)
@@ -585,16 +661,39 @@ class AdaptiveRate:
             self._admitted.popleft()
         return len(self._admitted)
 
+    def confirmed(self, now: float) -> bool:
+        """Whether answers have come for ``ADMIT_SPAN`` or longer without a long gap, so
+        what was admitted over a span measures the vendor's limit."""
+        return (
+            0 <= now - self._last_admit <= 2 * self.ADMIT_SPAN
+            and now - self._admit_since >= self.ADMIT_SPAN
+        )
+
+    def peak(self, now: float) -> int:
+        """The most answers admitted within ``ADMIT_SPAN`` over the last ``PEAK_SPAN``."""
+        return self._peak if 0 <= now - self._peak_at <= self.PEAK_SPAN else 0
+
     def on_success(self) -> None:
         """An answer that was not a 429: grow along the cubic curve."""
         now = self._clock()
+        if not 0 <= now - self._last_admit <= 2 * self.ADMIT_SPAN:
+            self._admit_since = now  # answers resumed after a gap (or the first)
+        self._last_admit = now
         self._admitted.append(now)
+        count = self.admitted(now)
+        if count >= self.peak(now):
+            self._peak, self._peak_at = count, now
         if self.rate is None:
             return
         self._measure(now)
         t = max(0.0, now - self._last_throttle)
-        k = (self._w_max * (1 - self.BETA) / self.SCALE) ** (1 / 3)
-        cubic = self.SCALE * (t - k) ** 3 + self._w_max
+        target = self.TARGET * self._w_max
+        k = (max(0.0, target - self.BETA * self._w_max) / self.SCALE) ** (1 / 3)
+        d = t - k
+        if d <= 0 or not self._plateau:
+            cubic = self.SCALE * d**3 + target  # concave to the target; convex beyond
+        else:  # flat at the target for PLATEAU seconds, then probe beyond it slowly
+            cubic = target * (1 + self.PROBE * max(0.0, d - self._plateau))
         ceiling = 2 * self.measured if self.measured else cubic
         self.rate = max(self.MIN_RATE, min(cubic, ceiling))
 

@@ -25,6 +25,7 @@ import asyncio
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class AdaptiveGate:
     """
 
     STORM_SPAN = 2.0  # seconds within which a second 429 means the vendor insists
+    STORM_COUNT = 5  # 429s within a second that hold a paced client too
 
     def __init__(
         self,
@@ -78,8 +80,10 @@ class AdaptiveGate:
         self.throttled = 0
         self.timed_out = 0
         self.holds = 0
+        self.sending = 0
         self._last_429 = -math.inf
         self._last_hint: float | None = None
+        self._storm: deque[float] = deque(maxlen=self.STORM_COUNT)
 
     def pause_left(self, priority: Priority = "normal") -> float:
         """Seconds left of the current pause for ``priority`` (never above the cap):
@@ -119,10 +123,19 @@ class AdaptiveGate:
         growing = last is not None and wait > last and since < last + self.STORM_SPAN
         held = now - self.held_until < self.STORM_SPAN  # throttled right after a hold
         self._last_429, self._last_hint = now, wait
+        self._storm.append(now)
+        storm = len(self._storm) == self._storm.maxlen and now - self._storm[0] < 1.0
         insist = growing or (again and (busy or held))
-        self.limit.on_drop()
-        self.rate.on_throttle(self.limit.rtt, insist=insist)
-        if insist:
+        paced = self.rate.rate is not None and self.rate.confirmed(now)
+        self.limit.on_drop(sent_at)
+        self.rate.on_throttle(self.limit.rtt, insist=insist, sent_at=sent_at)
+        # A paced client's 429 (its rate measured over a whole span) is its pacing's
+        # overshoot: the rate cut lets the vendor's window drain in a fraction of a
+        # second, and holding everyone for a Retry-After of whole seconds would waste
+        # most of one. Hold when the vendor insists on an unpaced client (a start), its
+        # Retry-After grows (a penalty box), it refuses right after a hold, or 429s keep
+        # coming despite the cut.
+        if insist and (growing or held or storm or not paced):
             self.hold(wait)
         else:
             # The throttled request itself waits the vendor's Retry-After (the retry
@@ -166,7 +179,10 @@ class AdaptiveGate:
             raise
         fallback = self.config.timeout_max_seconds if configured is None else configured
         timeout = self.timeouts.timeout(action, fallback)
-        busy = self.limit.in_flight
+        # Requests on the wire (not those holding a slot while paced): the limit grows
+        # only while that many are used, so a rate-limited phase does not inflate it.
+        self.sending += 1
+        busy = self.sending
         started = self._clock()
         try:
             response = await attempt(timeout)
@@ -174,9 +190,10 @@ class AdaptiveGate:
             if not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
                 self.timed_out += 1
                 self.timeouts.observe_timeout(action, timeout)
-                self.limit.on_drop()
+                self.limit.on_drop(started)
             raise
         finally:
+            self.sending -= 1
             self.limit.release()
         elapsed = self._clock() - started
         if response.status_code == 429:

@@ -9,9 +9,11 @@ import httpx
 import pytest
 
 from integrations.sandbox.app import SandboxServer
-from integrations.sandbox.profile import ProfileError, RateLimitSpec
+from integrations.sandbox.faults import FaultController
+from integrations.sandbox.profile import FaultProfile, ProfileError, RateLimitSpec
 from integrations.sandbox.ratelimit import (
     PenaltyBox,
+    ServiceQueues,
     SlidingWindowLog,
     TokenBucket,
     make_limiter,
@@ -119,3 +121,26 @@ def test_sliding_log_and_penalty_through_the_admin_api(sb: SandboxServer) -> Non
 def test_a_bad_mode_is_one_line(sb: SandboxServer) -> None:
     with pytest.raises(ProfileError, match=r"rate_limit\.mode"):
         sb.faults.set("okta", rate_limit={"requests_per_second": 1, "mode": "leaky"})
+
+
+def test_a_service_queues_past_its_capacity_and_a_reset_forgets_the_queue() -> None:
+    """Within the capacity the base latency; past it the latency grows with the requests
+    in flight (squared with contention 2); a reset starts a fresh count while the old
+    requests finish."""
+    queues = ServiceQueues()
+    assert queues.factor("okta", None, 2.0) == 1.0
+    with queues.serving("okta"), queues.serving("okta"), queues.serving("okta"):
+        assert queues.factor("okta", 4, 2.0) == 1.0  # the 4th fits
+        with queues.serving("okta"), queues.serving("okta"), queues.serving("okta"):
+            assert queues.factor("okta", 4, 2.0) == pytest.approx((7 / 4) ** 2)
+            assert queues.factor("okta", 4, 1.0) == pytest.approx(7 / 4)
+    assert queues.in_flight("okta") == 0
+    faults = FaultController(
+        FaultProfile.model_validate(
+            {"services": {"okta": {"latency_ms": 100, "capacity": 1, "contention": 2}}}
+        )
+    )
+    with faults.queues.serving("okta"):
+        assert faults.queued_latency("okta", 0.1) == pytest.approx(0.4)
+        faults.reset(keep_faults=True)
+        assert faults.queued_latency("okta", 0.1) == pytest.approx(0.1)

@@ -311,7 +311,10 @@ class SandboxApp(Starlette):
                     stats.status("hang")
                     return True
                 fault = None  # a hang shorter than the client's patience is just slow
-        if latency:
+        if latency and fault is None:
+            with self.faults.queues.serving(service):
+                await asyncio.sleep(self.faults.queued_latency(service, latency))
+        elif latency:
             await asyncio.sleep(latency)
         if fault is not None:
             await self._inject(service, fault, stats, send)

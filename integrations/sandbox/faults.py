@@ -32,7 +32,7 @@ from integrations.sandbox.profile import (
     sample_latency_ms,
     validate_fields,
 )
-from integrations.sandbox.ratelimit import Limiter, make_limiter
+from integrations.sandbox.ratelimit import Limiter, ServiceQueues, make_limiter
 
 # --- runtime ------------------------------------------------------------------------------
 
@@ -143,6 +143,8 @@ class FaultController:
             self._admin_outages: dict[str, tuple[float, float, str]] = {}
             self._cleared_at: dict[str, float] = {}
             self._error_next: dict[str, int] = {}
+            # A fresh count: requests still served under the old profile leave the old one.
+            self.queues = ServiceQueues()
             for name in load_catalog().names:
                 left = self.effective(name).error_next
                 if left:
@@ -259,6 +261,7 @@ class FaultController:
             self._rngs.clear()
             self._buckets.clear()
             self._runtime.clear()
+            self.queues = ServiceQueues()
 
     def _invalidate(self, service: str) -> None:
         if service == "*":
@@ -384,6 +387,11 @@ class FaultController:
                     malformed=faults.malformed,
                 )
         return latency, None
+
+    def queued_latency(self, service: str, latency: float) -> float:
+        """``latency`` of an answer arriving now, past the service's ``capacity``."""
+        faults = self._rt(service).faults
+        return latency * self.queues.factor(service, faults.capacity, faults.contention)
 
     def after(self, service: str, method: str, status: int) -> Fault | None:
         """Decide whether a committed 2xx answer is lost on the way back to the client."""

@@ -262,6 +262,15 @@ class ServiceFaults(ConfigModel):
     )
     error_next: int = Field(0, ge=0, le=MAX_COUNT, description="The next N requests get an error.")
     rate_limit: RateLimitSpec | None = None
+    capacity: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_COUNT,
+        description="Requests served at once at latency_ms; past it the service queues.",
+    )
+    contention: float = Field(
+        1.0, ge=1, le=4, description="Past capacity: latency x (in flight / capacity) ** this."
+    )
     burst_429: Rate = 0.0
     retry_after_seconds: int = Field(
         1, ge=0, le=int(MAX_HANG_SECONDS), description="Retry-After of burst_429 answers."

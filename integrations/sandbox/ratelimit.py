@@ -19,7 +19,8 @@ Limiters (one per service, configured by ``rate_limit`` in a fault profile or th
   The level falls back after a clean window.
 
 The sandbox does not tell clients apart: the limit is the service's, as one integration's
-credentials see it.
+credentials see it. :class:`ServiceQueues` is the latency side: a service with a
+``capacity`` queues past it (``capacity``, ``contention`` in a fault profile).
 
 Which set of headers a service sends is its ``rate_limit_headers`` in ``services.yaml``;
 the numbers come from the fault controller (the configured limiter, else a nominal
@@ -31,7 +32,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 from integrations.sandbox.services import RateLimitStyle
@@ -222,6 +224,42 @@ def make_limiter(spec: RateLimitSpec, clock: Clock = time.monotonic) -> Limiter:
         window=spec.window_seconds,
         clock=clock,
     )
+
+
+class ServiceQueues:
+    """Requests each service is serving, and the latency they cost past its capacity.
+
+    A service with a ``capacity`` serves that many requests at once at its base latency;
+    past it, requests share the servers and contend for them: the latency of a request
+    that arrives with ``n`` in flight (itself included) is the base times
+    ``(n / capacity) ** contention``. With ``contention`` 1 that is processor sharing
+    (throughput flat past the capacity); above 1 throughput falls as more are sent
+    (locks, thrashing: the retrograde part of the Universal Scalability Law). A request
+    stays in flight for its whole latency even when its client gave up (a timeout does
+    not stop the server's work), so timed-out retries pile on.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, service: str) -> int:
+        """Requests ``service`` is serving now."""
+        return self._in_flight.get(service, 0)
+
+    def factor(self, service: str, capacity: int | None, contention: float) -> float:
+        """The latency factor of a request arriving now (1.0 within the capacity)."""
+        if capacity is None:
+            return 1.0
+        return max(1.0, (self.in_flight(service) + 1) / capacity) ** contention
+
+    @contextmanager
+    def serving(self, service: str) -> Iterator[None]:
+        """Count one request in flight for the ``with`` block."""
+        self._in_flight[service] = self.in_flight(service) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[service] -= 1
 
 
 Headers = list[tuple[bytes, bytes]]

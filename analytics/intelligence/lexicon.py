@@ -1,6 +1,6 @@
 """The offline planner's vocabulary and action recipes, loaded from YAML data.
 
-``lexicon.yaml`` holds the words (English, German, Spanish) that name integrations,
+``lexicon.yaml`` holds the words (English, German, Spanish, French) that name integrations,
 verbs, nouns, connectives, quantifiers, conditions and what must be refused;
 ``lexicon_actions.yaml`` holds, per catalog action the planner can plan, the words that
 select it and how each input is filled. Both go through the one YAML loader

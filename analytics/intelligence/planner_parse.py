@@ -58,6 +58,7 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
 ]
 _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
+_ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c)['’](\w.*)")
 KNOWN_KINDS = frozenset({*get_args(Category), "topic_word"})
 """Meanings that map a word to something (a word with none of them is reported unmapped)."""
 _NOT_PROJECTS = frozenset({"API", "VPN", "TLS", "DB", "UTC", "SRE", "PR", "AI", "LLM"})
@@ -174,6 +175,9 @@ def _entities(text: str, lex: Lexicon) -> tuple[str, list[tuple[str, str]]]:
 def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[Token]:
     raw: list[str] = []
     for w in _WORD_RE.findall(text):
+        elided = _ELISION.match(w)  # French "d'astreinte", "l'utilisateur": the noun
+        if elided and (fold(w),) not in lex.phrases:
+            w = elided.group(1)
         if "-" in w and tuple([fold(w)]) not in lex.phrases and not w.startswith("\x00"):
             raw.extend(p for p in w.split("-") if p)
         else:

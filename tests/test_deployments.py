@@ -335,3 +335,31 @@ def test_concurrent_flow_runs_complete_without_503s(
         "/flow_runs/filter", json={"flows": {"name": {"any_": ["bench-backends"]}}}
     ).json()
     assert [(r["state"] or {}).get("type") for r in runs] == ["COMPLETED"] * 4, runs
+
+
+def test_monitor_shards_get_a_deployment_each_and_one_restores_the_single_monitor(
+    deployed: dict[str, Any], api: httpx.Client, prefect_server: PrefectServer
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.shards import deploy_shards
+
+    if prefect_server.database_url:
+        pytest.skip("the same API calls on either backend: checked once, on SQLite")
+    unsharded = "monitor-continuous/monitor-continuous"
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        deploy_shards(2)
+        found = {d["name"]: d for d in api.post("/deployments/filter", json={}).json()}
+        shards = sorted(n for n in found if n.startswith("monitor-continuous-shard-"))
+        assert shards == ["monitor-continuous-shard-0-of-2", "monitor-continuous-shard-1-of-2"]
+        for i, name in enumerate(shards):
+            assert found[name]["parameters"]["shard"] == i
+            assert found[name]["parameters"]["shards"] == 2
+            assert found[name]["global_concurrency_limit"]["limit"] == 1
+            assert found[name]["entrypoint"] == "flows/monitor_loop.py:monitor_continuous"
+        assert api.get(f"/deployments/name/{unsharded}").json()["paused"] is True
+        # Back to one monitor: the shards go, the single deployment runs again.
+        deploy_shards(1)
+    names = {d["name"] for d in api.post("/deployments/filter", json={}).json()}
+    assert not {n for n in names if n.startswith("monitor-continuous-shard-")}
+    assert api.get(f"/deployments/name/{unsharded}").json()["paused"] is False

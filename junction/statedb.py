@@ -278,6 +278,8 @@ _DDL_TYPES = (
     (re.compile(r"\bREAL\b", re.IGNORECASE), "DOUBLE PRECISION"),
 )
 _BEGIN_IMMEDIATE = re.compile(r"^\s*BEGIN\s+IMMEDIATE\s*;?\s*$", re.IGNORECASE)
+_END = re.compile(r"^\s*(COMMIT|ROLLBACK|END)\b", re.IGNORECASE)
+_READ = re.compile(r"^\s*SELECT\b", re.IGNORECASE)
 
 
 def translate(sql: str, *, placeholders: bool = True) -> str:
@@ -313,16 +315,16 @@ def translate(sql: str, *, placeholders: bool = True) -> str:
 
 
 class PgCursor:
-    """A psycopg cursor seen through the sqlite3 cursor's surface."""
+    """A psycopg cursor seen through the sqlite3 cursor's surface (``None``: no result)."""
 
-    def __init__(self, raw: psycopg.Cursor[Any], url: str) -> None:
+    def __init__(self, raw: psycopg.Cursor[Any] | None, url: str) -> None:
         self._raw = raw
         self._url = url
 
     @property
     def rowcount(self) -> int:
         """Rows the statement changed (-1: not known)."""
-        return self._raw.rowcount
+        return -1 if self._raw is None else self._raw.rowcount
 
     @property
     def lastrowid(self) -> None:
@@ -331,7 +333,7 @@ class PgCursor:
 
     def fetchone(self) -> PgRow | None:
         """The next row, or ``None`` (also when the statement returns no rows)."""
-        if self._raw.description is None:
+        if self._raw is None or self._raw.description is None:
             return None
         try:
             return self._raw.fetchone()
@@ -340,7 +342,7 @@ class PgCursor:
 
     def fetchall(self) -> list[PgRow]:
         """The remaining rows."""
-        if self._raw.description is None:
+        if self._raw is None or self._raw.description is None:
             return []
         try:
             return self._raw.fetchall()
@@ -354,6 +356,11 @@ class PgCursor:
 class PgConnection:
     """A psycopg 3 connection (autocommit, explicit transactions) with sqlite3's surface.
 
+    A session the server dropped (a restart, a failover, an idle timeout) is opened again
+    at the next statement outside a transaction; a transaction it broke fails, and its
+    ``ROLLBACK`` succeeds (the server rolled it back). A ``BEGIN`` or a ``SELECT`` that
+    finds the session dropped is retried once on a new one: neither changed anything.
+
     Args:
         raw: The open psycopg connection.
         url: Its URL (only to scrub the password from error text).
@@ -363,20 +370,49 @@ class PgConnection:
         self._raw = raw
         self._url = url.url
         self.url = url
+        self._in_tx = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
         """Run one statement (SQLite dialect, see :func:`translate`)."""
+        begin = bool(_BEGIN_IMMEDIATE.match(sql))
+        ends = bool(_END.match(sql))
+        if self._raw.broken:
+            if ends:  # the transaction died with the session: nothing to end
+                self._in_tx = False
+                return PgCursor(None, self._url)
+            if not self._in_tx:
+                self._reopen()
+        if ends:  # a failed COMMIT or ROLLBACK ends the transaction too
+            self._in_tx = False
         try:
-            if _BEGIN_IMMEDIATE.match(sql):
-                # One round trip: both statements in one simple query.
-                cursor = self._raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})")
-            elif parameters:
-                cursor = self._raw.execute(translate(sql), list(parameters))
-            else:
-                cursor = self._raw.execute(translate(sql, placeholders=False))
+            cursor = self._run(sql, parameters, begin)
+        except psycopg.OperationalError as exc:
+            if not (self._raw.broken and not self._in_tx and (begin or _READ.match(sql))):
+                raise _converted(exc, self._url) from None
+            self._reopen()
+            try:
+                cursor = self._run(sql, parameters, begin)
+            except psycopg.Error as again:
+                raise _converted(again, self._url) from None
         except psycopg.Error as exc:
             raise _converted(exc, self._url) from None
+        if begin:
+            self._in_tx = True
         return PgCursor(cursor, self._url)
+
+    def _run(self, sql: str, parameters: Sequence[Any], begin: bool) -> psycopg.Cursor[Any]:
+        if begin:
+            # One round trip: both statements in one simple query.
+            return self._raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+        if parameters:
+            return self._raw.execute(translate(sql), list(parameters))
+        return self._raw.execute(translate(sql, placeholders=False))
+
+    def _reopen(self) -> None:
+        """A new session in place of a dropped one (raises PgOperationalError if refused)."""
+        fresh = connect_postgres(self.url)
+        self._raw = fresh._raw
+        self._in_tx = False
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> PgCursor:
         """Run one statement once per parameter row."""

@@ -194,6 +194,22 @@ def test_engine_guarantees_hold_on_postgres(pg_url: StateUrl) -> None:
         assert back.fired == [] and back.notifications == [] and len(back.active) == 4
         keys = [row.key for row in eng.outbox.rows()]
         assert len(keys) == len(set(keys)) == 4
+        # The server drops the engine's session (a restart, a failover): the next
+        # evaluation opens a new one and goes on.
+        pid = eng.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        admin = state.connect(pg_url)
+        try:
+            admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+            for _ in range(100):
+                gone = admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ?", (pid,))
+                if gone.fetchone() is None:
+                    break
+                time.sleep(0.05)
+        finally:
+            admin.close()
+        done = eng.evaluate(healthy(["okta", "gitlab"], at(10)), now=at(10))
+        assert len(done.resolved) == 4
+        assert eng.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
     finally:
         eng.close()
 

@@ -12,9 +12,11 @@ describes the list ("alle Nutzer, die in Workday ..."); an empty condition ("si 
 so,") makes the next clause a "then".
 
 A state set by a generic verb ("update PD incident X to resolved", "mark JUN-5 as done")
-resolves it (:func:`state_updates`).
+resolves it (:func:`state_updates`). A recipient as the subject ("every member gets an
+email") takes the verb that makes what it receives (:func:`receives`).
 
-Public API: :func:`drop_corrected`, :func:`mend_clauses`, :func:`state_updates`.
+Public API: :func:`drop_corrected`, :func:`mend_clauses`, :func:`receives`,
+:func:`state_updates`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from analytics.intelligence.lexicon import fold
 if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Clause, Token
 
-__all__ = ["drop_corrected", "mend_clauses", "state_updates"]
+__all__ = ["drop_corrected", "mend_clauses", "receives", "state_updates"]
 
 _MARKERS = frozenset({"no", "nein", "perdon", "sorry", "actually", "rather", "oops"})
 _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "besser gesagt"})
@@ -104,3 +106,23 @@ def state_updates(tokens: list[Token]) -> None:
         stated = any(x.has("state", "closed") for x in tokens[i + 1 : i + 6])
         if fold(t.text) in _SETTERS and not t.meanings and stated:
             t.meanings = [("verb", "resolve")]
+
+
+_RECEIVES = frozenset(
+    {"gets", "receives", "bekommt", "bekommen", "erhalt", "erhalten", "recibe", "reciben"}
+    | {"recoit", "recoivent"}
+)
+_RECEIVED = {"email": "send", "message": "send", "user": "create", "ticket": "create"}
+
+
+def receives(tokens: list[Token]) -> None:
+    """ "every on-call member gets an email": a recipient as the subject; the verb is the
+    one that makes what is received (a message sent, an account created)."""
+    for i, t in enumerate(tokens):
+        if fold(t.text) not in _RECEIVES or t.has("verb"):
+            continue
+        for x in tokens[i + 1 : i + 5]:
+            made = next((_RECEIVED[n] for n in x.values("noun") if n in _RECEIVED), None)
+            if made:
+                t.meanings = [("verb", made)]
+                break

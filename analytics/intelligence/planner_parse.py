@@ -25,7 +25,12 @@ from functools import lru_cache
 from typing import get_args
 
 from analytics.intelligence.lexicon import Category, Lexicon, fold
-from analytics.intelligence.planner_correct import drop_corrected, mend_clauses, state_updates
+from analytics.intelligence.planner_correct import (
+    drop_corrected,
+    mend_clauses,
+    receives,
+    state_updates,
+)
 
 __all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
 
@@ -58,6 +63,7 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
 ]
 _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
+_LIST_ITEM = re.compile(r"\s*\n\s*(?:[-*•·]|\d{1,2}[.)])\s+(?=\S)")
 _ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c)['’](\w.*)")
 KNOWN_KINDS = frozenset({*get_args(Category), "topic_word"})
 """Meanings that map a word to something (a word with none of them is reported unmapped)."""
@@ -546,6 +552,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
 def read_request(text: str, lex: Lexicon) -> Reading:
     """Entities, words and clauses of ``text`` (see the module docstring)."""
     text = text.replace("\x00", " ")  # the placeholder character of entities
+    text = _LIST_ITEM.sub(". ", text)  # each line of a bullet or numbered list is a sentence
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)
@@ -553,6 +560,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     tokens = drop_corrected(_rephrase(tokens, lex))
     _access(tokens, lex)
     state_updates(tokens)
+    receives(tokens)
     _let_know(tokens)
     _labels(tokens)
     _service_verbs(tokens)

@@ -27,8 +27,10 @@ handling holds on both; their text never carries the URL's password.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -371,9 +373,12 @@ class PgConnection:
         self._url = url.url
         self.url = url
         self._in_tx = False
+        self._closed = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
         """Run one statement (SQLite dialect, see :func:`translate`)."""
+        if self._closed:
+            raise PgOperationalError("the state database connection is closed")
         begin = bool(_BEGIN_IMMEDIATE.match(sql))
         ends = bool(_END.match(sql))
         if self._raw.broken:
@@ -410,12 +415,14 @@ class PgConnection:
 
     def _reopen(self) -> None:
         """A new session in place of a dropped one (raises PgOperationalError if refused)."""
-        fresh = connect_postgres(self.url)
+        fresh = connect_postgres(self.url, reuse=False)
         self._raw = fresh._raw
         self._in_tx = False
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> PgCursor:
         """Run one statement once per parameter row."""
+        if self._closed:
+            raise PgOperationalError("the state database connection is closed")
         cursor = self._raw.cursor()
         try:
             cursor.executemany(translate(sql), [list(p) for p in parameters])
@@ -439,20 +446,81 @@ class PgConnection:
     @property
     def closed(self) -> bool:
         """Whether the connection is closed or broken."""
-        return bool(self._raw.closed or self._raw.broken)
+        return bool(self._closed or self._raw.closed or self._raw.broken)
 
     def close(self) -> None:
-        """Close the connection (an open transaction is rolled back by the server)."""
-        self._raw.close()
+        """Close the connection: an idle session goes back to the process's few kept for
+        the next :func:`connect_postgres`; one inside a transaction is closed (the server
+        rolls the transaction back)."""
+        if self._closed:
+            return
+        self._closed = True
+        if not _give_back(self._url, self._raw):
+            self._raw.close()
 
 
-def connect_postgres(url: StateUrl, *, timeout: float = CONNECT_TIMEOUT_SECONDS) -> PgConnection:
+IDLE_SESSIONS = 4
+"""Idle sessions kept per URL and process: the service opens the state database per
+request, and a new PostgreSQL session costs a connection, a login and a server process."""
+
+_IDLE: dict[str, list[psycopg.Connection[Any]]] = {}
+_IDLE_LOCK = threading.Lock()
+_IDLE_PID = os.getpid()
+# Sessions a forked child inherited: their sockets are the parent's. Kept referenced so
+# that no finalizer in the child ends the parent's sessions; never used.
+_INHERITED: list[psycopg.Connection[Any]] = []
+
+
+def _reusable(raw: psycopg.Connection[Any]) -> bool:
+    idle = psycopg.pq.TransactionStatus.IDLE
+    return not raw.closed and not raw.broken and raw.info.transaction_status == idle
+
+
+def _take(url: str) -> psycopg.Connection[Any] | None:
+    global _IDLE_PID
+    with _IDLE_LOCK:
+        if os.getpid() != _IDLE_PID:
+            for kept in _IDLE.values():
+                _INHERITED.extend(kept)
+            _IDLE.clear()
+            _IDLE_PID = os.getpid()
+        kept = _IDLE.get(url, [])
+        while kept:
+            raw = kept.pop()
+            if _reusable(raw):
+                return raw
+            raw.close()
+    return None
+
+
+def _give_back(url: str, raw: psycopg.Connection[Any]) -> bool:
+    if not _reusable(raw):
+        return False
+    with _IDLE_LOCK:
+        kept = _IDLE.setdefault(url, [])
+        if os.getpid() != _IDLE_PID or len(kept) >= IDLE_SESSIONS:
+            return False
+        kept.append(raw)
+    return True
+
+
+def connect_postgres(
+    url: StateUrl, *, timeout: float = CONNECT_TIMEOUT_SECONDS, reuse: bool = True
+) -> PgConnection:
     """Open a connection to the state database at ``url`` (autocommit).
+
+    Args:
+        url: The database.
+        timeout: Seconds to wait for the server.
+        reuse: Take an idle session this process kept (see :meth:`PgConnection.close`).
 
     Raises:
         PgOperationalError: The server cannot be reached or refused the login (the text
             names the cause, never the password).
     """
+    raw = _take(url.url) if reuse else None
+    if raw is not None:
+        return PgConnection(raw, url)
     try:
         raw = psycopg.connect(
             url.url,

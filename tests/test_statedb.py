@@ -146,9 +146,15 @@ def test_alert_cycle_gives_the_same_rows_on_sqlite_and_postgres(
         shown = sorted([i.state, list(i.services), list(i.alerts)] for i in found)
         assert shown == sorted([x[1], x[2], x[4]] for x in on_postgres["incidents"])
     # A second connection sees the tables set up (no schema work on a known URL) and the
-    # rows the first one committed.
+    # rows the first one committed; closed, its session is kept for the next open.
+    conn = state.connect(pg_url)
+    session = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    conn.close()
+    with pytest.raises(sqlite3.OperationalError, match="closed"):
+        conn.execute("SELECT 1")
     conn = state.connect(pg_url)
     try:
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == session
         assert statedb.is_postgres(conn)
         assert {"stamped_at", "safe_resend"} <= statedb.columns(conn, "outbox")
         assert statedb.has_table(conn, "incident_postmortems")

@@ -33,8 +33,15 @@ duplicate; a duplicate page at 3 am is worse than a flagged row in
 
 Clock: due times and leases are wall-clock epochs, each stamped with the wall time that
 set it (``stamped_at``). A row stamped "in the future" means the clock stepped back: it is
-taken as due (or its lease as expired) at once, so a clock jump delays nothing by the
-size of the jump.
+taken as due at once (its lease as expired once the stamp is more than the lease margin
+ahead: another monitor on a shared database stamps a moment later than this round began),
+so a clock jump delays nothing by the size of the jump.
+
+Several monitors on one database (``JUNCTION_STATE_URL``, or one SQLite file): every claim
+and record is one writing transaction, serialized by the database's writer lock (SQLite's
+``BEGIN IMMEDIATE``; PostgreSQL's advisory lock, :mod:`junction.statedb`), and the claim
+reads the clock only once it holds the lock. A row is claimed by one round only, so a
+notification is sent once whichever monitor claims it.
 
 Whether a channel deduplicates is its ``dedupes`` (:class:`~junction.alerting.model.Channel`),
 set by each channel class of the registry (:data:`junction.alerting.channels.CHANNELS`).

@@ -5,7 +5,8 @@ Design: incident *membership* is materialised, everything else is derived on rea
 Each read (:func:`list_incidents`, :func:`get_incident`, a note, a post-mortem) first
 syncs: the alerts written since the last sync are assigned, in id order, to incidents in
 the alert database's own tables (:mod:`junction.incidents.schema`), inside one
-``BEGIN IMMEDIATE`` transaction (WAL, 30 s busy timeout, as the alert state), with
+``BEGIN IMMEDIATE`` transaction (WAL, 30 s busy timeout, as the alert state; on
+PostgreSQL the state database's writer advisory lock, :mod:`junction.statedb`), with
 cursors in ``meta``. An alert is assigned exactly once (its id is the primary key of
 ``incident_alerts``), never moved later, so two processes reading and writing at once
 neither lose nor duplicate anything, and ids stay stable across restarts even when the

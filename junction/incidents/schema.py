@@ -2,7 +2,8 @@
 
 The tables live beside the alert state (``<home>/alerts.db``, :mod:`junction.alerting.state`)
 so that assigning new alerts to incidents reads the alerts and writes the assignment in
-one SQLite transaction (WAL, 30 s busy timeout, ``BEGIN IMMEDIATE``)::
+one transaction (SQLite: WAL, 30 s busy timeout, ``BEGIN IMMEDIATE``; PostgreSQL when
+``JUNCTION_STATE_URL`` is set: the same tables, the writer advisory lock)::
 
     incidents           id, first_alert, root_service, started_at
     incident_alerts     alert_id (primary key: an alert is in exactly one incident),

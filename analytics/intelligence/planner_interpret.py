@@ -39,7 +39,7 @@ _AFTER_STEP = "steps.{sid}.status == 'ok'"
 _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
     {("pipeline", "pipeline_id"), ("job", "job_id"), ("incident", "pd_id")}
     | {("incident", "sn_number")}
-    | {("ticket", "jira_key")}
+    | {("ticket", "jira_key"), ("worker", "email"), ("hire", "email"), ("leaver", "email")}
 )
 _QUESTION_WORDS = frozenset(
     {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
@@ -144,7 +144,12 @@ class Interpreter:
         d = self.lex.defaults
         found = [d.verbs[v] for v in verbs if v in d.verbs]
         sn = bool(c.entities("sn_number"))  # "el incidente INC0054321": ServiceNow's incident
-        found += [d.nouns[n] for n in nouns if n in d.nouns and not (sn and n == "incident")]
+        told = "send" in verbs  # "post the incident" that started the workflow: its content
+        found += [
+            d.nouns[n]
+            for n in nouns
+            if n in d.nouns and not (sn and n == "incident") and not (told and n in self.evented)
+        ]
         if c.entities("jira_key"):
             found.append("jira")
         if c.entities("sn_number"):
@@ -244,7 +249,9 @@ class Interpreter:
                 verb_ok = bool(set(verbs) & set(best[1].verbs)) or not verbs or condition
                 if name not in implied and not verb_ok:
                     continue
-                cands.append((verb_ok, name == notifier, best[0], -pool.index(name), best[1]))
+                # a message with no destination named goes where the messages went before
+                to = name == notifier or (not notifier and "send" in verbs and name in _NOTIFIERS)
+                cands.append((verb_ok, to, best[0], -pool.index(name), best[1]))
             if cands:  # a message goes to email or a #channel before another service
                 chosen.append(max(cands, key=lambda x: x[:4])[4])
         covered = {n for op in chosen for n in op.nouns}

@@ -4,13 +4,19 @@ forecasts as the process pool."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.forecast import Forecast, ForecastConfig, forecast_many
+from analytics.forecast import (
+    Forecast,
+    ForecastConfig,
+    forecast_many,
+    hourly_series,
+    series_from_hourly,
+)
 from junction.settings import Settings
 
 pytestmark = pytest.mark.prefect
@@ -19,20 +25,18 @@ pytestmark = pytest.mark.prefect
 CONFIG = ForecastConfig(horizon=timedelta(days=1), uncertainty_samples=0)
 
 
-def _series() -> dict[tuple[str, str], pd.DataFrame]:
-    hours = np.arange(3 * 24)
-    ds = pd.date_range("2026-11-01", periods=hours.size, freq="h")
-    out = {}
-    for i, service in enumerate(("okta", "jira")):
-        rng = np.random.default_rng(i)
-        daily = np.sin(2 * np.pi * hours / 24)
-        out[(service, "volume")] = pd.DataFrame(
-            {"ds": ds, "y": 100 + 40 * daily + rng.normal(0, 4, hours.size)}
-        )
-        out[(service, "latency")] = pd.DataFrame(
-            {"ds": ds, "y": 250 + 30 * daily + rng.normal(0, 8, hours.size)}
-        )
-    out[("slack", "volume")] = pd.DataFrame({"ds": ds[:3], "y": [1.0, 2.0, 3.0]})  # too short
+def _series(root: Path) -> dict[tuple[str, str], pd.DataFrame]:
+    """The report's series (volume, latency per service) of a small synthetic store."""
+    from analytics.synthetic import generate_history
+    from junction.store import MetricsStore
+
+    end = datetime(2026, 11, 30, tzinfo=UTC)
+    generate_history(
+        root, services=["okta", "jira"], days=3, seed=3, start=end - timedelta(days=3),
+        workflows=0, tables=("calls",),
+    )  # fmt: skip
+    out = series_from_hourly(hourly_series(MetricsStore(root), days=3))
+    out[("slack", "volume")] = pd.DataFrame({"ds": [end], "y": [1.0]})  # too short to fit
     return out
 
 
@@ -45,7 +49,7 @@ def prefect_harness() -> Iterator[None]:
 
 
 def test_dask_fanout_gives_the_pool_path_forecasts_one_task_per_service(
-    prefect_harness: None,
+    prefect_harness: None, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -53,7 +57,7 @@ def test_dask_fanout_gives_the_pool_path_forecasts_one_task_per_service(
 
     from flows.forecast_dask import dask_fit_runner
 
-    series = _series()
+    series = _series(tmp_path / "metrics")
     # The pool's workers run exactly this (forecast_many's jobs, one per series); the pool
     # itself costs ~15 s to spawn here: bench/dask_forecast.py compares it on a full store.
     pooled = forecast_many(series, config=CONFIG, workers=1)

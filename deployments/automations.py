@@ -185,7 +185,8 @@ def planned() -> list[Automation]:
     if incident is not None:
         out.extend(incident_automations(incident.id))
     with get_client(sync_client=True) as client:
-        blocks = [b for b in client.read_block_documents() if b.name == SCALE_OUT_BLOCK]
+        documents = client.read_block_documents(include_secrets=False)
+        blocks = [b for b in documents if b.name == SCALE_OUT_BLOCK]
     if blocks:
         out.append(scale_out_automation(blocks[0].id))
     for service, ids in sorted(deployments_by_integration().items()):

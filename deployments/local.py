@@ -561,3 +561,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class RetryOn503(httpx.HTTPTransport):
+    """An httpx transport that retries a 503 as Prefect's own client does.
+
+    A Prefect server on SQLite answers 503 ("database is locked") while flow runs hold
+    its database (see FINDINGS); scripts and tests talking to its REST API directly wait
+    it out (0.5, 1, 2, 4, 8 s) instead of failing::
+
+        httpx.Client(base_url=server.api_url, transport=RetryOn503())
+    """
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; on 503, back off and send it again (up to 5 times)."""
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.read()
+            response.close()
+            time.sleep(delay)
+        return super().handle_request(request)

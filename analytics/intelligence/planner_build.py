@@ -41,6 +41,7 @@ class Planned:
     quantified: bool = False
     front: bool = False
     condition: bool = False  # read by a condition: every step may report it
+    notifies: bool = False  # a write asked for as a notification ("let the on-call know")
     when: list[tuple[str, Planned | None]] = field(default_factory=list)
     sid: str = ""
     with_: dict[str, Any] = field(default_factory=dict)
@@ -329,7 +330,7 @@ class _Builder:
             for p in by_stage[stage]:
                 if i > 0:
                     p.needs |= {q.sid for q in by_stage[stages[i - 1]]}
-                if p.op.role == "notify" and not p.parallel:
+                if (p.op.role == "notify" or p.notifies) and not p.parallel:
                     for q in by_stage[stage]:
                         if q is p:
                             break

@@ -543,6 +543,7 @@ class Interpreter:
                     quantified=c.has("quantifier"),
                     # conditions run first, and so does the list a sentence fans out over
                     condition=condition,
+                    notifies=op.role == "write" and set(verbs) & set(op.verbs) == {"send"},
                     front=condition
                     or first
                     or (c.has("quantifier") and op.role == "read" and bool(op.list_expr)),

@@ -14,6 +14,8 @@ submitted here), the sandbox, a process work pool and ``prefect worker`` process
 * **workflow runs/s**: ``--runs`` runs of the built-in ``incident_response`` spec
   deployment (PagerDuty incident, Webex room, status post) submitted at once, from first
   submission to the last run's terminal state; one worker, then two.
+* **run CPU**: user + system CPU of the arm's flow-run processes (children of the
+  workers, process start included) per probe, or per workflow run.
 * **PostgreSQL's load** during each arm, sampled every second: backends of the Prefect
   database (``pg_stat_activity``), commits/s (``pg_stat_database.xact_commit``), CPU of
   the PostgreSQL processes and of the Prefect server (psutil), as cores used.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -83,6 +86,27 @@ def _tree_cpu(pid: int) -> float:
             total += t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             pass
+    return total
+
+
+def runs_cpu(workers: list[Worker], timeout: float = 60.0) -> float:
+    """CPU seconds of the flow-run processes the workers started (and reaped): each run
+    is a child of its worker, so its time is in the worker's ``children_*`` once it ended.
+    """
+    pids = [w._proc.pid for w in workers if w._proc is not None]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # a run's state is final a moment before it exits
+        try:
+            if not any(psutil.Process(pid).children() for pid in pids):
+                break
+        except psutil.Error:
+            break
+        time.sleep(0.5)
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.children_user + t.children_system
     return total
 
 
@@ -154,11 +178,11 @@ async def _wait(ids: list[uuid.UUID], timeout: float) -> dict[uuid.UUID, tuple[s
     return done
 
 
-def probe_rate(home: Path, shards: int) -> tuple[float, int, float]:
+def probe_rate(home: Path, shards: int) -> tuple[float, int, float, int]:
     """Probes per second over the window every shard's run covers.
 
     Returns:
-        ``(probes/s, probes in the window, window seconds)``.
+        ``(probes/s, probes in the window, window seconds, probes in all)``.
     """
     from integrations.sweep import owner_of
     from junction.store import MetricsStore
@@ -174,7 +198,7 @@ def probe_rate(home: Path, shards: int) -> tuple[float, int, float]:
     if hi <= lo:
         raise RuntimeError("the shards' runs did not overlap")
     n = int(((rows["t"] >= lo) & (rows["t"] <= hi)).sum())
-    return n / (hi - lo), n, hi - lo
+    return n / (hi - lo), n, hi - lo, len(rows)
 
 
 @dataclass
@@ -210,10 +234,13 @@ def monitor_arm(stack: Stack, shards: int, seconds: float) -> dict[str, Any]:
     env = {**arm_env(stack, home), "PREFECT_WORKER_PREFETCH_SECONDS": str(LEAD_SECONDS)}
     params = {"every_seconds": 0.05, "run_seconds": seconds}
     at = datetime.now(UTC) + timedelta(seconds=LEAD_SECONDS)
-    with ExitStack() as workers, sample_load(stack.pg, stack.pg_pid, stack.server_pid) as load:
-        for i in range(shards):
-            log = stack.tmp / f"worker-monitor-{shards}-{i}.log"
-            workers.enter_context(Worker(POOL, env=env, log_path=log, name=f"m{shards}-{i}"))
+    with ExitStack() as stop, sample_load(stack.pg, stack.pg_pid, stack.server_pid) as load:
+        workers = [
+            stop.enter_context(
+                Worker(POOL, env=env, log_path=stack.tmp / f"worker-m{shards}-{i}.log")
+            )
+            for i in range(shards)
+        ]
         t0 = time.time()
         ids = [
             asyncio.run(_submit(f"monitor-continuous/{shard_name(i, shards)}", params, at))
@@ -221,10 +248,11 @@ def monitor_arm(stack: Stack, shards: int, seconds: float) -> dict[str, Any]:
         ]
         states = asyncio.run(_wait(ids, timeout=LEAD_SECONDS + seconds + 600))
         wall = time.time() - t0
+        cpu = runs_cpu(workers)
     bad = [s for s, _ in states.values() if s != "COMPLETED"]
     if bad:
-        raise RuntimeError(f"monitor runs ended {bad}; see {stack.tmp}/worker-monitor-*.log")
-    rate, n, window = probe_rate(home, shards)
+        raise RuntimeError(f"monitor runs ended {bad}; see {stack.tmp}/worker-m*.log")
+    rate, n, window, total = probe_rate(home, shards)
     return {
         "arm": f"probes: {shards} shard{'s' if shards > 1 else ''}, {shards} worker"
         + ("s" if shards > 1 else ""),
@@ -233,6 +261,8 @@ def monitor_arm(stack: Stack, shards: int, seconds: float) -> dict[str, Any]:
         "count": n,
         "window_s": window,
         "wall_s": wall,
+        "cpu_per": cpu / total * 1000,
+        "cpu_unit": "ms/probe",
         "load": load,
     }
 
@@ -241,10 +271,13 @@ def workflow_arm(stack: Stack, workers_n: int, runs: int) -> dict[str, Any]:
     """``runs`` incident_response runs submitted at once, ``workers_n`` workers."""
     home = stack.tmp / f"workflows-{workers_n}"
     env = arm_env(stack, home)
-    with ExitStack() as workers, sample_load(stack.pg, stack.pg_pid, stack.server_pid) as load:
-        for i in range(workers_n):
-            log = stack.tmp / f"worker-wf-{workers_n}-{i}.log"
-            workers.enter_context(Worker(POOL, env=env, log_path=log, name=f"w{workers_n}-{i}"))
+    with ExitStack() as stop, sample_load(stack.pg, stack.pg_pid, stack.server_pid) as load:
+        workers = [
+            stop.enter_context(
+                Worker(POOL, env=env, log_path=stack.tmp / f"worker-w{workers_n}-{i}.log")
+            )
+            for i in range(workers_n)
+        ]
         t0 = time.time()
 
         async def submit_all() -> list[uuid.UUID]:
@@ -262,6 +295,7 @@ def workflow_arm(stack: Stack, workers_n: int, runs: int) -> dict[str, Any]:
 
         ids = asyncio.run(submit_all())
         states = asyncio.run(_wait(ids, timeout=900))
+        cpu = runs_cpu(workers)
     wall = max(end for _, end in states.values()) - t0
     failed = sum(s != "COMPLETED" for s, _ in states.values())
     return {
@@ -271,6 +305,8 @@ def workflow_arm(stack: Stack, workers_n: int, runs: int) -> dict[str, Any]:
         "count": runs,
         "failed": failed,
         "wall_s": wall,
+        "cpu_per": cpu / runs,
+        "cpu_unit": "CPU s/run",
         "load": load,
     }
 
@@ -335,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
     print_table(rows, server_start, seconds, runs)
     if args.json:
-        out = [{**r, "load": vars(r["load"])} for r in rows]
+        out = []
+        for r in rows:
+            load = r["load"]
+            backends = load.backends or [0]
+            summary = {**vars(load), "backends": [statistics.median(backends), max(backends)]}
+            out.append({**r, "load": summary})
         print(json.dumps(out, default=float))
     return 0
 
@@ -349,7 +390,7 @@ def print_table(rows: list[dict[str, Any]], server_start: float, seconds: float,
         f"{seconds:g} s sweeping every 0.05 s, {runs} workflow runs per arm.\n"
     )
     header = (
-        "arm", "rate", "count", "wall s", "PG backends p50/max",
+        "arm", "rate", "count", "wall s", "run CPU", "PG backends p50/max",
         "PG commits/s", "PG cores", "server cores",
     )  # fmt: skip
     table = [header]
@@ -362,6 +403,7 @@ def print_table(rows: list[dict[str, Any]], server_start: float, seconds: float,
                 f"{r['rate']:.2f} {r['unit']}",
                 str(r["count"]) + (f" ({r['failed']} failed)" if r.get("failed") else ""),
                 f"{r['wall_s']:.1f}",
+                f"{r['cpu_per']:.2f} {r['cpu_unit']}",
                 f"{statistics.median(backends):.0f} / {max(backends)}",
                 f"{load.commits_per_s:.0f}",
                 f"{load.pg_cores:.2f}",

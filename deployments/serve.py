@@ -44,6 +44,7 @@ from deployments.local import (
     sigint_inheritable,
 )
 from deployments.shards import run_deploy_shards
+from flows.variables import ensure_variables
 
 ORDER = ("sandbox", "prefect-server", "worker", "junction-service")
 """The processes, in start order (stopped in reverse)."""
@@ -204,6 +205,7 @@ def start(opts: Options) -> dict[str, str]:
         deploy_spec_flows(env=env, pool=opts.pool)
         run_deploy_shards(env, opts.pool)  # JUNCTION_MONITOR_SHARDS > 1: one per shard
         register_blocks(env["PREFECT_API_URL"])  # credential block types for the UI
+        ensure_variables(env["PREFECT_API_URL"])  # non-secret settings, editable in the UI
         deploy_automations(env=env)  # deployments/automations.py: after the deployments
         worker_args = [str(prefect_executable()), "worker", "start", "--pool", opts.pool]
         p["worker"].spawn(worker_args, env, sigint=True)

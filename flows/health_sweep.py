@@ -11,6 +11,7 @@ from uuid import uuid4
 from prefect import flow, get_run_logger
 
 from flows.runlog import emit, probe_lines
+from flows.variables import apply_prefect_variables
 from integrations.base import HealthResult
 from tasks.probes import probe_integrations, publish_health_artifact
 
@@ -18,6 +19,7 @@ from tasks.probes import probe_integrations, publish_health_artifact
 @flow(name="health-sweep", log_prints=False)
 async def health_sweep(names: list[str] | None = None) -> list[HealthResult]:
     """Probe the enabled integrations (or ``names``), record the sweep, publish a table."""
+    await apply_prefect_variables()  # Prefect Variables fill unset settings
     sweep_id = uuid4().hex
     results = await probe_integrations(names, sweep_id)
     _artifact = publish_health_artifact(results, sweep_id)

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed, State
 
 from flows.runlog import emit, sweep_lines
+from flows.variables import apply_prefect_variables
 from junction.alerting.state import AlertDatabaseError
 from junction.monitor import SweepResult, check_alerting
 from junction.settings import get_settings
@@ -26,6 +27,7 @@ from tasks.monitoring import monitor_sweep, publish_service_health
 @flow(name="monitor-integrations", log_prints=False)
 async def monitor_integrations(names: list[str] | None = None) -> SweepResult | State:
     """Probe the enabled integrations (or ``names``), score them, alert, publish a table."""
+    await apply_prefect_variables()  # Prefect Variables fill unset settings
     try:
         unrouted = await check_alerting(get_settings())
     except (ValueError, AlertDatabaseError) as exc:  # the alerting file, a channel, alerts.db

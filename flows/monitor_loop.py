@@ -31,6 +31,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from flows.runlog import emit, sweep_lines
+from flows.variables import apply_prefect_variables
 from integrations.sweep import check_shard
 from junction.alerting.state import AlertDatabaseError
 from junction.monitor import Monitor, MonitorEvent, SweepResult, check_alerting
@@ -68,6 +69,7 @@ async def monitor_continuous(
         line) for a bad shard, alerting configuration or alert database.
     """
     logger = get_run_logger()
+    await apply_prefect_variables()  # Prefect Variables fill unset settings
     settings = get_settings()
     shard = settings.monitor_shard if shard is None else shard
     shards = settings.monitor_shards if shards is None else shards

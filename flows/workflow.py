@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.runlog import batch_lines, emit, run_logger, workflow_lines
+from flows.variables import apply_prefect_variables
 from junction.features import FeatureDisabledError, check_orchestration
 from junction.health import open_store
 from junction.settings import Settings, get_settings
@@ -115,6 +116,7 @@ async def run_workflow(
     Returns:
         A ``Completed`` or ``Failed`` state carrying the run's summary dict.
     """
+    await apply_prefect_variables()  # Prefect Variables fill unset settings
     settings = get_settings()
     try:
         loaded = load_spec(spec)  # validation before any side effect
@@ -162,6 +164,7 @@ async def run_workflows(
     Returns:
         Each run's summary (``RunResult.to_dict()``), in order.
     """
+    await apply_prefect_variables()  # Prefect Variables fill unset settings
     loaded = load_spec(spec)
     settings = get_settings()
     check_orchestration(loaded, settings)  # FeatureDisabledError: one line naming the flag

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from junction.cli.common import load_settings, print_json, print_table, table
+from junction.cli.common import load_settings, print_json, print_table, table, warn
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -139,6 +139,43 @@ def _prefect_rows(settings: Settings, env: dict[str, tuple[str, str]]) -> list[E
     ]
 
 
+def with_prefect_variables(rows: list[EffectiveSetting]) -> list[EffectiveSetting]:
+    """``rows`` with the values flow runs take from Prefect Variables (``flows.variables``:
+    a Variable fills a setting neither the environment nor the env file sets).
+
+    Asked only when ``PREFECT_API_URL`` names a server (asking would otherwise start an
+    ephemeral one); an unreachable server leaves the rows as they are, with a warning.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        return rows
+    # Function-level: Prefect's client is slow to import and needed only here.
+    import httpx
+
+    from flows.variables import VARIABLE_SETTINGS, apply_values, variable_name, variable_values
+
+    try:
+        values = variable_values()
+    except (httpx.HTTPError, OSError) as exc:
+        warn(f"Prefect Variables not read: {exc}")
+        return rows
+    # Validated as the flows apply them; a bad value is skipped there, so here too.
+    valid = apply_values(values, environ={}, env_file={})
+    by_env = {f"JUNCTION_{s.upper()}": s for s in VARIABLE_SETTINGS}
+    out = []
+    for row in rows:
+        setting = by_env.get(row.variable)
+        from_env = row.source.startswith(("environment", "env file"))
+        if setting and row.variable in valid and not from_env:
+            row = EffectiveSetting(
+                row.variable,
+                valid[row.variable],
+                f"prefect variable ({variable_name(setting)})",
+                row.description,
+            )
+        out.append(row)
+    return out
+
+
 def config_rows() -> list[tuple[str, str, str]]:
     """(env var, default, description) for every setting, the README's table."""
     # Function-level: pydantic-settings is not needed for `junction --help`.
@@ -191,12 +228,15 @@ def config(
             out.add_row(*(escape(cell) for cell in row))
         print_table(out)
         return
-    rows = effective_settings(load_settings())
+    rows = with_prefect_variables(effective_settings(load_settings()))
     if as_json:
         print_json([asdict(r) for r in rows])
         return
     out = table(
-        "Settings in effect (environment > env file > default)", "variable", "value", "source"
+        "Settings in effect (environment > env file > Prefect Variable > default)",
+        "variable",
+        "value",
+        "source",
     )
     for r in rows:
         # Values and descriptions are data: "[x]" in them is text, not rich markup.

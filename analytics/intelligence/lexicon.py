@@ -56,6 +56,10 @@ def fold(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+_DONE_LEADS = [(w, "it", *be) for w in ("once", "when", "after") for be in ((), ("is",), ("has",))]
+"""What precedes a past participle that means "when the step before is done"."""
+
+
 class RefuseGroup(ConfigModel):
     """Words of a kind of request that is refused, and why."""
 
@@ -224,6 +228,9 @@ class Lexicon:
                     for form in verb_forms(base):
                         if form not in plural:  # "pages", "emails": the plural stays the noun's
                             put(form, (form, *rest), ("verb", name))
+                for past in verb_forms(first)[1:-1] if not rest else []:
+                    for lead in _DONE_LEADS:  # "once it's started": when the step before is done
+                        put(past, (*lead, past), ("connective", "then"))
         for name, items in words.nouns.items():
             for phrase in items:
                 *head, last = fold(phrase).split() or [""]

@@ -13,8 +13,9 @@ Arms (each ``--repeat`` times, interleaved; the table shows the median), under o
   ``LocalCluster`` of ``--workers`` worker processes, started by the run;
 * ``dask-threads``: the same on a LocalCluster of ``--workers`` threads (no spawn);
 * ``report-pool`` / ``report-dask``: the whole ``analytics-report`` flow (validation off),
-  with ``JUNCTION_TASK_RUNNER`` unset and ``dask`` (the fan-out runs inside the report's
-  ``forecasts`` task): end to end, what the setting changes.
+  with ``JUNCTION_TASK_RUNNER`` ``pool`` and ``dask`` (the fan-out subflow runs in the
+  report's ``forecasts`` stage, on a LocalCluster of ``--workers`` threads, or processes
+  with ``--report-processes``): end to end, what the setting changes.
 
 Every arm's forecast frames are checked equal to the pool's (``uncertainty_samples=0``: no
 simulated paths, so the fit is deterministic in any process).
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument(
         "--arms", default="pool,dask-processes,dask-threads,report-pool,report-dask"
     )
+    parser.add_argument("--report-processes", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -118,6 +120,7 @@ def main() -> None:
     def report(runner: str) -> Callable[[], Any]:
         def run() -> Any:
             os.environ["JUNCTION_TASK_RUNNER"] = runner
+            os.environ["JUNCTION_DASK_PROCESSES"] = str(args.report_processes).lower()
             get_settings.cache_clear()
             try:
                 return analytics_report(validate_data=False, out_dir=str(home / runner))

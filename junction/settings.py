@@ -582,21 +582,6 @@ class Settings(BaseSettings):
         "*.json files) the monthly security review checks the installed Python packages "
         "against, offline; unset: the review says no advisory database is configured.",
     )
-    monitor_shards: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Monitors sharing the integrations: each owns a stable part (rendezvous "
-        "hashing of the names); `make serve` deploys one monitor-continuous deployment per "
-        "shard when above 1.",
-    )
-    monitor_shard: int = Field(
-        0,
-        ge=0,
-        description="The shard (0 .. JUNCTION_MONITOR_SHARDS - 1) `junction monitor` owns: "
-        "it probes and alerts on only the integrations of that shard.",
-    )
-
     task_runner: Literal["pool", "dask"] = Field(
         "pool",
         description="Where the analytics report fits its forecasts: `pool` (a process pool in "
@@ -615,9 +600,10 @@ class Settings(BaseSettings):
         "JUNCTION_ANALYTICS_FORECAST_WORKERS, else the CPU count).",
     )
     dask_processes: bool = Field(
-        True,
+        False,
         description="LocalCluster workers are processes (true) or threads of the flow's "
-        "process (false: no start-up cost, fits share one interpreter).",
+        "process (false, measured faster: no worker start-up, and a fit runs in CmdStan's "
+        "own process anyway; bench/README.md 'Forecasts on Dask').",
     )
     capacity_queue_threshold: float = Field(
         10,

@@ -1,4 +1,4 @@
-"""The offline planner: plain English (German, Spanish) to a valid workflow spec or a refusal.
+"""The offline planner: plain English (German, Spanish, French) to a valid spec or a refusal.
 
 The corpus goals of the issue are asserted on the tuning corpus (tests/data/nl_requests.yaml);
 the held-back corpus must be valid-or-refused throughout (its rates are reported by
@@ -304,3 +304,75 @@ def test_planned_messages_and_titles_are_never_empty(tuning: list[Any]) -> None:
                     step["id"],
                     key,
                 )
+
+
+def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None:
+    from analytics.intelligence.lexicon import load_lexicon
+    from analytics.intelligence.morphology import noun_forms, verb_forms
+
+    assert verb_forms("create") == ["creates", "created", "creating"]
+    assert verb_forms("drop") == ["drops", "dropped", "dropping"]
+    assert verb_forms("notify") == ["notifies", "notified", "notifying"]
+    assert verb_forms("send") == ["sends", "sent", "sending"]
+    assert "gets" not in verb_forms("get") and verb_forms("crée") == []
+    assert noun_forms("room") == ["rooms"] and noun_forms("policy") == ["policies"]
+    phrases = load_lexicon().phrases
+    assert phrases[("creating",)] == [("verb", "create")]
+    assert ("event", "event") in phrases[("opened",)]  # listed: an event, not "create"
+    assert phrases[("runs",)] == [("noun", "run")]
+    assert phrases[("once", "it", "started")] == [("connective", "then")]
+
+
+@pytest.mark.parametrize(
+    ("text", "actions", "edges"),
+    [
+        (  # a gerund and "after"
+            "After creating the Okta user for dan@acme.com, add him to the Okta group VPN",
+            {"okta.create_user", "okta.list_groups", "okta.add_user_to_group"},
+            {("okta.create_user", "okta.add_user_to_group")},
+        ),
+        (  # each bullet is a sentence
+            "- list open PD incidents\n- summarize them with openai\n- email it to a@acme.com",
+            {"pagerduty.list_incidents", "openai.chat_completion", "smtp.send_email"},
+            {("openai.chat_completion", "smtp.send_email")},
+        ),
+        (  # French, elision
+            "Dis-moi qui est d'astreinte dans PagerDuty",
+            {"pagerduty.list_oncalls"},
+            set(),
+        ),
+        (  # a refusal word read as the catalog verb on its object
+            "restart the pipeline for acme/api on main",
+            {"gitlab.trigger_pipeline"},
+            set(),
+        ),
+        (  # a recipient as the subject
+            "every member of the on-call rotation gets an email",
+            {"pagerduty.list_oncalls", "smtp.send_email"},
+            {("pagerduty.list_oncalls", "smtp.send_email")},
+        ),
+        (  # an indefinite record something is put in is created
+            "summarise INC0012001 from servicenow with chatgpt and put it in a jira ticket",
+            {"servicenow.get_incident", "openai.chat_completion", "jira.create_issue"},
+            {("openai.chat_completion", "jira.create_issue")},
+        ),
+        (  # a write asked for as a notification waits for the side effect before it
+            "Transition JUN-77 to Done and let the on-call know in PagerDuty",
+            {"jira.transition_issue", "pagerduty.create_incident"},
+            {("jira.transition_issue", "pagerduty.create_incident")},
+        ),
+    ],
+)
+def test_general_rules_of_the_fresh_batch_work(
+    text: str, actions: set[str], edges: set[tuple[str, str]]
+) -> None:
+    plan = plan_workflow(text)
+    assert _valid(plan)
+    assert set(actions_of(plan.spec)) == actions
+    assert edges <= closure(edges_of(plan.spec))
+
+
+@pytest.mark.parametrize("text", ["restart okta", "restart the server", "reboot the okta user"])
+def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> None:
+    plan = plan_workflow(text)
+    assert plan.spec is None and plan.refusal and "\n" not in plan.refusal

@@ -1,4 +1,4 @@
-"""The offline planner: a plain-English (German, Spanish) request to a validated workflow spec.
+"""The offline planner: a plain-English (German, Spanish, French) request to a validated spec.
 
 No network and no model: the request is read with a lexicon
 (:mod:`analytics.intelligence.planner_parse`), refused when it must be
@@ -63,7 +63,7 @@ def _name(planned: list[Planned], name: str | None) -> str:
 
 
 def plan_workflow(text: str, catalog: Catalog | None = None, *, name: str | None = None) -> Plan:
-    """Plan a workflow from a plain-English (German, Spanish) request, offline.
+    """Plan a workflow from a plain-English (German, Spanish, French) request, offline.
 
     Args:
         text: The request ("when a GitLab pipeline fails, summarize the job log with

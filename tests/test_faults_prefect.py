@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.local import ROOT, WORK_POOL, PrefectServer, Worker, ensure_work_pool, free_port
+from deployments.local import ROOT, WORK_POOL, PrefectServer, Worker, free_port
 from tests.pg import PostgresCluster
 
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(900)]
@@ -106,6 +106,8 @@ def _deploy(api: httpx.Client, flow: str, name: str, entrypoint: str) -> str:
 
 @pytest.fixture(scope="module")
 def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from prefect.workers.process import ProcessWorker
+
     from flows.variables import ensure_variables
     from integrations.sandbox.app import SandboxServer
     from junction.settings import Settings
@@ -137,7 +139,12 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             JUNCTION_MONITOR_CONFIRM_DELAY_SECONDS="0.05",
             PREFECT_WORKER_QUERY_SECONDS="1",  # default 10 s between polls
         )
-        ensure_work_pool(env=env)
+        # The pool as `prefect work-pool create --type process` makes it, without a CLI
+        # process; the worker starts while the rest is set up.
+        template = ProcessWorker.get_default_base_job_template()
+        pool = {"name": WORK_POOL, "type": "process", "base_job_template": template}
+        assert api.post("/work_pools/", json=pool).status_code == 201
+        stop.enter_context(Worker(env=env, log_path=base / "worker.log"))
         deployments = {
             WORKFLOW: _deploy(api, "workflow", "run-workflow", "flows/workflow.py:run_workflow"),
             MONITOR: _deploy(
@@ -147,7 +154,6 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 "flows/monitor_loop.py:monitor_continuous",
             ),
         }
-        stop.enter_context(Worker(env=env, log_path=base / "worker.log"))
         yield Stack(server, api, env, sandbox.url, base / "junction", deployments, base, {})
 
 
@@ -331,7 +337,7 @@ def test_a_killed_flow_run_crashes_and_a_rerun_creates_nothing_twice(stack: Stac
     in flight: the worker marks the run Crashed; a rerun with the same parameters
     completes and the sandbox holds exactly one of each object."""
     [hire] = _hires(stack, 1, 1)
-    _faults(stack, "gitlab", {"latency_ms": 4000})
+    _faults(stack, "gitlab", {"latency_ms": 3000})
     try:
         first = _start(stack, WORKFLOW, hire.params)
         _until(lambda: _objects(stack, hire)["okta", "users"] == 1, 240, "the okta user", stack)

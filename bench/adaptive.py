@@ -1,11 +1,16 @@
 """Adaptive execution benchmark: fixed concurrency/timeout settings vs adaptive, on a
 sandbox service with a hidden rate limit and a latency that shifts mid-run.
 
-The sandbox (its own process) gives Okta a token bucket the clients are not told about
-(``--rate`` requests/s, burst ``--burst``; a 429 carries ``Retry-After: 1``, the
-sandbox's rounding up of the real wait) and a log-normal latency of p50 20 / p95 40 ms
-that shifts to p50 200 / p95 400 ms (10x) halfway through each arm, through the admin
-API. Arms, in the same run, each on a refilled bucket:
+The sandbox (its own process) gives Okta a hidden limit of ``--rate`` requests/s the
+clients are not told about, in three models (``--limiter``): a sliding-window log with a
+penalty box (rejected requests count), a token bucket (``--burst``; a rejected request is
+free), and ``queueing``: the sliding log on a service that serves ``--capacity`` requests
+at once and queues past it (latency x (in flight / capacity) ^ ``--contention``), the
+capacity halving with the latency shift. A 429 carries ``Retry-After`` in whole seconds;
+a log-normal latency of p50 20 / p95 40 ms shifts to p50 200 / p95 400 ms (10x) halfway
+through each arm, through the admin API. ``--trace`` prints the adaptive gate's state
+every 0.5 s; ``--only`` runs the named arms alone. Arms, in the same run, each on a
+refilled limiter:
 
 - ``fixed cN tT``: N workers calling ``GET /api/v1/groups`` as fast as they can, read
   timeout T s, the workflow retry policy (4 attempts, Retry-After honoured).
@@ -16,7 +21,8 @@ Per arm: successful calls per second, 429 answers and timed-out attempts (counte
 transport), failed calls. Then priorities: an incident workflow (``priority: high``, two
 Okta reads in a row through the workflow runner) run 40 times alone, then beside a bulk
 job in another process (``low`` priority, sharing the host-wide rate budget in SQLite),
-then beside the same bulk job with no priorities and no budget; its p95 in each.
+then beside the same bulk job with no priorities and no budget; its p95 in each (the
+first two models).
 
 Goals (issue 14): adaptive >= 1.5x the throughput of the best fixed setting at <= 1/5 of
 its 429s; incident p95 beside bulk <= 1.2x alone.

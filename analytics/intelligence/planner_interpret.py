@@ -182,9 +182,8 @@ class Interpreter:
         if "send" in verbs and "comment" in free_nouns:
             verbs = [*verbs, "comment"]  # "write the summary as a comment"
         # a given thing ("job 4242's log") is the object only when nothing else is named
-        real_nouns = free_nouns or [
-            n.removeprefix("given:") for n in nouns if n.startswith("given:")
-        ]
+        given = [n.removeprefix("given:") for n in nouns if n.startswith("given:")]
+        real_nouns = free_nouns or given
         quantified = c.has("quantifier") or plural(c)
         explicit = c.words("integration")
         if not real_nouns and c.has("state", "open"):  # "what's open in PagerDuty?"
@@ -208,8 +207,8 @@ class Interpreter:
                 if (op.role in {"write", "notify"} and served & claimed) or (
                     op.role == "write" and verbs and not served
                 ):
-                    read = self._best(
-                        op.integration, [], real_nouns, reads=True, quantified=quantified
+                    read = self._best(  # "... from ServiceNow incident X": the given one
+                        op.integration, [], real_nouns + given, reads=True, quantified=quantified
                     )
                     chosen[i] = read[1] if read is not None and read[0] >= 2 else op
                 elif op.role in {"write", "notify"}:

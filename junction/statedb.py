@@ -32,6 +32,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,6 +104,25 @@ class Connection(Protocol):
 
     def close(self) -> None:
         """Close the connection."""
+        ...
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open."""
+        ...
+
+    def __enter__(self) -> Any:
+        """``with conn:`` commits the open transaction, or rolls it back on an exception."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Any:
+        """See :meth:`__enter__`."""
         ...
 
 
@@ -437,6 +457,20 @@ class PgConnection:
     def rollback(self) -> None:
         """Roll back the open transaction, if any."""
         self.execute("ROLLBACK")
+
+    def __enter__(self) -> PgConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        # As sqlite3: end the open transaction (if any); the connection stays open.
+        if self.in_transaction:
+            self.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
     @property
     def in_transaction(self) -> bool:

@@ -364,6 +364,7 @@ def test_a_reset_or_damaged_alert_database_is_reopened_not_read_stale(settings: 
         eng.evaluate(failing(["app1"], at(0)), now=at(0))
     assert len(incidents(settings, Relations())) == 1  # the shared connection is open now
     path = alert_state.db_path(settings)
+    assert isinstance(path, Path)  # the SQLite file (no JUNCTION_STATE_URL here)
     alert_state.reset_database(path, at(10), force=True)  # `junction alerts reset --force`
     assert incidents(settings, Relations()) == []
     path.write_bytes(b"not a database" * 1000)

@@ -318,7 +318,9 @@ def test_grid_escapes_hostile_alert_text(web: ApiServer) -> None:
     engine = AlertEngine(alert_state.db_path(web.settings), default_config(web.settings))
     engine.evaluate(failing(["okta"], at(0)), now=at(0))
     engine.close()
-    with sqlite3.connect(alert_state.db_path(web.settings)) as conn:
+    path = alert_state.db_path(web.settings)
+    assert isinstance(path, Path)  # the SQLite file (no JUNCTION_STATE_URL here)
+    with sqlite3.connect(path) as conn:
         # hostile, and a megabyte long: the grid shows its start (the alerts page all of it)
         huge = HOSTILE + " " + "x" * 1_000_000
         conn.execute("UPDATE alerts SET message = ? WHERE service = 'okta'", (huge,))

@@ -155,6 +155,14 @@ def test_alert_cycle_gives_the_same_rows_on_sqlite_and_postgres(
     try:
         assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == session
         assert statedb.is_postgres(conn)
+        with conn:  # as sqlite3: commits the open transaction...
+            conn.execute("BEGIN IMMEDIATE")
+            state.meta_set(conn, "probe", "kept")
+        with pytest.raises(RuntimeError), conn:  # ... or rolls it back
+            conn.execute("BEGIN IMMEDIATE")
+            state.meta_set(conn, "probe", "lost")
+            raise RuntimeError
+        assert state.meta_get(conn, "probe") == "kept" and not conn.in_transaction
         assert {"stamped_at", "safe_resend"} <= statedb.columns(conn, "outbox")
         assert statedb.has_table(conn, "incident_postmortems")
         assert not statedb.has_table(conn, "no_such_table")

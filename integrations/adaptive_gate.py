@@ -8,7 +8,9 @@ of ``Retry-After``; the throttled request itself waits the vendor's clamped
 client (a request sent after a 429 is throttled too, or ``Retry-After`` grows), the
 vendor's whole ``Retry-After``, at every priority: a sliding-window log counts the
 rejected requests and a penalty box lengthens while a client keeps sending, so sending
-into them only digs deeper. Then it takes a token of the host-wide
+into them only digs deeper. A client already paced at a rate measured over a whole second
+is not held for its overshoot (its rate cut lets the window drain), unless the 429s keep
+coming, ``Retry-After`` grows, or they follow a hold. Then it takes a token of the host-wide
 :class:`~integrations.budget.RateBudget` (when the service has one), a slot of the
 adaptive concurrency limit and its turn in the adaptive send rate, at the caller's
 priority (:data:`~integrations.adaptive.current_priority`); it gives the attempt its

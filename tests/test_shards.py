@@ -4,6 +4,7 @@ service exactly once, and a shard never resolves another shard's alerts."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,22 @@ async def test_two_shards_cover_every_service_once_and_never_resolve_each_others
         if not fired & active:
             break
     assert not fired & active
+
+
+def test_junction_monitor_names_the_shard_settings_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
+    env.update(JUNCTION_HOME=str(tmp_path), JUNCTION_MONITOR_SHARDS="2", JUNCTION_MONITOR_SHARD="5")
+    done = subprocess.run(
+        [sys.executable, "-m", "junction", "monitor", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: JUNCTION_MONITOR_SHARD / JUNCTION_MONITOR_SHARDS: "
+        "shard must be between 0 and 1 (of 2), got 5"
+    )
+    assert "Traceback" not in done.stdout + done.stderr

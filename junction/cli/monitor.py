@@ -214,7 +214,9 @@ def monitor(
                 return await mon.sweep()
             assert interval is not None
             console.print(
-                f"monitoring {len(mon.names)} integrations every {interval:g} s (Ctrl-C to stop)",
+                f"monitoring {len(mon.names)} integrations"
+                + (f" (shard {mon.shard} of {mon.shards})" if mon.shards > 1 else "")
+                + f" every {interval:g} s (Ctrl-C to stop)",
                 highlight=False,
             )
             await mon.run_forever(interval, on_sweep=on_sweep)

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         # "inf"/"nan" parse as floats; a threshold or timeout of nan silently disables
         # whatever it configures, so no setting may be non-finite.
         allow_inf_nan=False,
+        # A rejected value may hold a credential (JUNCTION_STATE_URL's password, a token):
+        # validation errors name the setting and the problem, never echo the value.
+        hide_input_in_errors=True,
     )
 
     # --- product plan: feature flags ------------------------------------------------------

@@ -254,23 +254,21 @@ def capacity_alert(settings: Settings, assessment: Assessment) -> list[str]:
 
     The engine judges a snapshot of service ``junction`` whose health score is below the
     critical bound when a measure is breached now, between the bounds when one is only
-    forecast to cross, and 100 otherwise (which resolves the alert); the score's reason is
-    the signal's first reason, so the alert's message says what crosses when.
+    forecast to cross, and 100 otherwise (which resolves the alert); the score's reason
+    holds the signal's reasons, so the alert's message says what crosses when.
 
     Returns:
         The engine's transitions as one-liners (empty when nothing changed).
     """
     breached = any(f.status == "breached" for f in assessment.findings)
-    reasons: tuple[str, ...] = ()
     critical, warning = settings.health_score_critical, settings.health_score_warning
+    reasons = ("scale out: " + "; ".join(assessment.reasons),) if assessment.signal else ()
     if not assessment.signal:
         score, status = 100.0, "healthy"
-    elif breached:
+    elif breached or warning <= critical:  # no warning band: a forecast is critical too
         score, status = max(critical - 1.0, 0.0), "critical"
-        reasons = ("scale out: " + assessment.reasons[0],)
     else:
         score, status = (critical + warning) / 2, "warning"
-        reasons = ("scale out: " + assessment.reasons[0],)
     now = assessment.now
     snapshot = ServiceSnapshot(
         service=ALERT_SERVICE,

@@ -131,7 +131,8 @@ def capacity_watch(now: datetime | None = None) -> dict[str, Any]:
         now: The sample's time (default: the wall clock; with a time zone).
 
     Returns:
-        ``signal`` (bool), ``forecast_at`` (ISO or None), ``reasons``, ``samples``.
+        ``signal`` (bool), ``forecast_at`` (ISO or None), ``reasons``, ``samples`` (taken
+        this run), ``event`` (whether this run emitted the scale-out event).
     """
     settings = get_settings()
     log = run_logger()
@@ -151,6 +152,7 @@ def capacity_watch(now: datetime | None = None) -> dict[str, Any]:
     for finding in assessment.findings:
         log.info("%s: %s", finding.status, finding.message)
     was = store.get("signal") == "on"
+    emitted = False
     if assessment.signal:
         when = assessment.forecast_at
         log.warning(
@@ -159,8 +161,8 @@ def capacity_watch(now: datetime | None = None) -> dict[str, Any]:
             "; ".join(assessment.reasons),
         )
         if not was:  # once per episode: an automation acts on the start of the signal
-            scale_out_event(assessment)
-            log.info("event %s emitted", CAPACITY_SCALE_OUT)
+            emitted = scale_out_event(assessment) is not None
+            log.info("event %s %s", CAPACITY_SCALE_OUT, "emitted" if emitted else "not sent")
     elif was:
         log.info("scale-out signal ended")
     store.set("signal", "on" if assessment.signal else "off")
@@ -190,6 +192,7 @@ def capacity_watch(now: datetime | None = None) -> dict[str, Any]:
         "forecast_at": forecast_at.isoformat() if forecast_at else None,
         "reasons": assessment.reasons,
         "samples": len(samples),
+        "event": emitted,
     }
 
 

@@ -150,3 +150,16 @@ def test_the_example_automation_notifies_on_the_scale_out_event() -> None:
     (action,) = automation.actions
     assert action.type == "send-notification" and action.block_document_id == block  # type: ignore[union-attr]
     assert "event.payload.forecast_at" in action.body  # type: ignore[union-attr]
+
+
+def test_a_forecast_only_signal_is_a_warning_alert(tmp_path: Path) -> None:
+    from analytics.capacity import capacity_alert
+    from junction.alerting.engine import AlertEngine
+
+    settings = Settings(home=tmp_path)
+    rising = series(QUEUE_DEPTH, "pool", [1 + 0.25 * i for i in range(13)])
+    (line,) = capacity_alert(settings, assess(rising, LIMITS, now=NOW))
+    assert "forecast to reach 10 at 2026-12-07 14:05 UTC" in line
+    with AlertEngine.from_settings(settings) as engine:
+        (alert,) = engine.active_alerts()
+    assert alert.severity.value == "warning"

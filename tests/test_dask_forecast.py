@@ -1,11 +1,14 @@
-"""The report's forecasts on a Dask task runner: one Prefect task per service, the same
-forecasts as the process pool."""
+"""The scale-out work on a Prefect server: the report's forecasts on a Dask task runner
+(one Prefect task per service, the same forecasts as the process pool), and a run of the
+capacity-watch flow (here to share this module's server: a second one costs ~15 s; its
+pure logic is tests/test_capacity.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -86,3 +89,45 @@ def test_dask_fanout_gives_the_pool_path_forecasts_one_task_per_service(
         tasks = client.read_task_runs(limit=50)
     fits = [t for t in tasks if t.flow_run_id == runs[0].id and t.name.startswith("fit-service")]
     assert len(fits) == 3  # okta, jira, slack
+
+
+def test_capacity_watch_reads_the_queue_and_signals_scale_out(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.states import Scheduled
+
+    from flows.capacity import capacity_watch
+    from junction.alerting.engine import AlertEngine
+    from junction.settings import get_settings
+
+    monkeypatch.setenv("JUNCTION_HOME", str(tmp_path))
+    monkeypatch.setenv("JUNCTION_CAPACITY_MIN_SAMPLES", "2")
+    monkeypatch.setenv("JUNCTION_CAPACITY_QUEUE_THRESHOLD", "2")
+    get_settings.cache_clear()
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:  # two runs waiting past their start
+        client.create_work_pool(WorkPoolCreate(name="capacity-pool", type="process"))
+        flow_id = client.create_flow_from_name("capacity-probe")
+        deployment = client.create_deployment(flow_id, "d", work_pool_name="capacity-pool")
+        for minutes in (20, 10):
+            client.create_flow_run_from_deployment(
+                deployment, state=Scheduled(scheduled_time=now - timedelta(minutes=minutes))
+            )
+    try:
+        first = capacity_watch(now=now - timedelta(minutes=5))
+        second = capacity_watch(now=now)
+    finally:
+        get_settings.cache_clear()
+
+    assert first["signal"] is False and first["samples"] >= 5  # 1 sample: not enough data
+    assert second["signal"] is True and second["event"] is True
+    assert "queue_depth of capacity-pool is 2, at or above 2" in second["reasons"]
+    assert second["forecast_at"] == now.isoformat()
+    artifact: Any = Artifact.get("capacity-watch")  # sync in a sync context
+    assert artifact is not None and "capacity-pool" in str(artifact.data)
+    with AlertEngine.from_settings(Settings(home=tmp_path)) as engine:
+        (alert,) = engine.active_alerts()
+    assert alert.service == "junction" and "queue_depth of capacity-pool" in alert.message

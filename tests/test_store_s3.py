@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -25,6 +26,7 @@ import s3fs
 from pydantic import ValidationError
 
 from deployments.local import free_port
+from junction.health import open_store as health_store
 from junction.settings import Settings
 from junction.store import MetricsStore
 from junction.store.lease import LEASE_KEY, LeaseLost, PgAdvisoryLock, S3Lease
@@ -39,26 +41,27 @@ AWS_ENV = {
 DAY = datetime(2024, 5, 1, 23, 59, 50, tzinfo=UTC)
 
 
-def start_moto(port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    """moto's S3 server as a child process; returns it and its endpoint."""
+def start_moto(port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 server as a child process; returns it and its endpoint.
+
+    Its request log goes to a file: a pipe nobody reads fills up and blocks the server.
+    """
+    log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
     )
-    assert proc.stdout is not None
     deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        if match := re.search(r"Running on http://127\.0\.0\.1:(\d+)", line):
+    while time.monotonic() < deadline and proc.poll() is None:
+        if match := re.search(r"Running on http://127\.0\.0\.1:(\d+)", Path(log.name).read_text()):
             return proc, f"http://127.0.0.1:{match[1]}"
-        if time.monotonic() > deadline:
-            break
+        time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("moto server did not start")
+    raise RuntimeError(f"moto server did not start: {Path(log.name).read_text()[-500:]}")
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(10)
@@ -141,7 +144,10 @@ HOST = textwrap.dedent(
     while not Path(go).exists():
         time.sleep(0.01)
     print(json.dumps(store.compact()), flush=True)
-    store.close()
+    # Left unflushed: the exit flush uploads it.
+    store.append("calls", [{"ts": day, "service": service, "action": "a", "method": "GET",
+                            "path": "/exit", "ok": True, "latency_ms": 1.0, "attempts": 1,
+                            "breaker_state": "closed", "source": "probe"}])
     """
 )
 
@@ -193,22 +199,24 @@ def test_two_hosts_write_and_compact_at_once(
 
     reader = ObjectMetricsStore(tmp_path / "reader", url, filesystem=fs, grace_seconds=0)
     per = reader.query(
-        "SELECT service, date, count(*) AS n, count(DISTINCT path) AS paths, sum(latency_ms) AS s "
+        "SELECT service, date, count(*) AS n, count(DISTINCT path) AS paths "
         "FROM calls GROUP BY ALL ORDER BY ALL"
     )
-    assert per["n"].tolist() == [90, 60, 90, 60]  # 30 of each 50 ts fall on May 1
+    # 30 of each batch's 50 rows fall on May 1, and each host's exit flush added one.
+    assert per["n"].tolist() == [91, 60, 91, 60]
     assert per["paths"].tolist() == per["n"].tolist()  # no row twice
     assert per["date"].astype(str).tolist() == ["2024-05-01", "2024-05-02"] * 2
     listed = keys(fs, bucket)
-    assert sum("/seg-" in k for k in listed) == 12  # replaced, kept for the grace period
+    assert sum("/seg-" in k for k in listed) == 14  # 12 replaced (kept for the grace) + 2
 
     # grace 0: the next compaction deletes what the parts replaced; the rows stay exact.
-    assert reader.compact() == dict.fromkeys(reader.compact(), 0)
+    assert reader.compact()["calls"] == 3  # May 1's part and the two exit segments
+    assert reader.compact()["calls"] == 0
     listed = keys(fs, bucket)
     assert not any("/seg-" in k for k in listed)
     assert sum(k.endswith(".parquet") for k in listed) == 2  # one part per day
-    assert reader.count("calls") == 300
-    assert reader.query("SELECT count(DISTINCT (service, path)) AS n FROM calls")["n"][0] == 300
+    assert reader.count("calls") == 302
+    assert reader.query("SELECT count(DISTINCT (service, path)) AS n FROM calls")["n"][0] == 302
     assert SECRET not in caplog.text
 
 
@@ -277,9 +285,17 @@ def test_query_whose_files_vanish_lists_again(
         store._run(stale, "SELECT count(*) FROM calls", None)
     assert store.count("calls") == 40
     assert store.count("probes") == 0
+    # connect()'s views stay on their listing until read_lock() lists again.
     con = store.connect()
     assert con.execute("SELECT count(*) FROM calls").fetchone() == (40,)
+    store.append("calls", [call_row(i) for i in range(5)])
+    store.flush()
+    assert con.execute("SELECT count(*) FROM calls").fetchone() == (40,)
+    with store.read_lock():
+        assert con.cursor().execute("SELECT count(*) FROM calls").fetchone() == (45,)
     con.close()
+    with store.read_lock():  # a closed connection is forgotten
+        pass
 
 
 def test_lease_is_exclusive_renewed_and_taken_over_when_expired(
@@ -331,6 +347,10 @@ def test_settings_choose_the_store(tmp_path: Path) -> None:
     assert isinstance(remote, ObjectMetricsStore)
     assert repr(remote) == "MetricsStore('s3://bucket-a/x')" and remote.base == "bucket-a/x"
     remote.close()
+    # The product's one entry point (flows, service, CLI) follows the setting.
+    product = health_store(Settings(home=tmp_path, store_url="s3://bucket-a"))
+    assert isinstance(product, ObjectMetricsStore) and product.base == "bucket-a"
+    product.close()
     with pytest.raises(ValidationError, match="store_url"):
         Settings(home=tmp_path, store_url="/local/path")
     shutil.rmtree(tmp_path / "metrics")

@@ -54,14 +54,17 @@ fsspec filesystem (``s3fs``): it cannot install its httpfs extension here.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours, below)
 import contextlib
 import io
 import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -206,7 +209,10 @@ class ObjectMetricsStore(MetricsStore):
         self.grace_seconds = grace_seconds
         self._attempted: set[str] = set()  # spool uuids whose upload was tried and failed
         self._replaces: dict[str, Replaces] = {}  # parts are immutable: cache their .json
+        # connect()'s connections -> the files each table's view reads now.
+        self._connected: dict[duckdb.DuckDBPyConnection, dict[str, list[str]]] = {}
         self._writer.publish = self._publish
+        _OPEN.add(self)
 
     def __repr__(self) -> str:
         return f"MetricsStore({self.url!r})"
@@ -330,8 +336,31 @@ class ObjectMetricsStore(MetricsStore):
 
     @contextlib.contextmanager
     def read_lock(self) -> Iterator[None]:
-        """Nothing to lock: each query reads one listing (see the module docstring)."""
+        """Point the views of :meth:`connect`'s connections at a fresh listing.
+
+        Nothing is locked: each statement inside reads one consistent listing (see the
+        module docstring); a file compacted away meanwhile fails the statement, and the
+        next ``read_lock`` lists again.
+        """
+        if self._connected:
+            import duckdb  # deferred: writer processes never pay for it
+
+            snap = self.snapshot()
+            with self._con_lock:
+                for con in list(self._connected):
+                    try:
+                        self._refresh(con, snap)
+                    except duckdb.ConnectionException:  # closed by its owner
+                        del self._connected[con]
         yield
+
+    def _refresh(self, con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
+        shown = self._connected[con]
+        for table in TABLES:
+            files = [f"s3://{p}" for p in snap.live(table, self.base)]
+            if shown.get(table) != files:  # creating a view reads every file's footer
+                con.execute(view_sql("", table, files))
+                shown[table] = files
 
     def _base_connection(self) -> duckdb.DuckDBPyConnection:
         with self._con_lock:
@@ -343,22 +372,29 @@ class ObjectMetricsStore(MetricsStore):
                 self._con_pid = os.getpid()
             return self._con
 
-    def _views(self, con: duckdb.DuckDBPyConnection, snap: Snapshot, sql: str | None) -> None:
+    def _views(self, con: duckdb.DuckDBPyConnection, snap: Snapshot, sql: str) -> None:
         con.execute("SET TimeZone = 'UTC'")
         for table in TABLES:
             # Tables the statement does not name get an empty view: no footers to fetch.
-            used = sql is None or re.search(rf"\b{table}\b", sql) is not None
+            used = re.search(rf"\b{table}\b", sql) is not None
             files = [f"s3://{p}" for p in snap.live(table, self.base)] if used else []
-            con.execute(view_sql("", table, files, temp=sql is not None))
+            con.execute(view_sql("", table, files, temp=True))
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with views over the files listed now (a fixed snapshot)."""
+        """A DuckDB connection with one view per table over the files listed now.
+
+        The views stay on that listing until :meth:`read_lock` lists again: wrap reads
+        in it (as with the local store) to see new segments.
+        """
         self.recover()
         import duckdb  # deferred: writer processes never pay for it
 
         con = duckdb.connect()
         con.register_filesystem(self.fs)
-        self._views(con, self.snapshot(), None)
+        con.execute("SET TimeZone = 'UTC'")
+        with self._con_lock:
+            self._connected[con] = {}
+            self._refresh(con, self.snapshot())
         return con
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
@@ -497,6 +533,28 @@ class ObjectMetricsStore(MetricsStore):
                     self.fs.rm_file(note)
         if gone:
             log.info("%r: deleted %d compacted files", self, len(gone))
+
+
+_OPEN: weakref.WeakSet[ObjectMetricsStore] = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    """Upload what is spooled while the interpreter can still make requests.
+
+    The stores' own exit flush (``weakref.finalize``, an ``atexit`` hook) runs after
+    thread pools refuse new work, which the S3 client needs (it resolves names in one).
+    A failed upload leaves the rows in the spool for the next store opened on it.
+    """
+    for store in list(_OPEN):
+        try:
+            store.flush()
+        except Exception:
+            log.exception("%r: flush at exit failed; the rows stay in the spool", store)
+
+
+# Hooks run newest first, so this runs before concurrent.futures (imported above) shuts
+# its pools down.
+threading._register_atexit(_flush_at_exit)  # type: ignore[attr-defined]
 
 
 def _modified(info: dict[str, Any]) -> datetime:

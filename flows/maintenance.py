@@ -53,7 +53,7 @@ from junction.alerting.sla import sla_report
 from junction.incidents import list_incidents
 from junction.markdown import md_escape
 from junction.settings import Settings, get_settings
-from junction.store import MetricsStore
+from junction.store import open_store
 from junction.workflows.builtins import builtin_spec_dir
 
 QUARTER = timedelta(days=91)
@@ -73,7 +73,7 @@ def digest_for(day: date, settings: Settings) -> Digest:
     """The digest of ``day`` (UTC) from the alert database and the metrics store."""
     start, end = _day_bounds(day)
     incidents = [i for i in list_incidents(settings, since=start) if i.started_at < end]
-    store = MetricsStore(settings.metrics_dir)
+    store = open_store(settings)
     sla = sla_report(store, end, load_settings_config(settings).sla)
     rollups = Rollups(store, tables=("calls",))
     rollups.refresh()
@@ -168,7 +168,7 @@ def review_markdown(recommendations: list[Any], since: datetime) -> str:
 
 def optimization_review_for(since: datetime, settings: Settings) -> list[Any]:
     """Recommendations from the calls and workflow runs since ``since``."""
-    store = MetricsStore(settings.metrics_dir)
+    store = open_store(settings)
     calls = store.query("SELECT * FROM calls WHERE ts >= ?", [since])
     runs = store.query("SELECT * FROM workflow_runs WHERE started_at >= ?", [since])
     return recommend(calls, runs, load_specs(builtin_spec_dir()))
@@ -216,7 +216,7 @@ def security_review_for(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
     """Integration findings, vulnerable packages (``None`` without an advisory database)
     and a note on the dependency check."""
-    store = MetricsStore(settings.metrics_dir)
+    store = open_store(settings)
     used = store.query(
         # Health probes call every configured integration: they are not use.
         "SELECT service, count(*) AS calls FROM calls WHERE ts >= ? AND source <> 'probe' "
@@ -262,7 +262,7 @@ def security_review() -> int:
 
 def assessment_for(settings: Settings, until: datetime) -> Assessment:
     """The assessment of the quarter ending at ``until``."""
-    rollups = Rollups(MetricsStore(settings.metrics_dir))
+    rollups = Rollups(open_store(settings))
     rollups.refresh()
     since = until - QUARTER
     calls = rollups.daily("calls", since=since, until=until)

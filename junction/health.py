@@ -13,12 +13,12 @@ from integrations.metrics import add_sink, remove_sink
 from junction.clients import sweep
 from junction.settings import Settings, get_settings
 from junction.store import MetricsStore
+from junction.store import open_store as store_for
 
 
 def open_store(settings: Settings | None = None) -> MetricsStore:
-    """The metrics store configured by ``JUNCTION_STORE_DIR`` / ``JUNCTION_HOME``."""
-    settings = settings or get_settings()
-    return MetricsStore(settings.metrics_dir)
+    """The metrics store configured by ``JUNCTION_STORE_URL`` / ``JUNCTION_STORE_DIR``."""
+    return store_for(settings or get_settings())
 
 
 @contextmanager

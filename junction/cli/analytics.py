@@ -170,9 +170,9 @@ def detect(
 
 def _store(settings: Settings) -> MetricsStore:
     # Function-level: pandas, DuckDB, Prophet and matplotlib stay out of `junction --help`.
-    from junction.store import MetricsStore
+    from junction.store import open_store
 
-    return MetricsStore(settings.metrics_dir)
+    return open_store(settings)
 
 
 def _spec_dir(specs: Path | None) -> Path:

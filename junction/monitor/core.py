@@ -38,7 +38,7 @@ from junction.monitor.scheduler import StopRequest, check_interval, run_ticks
 from junction.monitor.state import SeenRows, ServiceState
 from junction.scoring import Observation, ServiceWindow
 from junction.settings import Settings, get_settings
-from junction.store import MetricsStore
+from junction.store import MetricsStore, open_store
 from junction.tail import StoreTailer, read_since
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class Monitor:
         if self._own_store:
             # Probes need not be visible to readers at once (the tailer reads spools):
             # fewer, larger segments.
-            self.store = MetricsStore(s.metrics_dir, flush_seconds=60.0)
+            self.store = open_store(s, flush_seconds=60.0)
         # The alert engine before any client: a bad alerting file or alert database
         # stops the monitor before it sends anything.
         if self._alerts_arg is None:

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from deployments.zombies import zombie_automation
+
 if TYPE_CHECKING:
     from prefect.automations import Automation
 
@@ -176,7 +178,7 @@ def planned() -> list[Automation]:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    out: list[Automation] = []
+    out: list[Automation] = [zombie_automation()]  # runs whose worker died: Crashed
     with get_client(sync_client=True) as client:
         try:
             incident = client.read_deployment_by_name(INCIDENT_DEPLOYMENT)

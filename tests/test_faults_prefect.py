@@ -460,3 +460,38 @@ def test_the_monitor_run_through_the_outage_completes_with_every_probe(stack: St
     assert n == ids and failed >= 2, (n, ids, failed)
     answered = _requests(stack, "github")
     assert n == answered, (n, answered)  # one row per request the sandbox answered
+
+
+def test_a_flow_run_whose_heartbeats_stop_is_marked_crashed(stack: Stack) -> None:
+    """A run whose process died with its worker: nothing reports it, it stays Running;
+    the zombie automation `make serve` applies (deployments/zombies.py) marks it Crashed
+    once its heartbeats stop. Here with Prefect's shortest window (10 s) after the one
+    heartbeat its process sent (real heartbeats come every 30 s at the least)."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.automations import apply
+    from deployments.zombies import zombie_automation
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.server.api_url}):
+        automation_id, _ = apply(zombie_automation(within_seconds=10))
+    try:
+        flow_id = stack.api.post("/flows/", json={"name": "orphan"}).json()["id"]
+        created = stack.api.post(
+            "/flow_runs/", json={"flow_id": flow_id, "state": {"type": "RUNNING"}}
+        )
+        assert created.status_code == 201, created.text
+        run = str(created.json()["id"])
+        heartbeat = {
+            "id": str(uuid4()),
+            "occurred": datetime.now(UTC).isoformat(),
+            "event": "prefect.flow-run.heartbeat",
+            "resource": {"prefect.resource.id": f"prefect.flow-run.{run}"},
+        }
+        assert stack.api.post("/events", json=[heartbeat]).status_code == 204
+        assert _wait(stack, [run], TERMINAL, timeout=120) == ["CRASHED"], _state(stack, run)
+        assert "no heartbeat" in (_state(stack, run).get("message") or "")
+    finally:  # the module's other runs keep the 540 s default window
+        stack.api.delete(f"/automations/{automation_id}")

@@ -320,14 +320,25 @@ def test_lease_is_exclusive_renewed_and_taken_over_when_expired(
     assert fs.exists(stale.path)
 
 
-def test_compaction_lock_on_postgresql(postgres_url: str) -> None:
+def test_compaction_lock_on_postgresql(
+    postgres_url: str, fs: s3fs.S3FileSystem, bucket: str, tmp_path: Path
+) -> None:
     url = re.sub(r"^postgresql\+\w+://", "postgresql://", postgres_url)
-    first, second = PgAdvisoryLock(url, "s3://b/p"), PgAdvisoryLock(url, "s3://b/p")
+    store_url = f"s3://{bucket}/pg"
+    store = ObjectMetricsStore(tmp_path, store_url, filesystem=fs, lock_url=url)
+    for k in range(2):
+        store.append("calls", [call_row(k * 20 + i) for i in range(20)])
+        store.flush()
+    first, second = PgAdvisoryLock(url, store_url), PgAdvisoryLock(url, store_url)
     assert first.acquire()
     assert not second.acquire()
+    assert store.compact()["calls"] == 0  # another compactor holds the lock: skipped
     first.check()
     first.release()
-    assert second.acquire()
+    assert store.compact()["calls"] == 4
+    assert not any("_leases" in k for k in keys(fs, bucket))  # no S3 lease was used
+    assert store.count("calls") == 40
+    assert second.acquire()  # released after the compaction
     second.release()
     wrong = PgAdvisoryLock(
         url.replace("@", "x@", 1) if "@" in url else url + "?user=nobody", "s3://b/p"

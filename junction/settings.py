@@ -587,9 +587,10 @@ class Settings(BaseSettings):
     )
     task_runner: Literal["pool", "dask"] = Field(
         "pool",
-        description="Where the analytics report fits its forecasts: `pool` (a process pool in "
-        "the flow's process) or `dask` (one Prefect task per service on a DaskTaskRunner: "
-        "JUNCTION_DASK_ADDRESS's cluster, else a LocalCluster).",
+        description="Where the analytics-report flow fits its forecasts: `pool` (a process "
+        "pool in the flow's process) or `dask` (one Prefect task per service on a "
+        "DaskTaskRunner: JUNCTION_DASK_ADDRESS's cluster, else a LocalCluster). `junction "
+        "analytics report` always uses the pool.",
     )
     dask_address: str | None = Field(
         None,

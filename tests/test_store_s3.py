@@ -118,6 +118,7 @@ def call_row(i: int, service: str = "crm") -> dict[str, Any]:
 
 
 def keys(fs: s3fs.S3FileSystem, bucket: str) -> list[str]:
+    fs.invalidate_cache()
     return sorted(fs.find(bucket))
 
 

@@ -98,6 +98,7 @@ class S3Lease:
             pass
         try:
             # The file's reads carry If-Match on the ETag it stat-ed: body and ETag agree.
+            self.fs.invalidate_cache(self.path)  # stat the lease as it is now
             with self.fs.open(self.path, "rb") as fh:
                 body = fh.read()
                 etag = str(fh.details["ETag"])

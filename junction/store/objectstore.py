@@ -93,7 +93,7 @@ _PART = re.compile(r"^part-[0-9a-f]{32}\.parquet$")
 
 
 def make_filesystem(endpoint_url: str | None = None) -> s3fs.S3FileSystem:
-    """An ``s3fs`` filesystem with no listing cache and short, bounded retries.
+    """An ``s3fs`` filesystem with short, bounded retries (see the comment on its cache).
 
     Args:
         endpoint_url: An S3-compatible server (``http://host:port``); ``None``: AWS.
@@ -102,7 +102,10 @@ def make_filesystem(endpoint_url: str | None = None) -> s3fs.S3FileSystem:
 
     fs = s3fs.S3FileSystem(
         endpoint_url=endpoint_url,
-        use_listings_cache=False,  # listings must be fresh: they are the snapshot
+        # Each listing (the snapshot) starts from an empty cache and fills it; DuckDB's
+        # per-file size/info lookups are then answered from it instead of a HEAD each
+        # (a query over 50 segments: 3.5 s -> 1.0 s). Nothing else trusts the cache.
+        use_listings_cache=True,
         skip_instance_cache=True,
         config_kwargs={
             "retries": {"max_attempts": 2, "mode": "standard"},
@@ -255,6 +258,7 @@ class ObjectMetricsStore(MetricsStore):
 
     def _published(self, path: str, uid: str) -> bool:
         """Whether the segment is there, or merged into a part of its partition."""
+        self.fs.invalidate_cache()  # must see the store as it is now
         if self.fs.exists(path):
             return True
         directory = path.rsplit("/", 1)[0]
@@ -307,6 +311,7 @@ class ObjectMetricsStore(MetricsStore):
 
     def _list(self) -> Snapshot:
         try:
+            self.fs.invalidate_cache()
             found: dict[str, dict[str, Any]] = self.fs.find(self.base, detail=True)
         except FileNotFoundError:
             found = {}

@@ -39,8 +39,10 @@ import numpy as np
 import pandas as pd
 
 from junction.alerting.engine import AlertEngine, ServiceSnapshot
+from junction.alerting.judge import Condition
+from junction.alerting.model import Severity
 from junction.health import open_store
-from junction.scoring import ScoreBreakdown, WindowStats
+from junction.scoring import WindowStats, health_score
 from junction.settings import Settings
 
 QUEUE_DEPTH = "queue_depth"
@@ -59,6 +61,8 @@ Status = Literal["ok", "breached", "forecast", "not enough data"]
 UNITS = {CPU: "%", MEMORY: "%", STORE_BYTES: " B"}
 ALERT_SERVICE = "junction"
 """The service the capacity alert is raised for."""
+ALERT_RULE = "capacity"
+"""Its rule (fingerprint ``junction:capacity``; one of ``COMPONENT_RULES``)."""
 
 
 def limits_from_settings(settings: Settings) -> dict[str, float]:
@@ -250,33 +254,31 @@ def assess(
 
 
 def capacity_alert(settings: Settings, assessment: Assessment) -> list[str]:
-    """Raise (or resolve) the ``junction`` alert through the alert engine.
+    """Raise (or resolve) the ``junction:capacity`` alert through the alert engine.
 
-    The engine judges a snapshot of service ``junction`` whose health score is below the
-    critical bound when a measure is breached now, between the bounds when one is only
-    forecast to cross, and 100 otherwise (which resolves the alert); the score's reason
-    holds the signal's reasons, so the alert's message says what crosses when.
+    The rule is judged here and handed to the engine as a condition of service
+    ``junction`` (critical when a measure is breached now, warning when one is only
+    forecast to cross, fine otherwise, which resolves the alert); the message holds the
+    signal's reasons, so the alert says what crosses when.
 
     Returns:
         The engine's transitions as one-liners (empty when nothing changed).
     """
     breached = any(f.status == "breached" for f in assessment.findings)
-    critical, warning = settings.health_score_critical, settings.health_score_warning
-    reasons = ("scale out: " + "; ".join(assessment.reasons),) if assessment.signal else ()
     if not assessment.signal:
-        score, status = 100.0, "healthy"
-    elif breached or warning <= critical:  # no warning band: a forecast is critical too
-        score, status = max(critical - 1.0, 0.0), "critical"
+        severity, message = None, "capacity within its thresholds"
     else:
-        score, status = (critical + warning) / 2, "warning"
+        severity = Severity.CRITICAL if breached else Severity.WARNING
+        message = "scale out: " + "; ".join(assessment.reasons)
     now = assessment.now
+    stats = WindowStats(as_of=now)  # no observations: the engine's own rules stay unjudged
     snapshot = ServiceSnapshot(
         service=ALERT_SERVICE,
-        # No success rate or latency: only the health-score rule judges this snapshot.
-        stats=WindowStats(as_of=now, count=max(1, len(assessment.findings))),
-        score=ScoreBreakdown(score=score, status=status, reasons=reasons),  # type: ignore[arg-type]
+        stats=stats,
+        score=health_score(stats, settings, now=now),
         source="capacity",
         labels={"signal": "capacity"},
+        conditions={ALERT_RULE: Condition(ALERT_RULE, severity, None, message)},
     )
     with AlertEngine.from_settings(settings, store=open_store(settings)) as engine:
         result = engine.evaluate([snapshot], now=now)

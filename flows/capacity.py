@@ -11,8 +11,8 @@ is crossed now or forecast to be within ``JUNCTION_CAPACITY_HORIZON_HOURS``:
 * emits the Prefect event ``junction.capacity.scale-out`` (resource ``junction.capacity``,
   payload ``forecast_at``, ``reasons``, ``findings``) when the signal starts, for an
   automation (``deployments/automations.py``) or an operator to act on;
-* raises an alert of service ``junction`` through the alert engine (its ``health_score``
-  rule, label ``signal: capacity``, the message naming what crosses when), which resolves
+* raises the alert ``junction:capacity`` through the alert engine (label ``signal:
+  capacity``, the message naming what crosses when), which resolves
   when the signal ends;
 * says it in the run's log, and publishes the findings as the table artifact
   ``capacity-watch``.

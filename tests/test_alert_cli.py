@@ -119,6 +119,13 @@ def test_silence_errors(home: Path, args: list[str], message: str) -> None:
     assert message in out.output and "Traceback" not in out.output
 
 
+@pytest.mark.parametrize("rule", ["success_model", "capacity"])
+def test_rules_of_junctions_own_components_can_be_silenced(home: Path, rule: str) -> None:
+    out = alerts_cli("silence", "--rule", rule, "--for", "1h")
+    assert out.exit_code == 0, out.output
+    assert json.loads(alerts_cli("silences", "--json").output)[0]["rule"] == rule
+
+
 def test_outbox_and_check_config(home: Path, tmp_path: Path) -> None:
     seed(home)
     assert "outbox empty" in alerts_cli("outbox").output  # no channels configured by default

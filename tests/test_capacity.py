@@ -121,7 +121,7 @@ def test_the_signal_raises_and_resolves_a_junction_alert(tmp_path: Path) -> None
     settings = Settings(home=tmp_path)
     hot = series(CPU, "host-a", [90.0] * 6)
     fired = capacity_alert(settings, assess(hot, LIMITS, now=NOW))
-    assert len(fired) == 1 and fired[0].startswith("alert junction:health_score firing: ")
+    assert len(fired) == 1 and fired[0].startswith("alert junction:capacity firing: ")
     assert "scale out: cpu_percent of host-a is 90%, at or above 85%" in fired[0]
 
     from junction.alerting.engine import AlertEngine
@@ -135,7 +135,7 @@ def test_the_signal_raises_and_resolves_a_junction_alert(tmp_path: Path) -> None
     later = NOW + timedelta(minutes=30)
     resolved = capacity_alert(settings, assess(cool, LIMITS, now=later))
     resolved += capacity_alert(settings, assess(cool, LIMITS, now=later + timedelta(minutes=10)))
-    assert "alert junction:health_score resolved" in resolved
+    assert "alert junction:capacity resolved" in resolved
 
 
 def test_the_example_automation_notifies_on_the_scale_out_event() -> None:

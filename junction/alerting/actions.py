@@ -22,7 +22,7 @@ from integrations.catalog import load_catalog
 from integrations.yamlconfig import did_you_mean
 from junction.alerting import state
 from junction.alerting.alerts import Alert, acknowledge
-from junction.alerting.rules import RULE_NAMES, parse_duration
+from junction.alerting.rules import SILENCEABLE_RULES, parse_duration
 from junction.alerting.silences import Silence, SilenceFields, add_silence
 from junction.statedb import Connection
 from junction.store import MetricsStore
@@ -103,11 +103,11 @@ def check_silence(
         delta = parse_duration(duration)
     except ValueError as exc:
         raise SilenceInputError("duration", str(exc)) from None
-    if rule is not None and rule not in RULE_NAMES:
+    if rule is not None and rule not in SILENCEABLE_RULES:
         raise SilenceInputError(
             "rule",
-            f"unknown rule {rule!r}{did_you_mean(rule, RULE_NAMES)} "
-            f"(expected one of: {', '.join(RULE_NAMES)})",
+            f"unknown rule {rule!r}{did_you_mean(rule, SILENCEABLE_RULES)} "
+            f"(expected one of: {', '.join(SILENCEABLE_RULES)})",
         )
     if service is not None:
         catalog = load_catalog()

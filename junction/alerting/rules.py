@@ -25,6 +25,13 @@ from junction.settings import Settings, get_settings
 RULE_NAMES = ("down", "success_rate", "response_time", "health_score", "burn_rate")
 """Rules evaluated per service; a fingerprint is ``<service>:<rule>``."""
 
+COMPONENT_RULES = ("success_model", "capacity")
+"""Rules Junction's own components judge for service ``junction`` and hand the engine as
+``ServiceSnapshot.conditions`` (the success model's load, the capacity watch)."""
+
+SILENCEABLE_RULES = RULE_NAMES + COMPONENT_RULES
+"""Every rule an alert can carry: what silences and maintenance windows may name."""
+
 SWITCH_RULES = ("down", "burn_rate")
 """Rules without thresholds, only ``{enabled: true|false}``."""
 

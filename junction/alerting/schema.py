@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, model_va
 
 from integrations.yamlconfig import ConfigModel, did_you_mean
 from junction.alerting.model import Severity
-from junction.alerting.rules import MAX_DURATION, RULE_NAMES, parse_duration
+from junction.alerting.rules import MAX_DURATION, SILENCEABLE_RULES, parse_duration
 from junction.alerting.rules import short_repr as _shown
 from junction.alerting.sla import MAX_BURN_WINDOW
 
@@ -127,8 +127,10 @@ def _service(value: object, info: ValidationInfo) -> str:
 
 
 def _rule(value: object) -> str:
-    if value not in RULE_NAMES:
-        raise ValueError(f"unknown rule {_shown(value)} (expected one of: {', '.join(RULE_NAMES)})")
+    if value not in SILENCEABLE_RULES:
+        raise ValueError(
+            f"unknown rule {_shown(value)} (expected one of: {', '.join(SILENCEABLE_RULES)})"
+        )
     return str(value)
 
 

@@ -25,7 +25,7 @@ from junction.alerting.alerts import Alert, AlertNotFoundError, AlertResolvedErr
 from junction.alerting.config import AlertConfigError, load_settings_config
 from junction.alerting.evaluation import Group
 from junction.alerting.model import AlertState, Severity
-from junction.alerting.rules import RULE_NAMES, EscalationPolicy, format_duration
+from junction.alerting.rules import SILENCEABLE_RULES, EscalationPolicy, format_duration
 from junction.alerting.silences import Silence, list_silences, remove_silence
 from junction.service.deps import StateDep
 from junction.service.pages.flash import flash, see_other, take_flashes
@@ -142,7 +142,7 @@ def alerts_view(conn: Connection, policy: EscalationPolicy, now: datetime) -> Al
         recent=[AlertRow(a, None) for a in recent],
         silences=list_silences(conn, now),
         services=load_catalog().names,
-        rules=RULE_NAMES,
+        rules=SILENCEABLE_RULES,
         escalates=policy.after is not None and bool(policy.levels),
     )
 

@@ -17,7 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.local import ROOT, WORK_POOL, PrefectServer, Worker, deploy_all, ensure_work_pool
+from deployments.local import (
+    ROOT,
+    WORK_POOL,
+    PrefectServer,
+    RetryOn503,
+    Worker,
+    deploy_all,
+    ensure_work_pool,
+)
 
 # Fixture setup (server start, CLI calls) counts toward a test's timeout; the machine is shared.
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(900)]
@@ -52,24 +60,9 @@ def postgres_prefect_server(postgres_url: str) -> Iterator[PrefectServer]:
 def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
     # Generous timeout: SQLite under a shared machine's load answers slowly at times.
     with httpx.Client(
-        base_url=prefect_server.api_url, timeout=60.0, transport=_RetryWhileLocked()
+        base_url=prefect_server.api_url, timeout=60.0, transport=RetryOn503()
     ) as client:
         yield client
-
-
-class _RetryWhileLocked(httpx.HTTPTransport):
-    """Retries a 503 as Prefect's own client does: the server's SQLite answers 503
-    ("database is locked") while a worker's task runs hold it (see FINDINGS)."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
-            response = super().handle_request(request)
-            if response.status_code != 503:
-                return response
-            response.read()
-            response.close()
-            time.sleep(delay)
-        return super().handle_request(request)
 
 
 @pytest.fixture(scope="module")

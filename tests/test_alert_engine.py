@@ -474,6 +474,22 @@ def test_resolve_after_damps_flapping(tmp_path: Path) -> None:
     assert sorted(kinds(r.notifications)) == [("resolved", "chat"), ("resolved", "oncall")]
 
 
+def test_resolve_after_counts_each_services_own_time_between_shards(tmp_path: Path) -> None:
+    # Two monitor shards share the database: one evaluates okta at 0, 10, 20, ...; the
+    # other gitlab 0.1 s later each time, so the engine-wide step it sees is 0.1 s.
+    # gitlab's alert is fine from 10.1 s on and resolves after its own 30 s.
+    eng = engine(tmp_path, config("resolve_after: 30s\n"))
+    eng.evaluate(failing(["gitlab"], at(0.1)), now=at(0.1))
+    resolved_at = None
+    for t in range(10, 120, 10):
+        eng.evaluate(healthy(["okta"], at(t)), now=at(t))
+        r = eng.evaluate(healthy(["gitlab"], at(t + 0.1)), now=at(t + 0.1))
+        if r.resolved:
+            resolved_at = t
+            break
+    assert resolved_at == 30
+
+
 def test_silence_survives_a_clock_stepping_back(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     add_silence(eng.conn, now=at(3600), duration=timedelta(hours=1), service="okta")

@@ -165,6 +165,28 @@ class Evaluation:
         delta = (self.now - datetime.fromisoformat(last)).total_seconds()
         return min(max(delta, 0.0), self.config.escalation.max_step.total_seconds())
 
+    def _service_steps(self, services: Iterable[str], step: float) -> dict[str, float]:
+        """Seconds since each service was last evaluated, for ``resolve_after``.
+
+        Monitors that shard the services between them share one database, so the
+        engine-wide step is the time since *any* shard's evaluation: a service's alert
+        would count only a fraction of the time it has been fine. With ``resolve_after``
+        off nothing is stored and every service gets the engine step.
+        """
+        if self.config.resolve_after.total_seconds() <= 0:
+            return dict.fromkeys(services, step)
+        cap = self.config.escalation.max_step.total_seconds()
+        steps: dict[str, float] = {}
+        for service in services:
+            key = f"{CLOCK_KEY}:{service}"
+            last = state.meta_get(self.conn, key)
+            state.meta_set(self.conn, key, iso(self.now))
+            delta = (
+                0.0 if last is None else (self.now - datetime.fromisoformat(last)).total_seconds()
+            )
+            steps[service] = min(max(delta, 0.0), cap)
+        return steps
+
     def _order(self, services: Iterable[str]) -> list[str]:
         """Dependencies first (stable otherwise)."""
         wanted = sorted(services)
@@ -244,6 +266,7 @@ class Evaluation:
         changed: list[Alert] = []
         resolved: list[Alert] = []
 
+        service_steps = self._service_steps(snapshots, step)
         for service in self._order(snapshots):
             snap = snapshots[service]
             sla_status = None
@@ -253,7 +276,7 @@ class Evaluation:
                 fingerprint = f"{service}:{rule}"
                 alert = self.active.get(fingerprint)
                 if cond.severity is None:
-                    if alert is not None and self._cleared(alert, step):
+                    if alert is not None and self._cleared(alert, service_steps[service]):
                         self._resolve(alert, cond)
                         resolved.append(alert)
                     continue

@@ -47,7 +47,7 @@ from integrations.redaction import redact, register_secret
 from junction import logindex
 from junction.logquery import ItemKind, LogQuery, decode_cursor, encode_cursor
 from junction.settings import Settings
-from junction.store import MetricsStore
+from junction.store import MetricsStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -567,7 +567,7 @@ def search_settings(settings: Settings, query: LogQuery) -> LogPage:
     register_configured_secrets(settings)
     if not settings.metrics_dir.is_dir():
         return LogPage([], None)
-    with MetricsStore(settings.metrics_dir) as store:
+    with open_store(settings) as store:
         return search(store, query)
 
 

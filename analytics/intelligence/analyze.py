@@ -62,7 +62,7 @@ from analytics.recommend import Change, Recommendation, SpecFile, recommend
 from analytics.report.queries import window_end
 from integrations.yamlconfig import ConfigError, YamlDocument, parse_yaml, read_yaml
 from junction.settings import Settings
-from junction.store import MetricsStore
+from junction.store import MetricsStore, open_store
 from junction.workflows.builtins import resolve_spec_path
 from junction.workflows.problems import SpecError, ValidationResult
 from junction.workflows.spec import WorkflowSpec
@@ -516,7 +516,7 @@ def analyze_spec(
         elif store is not None:
             history = load_history(store, spec, days=days or settings.analytics_report_days)
         else:
-            with MetricsStore(settings.metrics_dir) as opened:
+            with open_store(settings) as opened:
                 history = load_history(opened, spec, days=days or settings.analytics_report_days)
     start = (at or datetime.now(UTC)).astimezone(UTC)
     return _analyze(doc, _Run(settings, history, start), what_if=True)

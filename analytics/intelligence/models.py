@@ -523,9 +523,9 @@ def train_and_maybe_promote(
     """
     if data is None:
         if store is None:
-            from junction.store import MetricsStore
+            from junction.store import open_store
 
-            store = MetricsStore(settings.metrics_dir)
+            store = open_store(settings)
         data = load_dataset(store, known_plans(settings))
     registry = registry_for(settings)
     train, test = data.split(test_share)

@@ -108,10 +108,12 @@ def confidence(probability: float) -> float:
 
 
 def _store(settings: Settings) -> MetricsStore | None:
-    from junction.store import MetricsStore
+    from junction.store import open_store
 
-    root = settings.metrics_dir
-    return MetricsStore(root) if (root / "calls").exists() else None
+    # A local store with no calls yet has nothing to learn from; an object store may.
+    if not settings.store_url and not (settings.metrics_dir / "calls").exists():
+        return None
+    return open_store(settings)
 
 
 def load_history(

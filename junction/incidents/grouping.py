@@ -182,9 +182,9 @@ def _compute(settings: Settings, conn: Connection | None, now: datetime) -> Rela
         relations = load_relations(settings, None, now=now)
         return Relations(relations.dependencies, shared)
     # Function-level: pyarrow, DuckDB and pandas load only when co-failures are computed.
-    from junction.store import MetricsStore
+    from junction.store import open_store
 
-    store = MetricsStore(settings.metrics_dir)
+    store = open_store(settings)
     try:
         relations = load_relations(settings, store, now=now)
     finally:

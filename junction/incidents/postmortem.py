@@ -307,9 +307,9 @@ def _facts_with_store(
     if store is not None:
         return gather_facts(incident, store, lookback=lookback)
     # Function-level: pyarrow and DuckDB load only when a draft is generated.
-    from junction.store import MetricsStore
+    from junction.store import open_store
 
-    own = MetricsStore(settings.metrics_dir)
+    own = open_store(settings)
     try:
         return gather_facts(incident, own, lookback=lookback)
     finally:

@@ -361,6 +361,21 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"jira.transition_issue", "pagerduty.create_incident"},
             {("jira.transition_issue", "pagerduty.create_incident")},
         ),
+        (  # a refusal word on a pronoun for an object its action takes
+            "If the newest pipeline in acme/web failed, restart it",
+            {"gitlab.list_pipelines", "gitlab.trigger_pipeline"},
+            {("gitlab.list_pipelines", "gitlab.trigger_pipeline")},
+        ),
+        (  # German "sie" is an object pronoun
+            "Wenn die letzte Pipeline in acme/web fehlgeschlagen ist, starte sie neu",
+            {"gitlab.list_pipelines", "gitlab.trigger_pipeline"},
+            {("gitlab.list_pipelines", "gitlab.trigger_pipeline")},
+        ),
+        (  # classifying is the LLM's; at a tie the write doing the verb beats a read done
+            "have the LLM categorize Jira issue OPS-9, then comment the categorization on the issue",
+            {"jira.get_issue", "openai.chat_completion", "jira.add_comment"},
+            {("openai.chat_completion", "jira.add_comment")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(
@@ -372,7 +387,15 @@ def test_general_rules_of_the_fresh_batch_work(
     assert edges <= closure(edges_of(plan.spec))
 
 
-@pytest.mark.parametrize("text", ["restart okta", "restart the server", "reboot the okta user"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "restart okta",
+        "restart the server",
+        "reboot the okta user",
+        "check okta user a@b.co, restart it",
+    ],
+)
 def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> None:
     plan = plan_workflow(text)
     assert plan.spec is None and plan.refusal and "\n" not in plan.refusal

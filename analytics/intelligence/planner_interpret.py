@@ -28,7 +28,7 @@ from analytics.intelligence.planner_context import (
     llm_needs_log,
     plural,
 )
-from analytics.intelligence.planner_parse import Clause, Reading
+from analytics.intelligence.planner_parse import OBJECT_PRONOUNS, Clause, Reading
 from analytics.intelligence.planner_safety import quote as _quote
 
 __all__ = ["Interpreter"]
@@ -46,7 +46,7 @@ _QUESTION_WORDS = frozenset(
     | {"welche", "welcher", "cuáles", "cuales", "qué", "que"}
 )
 _LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado", "detalles"})
-_PRONOUNS = frozenset({"it", "them", "es", "ihn", "lo", "la", "ello", "there", "dort", "allí"})
+_PRONOUNS = OBJECT_PRONOUNS
 _REFERENCE_WORDS = frozenset(
     {"details", "detail", "link", "url", "number", "id", "key", "details."}
 )
@@ -99,13 +99,19 @@ class Interpreter:
         if reads:
             ops = [op for op in ops if op.role == "read"]
         planned = {p.op.action for p in self.planned}
-        scored = [
-            (self._score(op, verbs, nouns, quantified), op.action in planned, -i, op)
-            for i, op in enumerate(ops)
-        ]
+        scored = [(self._score(op, verbs, nouns, quantified), -i, op) for i, op in enumerate(ops)]
         if not scored:
             return None
-        score, _, _, op = max(scored, key=lambda x: (x[0], x[1], x[2]))
+        top = max(x[0] for x in scored)
+
+        # at a tie an earlier step's action is preferred, but not a read over a write that
+        # does the clause's verb ("comment the summary on the issue" after reading it)
+        def does(op: Op) -> bool:
+            return op.role != "read" and bool(set(verbs) & set(op.verbs))
+
+        doer = any(s == top and does(op) and op.action not in planned for s, _, op in scored)
+        pick = [(s, doer and does(op), op.action in planned, i, op) for s, i, op in scored]
+        score, _, _, _, op = max(pick, key=lambda x: x[:4])
         return score, op
 
     def _nouns(self, c: Clause) -> list[str]:

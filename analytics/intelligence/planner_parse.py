@@ -32,7 +32,15 @@ from analytics.intelligence.planner_correct import (
     state_updates,
 )
 
-__all__ = ["FUZZY_CUTOFF", "SHORT_CUTOFF", "Clause", "Reading", "Token", "read_request"]
+__all__ = [
+    "FUZZY_CUTOFF",
+    "OBJECT_PRONOUNS",
+    "SHORT_CUTOFF",
+    "Clause",
+    "Reading",
+    "Token",
+    "read_request",
+]
 
 FUZZY_CUTOFF = 0.75
 """Similarity (difflib ratio) a misspelt word needs to count as a lexicon word."""
@@ -65,6 +73,10 @@ _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
 _LIST_ITEM = re.compile(r"\s*\n\s*(?:[-*•·]|\d{1,2}[.)])\s+(?=\S)")
 _ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c)['’](\w.*)")
+OBJECT_PRONOUNS = frozenset(
+    {"it", "them", "es", "ihn", "sie", "lo", "la", "ello", "there", "dort", "allí"}
+)
+"""Words that stand for an object named before ("restart it", "starte sie neu")."""
 KNOWN_KINDS = frozenset({*get_args(Category), "topic_word"})
 """Meanings that map a word to something (a word with none of them is reported unmapped)."""
 _NOT_PROJECTS = frozenset({"API", "VPN", "TLS", "DB", "UTC", "SRE", "PR", "AI", "LLM"})

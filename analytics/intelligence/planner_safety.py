@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from analytics.intelligence.lexicon import Lexicon, fold
-from analytics.intelligence.planner_parse import Reading, Token
+from analytics.intelligence.planner_parse import OBJECT_PRONOUNS, Reading, Token
 from integrations.catalog import Catalog
 
 __all__ = ["quote", "safety"]
@@ -42,8 +42,11 @@ def _acting_verbs(reading: Reading, lex: Lexicon) -> set[int]:
     """Tokens read as a catalog verb on an object its actions take ("restart the pipeline":
     trigger a pipeline), which a refusal word among them ("restart") does not refuse."""
     out: set[int] = set()
+    before: set[str] = set()
     for c in reading.clauses:
         nouns = {v for t in c.tokens for v in t.values("noun")}
+        pronoun = any(fold(t.text) in OBJECT_PRONOUNS for t in c.tokens)
+        nouns, before = nouns | (before if pronoun else set()), nouns  # "restart it"
         for t in c.tokens:
             verbs = set(t.values("verb"))
             if verbs and any(

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
+from junction.events import replay as replay_events
+
 if TYPE_CHECKING:
     from analytics.report.model import ReportData
     from integrations.base import HealthResult
@@ -31,11 +33,16 @@ SLOW_STAGE_SECONDS = 10.0
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
     """The run's logger inside a flow or task run; outside one (a flow's body called
-    directly, as the CLI's tests and benchmarks do) the ``junction.flows`` logger."""
+    directly, as the CLI's tests and benchmarks do) the ``junction.flows`` logger.
+
+    A flow run asks for its logger as it starts: the Prefect events a server away
+    missed are replayed then (:func:`junction.events.replay`, a wake-up, not a wait)."""
     try:
-        return get_run_logger()
+        logger = get_run_logger()
     except MissingContextError:
         return logging.getLogger("junction.flows")
+    replay_events()
+    return logger
 
 
 def emit(logger: logging.Logger | logging.LoggerAdapter[Any], lines: Iterable[Line]) -> None:

@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
+from analytics.anomaly_monitor import anomaly_judges
 from flows.runlog import emit, sweep_lines
 from flows.variables import apply_prefect_variables
 from integrations.sweep import check_shard
@@ -97,7 +98,14 @@ async def monitor_continuous(
         last[:] = [result]
         probes += len(result.probes)
 
-    async with Monitor(settings, names=names, on_event=on_event, shard=shard, shards=shards) as mon:
+    async with Monitor(
+        settings,
+        names=names,
+        on_event=on_event,
+        shard=shard,
+        shards=shards,
+        judges=anomaly_judges(settings),
+    ) as mon:
         restored = await mon.restore()
         logger.info(
             "monitoring %d integrations%s every %g s: %d sweeps (%d observations restored)",

@@ -25,9 +25,10 @@ from junction.settings import Settings, get_settings
 RULE_NAMES = ("down", "success_rate", "response_time", "health_score", "burn_rate")
 """Rules evaluated per service; a fingerprint is ``<service>:<rule>``."""
 
-COMPONENT_RULES = ("success_model", "capacity")
-"""Rules Junction's own components judge for service ``junction`` and hand the engine as
-``ServiceSnapshot.conditions`` (the success model's load, the capacity watch)."""
+COMPONENT_RULES = ("success_model", "capacity", "anomaly")
+"""Rules Junction's own components judge and hand the engine as
+``ServiceSnapshot.conditions``: for service ``junction`` the success model's load and the
+capacity watch; per service ``anomaly`` (the monitor's anomaly alerts)."""
 
 SILENCEABLE_RULES = RULE_NAMES + COMPONENT_RULES
 """Every rule an alert can carry: what silences and maintenance windows may name."""

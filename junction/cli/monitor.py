@@ -198,12 +198,16 @@ def monitor(
         else:
             console.print(_summary(result), highlight=False, markup=False)
 
+    # Function-level: analytics (pandas) stays out of `junction --help`.
+    from analytics.anomaly_monitor import anomaly_judges
+
     async def main() -> SweepResult | None:
         async with Monitor(
             settings,
             names=names or None,
             record=record,
             alerts=None if alerts else False,
+            judges=anomaly_judges(settings),
             on_event=on_event,
         ) as mon:
             await mon.restore()

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from junction.alerting.engine import AlertEngine, ServiceSnapshot
+from junction.alerting.judge import Condition
 from junction.alerting.model import Channel
 from junction.alerting.rules import delivery_warning
 from junction.alerting.statuspage import StatusPagePoller
@@ -59,14 +60,43 @@ class AlertHook(Protocol):
         ...
 
 
-def default_alert_hook(settings: Settings, store: MetricsStore | None = None) -> EngineHook:
-    """The alert engine configured by ``settings``, with its channels.
+class ConditionJudge(Protocol):
+    """Judges rules outside the engine from what the monitor sees (e.g. anomalies).
+
+    The hook feeds it every new observation, lets it warm up from the metrics store at
+    start-up, and asks it for verdicts on each evaluation; the verdicts reach the engine as
+    :attr:`junction.alerting.engine.ServiceSnapshot.conditions`. A service it returns no
+    verdict for keeps its alert unchanged, so a judge returns ``severity=None`` to clear.
+    """
+
+    def observe(self, service: str, observation: Observation) -> None:
+        """Take one new observation of ``service``."""
+        ...
+
+    def restore(self, store: MetricsStore, now: datetime) -> None:
+        """Warm up from the store's recent history (once, at start-up)."""
+        ...
+
+    def __call__(
+        self, healths: Sequence[ServiceHealth], now: datetime
+    ) -> Mapping[str, Mapping[str, Condition]]:
+        """Verdicts by service, then by rule name, for this evaluation."""
+        ...
+
+
+def default_alert_hook(
+    settings: Settings,
+    store: MetricsStore | None = None,
+    *,
+    judges: Sequence[ConditionJudge] = (),
+) -> EngineHook:
+    """The alert engine configured by ``settings``, with its channels and ``judges``.
 
     Raises:
         AlertConfigError: The alerting configuration file is invalid.
         AlertDatabaseError: The alert database cannot be used (corrupt, unreadable).
     """
-    return EngineHook(settings, store=store)
+    return EngineHook(settings, store=store, judges=judges)
 
 
 async def check_alerting(settings: Settings) -> str | None:
@@ -102,6 +132,7 @@ class EngineHook:
         store: Metrics store for the engine's alert history and SLA restore.
         engine: An engine to use instead of building one from ``settings``.
         channels: Channels by name (default: built from the alerting configuration).
+        judges: Rules judged outside the engine (:class:`ConditionJudge`), e.g. anomalies.
     """
 
     def __init__(
@@ -111,7 +142,9 @@ class EngineHook:
         store: MetricsStore | None = None,
         engine: AlertEngine | None = None,
         channels: dict[str, Channel] | None = None,
+        judges: Sequence[ConditionJudge] = (),
     ) -> None:
+        self.judges = list(judges)
         self.engine = engine or AlertEngine.from_settings(settings, store=store)
         self.channels: dict[str, Channel] = (
             dict(self.engine.config.build_channels(settings)) if channels is None else channels
@@ -135,10 +168,32 @@ class EngineHook:
     def restore(self, store: MetricsStore, now: datetime) -> None:
         """Rebuild the engine's SLA buckets from the store (once, at start-up)."""
         self.engine.restore_sla(store, now)
+        for judge in self.judges:
+            try:
+                judge.restore(store, now)
+            except Exception:  # a judge without history still judges what comes next
+                log.exception("warming up the condition judge %r failed", judge)
 
     def observe(self, service: str, observation: Observation) -> None:
-        """Feed one observation to the SLA tracker."""
+        """Feed one observation to the SLA tracker and the condition judges."""
         self.engine.observe(service, [observation])
+        for judge in self.judges:
+            judge.observe(service, observation)
+
+    def _judge(
+        self, healths: Sequence[ServiceHealth], now: datetime
+    ) -> dict[str, dict[str, Condition]]:
+        """The judges' verdicts, merged by service (a failing judge is logged and skipped)."""
+        merged: dict[str, dict[str, Condition]] = {}
+        for judge in self.judges:
+            try:
+                verdicts = judge(healths, now)
+            except Exception:  # one broken judge must not stop the engine's own rules
+                log.exception("the condition judge %r failed", judge)
+                continue
+            for service, conditions in verdicts.items():
+                merged.setdefault(service, {}).update(conditions)
+        return merged
 
     async def _annotate(self, services: list[str]) -> None:
         """Refresh the vendor status notes of ``services`` (waits at most briefly).
@@ -159,7 +214,9 @@ class EngineHook:
             if task.done() and not task.cancelled() and task.exception() is None:
                 self._annotations[service] = task.result()
 
-    def _snapshot(self, health: ServiceHealth) -> ServiceSnapshot:
+    def _snapshot(
+        self, health: ServiceHealth, conditions: Mapping[str, Condition]
+    ) -> ServiceSnapshot:
         assert health.stats is not None and health.breakdown is not None
         return ServiceSnapshot(
             service=health.service,
@@ -168,6 +225,7 @@ class EngineHook:
             annotation=self._annotations.get(health.service),
             down=health.down,
             consecutive_failures=health.consecutive_failures,
+            conditions=conditions,
         )
 
     async def evaluate(self, snapshots: Sequence[ServiceHealth], now: datetime) -> list[str]:
@@ -182,7 +240,10 @@ class EngineHook:
             if h.status in ("warning", "critical") or h.service in self._active
         ]
         await self._annotate(troubled)
-        snaps = [self._snapshot(h) for h in snapshots if h.stats is not None]
+        judged = self._judge(snapshots, now) if self.judges else {}
+        snaps = [
+            self._snapshot(h, judged.get(h.service, {})) for h in snapshots if h.stats is not None
+        ]
         result = self.engine.evaluate(snaps, now=now)
         alert_transitions(result)  # Prefect events for automations (best effort)
         self._active = {}
@@ -237,6 +298,7 @@ class EngineHook:
 __all__ = [
     "ANNOTATION_WAIT_SECONDS",
     "AlertHook",
+    "ConditionJudge",
     "EngineHook",
     "check_alerting",
     "default_alert_hook",

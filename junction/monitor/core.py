@@ -28,7 +28,7 @@ from integrations.metrics import CallMetric
 from integrations.sweep import check_shard, owned_by
 from integrations.transport import sweep_client
 from junction.events import status_changed
-from junction.monitor.alerts import AlertHook, default_alert_hook
+from junction.monitor.alerts import AlertHook, ConditionJudge, default_alert_hook
 from junction.monitor.clock import MonitorClock
 from junction.monitor.dispatch import AlertDispatcher
 from junction.monitor.passive import LiveCall, LiveCallFeed
@@ -65,6 +65,8 @@ class Monitor:
             ``ENHANCED_MONITORING_ENABLED``).
         alerts: Alert engine hook (default: :func:`default_alert_hook`); pass ``False``
             for none.
+        judges: Rules judged outside the engine, handed to the default alert hook
+            (:class:`junction.monitor.alerts.ConditionJudge`, e.g. anomaly alerts).
         clock: Time source (default: a :class:`MonitorClock` on the real clocks).
         on_event: Called with every :class:`MonitorEvent` (status changes, alerts...).
         probe_timeout: Seconds (default ``JUNCTION_MONITOR_PROBE_TIMEOUT_SECONDS``).
@@ -89,6 +91,7 @@ class Monitor:
         record: bool = True,
         passive: bool | None = None,
         alerts: AlertHook | Literal[False] | None = None,
+        judges: Sequence[ConditionJudge] = (),
         clock: MonitorClock | None = None,
         on_event: OnEvent | None = None,
         probe_timeout: float | None = None,
@@ -114,6 +117,7 @@ class Monitor:
         self.record = record
         self.passive = s.enhanced_monitoring_enabled if passive is None else passive
         self._alerts_arg = alerts
+        self._judges = list(judges)
         self.alerts: AlertHook | None = None
         self.clock = clock or MonitorClock()
         self.on_event = on_event
@@ -181,7 +185,7 @@ class Monitor:
         # The alert engine before any client: a bad alerting file or alert database
         # stops the monitor before it sends anything.
         if self._alerts_arg is None:
-            self.alerts = default_alert_hook(s, self.store)
+            self.alerts = default_alert_hook(s, self.store, judges=self._judges)
         elif self._alerts_arg is not False:
             self.alerts = self._alerts_arg
         if self.alerts is not None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from analytics.anomaly_monitor import anomaly_judges
 from integrations.catalog import load_catalog
 from junction.alerting import state as alert_state
 from junction.alerting.alerts import Alert, list_alerts
@@ -330,7 +331,11 @@ class ServiceState:
 
     async def _open_monitor(self) -> Monitor:
         """A monitor opened (configuration, alert database, clients) and restored."""
-        mon = Monitor(self.settings, on_event=self._on_monitor_event)
+        mon = Monitor(
+            self.settings,
+            on_event=self._on_monitor_event,
+            judges=anomaly_judges(self.settings),
+        )
         try:
             await mon.open()
             await mon.restore()

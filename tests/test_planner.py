@@ -372,9 +372,19 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {("gitlab.list_pipelines", "gitlab.trigger_pipeline")},
         ),
         (  # classifying is the LLM's; at a tie the write doing the verb beats a read done
-            "have the LLM categorize Jira issue OPS-9, then comment the categorization on the issue",
+            "have the LLM categorize Jira issue OPS-9, then comment the categorization on it",
             {"jira.get_issue", "openai.chat_completion", "jira.add_comment"},
             {("openai.chat_completion", "jira.add_comment")},
+        ),
+        (  # a relative clause inside a German main clause, which goes on after it
+            "Lege für jeden Alert, der gerade feuert, einen PagerDuty-Incident an",
+            {"alertmanager.list_alerts", "pagerduty.create_incident"},
+            {("alertmanager.list_alerts", "pagerduty.create_incident")},
+        ),
+        (  # the quantifier is on the alerts, so the incidents are not listed first
+            "open a pagerduty incident for every firing alert",
+            {"alertmanager.list_alerts", "pagerduty.create_incident"},
+            {("alertmanager.list_alerts", "pagerduty.create_incident")},
         ),
     ],
 )

@@ -35,7 +35,7 @@ _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "bess
 _PUNCT = frozenset({".", ",", "?", "!", ";", "…"})
 _STOPS = frozenset({".", "?", "!", ";"})
 _IF_SO = frozenset({"hay", "any", "so", "yes", "ja", "es", "welche", "gibt", "there", "are"})
-_RELATIVES = frozenset({"who", "which", "die", "welche", "quienes"})
+_RELATIVES = frozenset({"who", "which", "die", "der", "das", "welche", "quienes", "que", "qui"})
 
 
 def _marker(tokens: list[Token], i: int) -> int:
@@ -85,10 +85,14 @@ def drop_corrected(tokens: list[Token]) -> list[Token]:
 def mend_clauses(clauses: list[Clause]) -> list[Clause]:
     """``clauses`` with relative clauses joined and empty conditions turned into "then"."""
     for i, c in enumerate(clauses):  # "alle Nutzer, die in Workday ...": one list, described
-        relative = fold(c.tokens[0].text) in _RELATIVES
+        relative = bool(c.tokens) and fold(c.tokens[0].text) in _RELATIVES
         if i and relative and c.links == {"comma"} and clauses[i - 1].has("quantifier"):
             clauses[i - 1].tokens += c.tokens
             c.tokens = []
+            rest = clauses[i + 1] if i + 1 < len(clauses) else None
+            if rest is not None and rest.links == {"comma"} and not rest.has("verb"):
+                clauses[i - 1].tokens += rest.tokens  # "Erstelle für jeden Alert, der feuert,
+                rest.tokens = []  # ein Incident": the main clause goes on after the comma
     clauses = [c for c in clauses if c.tokens]
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
         if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:

@@ -309,9 +309,13 @@ class Interpreter:
             if best is not None and (best[0] >= 2 or named):
                 chosen.append(best[1])
                 covered |= set(best[1].nouns)
-        bulk = any(set(fold(t.text).split()) & self.lex.bulk for t in c.tokens)
-        if bulk and not condition:  # "ack all triggered incidents": list them first
-            list_first(self.lex, chosen, planned_ops, free_nouns)
+        at = next(
+            (i for i, t in enumerate(c.tokens) if set(fold(t.text).split()) & self.lex.bulk), None
+        )
+        if at is not None and not condition:  # "ack all triggered incidents": list them first
+            # the noun the quantifier is on, not "an incident for every alert"
+            on = next((t.values("noun") for t in c.tokens[at:] if t.has("noun")), [])
+            list_first(self.lex, chosen, planned_ops, [n for n in free_nouns if n in on])
         if "send" in verbs and not condition:  # "send ana the status of pipeline 8812"
             for n in ("pipeline", "job"):
                 service = d[n]

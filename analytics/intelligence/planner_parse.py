@@ -84,7 +84,8 @@ _PROJECT_LEAD = frozenset({"project", "projekt", "proyecto", "in", "en", "im", "
 _DETERMINERS = frozenset(
     {"a", "an", "the", "its", "their", "this", "that", "his", "her", "our", "my", "each", "every"}
     | {"all", "any", "some", "no", "for each", "for every", "ein", "eine", "einen", "den", "die"}
-    | {"das", "der", "jeden", "el", "la", "un", "una", "su", "del", "al", "cada", "five-line"}
+    | {"das", "der", "jeden", "fur jeden", "fur jede", "el", "la", "un", "una", "su", "del", "al"}
+    | {"cada", "five-line", "para cada", "pour chaque", "chaque"}
     | {"same", "short", "new", "first", "latest", "gleiche", "mismo", "misma"}
 )
 

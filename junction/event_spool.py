@@ -290,12 +290,14 @@ class EventSender:
             woken = self._wake.wait(timeout=self._backoff if self._pending() else None)
             self._wake.clear()
             self.flush()
-            if self._pending():
-                # Unreachable: retry later, longer each time, unless an emit wakes us.
-                self._backoff = self._backoff * 2 if not woken else self._backoff
-                self._backoff = min(self._backoff, BACKOFF_S[1])
-            else:
+            if not self._pending():
                 self._backoff = BACKOFF_S[0]
+                continue
+            if not woken:  # unreachable at a retry: wait longer next time
+                self._backoff = min(self._backoff * 2, BACKOFF_S[1])
+            # Unreachable: the next emit wakes another try, but not within the first delay
+            # (a burst of alerts during an outage is not a burst of connection attempts).
+            time.sleep(BACKOFF_S[0])
 
     def _pending(self) -> bool:
         with contextlib.suppress(Exception):

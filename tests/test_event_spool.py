@@ -117,3 +117,21 @@ def test_a_corrupt_spool_is_replaced_with_one_warning(
     assert len(warnings) == 1 and "unreadable" in warnings[0].getMessage(), warnings
     assert path.with_name(path.name + ".corrupt").read_bytes().startswith(b"not a database")
     assert _counts() == {"pending": 1, "sent": 0}
+
+
+def test_the_spool_drops_its_oldest_unsent_events_beyond_its_bound(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from junction.event_spool import EventSpool
+
+    spool = EventSpool(tmp_path / "events.sqlite", max_events=2)
+    try:
+        for n in range(4):
+            spool.append(f"id-{n}", ALERT_FIRED, "http://127.0.0.1:9/api", "{}")
+        spool.append("id-3", ALERT_FIRED, "http://127.0.0.1:9/api", "{}")  # same id: once
+        with caplog.at_level(logging.WARNING, logger="junction"):
+            assert spool.trim() == 2
+        assert "dropped 2 unsent" in caplog.text
+        assert [e.id for e in spool.pending()] == ["id-2", "id-3"]
+    finally:
+        spool.close()

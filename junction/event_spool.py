@@ -130,13 +130,19 @@ class EventSpool:
                 (event_id, name, api_url, time.time(), body),
             )
 
-    def pending(self, limit: int = BATCH) -> list[SpooledEvent]:
-        """The oldest unsent events, in the order they were spooled."""
+    def pending(self, limit: int = BATCH, exclude: Sequence[str] = ()) -> list[SpooledEvent]:
+        """The oldest unsent events, in the order they were spooled.
+
+        Args:
+            limit: At most this many.
+            exclude: API URLs whose events are left out (ones that did not answer).
+        """
+        marks = ",".join("?" * len(exclude))
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, id, name, api_url, body FROM events WHERE sent IS NULL "
-                "ORDER BY seq LIMIT ?",
-                (limit,),
+                f"AND api_url NOT IN ({marks}) ORDER BY seq LIMIT ?",
+                (*exclude, limit),
             ).fetchall()
         return [SpooledEvent(*row) for row in rows]
 
@@ -250,40 +256,46 @@ class EventSender:
                     target=self._run, name="junction-event-sender", daemon=True
                 )
                 self._thread.start()
-                atexit.register(self.flush, EXIT_FLUSH_S)
+                atexit.register(self.flush, EXIT_FLUSH_S, EXIT_FLUSH_S)
         self._wake.set()
 
-    def flush(self, timeout: float = POST_TIMEOUT_S) -> int:
+    def flush(self, timeout: float = POST_TIMEOUT_S, lock_wait: float = -1) -> int:
         """Send what is pending now, in this thread; never raises.
 
         Args:
             timeout: Seconds per POST.
+            lock_wait: Seconds to wait for a send in progress in another thread
+                (negative: as long as it takes); past it, nothing is sent.
 
         Returns:
             The number of events the server took.
         """
         try:
-            return self._drain(timeout)
+            return self._drain(timeout, lock_wait)
         except Exception:  # a spool gone bad must not fail the caller
             log.warning("could not replay Prefect events from %s", self.spool.path, exc_info=True)
             return 0
 
-    def _drain(self, timeout: float) -> int:
+    def _drain(self, timeout: float, lock_wait: float) -> int:
         sent = 0
-        with self._send_lock:
+        if not self._send_lock.acquire(timeout=lock_wait):
+            return 0
+        try:
             self.spool.trim()
             skip: set[str] = set()  # API URLs that did not answer in this drain
             while True:
-                batch = [e for e in self.spool.pending(BATCH * 4) if e.api_url not in skip]
+                batch = self.spool.pending(BATCH, exclude=sorted(skip))
                 if not batch:
                     return sent
                 url = batch[0].api_url
-                group = [e for e in batch if e.api_url == url][:BATCH]
+                group = [e for e in batch if e.api_url == url]
                 if post_events(url, [e.body for e in group], self.headers_for(url), timeout):
                     self.spool.mark_sent([e.seq for e in group])
                     sent += len(group)
                 else:
                     skip.add(url)
+        finally:
+            self._send_lock.release()
 
     def _run(self) -> None:
         while True:

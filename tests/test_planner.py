@@ -386,6 +386,16 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"alertmanager.list_alerts", "pagerduty.create_incident"},
             {("alertmanager.list_alerts", "pagerduty.create_incident")},
         ),
+        (  # a noun before a document word describes the document; "GPT-4" is no Jira key
+            "ask GPT-4 to draft a note about the incident runbook and post it to #sre",
+            {"openai.chat_completion", "slack.post_message"},
+            {("openai.chat_completion", "slack.post_message")},
+        ),
+        (  # a plural pipeline is a list: its jobs' logs are not read for the summary
+            "summarize the last 3 pipelines of acme/web with openai and email it to a@acme.com",
+            {"gitlab.list_pipelines", "openai.chat_completion", "smtp.send_email"},
+            {("gitlab.list_pipelines", "openai.chat_completion")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

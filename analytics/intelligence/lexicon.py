@@ -92,6 +92,7 @@ class WordsFile(ConfigModel):
     refuse: dict[str, RefuseGroup]
     stopwords: list[str]
     repeatable_verbs: list[str] = Field(default_factory=list)
+    document_words: list[str] = Field(default_factory=list)
 
 
 class Source(ConfigModel):

@@ -65,6 +65,15 @@ def plural(c: Clause) -> bool:
     )
 
 
+def plural_of(c: Clause, noun: str) -> bool:
+    """``noun`` is written in the plural in the clause ("the last 5 pipelines")."""
+    return any(
+        t.has("noun", noun) and fold(t.text).endswith("s") and fold(t.text) != noun
+        for t in c.tokens
+        if not t.entity
+    )
+
+
 def latest_pipeline(planned: list[Planned], lex: Lexicon) -> None:
     """ "The latest failed pipeline's log": the log's job comes from the newest failed
     pipeline (``gitlab.list_pipelines``) when no step gives a pipeline."""
@@ -103,14 +112,20 @@ def list_first(lex: Lexicon, chosen: list[Op], planned: list[Op], nouns: list[st
             chosen.insert(0, lists[0])
 
 
-def llm_needs_log(planned: list[Planned], lex: Lexicon) -> None:
-    """Summarising a pipeline means summarising its failed job's log (inserted in ``planned``)."""
+def llm_needs_log(planned: list[Planned], lex: Lexicon, clauses: list[Clause]) -> None:
+    """Summarising a pipeline means summarising its failed job's log (inserted in ``planned``;
+    ``clauses``: the request's, which the steps' ``clause`` index)."""
     for i, p in enumerate(planned):
         if p.op.role != "llm":
             continue
         before = planned[:i]
         # one pipeline ("the last failed pipeline"), not a list of them ("all failed pipelines")
-        has_pipe = any("pipeline_id" in q.op.produces and not q.quantified for q in before)
+        has_pipe = any(
+            "pipeline_id" in q.op.produces
+            and not q.quantified
+            and not plural_of(clauses[q.clause], "pipeline")  # "the last 5 pipelines"
+            for q in before
+        )
         has_text = any(
             q.op.action
             in {

@@ -13,14 +13,16 @@ so,") makes the next clause a "then".
 
 A state set by a generic verb ("update PD incident X to resolved", "mark JUN-5 as done")
 resolves it (:func:`state_updates`). A recipient as the subject ("every member gets an
-email") takes the verb that makes what it receives (:func:`receives`).
+email") takes the verb that makes what it receives (:func:`receives`). A noun before a
+document word ("the incident doc") describes the document (:func:`documents`).
 
-Public API: :func:`drop_corrected`, :func:`mend_clauses`, :func:`receives`,
-:func:`state_updates`.
+Public API: :func:`documents`, :func:`drop_corrected`, :func:`mend_clauses`,
+:func:`receives`, :func:`state_updates`.
 """
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from analytics.intelligence.lexicon import fold
@@ -28,7 +30,7 @@ from analytics.intelligence.lexicon import fold
 if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Clause, Token
 
-__all__ = ["drop_corrected", "mend_clauses", "receives", "state_updates"]
+__all__ = ["documents", "drop_corrected", "mend_clauses", "receives", "state_updates"]
 
 _MARKERS = frozenset({"no", "nein", "perdon", "sorry", "actually", "rather", "oops"})
 _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "besser gesagt"})
@@ -130,3 +132,14 @@ def receives(tokens: list[Token]) -> None:
             if made:
                 t.meanings = [("verb", made)]
                 break
+
+
+def documents(tokens: list[Token], words: list[str]) -> None:
+    """ "the incident doc": a noun before a document word (``words``) describes the document,
+    which is content (a topic), not a record to read."""
+    docs = set(words)
+    for t, nxt in pairwise(tokens):
+        if fold(nxt.text) in docs and not nxt.entity:
+            nxt.meanings = [("topic_word", nxt.text)]
+            if t.has("noun") and not t.entity:
+                t.meanings = [m for m in t.meanings if m[0] != "noun"] + [("topic_word", t.text)]

@@ -614,4 +614,4 @@ class Interpreter:
             )
         if self.recent and self.fails:
             latest_pipeline(self.planned, self.lex)
-        llm_needs_log(self.planned, self.lex)
+        llm_needs_log(self.planned, self.lex, self.reading.clauses)

@@ -26,6 +26,7 @@ from typing import get_args
 
 from analytics.intelligence.lexicon import Category, Lexicon, fold
 from analytics.intelligence.planner_correct import (
+    documents,
     drop_corrected,
     mend_clauses,
     receives,
@@ -177,8 +178,11 @@ def _entities(text: str, lex: Lexicon) -> tuple[str, list[tuple[str, str]]]:
 
     def replace(m: re.Match[str]) -> str:
         kind = (m.lastgroup or "x").rstrip("0123456789")
-        if kind in {"upper", "alert_name", "pd_id"} and (fold(m.group(0)),) in lex.phrases:
-            return m.group(0)  # a word the lexicon knows ("GitLab", "AWS"), not a name
+        if (
+            kind in {"upper", "alert_name", "pd_id", "jira_key"}
+            and (fold(m.group(0)),) in lex.phrases
+        ):
+            return m.group(0)  # a word the lexicon knows ("GitLab", "GPT-4"), not a name
         value = next((g for g in m.groups()[m.lastindex or 0 :] if g), m.group(0))
         if kind == "channel":
             value = m.group(0)[1:]
@@ -578,6 +582,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     _labels(tokens)
     _service_verbs(tokens)
     _disambiguate(tokens)
+    documents(tokens, lex.words.document_words)
     _typed_entities(tokens)
     clauses = _clauses(tokens)
     unmapped = [

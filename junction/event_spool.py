@@ -27,6 +27,7 @@ import atexit
 import contextlib
 import logging
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -203,9 +204,16 @@ class EventSpool:
             self._db.close()
 
 
-def post_events(
-    api_url: str, bodies: Sequence[str], headers: Mapping[str, str], timeout: float
-) -> bool:
+@dataclass(frozen=True)
+class ApiAccess:
+    """How to reach one Prefect API: its auth headers and TLS verification (in memory
+    only: never in the spool)."""
+
+    headers: Mapping[str, str]
+    verify: bool | ssl.SSLContext = True
+
+
+def post_events(api_url: str, bodies: Sequence[str], access: ApiAccess, timeout: float) -> bool:
     """POST one batch to Prefect's ``/events`` endpoint.
 
     Returns:
@@ -217,18 +225,23 @@ def post_events(
         response = httpx.post(
             f"{api_url.rstrip('/')}/events",
             content=content,
-            headers={"Content-Type": "application/json", **headers},
+            headers={"Content-Type": "application/json", **access.headers},
             timeout=timeout,
+            verify=access.verify,
         )
     except httpx.HTTPError:
         return False
     if response.status_code == 422:
         log.warning("Prefect refused %d events as invalid: %s", len(bodies), response.text[:300])
         return True
+    if not response.is_success:
+        log.warning(
+            "Prefect answered %d to %d events; kept for a retry", response.status_code, len(bodies)
+        )
     return response.is_success
 
 
-HeadersFor = Callable[[str], Mapping[str, str]]
+AccessFor = Callable[[str], ApiAccess]
 
 
 class EventSender:
@@ -236,12 +249,12 @@ class EventSender:
 
     Args:
         spool: The spool to drain.
-        headers_for: Auth headers for an API URL (never stored in the spool).
+        access_for: How to reach an API URL (auth headers and TLS, never stored).
     """
 
-    def __init__(self, spool: EventSpool, headers_for: HeadersFor) -> None:
+    def __init__(self, spool: EventSpool, access_for: AccessFor) -> None:
         self.spool = spool
-        self.headers_for = headers_for
+        self.access_for = access_for
         self._wake = threading.Event()
         self._send_lock = threading.Lock()  # one drain at a time (thread or caller)
         self._thread: threading.Thread | None = None
@@ -289,7 +302,7 @@ class EventSender:
                     return sent
                 url = batch[0].api_url
                 group = [e for e in batch if e.api_url == url]
-                if post_events(url, [e.body for e in group], self.headers_for(url), timeout):
+                if post_events(url, [e.body for e in group], self.access_for(url), timeout):
                     self.spool.mark_sent([e.seq for e in group])
                     sent += len(group)
                 else:
@@ -317,4 +330,4 @@ class EventSender:
         return False
 
 
-__all__ = ["EventSender", "EventSpool", "SpooledEvent", "post_events"]
+__all__ = ["ApiAccess", "EventSender", "EventSpool", "SpooledEvent", "post_events"]

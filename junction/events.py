@@ -47,6 +47,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import ssl
 import sys
 import threading
 from collections.abc import Iterable, Mapping
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from integrations.catalog import load_catalog
 from integrations.redaction import redact
-from junction.event_spool import EventSender, EventSpool
+from junction.event_spool import ApiAccess, EventSender, EventSpool
 
 if TYPE_CHECKING:
     from prefect.events import Event
@@ -111,25 +112,36 @@ SPOOL_FILE = Path("state") / "events.sqlite"  # under the Junction home
 
 _senders: dict[Path, EventSender] = {}
 _senders_lock = threading.Lock()
-_headers: dict[str, dict[str, str]] = {}  # API URL -> auth headers, in memory only
+_access: dict[str, ApiAccess] = {}  # API URL -> how to reach it, in memory only
 
 
-def _auth_headers() -> dict[str, str]:
-    """The current Prefect profile's auth header (as Prefect's client sends it)."""
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+def _current_access() -> ApiAccess:
+    """The current Prefect profile's auth header and TLS settings, as Prefect's client
+    uses them."""
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_KEY,
+        PREFECT_API_SSL_CERT_FILE,
+        PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+    )
 
+    headers = {}
     if auth := PREFECT_API_AUTH_STRING.value():
-        token = base64.b64encode(auth.encode()).decode()
-        return {"Authorization": f"Basic {token}"}
-    if key := PREFECT_API_KEY.value():
-        return {"Authorization": f"Bearer {key}"}
-    return {}
+        headers["Authorization"] = f"Basic {base64.b64encode(auth.encode()).decode()}"
+    elif key := PREFECT_API_KEY.value():
+        headers["Authorization"] = f"Bearer {key}"
+    verify: bool | ssl.SSLContext = True
+    if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+        verify = False
+    elif cert_file := PREFECT_API_SSL_CERT_FILE.value():
+        verify = ssl.create_default_context(cafile=cert_file)
+    return ApiAccess(headers, verify)
 
 
-def _headers_for(api_url: str) -> dict[str, str]:
-    if api_url not in _headers:  # spooled by an earlier process: this process's profile
-        _headers[api_url] = _auth_headers()
-    return _headers[api_url]
+def _access_for(api_url: str) -> ApiAccess:
+    if api_url not in _access:  # spooled by an earlier process: this process's profile
+        _access[api_url] = _current_access()
+    return _access[api_url]
 
 
 def spool_path() -> Path:
@@ -143,7 +155,7 @@ def _sender(path: Path | None = None) -> EventSender:
     path = path or spool_path()
     with _senders_lock:
         if path not in _senders:
-            _senders[path] = EventSender(EventSpool(path), _headers_for)
+            _senders[path] = EventSender(EventSpool(path), _access_for)
         return _senders[path]
 
 
@@ -216,7 +228,8 @@ def emit(
             return emit_event(
                 **built.model_dump(include={"event", "resource", "related", "payload", "id"})
             )
-        _headers[api_url] = _auth_headers()
+        if api_url not in _access:
+            _access[api_url] = _current_access()
         sender = _sender()
         sender.spool.append(str(built.id), event, api_url, built.model_dump_json())
         sender.wake()

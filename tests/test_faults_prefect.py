@@ -299,6 +299,13 @@ def _firing(alerts_db: Path, service: str) -> list[str]:
     return []
 
 
+def _alert_events(stack: Stack, fingerprint: str) -> int:
+    """``junction.alert.fired`` events of ``fingerprint`` stored by the server."""
+    body = {"filter": {"event": {"name": ["junction.alert.fired"]}}, "limit": 50}
+    events = stack.api.post("/events/filter", json=body).json()["events"]
+    return sum(e["payload"].get("fingerprint") == fingerprint for e in events)
+
+
 def test_server_away_mid_run_loses_no_metrics_or_alerts(stack: Stack) -> None:
     """The server's process group is killed while a monitor run sweeps and a workflow is
     between side effects, and started again on the same port and database once the
@@ -329,6 +336,9 @@ def test_server_away_mid_run_loses_no_metrics_or_alerts(stack: Stack) -> None:
         _clear_faults(stack)
     assert attempts[-1][1] == "COMPLETED", f"{attempts}\n{_diagnostics(stack)}"
     assert _objects(stack, hire) == dict.fromkeys(CREATED, 1)
+    # The alert raised while the server was away reached it, once (the event spool).
+    _until(lambda: _alert_events(stack, "github:down") > 0, 120, "the gap's alert event", stack)
+    assert _alert_events(stack, "github:down") == 1
     # Each attempt that finished its work recorded it once; the last one did.
     rows = _store_rows(stack, [r for r, _ in attempts])
     assert rows[attempts[-1][0]] == 1 and all(n <= 1 for n in rows.values()), rows

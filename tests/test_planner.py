@@ -396,6 +396,12 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"gitlab.list_pipelines", "openai.chat_completion", "smtp.send_email"},
             {("gitlab.list_pipelines", "openai.chat_completion")},
         ),
+        (  # a verbless head and a colon, then instructions (not a message); a capitalised
+            # word ending the phrase after "room" is the room's name, not a verb
+            "new joiner max@acme.com: create his okta user, then add him to the webex room Intro",
+            {"okta.create_user", "webex.create_room", "webex.add_membership"},
+            {("webex.create_room", "webex.add_membership")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

@@ -154,7 +154,10 @@ class Interpreter:
         found += [
             d.nouns[n]
             for n in nouns
-            if n in d.nouns and not (sn and n == "incident") and not (told and n in self.evented)
+            if n in d.nouns
+            and not (sn and n == "incident")
+            and not (told and n in self.evented)
+            and not (n == "hire" and c.entities("email"))  # "new hire x@acme.com": a person
         ]
         if c.entities("jira_key"):
             found.append("jira")

@@ -435,6 +435,13 @@ def _group_names(tokens: list[Token]) -> None:
             after_place = tokens[i - 1].has("noun", "channel") or tokens[i - 1].has("noun", "room")
             if nouns_only and (place or after_place):  # "the teams channel Builds"
                 t.meanings, t.entity = [], ("channel_name", t.text)
+            ends = (
+                i + 1 == len(tokens)
+                or tokens[i + 1].text in ",;.!?"
+                or tokens[i + 1].has("connective")
+            )
+            if not nouns_only and ends and tokens[i - 1].has("noun", "room"):
+                t.meanings, t.entity = [], ("room", t.text)  # "the webex room Onboarding"
             continue
         before = i > 0 and _groupish(tokens[i - 1])
         after = i + 1 < len(tokens) and _groupish(tokens[i + 1])
@@ -479,17 +486,20 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         makes = any(x.has("verb", "create") or x.has("verb", "send") for x in current) or not any(
             x.has("verb") for x in current
         )
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        # "new hire x: create her okta user ...": a verbless head, then instructions
+        instructs = nxt is not None and nxt.has("verb") and not nxt.has("verb", "send")
         if (
             t.text == ":"
             and current
             and not in_topic
+            and not (instructs and not any(x.has("verb") for x in current))
             and (
                 (_target(current[-1]) and verb_free) or (titled and makes)  # "a ticket: the title"
             )
         ):
             in_topic = True  # "slack #ops: db migration starting"
             continue
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         if t.has("connective", "after") and nxt and nxt.entity and nxt.entity[0] == "minutes":
             t.meanings = []  # "still running after 30 min": a time, not an order
         quiet = in_topic and any(t.has("connective", k) for k in ("condition", "unless", "after"))

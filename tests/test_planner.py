@@ -402,6 +402,16 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"okta.create_user", "webex.create_room", "webex.add_membership"},
             {("webex.create_room", "webex.add_membership")},
         ),
+        (  # a capitalised word spelling a verb names the room when it ends the phrase
+            "add bo@acme.com to the webex room Onboarding",
+            {"webex.create_room", "webex.add_membership"},
+            {("webex.create_room", "webex.add_membership")},
+        ),
+        (  # a question after a comma is the message's content: asked first, then sent
+            "email ops@acme.com, who is on call right now",
+            {"pagerduty.list_oncalls", "smtp.send_email"},
+            {("pagerduty.list_oncalls", "smtp.send_email")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

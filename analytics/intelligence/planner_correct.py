@@ -37,6 +37,7 @@ _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "bess
 _PUNCT = frozenset({".", ",", "?", "!", ";", "…"})
 _STOPS = frozenset({".", "?", "!", ";"})
 _IF_SO = frozenset({"hay", "any", "so", "yes", "ja", "es", "welche", "gibt", "there", "are"})
+_ASKED = frozenset({"wer", "who", "quien", "qui", "welche", "which", "whoever"})
 _RELATIVES = frozenset({"who", "which", "die", "der", "das", "welche", "quienes", "que", "qui"})
 
 
@@ -96,6 +97,14 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
                 clauses[i - 1].tokens += rest.tokens  # "Erstelle für jeden Alert, der feuert,
                 rest.tokens = []  # ein Incident": the main clause goes on after the comma
     clauses = [c for c in clauses if c.tokens]
+    for i, c in enumerate(clauses):  # "schick eine Mail, wer gerade Bereitschaft hat"
+        asks = bool(c.tokens) and fold(c.tokens[0].text).split()[0] in _ASKED  # "who is"
+        said = clauses[i - 1] if i else None
+        tells = said is not None and (said.has("verb", "send") or said.has("verb", "email"))
+        if said is not None and tells and asks and c.links == {"comma"}:
+            # the message is about what is asked: ask first, then send
+            c.links, said.links = said.links, {"comma", "then"}
+            clauses[i - 1], clauses[i] = c, said
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
         if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
             clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})

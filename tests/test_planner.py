@@ -412,6 +412,11 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"pagerduty.list_oncalls", "smtp.send_email"},
             {("pagerduty.list_oncalls", "smtp.send_email")},
         ),
+        (  # verbless accounts listed after a new hire are created
+            "new hire li@acme.com: okta account, gitlab account",
+            {"okta.create_user", "gitlab.create_user"},
+            set(),
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

@@ -105,11 +105,28 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             # the message is about what is asked: ask first, then send
             c.links, said.links = said.links, {"comma", "then"}
             clauses[i - 1], clauses[i] = c, said
+    _account_items(clauses)
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
         if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
             clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
             c.tokens = []
     return [c for c in clauses if c.tokens]
+
+
+def _account_items(clauses: list[Clause]) -> None:
+    """ "new hire x: okta account, gitlab account": verbless accounts listed after a hire
+    in the same sentence are created (after "onboard x:" they take the onboarding verb)."""
+    hiring = False
+    for c in clauses:
+        if "sentence" in c.links:
+            hiring = False
+        if c.has("noun", "hire"):
+            hiring = True
+            continue
+        if hiring and not c.has("verb") and c.has("integration"):
+            for t in c.tokens:
+                if t.has("noun", "user"):
+                    t.meanings.append(("verb", "create"))
 
 
 _SETTERS = frozenset({"update", "set", "mark", "markiere", "setze", "marca", "actualiza"})

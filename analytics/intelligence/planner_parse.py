@@ -489,6 +489,10 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         # "new hire x: create her okta user ...": a verbless head, then instructions
         instructs = nxt is not None and nxt.has("verb") and not nxt.has("verb", "send")
+        instructs = instructs or (  # "new hire x: okta account, ...": what to do for the hire
+            any(x.has("noun", "hire") for x in current)
+            and not any(x.has("verb", "send") for x in current)
+        )
         if (
             t.text == ":"
             and current

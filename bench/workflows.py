@@ -11,13 +11,19 @@ run, each on a clean sandbox state:
 - ``prefect``: the same requests as plain sequential Prefect tasks (``retries=2``,
   ``retry_delay_seconds=[0.5, 1]``), one flow run per workflow run.
 - ``junction``: ``flows.workflow.run_workflow`` (the production flow), one flow run per
-  workflow run: the DAG runner, every step a task.
+  workflow run: the DAG runner, every step a task; the runs share one Prefect client pair
+  (``flows.workflow.prefect_clients``, as a long-lived caller does).
+- ``junction-before``: the same flow as it was before the overhead work: its result
+  persistence left to the server's default (a storage lookup per run) and two new Prefect
+  clients per flow run. The overhead rows give both, measured in the same run.
 - ``junction-batch``: ``flows.workflow.run_workflows``: the runs as tasks of one parent
   flow run sharing one runtime (what Prefect's per-flow-run cost leaves on the table).
 
-Runs of an arm go ``--concurrency`` at a time (default 4), in rounds of distinct hires
-(the sandbox has 130 workers; the side-effect services are wiped between rounds, so no run
-meets a user an earlier run created). Per run: success, latency (the caller's wall time).
+With ``--concurrency 1`` (the default) the arms take turns run by run on each hire (the
+side-effect services wiped before every run), so all see the same load; with more, the
+runs of an arm go ``--concurrency`` at a time, in rounds of distinct hires (the sandbox has
+130 workers; the side-effect services are wiped between rounds, so no run meets a user an
+earlier run created). Per run: success, latency (the caller's wall time).
 Also measured in the same run: the cost of an empty flow run (async and sync flows), the
 DAG's critical path (longest chain of the junction arm's mean step durations), and, in a
 second phase with ``lost_after_commit: 0.2`` on every write (the vendor commits, the answer
@@ -533,12 +539,41 @@ def critical_path(step_ms: dict[str, list[float]]) -> tuple[float, list[str]]:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def unshared(fn: Callable[[str], Awaitable[Sample]]) -> Callable[[str], Awaitable[Sample]]:
+    """``fn`` outside any shared Prefect client: each flow run builds its own (the
+    ``junction-before`` arm). The arms run their samples as tasks, whose context copies
+    are their own, so clearing the variables here does not reach the other arms."""
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
+    from prefect.context import AsyncClientContext, SyncClientContext
+
+    async def sample(wid: str) -> Sample:
+        AsyncClientContext.__var__.set(None)  # type: ignore[arg-type]
+        SyncClientContext.__var__.set(None)  # type: ignore[arg-type]
+        return await fn(wid)
+
+    return sample
+
+
 async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, Any]:
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
+    from flows.workflow import prefect_clients
+
+    workers = admin.workers()
+    costs_unshared = await empty_flow_cost(5)
+    async with prefect_clients():
+        costs = await empty_flow_cost(5)
+        costs["async_flow_unshared_ms"] = costs_unshared["async_flow_ms"]
+        return await bench_arms(args, url, admin, workers, costs)
+
+
+async def bench_arms(
+    args: argparse.Namespace, url: str, admin: Admin, workers: list[str], costs: dict[str, Any]
+) -> dict[str, Any]:
+    """Every phase, inside one shared Prefect client pair (``costs``: empty flow runs)."""
     # Function-level: Prefect loads in the arms that use it, not in the naive one.
     from flows.workflow import run_workflow, run_workflows
 
-    workers = admin.workers()
-    costs = await empty_flow_cost(5)
+    before_flow = run_workflow.with_options(persist_result=None)
     naive = Naive(url)
     plain = plain_prefect_flow(url)
     results: dict[str, Any] = {"costs": costs}
@@ -550,16 +585,26 @@ async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, A
     async def plain_sample(wid: str) -> Sample:
         return await flow_sample(plain, wid)
 
+    async def before_run(wid: str) -> Sample:
+        return await flow_sample(before_flow, SPEC, {"worker_id": wid})
+
+    before_sample = unshared(before_run)
+
     admin.faults()
-    started = {}
-    for arm, fn in (
-        ("naive", naive.sample),
-        ("prefect", plain_sample),
-        ("junction", junction_sample),
-    ):
-        t0 = time.perf_counter()
-        arms[arm] = await run_arm(fn, workers, args.runs, args.concurrency, admin)
-        started[arm] = time.perf_counter() - t0
+    started: dict[str, float] = {}
+    fault_fns = {
+        "naive": naive.sample,
+        "prefect": plain_sample,
+        "junction": junction_sample,
+        "junction-before": before_sample,
+    }
+    if args.concurrency == 1:  # one run at a time: the arms alternate, same load for all
+        arms, started = await alternate(fault_fns, workers, args.runs, admin)
+    for arm, fn in fault_fns.items():
+        if args.concurrency > 1:
+            t0 = time.perf_counter()
+            arms[arm] = await run_arm(fn, workers, args.runs, args.concurrency, admin)
+            started[arm] = time.perf_counter() - t0
         print(f"{arm}: {json.dumps(summarize(arms[arm]), default=str)}", file=sys.stderr)
 
     # junction-batch: the same runs as tasks of one parent flow run per round
@@ -603,8 +648,13 @@ async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, A
     # overhead without faults: the same latencies, no injected failure
     admin.faults(error_rate=0.0, burst_429=0.0, reset_rate=0.0)
     clean: dict[str, Any] = {}
-    for arm, fn in (("naive", naive.sample), ("junction", junction_sample)):
-        clean[arm] = summarize(await run_arm(fn, workers, args.clean_runs, 1, admin))
+    clean_fns = {
+        "naive": naive.sample,
+        "junction": junction_sample,
+        "junction-before": before_sample,
+    }
+    clean_samples, _ = await alternate(clean_fns, workers, args.clean_runs, admin)
+    clean = {arm: summarize(samples) for arm, samples in clean_samples.items()}
     results["clean"] = clean
 
     # duplicates under lost responses: every write's answer lost with probability 0.2
@@ -629,6 +679,26 @@ async def bench(args: argparse.Namespace, url: str, admin: Admin) -> dict[str, A
     admin.clear_faults()
     results["duplicates"] = dups
     return results
+
+
+async def alternate(
+    fns: dict[str, Callable[[str], Awaitable[Sample]]],
+    workers: list[str],
+    runs: int,
+    admin: Admin,
+) -> tuple[dict[str, list[Sample]], dict[str, float]]:
+    """``runs`` runs per arm, one at a time, the arms taking turns on each hire (a wiped
+    sandbox before each run), so every arm sees the same load; and each arm's wall (s)."""
+    samples: dict[str, list[Sample]] = {arm: [] for arm in fns}
+    wall = dict.fromkeys(fns, 0.0)
+    for i in range(runs):
+        wid = workers[i % len(workers)]
+        for arm, fn in fns.items():
+            admin.wipe()  # each arm onboards the same hire afresh
+            t0 = time.perf_counter()
+            samples[arm].extend(await run_arm_no_wipe(fn, [wid], 1))
+            wall[arm] += time.perf_counter() - t0
+    return samples, wall
 
 
 async def run_arm_no_wipe(
@@ -676,22 +746,28 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{ratio:30.2f} | {a['arm_wall_s']:10.1f}"
         )
     clean = results["clean"]
-    less = clean["junction"]["mean_ms"] - empty
     naive_clean = clean["naive"]["mean_ms"]
-    p50_ratio = arms["junction"]["p50_ms"] / arms["naive"]["p50_ok_ms"]
+    naive_p50 = arms["naive"]["p50_ok_ms"]
+    empties = {"junction": empty, "junction-before": costs["async_flow_unshared_ms"]}
     lines += [
         "",
+        f"Empty async flow run without a shared Prefect client: {empties['junction-before']:.0f}"
+        " ms (subtracted from junction-before; the shared one from junction).",
         "workflow overhead (issue 14)                         | junction | script | ratio | goal",
         "---------------------------------------------------- | -------- | ------ | ----- | -----",
-        f"0% faults: mean run ms (junction less the empty flow) | {less:8.0f} | "
-        f"{naive_clean:6.0f} | {less / naive_clean if naive_clean else 0:5.2f} | <= 1.1",
-        f"15% faults: p50 ms (junction all, script successful) | "
-        f"{arms['junction']['p50_ms']:8.0f} | {arms['naive']['p50_ok_ms']:6.0f} | "
-        f"{p50_ratio:5.2f} | <= 1.2",
-        f"15% faults: p50 ms, junction-batch (one flow run)       | "
-        f"{arms['junction-batch']['p50_ms']:8.0f} | {arms['naive']['p50_ok_ms']:6.0f} | "
-        f"{arms['junction-batch']['p50_ms'] / arms['naive']['p50_ok_ms']:5.2f} | <= 1.2",
     ]
+    for arm in ("junction", "junction-before"):
+        less = clean[arm]["mean_ms"] - empties[arm]
+        lines.append(
+            f"0% faults, {arm:<15}: mean less the empty flow | {less:8.0f} | "
+            f"{naive_clean:6.0f} | {less / naive_clean if naive_clean else 0:5.2f} | <= 1.1"
+        )
+    for arm in ("junction", "junction-before", "junction-batch"):
+        p50 = arms[arm]["p50_ms"]
+        lines.append(
+            f"15% faults, {arm:<15}: p50 (script: successful) | {p50:8.0f} | "
+            f"{naive_p50:6.0f} | {p50 / naive_p50 if naive_p50 else 0:5.2f} | <= 1.2"
+        )
     lines.append("")
     lines.append("duplicate side effects under lost responses (lost_after_commit 0.2 on writes):")
     for arm, d in results["duplicates"].items():

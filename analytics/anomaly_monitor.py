@@ -11,13 +11,19 @@ service's detectors, and on each evaluation it returns the rule ``anomaly`` per 
   reaches ``alert_threshold`` (``JUNCTION_ANOMALY_ALERT_THRESHOLD``) while the series is
   above its usual level (the median of its last :data:`RECENT_POINTS` points over that of
   the :data:`USUAL_POINTS` before them: faster answers and fewer errors are not news);
+* nothing before the series has :data:`MIN_POINTS` points (about a day of minutes): the
+  detector has no seasonal expectation before then and is not trusted to page;
 * fine (which resolves the alert) once the confidence has stayed below ``alert_threshold``
   for :data:`CLEAR_AFTER` minutes in a row (a confidence hovering at the threshold would
   otherwise fire and resolve every other minute).
 
 The detectors need history for their seasonal evidence (same minute yesterday), so
-:meth:`AnomalyJudge.restore` warms them from the metrics store: per-minute p95 and error
-rate of the last :data:`WARM_DAYS` days, at most :data:`MAX_WARM_ROWS` rows (the newest).
+:meth:`AnomalyJudge.restore` reads the metrics store's per-minute p95 and error rate of the
+last :data:`WARM_DAYS` days, at most :data:`MAX_WARM_ROWS` rows (the newest). Feeding them
+costs ~0.2-0.5 ms a row (``bench/anomaly_alerts.py``: 14-22 s for 43 services), so it is
+spread over the evaluations: each feeds at most ``warm_rows`` history rows, to the services
+it judges (a shard warms only its own); a service judges nothing until its history is in
+(its minutes closed meanwhile wait behind the history).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ WARM_DAYS = 2.0
 MAX_WARM_ROWS = 50_000
 """Most per-minute rows (service x minute) read at start-up; the newest are kept."""
 
+WARM_ROWS_PER_EVALUATION = 300
+"""History rows one evaluation feeds at most (~0.1 s: the sweep loop is not held up)."""
+
 USUAL_POINTS = 60
 """Points (minutes) before the recent ones whose median is the series' usual level."""
 
@@ -57,6 +66,11 @@ RECENT_POINTS = 5
 
 CLEAR_AFTER = 10
 """Minutes in a row below ``alert_threshold`` that clear a firing series."""
+
+MIN_POINTS = 1500
+"""Points a series needs before it may fire: a day of minutes and the hour the seasonal
+evidence needs to settle (a fresh detector's seasonal z-score jumps once, ~50 points after
+its first day)."""
 
 SERIES = {"latency_p95": "latency p95", "error_rate": "error rate"}
 """Series judged per service, with the names messages give them."""
@@ -90,12 +104,16 @@ class _Series:
     last: AlarmPoint | None = None
     firing: bool = False
     below: int = 0
+    n: int = 0
 
     def feed(self, minute: int, value: float) -> None:
         ts = datetime.fromtimestamp(minute * 60.0, tz=UTC)
         point = self.last = self.detector.update(ts, value)
         self.recent.append(value)
+        self.n += 1
         gate = self.detector.alert_threshold
+        if self.n < MIN_POINTS:
+            return
         if not self.firing:
             usual = self.usual()
             rising = usual is None or self.current() > usual
@@ -134,6 +152,7 @@ class AnomalyJudge:
         alert_threshold: Confidence from which an anomaly raises the alert (0-1).
         warm_days: Days of history :meth:`restore` reads.
         max_warm_rows: Most per-minute rows :meth:`restore` reads.
+        warm_rows: History rows one evaluation feeds at most.
 
     Raises:
         ValueError: Unknown sensitivity or ``alert_threshold`` outside 0..1.
@@ -146,13 +165,18 @@ class AnomalyJudge:
         *,
         warm_days: float = WARM_DAYS,
         max_warm_rows: int = MAX_WARM_ROWS,
+        warm_rows: int = WARM_ROWS_PER_EVALUATION,
     ) -> None:
         AlarmDetector(sensitivity, alert_threshold)  # bad arguments fail here, not later
         self.sensitivity = sensitivity
         self.alert_threshold = alert_threshold
         self.warm_days = warm_days
         self.max_warm_rows = max_warm_rows
-        self._series: dict[tuple[str, str], _Series] = {}
+        self.warm_rows = max(1, warm_rows)
+        # Per service still warming: its rows to feed, oldest first (history, then the
+        # minutes closed meanwhile).
+        self._pending: dict[str, deque[tuple[int, float | None, int, int]]] = {}
+        self._series: dict[str, dict[str, _Series]] = {}
         self._buckets: dict[str, _Bucket] = {}
 
     @classmethod
@@ -166,15 +190,23 @@ class AnomalyJudge:
     # ------------------------------------------------------------------ feeding
 
     def _get(self, service: str, series: str) -> _Series:
-        key = (service, series)
-        if key not in self._series:
-            self._series[key] = _Series(AlarmDetector(self.sensitivity, self.alert_threshold))
-        return self._series[key]
+        by_name = self._series.setdefault(service, {})
+        if series not in by_name:
+            by_name[series] = _Series(AlarmDetector(self.sensitivity, self.alert_threshold))
+        return by_name[series]
 
     def feed_minute(
         self, service: str, minute: int, p95: float | None, total: int, failed: int
     ) -> None:
-        """Feed one closed minute of ``service`` (``minute``: epoch seconds // 60)."""
+        """Feed one closed minute of ``service`` (``minute``: epoch seconds // 60); it
+        waits behind the service's history while that is still being fed."""
+        pending = self._pending.get(service)
+        if pending is not None:
+            pending.append((minute, p95, total, failed))
+            return
+        self._feed(service, minute, p95, total, failed)
+
+    def _feed(self, service: str, minute: int, p95: float | None, total: int, failed: int) -> None:
         if p95 is not None and math.isfinite(p95):
             self._get(service, "latency_p95").feed(minute, float(p95))
         if total > 0:
@@ -201,7 +233,8 @@ class AnomalyJudge:
             bucket.failed += 1
 
     def restore(self, store: MetricsStore, now: datetime) -> None:
-        """Warm the detectors from the store: per-minute history before this minute."""
+        """Read the per-minute history before this minute; evaluations feed it
+        (:meth:`warm`)."""
         self.restore_rows(self.history(store, now))
 
     def history(
@@ -220,19 +253,43 @@ class AnomalyJudge:
         return rows
 
     def restore_rows(self, rows: Iterable[tuple[str, int, float | None, int, int]]) -> int:
-        """Feed history rows (oldest first); returns how many were fed."""
+        """Queue history rows (oldest first) for :meth:`warm`; returns how many."""
         n = 0
         for service, minute, p95, total, failed in rows:
-            self.feed_minute(service, minute, p95, total, failed)
+            self._pending.setdefault(service, deque()).append((minute, p95, total, failed))
             n += 1
         return n
+
+    def warm(self, services: Iterable[str], rows: int | None = None) -> int:
+        """Feed at most ``rows`` (default ``warm_rows``) queued rows of ``services``.
+
+        Returns:
+            Rows fed.
+        """
+        budget = self.warm_rows if rows is None else rows
+        fed = 0
+        for service in services:
+            pending = self._pending.get(service)
+            while pending and fed < budget:
+                self._feed(service, *pending.popleft())
+                fed += 1
+            if pending is not None and not pending:
+                del self._pending[service]
+            if fed >= budget:
+                break
+        return fed
+
+    def warming(self, service: str) -> bool:
+        """Whether ``service`` still has history to feed (it judges nothing meanwhile)."""
+        return service in self._pending
 
     # ------------------------------------------------------------------ judging
 
     def condition(self, service: str) -> Condition | None:
-        """The ``anomaly`` verdict of ``service`` (None: nothing fed yet)."""
-        judged = [(name, s) for (svc, name), s in self._series.items() if svc == service]
-        judged = [(name, s) for name, s in judged if s.last is not None]
+        """The ``anomaly`` verdict of ``service`` (None: nothing fed yet, or warming)."""
+        if service in self._pending:
+            return None
+        judged = [(n, s) for n, s in self._series.get(service, {}).items() if s.last is not None]
         if not judged:
             return None
         firing = []
@@ -263,12 +320,15 @@ class AnomalyJudge:
     def __call__(
         self, healths: Sequence[ServiceHealth], now: datetime
     ) -> Mapping[str, Mapping[str, Condition]]:
-        """Close the buckets of ended minutes, then judge each service in ``healths``."""
+        """Close the buckets of ended minutes, feed some history (:meth:`warm`), then
+        judge each service in ``healths``."""
         current = int(now.timestamp() // 60)
         for service, bucket in list(self._buckets.items()):
             if bucket.minute < current:
                 self._close(service, bucket)
                 del self._buckets[service]
+        if self._pending:
+            self.warm(h.service for h in healths)
         out: dict[str, dict[str, Condition]] = {}
         for health in healths:
             cond = self.condition(health.service)

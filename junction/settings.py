@@ -471,11 +471,10 @@ class Settings(BaseSettings):
         "only at or above this confidence (0-1).",
     )
     anomaly_alerts_enabled: bool = Field(
-        False,
+        True,
         description="The monitor raises `<service>:anomaly` (warning) when a service's "
         "per-minute latency p95 or error rate is anomalous (sensitivity and alert threshold "
-        "above); off by default: warming the detectors from two days of history costs "
-        "about 0.5 s of CPU per service at monitor start.",
+        "above), once a series has a day of history (warmed from the metrics store).",
     )
 
     # --- the service (`junction serve`) ---

@@ -146,9 +146,54 @@ def test_silencing_rule_anomaly_keeps_it_quiet(home: Path, store_root: Path) -> 
     assert alert.fingerprint == "okta:anomaly" and alert.silenced_by == "s1"
 
 
-def test_the_setting_switches_the_judges_on(home: Path) -> None:
-    assert anomaly_judges(Settings(home=home)) == []
-    (judge,) = anomaly_judges(
-        Settings(home=home, anomaly_alerts_enabled=True, anomaly_sensitivity="high")
-    )
+def test_the_setting_switches_the_judges_off(home: Path) -> None:
+    assert anomaly_judges(Settings(home=home, anomaly_alerts_enabled=False)) == []
+    (judge,) = anomaly_judges(Settings(home=home, anomaly_sensitivity="high"))
     assert judge.sensitivity == "high" and judge.alert_threshold == 0.95
+
+
+def test_a_fresh_judge_without_history_stays_quiet(home: Path, tmp_path: Path) -> None:
+    with MetricsStore(tmp_path / "empty") as store:
+        lines = run(home, store.root, AnomalyJudge("high", 0.92), live(400.0, minutes=30))
+    assert lines == []
+
+
+def test_the_history_is_fed_a_share_per_evaluation(home: Path, store_root: Path) -> None:
+    judge = AnomalyJudge("medium", 0.95, warm_rows=1000)
+    with MetricsStore(store_root) as store:
+        assert judge.restore_rows(judge.history(store, LIVE)) == HISTORY_MINUTES
+    settings = Settings(home=home)
+    state = ServiceState("okta", ServiceWindow(timedelta(minutes=5)))
+    obs = Observation(LIVE + timedelta(seconds=5), True, 100.0)
+    state.add(obs, obs.ts)
+    judge.observe("okta", obs)
+    health = state.health(LIVE + timedelta(seconds=30), settings, settings.monitor_down_after)
+    # 2,880 history minutes and the live one at 1,000 a time: no verdict while warming.
+    for i in range(2):
+        assert judge([health], LIVE + timedelta(minutes=1 + i)) == {}
+        assert judge.warming("okta")
+    verdict = judge([health], LIVE + timedelta(minutes=3))
+    assert verdict["okta"]["anomaly"].severity is None and not judge.warming("okta")
+    assert judge([], LIVE) == {} and judge.warm(["gitlab"]) == 0
+
+
+def test_errors_where_there_were_none_raise_the_error_rate_series(
+    home: Path, store_root: Path
+) -> None:
+    judge = AnomalyJudge("medium", 0.95, warm_rows=10_000)
+    with MetricsStore(store_root) as store:
+        judge.restore(store, LIVE)
+    settings = Settings(home=home)
+    state = ServiceState("okta", ServiceWindow(timedelta(minutes=5)))
+    verdicts = []
+    for i, value in enumerate(live(0.0, minutes=20)):
+        for ok in (True, i < 5):  # from minute 5 on, half the calls fail
+            obs = Observation(LIVE + timedelta(minutes=i, seconds=5), ok, float(value))
+            state.add(obs, obs.ts)
+            judge.observe("okta", obs)
+        now = LIVE + timedelta(minutes=i, seconds=30)
+        health = state.health(now, settings, settings.monitor_down_after)
+        verdicts.append(judge([health], now)["okta"]["anomaly"])
+    assert all(v.severity is None for v in verdicts[:6])
+    firing = [v for v in verdicts if v.severity is not None]
+    assert firing and "error rate 50.0%, usually ~0.0%" in firing[0].message

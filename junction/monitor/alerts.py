@@ -4,6 +4,9 @@
 notifications, feed the SLA tracker); :class:`EngineHook` implements it over
 :class:`junction.alerting.engine.AlertEngine`, its channels and the vendor status-page
 poller. A monitor built with default arguments always has one (:func:`default_alert_hook`).
+Rules judged outside the engine (:class:`ConditionJudge`, e.g. the anomaly alerts of
+:mod:`analytics.anomaly_monitor`, which the CLI, the flows and the service pass in) see
+the same observations and reach the engine as snapshot conditions.
 """
 
 from __future__ import annotations

@@ -417,6 +417,11 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"okta.create_user", "gitlab.create_user"},
             set(),
         ),
+        (  # "give them an account" creates it; "its" typed without its apostrophe
+            "give ann@acme.com a gitlab account and tell #it when its done",
+            {"gitlab.create_user", "slack.post_message"},
+            {("gitlab.create_user", "slack.post_message")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

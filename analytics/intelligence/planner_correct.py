@@ -147,10 +147,22 @@ _RECEIVES = frozenset(
 _RECEIVED = {"email": "send", "message": "send", "user": "create", "ticket": "create"}
 
 
+_GIVES = frozenset({"give", "gib", "gebe", "dale", "donne"})
+_PLACES = frozenset({"group", "project", "room", "channel"})
+
+
 def receives(tokens: list[Token]) -> None:
     """ "every on-call member gets an email": a recipient as the subject; the verb is the
-    one that makes what is received (a message sent, an account created)."""
+    one that makes what is received (a message sent, an account created). "give them an
+    okta account" (no group or project to give them) creates the account."""
     for i, t in enumerate(tokens):
+        if fold(t.text) in _GIVES:
+            rest = tokens[i + 1 : i + 6]
+            stop = next((j for j, x in enumerate(rest) if x.text in ",;.!?"), len(rest))
+            nouns = {n for x in rest[:stop] for n in x.values("noun")}
+            if "user" in nouns and not nouns & _PLACES:
+                t.meanings = [("verb", "create")]
+            continue
         if fold(t.text) not in _RECEIVES or t.has("verb"):
             continue
         for x in tokens[i + 1 : i + 5]:

@@ -74,6 +74,7 @@ _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
 _LIST_ITEM = re.compile(r"\s*\n\s*(?:[-*•·]|\d{1,2}[.)])\s+(?=\S)")
 _ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c)['’](\w.*)")
+_UNAPOSTROPHED = {"its": "it", "thats": "that", "whats": "what", "hes": "he", "shes": "she"}
 OBJECT_PRONOUNS = frozenset(
     {"it", "them", "es", "ihn", "sie", "lo", "la", "ello", "there", "dort", "allí"}
 )
@@ -218,6 +219,8 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
             if any(x.startswith("\x00") for x in words):
                 continue
             key = tuple(re.sub(r"['’]s$", "", fold(x)).strip("'’") for x in words)
+            if n > 1:  # "when its done": "it's" typed without its apostrophe
+                key = tuple(_UNAPOSTROPHED.get(k, k) for k in key)
             if key in lex.phrases:
                 out.append(Token(" ".join(words), list(lex.phrases[key])))
                 i += n

@@ -422,6 +422,21 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"gitlab.create_user", "slack.post_message"},
             {("gitlab.create_user", "slack.post_message")},
         ),
+        (  # a spaced "+" joins clauses like "and"
+            "onboard worker 4411 from workday: okta user + add to group Sales",
+            {
+                "workday.get_worker",
+                "okta.create_user",
+                "okta.list_groups",
+                "okta.add_user_to_group",
+            },
+            {("okta.create_user", "okta.add_user_to_group")},
+        ),
+        (  # "then" in the middle of a clause ("lade ihn danach ... ein") orders the whole clause
+            "Lege in Okta einen Benutzer für ida@acme.com an und füge ihn danach zur Gruppe Ops hinzu",
+            {"okta.create_user", "okta.list_groups", "okta.add_user_to_group"},
+            {("okta.create_user", "okta.add_user_to_group")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

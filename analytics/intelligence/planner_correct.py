@@ -105,6 +105,16 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             # the message is about what is asked: ask first, then send
             c.links, said.links = said.links, {"comma", "then"}
             clauses[i - 1], clauses[i] = c, said
+    for c, nxt in pairwise(clauses):  # "lade ihn danach in den Raum ein": "then" mid-clause
+        bare = c.has("verb") and not (c.has("noun") or c.has("integration"))
+        bare = bare and not any(t.entity for t in c.tokens)
+        own = set(nxt.words("verb")) <= set(c.words("verb"))  # "füge ihn danach ... hinzu"
+        if bare and c.tokens and nxt.tokens and "then" in nxt.links and own:
+            if "sentence" not in nxt.links:
+                c.tokens += nxt.tokens
+                c.links |= nxt.links - {"and", "comma"}
+                nxt.tokens = []
+    clauses = [c for c in clauses if c.tokens]
     _account_items(clauses)
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
         if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:

@@ -587,6 +587,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     """Entities, words and clauses of ``text`` (see the module docstring)."""
     text = text.replace("\x00", " ")  # the placeholder character of entities
     text = _LIST_ITEM.sub(". ", text)  # each line of a bullet or numbered list is a sentence
+    text = re.sub(r"(?<=\s)\+(?=\s)", "and", text)  # "okta user + add to group X"
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)

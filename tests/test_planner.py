@@ -433,7 +433,7 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {("okta.create_user", "okta.add_user_to_group")},
         ),
         (  # "then" in the middle of a clause ("lade ihn danach ... ein") orders the whole clause
-            "Lege in Okta einen Benutzer für ida@acme.com an und füge ihn danach zur Gruppe Ops hinzu",
+            "Lege in Okta einen Benutzer für ida@acme.com an, füge ihn danach zur Gruppe Ops hinzu",
             {"okta.create_user", "okta.list_groups", "okta.add_user_to_group"},
             {("okta.create_user", "okta.add_user_to_group")},
         ),

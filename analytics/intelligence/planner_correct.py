@@ -109,11 +109,11 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
         bare = c.has("verb") and not (c.has("noun") or c.has("integration"))
         bare = bare and not any(t.entity for t in c.tokens)
         own = set(nxt.words("verb")) <= set(c.words("verb"))  # "füge ihn danach ... hinzu"
-        if bare and c.tokens and nxt.tokens and "then" in nxt.links and own:
-            if "sentence" not in nxt.links:
-                c.tokens += nxt.tokens
-                c.links |= nxt.links - {"and", "comma"}
-                nxt.tokens = []
+        joins = "then" in nxt.links and "sentence" not in nxt.links
+        if bare and c.tokens and nxt.tokens and joins and own:
+            c.tokens += nxt.tokens
+            c.links |= nxt.links - {"and", "comma"}
+            nxt.tokens = []
     clauses = [c for c in clauses if c.tokens]
     _account_items(clauses)
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then

@@ -197,3 +197,20 @@ def test_errors_where_there_were_none_raise_the_error_rate_series(
     assert all(v.severity is None for v in verdicts[:6])
     firing = [v for v in verdicts if v.severity is not None]
     assert firing and "error rate 50.0%, usually ~0.0%" in firing[0].message
+
+
+def test_the_monitor_hands_its_judges_to_the_alert_hook(home: Path) -> None:
+    from junction.monitor import Monitor
+
+    judge = AnomalyJudge()
+
+    async def main() -> list[object]:
+        mon = Monitor(Settings(home=home), names=["okta"], record=False, judges=[judge])
+        try:
+            await mon.open()
+            assert isinstance(mon.alerts, EngineHook)
+            return list(mon.alerts.judges)
+        finally:
+            await mon.aclose()
+
+    assert asyncio.run(main()) == [judge]

@@ -222,21 +222,32 @@ def emit(
             payload={k: redact(v) if isinstance(v, str) else v for k, v in (payload or {}).items()},
         )
         api_url = str(PREFECT_API_URL.value() or "")
-        if not api_url:  # the ephemeral API of a flow run: only Prefect's client reaches it
-            from prefect.events import emit_event
+        if api_url and _spool(built, api_url):
+            return built
+        # The ephemeral API of a flow run (no URL to POST to), or a spool that cannot be
+        # written (a full or read-only disk): Prefect's own events client, as before.
+        from prefect.events import emit_event
 
-            return emit_event(
-                **built.model_dump(include={"event", "resource", "related", "payload", "id"})
-            )
-        if api_url not in _access:
-            _access[api_url] = _current_access()
-        sender = _sender()
-        sender.spool.append(str(built.id), event, api_url, built.model_dump_json())
-        sender.wake()
-        return built
+        return emit_event(
+            **built.model_dump(include={"event", "resource", "related", "payload", "id"})
+        )
     except Exception:  # best effort: an event never fails the monitor or a run
         log.warning("could not emit Prefect event %s", event, exc_info=True)
         return None
+
+
+def _spool(built: Event, api_url: str) -> bool:
+    """Append ``built`` to the spool and wake its sender; False if it could not be."""
+    try:
+        if api_url not in _access:
+            _access[api_url] = _current_access()
+        sender = _sender()
+        sender.spool.append(str(built.id), built.event, api_url, built.model_dump_json())
+    except Exception:
+        log.warning("could not spool Prefect event %s", built.event, exc_info=True)
+        return False
+    sender.wake()
+    return True
 
 
 def replay(*, wait: bool = False) -> int:

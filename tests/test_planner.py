@@ -437,6 +437,11 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"okta.create_user", "okta.list_groups", "okta.add_user_to_group"},
             {("okta.create_user", "okta.add_user_to_group")},
         ),
+        (  # an LLM addressed alone takes the next clause as its task ("write" is its writing)
+            "GPT, write a short status update about the outage and email it to ceo@acme.com",
+            {"openai.chat_completion", "smtp.send_email"},
+            {("openai.chat_completion", "smtp.send_email")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

@@ -115,12 +115,30 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             c.links |= nxt.links - {"and", "comma"}
             nxt.tokens = []
     clauses = [c for c in clauses if c.tokens]
+    _addressed_llm(clauses)
     _account_items(clauses)
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
         if i and "condition" in c.links and {fold(t.text) for t in c.tokens} <= _IF_SO:
             clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
             c.tokens = []
     return [c for c in clauses if c.tokens]
+
+
+def _addressed_llm(clauses: list[Clause]) -> None:
+    """ "ChatGPT: write a haiku about ...": an LLM addressed alone takes the next clause as
+    its task; a "write"/"send" there with no destination is the LLM writing."""
+    for c, nxt in pairwise(clauses):
+        alone = {v for t in c.tokens for v in t.values("integration")} == {"openai"}
+        alone = alone and all(t.has("integration") for t in c.tokens)
+        told = any(t.entity for t in nxt.tokens) or nxt.has("integration")
+        if alone and "sentence" not in nxt.links and nxt.has("verb", "send") and not told:
+            for t in nxt.tokens:
+                if t.has("verb", "send"):
+                    t.meanings = [("verb", "summarize")]
+            nxt.tokens = c.tokens + nxt.tokens
+            nxt.links = c.links
+            c.tokens = []
+    clauses[:] = [c for c in clauses if c.tokens]
 
 
 def _account_items(clauses: list[Clause]) -> None:

@@ -442,6 +442,11 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"openai.chat_completion", "smtp.send_email"},
             {("openai.chat_completion", "smtp.send_email")},
         ),
+        (  # an arrow before an indefinite record makes it
+            "every firing alert => a servicenow incident",
+            {"alertmanager.list_alerts", "servicenow.create_incident"},
+            {("alertmanager.list_alerts", "servicenow.create_incident")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

@@ -74,6 +74,7 @@ _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
 _LIST_ITEM = re.compile(r"\s*\n\s*(?:[-*•·]|\d{1,2}[.)])\s+(?=\S)")
 _ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c)['’](\w.*)")
+_ARROW_MAKES = re.compile(r"\s(?:->|→|=>)\s+(?=(?:a|an|ein|eine|einen|un|una|une)\s)", re.I)
 _UNAPOSTROPHED = {"its": "it", "thats": "that", "whats": "what", "hes": "he", "shes": "she"}
 OBJECT_PRONOUNS = frozenset(
     {"it", "them", "es", "ihn", "sie", "lo", "la", "ello", "there", "dort", "allí"}
@@ -588,6 +589,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     text = text.replace("\x00", " ")  # the placeholder character of entities
     text = _LIST_ITEM.sub(". ", text)  # each line of a bullet or numbered list is a sentence
     text = re.sub(r"(?<=\s)\+(?=\s)", "and", text)  # "okta user + add to group X"
+    text = _ARROW_MAKES.sub(" create ", text)  # "every firing alert -> a pagerduty incident"
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
     _group_names(tokens)

@@ -447,6 +447,11 @@ def test_inflections_are_generated_and_listed_words_keep_their_meaning() -> None
             {"alertmanager.list_alerts", "servicenow.create_incident"},
             {("alertmanager.list_alerts", "servicenow.create_incident")},
         ),
+        (  # the quantified service is listed; the verb goes to the other service's record
+            "for every open pagerduty incident create a jira ticket",
+            {"pagerduty.list_incidents", "jira.create_issue"},
+            {("pagerduty.list_incidents", "jira.create_issue")},
+        ),
     ],
 )
 def test_general_rules_of_the_fresh_batch_work(

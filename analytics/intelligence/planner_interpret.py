@@ -210,6 +210,16 @@ class Interpreter:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
                 if best is not None:
                     chosen.append(best[1])
+            at = next((i for i, t in enumerate(c.tokens) if t.has("quantifier")), None)
+            listed = next(  # "for every open pagerduty incident create a jira ticket"
+                (t.values("noun") for t in c.tokens[at or 0 :] if t.has("noun")), []
+            )
+            for i, op in enumerate(chosen):  # the listed service is read; the verb is another's
+                other = [n for n in real_nouns if n not in listed and n not in op.nouns]
+                if at is not None and op.role == "write" and set(listed) & set(op.nouns) and other:
+                    read = self._best(op.integration, [], listed, reads=True, quantified=True)
+                    if read is not None and read[1].list_expr:
+                        chosen[i] = read[1]
             claimed: set[str] = set()
             for i, op in enumerate(chosen):  # one service takes the verb, others are read
                 served = set(verbs) & set(op.verbs)

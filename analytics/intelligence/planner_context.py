@@ -1,7 +1,7 @@
 """What the offline planner reads around its clauses: entities of the whole request, plural
 nouns, and the log an LLM step needs (helpers of :mod:`analytics.intelligence.planner_interpret`).
 
-Public API: :func:`entities_of`, :func:`plural`, :func:`llm_needs_log`,
+Public API: :func:`clause_nouns`, :func:`entities_of`, :func:`plural`, :func:`llm_needs_log`,
 :func:`into_new_record`.
 """
 
@@ -14,6 +14,7 @@ from analytics.intelligence.planner_build import Planned
 from analytics.intelligence.planner_parse import Clause
 
 __all__ = [
+    "clause_nouns",
     "entities_of",
     "into_new_record",
     "latest_pipeline",
@@ -21,6 +22,40 @@ __all__ = [
     "llm_needs_log",
     "plural",
 ]
+
+
+_GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
+    {("pipeline", "pipeline_id"), ("job", "job_id"), ("incident", "pd_id")}
+    | {("incident", "sn_number")}
+    | {("ticket", "jira_key"), ("worker", "email"), ("hire", "email"), ("leaver", "email")}
+)
+_REFERENCE_WORDS = frozenset(
+    {"details", "detail", "link", "url", "number", "id", "key", "details."}
+)
+
+
+def clause_nouns(c: Clause) -> list[str]:
+    """The clause's nouns in order; "given:pipeline" for one named by its id ("pipeline
+    4711"), "ref:incident" for a reference to an earlier step ("the incident link")."""
+    nouns: list[str] = []
+    tokens = c.tokens
+    for i, t in enumerate(tokens):
+        for n in t.values("noun"):
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            given = nxt.entity[0] if nxt is not None and nxt.entity else ""
+            if (n, given) == ("room", "room"):
+                if not c.has("verb", "create"):
+                    continue  # "post to the Webex room 'SRE'": a room to post in
+                n = "given:room"  # "create the Webex room 'Release 2.0'"
+            if (n, given) in _GIVEN:
+                n = f"given:{n}"  # "pipeline 4711": a given pipeline, not one to find
+            if nxt is not None and fold(nxt.text) in _REFERENCE_WORDS:
+                n = f"ref:{n}"  # "the incident link": a reference to an earlier step
+            if n not in nouns:
+                nouns.append(n)
+    if c.entities("project") and "project" not in nouns:
+        nouns.append("given:project")  # "acme/backend" names a project, one to use
+    return nouns
 
 
 def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, list[str]]:

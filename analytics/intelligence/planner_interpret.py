@@ -21,6 +21,7 @@ from typing import Any
 from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned, role_rank
 from analytics.intelligence.planner_context import (
+    clause_nouns,
     entities_of,
     into_new_record,
     latest_pipeline,
@@ -36,20 +37,12 @@ __all__ = ["Interpreter"]
 _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
-_GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
-    {("pipeline", "pipeline_id"), ("job", "job_id"), ("incident", "pd_id")}
-    | {("incident", "sn_number")}
-    | {("ticket", "jira_key"), ("worker", "email"), ("hire", "email"), ("leaver", "email")}
-)
 _QUESTION_WORDS = frozenset(
     {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
     | {"welche", "welcher", "cuáles", "cuales", "qué", "que"}
 )
 _LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado", "detalles"})
 _PRONOUNS = OBJECT_PRONOUNS
-_REFERENCE_WORDS = frozenset(
-    {"details", "detail", "link", "url", "number", "id", "key", "details."}
-)
 
 
 class Interpreter:
@@ -114,27 +107,6 @@ class Interpreter:
         score, _, _, _, op = max(pick, key=lambda x: x[:4])
         return score, op
 
-    def _nouns(self, c: Clause) -> list[str]:
-        nouns: list[str] = []
-        tokens = c.tokens
-        for i, t in enumerate(tokens):
-            for n in t.values("noun"):
-                nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-                given = nxt.entity[0] if nxt is not None and nxt.entity else ""
-                if (n, given) == ("room", "room"):
-                    if not c.has("verb", "create"):
-                        continue  # "post to the Webex room 'SRE'": a room to post in
-                    n = "given:room"  # "create the Webex room 'Release 2.0'"
-                if (n, given) in _GIVEN:
-                    n = f"given:{n}"  # "pipeline 4711": a given pipeline, not one to find
-                if nxt is not None and fold(nxt.text) in _REFERENCE_WORDS:
-                    n = f"ref:{n}"  # "the incident link": a reference to an earlier step
-                if n not in nouns:
-                    nouns.append(n)
-        if c.entities("project") and "project" not in nouns:
-            nouns.append("given:project")  # "acme/backend" names a project, one to use
-        return nouns
-
     def _notifier(self, c: Clause, explicit: list[str], nouns: list[str]) -> str | None:
         """Where a message goes: a named chat service, else email or a #channel."""
         named = next((i for i in explicit if i in _NOTIFIERS), None)
@@ -179,7 +151,7 @@ class Interpreter:
     ) -> tuple[list[Op], bool]:
         """The clause's new actions, and whether the clause mapped to anything at all
         (``hint``: the nouns of the clause before, for a clause that names none)."""
-        nouns = self._nouns(c) or [n for n in hint or [] if ":" not in n]
+        nouns = clause_nouns(c) or [n for n in hint or [] if ":" not in n]
         free_nouns = [n for n in nouns if ":" not in n]
         looked_up = any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)
         if not verbs and not condition and (self.question or looked_up):
@@ -407,11 +379,11 @@ class Interpreter:
             return False
         d = self.lex.defaults
         services = set(c.words("integration")) | {
-            d.nouns[n] for n in self._nouns(c) if n in d.nouns
+            d.nouns[n] for n in clause_nouns(c) if n in d.nouns
         }
         if not services or not services <= set(d.event_params):
             return False
-        self.evented |= {n for n in self._nouns(c) if d.nouns.get(n) in services}
+        self.evented |= {n for n in clause_nouns(c) if d.nouns.get(n) in services}
         for service in sorted(services):
             for name, description in d.event_params[service].items():
                 self._param(name, {"type": "string", "required": True, "description": description})
@@ -424,7 +396,7 @@ class Interpreter:
         kinds = self.lex.defaults.noun_kinds
         found: list[Planned] = []
         own = {n for p in made for n in p.op.nouns}
-        for noun in self._nouns(c):
+        for noun in clause_nouns(c):
             if noun in own:
                 continue  # the clause's own object ("a GitHub issue"), not an earlier one
             kind = kinds.get(noun.split(":")[-1])
@@ -443,15 +415,15 @@ class Interpreter:
     def _pronoun_only(self, c: Clause) -> bool:
         """A condition about "it" alone ("if it fails"): the step before."""
         words = {re.sub(r"['’]s$", "", fold(t.text)) for t in c.tokens}  # "it's still firing"
-        return bool(words & _PRONOUNS) and not self._nouns(c) and not c.words("integration")
+        return bool(words & _PRONOUNS) and not clause_nouns(c) and not c.words("integration")
 
     def _refers(self, c: Clause) -> list[Planned]:
         """Earlier steps that every noun of a condition names ("once the Jira issue exists")."""
         kinds = self.lex.defaults.noun_kinds
-        nouns = [n.split(":")[-1] for n in self._nouns(c)]
+        nouns = [n.split(":")[-1] for n in clause_nouns(c)]
         found = [self._latest(kinds[n]) if n in kinds else None for n in nouns]
         steps = [p for p in found if p is not None]
-        given = any(n.startswith("given:") for n in self._nouns(c))  # "incident INC0099887"
+        given = any(n.startswith("given:") for n in clause_nouns(c))  # "incident INC0099887"
         ok = nouns and len(steps) == len(nouns) and not c.has("fail") and not given
         return steps if ok else []
 
@@ -499,7 +471,7 @@ class Interpreter:
                 prior_made = []
             stated = c.has("event") or c.has("verb", "fire") or not c.words("integration")
             if condition and c.has("severity") and stated:
-                self.evented |= set(self._nouns(c))  # "a critical alert fires"
+                self.evented |= set(clause_nouns(c))  # "a critical alert fires"
                 last_condition = self.condition(c, [], negate="unless" in links)
                 governing = last_condition
                 continue
@@ -512,10 +484,10 @@ class Interpreter:
                 and any(fold(t.text) in _PRONOUNS for t in c.tokens)
             ):
                 covered = {n for p in prior_made for n in p.op.nouns}
-                if set(self._nouns(c)) <= covered:
+                if set(clause_nouns(c)) <= covered:
                     continue  # "... and label it as bug": more about the same step
             more = not condition and index + 1 < len(self.reading.clauses)
-            unnamed = not self._nouns(c) and not c.words("integration")
+            unnamed = not clause_nouns(c) and not c.words("integration")
             pronoun = any(fold(t.text) in _PRONOUNS for t in c.tokens)  # "deactivate it"
             if (
                 more
@@ -525,7 +497,7 @@ class Interpreter:
                 and not self._implied(c, own_verbs, [])
             ):
                 continue  # "schreibe | danach eine E-Mail", "Onboard jo@acme.com:": verb goes on
-            label = not self._nouns(c) and not any(t.entity for t in c.tokens)
+            label = not clause_nouns(c) and not any(t.entity for t in c.tokens)
             if more and label and c.words("integration") and not own_verbs and not verbs:
                 prior = c.words("integration")  # "gitlab: retry the pipeline"
                 continue
@@ -538,13 +510,13 @@ class Interpreter:
             else:
                 # "onboard worker 30512 into okta and gitlab": the object goes on too
                 same = not own_verbs and bool(links & {"and", "comma"}) and index > 0
-                same = same and bool(c.words("integration")) and not self._nouns(c)
+                same = same and bool(c.words("integration")) and not clause_nouns(c)
                 objects = [p.op.nouns[0] for p in prior_made if p.op.nouns]
-                hint = self._nouns(self.reading.clauses[index - 1]) + objects if same else []
+                hint = clause_nouns(self.reading.clauses[index - 1]) + objects if same else []
                 later = self.reading.clauses[index + 1 : index + 2]  # "create gitlab and okta
-                if own_verbs and c.words("integration") and not self._nouns(c) and later:
+                if own_verbs and c.words("integration") and not clause_nouns(c) and later:
                     ahead = "and" in later[0].links and not later[0].words("verb")
-                    hint = self._nouns(later[0]) if ahead else hint  # accounts": one object
+                    hint = clause_nouns(later[0]) if ahead else hint  # accounts": one object
                 ops, mapped = self.clause_ops(
                     c, verbs if (own_verbs or not condition) else [], condition, prior, hint
                 )

@@ -32,6 +32,7 @@ from analytics.intelligence.planner_correct import (
     receives,
     state_updates,
 )
+from analytics.intelligence.planner_names import group_names, target
 
 __all__ = [
     "FUZZY_CUTOFF",
@@ -386,7 +387,7 @@ def _service_verbs(tokens: list[Token]) -> None:
             starts
             and any(t.has("integration", n) for n in ("slack", "webex", "teams"))
             and after is not None
-            and (fold(after.text) in {"them", "him", "her", "me", "us"} or _target(after))
+            and (fold(after.text) in {"them", "him", "her", "me", "us"} or target(after))
             and not (after.has("noun", "room") and after is tokens[i + 1])  # "webex room"
         ):
             t.meanings = [*t.meanings, ("verb", "send")]
@@ -423,60 +424,6 @@ def _access(tokens: list[Token], lex: Lexicon) -> None:
             t.meanings = [("verb", "block")]
 
 
-def _group_names(tokens: list[Token]) -> None:
-    """A capitalised unknown word next to "group" is the group's name; before "channel" or
-    "room" the channel's ("the Infra channel"), never a typo of another word."""
-    for i, t in enumerate(tokens):
-        if t.entity or not t.text[:1].isupper() or not i:
-            continue
-        if t.meanings:  # "the Incidents webex room": a noun naming a room is its name
-            nouns_only = all(m[0] == "noun" for m in t.meanings)
-            nxt = tokens[i + 1 : i + 3]
-            named = len(nxt) == 2 and nxt[0].has("integration")
-            place = named and (nxt[1].has("noun", "room") or nxt[1].has("noun", "channel"))
-            lead = fold(tokens[i - 1].text)  # "the Incident room": its name
-            place = place or (lead == "the" and bool(nxt) and _target(nxt[0]) and not nxt[0].entity)
-            after_place = tokens[i - 1].has("noun", "channel") or tokens[i - 1].has("noun", "room")
-            if nouns_only and (place or after_place):  # "the teams channel Builds"
-                t.meanings, t.entity = [], ("channel_name", t.text)
-            ends = (
-                i + 1 == len(tokens)
-                or tokens[i + 1].text in ",;.!?"
-                or tokens[i + 1].has("connective")
-            )
-            if not nouns_only and ends and tokens[i - 1].has("noun", "room"):
-                t.meanings, t.entity = [], ("room", t.text)  # "the webex room Onboarding"
-            continue
-        before = i > 0 and _groupish(tokens[i - 1])
-        after = i + 1 < len(tokens) and _groupish(tokens[i + 1])
-        if before or after:
-            t.entity = ("group", t.text)
-        elif any(  # "the Infra channel", "the Builds webex room"
-            x.has("noun", "channel") or x.has("noun", "room")
-            for x in tokens[i + 1 : i + 3]
-            if x is tokens[i + 1] or tokens[i + 1].has("integration")
-        ):
-            t.entity = ("channel_name", t.text)
-        elif i > 0 and tokens[i - 1].has("noun", "room"):
-            t.entity = ("room", t.text)  # "the Webex space Standup"
-
-
-def _groupish(t: Token) -> bool:
-    return t.has("noun", "group") or fold(t.text) in {"grup", "gruppe", "grupo", "groupe"}
-
-
-def _target(t: Token) -> bool:
-    """A token naming where a message goes (a channel, an email, a room)."""
-    kinds = {"channel", "email", "room"}
-    return (
-        bool(t.entity and t.entity[0] in kinds)
-        or t.has("noun", "channel")
-        or t.has("noun", "room")
-        or t.has("integration", "slack")
-        or t.has("integration", "webex")
-    )
-
-
 def _clauses(tokens: list[Token]) -> list[Clause]:
     clauses: list[Clause] = []
     current: list[Token] = []
@@ -503,7 +450,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             and not in_topic
             and not (instructs and not any(x.has("verb") for x in current))
             and (
-                (_target(current[-1]) and verb_free) or (titled and makes)  # "a ticket: the title"
+                (target(current[-1]) and verb_free) or (titled and makes)  # "a ticket: the title"
             )
         ):
             in_topic = True  # "slack #ops: db migration starting"
@@ -592,7 +539,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     text = _ARROW_MAKES.sub(" create ", text)  # "every firing alert -> a pagerduty incident"
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
-    _group_names(tokens)
+    group_names(tokens)
     corrected = _correct(tokens, lex)
     tokens = drop_corrected(_rephrase(tokens, lex))
     _access(tokens, lex)

@@ -43,12 +43,14 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from integrations.sandbox.process import start_sandbox_process  # noqa: E402
+from junction.workflows.journal import journal_path  # noqa: E402
 from junction.workflows.validate import load_workflow  # noqa: E402
 
 # Prefect, the flows and deployments.local are imported inside the functions, after
@@ -104,9 +107,16 @@ class Admin:
         self.http.delete(f"{self.url}/_admin/faults/*").raise_for_status()
 
     def wipe(self) -> None:
-        """Forget what the side-effect services stored (they re-seed on next use)."""
+        """Forget what the side-effect services stored (they re-seed on next use), and
+        Junction's side-effect journal with them: a run after a wipe must do its side
+        effects again, not find an earlier arm's (or round's) in the journal."""
         for service in SIDE_EFFECTS:
             self.http.delete(f"{self.url}/_admin/state/{service}").raise_for_status()
+        journal = journal_path(os.environ["JUNCTION_HOME"])
+        if journal.exists():
+            with closing(sqlite3.connect(journal, timeout=30.0)) as db:
+                db.execute("DELETE FROM effects")
+                db.commit()
 
     def state(self, service: str) -> dict[str, dict[str, Any]]:
         resp = self.http.get(f"{self.url}/_admin/state/{service}")
@@ -691,9 +701,13 @@ async def alternate(
     sandbox before each run), so every arm sees the same load; and each arm's wall (s)."""
     samples: dict[str, list[Sample]] = {arm: [] for arm in fns}
     wall = dict.fromkeys(fns, 0.0)
+    names = list(fns)
     for i in range(runs):
         wid = workers[i % len(workers)]
-        for arm, fn in fns.items():
+        # the order rotates: a run right after another arm's meets what that one left
+        # behind (429 bursts, the shared runtime's adaptive limits)
+        for arm in names[i % len(names) :] + names[: i % len(names)]:
+            fn = fns[arm]
             admin.wipe()  # each arm onboards the same hire afresh
             t0 = time.perf_counter()
             samples[arm].extend(await run_arm_no_wipe(fn, [wid], 1))

@@ -231,3 +231,34 @@ def mock_client(
     """The typed client of ``target`` answered by ``handler`` on an ``httpx.MockTransport``
     (pass ``base_url`` and, unless the service needs none, ``credentials``)."""
     return new_client(target, transport=httpx.MockTransport(handler), **kwargs)
+
+
+def run_pytest_isolated(module: Path, tmp_path: Path, *, timeout: float) -> str:
+    """Run one test file in a pytest process of its own; returns its output.
+
+    For modules whose in-process Prefect clients, event loops or thread pools must not
+    meet the session's: real-server fault tests kill servers that the process's Prefect
+    workers still point at, and a later module's test-server teardown then waits on them.
+    The child gets its own Prefect and Junction homes and none of this process's
+    ``PREFECT_*``/``JUNCTION_*`` settings.
+
+    Raises:
+        AssertionError: The child's tests did not all pass (its output's tail attached).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "JUNCTION_"))}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        JUNCTION_HOME=str(tmp_path / "junction"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
+    )
+    (tmp_path / "prefect").mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+        cwd=module.parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return proc.stdout

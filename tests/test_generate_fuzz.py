@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import random
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,12 +45,16 @@ FUZZ = settings(
 # --- no side effect: an audit hook, armed only while a property runs ------------------------
 
 _ARMED: list[bool] = [False]
+_ARMED_THREAD: list[int] = [0]
 _EFFECTS: list[str] = []
 _WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000  # O_WRONLY O_RDWR O_CREAT O_TRUNC O_APPEND
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if not _ARMED[0]:
+    # Only the thread running the property: the generator and validator are synchronous,
+    # and background threads other modules of the session left behind (Prefect's event
+    # and log workers, the event spool's sender) are not their doing.
+    if not _ARMED[0] or threading.get_ident() != _ARMED_THREAD[0]:
         return
     if event in ("socket.connect", "socket.getaddrinfo", "socket.sendto"):
         _EFFECTS.append(f"{event} {args[1:2]}")
@@ -69,6 +74,7 @@ sys.addaudithook(_audit)
 def no_side_effects() -> Iterator[None]:
     """Fail if anything inside writes a file or opens a connection."""
     _EFFECTS.clear()
+    _ARMED_THREAD[0] = threading.get_ident()
     _ARMED[0] = True
     try:
         yield

@@ -360,6 +360,29 @@ class PeerArm:
             proc.stop()
 
 
+def down_only_alerting(hook: str) -> dict[str, Any]:
+    """An alerting configuration with one webhook channel (``hook``) for both severities
+    and only the monitor's confirmed ``down`` verdict on.
+
+    The same alert as a blackbox peer's ``probe_success == 0``. The window rules (success
+    rate over 15 min, score, burn rate) stay firing through a run that is down a third of
+    the time, so they are off: they measure something else than "is it down now".
+    """
+    base, _, path = hook.rpartition("/")
+    off = {"enabled": False}
+    return {
+        "defaults": {
+            "down": {"enabled": True},
+            "success_rate": off,
+            "response_time": off,
+            "health_score": off,
+            "burn_rate": off,
+        },
+        "channels": {"bench": {"type": "webhook", "url": base, "path": f"/{path}"}},
+        "routes": {"warning": ["bench"], "critical": ["bench"]},
+    }
+
+
 class JunctionArm:
     """``junction monitor --every <interval>`` with a webhook channel to the receiver."""
 
@@ -378,23 +401,7 @@ class JunctionArm:
 
     def config(self) -> dict[str, Any]:
         """The alerting configuration: one webhook channel for both severities."""
-        base, _, path = self.hook.rpartition("/")
-        # The same alert as the peer's `probe_success == 0`: the monitor's confirmed
-        # "down" verdict. The window rules (success rate over 15 min, score, burn rate)
-        # stay firing through a run that is down a third of the time, so they are off:
-        # they measure something else than "is it down now".
-        off = {"enabled": False}
-        return {
-            "defaults": {
-                "down": {"enabled": True},
-                "success_rate": off,
-                "response_time": off,
-                "health_score": off,
-                "burn_rate": off,
-            },
-            "channels": {"bench": {"type": "webhook", "url": base, "path": f"/{path}"}},
-            "routes": {"warning": ["bench"], "critical": ["bench"]},
-        }
+        return down_only_alerting(self.hook)
 
     async def start(self) -> None:
         """Start the monitor process."""

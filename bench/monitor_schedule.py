@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.detection import Receiver  # noqa: E402
+from bench.detection import Receiver, down_only_alerting  # noqa: E402
 from deployments.local import (  # noqa: E402
     PrefectServer,
     RetryOn503,
@@ -149,23 +149,6 @@ class TreeCpu:
         self._sample()
 
 
-def alerting_config(hook: str) -> dict[str, Any]:
-    """One webhook channel for both severities; only the confirmed ``down`` verdict."""
-    base, _, path = hook.rpartition("/")
-    off = {"enabled": False}
-    return {
-        "defaults": {
-            "down": {"enabled": True},
-            "success_rate": off,
-            "response_time": off,
-            "health_score": off,
-            "burn_rate": off,
-        },
-        "channels": {"bench": {"type": "webhook", "url": base, "path": f"/{path}"}},
-        "routes": {"warning": ["bench"], "critical": ["bench"]},
-    }
-
-
 def _deployment(api: httpx.Client, name: str) -> dict[str, Any]:
     response = api.get(f"/deployments/name/{name}/{name}")
     response.raise_for_status()
@@ -211,7 +194,7 @@ async def run_arm(
     home = work / arm
     home.mkdir(parents=True)
     cfg = home / "alerting.yaml"
-    cfg.write_text(yaml.safe_dump(alerting_config(f"{receiver.url}/{arm}"), sort_keys=False))
+    cfg.write_text(yaml.safe_dump(down_only_alerting(f"{receiver.url}/{arm}"), sort_keys=False))
     env = {
         **server.env,
         "JUNCTION_HOME": str(home / "home"),

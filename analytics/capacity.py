@@ -26,6 +26,7 @@ depth, when the current workers stop keeping up.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import sqlite3
@@ -52,6 +53,8 @@ MEMORY = "memory_percent"
 STORE_BYTES = "store_bytes"
 WORKERS_ONLINE = "workers_online"
 HEARTBEAT_AGE = "heartbeat_age_seconds"
+_FAR_HOURS = 10 * 365 * 24.0
+
 COLUMNS = ["ts", "metric", "scope", "value"]
 KEEP = timedelta(days=30)
 """Samples older than this are pruned from the log."""
@@ -185,8 +188,11 @@ def _judge(
             f"{what} is {_fmt(metric, current)}, at or above {_fmt(metric, limit)}",
         )  # fmt: skip
     crossing = None
-    if slope_h > 0:
-        crossing = now + timedelta(hours=(limit - current) / slope_h)
+    hours_left = (limit - current) / slope_h if slope_h > 0 else math.inf
+    # A near-flat trend puts the crossing centuries away (past datetime's range):
+    # beyond ten years it is reported as no crossing at all.
+    if hours_left <= _FAR_HOURS:
+        crossing = now + timedelta(hours=hours_left)
     trend = f"{'+' if per_day >= 0 else ''}{_fmt(metric, per_day)}/day"
     if crossing is not None and crossing <= now + horizon:
         return Finding(

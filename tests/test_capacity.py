@@ -85,6 +85,14 @@ def test_no_signal_without_a_crossing_within_the_horizon_or_enough_samples(
         assert finding.crossing_at is not None and finding.crossing_at > NOW + timedelta(days=3)
 
 
+def test_a_rise_too_slow_to_date_is_no_crossing_not_an_overflow() -> None:
+    # Float noise on a flat measure: a slope so small the crossing would be past
+    # datetime's range (a fresh-clone CI run of the capacity flow failed on this).
+    values = [2.0, 2.0 + 1e-13, 2.0, 2.0 + 2e-13, 2.0, 2.0 + 3e-13]
+    (finding,) = assess(series(QUEUE_DEPTH, "pool", values), LIMITS, now=NOW).findings
+    assert finding.status == "ok" and finding.crossing_at is None
+
+
 def test_store_growth_per_day_and_the_limits_from_settings() -> None:
     limits = limits_from_settings(Settings(capacity_store_gb=2.0, capacity_queue_threshold=3))
     assert limits[STORE_BYTES] == 2e9 and limits[QUEUE_DEPTH] == 3

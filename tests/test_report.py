@@ -40,7 +40,9 @@ def build_store(root: Path, spec_dir: Path, *, days: int = 15) -> MetricsStore:
     from analytics.synthetic import generate_history
 
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    generate_history(
+    # The synthetic events follow the start date as well as the seed: enough incidents
+    # that every date has alerts in the last week (~1 in 10^4 dates has none).
+    truth = generate_history(
         root,
         services=SERVICES,
         days=days,
@@ -48,10 +50,20 @@ def build_store(root: Path, spec_dir: Path, *, days: int = 15) -> MetricsStore:
         alerts=True,
         workflows=2,
         start=end - timedelta(days=days),
+        incidents_per_30_days=10.0,
     )
     spec_dir.mkdir(parents=True, exist_ok=True)
     (spec_dir / "onboard_test.yaml").write_text(SPEC)
     calls, runs = crafted(runs=100, start=end - timedelta(days=2))
+    # No crafted call succeeds during a synthetic outage of its service (or in the half
+    # hour before it, where the detection time looks for the onset).
+    during = pd.Series(False, index=calls.index)
+    ts = pd.to_datetime(calls["ts"], utc=True)
+    for inc in truth.incidents:
+        during |= (calls["service"] == inc.service) & ts.between(
+            inc.start - timedelta(minutes=30), inc.end
+        )
+    calls = calls[~during]
     calls = calls.assign(
         status=200,
         breaker_state="closed",

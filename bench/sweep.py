@@ -90,26 +90,38 @@ def make_clients(
     return clients
 
 
-def make_sweeper(url: str, count: int, shard: int = 0, shards: int = 1) -> Sweeper:
-    """The persistent sweeper of one shard of the endpoints (production backend)."""
+def make_sweeper(
+    url: str, count: int, shard: int = 0, shards: int = 1, *, cookies: bool = False
+) -> Sweeper:
+    """The persistent sweeper of one shard of the endpoints (production backend).
+
+    ``cookies``: a plain ``httpx.AsyncClient`` (a cookie jar fed by every response) over
+    the same transport instead of ``sweep_client``'s cookieless one (the arm before).
+    """
     part = shard_of(range(count), shard, shards)
     backend = Settings.model_fields["http_backend"].default
     http = sweep_client(len(part), httpx.Timeout(30.0, connect=10.0), backend=backend)
+    if cookies:
+        http = httpx.AsyncClient(
+            transport=http._transport, timeout=http.timeout, follow_redirects=False
+        )
     clients = make_clients(url, count, http, httpx.create_ssl_context(), indices=part)
     return Sweeper(clients, http, concurrency=len(part))
 
 
-async def run_persistent(url: str, count: int, shards: int, sweeps: int) -> dict[str, float]:
+async def run_persistent(
+    url: str, count: int, shards: int, sweeps: int, *, cookies: bool = False
+) -> dict[str, float]:
     """Build once, sweep once to warm up (connections), then time ``sweeps`` sweeps."""
     started = time.perf_counter()
     pool: ProcessSweeper | None = None
     sweeper: Sweeper | None = None
     if shards > 1:
-        pool = ProcessSweeper(partial(make_sweeper, url, count), shards)
+        pool = ProcessSweeper(partial(make_sweeper, url, count, cookies=cookies), shards)
         pool.start()
         run = pool.run
     else:
-        sweeper = make_sweeper(url, count)
+        sweeper = make_sweeper(url, count, cookies=cookies)
         run = sweeper.run
     built = time.perf_counter()
     first = await run()
@@ -144,7 +156,8 @@ async def run_persistent(url: str, count: int, shards: int, sweeps: int) -> dict
 async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
     """Run one arm in this process and return its measurements."""
     if arm in PERSISTENT_ARMS:
-        return await run_persistent(url, count, PERSISTENT_ARMS[arm], sweeps=5)
+        shards, cookies = PERSISTENT_ARMS[arm]
+        return await run_persistent(url, count, shards, sweeps=5, cookies=cookies)
     sequential = arm == "sequential"
     started = time.perf_counter()
     ctx = httpx.create_ssl_context()
@@ -211,11 +224,17 @@ def slowest_endpoint(url: str, delays: list[float]) -> tuple[int, float]:
 
 #: The arm of each ``Settings.http_backend`` (``sweep_client(..., backend=...)``).
 BACKEND_ARMS: dict[HttpBackend, str] = {"aiohttp": "aiohttp", "httpcore": "sharded-pool"}
-#: Steady-state arms: clients and connections kept across sweeps, in 1 or 2 processes.
-PERSISTENT_ARMS = {"persistent": 1, "persistent-2proc": 2}
+#: Steady-state arms: clients and connections kept across sweeps, in 1 or 2 processes;
+#: ``(processes, cookies)`` (``cookies``: the client before ``sweep_client`` dropped them).
+PERSISTENT_ARMS = {
+    "persistent": (1, False),
+    "persistent-2proc": (2, False),
+    "persistent-cookies": (1, True),
+}
 ARMS = (
     "persistent-2proc",
     "persistent",
+    "persistent-cookies",
     "aiohttp",
     "sharded-pool",
     "per-client-pools",

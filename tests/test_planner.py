@@ -475,3 +475,65 @@ def test_general_rules_of_the_fresh_batch_work(
 def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> None:
     plan = plan_workflow(text)
     assert plan.spec is None and plan.refusal and "\n" not in plan.refusal
+
+
+@pytest.mark.parametrize(
+    ("text", "actions", "edges"),
+    [
+        (  # a read chosen by its noun ("version", "models", "bot"); "is X up?" is its health
+            "alertmanager up? which version?",
+            {"alertmanager.get_status"},
+            set(),
+        ),
+        ("list the models openai offers", {"openai.list_models"}, set()),
+        (  # whose token it is is no secret (sending it still is, see below)
+            "which bot does our webex token belong to",
+            {"webex.get_me"},
+            set(),
+        ),
+        (  # "once all that is finished" orders like "then"
+            "create okta user ana@acme.com and email it@acme.com once all that is finished",
+            {"okta.create_user", "smtp.send_email"},
+            {("okta.create_user", "smtp.send_email")},
+        ),
+        (  # a sentence ending in "?" is a question; "week-end" is the word written whole
+            "Qui est d'astreinte ce week-end ? Envoie-le sur #ops",
+            {"pagerduty.list_oncalls", "slack.post_message"},
+            {("pagerduty.list_oncalls", "slack.post_message")},
+        ),
+        (  # German time words are not typos; "Neueinstellungen" are hires
+            "Für alle Neueinstellungen dieser Woche: Okta-Konto anlegen",
+            {"workday.list_hires", "okta.create_user"},
+            {("workday.list_hires", "okta.create_user")},
+        ),
+        (  # "New starter: x" names the person; "needs" makes the account; "a GitLab account
+            # added to" a project is a new one
+            "New starter: li@acme.com. He needs a GitLab account added to acme/web",
+            {"gitlab.create_user", "gitlab.add_project_member"},
+            {("gitlab.create_user", "gitlab.add_project_member")},
+        ),
+        (  # no verb at all: a person and a group joined by "+" is an add
+            "okta grp Sales + bo@acme.com",
+            {"okta.list_groups", "okta.get_user", "okta.add_user_to_group"},
+            {
+                ("okta.get_user", "okta.add_user_to_group"),
+                ("okta.list_groups", "okta.add_user_to_group"),
+            },
+        ),
+        (  # a parallel message carries no other branch's id lookup
+            "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
+            {"okta.get_user", "okta.deactivate_user", "slack.post_message"},
+            {("okta.get_user", "okta.deactivate_user")},
+        ),
+    ],
+)
+def test_rules_of_batch_f25(text: str, actions: set[str], edges: set[tuple[str, str]]) -> None:
+    plan = plan_workflow(text)
+    assert _valid(plan)
+    assert set(actions_of(plan.spec)) == actions
+    assert closure(edges) == closure(edges_of(plan.spec))
+
+
+def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
+    plan = plan_workflow("post which account the webex bot token belongs to in #ops")
+    assert plan.spec is None and plan.refusal and "token" in plan.refusal

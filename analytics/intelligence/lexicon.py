@@ -59,6 +59,18 @@ def fold(word: str) -> str:
 _DONE_LEADS = [(w, "it", *be) for w in ("once", "when", "after") for be in ((), ("is",), ("has",))]
 """What precedes a past participle that means "when the step before is done"."""
 
+_DONE_SUBJECTS = [("it",), ("that",), ("this",), ("all",), ("all", "that"), ("all", "this")]
+_DONE_SUBJECTS += [("everything",), ("both",), ("these",), ("those",), ("all", "of", "that")]
+_DONE_WORDS = ("done", "finished", "complete", "completed", "over", "through")
+_DONE_PHRASES = [
+    (lead, *who, *be, word)
+    for lead in ("once", "when", "after")
+    for who in _DONE_SUBJECTS
+    for be in ((), ("is",), ("are",), ("has", "been"), ("have", "been"))
+    for word in _DONE_WORDS
+]
+"""'when all that's done', 'once both are finished': the steps before are done ("then")."""
+
 
 class RefuseGroup(ConfigModel):
     """Words of a kind of request that is refused, and why."""
@@ -188,6 +200,8 @@ class Lexicon:
         self.stopwords = frozenset(fold(w) for w in words.stopwords)
         self.bulk = frozenset(fold(w) for w in words.bulk_words)
         self.access = frozenset(fold(w) for w in words.access_words)
+        for key in _DONE_PHRASES:  # where a listed phrase does not say otherwise
+            self.phrases.setdefault(key, [("connective", "then")])
         self.max_phrase = max(len(k) for k in self.phrases)
         # single words fuzzy matching may correct typos towards (short words are too risky)
         self.fuzzy_targets = sorted(

@@ -177,6 +177,7 @@ class _Builder:
             if q.op.role == "read"
             and q.op.content
             and (q.condition or p.clause - 1 <= q.clause <= p.clause)
+            and not (p.parallel and not q.primary and q.clause != p.clause)  # another's lookup
         ]
         return near[-1:]
 

@@ -1,8 +1,8 @@
 """What the offline planner reads around its clauses: entities of the whole request, plural
 nouns, and the log an LLM step needs (helpers of :mod:`analytics.intelligence.planner_interpret`).
 
-Public API: :func:`clause_nouns`, :func:`entities_of`, :func:`plural`, :func:`llm_needs_log`,
-:func:`into_new_record`.
+Public API: :data:`QUESTION_WORDS`, :func:`clause_verbs`, :func:`clause_nouns`,
+:func:`entities_of`, :func:`plural`, :func:`llm_needs_log`, :func:`into_new_record`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from analytics.intelligence.planner_build import Planned
 from analytics.intelligence.planner_parse import Clause
 
 __all__ = [
+    "QUESTION_WORDS",
     "clause_nouns",
+    "clause_verbs",
     "entities_of",
     "into_new_record",
     "latest_pipeline",
@@ -188,13 +190,50 @@ _INDEFINITE = frozenset({"a", "an", "ein", "eine", "einen", "einem", "un", "una"
 _RECORDS = frozenset({"ticket", "incident"})  # what a "put it in a ..." makes
 
 
-def into_new_record(c: Clause) -> bool:
-    """'put the summary in a Jira ticket': an indefinite record the text goes into."""
+QUESTION_WORDS = frozenset(
+    {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
+    | {"welche", "welcher", "cuáles", "cuales", "qué", "que", "qui", "quel", "quels", "quelle"}
+    | {"quelles", "combien"}
+)
+"""A request or sentence opening with one of these asks: its verbless clauses read."""
+_LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado", "detalles"})
+
+
+def clause_verbs(
+    c: Clause, verbs: list[str], nouns: list[str], *, asked: bool, joins: bool
+) -> list[str]:
+    """The verbs a clause (not a condition) acts with: its own, or what its words imply.
+
+    Args:
+        c: The clause.
+        verbs: Its verbs (or the verbs carried over from the clause before).
+        nouns: Its nouns, without references and given ones.
+        asked: The request is a question.
+        joins: The request has no verb, only a person's email and places.
+    """
+    opening = fold(c.tokens[0].text) if c.tokens else ""
+    asked = asked or c.asked or opening in QUESTION_WORDS  # "Qui est ... ? Envoie ..."
+    if not verbs and (asked or any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)):
+        verbs = ["get"]  # "is anyone on call for payments?", "the details of ..."
+    elif not verbs and joins and ({"group", "room", "project"} & set(nouns) or c.entities("room")):
+        verbs = ["add"]  # "okta grp Contractors + dana@acme.com": she joins it
+    if "add" in verbs and into_new_record(c):
+        verbs = [*(v for v in verbs if v != "add"), "create"]  # "put it in a Jira ticket"
+    if "add" in verbs and "message" in nouns:
+        verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
+    if "send" in verbs and "comment" in nouns:
+        verbs = [*verbs, "comment"]  # "write the summary as a comment"
+    return verbs
+
+
+def into_new_record(c: Clause, records: frozenset[str] = _RECORDS) -> bool:
+    """'put the summary in a Jira ticket': an indefinite record the text goes into (with
+    ``records={"user"}``: 'add a GitLab account to acme/x', a new account)."""
     indefinite = False
     for t in c.tokens:
         if fold(t.text) in _INDEFINITE:
             indefinite = True
-        elif indefinite and set(t.values("noun")) & _RECORDS:
+        elif indefinite and set(t.values("noun")) & records:
             return True
         elif not t.has("integration"):
             indefinite = False

@@ -170,7 +170,7 @@ def state_updates(tokens: list[Token]) -> None:
 
 _RECEIVES = frozenset(
     {"gets", "receives", "bekommt", "bekommen", "erhalt", "erhalten", "recibe", "reciben"}
-    | {"recoit", "recoivent"}
+    | {"recoit", "recoivent", "needs", "braucht", "benotigt", "necesita", "necesitan"}
 )
 _RECEIVED = {"email": "send", "message": "send", "user": "create", "ticket": "create"}
 
@@ -180,9 +180,9 @@ _PLACES = frozenset({"group", "project", "room", "channel"})
 
 
 def receives(tokens: list[Token]) -> None:
-    """ "every on-call member gets an email": a recipient as the subject; the verb is the
-    one that makes what is received (a message sent, an account created). "give them an
-    okta account" (no group or project to give them) creates the account."""
+    """ "every on-call member gets an email", "she needs an okta account": a recipient as the
+    subject; the verb is the one that makes what is received (a message sent, an account
+    created). "give them an okta account" (no group or project to give them) creates it."""
     for i, t in enumerate(tokens):
         if fold(t.text) in _GIVES:
             rest = tokens[i + 1 : i + 6]

@@ -21,7 +21,9 @@ from typing import Any
 from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned, role_rank
 from analytics.intelligence.planner_context import (
+    QUESTION_WORDS,
     clause_nouns,
+    clause_verbs,
     entities_of,
     into_new_record,
     latest_pipeline,
@@ -37,11 +39,6 @@ __all__ = ["Interpreter"]
 _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
-_QUESTION_WORDS = frozenset(
-    {"is", "are", "any", "does", "do", "who", "what", "which", "hay", "gibt", "ist", "wer"}
-    | {"welche", "welcher", "cuáles", "cuales", "qué", "que"}
-)
-_LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado", "detalles"})
 _PRONOUNS = OBJECT_PRONOUNS
 
 
@@ -63,8 +60,9 @@ class Interpreter:
         self.unplanned: list[str] = []
         self.fails = any(c.has("fail") for c in reading.clauses)
         opening = fold(text.strip(" ¿¡").split(" ", 1)[0]) if text.strip(" ¿¡") else ""
-        self.question = text.rstrip().endswith("?") or opening in _QUESTION_WORDS
+        self.question = text.rstrip().endswith("?") or opening in QUESTION_WORDS
         self.recent = any(c.has("recent") for c in reading.clauses)
+        self.verbless = not any(c.has("verb") for c in reading.clauses)
         self.globals = entities_of(reading.clauses, text)
 
     # --- entities -------------------------------------------------------------------------
@@ -103,8 +101,13 @@ class Interpreter:
             return op.role != "read" and bool(set(verbs) & set(op.verbs))
 
         doer = any(s == top and does(op) and op.action not in planned for s, _, op in scored)
-        pick = [(s, doer and does(op), op.action in planned, i, op) for s, i, op in scored]
-        score, _, _, _, op = max(pick, key=lambda x: x[:4])
+        # then the action the clause's noun names beats one its verb alone names ("what
+        # version is alertmanager on": the status, not the alerts a "get" would list)
+        pick = [
+            (s, doer and does(op), op.action in planned, bool(set(nouns) & set(op.nouns)), i, op)
+            for s, i, op in scored
+        ]
+        score, *_, op = max(pick, key=lambda x: x[:5])
         return score, op
 
     def _notifier(self, c: Clause, explicit: list[str], nouns: list[str]) -> str | None:
@@ -153,15 +156,9 @@ class Interpreter:
         (``hint``: the nouns of the clause before, for a clause that names none)."""
         nouns = clause_nouns(c) or [n for n in hint or [] if ":" not in n]
         free_nouns = [n for n in nouns if ":" not in n]
-        looked_up = any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)
-        if not verbs and not condition and (self.question or looked_up):
-            verbs = ["get"]  # "is anyone on call for payments?", "the details of ..."
-        if "add" in verbs and into_new_record(c):
-            verbs = [*(v for v in verbs if v != "add"), "create"]  # "put it in a Jira ticket"
-        if "add" in verbs and "message" in free_nouns:
-            verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
-        if "send" in verbs and "comment" in free_nouns:
-            verbs = [*verbs, "comment"]  # "write the summary as a comment"
+        if not condition:
+            joins = self.verbless and bool(self.globals.get("email"))
+            verbs = clause_verbs(c, verbs, free_nouns, asked=self.question, joins=joins)
         # a given thing ("job 4242's log") is the object only when nothing else is named
         given = [n.removeprefix("given:") for n in nouns if n.startswith("given:")]
         real_nouns = free_nouns or given
@@ -237,6 +234,8 @@ class Interpreter:
                 if best is None:
                     continue
                 verb_ok = bool(set(verbs) & set(best[1].verbs)) or not verbs or condition
+                by_noun = not best[1].verbs and bool(set(real_nouns) & set(best[1].nouns))
+                verb_ok = verb_ok or by_noun  # an action chosen by its noun takes any verb
                 if name not in implied and not verb_ok:
                     continue
                 # a message with no destination named goes where the messages went before
@@ -244,6 +243,13 @@ class Interpreter:
                 cands.append((verb_ok, to, best[0], -pool.index(name), best[1]))
             if cands:  # a message goes to email or a #channel before another service
                 chosen.append(max(cands, key=lambda x: x[:4])[4])
+        if "add" in verbs and into_new_record(c, frozenset({"user"})):
+            places = [n for n in real_nouns + given if n in {"project", "group", "room"}]
+            for name in dict.fromkeys(op.integration for op in chosen):  # "a GitLab account
+                for verb, wanted in (("create", ["user"]), ("add", places)):  # added to x"
+                    made = self._best(name, [verb], wanted, reads=False, quantified=False)
+                    if made and set(wanted) & set(made[1].nouns) and made[1] not in chosen:
+                        chosen.append(made[1])  # a new account, then its membership
         covered = {n for op in chosen for n in op.nouns}
         d = self.lex.defaults.nouns
         kinds = self.lex.defaults.noun_kinds

@@ -94,7 +94,13 @@ _DETERMINERS = frozenset(
 )
 
 
-_ADVERBS = frozenset({"again", "too", "still", "ever", "nochmal", "wieder", "erneut", "vez"})
+_ADVERBS = frozenset(
+    {"again", "too", "still", "ever", "even", "nochmal", "wieder", "erneut", "vez", "überhaupt"}
+)
+_UP_WORDS = frozenset(  # "is alertmanager up?": the service's health, asked about
+    {"up", "down", "alive", "reachable", "healthy", "online", "erreichbar", "caido", "disponible"}
+)
+_COPULAS = frozenset({"is", "are", "ist", "sind", "esta", "estan", "est"})
 _PASSIVE_LEAD = frozenset(
     {"are", "is", "was", "were", "been", "sind", "ist", "wurde", "están", "está"}
 )
@@ -138,6 +144,7 @@ class Clause:
     tokens: list[Token]
     links: set[str] = field(default_factory=set)  # then, and, parallel, condition, unless...
     topic: str = ""  # free text after "about", "titled"...
+    asked: bool = False  # the clause ends its sentence with "?"
 
     def words(self, category: str) -> list[str]:
         """Values of ``category`` in order, once each."""
@@ -204,7 +211,10 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
         elided = _ELISION.match(w)  # French "d'astreinte", "l'utilisateur": the noun
         if elided and (fold(w),) not in lex.phrases:
             w = elided.group(1)
-        if "-" in w and tuple([fold(w)]) not in lex.phrases and not w.startswith("\x00"):
+        joined = w.replace("-", "")  # "week-end", "on-boarding": the word written whole
+        if "-" in w and (fold(w),) not in lex.phrases and (fold(joined),) in lex.phrases:
+            raw.append(joined)
+        elif "-" in w and tuple([fold(w)]) not in lex.phrases and not w.startswith("\x00"):
             raw.extend(p for p in w.split("-") if p)
         else:
             raw.append(w)
@@ -249,7 +259,9 @@ def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
     corrected: list[tuple[str, str]] = []
     for t in tokens:
         key = fold(t.text)
-        if t.meanings or t.entity or not key.isalpha() or len(key) < 3 or key in lex.stopwords:
+        if t.meanings or t.entity or not key.isalpha() or len(key) < 3:
+            continue
+        if key in lex.stopwords or key in lex.access:  # known words, not typos ("Zugang")
             continue
         close = _close(key, tuple(lex.fuzzy_targets))
         if not close and len(key) >= 10:  # a German compound: "Bereitschaftshabenden"
@@ -395,13 +407,24 @@ def _service_verbs(tokens: list[Token]) -> None:
 
 def _labels(tokens: list[Token]) -> None:
     """ "E-Mail ist paul@acme.com", "email: x@y": a word naming the next value, no action;
-    "is JUN-1402 done?": a state asked about, not a verb."""
+    "is JUN-1402 done?": a state asked about, not a verb; "is alertmanager up?": its health."""
     for i, t in enumerate(tokens):
         nxt = tokens[i + 1 : i + 3]
         copula = bool(nxt) and fold(nxt[0].text) in {"is", "ist", "es", ":", "="}
         if t.has("noun", "email") and copula and len(nxt) == 2 and nxt[1].entity:
             t.meanings = [("topic_word", t.text)]
-    if tokens and fold(tokens[0].text) in {"is", "are", "ist", "sind", "esta", "estan"}:
+    for i, t in enumerate(tokens):
+        if fold(t.text) not in _UP_WORDS:
+            continue
+        lead = [x for x in tokens[max(0, i - 4) : i] if fold(x.text) not in _ADVERBS][-2:]
+        after = tokens[i + 1].text if i + 1 < len(tokens) else "?"
+        if (
+            lead
+            and lead[-1].has("integration")
+            and (after in {"?", ".", ","} or (len(lead) > 1 and fold(lead[0].text) in _COPULAS))
+        ):
+            t.meanings = [("noun", "health")]
+    if tokens and fold(tokens[0].text) in _COPULAS - {"est"}:
         for t in tokens:
             if t.has("state") and t.has("verb"):
                 t.meanings = [m for m in t.meanings if m[0] != "verb"]
@@ -455,6 +478,10 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         ):
             in_topic = True  # "slack #ops: db migration starting"
             continue
+        person = current and set(current[-1].values("noun")) & {"hire", "worker", "leaver"}
+        named_by = nxt.entity[0] if nxt is not None and nxt.entity else ""
+        if t.text in {":", ","} and person and named_by == "email":
+            continue  # "New starter: ana@acme.com": the person, named
         if t.has("connective", "after") and nxt and nxt.entity and nxt.entity[0] == "minutes":
             t.meanings = []  # "still running after 30 min": a time, not an order
         quiet = in_topic and any(t.has("connective", k) for k in ("condition", "unless", "after"))
@@ -468,7 +495,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         ):
             if current:
                 said = any(x.has("verb", "send") for x in current)
-                clauses.append(Clause(current, links))
+                clauses.append(Clause(current, links, asked=t.text == "?"))
                 current, links, in_topic = [], set(), False
             if t.text in {";", ".", "!", "?"}:
                 links.add("sentence")

@@ -20,6 +20,8 @@ from integrations.catalog import Catalog
 __all__ = ["quote", "safety"]
 
 
+_OWNED = r" (?:belongs?|belonged|gehort|gehoren|pertenece|appartient) "
+"""Right after a secret's name in a request that sends nothing: whose it is, not its value."""
 _BACK_REFERENCES = frozenset({"them", "those", "these", "ellos", "ellas", "sie", "ihnen", "diese"})
 
 
@@ -74,6 +76,11 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         )
     folded = " " + re.sub(r"[^\w@-]+", " ", fold(text)) + " "
     secrets = reading.secrets + [w for w in lex.words.secret_words if f" {fold(w)} " in folded]
+    # "which account our bot token belongs to": whose credential it is, not the credential
+    sends = any(c.has("verb", "send") or c.has("verb", "email") for c in reading.clauses)
+    secrets = [
+        w for w in secrets if sends or not re.search(rf" {re.escape(fold(w))}{_OWNED}", folded)
+    ]
     if secrets:
         listed = quote(sorted(set(secrets)))
         return f"refused: the request would send secrets or sensitive data ({listed})"

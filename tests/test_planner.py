@@ -537,3 +537,16 @@ def test_rules_of_batch_f25(text: str, actions: set[str], edges: set[tuple[str, 
 def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
     plan = plan_workflow("post which account the webex bot token belongs to in #ops")
     assert plan.spec is None and plan.refusal and "token" in plan.refusal
+
+
+def test_fuzzy_matching_corrects_typos_not_other_words() -> None:
+    from analytics.intelligence.morphology import typo_of
+
+    typos = [("sned", "send"), ("trigr", "trigger"), ("piplne", "pipeline"), ("usr", "user")]
+    typos += [("offenen", "offen"), ("muestrame", "muestra")]  # inflected forms
+    others = [("active", "desactive"), ("invoice", "invite"), ("title", "teile")]
+    others += [("staging", "saying"), ("deployed", "employe")]
+    assert all(typo_of(w, t) for w, t in typos)
+    assert not any(typo_of(w, t) for w, t in others)
+    plan = plan_workflow("look up bo@acme.com in okta and tell #it if he is active")
+    assert set(actions_of(plan.spec)) == {"okta.get_user", "slack.post_message"}

@@ -8,14 +8,18 @@ third person, past and gerund of a verb (with the spelling rules: "creating", "a
 does not already mean something, so a listed word always keeps its listed meaning
 ("opened" stays an event, "runs" a noun).
 
-Public API: :func:`verb_forms`, :func:`noun_forms`.
+:func:`typo_of` tells whether a word can be a typo (or an inflected form) of a lexicon
+word, so that fuzzy matching does not turn one real word into another ("active" is not
+"desactive", "title" not "teile", "fixed" not "fired").
+
+Public API: :func:`verb_forms`, :func:`noun_forms`, :func:`typo_of`.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["noun_forms", "verb_forms"]
+__all__ = ["noun_forms", "typo_of", "verb_forms"]
 
 _IRREGULAR: dict[str, tuple[str, ...]] = {
     "send": ("sent",),
@@ -100,3 +104,31 @@ def noun_forms(word: str) -> list[str]:
     if word.endswith("y") and word[-2] not in _VOWELS:
         return [word[:-1] + "ies"]
     return [word + "s"]
+
+
+def _edits(a: str, b: str) -> int:
+    """Letters dropped, added, changed or two neighbours swapped to turn ``a`` into ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def typo_of(word: str, target: str) -> bool:
+    """Whether ``word`` (folded) can be ``target`` typed wrong or inflected.
+
+    A typo is one edit (a letter dropped, added or changed, or two neighbours swapped:
+    "sned", "pipline", "usr"), or two that keep the first three letters and the last one
+    and add no letter ("trigerr", "trigr", "piplne"; not "invoice"); an inflection adds an ending of at most three letters to a word
+    of five or more ("offenen", "kritischer", "agrégala", "muéstrame").
+    """
+    if len(target) >= 5 and word.startswith(target) and len(word) - len(target) <= 3:
+        return True
+    edits = _edits(word, target)
+    kept = word[:3] == target[:3] and word[-1] == target[-1] and len(word) <= len(target)
+    return edits <= 1 or (edits == 2 and kept)

@@ -40,6 +40,7 @@ _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _PRONOUNS = OBJECT_PRONOUNS
+_SUBJECT_PRONOUNS = frozenset({"she", "he", "they", "er", "ella", "el", "elle", "il"})
 
 
 class Interpreter:
@@ -421,7 +422,8 @@ class Interpreter:
     def _pronoun_only(self, c: Clause) -> bool:
         """A condition about "it" alone ("if it fails"): the step before."""
         words = {re.sub(r"['’]s$", "", fold(t.text)) for t in c.tokens}  # "it's still firing"
-        return bool(words & _PRONOUNS) and not clause_nouns(c) and not c.words("integration")
+        subject = words & (_PRONOUNS | _SUBJECT_PRONOUNS)  # "... if she's active"
+        return bool(subject) and not clause_nouns(c) and not c.words("integration")
 
     def _refers(self, c: Clause) -> list[Planned]:
         """Earlier steps that every noun of a condition names ("once the Jira issue exists")."""
@@ -509,7 +511,10 @@ class Interpreter:
                 continue
             refers = self._refers(c) if condition else []
             if condition and not refers and prior_made and self._pronoun_only(c):
-                refers = prior_made[:1]  # "rerun the pipeline and if it fails, page"
+                done = [p for p in prior_made if p.op.role != "notify"] or [  # not a message
+                    p for p in reversed(self.planned) if p.op.role != "notify"
+                ]
+                refers = done[:1]  # "rerun the pipeline and if it fails, page"
             ops: list[Op]
             if refers:  # "once the Jira issue exists": a step planned before, not a new read
                 ops, mapped = [], True

@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import get_args
 
 from analytics.intelligence.lexicon import Category, Lexicon, fold
+from analytics.intelligence.morphology import typo_of
 from analytics.intelligence.planner_correct import (
     documents,
     drop_corrected,
@@ -248,9 +249,9 @@ def _close(key: str, targets: tuple[str, ...]) -> list[str]:
     """Lexicon words within the typo cutoff of ``key`` (similar lengths only), best first."""
     cutoff = FUZZY_CUTOFF if len(key) > 4 else SHORT_CUTOFF
     near = [w for w in targets if abs(len(w) - len(key)) <= 3]
-    close = difflib.get_close_matches(key, near, n=3, cutoff=cutoff)
+    close = [w for w in difflib.get_close_matches(key, near, n=5, cutoff=cutoff) if typo_of(key, w)]
     if len(key) == 4:  # a letter swapped ("jria"), not replaced ("fill" is not "file")
-        swaps = [w for w in near if sorted(w) == sorted(key) and w != key]
+        swaps = [w for w in near if sorted(w) == sorted(key) and w != key and typo_of(key, w)]
         close += [w for w in difflib.get_close_matches(key, swaps, n=3, cutoff=FUZZY_CUTOFF)]
     return close
 
@@ -585,7 +586,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
         for t in c.tokens
         if not t.entity
         and not any(m[0] in KNOWN_KINDS for m in t.meanings)
-        and fold(t.text) not in lex.stopwords
+        and re.sub(r"['’]s$", "", fold(t.text)) not in lex.stopwords  # "she's"
         and any(ch.isalpha() for ch in t.text)
     ]
     every = [t for c in clauses for t in c.tokens] + [t for t in tokens if t.has("connective")]

@@ -124,8 +124,9 @@ def typo_of(word: str, target: str) -> bool:
 
     A typo is one edit (a letter dropped, added or changed, or two neighbours swapped:
     "sned", "pipline", "usr"), or two that keep the first three letters and the last one
-    and add no letter ("trigerr", "trigr", "piplne"; not "invoice"); an inflection adds an ending of at most three letters to a word
-    of five or more ("offenen", "kritischer", "agrégala", "muéstrame").
+    and add no letter ("trigerr", "trigr", "piplne"; not "invoice"); an inflection adds
+    an ending of at most three letters to a word of five or more ("offenen",
+    "kritischer", "agrégala", "muéstrame").
     """
     if len(target) >= 5 and word.startswith(target) and len(word) - len(target) <= 3:
         return True

@@ -1,7 +1,7 @@
 """The service under test: the real app in a real uvicorn server, on a free loopback port.
 
 ``api_server`` (session fixture, registered in ``tests/conftest.py``) serves
-:func:`junction.service.create_app` against a temporary ``JUNCTION_HOME`` and the session
+:func:`junction.service.app.create_app` against a temporary ``JUNCTION_HOME`` and the session
 sandbox, with a token; tests call it over HTTP with httpx. ``ServiceServer`` runs other
 configurations (a monitor, another body limit) for one test.
 """
@@ -83,7 +83,7 @@ class ServiceServer:
         self, settings: Settings, *, monitor: bool = False, app: FastAPI | None = None
     ) -> None:
         # Function-level: FastAPI and uvicorn only for the tests that serve the app.
-        from junction.service import create_app
+        from junction.service.app import create_app
 
         self.settings = settings
         self.app = app if app is not None else create_app(settings, monitor=monitor)

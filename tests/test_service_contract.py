@@ -84,7 +84,7 @@ def _operations() -> list[tuple[str, bool]]:
     """``METHOD /path`` of every operation of the app's schema (built, not served), and
     whether it takes an input that can be invalid."""
     # Function-level: only this module needs the app at collection time.
-    from junction.service import create_app
+    from junction.service.app import create_app
     from junction.settings import Settings
 
     paths = create_app(Settings()).openapi()["paths"]

@@ -263,7 +263,7 @@ def test_prometheus_metrics(recorded: ApiServer) -> None:
 def test_an_unexpected_error_is_500_logged_without_traceback(
     sandbox: SandboxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from junction.service import create_app
+    from junction.service.app import create_app
 
     settings = service_settings(tmp_path, sandbox)
     app = create_app(settings)

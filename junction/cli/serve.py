@@ -80,7 +80,7 @@ def serve(
     # the store) are not needed for `junction --help`.
     import uvicorn
 
-    from junction.service import create_app
+    from junction.service.app import create_app
     from junction.service.web import vendor_warning
 
     if (note := vendor_warning(settings)) is not None:

@@ -520,6 +520,27 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
                 ("okta.list_groups", "okta.add_user_to_group"),
             },
         ),
+        (  # a note to a given Jira issue is a comment
+            "add a note in jira OPS-9 saying the fix is out",
+            {"jira.add_comment"},
+            set(),
+        ),
+        ("leave a note on OPS-9 that the fix is deployed", {"jira.add_comment"}, set()),
+        (  # a ServiceNow ticket named by number is read, not opened
+            "email a@acme.com about SNOW ticket INC0012345",
+            {"servicenow.get_incident", "smtp.send_email"},
+            {("servicenow.get_incident", "smtp.send_email")},
+        ),
+        (  # "someone leaves" is one worker; "kill ... access" blocks, over "+"
+            "when someone leaves in workday, kill their okta + gitlab access",
+            {"workday.get_worker", "okta.get_user", "okta.deactivate_user"}
+            | {"gitlab.find_user", "gitlab.block_user"},
+            {("workday.get_worker", "okta.get_user"), ("workday.get_worker", "gitlab.find_user")}
+            | {
+                ("okta.get_user", "okta.deactivate_user"),
+                ("gitlab.find_user", "gitlab.block_user"),
+            },
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -28,7 +28,7 @@ __all__ = [
 
 _GIVEN = frozenset(  # a noun followed by its id names a given thing ("pipeline 4711")
     {("pipeline", "pipeline_id"), ("job", "job_id"), ("incident", "pd_id")}
-    | {("incident", "sn_number")}
+    | {("incident", "sn_number"), ("ticket", "sn_number")}
     | {("ticket", "jira_key"), ("worker", "email"), ("hire", "email"), ("leaver", "email")}
 )
 _REFERENCE_WORDS = frozenset(
@@ -93,7 +93,12 @@ def entities_of(clauses: list[Clause], text: str | None = None) -> dict[str, lis
 
 def plural(c: Clause) -> bool:
     """The clause's first noun is plural ("this week's terminations"): a list, not one item."""
-    nouns = [t for t in c.tokens if t.has("noun") and not t.entity][:2]  # "terminated employees"
+    one = {"someone", "somebody", "anyone", "anybody", "jemand", "alguien", "quelqu"}
+    nouns = [  # "terminated employees"; "someone leaves" is one person
+        t
+        for i, t in enumerate(c.tokens)
+        if t.has("noun") and not t.entity and not (i and fold(c.tokens[i - 1].text) in one)
+    ][:2]
     return any(
         fold(t.text).split()[-1].endswith("s")  # "new hires"
         and not fold(t.text).endswith("ss")
@@ -223,6 +228,9 @@ def clause_verbs(
         verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
     if "send" in verbs and "comment" in nouns:
         verbs = [*verbs, "comment"]  # "write the summary as a comment"
+    elsewhere = c.entities("channel") or c.entities("email") or c.entities("room")
+    if "send" in verbs and "message" in nouns and c.entities("jira_key") and not elsewhere:
+        verbs = [*(v for v in verbs if v != "send"), "comment"]  # "a note in jira OPS-9"
     return verbs
 
 

@@ -131,7 +131,7 @@ class Interpreter:
             d.nouns[n]
             for n in nouns
             if n in d.nouns
-            and not (sn and n == "incident")
+            and not (sn and n in {"incident", "ticket"})
             and not (told and n in self.evented)
             and not (n == "hire" and c.entities("email"))  # "new hire x@acme.com": a person
         ]

@@ -439,12 +439,15 @@ def _let_know(tokens: list[Token]) -> None:
             t.meanings = [("verb", "send")]
 
 
+_CUTS = frozenset({"kill", "cut", "pull", "yank", "nuke", "entzieh", "entziehe", "quita"})
+"""Verbs that, with an access word after them, take access away ("kill their access")."""
+
+
 def _access(tokens: list[Token], lex: Lexicon) -> None:
-    """ "Remove GitLab access": a block, not a deletion."""
+    """ "Remove GitLab access", "kill their okta + gitlab access": a block, not a deletion."""
     for i, t in enumerate(tokens):
-        if t.has("verb", "destroy") and any(
-            fold(x.text) in lex.access for x in tokens[i + 1 : i + 4]
-        ):
+        cuts = t.has("verb", "destroy") or re.sub(r"(le|les)$", "", fold(t.text)) in _CUTS
+        if cuts and any(fold(x.text) in lex.access for x in tokens[i + 1 : i + 7]):
             t.meanings = [("verb", "block")]
 
 

@@ -42,7 +42,7 @@ from deployments.local import free_port
 from integrations.base import IntegrationClient, RetryPolicy
 from integrations.catalog import AuthSpec, HealthCheck, IntegrationSpec
 from integrations.sandbox.process import start_sandbox_process
-from integrations.sweep import ProcessSweeper, Sweeper, check_all, shard_of
+from integrations.sweep import ProcessSweeper, Sweeper, check_all, quiet_gc, shard_of
 from integrations.transport import sweep_client
 from junction.settings import Settings
 
@@ -110,9 +110,13 @@ def make_sweeper(
 
 
 async def run_persistent(
-    url: str, count: int, shards: int, sweeps: int, *, cookies: bool = False
+    url: str, count: int, shards: int, sweeps: int, *, cookies: bool = False, tune_gc: bool = True
 ) -> dict[str, float]:
-    """Build once, sweep once to warm up (connections), then time ``sweeps`` sweeps."""
+    """Build once, sweep once to warm up (connections), then time ``sweeps`` sweeps.
+
+    ``tune_gc``: one process calls ``quiet_gc`` after building, as ``junction monitor``
+    does (worker processes always do).
+    """
     started = time.perf_counter()
     pool: ProcessSweeper | None = None
     sweeper: Sweeper | None = None
@@ -122,6 +126,8 @@ async def run_persistent(
         run = pool.run
     else:
         sweeper = make_sweeper(url, count, cookies=cookies)
+        if tune_gc:
+            quiet_gc()
         run = sweeper.run
     built = time.perf_counter()
     first = await run()
@@ -156,8 +162,8 @@ async def run_persistent(
 async def run_arm(arm: str, url: str, count: int) -> dict[str, float]:
     """Run one arm in this process and return its measurements."""
     if arm in PERSISTENT_ARMS:
-        shards, cookies = PERSISTENT_ARMS[arm]
-        return await run_persistent(url, count, shards, sweeps=5, cookies=cookies)
+        shards, cookies, tune_gc = PERSISTENT_ARMS[arm]
+        return await run_persistent(url, count, shards, sweeps=5, cookies=cookies, tune_gc=tune_gc)
     sequential = arm == "sequential"
     started = time.perf_counter()
     ctx = httpx.create_ssl_context()
@@ -225,15 +231,18 @@ def slowest_endpoint(url: str, delays: list[float]) -> tuple[int, float]:
 #: The arm of each ``Settings.http_backend`` (``sweep_client(..., backend=...)``).
 BACKEND_ARMS: dict[HttpBackend, str] = {"aiohttp": "aiohttp", "httpcore": "sharded-pool"}
 #: Steady-state arms: clients and connections kept across sweeps, in 1 or 2 processes;
-#: ``(processes, cookies)`` (``cookies``: the client before ``sweep_client`` dropped them).
+#: ``(processes, cookies, tune_gc)``: ``cookies`` is the client before ``sweep_client``
+#: dropped them, ``tune_gc`` calls ``quiet_gc`` (the 2-process workers always do).
 PERSISTENT_ARMS = {
-    "persistent": (1, False),
-    "persistent-2proc": (2, False),
-    "persistent-cookies": (1, True),
+    "persistent": (1, False, True),
+    "persistent-2proc": (2, False, True),
+    "persistent-default-gc": (1, False, False),
+    "persistent-cookies": (1, True, False),
 }
 ARMS = (
     "persistent-2proc",
     "persistent",
+    "persistent-default-gc",
     "persistent-cookies",
     "aiohttp",
     "sharded-pool",

@@ -60,7 +60,7 @@ from integrations.errors import (
 )
 from integrations.idempotency import create_once, derived_key
 from integrations.metrics import CallMetric, MetricSink, emit
-from integrations.redaction import redact
+from integrations.redaction import redact_path
 from integrations.responses import (
     APIResponse,
     Expect,
@@ -457,7 +457,7 @@ class IntegrationClient:
         """
         method = method.upper()
         started = time.perf_counter()
-        metric_path = redact(urlsplit(path).path or path)  # no query string, no secrets
+        metric_path = redact_path(urlsplit(path).path or path)  # no query, no secrets
         try:
             target = self._target(path, action)
         except UnsafeRequestError as exc:

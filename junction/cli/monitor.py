@@ -147,6 +147,7 @@ def monitor(
     # Function-level: the monitor pulls in the HTTP stack and the alert engine, which
     # `junction --help` should not pay for.
     from integrations.errors import IntegrationError
+    from integrations.sweep import quiet_gc
     from junction.alerting.state import AlertDatabaseError
     from junction.monitor import Monitor, check_interval, parse_duration
 
@@ -217,6 +218,7 @@ def monitor(
             if once:
                 return await mon.sweep()
             assert interval is not None
+            quiet_gc()  # this process sweeps from now on (cheaper collections)
             console.print(
                 f"monitoring {len(mon.names)} integrations"
                 + (f" (shard {mon.shard} of {mon.shards})" if mon.shards > 1 else "")

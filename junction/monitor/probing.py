@@ -178,9 +178,9 @@ class Prober:
         async with self._gate:
             started = time.monotonic()
             try:
-                return await asyncio.wait_for(
-                    client.health_check(), timeout=self.timeout + TIMEOUT_SLACK_SECONDS
-                )
+                # asyncio.timeout, not wait_for: no extra task per probe
+                async with asyncio.timeout(self.timeout + TIMEOUT_SLACK_SECONDS):
+                    return await client.health_check()
             except TimeoutError:
                 return HealthResult(
                     service=state.name,

@@ -66,7 +66,7 @@ SERVICE = "okta"
 PATH = "/api/v1/groups"
 FAST: dict[str, float] = {"p50": 20, "p95": 40}
 SLOW: dict[str, float] = {"p50": 200, "p95": 400}
-RETRY = RetryPolicy(max_attempts=4, backoff_base=0.1, backoff_max=2.0, jitter=0.1)
+RETRY = RetryPolicy(max_attempts=4, backoff_base=0.1, backoff_max=2.0)
 FIXED = ((2, 10.0), (8, 10.0), (32, 10.0), (8, 0.25))
 """(workers, read timeout s) of the fixed arms: engine default timeout, and one tuned to
 the fast phase."""

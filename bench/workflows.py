@@ -13,6 +13,9 @@ run, each on a clean sandbox state:
 - ``junction``: ``flows.workflow.run_workflow`` (the production flow), one flow run per
   workflow run: the DAG runner, every step a task; the runs share one Prefect client pair
   (``flows.workflow.prefect_clients``, as a long-lived caller does).
+- ``junction-added-jitter``: the ``junction`` arm with the retry policy before full
+  jitter (``AddedJitterPolicy``: ``base * 2**(n-1) + U(0, base)``, the same settings);
+  ``junction`` and ``junction-before`` retry by the policy that ships.
 - ``junction-before``: the same flow as it was before the overhead work: its result
   persistence left to the server's default (a storage lookup per run) and two new Prefect
   clients per flow run. The overhead rows give both, measured in the same run.
@@ -42,9 +45,11 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +65,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.base import IntegrationClient  # noqa: E402
+from integrations.retry import RetryPolicy  # noqa: E402
 from integrations.sandbox.process import start_sandbox_process  # noqa: E402
+from junction.settings import Settings  # noqa: E402
 from junction.workflows.journal import journal_path  # noqa: E402
 from junction.workflows.validate import load_workflow  # noqa: E402
 
@@ -81,6 +89,8 @@ FAULTS: dict[str, Any] = {
 """15% transient failures per request (5xx / 429 + Retry-After / resets), 50-300 ms."""
 
 SIDE_EFFECTS = ("okta", "gitlab", "webex", "jira", "servicenow")
+PROVIDERS = ("workday", *SIDE_EFFECTS, "smtp")
+"""Every integration the onboarding spec may call (fallbacks included)."""
 GROUP = "Engineering"
 PROJECT = "acme/backend"
 
@@ -179,6 +189,7 @@ class Sample:
     error: str | None = None
     steps: dict[str, float] = field(default_factory=dict)
     inner_ms: float | None = None  # the workflow run itself, inside its flow run
+    raw_steps: list[dict[str, Any]] = field(default_factory=list)  # the summary's steps
 
 
 def p95(values: list[float]) -> float:
@@ -458,13 +469,15 @@ async def flow_sample(fn: Callable[..., Awaitable[Any]], *args: Any) -> Sample:
     latency = (time.perf_counter() - t0) * 1000
     data = await state.aresult(raise_on_failure=False)
     steps: dict[str, float] = {}
+    raw: list[dict[str, Any]] = []
     inner = None
     if isinstance(data, dict):
-        steps = {s["step_id"]: s["duration_ms"] for s in data.get("steps", [])}
+        raw = list(data.get("steps", []))
+        steps = {s["step_id"]: s["duration_ms"] for s in raw}
         inner = data.get("duration_ms")
     if state.is_completed():
-        return Sample(True, latency, None, steps, inner)
-    return Sample(False, latency, (state.message or "failed")[:120], steps, inner)
+        return Sample(True, latency, None, steps, inner, raw)
+    return Sample(False, latency, (state.message or "failed")[:120], steps, inner, raw)
 
 
 async def empty_flow_cost(repeats: int) -> dict[str, float]:
@@ -547,6 +560,68 @@ def critical_path(step_ms: dict[str, list[float]]) -> tuple[float, list[str]]:
     return max(best.values(), key=lambda b: b[0])
 
 
+# --- retry policies -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddedJitterPolicy(RetryPolicy):
+    """The workflow retry policy before full jitter: ``base * 2**(n-1)`` plus ``U(0,
+    jitter)`` seconds (tenacity's ``wait_exponential_jitter``), capped; ``Retry-After``
+    and which failures are retried as in :class:`RetryPolicy`."""
+
+    jitter: float = 0.1  # seconds here, not a share of the delay
+
+    def wait_seconds(self, exc: BaseException | None, attempt: int) -> float:
+        hint = getattr(exc, "retry_after", None)
+        if hint is not None:
+            return float(min(max(hint, 0.0), self.retry_after_max))
+        exponential = self.backoff_base * 2 ** (attempt - 1) + random.uniform(0, self.jitter)
+        return float(min(exponential, self.backoff_max))
+
+
+def workflow_policies(settings: Settings) -> dict[str, RetryPolicy]:
+    """The workflow runtime's policy from ``settings`` (``full-jitter``, what ships) and
+    the one before it with the same numbers (``added-jitter``)."""
+    numbers: dict[str, Any] = {
+        "max_attempts": settings.workflow_retry_max_attempts,
+        "backoff_base": settings.workflow_retry_backoff_base_seconds,
+        "backoff_max": settings.workflow_retry_backoff_max_seconds,
+        "retry_after_max": settings.retry_after_max_seconds,
+    }
+    return {
+        "full-jitter": RetryPolicy(**numbers),
+        "added-jitter": AddedJitterPolicy(
+            **numbers, jitter=settings.workflow_retry_backoff_base_seconds
+        ),
+    }
+
+
+async def use_retry_policy(policy: RetryPolicy, settings: Settings) -> None:
+    """Make the flows' shared workflow runtime (of this event loop) retry by ``policy``."""
+    # Function-level: Prefect loads in the arms that use it, not in the naive one.
+    from flows.workflow import shared_runtime
+
+    runtime = await shared_runtime(settings)
+    runtime.client_options["retry"] = policy
+    for provider in PROVIDERS:
+        client = runtime.client(provider)
+        if isinstance(client, IntegrationClient):
+            client.retry = policy
+
+
+def retry_policy_arm(
+    fn: Callable[[str], Awaitable[Sample]], policy: RetryPolicy, settings: Settings
+) -> Callable[[str], Awaitable[Sample]]:
+    """``fn`` with the shared workflow runtime's clients retrying by ``policy`` (arms
+    that share the runtime take turns one run at a time, so each sets its own first)."""
+
+    async def sample(wid: str) -> Sample:
+        await use_retry_policy(policy, settings)
+        return await fn(wid)
+
+    return sample
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -583,7 +658,11 @@ async def bench_arms(
     """Every phase, inside one shared Prefect client pair (``costs``: empty flow runs)."""
     # Function-level: Prefect loads in the arms that use it, not in the naive one.
     from flows.workflow import run_workflow, run_workflows
+    from junction.settings import get_settings
 
+    settings = get_settings()
+    policies = workflow_policies(settings)
+    full = policies["full-jitter"]
     before_flow = run_workflow.with_options(persist_result=None)
     naive = Naive(url)
     plain = plain_prefect_flow(url)
@@ -599,14 +678,17 @@ async def bench_arms(
     async def before_run(wid: str) -> Sample:
         return await flow_sample(before_flow, SPEC, {"worker_id": wid})
 
-    before_sample = unshared(before_run)
+    before_sample = retry_policy_arm(unshared(before_run), full, settings)
 
     admin.faults()
     started: dict[str, float] = {}
     fault_fns = {
         "naive": naive.sample,
         "prefect": plain_sample,
-        "junction": junction_sample,
+        "junction": retry_policy_arm(junction_sample, full, settings),
+        "junction-added-jitter": retry_policy_arm(
+            junction_sample, policies["added-jitter"], settings
+        ),
         "junction-before": before_sample,
     }
     if args.concurrency == 1:  # one run at a time: the arms alternate, same load for all
@@ -618,6 +700,7 @@ async def bench_arms(
             started[arm] = time.perf_counter() - t0
         print(f"{arm}: {json.dumps(summarize(arms[arm]), default=str)}", file=sys.stderr)
 
+    await use_retry_policy(full, settings)  # from here on, the policy that ships
     # junction-batch: the same runs as tasks of one parent flow run per round
     t0 = time.perf_counter()
     batch: list[Sample] = []
@@ -744,17 +827,18 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"Critical path (junction's mean step durations): {path['ms']:.0f} ms "
         f"({' -> '.join(path['steps'])}).",
         "",
-        "arm            | success | mean ms | p95 ms | mean ok ms | in-flow ok ms | "
+        "arm                   | success | mean ms | p95 ms | mean ok ms | in-flow ok ms | "
         "mean/naive | (ok - empty flow) / crit. path | arm wall s",
-        "-------------- | ------- | ------- | ------ | ---------- | ------------- | "
+        "--------------------- | ------- | ------- | ------ | ---------- | ------------- | "
         "---------- | ------------------------------ | ----------",
     ]
     for arm, a in arms.items():
-        less = a["mean_ok_ms"] - (empty if arm in {"prefect", "junction"} else 0.0)
+        flows = {"prefect", "junction", "junction-added-jitter"}
+        less = a["mean_ok_ms"] - (empty if arm in flows else 0.0)
         ratio = less / path["ms"] if path["ms"] else 0.0
         inner = a["mean_inner_ok_ms"]
         lines.append(
-            f"{arm:<14} | {a['success_rate'] * 100:6.1f}% | {a['mean_ms']:7.0f} | "
+            f"{arm:<21} | {a['success_rate'] * 100:6.1f}% | {a['mean_ms']:7.0f} | "
             f"{a['p95_ms']:6.0f} | {a['mean_ok_ms']:10.0f} | "
             f"{'-' if inner is None else f'{inner:.0f}':>13} | "
             f"{a['mean_ms'] / naive_mean if naive_mean else 0:10.2f} | "
@@ -768,19 +852,19 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Empty async flow run without a shared Prefect client: {empties['junction-before']:.0f}"
         " ms (subtracted from junction-before; the shared one from junction).",
-        "workflow overhead (issue 14)                         | junction | script | ratio | goal",
-        "---------------------------------------------------- | -------- | ------ | ----- | -----",
+        f"{'workflow overhead (issue 14)':<59} | junction | script | ratio | goal",
+        f"{'-' * 59} | -------- | ------ | ----- | -----",
     ]
     for arm in ("junction", "junction-before"):
         less = clean[arm]["mean_ms"] - empties[arm]
         lines.append(
-            f"0% faults, {arm:<15}: mean less the empty flow | {less:8.0f} | "
+            f"0% faults, {arm:<22}: mean less the empty flow | {less:8.0f} | "
             f"{naive_clean:6.0f} | {less / naive_clean if naive_clean else 0:5.2f} | <= 1.1"
         )
-    for arm in ("junction", "junction-before", "junction-batch"):
+    for arm in ("junction", "junction-added-jitter", "junction-before", "junction-batch"):
         p50 = arms[arm]["p50_ms"]
         lines.append(
-            f"15% faults, {arm:<15}: p50 (script: successful) | {p50:8.0f} | "
+            f"15% faults, {arm:<21}: p50 (script: successful) | {p50:8.0f} | "
             f"{naive_p50:6.0f} | {p50 / naive_p50 if naive_p50 else 0:5.2f} | <= 1.2"
         )
     lines.append("")
@@ -796,6 +880,28 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         if a["top_errors"]:
             lines.append(f"  {arm} errors: {a['top_errors']}")
     return "\n".join(lines)
+
+
+def start_bench_sandbox() -> subprocess.Popen[bytes]:
+    """Point Prefect and Junction at a fresh home and start the sandbox in its own
+    process (its group: ``os.killpg`` stops it); the environment names its URL."""
+    # Function-level: the arms' child processes import this module and do not need it.
+    from deployments.local import free_port
+
+    port, smtp = free_port(), free_port()
+    home = Path(tempfile.mkdtemp(prefix="junction-bench-wf-"))
+    os.environ.update(
+        JUNCTION_SANDBOX_URL=f"http://127.0.0.1:{port}",
+        JUNCTION_SANDBOX_SMTP_PORT=str(smtp),
+        JUNCTION_HOME=str(home / "junction"),
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="CRITICAL",  # failed runs are counted, not printed
+        DO_NOT_TRACK="1",
+    )
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    return start_sandbox_process(port, smtp_port=smtp)
 
 
 def main() -> None:
@@ -819,25 +925,9 @@ def main() -> None:
         args.runs, args.dup_runs = min(args.runs, 20), min(args.dup_runs, 10)
         args.clean_runs = min(args.clean_runs, 10)
 
-    # Function-level: the arms' child processes import this module and do not need it.
-    from deployments.local import free_port
-
-    port, smtp = free_port(), free_port()
-    home = Path(tempfile.mkdtemp(prefix="junction-bench-wf-"))
-    os.environ.update(
-        JUNCTION_SANDBOX_URL=f"http://127.0.0.1:{port}",
-        JUNCTION_SANDBOX_SMTP_PORT=str(smtp),
-        JUNCTION_HOME=str(home / "junction"),
-        PREFECT_HOME=str(home / "prefect"),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="CRITICAL",  # failed runs are counted, not printed
-        DO_NOT_TRACK="1",
-    )
-    (home / "prefect").mkdir(parents=True, exist_ok=True)
-    proc = start_sandbox_process(port, smtp_port=smtp)
+    proc = start_bench_sandbox()
     try:
-        admin = Admin(f"http://127.0.0.1:{port}")
+        admin = Admin(os.environ["JUNCTION_SANDBOX_URL"])
         sync_costs = sync_flow_cost(3)  # before the event loop: a sync flow blocks it
         results = asyncio.run(bench(args, admin.url, admin))
         results["costs"].update(sync_costs)

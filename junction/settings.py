@@ -234,7 +234,11 @@ class Settings(BaseSettings):
         3, ge=1, le=20, description="Attempts per call, the first included (1 = no retry)."
     )
     retry_backoff_base_seconds: float = Field(
-        0.5, ge=0, description="First retry delay; doubles each attempt, with full jitter."
+        0.5,
+        ge=0,
+        description="Longest first retry delay (seconds); the bound doubles per retry up to "
+        "the cap and each wait is drawn uniformly below it (full jitter); a server's "
+        "Retry-After wins.",
     )
     retry_backoff_max_seconds: float = Field(
         8.0, ge=0, description="Cap on one retry delay (seconds)."
@@ -377,8 +381,9 @@ class Settings(BaseSettings):
     workflow_retry_backoff_base_seconds: float = Field(
         0.1,
         ge=0,
-        description="First retry delay of a workflow step's request (doubles per attempt, "
-        "plus up to as much jitter); a server's Retry-After wins. Shorter than "
+        description="Longest first retry delay of a workflow step's request (seconds); the "
+        "bound doubles per retry up to the cap and each wait is drawn uniformly below it "
+        "(full jitter); a server's Retry-After wins. Shorter than "
         "JUNCTION_RETRY_BACKOFF_BASE_SECONDS: a run waits on its slowest chain.",
     )
     workflow_retry_backoff_max_seconds: float = Field(
@@ -872,7 +877,6 @@ class Settings(BaseSettings):
                 backoff_base=self.retry_backoff_base_seconds,
                 backoff_max=self.retry_backoff_max_seconds,
                 retry_after_max=self.retry_after_max_seconds,
-                jitter=self.retry_backoff_base_seconds,
             ),
             breaker_failure_threshold=self.breaker_failure_threshold,
             breaker_reset_seconds=self.breaker_reset_seconds,

@@ -180,12 +180,22 @@ async def test_retry_after_is_honoured_and_capped(slept: list[float]) -> None:
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
-    policy = RetryPolicy(backoff_base=0.5, backoff_max=4.0, jitter=0.5)
-    waits = [policy.wait_seconds(None, n) for n in range(1, 8)]
-    assert 0.5 <= waits[0] <= 1.0
-    assert 1.0 <= waits[1] <= 1.5
-    assert all(w <= 4.0 for w in waits)
-    assert waits[-1] == 4.0
+    exact = RetryPolicy(backoff_base=0.5, backoff_max=4.0, jitter=0.0)
+    assert [exact.wait_seconds(None, n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    full = RetryPolicy(backoff_base=0.5, backoff_max=4.0)  # full jitter: uniform in [0, d]
+    first, second, late = ([full.wait_seconds(None, n) for _ in range(50)] for n in (1, 2, 9))
+    assert all(0 <= w <= 0.5 for w in first) and all(0 <= w <= 1.0 for w in second)
+    assert all(0 <= w <= 4.0 for w in late) and max(late) > 2.0
+    assert full.wait_seconds(None, 10_000) <= 4.0  # no float overflow on a long run
+
+
+def test_throttle_without_retry_after_backs_off_from_the_throttle_base() -> None:
+    policy = RetryPolicy(backoff_base=0.1, throttle_base=0.5, jitter=0.0)
+    assert policy.wait_seconds(RateLimitError("429", retry_after=None), 1) == 0.5
+    assert policy.wait_seconds(RateLimitError("429", retry_after=0.2), 1) == 0.2
+    assert policy.wait_seconds(ServerError("502", status_code=502), 1) == 0.1
+    with pytest.raises(ValueError, match="jitter"):
+        RetryPolicy(jitter=1.5)
 
 
 def test_parse_retry_after_http_date() -> None:

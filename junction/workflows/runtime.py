@@ -142,7 +142,6 @@ class Runtime:
                 backoff_base=self.settings.workflow_retry_backoff_base_seconds,
                 backoff_max=self.settings.workflow_retry_backoff_max_seconds,
                 retry_after_max=self.settings.retry_after_max_seconds,
-                jitter=self.settings.workflow_retry_backoff_base_seconds,
             ),
         )
         # Workflow calls adapt (timeouts, concurrency, budget); probes keep fixed ones.

@@ -541,6 +541,24 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
                 ("gitlab.find_user", "gitlab.block_user"),
             },
         ),
+        (  # accounts listed after "onboard x:" take the onboarding verb, not the item's before
+            "onboard al@acme.com: okta group Design, webex room Design invite, gitlab account",
+            {"okta.get_user", "okta.list_groups", "okta.add_user_to_group"}
+            | {"webex.create_room", "webex.add_membership", "gitlab.create_user"},
+            {("okta.get_user", "okta.add_user_to_group")}
+            | {("okta.list_groups", "okta.add_user_to_group")}
+            | {("webex.create_room", "webex.add_membership")},
+        ),
+        (  # French "lorsqu'" is "lorsque" (an alert firing: parameters only)
+            "Lorsqu'une alerte se déclenche, crée un incident PagerDuty",
+            {"pagerduty.create_incident"},
+            set(),
+        ),
+        (  # "still running" is a state, not a trigger; "close" resolves a PD incident
+            "if pipeline 12 in acme/web is still running, close PD incident PAB1234",
+            {"gitlab.get_pipeline", "pagerduty.update_incident"},
+            {("gitlab.get_pipeline", "pagerduty.update_incident")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -144,17 +144,19 @@ def _addressed_llm(clauses: list[Clause]) -> None:
 def _account_items(clauses: list[Clause]) -> None:
     """ "new hire x: okta account, gitlab account": verbless accounts listed after a hire
     in the same sentence are created (after "onboard x:" they take the onboarding verb)."""
-    hiring = False
+    made: list[tuple[str, str]] = []  # the verbs a listed account takes (none: not listed)
     for c in clauses:
         if "sentence" in c.links:
-            hiring = False
-        if c.has("noun", "hire"):
-            hiring = True
+            made = []
+        if c.has("noun", "hire") or c.has("verb", "onboard"):
+            # "onboard x: okta user, webex room Y invite, gitlab account": the head's verbs
+            onboard = [m for t in c.tokens if t.has("verb", "onboard") for m in t.meanings]
+            made = [m for m in onboard if m[0] == "verb"] or [("verb", "create")]
             continue
-        if hiring and not c.has("verb") and c.has("integration"):
+        if made and not c.has("verb") and c.has("integration"):
             for t in c.tokens:
                 if t.has("noun", "user"):
-                    t.meanings.append(("verb", "create"))
+                    t.meanings.extend(m for m in made if m not in t.meanings)
 
 
 _SETTERS = frozenset({"update", "set", "mark", "markiere", "setze", "marca", "actualiza"})

@@ -75,7 +75,7 @@ _ENTITY_PATTERNS: list[tuple[str, str]] = [
 _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_ENTITY_PATTERNS)))
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
 _LIST_ITEM = re.compile(r"\s*\n\s*(?:[-*•·]|\d{1,2}[.)])\s+(?=\S)")
-_ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c)['’](\w.*)")
+_ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c|lorsqu|puisqu|jusqu)['’](\w.*)")
 _ARROW_MAKES = re.compile(r"\s(?:->|→|=>)\s+(?=(?:a|an|ein|eine|einen|un|una|une)\s)", re.I)
 _UNAPOSTROPHED = {"its": "it", "thats": "that", "whats": "what", "hes": "he", "shes": "she"}
 OBJECT_PRONOUNS = frozenset(
@@ -211,6 +211,9 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
     for w in _WORD_RE.findall(text):
         elided = _ELISION.match(w)  # French "d'astreinte", "l'utilisateur": the noun
         if elided and (fold(w),) not in lex.phrases:
+            lead = fold(w[: elided.start(1) - 1]) + "e"
+            if lex.phrases.get((lead,), [("", "")])[0][0] == "connective":
+                raw.append(lead)  # "lorsqu'une alerte": "lorsque", then the words
             w = elided.group(1)
         joined = w.replace("-", "")  # "week-end", "on-boarding": the word written whole
         if "-" in w and (fold(w),) not in lex.phrases and (fold(joined),) in lex.phrases:
@@ -303,9 +306,9 @@ def _disambiguate(tokens: list[Token]) -> None:
             continue
         if t.has("event") and lead in {"any", "all", "no", "some"} and after and after.has("noun"):
             t.meanings = [m for m in t.meanings if m[0] != "event"]  # "any triggered incidents"
-        if t.has("verb") and lead in _PASSIVE_LEAD:
+        if t.has("verb") and (lead in _PASSIVE_LEAD or lead == "still"):
             t.meanings = [m for m in t.meanings if m[0] != "verb"]  # "alerts that are silenced"
-            continue
+            continue  # "if it's still running": a state
         if not (t.has("verb") and t.has("noun")):
             continue
         noun = (

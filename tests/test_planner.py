@@ -559,6 +559,28 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"gitlab.get_pipeline", "pagerduty.update_incident"},
             {("gitlab.get_pipeline", "pagerduty.update_incident")},
         ),
+        (  # "a summary of" a record is the LLM's, even when the record's service is named
+            "need a summary of INC0045678 from SNOW in the webex room Leads",
+            {"servicenow.get_incident", "openai.chat_completion", "webex.create_message"},
+            {("servicenow.get_incident", "openai.chat_completion")}
+            | {("openai.chat_completion", "webex.create_message")},
+        ),
+        (  # chat words: "pg" pages, "n" is "and", "on fire" is no alert to fire
+            "yo pg whoever's oncall n tell #db, prod db is on fire",
+            {"pagerduty.create_incident", "slack.post_message"},
+            {("pagerduty.create_incident", "slack.post_message")},
+        ),
+        (  # "its key" names the step before; "gh actions" are runs
+            "after creating a jira ticket for gh actions failing in acme/app, post its key in #ci",
+            {"github.list_workflow_runs", "jira.create_issue", "slack.post_message"},
+            {("github.list_workflow_runs", "jira.create_issue")}
+            | {("jira.create_issue", "slack.post_message")},
+        ),
+        (  # a bare "cuando termine" at the end waits for the step before
+            "lanza el pipeline de acme/web y avisa a #dev cuando acabe",
+            {"gitlab.trigger_pipeline", "slack.post_message"},
+            {("gitlab.trigger_pipeline", "slack.post_message")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

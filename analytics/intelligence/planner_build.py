@@ -216,7 +216,10 @@ class _Builder:
 
     def content(self, p: Planned, pos: int) -> str:
         parts = [s for s in (self.show(p, q) for q in self.content_sources(p, pos)) if s]
-        for sid in sorted(p.needs):
+        named = [  # "create a ticket, post its key": the record of the clause before
+            q.sid for q in p.subject if q in self.steps[:pos] and q.clause == p.clause - 1
+        ]
+        for sid in sorted(p.needs) + [n for n in named if n not in p.needs]:
             q = next(s for s in self.steps if s.sid == sid)
             if q.op.role in {"write"} and q.op.content and q not in self.content_sources(p, pos):
                 parts.append(self.show(p, q))

@@ -218,7 +218,9 @@ def clause_verbs(
     """
     opening = fold(c.tokens[0].text) if c.tokens else ""
     asked = asked or c.asked or opening in QUESTION_WORDS  # "Qui est ... ? Envoie ..."
-    if not verbs and (asked or any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)):
+    if not verbs and "summary" in nouns:
+        verbs = ["summarize"]  # "need a summary of INC0045678"
+    elif not verbs and (asked or any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)):
         verbs = ["get"]  # "is anyone on call for payments?", "the details of ..."
     elif not verbs and joins and ({"group", "room", "project"} & set(nouns) or c.entities("room")):
         verbs = ["add"]  # "okta grp Contractors + dana@acme.com": she joins it

@@ -221,7 +221,8 @@ class Interpreter:
             chosen = [op for i, op in enumerate(chosen) if i not in dropped]
             for verb in verbs:  # "email each new hire from Workday": the verb's own service
                 target = self.lex.defaults.verbs.get(verb) or (notifier if verb == "send" else None)
-                if condition or not target or any(verb in op.verbs for op in chosen):
+                by_write = any(verb in op.verbs and op.role != "read" for op in chosen)
+                if condition or not target or by_write:  # a read summarized is no summary
                     continue
                 best = self._best(target, [verb], real_nouns, reads=False, quantified=quantified)
                 if best is not None:
@@ -415,15 +416,17 @@ class Interpreter:
             if producer is not None and producer not in made and producer not in found:
                 found.append(producer)
         self.mentioned.clear()
-        if not found and any(fold(t.text) in _PRONOUNS for t in c.tokens):
-            found = [p for p in prior if p.op.role != "notify"][:1]
+        if not found and any(fold(t.text) in _PRONOUNS | {"its"} for t in c.tokens):
+            made = [p for p in prior if p.op.role == "write"]  # "its key": the record made
+            found = (made or [p for p in prior if p.op.role != "notify"])[:1]
         return found
 
     def _pronoun_only(self, c: Clause) -> bool:
-        """A condition about "it" alone ("if it fails"): the step before."""
+        """A condition about "it" alone ("if it fails", "cuando termine"): the step before."""
         words = {re.sub(r"['’]s$", "", fold(t.text)) for t in c.tokens}  # "it's still firing"
         subject = words & (_PRONOUNS | _SUBJECT_PRONOUNS)  # "... if she's active"
-        return bool(subject) and not clause_nouns(c) and not c.words("integration")
+        bare = all(t.has("event") or t.has("fail") for t in c.tokens)  # "cuando termine"
+        return (bool(subject) or bare) and not clause_nouns(c) and not c.words("integration")
 
     def _refers(self, c: Clause) -> list[Planned]:
         """Earlier steps that every noun of a condition names ("once the Jira issue exists")."""
@@ -465,11 +468,9 @@ class Interpreter:
             condition = bool(links & {"condition", "unless"})
             first = False  # "... after ChatGPT summarizes it": an action done before the rest
             actions = [v for v in own_verbs if v not in {"fire"}]
-            if (
-                "after" in links
-                and actions
-                and not (c.has("fail") or c.has("event") or c.has("state"))
-            ):
+            stated = c.has("fail") or c.has("event") or c.has("state")
+            doing = bool(actions) and c.tokens[0].has("verb")  # "after creating X for failing Y"
+            if "after" in links and actions and (not stated or doing):
                 condition, first = False, True
             elif "after" in links:
                 condition = True
@@ -554,7 +555,8 @@ class Interpreter:
                     or (c.has("quantifier") and op.role == "read" and bool(op.list_expr)),
                 )
                 made.append(p)
-            subject = self._subject(c, made, prior_made)
+            waited = [q for w, q in governing if w == _AFTER_STEP and q is not None]
+            subject = self._subject(c, made, waited or prior_made)  # "once X exists, post it"
             notify = next((q for q in prior_made if q.op.role == "notify"), None)
             later_llm = made and all(p.op.role == "llm" for p in made) and "sentence" in links
             for p in made:

@@ -581,6 +581,16 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"gitlab.trigger_pipeline", "slack.post_message"},
             {("gitlab.trigger_pipeline", "slack.post_message")},
         ),
+        (  # what an LLM is asked to write is its text, not a record made
+            "have openai write a postmortem draft for the outage and email it to a@acme.com",
+            {"openai.chat_completion", "smtp.send_email"},
+            {("openai.chat_completion", "smtp.send_email")},
+        ),
+        (  # "make sure" makes nothing; "hears about" is told; "what's firing" lists alerts
+            "make sure #ops hears about what's firing",
+            {"alertmanager.list_alerts", "slack.post_message"},
+            {("alertmanager.list_alerts", "slack.post_message")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},
@@ -598,6 +608,8 @@ def test_rules_of_batch_f25(text: str, actions: set[str], edges: set[tuple[str, 
 def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
     plan = plan_workflow("post which account the webex bot token belongs to in #ops")
     assert plan.spec is None and plan.refusal and "token" in plan.refusal
+    plan = plan_workflow("send an sms to the on-call")  # no SMS provider has actions
+    assert plan.spec is None and plan.refusal and "SMS" in plan.refusal
 
 
 def test_fuzzy_matching_corrects_typos_not_other_words() -> None:

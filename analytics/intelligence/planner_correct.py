@@ -16,8 +16,10 @@ resolves it (:func:`state_updates`). A recipient as the subject ("every member g
 email") takes the verb that makes what it receives (:func:`receives`). A noun before a
 document word ("the incident doc") describes the document (:func:`documents`).
 
-Public API: :func:`documents`, :func:`drop_corrected`, :func:`mend_clauses`,
-:func:`receives`, :func:`state_updates`.
+What an LLM is asked to write is its own text (:func:`llm_writes`).
+
+Public API: :func:`documents`, :func:`drop_corrected`, :func:`llm_writes`,
+:func:`mend_clauses`, :func:`receives`, :func:`state_updates`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from analytics.intelligence.lexicon import fold
 if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Clause, Token
 
-__all__ = ["documents", "drop_corrected", "mend_clauses", "receives", "state_updates"]
+__all__ = [
+    "documents",
+    "drop_corrected",
+    "llm_writes",
+    "mend_clauses",
+    "receives",
+    "state_updates",
+]
 
 _MARKERS = frozenset({"no", "nein", "perdon", "sorry", "actually", "rather", "oops"})
 _SPOKEN = frozenset({"i mean", "ich meine", "quiero decir", "mejor dicho", "besser gesagt"})
@@ -157,6 +166,22 @@ def _account_items(clauses: list[Clause]) -> None:
             for t in c.tokens:
                 if t.has("noun", "user"):
                     t.meanings.extend(m for m in made if m not in t.meanings)
+
+
+_WRITES = frozenset({"draft", "drafts", "compose", "suggest", "propose", "redacta", "schreibe"})
+
+
+def llm_writes(tokens: list[Token]) -> None:
+    """ "have openai write a postmortem", "GPT to draft ...": what an LLM is asked to write
+    is its own text (the LLM's verb), not a message sent or a record made."""
+    for i, t in enumerate(tokens[:-1]):
+        if not t.has("integration", "openai"):
+            continue
+        nxt = tokens[i + 2] if fold(tokens[i + 1].text) == "to" and i + 2 < len(tokens) else None
+        verb = nxt or tokens[i + 1]
+        writes = verb.has("verb", "send") or verb.has("verb", "create")
+        if writes or fold(verb.text) in _WRITES:
+            verb.meanings = [("verb", "summarize")]
 
 
 _SETTERS = frozenset({"update", "set", "mark", "markiere", "setze", "marca", "actualiza"})

@@ -29,6 +29,7 @@ from analytics.intelligence.morphology import typo_of
 from analytics.intelligence.planner_correct import (
     documents,
     drop_corrected,
+    llm_writes,
     mend_clauses,
     receives,
     state_updates,
@@ -435,11 +436,14 @@ def _labels(tokens: list[Token]) -> None:
 
 
 def _let_know(tokens: list[Token]) -> None:
-    """ "let #security know": a message, though an entity splits the phrase."""
+    """ "let #security know": a message, though an entity splits the phrase; "make sure"
+    asks for what follows, it makes nothing."""
     for i, t in enumerate(tokens):
         after = [fold(x.text) for x in tokens[i + 1 : i + 4]]
         if fold(t.text) in {"let", "lass", "lasst"} and ({"know", "wissen"} & set(after)):
             t.meanings = [("verb", "send")]
+        if fold(t.text) in {"make", "makes"} and after[:1] == ["sure"]:
+            t.meanings = []
 
 
 _CUTS = frozenset({"kill", "cut", "pull", "yank", "nuke", "entzieh", "entziehe", "quita"})
@@ -579,6 +583,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     _access(tokens, lex)
     state_updates(tokens)
     receives(tokens)
+    llm_writes(tokens)
     _let_know(tokens)
     _labels(tokens)
     _service_verbs(tokens)

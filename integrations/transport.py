@@ -73,10 +73,6 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 
 # --- aiohttp -------------------------------------------------------------------------------
 
-EAGER_BODY_BYTES = 64 * 1024
-"""Bodies of known length up to this many bytes are read in one call (see
-:meth:`AiohttpTransport.handle_async_request`)."""
-
 # aiohttp adds these when a request lacks them (its own User-Agent, "Accept: */*", an
 # "application/octet-stream" Content-Type for bytes): httpx already chose the headers.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -245,12 +241,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return the response.
-
-        A body of known length up to :data:`EAGER_BODY_BYTES` (a health check's, most API
-        answers) is read here in one call and handed to httpx whole; a longer or chunked
-        one is read as httpx iterates it.
-        """
+        """Send ``request`` and return the response; its body is read as httpx asks."""
         url = request.url
         # httpcore's checks and messages; aiohttp would say NonHttpUrlClientError
         if not url.scheme:
@@ -293,30 +284,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             else b"HTTP/1.1",
             "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
         }
-        length = response.content_length
-        if length is None or length > EAGER_BODY_BYTES or request.method == "HEAD":
-            return httpx.Response(
-                response.status,
-                headers=list(response.raw_headers),
-                stream=_AiohttpBody(response, request),
-                extensions=extensions,
-                request=request,
-            )
-        # Read whole: iterating a small body through httpx's async byte stream cost
-        # more CPU than the request itself in bench/sweep.py.
-        try:
-            content = await response.read()
-        except Exception as exc:
-            mapped = map_aiohttp_error(exc, request)
-            if mapped is None:
-                raise
-            raise mapped from exc
-        finally:
-            response.release()
         return httpx.Response(
             response.status,
             headers=list(response.raw_headers),
-            stream=httpx.ByteStream(content),
+            stream=_AiohttpBody(response, request),
             extensions=extensions,
             request=request,
         )

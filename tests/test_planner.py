@@ -591,6 +591,12 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"alertmanager.list_alerts", "slack.post_message"},
             {("alertmanager.list_alerts", "slack.post_message")},
         ),
+        (  # "get a bug opened" makes it ("get the incident opened ..." reads one); a spaced
+            # dash is a pause
+            "pipeline 77 in acme/web keeps failing - can we get a jira bug opened in WEB",
+            {"gitlab.get_pipeline", "jira.create_issue"},
+            {("gitlab.get_pipeline", "jira.create_issue")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

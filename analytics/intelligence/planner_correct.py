@@ -16,9 +16,10 @@ resolves it (:func:`state_updates`). A recipient as the subject ("every member g
 email") takes the verb that makes what it receives (:func:`receives`). A noun before a
 document word ("the incident doc") describes the document (:func:`documents`).
 
-What an LLM is asked to write is its own text (:func:`llm_writes`).
+What an LLM is asked to write is its own text (:func:`llm_writes`); "get a bug opened"
+makes it (:func:`causatives`).
 
-Public API: :func:`documents`, :func:`drop_corrected`, :func:`llm_writes`,
+Public API: :func:`causatives`, :func:`documents`, :func:`drop_corrected`, :func:`llm_writes`,
 :func:`mend_clauses`, :func:`receives`, :func:`state_updates`.
 """
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Clause, Token
 
 __all__ = [
+    "causatives",
     "documents",
     "drop_corrected",
     "llm_writes",
@@ -182,6 +184,24 @@ def llm_writes(tokens: list[Token]) -> None:
         writes = verb.has("verb", "send") or verb.has("verb", "create")
         if writes or fold(verb.text) in _WRITES:
             verb.meanings = [("verb", "summarize")]
+
+
+_CAUSES = frozenset({"get", "have", "want", "need", "like"})
+_MADE = frozenset({"opened", "created", "filed", "raised", "made", "set up", "started"})
+
+
+def causatives(tokens: list[Token]) -> None:
+    """ "can we get a jira bug opened", "I want an incident created": the record is made."""
+    for i, t in enumerate(tokens):
+        if fold(t.text) not in _CAUSES:
+            continue
+        rest = tokens[i + 1 : i + 7]
+        new = bool(rest) and fold(rest[0].text) in {"a", "an"}  # a new record, not "the"
+        noun = next((j for j, x in enumerate(rest) if x.has("noun")), None)
+        made = next((x for x in rest[noun or 0 :] if fold(x.text) in _MADE), None)
+        if new and noun is not None and made and not any(x.has("verb") for x in rest):
+            t.meanings = [("verb", "create")]
+            made.meanings = []
 
 
 _SETTERS = frozenset({"update", "set", "mark", "markiere", "setze", "marca", "actualiza"})

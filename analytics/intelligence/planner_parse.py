@@ -27,6 +27,7 @@ from typing import get_args
 from analytics.intelligence.lexicon import Category, Lexicon, fold
 from analytics.intelligence.morphology import typo_of
 from analytics.intelligence.planner_correct import (
+    causatives,
     documents,
     drop_corrected,
     llm_writes,
@@ -574,6 +575,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     text = text.replace("\x00", " ")  # the placeholder character of entities
     text = _LIST_ITEM.sub(". ", text)  # each line of a bullet or numbered list is a sentence
     text = re.sub(r"(?<=\s)\+(?=\s)", "and", text)  # "okta user + add to group X"
+    text = re.sub(r"\s[-–—]\s", " , ", text)  # "it keeps failing - can we ...": a pause
     text = _ARROW_MAKES.sub(" create ", text)  # "every firing alert -> a pagerduty incident"
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
@@ -584,6 +586,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     state_updates(tokens)
     receives(tokens)
     llm_writes(tokens)
+    causatives(tokens)
     _let_know(tokens)
     _labels(tokens)
     _service_verbs(tokens)

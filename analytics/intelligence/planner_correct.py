@@ -19,12 +19,17 @@ document word ("the incident doc") describes the document (:func:`documents`).
 What an LLM is asked to write is its own text (:func:`llm_writes`); "get a bug opened"
 makes it (:func:`causatives`).
 
-Public API: :func:`causatives`, :func:`documents`, :func:`drop_corrected`, :func:`llm_writes`,
-:func:`mend_clauses`, :func:`receives`, :func:`state_updates`.
+"let #ops know" sends, "make sure" makes nothing (:func:`let_know`); "remove/kill ... access"
+blocks (:func:`access`).
+
+Public API: :func:`access`, :func:`causatives`, :func:`documents`, :func:`drop_corrected`,
+:func:`let_know`, :func:`llm_writes`, :func:`mend_clauses`, :func:`receives`,
+:func:`state_updates`.
 """
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -34,9 +39,11 @@ if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Clause, Token
 
 __all__ = [
+    "access",
     "causatives",
     "documents",
     "drop_corrected",
+    "let_know",
     "llm_writes",
     "mend_clauses",
     "receives",
@@ -202,6 +209,29 @@ def causatives(tokens: list[Token]) -> None:
         if new and noun is not None and made and not any(x.has("verb") for x in rest):
             t.meanings = [("verb", "create")]
             made.meanings = []
+
+
+def let_know(tokens: list[Token]) -> None:
+    """ "let #security know": a message, though an entity splits the phrase; "make sure"
+    asks for what follows, it makes nothing."""
+    for i, t in enumerate(tokens):
+        after = [fold(x.text) for x in tokens[i + 1 : i + 4]]
+        if fold(t.text) in {"let", "lass", "lasst"} and ({"know", "wissen"} & set(after)):
+            t.meanings = [("verb", "send")]
+        if fold(t.text) in {"make", "makes"} and after[:1] == ["sure"]:
+            t.meanings = []
+
+
+_CUTS = frozenset({"kill", "cut", "pull", "yank", "nuke", "entzieh", "entziehe", "quita"})
+"""Verbs that, with an access word after them, take access away ("kill their access")."""
+
+
+def access(tokens: list[Token], words: frozenset[str]) -> None:
+    """ "Remove GitLab access", "kill their okta + gitlab access": a block, not a deletion."""
+    for i, t in enumerate(tokens):
+        cuts = t.has("verb", "destroy") or re.sub(r"(le|les)$", "", fold(t.text)) in _CUTS
+        if cuts and any(fold(x.text) in words for x in tokens[i + 1 : i + 7]):
+            t.meanings = [("verb", "block")]
 
 
 _SETTERS = frozenset({"update", "set", "mark", "markiere", "setze", "marca", "actualiza"})

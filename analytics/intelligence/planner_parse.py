@@ -27,9 +27,11 @@ from typing import get_args
 from analytics.intelligence.lexicon import Category, Lexicon, fold
 from analytics.intelligence.morphology import typo_of
 from analytics.intelligence.planner_correct import (
+    access,
     causatives,
     documents,
     drop_corrected,
+    let_know,
     llm_writes,
     mend_clauses,
     receives,
@@ -436,29 +438,6 @@ def _labels(tokens: list[Token]) -> None:
                 t.meanings = [m for m in t.meanings if m[0] != "verb"]
 
 
-def _let_know(tokens: list[Token]) -> None:
-    """ "let #security know": a message, though an entity splits the phrase; "make sure"
-    asks for what follows, it makes nothing."""
-    for i, t in enumerate(tokens):
-        after = [fold(x.text) for x in tokens[i + 1 : i + 4]]
-        if fold(t.text) in {"let", "lass", "lasst"} and ({"know", "wissen"} & set(after)):
-            t.meanings = [("verb", "send")]
-        if fold(t.text) in {"make", "makes"} and after[:1] == ["sure"]:
-            t.meanings = []
-
-
-_CUTS = frozenset({"kill", "cut", "pull", "yank", "nuke", "entzieh", "entziehe", "quita"})
-"""Verbs that, with an access word after them, take access away ("kill their access")."""
-
-
-def _access(tokens: list[Token], lex: Lexicon) -> None:
-    """ "Remove GitLab access", "kill their okta + gitlab access": a block, not a deletion."""
-    for i, t in enumerate(tokens):
-        cuts = t.has("verb", "destroy") or re.sub(r"(le|les)$", "", fold(t.text)) in _CUTS
-        if cuts and any(fold(x.text) in lex.access for x in tokens[i + 1 : i + 7]):
-            t.meanings = [("verb", "block")]
-
-
 def _clauses(tokens: list[Token]) -> list[Clause]:
     clauses: list[Clause] = []
     current: list[Token] = []
@@ -582,12 +561,12 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     group_names(tokens)
     corrected = _correct(tokens, lex)
     tokens = drop_corrected(_rephrase(tokens, lex))
-    _access(tokens, lex)
+    access(tokens, lex.access)
     state_updates(tokens)
     receives(tokens)
     llm_writes(tokens)
     causatives(tokens)
-    _let_know(tokens)
+    let_know(tokens)
     _labels(tokens)
     _service_verbs(tokens)
     _disambiguate(tokens)

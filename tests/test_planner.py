@@ -597,6 +597,22 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"gitlab.get_pipeline", "jira.create_issue"},
             {("gitlab.get_pipeline", "jira.create_issue")},
         ),
+        (  # Spanish "la" before a noun is an article, not "it" naming the step before
+            "Abre un incidente en PagerDuty y a la vez un ticket en ServiceNow para la caída",
+            {"pagerduty.create_incident", "servicenow.create_incident"},
+            set(),
+        ),
+        (  # a comma clause of message text only is the text of the message before it
+            "Sag dem Bereitschaftsdienst per PagerDuty Bescheid, dass die Datenbank down ist",
+            {"pagerduty.create_incident"},
+            set(),
+        ),
+        (  # leaving as a verb: German, Spanish, French
+            "Desactiva en Okta a todos los que se fueron este mes según Workday",
+            {"workday.list_terminations", "okta.get_user", "okta.deactivate_user"},
+            {("workday.list_terminations", "okta.get_user")}
+            | {("okta.get_user", "okta.deactivate_user")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -132,6 +132,11 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             c.tokens += nxt.tokens
             c.links |= nxt.links - {"and", "comma"}
             nxt.tokens = []
+    for c, nxt in pairwise(clauses):  # "Sag ... Bescheid, dass die DB down ist": the text
+        said = c.has("verb", "send") or c.has("verb", "email")
+        if said and nxt.links == {"comma"} and all(t.has("topic_word") for t in nxt.tokens):
+            c.tokens += nxt.tokens
+            nxt.tokens = []
     clauses = [c for c in clauses if c.tokens]
     _addressed_llm(clauses)
     _account_items(clauses)

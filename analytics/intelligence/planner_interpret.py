@@ -40,7 +40,22 @@ _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _PRONOUNS = OBJECT_PRONOUNS
+_ARTICLES = frozenset({"la", "lo", "es", "sie"})  # pronouns that are also articles or verbs
 _SUBJECT_PRONOUNS = frozenset({"she", "he", "they", "er", "ella", "el", "elle", "il"})
+
+
+def _back_reference(c: Clause) -> bool:
+    """Whether the clause refers to an earlier step by a pronoun ("post it", "its key");
+    "la"/"lo"/"es"/"sie" before a word that is no verb are articles ("la caída")."""
+    for i, t in enumerate(c.tokens):
+        word = fold(t.text)
+        if word not in _PRONOUNS | {"its"}:
+            continue
+        nxt = c.tokens[i + 1] if i + 1 < len(c.tokens) else None
+        if word in _ARTICLES and nxt is not None and not nxt.has("verb") and nxt.text.isalpha():
+            continue
+        return True
+    return False
 
 
 class Interpreter:
@@ -416,7 +431,7 @@ class Interpreter:
             if producer is not None and producer not in made and producer not in found:
                 found.append(producer)
         self.mentioned.clear()
-        if not found and any(fold(t.text) in _PRONOUNS | {"its"} for t in c.tokens):
+        if not found and _back_reference(c):
             made = [p for p in prior if p.op.role == "write"]  # "its key": the record made
             found = (made or [p for p in prior if p.op.role != "notify"])[:1]
         return found

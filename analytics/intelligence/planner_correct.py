@@ -133,8 +133,8 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             c.links |= nxt.links - {"and", "comma"}
             nxt.tokens = []
     for c, nxt in pairwise(clauses):  # "Sag ... Bescheid, dass die DB down ist": the text
-        said = c.has("verb", "send") or c.has("verb", "email")
-        if said and nxt.links == {"comma"} and all(t.has("topic_word") for t in nxt.tokens):
+        sends = c.has("verb", "send") or c.has("verb", "email")
+        if sends and nxt.links == {"comma"} and all(t.has("topic_word") for t in nxt.tokens):
             c.tokens += nxt.tokens
             nxt.tokens = []
     clauses = [c for c in clauses if c.tokens]

@@ -227,7 +227,8 @@ def quiet_gc() -> None:
     threshold so most of a check's objects are gone before a collection looks.
 
     Process-wide: call it once, after start-up, only in a process that sweeps for its
-    living (a :class:`ProcessSweeper` worker, the ``junction monitor`` loop).
+    living (a :class:`ProcessSweeper` worker, the ``junction monitor`` loop). Frozen
+    objects are never collected, so what is alive at that moment should stay alive.
     """
     gc.collect()
     gc.freeze()

@@ -613,6 +613,11 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {("workday.list_terminations", "okta.get_user")}
             | {("okta.get_user", "okta.deactivate_user")},
         ),
+        (  # swapped letters in short words: "lsit" (a stopword that is a verb), "lgo"
+            "lsit open incidnets in pagerduty, summarize the lgo of job 44 in acme/x",
+            {"pagerduty.list_incidents", "gitlab.get_job_log", "openai.chat_completion"},
+            {("gitlab.get_job_log", "openai.chat_completion")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -214,6 +214,14 @@ class Lexicon:
             }
             - set(self.stopwords)
         )
+        # a stopword that is also a verb ("list") and a three-letter noun ("log") are the
+        # targets of a swap only ("lsit", "lgo")
+        self.swap_targets = tuple(
+            w
+            for w in sorted({k[0] for k in self.phrases if len(k) == 1})
+            if (w in self.stopwords and "verb" in dict(self.phrases[(w,)]))
+            or (len(w) == 3 and w not in self.stopwords and "noun" in dict(self.phrases[(w,)]))
+        )
         self._inflect(words)  # after the typo targets: a typo is corrected to a listed word
 
     def _inflect(self, words: WordsFile) -> None:

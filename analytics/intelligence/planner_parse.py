@@ -252,11 +252,13 @@ def _tokens(text: str, lex: Lexicon, entities: list[tuple[str, str]]) -> list[To
 
 
 @lru_cache(maxsize=8192)
-def _close(key: str, targets: tuple[str, ...]) -> list[str]:
-    """Lexicon words within the typo cutoff of ``key`` (similar lengths only), best first."""
+def _close(key: str, targets: tuple[str, ...], swaps_only: tuple[str, ...] = ()) -> list[str]:
+    """Lexicon words within the typo cutoff of ``key`` (similar lengths only), best first;
+    ``swaps_only``: words ``key`` may be only with two letters swapped."""
     cutoff = FUZZY_CUTOFF if len(key) > 4 else SHORT_CUTOFF
     near = [w for w in targets if abs(len(w) - len(key)) <= 3]
     close = [w for w in difflib.get_close_matches(key, near, n=5, cutoff=cutoff) if typo_of(key, w)]
+    close += [w for w in swaps_only if sorted(w) == sorted(key) and w != key and typo_of(key, w)]
     if len(key) == 4:  # a letter swapped ("jria"), not replaced ("fill" is not "file")
         swaps = [w for w in near if sorted(w) == sorted(key) and w != key and typo_of(key, w)]
         close += [w for w in difflib.get_close_matches(key, swaps, n=3, cutoff=FUZZY_CUTOFF)]
@@ -271,7 +273,7 @@ def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
             continue
         if key in lex.stopwords or key in lex.access:  # known words, not typos ("Zugang")
             continue
-        close = _close(key, tuple(lex.fuzzy_targets))
+        close = _close(key, tuple(lex.fuzzy_targets), lex.swap_targets)
         if not close and len(key) >= 10:  # a German compound: "Bereitschaftshabenden"
             heads = [w for w in lex.fuzzy_targets if len(w) >= 6 and key.startswith(w)]
             close = sorted(heads, key=len, reverse=True)[:1]

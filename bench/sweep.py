@@ -10,7 +10,12 @@ metric hook); they differ in the ``httpx.AsyncClient`` underneath:
 - ``per-client-pools``: every client its own httpcore pool;
 - ``shared-pool``: one shared client over one big httpcore pool;
 - ``sequential``: the production client, checks one after another (what a loop does).
-The production arm is the one ``Settings.http_backend`` defaults to.
+The production arm is the one ``Settings.http_backend`` defaults to. Steady-state arms
+(``--arms``; clients and connections kept, one warm-up sweep, then the median of 5):
+``persistent`` (one process, ``quiet_gc``, as ``junction monitor`` runs),
+``persistent-2proc`` (``ProcessSweeper``, 2 workers), ``persistent-default-gc`` (the
+interpreter's collector) and ``persistent-cookies`` (a cookie jar and the default collector:
+the steady state before both).
 Reported: wall time of each, the slowest endpoint's own latency (measured alone), the
 ratios wall/slowest (the floor is 1.0; goal <= 1.2) and sequential/production, and the
 peak RSS of the sweeping process (goal <= 500 MB).

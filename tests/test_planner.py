@@ -614,9 +614,24 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             | {("okta.get_user", "okta.deactivate_user")},
         ),
         (  # swapped letters in short words: "lsit" (a stopword that is a verb), "lgo"
-            "lsit open incidnets in pagerduty, summarize the lgo of job 44 in acme/x",
+            "summarize the lgo of job 44 in acme/x, then lsit open incidnets in pagerduty",
             {"pagerduty.list_incidents", "gitlab.get_job_log", "openai.chat_completion"},
-            {("gitlab.get_job_log", "openai.chat_completion")},
+            {("gitlab.get_job_log", "openai.chat_completion")}
+            | {("openai.chat_completion", "pagerduty.list_incidents")},
+        ),
+        (  # "before X, Y": Y first; "as soon as" is a condition
+            "as soon as JUN-5 is done, before you deactivate t@acme.com in okta, tell #it",
+            {"jira.get_issue", "okta.get_user", "okta.deactivate_user", "slack.post_message"},
+            {
+                ("jira.get_issue", "slack.post_message"),
+                ("slack.post_message", "okta.deactivate_user"),
+            }
+            | {("okta.get_user", "okta.deactivate_user")},
+        ),
+        (  # "while" runs beside; a pronoun inside the message text names no step
+            "while you open the jira ticket, also post in #ops that we're on it",
+            {"jira.create_issue", "slack.post_message"},
+            set(),
         ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",

@@ -138,6 +138,14 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             c.tokens += nxt.tokens
             nxt.tokens = []
     clauses = [c for c in clauses if c.tokens]
+    for i, c in enumerate(clauses):  # "before you deactivate x, post a heads-up": post first
+        if "before" not in c.links:
+            continue
+        c.links = (c.links - {"before", "condition"}) | {"then"}
+        after = clauses[i + 1] if i + 1 < len(clauses) else None
+        if after is not None and "sentence" not in after.links and not after.links & {"then"}:
+            after.links, c.links = c.links - {"then"}, {"comma", "then"}
+            clauses[i], clauses[i + 1] = after, c
     _addressed_llm(clauses)
     _account_items(clauses)
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then

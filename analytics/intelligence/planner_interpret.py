@@ -49,7 +49,7 @@ def _back_reference(c: Clause) -> bool:
     "la"/"lo"/"es"/"sie" before a word that is no verb are articles ("la caída")."""
     for i, t in enumerate(c.tokens):
         word = fold(t.text)
-        if word not in _PRONOUNS | {"its"}:
+        if word not in _PRONOUNS | {"its"} or t.has("topic_word"):  # "... that we're on it"
             continue
         nxt = c.tokens[i + 1] if i + 1 < len(c.tokens) else None
         if word in _ARTICLES and nxt is not None and not nxt.has("verb") and nxt.text.isalpha():
@@ -306,7 +306,11 @@ class Interpreter:
             if name in done or name in set(d.values()) & {d[n] for n in free_nouns if n in d}:
                 continue
             uncovered = [n for n in free_nouns if n not in covered]
-            unserved = [v for v in verbs if not any(v in op.verbs for op in chosen)]
+            unserved = [  # a read does not summarize itself ("summarize the log of job 4")
+                v
+                for v in verbs
+                if not any(v in op.verbs and (op.role != "read" or v == "get") for op in chosen)
+            ]
             write = self._best(name, unserved, uncovered, reads=False, quantified=quantified)
             if not condition and write is not None and set(unserved) & set(write[1].verbs):
                 chosen.append(write[1])  # "comment on OPS-42 with the GitLab pipeline"

@@ -633,6 +633,18 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"jira.create_issue", "slack.post_message"},
             set(),
         ),
+        (  # a log sent into a new record makes it; "once they're all created" is a then
+            "drop the log of job 9 in acme/x into a new gitlab issue, tell #x once they're done",
+            {"gitlab.get_job_log", "gitlab.create_issue", "slack.post_message"},
+            {("gitlab.get_job_log", "gitlab.create_issue")}
+            | {("gitlab.create_issue", "slack.post_message")},
+        ),
+        (  # "there" after a room was made is the room
+            "create a webex room War and post the open PD incidents there",
+            {"webex.create_room", "pagerduty.list_incidents", "webex.create_message"},
+            {("webex.create_room", "webex.create_message")}
+            | {("pagerduty.list_incidents", "webex.create_message")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

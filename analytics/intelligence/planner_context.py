@@ -192,6 +192,8 @@ def llm_needs_log(planned: list[Planned], lex: Lexicon, clauses: list[Clause]) -
 
 
 _INDEFINITE = frozenset({"a", "an", "ein", "eine", "einen", "einem", "un", "una", "une"})
+_NEW = frozenset({"new", "fresh", "separate", "neues", "neuen", "neue", "nuevo", "nueva"})
+_INTO = frozenset({"in", "into", "as", "en", "dans", "als"})
 _RECORDS = frozenset({"ticket", "incident"})  # what a "put it in a ..." makes
 
 
@@ -226,6 +228,8 @@ def clause_verbs(
         verbs = ["add"]  # "okta grp Contractors + dana@acme.com": she joins it
     if "add" in verbs and into_new_record(c):
         verbs = [*(v for v in verbs if v != "add"), "create"]  # "put it in a Jira ticket"
+    if "send" in verbs and into_new_record(c, into=True):
+        verbs = [*(v for v in verbs if v != "send"), "create"]  # "drop it into a new issue"
     if "add" in verbs and "message" in nouns:
         verbs = [*(v for v in verbs if v != "add"), "send"]  # "add a note to the room"
     if "send" in verbs and "comment" in nouns:
@@ -236,15 +240,17 @@ def clause_verbs(
     return verbs
 
 
-def into_new_record(c: Clause, records: frozenset[str] = _RECORDS) -> bool:
+def into_new_record(c: Clause, records: frozenset[str] = _RECORDS, *, into: bool = False) -> bool:
     """'put the summary in a Jira ticket': an indefinite record the text goes into (with
-    ``records={"user"}``: 'add a GitLab account to acme/x', a new account)."""
+    ``records={"user"}``: 'add a GitLab account to acme/x', a new account; with ``into``,
+    only after "in"/"into"/"as": 'drop the log into a new gitlab issue')."""
     indefinite = False
-    for t in c.tokens:
-        if fold(t.text) in _INDEFINITE:
+    for i, t in enumerate(c.tokens):
+        lead = fold(c.tokens[i - 1].text) if i else ""
+        if fold(t.text) in _INDEFINITE and (not into or lead in _INTO):
             indefinite = True
         elif indefinite and set(t.values("noun")) & records:
             return True
-        elif not t.has("integration"):
+        elif not t.has("integration") and fold(t.text) not in _NEW:
             indefinite = False
     return False

@@ -146,6 +146,11 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
         if after is not None and "sentence" not in after.links and not after.links & {"then"}:
             after.links, c.links = c.links - {"then"}, {"comma", "then"}
             clauses[i], clauses[i + 1] = after, c
+    for i, c in enumerate(clauses):  # "tell #infra once they're all created": then
+        if i and c.links & {"after", "condition"} and _done_only(c):
+            c.tokens = []
+            (clauses[i + 1] if i + 1 < len(clauses) else clauses[i - 1]).links.add("then")
+    clauses = [c for c in clauses if c.tokens]
     _addressed_llm(clauses)
     _account_items(clauses)
     for i, c in enumerate(clauses[:-1]):  # "¿hay alertas? si hay, avisa": "if so", a then
@@ -153,6 +158,20 @@ def mend_clauses(clauses: list[Clause]) -> list[Clause]:
             clauses[i + 1].links |= {"then"} | (c.links & {"sentence"})
             c.tokens = []
     return [c for c in clauses if c.tokens]
+
+
+_DONE_SUBJECTS = frozenset({"it", "they", "they're", "theyre", "that", "this", "these", "those"})
+_DONE_FILLERS = frozenset({"is", "are", "has", "have", "been", "all", "both", "everything"})
+
+
+def _done_only(c: Clause) -> bool:
+    """ "they're all created", "both have been set up": the steps before are done."""
+    words = [fold(t.text) for t in c.tokens]
+    done = [t for t in c.tokens if fold(t.text) not in _DONE_SUBJECTS | _DONE_FILLERS]
+    past = len(done) == 1 and (
+        done[0].has("event") or done[0].has("state") or fold(done[0].text).endswith("ed")
+    )
+    return bool(set(words) & (_DONE_SUBJECTS | {"all", "both", "everything"})) and past
 
 
 def _addressed_llm(clauses: list[Clause]) -> None:

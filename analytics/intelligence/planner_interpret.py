@@ -40,6 +40,7 @@ _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _PRONOUNS = OBJECT_PRONOUNS
+_THERE = frozenset({"there", "dort", "dorthin", "alli", "ahi"})
 _ARTICLES = frozenset({"la", "lo", "es", "sie"})  # pronouns that are also articles or verbs
 _SUBJECT_PRONOUNS = frozenset({"she", "he", "they", "er", "ella", "el", "elle", "il"})
 
@@ -133,8 +134,9 @@ class Interpreter:
             return named
         if "email" in nouns or (c.entities("email") and not c.entities("channel")):
             return "smtp"
-        if "room" in nouns:
-            return "webex"  # "in the room"
+        there = any(fold(t.text) in _THERE for t in c.tokens)
+        if "room" in nouns or (there and self._latest("room_id") is not None):
+            return "webex"  # "in the room", "post the list there" after making a room
         return "slack" if c.entities("channel") else None
 
     def _implied(self, c: Clause, verbs: list[str], nouns: list[str]) -> list[str]:

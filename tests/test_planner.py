@@ -664,6 +664,9 @@ def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
     assert plan.spec is None and plan.refusal and "token" in plan.refusal
     plan = plan_workflow("send an sms to the on-call")  # no SMS provider has actions
     assert plan.spec is None and plan.refusal and "SMS" in plan.refusal
+    for text in ("forward every slack message to an external address", "silence everything"):
+        plan = plan_workflow(text)  # out of the company; a bulk silence with no time
+        assert plan.spec is None and plan.refusal
 
 
 def test_fuzzy_matching_corrects_typos_not_other_words() -> None:

@@ -645,6 +645,19 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {("webex.create_room", "webex.create_message")}
             | {("pagerduty.list_incidents", "webex.create_message")},
         ),
+        (  # the service something is sent to takes the verb; the other is read
+            "send every open PD incident to servicenow as an incident",
+            {"pagerduty.list_incidents", "servicenow.create_incident"},
+            {("pagerduty.list_incidents", "servicenow.create_incident")},
+        ),
+        (  # bare account services listed for new hires are accounts there
+            "for new joiners: okta + gitlab",
+            {"workday.list_hires", "okta.create_user", "gitlab.create_user"},
+            {
+                ("workday.list_hires", "okta.create_user"),
+                ("workday.list_hires", "gitlab.create_user"),
+            },
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -191,6 +191,10 @@ def _addressed_llm(clauses: list[Clause]) -> None:
     clauses[:] = [c for c in clauses if c.tokens]
 
 
+_ACCOUNT_SERVICES = frozenset({"okta", "gitlab"})
+"""Services whose name alone, listed for a new hire, means an account there."""
+
+
 def _account_items(clauses: list[Clause]) -> None:
     """ "new hire x: okta account, gitlab account": verbless accounts listed after a hire
     in the same sentence are created (after "onboard x:" they take the onboarding verb)."""
@@ -204,7 +208,10 @@ def _account_items(clauses: list[Clause]) -> None:
             made = [m for m in onboard if m[0] == "verb"] or [("verb", "create")]
             continue
         if made and not c.has("verb") and c.has("integration"):
+            bare = not c.has("noun") and not any(t.entity for t in c.tokens)  # "okta + gitlab"
             for t in c.tokens:
+                if bare and set(t.values("integration")) & _ACCOUNT_SERVICES:
+                    t.meanings.append(("noun", "user"))
                 if t.has("noun", "user"):
                     t.meanings.extend(m for m in made if m not in t.meanings)
 

@@ -40,9 +40,18 @@ _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _PRONOUNS = OBJECT_PRONOUNS
+_TO = frozenset({"to", "into", "an", "nach", "in", "a", "al", "à", "vers"})
 _THERE = frozenset({"there", "dort", "dorthin", "alli", "ahi"})
 _ARTICLES = frozenset({"la", "lo", "es", "sie"})  # pronouns that are also articles or verbs
 _SUBJECT_PRONOUNS = frozenset({"she", "he", "they", "er", "ella", "el", "elle", "il"})
+
+
+def _destination(c: Clause, name: str) -> bool:
+    """Whether the clause names ``name`` as where something goes ("... to servicenow")."""
+    return any(
+        t.has("integration", name) and i and fold(c.tokens[i - 1].text) in _TO
+        for i, t in enumerate(c.tokens)
+    )
 
 
 def _back_reference(c: Clause) -> bool:
@@ -193,6 +202,8 @@ class Interpreter:
         planned_ops = [p.op for p in self.planned]
         chosen: list[Op] = []
         if explicit:
+            # "send every PD incident to servicenow": the destination takes the verb
+            explicit = sorted(explicit, key=lambda name: not _destination(c, name))
             for name in explicit:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
                 if best is not None:

@@ -658,6 +658,11 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
                 ("workday.list_hires", "gitlab.create_user"),
             },
         ),
+        (  # German "wenn nicht" is "otherwise"
+            "Prüfe, ob jemand Bereitschaft hat, und wenn nicht, schreib an boss@acme.com",
+            {"pagerduty.list_oncalls", "smtp.send_email"},
+            {("pagerduty.list_oncalls", "smtp.send_email")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -663,6 +663,11 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"pagerduty.list_oncalls", "smtp.send_email"},
             {("pagerduty.list_oncalls", "smtp.send_email")},
         ),
+        (  # a pronoun in a parallel clause does not name the other branch's step
+            "ack PD incident PAB1234 and at the same time tell #ops we're on it",
+            {"pagerduty.update_incident", "slack.post_message"},
+            set(),
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -588,7 +588,8 @@ class Interpreter:
                 )
                 made.append(p)
             waited = [q for w, q in governing if w == _AFTER_STEP and q is not None]
-            subject = self._subject(c, made, waited or prior_made)  # "once X exists, post it"
+            beside = "parallel" in links  # "... and at the same time tell X we're on it"
+            subject = self._subject(c, made, waited or ([] if beside else prior_made))
             notify = next((q for q in prior_made if q.op.role == "notify"), None)
             later_llm = made and all(p.op.role == "llm" for p in made) and "sentence" in links
             for p in made:

@@ -668,6 +668,17 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"pagerduty.update_incident", "slack.post_message"},
             set(),
         ),
+        (  # "a summary" sent of a list is written by the LLM; of each item, it is the item
+            "post a summary of the open PD incidents to #ops",
+            {"pagerduty.list_incidents", "openai.chat_completion", "slack.post_message"},
+            {("pagerduty.list_incidents", "openai.chat_completion")}
+            | {("openai.chat_completion", "slack.post_message")},
+        ),
+        (
+            "for each open PD incident, post a summary to #ops",
+            {"pagerduty.list_incidents", "slack.post_message"},
+            {("pagerduty.list_incidents", "slack.post_message")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

@@ -207,7 +207,7 @@ _LOOKUP_WORDS = frozenset({"details", "status", "info", "information", "estado",
 
 
 def clause_verbs(
-    c: Clause, verbs: list[str], nouns: list[str], *, asked: bool, joins: bool
+    c: Clause, verbs: list[str], nouns: list[str], *, asked: bool, joins: bool, each: bool = False
 ) -> list[str]:
     """The verbs a clause (not a condition) acts with: its own, or what its words imply.
 
@@ -217,11 +217,14 @@ def clause_verbs(
         nouns: Its nouns, without references and given ones.
         asked: The request is a question.
         joins: The request has no verb, only a person's email and places.
+        each: The clause is in a sentence that fans out: "a summary" is each item's text.
     """
     opening = fold(c.tokens[0].text) if c.tokens else ""
     asked = asked or c.asked or opening in QUESTION_WORDS  # "Qui est ... ? Envoie ..."
     if not verbs and "summary" in nouns:
         verbs = ["summarize"]  # "need a summary of INC0045678"
+    elif "send" in verbs and "summary" in nouns and _indefinite_before(c, "summary") and not each:
+        verbs = [*verbs, "summarize"]  # "mándame un resumen por slack": someone writes it
     elif not verbs and (asked or any(fold(t.text) in _LOOKUP_WORDS for t in c.tokens)):
         verbs = ["get"]  # "is anyone on call for payments?", "the details of ..."
     elif not verbs and joins and ({"group", "room", "project"} & set(nouns) or c.entities("room")):
@@ -238,6 +241,14 @@ def clause_verbs(
     if "send" in verbs and "message" in nouns and c.entities("jira_key") and not elsewhere:
         verbs = [*(v for v in verbs if v != "send"), "comment"]  # "a note in jira OPS-9"
     return verbs
+
+
+def _indefinite_before(c: Clause, noun: str) -> bool:
+    """Whether ``noun`` is written with an indefinite article ("a summary", "un resumen")."""
+    return any(
+        t.has("noun", noun) and i and fold(c.tokens[i - 1].text) in _INDEFINITE
+        for i, t in enumerate(c.tokens)
+    )
 
 
 def into_new_record(c: Clause, records: frozenset[str] = _RECORDS, *, into: bool = False) -> bool:

@@ -89,6 +89,7 @@ class Interpreter:
         self.question = text.rstrip().endswith("?") or opening in QUESTION_WORDS
         self.recent = any(c.has("recent") for c in reading.clauses)
         self.verbless = not any(c.has("verb") for c in reading.clauses)
+        self.per_item = False  # the clause is in a sentence that fans out ("for each ...")
         self.globals = entities_of(reading.clauses, text)
 
     # --- entities -------------------------------------------------------------------------
@@ -185,7 +186,8 @@ class Interpreter:
         free_nouns = [n for n in nouns if ":" not in n]
         if not condition:
             joins = self.verbless and bool(self.globals.get("email"))
-            verbs = clause_verbs(c, verbs, free_nouns, asked=self.question, joins=joins)
+            each = self.per_item or c.has("quantifier")  # "for each incident, post a summary"
+            verbs = clause_verbs(c, verbs, free_nouns, asked=self.question, joins=joins, each=each)
         # a given thing ("job 4242's log") is the object only when nothing else is named
         given = [n.removeprefix("given:") for n in nouns if n.startswith("given:")]
         real_nouns = free_nouns or given
@@ -495,6 +497,7 @@ class Interpreter:
             if "sentence" in links:
                 quantified_sentence = False
                 governing = []
+            self.per_item = quantified_sentence
             if "then" in links:
                 stage += 1
             condition = bool(links & {"condition", "unless"})

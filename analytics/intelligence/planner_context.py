@@ -1,8 +1,9 @@
 """What the offline planner reads around its clauses: entities of the whole request, plural
 nouns, and the log an LLM step needs (helpers of :mod:`analytics.intelligence.planner_interpret`).
 
-Public API: :data:`QUESTION_WORDS`, :func:`clause_verbs`, :func:`clause_nouns`,
-:func:`entities_of`, :func:`plural`, :func:`llm_needs_log`, :func:`into_new_record`.
+Public API: :data:`QUESTION_WORDS`, :func:`back_reference`, :func:`destination`,
+:func:`clause_verbs`, :func:`clause_nouns`, :func:`entities_of`, :func:`plural`,
+:func:`llm_needs_log`, :func:`into_new_record`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import re
 
 from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned
-from analytics.intelligence.planner_parse import Clause
+from analytics.intelligence.planner_parse import OBJECT_PRONOUNS, Clause
 
 __all__ = [
     "QUESTION_WORDS",
+    "back_reference",
     "clause_nouns",
     "clause_verbs",
+    "destination",
     "entities_of",
     "into_new_record",
     "latest_pipeline",
@@ -264,4 +267,30 @@ def into_new_record(c: Clause, records: frozenset[str] = _RECORDS, *, into: bool
             return True
         elif not t.has("integration") and fold(t.text) not in _NEW:
             indefinite = False
+    return False
+
+
+_TO = frozenset({"to", "into", "an", "nach", "in", "a", "al", "à", "vers"})
+_ARTICLES = frozenset({"la", "lo", "es", "sie"})  # pronouns that are also articles or verbs
+
+
+def destination(c: Clause, name: str) -> bool:
+    """Whether the clause names ``name`` as where something goes ("... to servicenow")."""
+    return any(
+        t.has("integration", name) and i and fold(c.tokens[i - 1].text) in _TO
+        for i, t in enumerate(c.tokens)
+    )
+
+
+def back_reference(c: Clause) -> bool:
+    """Whether the clause refers to an earlier step by a pronoun ("post it", "its key");
+    "la"/"lo"/"es"/"sie" before a word that is no verb are articles ("la caída")."""
+    for i, t in enumerate(c.tokens):
+        word = fold(t.text)
+        if word not in OBJECT_PRONOUNS | {"its"} or t.has("topic_word"):  # "... that we're on it"
+            continue
+        nxt = c.tokens[i + 1] if i + 1 < len(c.tokens) else None
+        if word in _ARTICLES and nxt is not None and not nxt.has("verb") and nxt.text.isalpha():
+            continue
+        return True
     return False

@@ -20,10 +20,13 @@ from typing import Any
 
 from analytics.intelligence.lexicon import Lexicon, Op, fold
 from analytics.intelligence.planner_build import Planned, role_rank
+from analytics.intelligence.planner_conditions import condition_tests
 from analytics.intelligence.planner_context import (
     QUESTION_WORDS,
+    back_reference,
     clause_nouns,
     clause_verbs,
+    destination,
     entities_of,
     into_new_record,
     latest_pipeline,
@@ -40,32 +43,8 @@ _NOTIFIERS = ("webex", "slack", "teams", "smtp", "webhook")
 _AFTER_STEP = "steps.{sid}.status == 'ok'"
 """The condition of a step that waits for an earlier one ("once the Jira issue exists")."""
 _PRONOUNS = OBJECT_PRONOUNS
-_TO = frozenset({"to", "into", "an", "nach", "in", "a", "al", "à", "vers"})
 _THERE = frozenset({"there", "dort", "dorthin", "alli", "ahi"})
-_ARTICLES = frozenset({"la", "lo", "es", "sie"})  # pronouns that are also articles or verbs
 _SUBJECT_PRONOUNS = frozenset({"she", "he", "they", "er", "ella", "el", "elle", "il"})
-
-
-def _destination(c: Clause, name: str) -> bool:
-    """Whether the clause names ``name`` as where something goes ("... to servicenow")."""
-    return any(
-        t.has("integration", name) and i and fold(c.tokens[i - 1].text) in _TO
-        for i, t in enumerate(c.tokens)
-    )
-
-
-def _back_reference(c: Clause) -> bool:
-    """Whether the clause refers to an earlier step by a pronoun ("post it", "its key");
-    "la"/"lo"/"es"/"sie" before a word that is no verb are articles ("la caída")."""
-    for i, t in enumerate(c.tokens):
-        word = fold(t.text)
-        if word not in _PRONOUNS | {"its"} or t.has("topic_word"):  # "... that we're on it"
-            continue
-        nxt = c.tokens[i + 1] if i + 1 < len(c.tokens) else None
-        if word in _ARTICLES and nxt is not None and not nxt.has("verb") and nxt.text.isalpha():
-            continue
-        return True
-    return False
 
 
 class Interpreter:
@@ -205,7 +184,7 @@ class Interpreter:
         chosen: list[Op] = []
         if explicit:
             # "send every PD incident to servicenow": the destination takes the verb
-            explicit = sorted(explicit, key=lambda name: not _destination(c, name))
+            explicit = sorted(explicit, key=lambda name: not destination(c, name))
             for name in explicit:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
                 if best is not None:
@@ -372,47 +351,10 @@ class Interpreter:
     def condition(
         self, c: Clause, ops: list[Planned], negate: bool
     ) -> list[tuple[str, Planned | None]]:
-        parts: list[tuple[str, Planned | None]] = []
-        read = ops[0] if ops else None
-        pipe = read if read and "pipeline" in read.op.produces else self._latest("pipeline")
-        if read and read.op.action == "gitlab.get_pipeline" and (c.has("fail") or self.fails):
-            parts.append(("steps.{sid}.output.status == 'failed'", read))
-        if (c.has("branch") or c.has("feature_branch")) and pipe is not None:
-            self._param(
-                "default_branch",
-                {"type": "string", "default": "main", "description": "The default branch."},
-            )
-            equal = c.has("branch") != negate
-            parts.append(
-                (
-                    f"steps.{{sid}}.output.ref {'==' if equal else '!='} params.default_branch",
-                    pipe,
-                )
-            )
-        if c.has("severity"):
-            self._param(
-                "severity",
-                {
-                    "type": "string",
-                    "default": "critical",
-                    "enum": ["critical", "warning", "info"],
-                    "description": "The alert's severity.",
-                },
-            )
-            parts.append((f"params.severity {'!=' if negate else '=='} 'critical'", None))
-        if read is not None and not parts:
-            states = c.words("state")
-            if read.op.action == "workday.get_worker" and c.has("noun", "leaver"):
-                parts.append(("steps.{sid}.output.termination_date is not none", read))
-            elif read.op.action == "jira.get_issue" and states:
-                test = "==" if states[-1] == "closed" else "!="
-                parts.append((f"steps.{{sid}}.output.fields.status.name {test} 'Done'", read))
-            elif read.op.list_expr and not read.quantified:
-                expr = read.op.list_expr.replace("output", "steps.{sid}.output")
-                parts.append((f"{expr} | length > 0", read))
-            else:  # the test itself is not mapped: the steps wait for the read to succeed
-                parts.append(("steps.{sid}.status == 'ok'", read))
-                self.assumptions.append(f"{c.text!r} is checked only as: the read succeeds")
+        """The tests a condition clause makes (see :func:`condition_tests`)."""
+        pipe = self._latest("pipeline")
+        parts, notes = condition_tests(c, ops, negate, pipe, self.fails, self.params)
+        self.assumptions += notes
         return parts
 
     def _event(self, c: Clause) -> bool:
@@ -450,7 +392,7 @@ class Interpreter:
             if producer is not None and producer not in made and producer not in found:
                 found.append(producer)
         self.mentioned.clear()
-        if not found and _back_reference(c):
+        if not found and back_reference(c):
             made = [p for p in prior if p.op.role == "write"]  # "its key": the record made
             found = (made or [p for p in prior if p.op.role != "notify"])[:1]
         return found

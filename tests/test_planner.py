@@ -679,6 +679,11 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"pagerduty.list_incidents", "slack.post_message"},
             {("pagerduty.list_incidents", "slack.post_message")},
         ),
+        (  # "someone joins" is one new hire: the worker is read
+            "hit the webhook when someone joins",
+            {"workday.get_worker", "webhook.send"},
+            {("workday.get_worker", "webhook.send")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},
@@ -698,7 +703,9 @@ def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
     assert plan.spec is None and plan.refusal and "token" in plan.refusal
     plan = plan_workflow("send an sms to the on-call")  # no SMS provider has actions
     assert plan.spec is None and plan.refusal and "SMS" in plan.refusal
-    for text in ("forward every slack message to an external address", "silence everything"):
+    texts = ["forward every slack message to an external address", "silence everything"]
+    texts += ["post an incident on our status page"]  # Statuspage has no actions
+    for text in texts:
         plan = plan_workflow(text)  # out of the company; a bulk silence with no time
         assert plan.spec is None and plan.refusal
 

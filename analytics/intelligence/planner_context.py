@@ -100,7 +100,10 @@ def plural(c: Clause) -> bool:
     nouns = [  # "terminated employees"; "someone leaves" is one person
         t
         for i, t in enumerate(c.tokens)
-        if t.has("noun") and not t.entity and not (i and fold(c.tokens[i - 1].text) in one)
+        if t.has("noun")
+        and not t.entity
+        and not (i and fold(c.tokens[i - 1].text) in one)
+        and fold(t.text).split()[0] not in one  # "someone joins"
     ][:2]
     return any(
         fold(t.text).split()[-1].endswith("s")  # "new hires"

@@ -684,6 +684,23 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"workday.get_worker", "webhook.send"},
             {("workday.get_worker", "webhook.send")},
         ),
+        (  # an arrow before a destination sends there; a colon after a webhook starts text
+            "SNOW INC0055555 summary -> #ops",
+            {"servicenow.get_incident", "openai.chat_completion", "slack.post_message"},
+            {("servicenow.get_incident", "openai.chat_completion")}
+            | {("openai.chat_completion", "slack.post_message")},
+        ),
+        ("webhook: deploy done", {"webhook.send"}, set()),
+        (  # a room listed for a new hire is joined
+            "new hire 31337: okta, webex room Onboarding",
+            {"workday.get_worker", "okta.create_user", "webex.create_room"}
+            | {"webex.add_membership"},
+            {
+                ("workday.get_worker", "okta.create_user"),
+                ("webex.create_room", "webex.add_membership"),
+            }
+            | {("workday.get_worker", "webex.add_membership")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

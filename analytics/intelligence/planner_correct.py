@@ -212,6 +212,8 @@ def _account_items(clauses: list[Clause]) -> None:
             for t in c.tokens:
                 if bare and set(t.values("integration")) & _ACCOUNT_SERVICES:
                     t.meanings.append(("noun", "user"))
+                if set(t.values("noun")) & {"room", "group", "project"}:
+                    t.meanings.append(("verb", "add"))  # "new hire x: ..., webex room Y"
                 if t.has("noun", "user"):
                     t.meanings.extend(m for m in made if m not in t.meanings)
 

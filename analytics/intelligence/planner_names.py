@@ -66,6 +66,5 @@ def target(t: Token) -> bool:
         bool(t.entity and t.entity[0] in kinds)
         or t.has("noun", "channel")
         or t.has("noun", "room")
-        or t.has("integration", "slack")
-        or t.has("integration", "webex")
+        or any(t.has("integration", n) for n in ("slack", "webex", "teams", "webhook"))
     )

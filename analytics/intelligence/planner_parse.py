@@ -80,6 +80,7 @@ _ENTITY_RE = re.compile("|".join(f"(?P<{k}{i}>{p})" for i, (k, p) in enumerate(_
 _WORD_RE = re.compile(r"\x00\d+\x00|[\w][\w'’-]*|[,;:.!?()]")
 _LIST_ITEM = re.compile(r"\s*\n\s*(?:[-*•·]|\d{1,2}[.)])\s+(?=\S)")
 _ELISION = re.compile(r"(?i)(?:l|d|qu|j|n|s|c|lorsqu|puisqu|jusqu)['’](\w.*)")
+_ARROW_SENDS = re.compile(r"\s(?:->|→|=>)\s+(?=#\w|[\w.+-]+@)")
 _ARROW_MAKES = re.compile(r"\s(?:->|→|=>)\s+(?=(?:a|an|ein|eine|einen|un|una|une)\s)", re.I)
 _UNAPOSTROPHED = {"its": "it", "thats": "that", "whats": "what", "hes": "he", "shes": "she"}
 OBJECT_PRONOUNS = frozenset(
@@ -558,6 +559,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     text = re.sub(r"(?<=\s)\+(?=\s)", "and", text)  # "okta user + add to group X"
     text = re.sub(r"\s[-–—]\s", " , ", text)  # "it keeps failing - can we ...": a pause
     text = _ARROW_MAKES.sub(" create ", text)  # "every firing alert -> a pagerduty incident"
+    text = _ARROW_SENDS.sub(" and send to ", text)  # "INC0055555 summary -> #ops"
     replaced, entities = _entities(text, lex)
     tokens = _tokens(replaced, lex, entities)
     group_names(tokens)

@@ -50,13 +50,17 @@ system-deps:
 demo: venv
 	$(VENV)/bin/junction demo
 
+# Two worker processes, whole modules each (module fixtures start servers once): most
+# tests wait on servers and subprocesses, so two share the 2 cores well.
+PYTEST_WORKERS ?= 2
+
 test: venv-dev system-deps
 	mkdir -p $(PREFECT_HOME)
-	$(VENV)/bin/pytest -q --durations=25
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: venv-dev
 	mkdir -p $(PREFECT_HOME)
-	$(VENV)/bin/pytest -q -m "not prism and not alertmanager"
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not prism and not alertmanager"
 
 # Every tool runs even when an earlier one fails, so one run reports everything.
 lint: venv-dev

@@ -50,9 +50,9 @@ def _series(root: Path) -> dict[tuple[str, str], pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with harness():
         yield
 
 

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.prefect
 
 @pytest.fixture(scope="module")
 def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with harness():
         yield
 
 

@@ -25,9 +25,9 @@ def test_a_run_ends_at_its_scheduled_end() -> None:
 
 @pytest.fixture(scope="module")
 def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with harness():
         yield
 
 

@@ -88,9 +88,9 @@ def test_an_unknown_service_is_one_line_naming_it(store: MetricsStore) -> None:
 
 @pytest.fixture(scope="module")
 def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with harness():
         yield
 
 

@@ -51,12 +51,13 @@ SPEC = {
 @pytest.fixture(scope="module")
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+
+    from tests.prefect_harness import harness
 
     storage = tmp_path_factory.mktemp("prefect-results")
     # results (the cache) in a fresh place: no entry from an earlier session
     with (
-        prefect_test_harness(server_startup_timeout=120),
+        harness(),
         temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}),
     ):
         yield

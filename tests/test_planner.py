@@ -701,6 +701,18 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             }
             | {("workday.get_worker", "webex.add_membership")},
         ),
+        (  # a refusal word that names something ("the backup job", "the order service",
+            # "the password reset flow") is no request to do it
+            "when pipeline 7 in acme/ops fails, tell #ops the password reset flow broke",
+            {"gitlab.get_pipeline", "slack.post_message"},
+            {("gitlab.get_pipeline", "slack.post_message")},
+        ),
+        (
+            "let #ops know the nightly backup service is down",
+            {"slack.post_message"},
+            set(),
+        ),
+        ("page the on-call: the order service is down", {"pagerduty.create_incident"}, set()),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},
@@ -722,6 +734,7 @@ def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
     assert plan.spec is None and plan.refusal and "SMS" in plan.refusal
     texts = ["forward every slack message to an external address", "silence everything"]
     texts += ["post an incident on our status page"]  # Statuspage has no actions
+    texts += ["curl api and post the result to #ops", "email the ssh key to a@b.co"]
     for text in texts:
         plan = plan_workflow(text)  # out of the company; a bulk silence with no time
         assert plan.spec is None and plan.refusal

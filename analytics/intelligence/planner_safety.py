@@ -12,6 +12,7 @@ Public API: :func:`safety`, :func:`quote`.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from analytics.intelligence.lexicon import Lexicon, fold
 from analytics.intelligence.planner_parse import OBJECT_PRONOUNS, Reading, Token
@@ -22,6 +23,22 @@ __all__ = ["quote", "safety"]
 
 _OWNED = r" (?:belongs?|belonged|gehort|gehoren|pertenece|appartient) "
 """Right after a secret's name in a request that sends nothing: whose it is, not its value."""
+_TOPICS = (
+    r"(?:reset|resets|rotation|rotations|policy|policies|expiry|expiration|change|changes"
+    r"|leak|leaks|incident|incidents|flow|manager|vault|scanner|scan|audit|renewal|rules)"
+)
+"""Nouns after a secret's name that make it the topic of a message, not a value sent."""
+_HEADS = frozenset(
+    {"service", "services", "job", "jobs", "system", "team", "window", "queue", "database"}
+    | {"db", "pipeline", "pipelines", "flow"}
+)
+
+
+def _head_noun(t: Token) -> bool:
+    """A noun that the word before it only describes ("backup job", "order service")."""
+    return fold(t.text) in _HEADS or (t.has("noun") and not t.entity)
+
+
 _BACK_REFERENCES = frozenset({"them", "those", "these", "ellos", "ellas", "sie", "ihnen", "diese"})
 
 
@@ -81,6 +98,8 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
     secrets = [
         w for w in secrets if sends or not re.search(rf" {re.escape(fold(w))}{_OWNED}", folded)
     ]
+    # "the password reset flow", "the leaked api key incident": the secret names a topic
+    secrets = [w for w in secrets if not re.search(rf" {re.escape(fold(w))} {_TOPICS} ", folded)]
     if secrets:
         listed = quote(sorted(set(secrets)))
         return f"refused: the request would send secrets or sensitive data ({listed})"
@@ -99,12 +118,22 @@ def safety(text: str, reading: Reading, lex: Lexicon, catalog: Catalog) -> str |
         known = ", ".join(sorted(planned))
         return f"refused: Junction has no actions for {names} (integrations with actions: {known})"
     acting = _acting_verbs(reading, lex)
-    words = " " + " ".join(fold(t.text) for t in _plain(reading) if id(t) not in acting) + " "
+    every = _plain(reading)
+    modifiers = {  # "the nightly backup job", "the ssh key rotation": a name, not a request
+        id(t)
+        for t, nxt in pairwise(every)
+        if _head_noun(nxt) or re.fullmatch(_TOPICS, fold(nxt.text).split()[-1])
+    }
+    words = " " + " ".join(fold(t.text) for t in every if id(t) not in acting) + " "
+    named = " ".join(fold(t.text) for t in every if id(t) not in acting | modifiers)
+    named = f" {named} "
     # what a clause asks for after its verb describes ("a PagerDuty event for the backup job")
-    free = " ".join(fold(t.text) for t in _plain(reading, after_verb=False) if id(t) not in acting)
+    free = " ".join(
+        fold(t.text) for t in _plain(reading, after_verb=False) if id(t) not in acting | modifiers
+    )
     free = f" {free} "
     for name, group in groups.items():  # words only: "in PAY" names a Jira project
-        seen = free if name == "unsupported" else words
+        seen = {"unsupported": free, "commands": named}.get(name, words)
         found = [w for w in group.words if f" {fold(w)} " in seen]
         if found:
             return f"refused: the request {group.reason} ({quote(found)})"

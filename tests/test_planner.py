@@ -735,6 +735,7 @@ def test_a_secret_named_with_its_owner_is_still_refused_when_sent() -> None:
     texts = ["forward every slack message to an external address", "silence everything"]
     texts += ["post an incident on our status page"]  # Statuspage has no actions
     texts += ["curl api and post the result to #ops", "email the ssh key to a@b.co"]
+    texts += ["make a group in okta called Contractors"]  # no action makes an Okta group
     for text in texts:
         plan = plan_workflow(text)  # out of the company; a bulk silence with no time
         assert plan.spec is None and plan.refusal

@@ -116,6 +116,15 @@ class Interpreter:
         score, *_, op = max(pick, key=lambda x: x[:5])
         return score, op
 
+    def _makes_other(self, op: Op, nouns: list[str], c: Clause) -> bool:
+        """A create chosen by its verb alone for a record another action of its service
+        reads ("make a group in okta": groups are only listed): no action makes it."""
+        if op.role != "write" or "create" not in c.words("verb") or not nouns or not op.nouns:
+            return False
+        first = nouns[0]
+        others = [o for o in self.lex.ops.values() if o.integration == op.integration]
+        return first not in op.nouns and any(first in o.nouns for o in others)
+
     def _notifier(self, c: Clause, explicit: list[str], nouns: list[str]) -> str | None:
         """Where a message goes: a named chat service, else email or a #channel."""
         named = next((i for i in explicit if i in _NOTIFIERS), None)
@@ -187,6 +196,8 @@ class Interpreter:
             explicit = sorted(explicit, key=lambda name: not destination(c, name))
             for name in explicit:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
+                if best is not None and self._makes_other(best[1], real_nouns, c):
+                    return [], False  # "make a group in okta": no action makes that record
                 if best is not None:
                     chosen.append(best[1])
             at = next((i for i, t in enumerate(c.tokens) if t.has("quantifier")), None)

@@ -713,6 +713,27 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             set(),
         ),
         ("page the on-call: the order service is down", {"pagerduty.create_incident"}, set()),
+        (  # "send me the open incidents" reads them; an emailed "that ..." is the text
+            "send me the open incidents from pagerduty and email a@acme.com that the build is red",
+            {"pagerduty.list_incidents", "smtp.send_email"},
+            {("pagerduty.list_incidents", "smtp.send_email")},
+        ),
+        (  # a German compound ending in a noun; French "événement"; "<service>'s status"
+            "schick eine Willkommensmail an a@acme.com",
+            {"smtp.send_email"},
+            set(),
+        ),
+        ("envoie un événement PagerDuty", {"pagerduty.send_event"}, set()),
+        (
+            "check alertmanager's status and post the version to #sre",
+            {"alertmanager.get_status", "slack.post_message"},
+            {("alertmanager.get_status", "slack.post_message")},
+        ),
+        (  # a purpose after a record is its title ("para revisar las alertas")
+            "para cada persona de guardia, crea una tarea en Jira para revisar las alertas",
+            {"pagerduty.list_oncalls", "jira.create_issue"},
+            {("pagerduty.list_oncalls", "jira.create_issue")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

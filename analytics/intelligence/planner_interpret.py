@@ -222,6 +222,11 @@ class Interpreter:
                     chosen[i] = read[1] if read is not None and read[0] >= 2 else op
                 elif op.role in {"write", "notify"}:
                     claimed |= served
+            for i, op in enumerate(chosen):  # "send me the open incidents": they exist
+                sent = op.role == "write" and set(verbs) & set(op.verbs) == {"send"}
+                if sent and c.has("state"):
+                    read = self._best(op.integration, [], real_nouns, reads=True, quantified=True)
+                    chosen[i] = read[1] if read is not None and read[0] >= 2 else op
             notifier = self._notifier(c, explicit, real_nouns) if "send" in verbs else None
             dropped: set[int] = set()
             for i, op in enumerate(chosen):  # "inform the team by email about PagerDuty ..."

@@ -106,6 +106,7 @@ _ADVERBS = frozenset(
 _UP_WORDS = frozenset(  # "is alertmanager up?": the service's health, asked about
     {"up", "down", "alive", "reachable", "healthy", "online", "erreichbar", "caido", "disponible"}
 )
+_STATUS_WORDS = frozenset({"status", "estado", "zustand", "statut", "health", "salud"})
 _COPULAS = frozenset({"is", "are", "ist", "sind", "esta", "estan", "est"})
 _PASSIVE_LEAD = frozenset(
     {"are", "is", "was", "were", "been", "sind", "ist", "wurde", "están", "está"}
@@ -278,6 +279,10 @@ def _correct(tokens: list[Token], lex: Lexicon) -> list[tuple[str, str]]:
         if not close and len(key) >= 10:  # a German compound: "Bereitschaftshabenden"
             heads = [w for w in lex.fuzzy_targets if len(w) >= 6 and key.startswith(w)]
             close = sorted(heads, key=len, reverse=True)[:1]
+        if not close and len(key) >= 9:  # one that ends with a noun: "Willkommensmail"
+            tails = [w for w in lex.fuzzy_targets if len(w) >= 4 and key.endswith(w)]
+            nouns = [w for w in tails if "noun" in dict(lex.phrases[(w,)])]
+            close = sorted(nouns, key=len, reverse=True)[:1]
         if close:
             # a swap of two letters ("fials") beats another word as close ("falls")
             best = max(close, key=lambda w: (sorted(w) == sorted(key), -close.index(w)))
@@ -425,6 +430,8 @@ def _labels(tokens: list[Token]) -> None:
         if t.has("noun", "email") and copula and len(nxt) == 2 and nxt[1].entity:
             t.meanings = [("topic_word", t.text)]
     for i, t in enumerate(tokens):
+        if fold(t.text) in _STATUS_WORDS and i and tokens[i - 1].has("integration"):
+            t.meanings = [("noun", "health")]  # "alertmanager's status"
         if fold(t.text) not in _UP_WORDS:
             continue
         lead = [x for x in tokens[max(0, i - 4) : i] if fold(x.text) not in _ADVERBS][-2:]
@@ -509,7 +516,7 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
         if stated and t.has("verb") and not in_topic and not t.has("verb", "fire"):
             clauses.append(Clause(current, links))  # "when it fails summarise the log"
             current, links = [], {"comma"}
-        says = any(x.has("verb", "send") or x.has("verb", "comment") for x in current) or (
+        says = any(x.has("verb", v) for x in current for v in ("send", "email", "comment")) or (
             not current and said  # "Sende eine Nachricht an #ops, dass ..."
         )
         if (

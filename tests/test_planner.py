@@ -734,6 +734,17 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"pagerduty.list_oncalls", "jira.create_issue"},
             {("pagerduty.list_oncalls", "jira.create_issue")},
         ),
+        (  # people named by a pronoun are made as accounts; "in it" after a room is the room
+            "When Workday hires someone, create them in GitLab",
+            {"workday.get_worker", "gitlab.create_user"},
+            {("workday.get_worker", "gitlab.create_user")},
+        ),
+        (
+            "make a webex space 'Vendor X' and post the servicenow incident INC0031337 in it",
+            {"webex.create_room", "servicenow.get_incident", "webex.create_message"},
+            {("webex.create_room", "webex.create_message")}
+            | {("servicenow.get_incident", "webex.create_message")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

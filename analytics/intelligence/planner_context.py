@@ -3,7 +3,7 @@ nouns, and the log an LLM step needs (helpers of :mod:`analytics.intelligence.pl
 
 Public API: :data:`QUESTION_WORDS`, :func:`back_reference`, :func:`destination`,
 :func:`clause_verbs`, :func:`clause_nouns`, :func:`entities_of`, :func:`plural`,
-:func:`llm_needs_log`, :func:`into_new_record`.
+:func:`llm_needs_log`, :func:`into_new_record`, :func:`makes_other`, :func:`depth`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ __all__ = [
     "back_reference",
     "clause_nouns",
     "clause_verbs",
+    "depth",
     "destination",
     "entities_of",
     "into_new_record",
     "latest_pipeline",
     "list_first",
     "llm_needs_log",
+    "makes_other",
     "plural",
 ]
 
@@ -297,3 +299,19 @@ def back_reference(c: Clause) -> bool:
             continue
         return True
     return False
+
+
+def makes_other(lex: Lexicon, op: Op, nouns: list[str], c: Clause) -> bool:
+    """A create chosen by its verb alone for a record another action of its service
+    reads ("make a group in okta": groups are only listed): no action makes it."""
+    if op.role != "write" or "create" not in c.words("verb") or not nouns or not op.nouns:
+        return False
+    first = nouns[0]
+    others = [o for o in lex.ops.values() if o.integration == op.integration]
+    return first not in op.nouns and any(first in o.nouns for o in others)
+
+
+def depth(op: Op, ops: list[Op]) -> int:
+    """How many of ``ops`` give what ``op`` reads (a job's log after the jobs)."""
+    wants = {s.from_ for sources in op.with_.values() for s in sources if s.from_}
+    return sum(1 for other in ops if other is not op and wants & set(other.produces))

@@ -16,6 +16,7 @@ Public API: :class:`Interpreter`.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any
 
 from analytics.intelligence.lexicon import Lexicon, Op, fold
@@ -26,12 +27,14 @@ from analytics.intelligence.planner_context import (
     back_reference,
     clause_nouns,
     clause_verbs,
+    depth,
     destination,
     entities_of,
     into_new_record,
     latest_pipeline,
     list_first,
     llm_needs_log,
+    makes_other,
     plural,
 )
 from analytics.intelligence.planner_parse import OBJECT_PRONOUNS, Clause, Reading
@@ -116,15 +119,6 @@ class Interpreter:
         score, *_, op = max(pick, key=lambda x: x[:5])
         return score, op
 
-    def _makes_other(self, op: Op, nouns: list[str], c: Clause) -> bool:
-        """A create chosen by its verb alone for a record another action of its service
-        reads ("make a group in okta": groups are only listed): no action makes it."""
-        if op.role != "write" or "create" not in c.words("verb") or not nouns or not op.nouns:
-            return False
-        first = nouns[0]
-        others = [o for o in self.lex.ops.values() if o.integration == op.integration]
-        return first not in op.nouns and any(first in o.nouns for o in others)
-
     def _notifier(self, c: Clause, explicit: list[str], nouns: list[str]) -> str | None:
         """Where a message goes: a named chat service, else email or a #channel."""
         named = next((i for i in explicit if i in _NOTIFIERS), None)
@@ -132,7 +126,10 @@ class Interpreter:
             return named
         if "email" in nouns or (c.entities("email") and not c.entities("channel")):
             return "smtp"
-        there = any(fold(t.text) in _THERE for t in c.tokens)
+        words = [fold(t.text) for t in c.tokens]
+        there = bool(set(words) & _THERE) or any(  # "post the incident in it"
+            a in {"in", "into"} and b == "it" for a, b in pairwise(words)
+        )
         if "room" in nouns or (there and self._latest("room_id") is not None):
             return "webex"  # "in the room", "post the list there" after making a room
         return "slack" if c.entities("channel") else None
@@ -181,6 +178,10 @@ class Interpreter:
         real_nouns = free_nouns or given
         quantified = c.has("quantifier") or plural(c)
         explicit = c.words("integration")
+        people = {"them", "him", "her", "ihn", "ihm", "les", "los", "las"}
+        named = bool({fold(t.text) for t in c.tokens} & people) and "create" in verbs
+        if not real_nouns and named and self._latest("person_email") is not None:
+            real_nouns = ["user"]  # "when Workday hires someone, create them in GitLab"
         if not real_nouns and c.has("state", "open"):  # "what's open in PagerDuty?"
             held = {
                 n for op in self.lex.ops.values() if op.integration in explicit for n in op.nouns
@@ -196,7 +197,7 @@ class Interpreter:
             explicit = sorted(explicit, key=lambda name: not destination(c, name))
             for name in explicit:
                 best = self._best(name, verbs, real_nouns, reads=condition, quantified=quantified)
-                if best is not None and self._makes_other(best[1], real_nouns, c):
+                if best is not None and makes_other(self.lex, best[1], real_nouns, c):
                     return [], False  # "make a group in okta": no action makes that record
                 if best is not None:
                     chosen.append(best[1])
@@ -352,13 +353,7 @@ class Interpreter:
                 continue  # read once ("the pipeline" after the trigger read it)
             if op not in out:
                 out.append(op)
-        return sorted(out, key=lambda op: (role_rank(op), self._depth(op, out))), bool(chosen)
-
-    @staticmethod
-    def _depth(op: Op, ops: list[Op]) -> int:
-        """How many of ``ops`` give what ``op`` reads (a job's log after the jobs)."""
-        wants = {s.from_ for sources in op.with_.values() for s in sources if s.from_}
-        return sum(1 for other in ops if other is not op and wants & set(other.produces))
+        return sorted(out, key=lambda op: (role_rank(op), depth(op, out))), bool(chosen)
 
     # --- conditions -----------------------------------------------------------------------
     def _param(self, name: str, spec: dict[str, Any]) -> None:

@@ -745,6 +745,11 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {("webex.create_room", "webex.create_message")}
             | {("servicenow.get_incident", "webex.create_message")},
         ),
+        (  # a statement about a service after "that" is the message's text
+            "email team@acme.com that okta is slow",
+            {"smtp.send_email"},
+            set(),
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

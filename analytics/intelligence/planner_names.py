@@ -1,8 +1,9 @@
 """Names in a request: a capitalised word next to "group", "channel" or "room" is a name
 ("the Okta group Engineering", "the Infra channel", "the webex room Onboarding"), and which
-tokens name where a message goes (helpers of :mod:`analytics.intelligence.planner_parse`).
+tokens name where a message goes; a chat service named as the verb ("slack them the link")
+(helpers of :mod:`analytics.intelligence.planner_parse`).
 
-Public API: :func:`group_names`, :func:`target`.
+Public API: :func:`group_names`, :func:`service_verbs`, :func:`target`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from analytics.intelligence.lexicon import fold
 if TYPE_CHECKING:
     from analytics.intelligence.planner_parse import Token
 
-__all__ = ["group_names", "target"]
+__all__ = ["group_names", "service_verbs", "target"]
 
 
 def group_names(tokens: list[Token]) -> None:
@@ -68,3 +69,22 @@ def target(t: Token) -> bool:
         or t.has("noun", "room")
         or any(t.has("integration", n) for n in ("slack", "webex", "teams", "webhook"))
     )
+
+
+def service_verbs(tokens: list[Token]) -> None:
+    """ "slack them the link", "webex bob@acme.com": a chat service named as the verb."""
+    for i, t in enumerate(tokens):
+        rest = tokens[i + 1 : i + 4]
+        if rest and fold(rest[0].text) in {"the", "our", "a"}:
+            rest = rest[1:]  # "webex the Release room: ..."
+        after = next((x for x in rest if not (x.entity and x.entity[0] == "channel_name")), None)
+        lead = tokens[i - 1] if i else None
+        starts = lead is None or lead.has("connective") or lead.text in {",", ";", ".", ":"}
+        if (
+            starts
+            and any(t.has("integration", n) for n in ("slack", "webex", "teams"))
+            and after is not None
+            and (fold(after.text) in {"them", "him", "her", "me", "us"} or target(after))
+            and not (after.has("noun", "room") and after is tokens[i + 1])  # "webex room"
+        ):
+            t.meanings = [*t.meanings, ("verb", "send")]

@@ -37,7 +37,7 @@ from analytics.intelligence.planner_correct import (
     receives,
     state_updates,
 )
-from analytics.intelligence.planner_names import group_names, target
+from analytics.intelligence.planner_names import group_names, service_verbs, target
 
 __all__ = [
     "FUZZY_CUTOFF",
@@ -402,25 +402,6 @@ def _rephrase(tokens: list[Token], lex: Lexicon) -> list[Token]:
     return out
 
 
-def _service_verbs(tokens: list[Token]) -> None:
-    """ "slack them the link", "webex bob@acme.com": a chat service named as the verb."""
-    for i, t in enumerate(tokens):
-        rest = tokens[i + 1 : i + 4]
-        if rest and fold(rest[0].text) in {"the", "our", "a"}:
-            rest = rest[1:]  # "webex the Release room: ..."
-        after = next((x for x in rest if not (x.entity and x.entity[0] == "channel_name")), None)
-        lead = tokens[i - 1] if i else None
-        starts = lead is None or lead.has("connective") or lead.text in {",", ";", ".", ":"}
-        if (
-            starts
-            and any(t.has("integration", n) for n in ("slack", "webex", "teams"))
-            and after is not None
-            and (fold(after.text) in {"them", "him", "her", "me", "us"} or target(after))
-            and not (after.has("noun", "room") and after is tokens[i + 1])  # "webex room"
-        ):
-            t.meanings = [*t.meanings, ("verb", "send")]
-
-
 def _labels(tokens: list[Token]) -> None:
     """ "E-Mail ist paul@acme.com", "email: x@y": a word naming the next value, no action;
     "is JUN-1402 done?": a state asked about, not a verb; "is alertmanager up?": its health."""
@@ -531,7 +512,13 @@ def _clauses(tokens: list[Token]) -> list[Clause]:
             stop = next(
                 (j for j, x in enumerate(rest) if x.has("connective") or x.text in ",;."), len(rest)
             )
-            if not any(x.has("integration") for x in rest[:stop]):
+            about = [  # "email the team that okta is slow": a statement about the service
+                x
+                for j, x in enumerate(rest[:stop])
+                if x.has("integration")
+                and not (j + 1 < stop and fold(rest[j + 1].text) in _COPULAS | {"was", "war"})
+            ]
+            if not about:
                 in_topic = True
                 named = 0 if fold(t.text) in _NAME_MARKERS else -1
         elif in_topic and named >= 0:  # "an alert called NodeDown fires": a name, then words
@@ -579,7 +566,7 @@ def read_request(text: str, lex: Lexicon) -> Reading:
     causatives(tokens)
     let_know(tokens)
     _labels(tokens)
-    _service_verbs(tokens)
+    service_verbs(tokens)
     _disambiguate(tokens)
     documents(tokens, lex.words.document_words)
     _typed_entities(tokens)

@@ -750,6 +750,18 @@ def test_a_refusal_word_without_a_catalog_object_is_still_refused(text: str) -> 
             {"smtp.send_email"},
             set(),
         ),
+        (  # "an account with access to a project" is made, then added; "escalate by
+            # creating X": the gerund is the action
+            "onboard worker 77001: GitLab account with access to acme/core",
+            {"workday.get_worker", "gitlab.create_user", "gitlab.add_project_member"},
+            {("workday.get_worker", "gitlab.create_user")}
+            | {("gitlab.create_user", "gitlab.add_project_member")},
+        ),
+        (
+            "for each open PD incident, escalate by creating a ServiceNow incident",
+            {"pagerduty.list_incidents", "servicenow.create_incident"},
+            {("pagerduty.list_incidents", "servicenow.create_incident")},
+        ),
         (  # a parallel message carries no other branch's id lookup
             "in parallel: deactivate jo@acme.com in okta, tell #sec that jo left",
             {"okta.get_user", "okta.deactivate_user", "slack.post_message"},

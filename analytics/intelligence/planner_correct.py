@@ -191,6 +191,7 @@ def _addressed_llm(clauses: list[Clause]) -> None:
     clauses[:] = [c for c in clauses if c.tokens]
 
 
+_ACCESS_WORDS = frozenset({"access", "zugriff", "zugang", "acceso", "acces"})
 _ACCOUNT_SERVICES = frozenset({"okta", "gitlab"})
 """Services whose name alone, listed for a new hire, means an account there."""
 
@@ -207,7 +208,8 @@ def _account_items(clauses: list[Clause]) -> None:
             onboard = [m for t in c.tokens if t.has("verb", "onboard") for m in t.meanings]
             made = [m for m in onboard if m[0] == "verb"] or [("verb", "create")]
             continue
-        if made and not c.has("verb") and c.has("integration"):
+        acts = [t for t in c.tokens if t.has("verb") and fold(t.text) not in _ACCESS_WORDS]
+        if made and not acts and c.has("integration"):  # "gitlab account with access to x"
             bare = not c.has("noun") and not any(t.entity for t in c.tokens)  # "okta + gitlab"
             for t in c.tokens:
                 if bare and set(t.values("integration")) & _ACCOUNT_SERVICES:
@@ -263,13 +265,24 @@ def let_know(tokens: list[Token]) -> None:
             t.meanings = []
 
 
+_WITH = frozenset({"with", "mit", "con", "avec"})
+_TO = frozenset({"to", "auf", "zu", "a", "al", "à"})
+_BY = frozenset({"by", "indem", "mediante", "en"})
 _CUTS = frozenset({"kill", "cut", "pull", "yank", "nuke", "entzieh", "entziehe", "quita"})
 """Verbs that, with an access word after them, take access away ("kill their access")."""
 
 
 def access(tokens: list[Token], words: frozenset[str]) -> None:
-    """ "Remove GitLab access", "kill their okta + gitlab access": a block, not a deletion."""
+    """ "Remove GitLab access", "kill their okta + gitlab access": a block, not a deletion;
+    "a GitLab account with access to acme/core": a membership; "escalate by creating an
+    incident": the gerund says how, the verb before it is no action of its own."""
     for i, t in enumerate(tokens):
+        after = fold(tokens[i + 1].text) if i + 1 < len(tokens) else ""
+        if fold(t.text) in words and i and fold(tokens[i - 1].text) in _WITH and after in _TO:
+            t.meanings = [("verb", "add")]
+        by = fold(tokens[i + 1].text) in _BY if i + 1 < len(tokens) else False
+        if by and t.has("verb") and i + 2 < len(tokens) and tokens[i + 2].has("verb"):
+            t.meanings = []
         cuts = t.has("verb", "destroy") or re.sub(r"(le|les)$", "", fold(t.text)) in _CUTS
         if cuts and any(fold(x.text) in words for x in tokens[i + 1 : i + 7]):
             t.meanings = [("verb", "block")]

@@ -271,8 +271,9 @@ class Interpreter:
                 cands.append((verb_ok, to, best[0], -pool.index(name), best[1]))
             if cands:  # a message goes to email or a #channel before another service
                 chosen.append(max(cands, key=lambda x: x[:4])[4])
-        if "add" in verbs and into_new_record(c, frozenset({"user"})):
-            places = [n for n in real_nouns + given if n in {"project", "group", "room"}]
+        places = [n for n in real_nouns + given if n in {"project", "group", "room"}]
+        both = {"create", "add"} <= set(verbs) and "user" in real_nouns and bool(places)
+        if both or ("add" in verbs and into_new_record(c, frozenset({"user"}))):
             for name in dict.fromkeys(op.integration for op in chosen):  # "a GitLab account
                 for verb, wanted in (("create", ["user"]), ("add", places)):  # added to x"
                     made = self._best(name, [verb], wanted, reads=False, quantified=False)

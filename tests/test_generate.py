@@ -202,6 +202,9 @@ def test_api_generates_a_preview(api_server: ApiServer) -> None:
         long = http.post(URL, json={"text": "x" * 5000})
         assert long.status_code == 422 and "JUNCTION_AI_WORKFLOW_MAX_CHARS" in long.text
         assert http.post(URL, json={"text": REQUEST, "name": "A B"}).status_code == 422
+        # A number is no yes/no: nothing is saved because 0.0 or 1 happens to coerce.
+        for flag in (0.0, 1, "yes"):
+            assert http.post(URL, json={"text": REQUEST, "save": flag}).status_code == 422
         unauth = api_server.client(auth=False).post(URL, json={"text": REQUEST})
         assert unauth.status_code == 401
 

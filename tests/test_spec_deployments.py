@@ -185,13 +185,17 @@ def test_a_valid_run_completes_on_a_worker(
                 f"--- flow run logs ---\n{_run_logs(api, run_id)}"
             )
             assert state.get("type") == "COMPLETED", diagnostics
+            # The run's log says what it did (flows/runlog.py), not only its final state.
+            # Read while the worker runs: the flow's process sends its last log batch after
+            # the state, and stopping the worker first would end that process.
+            logs = _run_logs(
+                api,
+                run_id,
+                expect=("20 workflow employee_onboarding completed in ", "20 slowest steps: "),
+            )
 
     run = api.get(f"/flow_runs/{run_id}").json()
     assert run["parameters"]["worker_id"] == WORKER_0
-    # The run's log says what it did (flows/runlog.py), not only its final state.
-    logs = _run_logs(
-        api, run_id, expect=("20 workflow employee_onboarding completed in ", "20 slowest steps: ")
-    )
     assert "20 workflow employee_onboarding completed in " in logs, logs  # 20: INFO
     assert "20 slowest steps: " in logs, logs
     with MetricsStore(home / "metrics") as store:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from junction.alerting import state as alert_state
 from junction.alerting.actions import SilenceInputError, acknowledge_alert
@@ -112,7 +112,7 @@ class SilenceRequest(BaseModel):
         description="A later start (a scheduled maintenance); default and past times: now. "
         "At most a year ahead.",
     )
-    public: bool = Field(
+    public: StrictBool = Field(
         False, description="Show it, with its comment, as maintenance on the status page."
     )
 

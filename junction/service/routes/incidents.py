@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from junction.alerting import state as alert_state
 from junction.durations import parse_since
@@ -108,7 +108,7 @@ class NoteRequest(BaseModel):
     """An operator note."""
 
     text: str = Field(min_length=1, max_length=MAX_NOTE_CHARS, description="The note.")
-    public: bool = Field(False, description="Show it on the public status page.")
+    public: StrictBool = Field(False, description="Show it on the public status page.")
     by: str = Field("api", min_length=1, max_length=200, description="Who writes it.")
 
 

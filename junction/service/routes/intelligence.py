@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from analytics.intelligence.analyze import Analysis, analyze_spec, analyze_text
 from analytics.intelligence.generate import GenerateError, generate
@@ -86,7 +86,7 @@ class GenerateRequest(BaseModel):
     name: str | None = Field(
         None, pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="The spec's name."
     )
-    save: bool = Field(
+    save: StrictBool = Field(
         False, description="Store a valid spec in the spec folder as a new revision."
     )
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from analytics.apply import apply_recommendations
 from analytics.recommend import Recommendation
@@ -66,7 +66,7 @@ class ApplyRequest(AnalyzeRequest):
         description="Confidence for automatic apply (default: "
         "JUNCTION_ANALYTICS_AUTO_APPLY_CONFIDENCE).",
     )
-    dry_run: bool = Field(False, description="Compute the diffs, write nothing.")
+    dry_run: StrictBool = Field(False, description="Compute the diffs, write nothing.")
 
 
 class Window(BaseModel):

@@ -124,6 +124,16 @@ def test_rollups_equal_the_exact_query_over_windows_and_edges(
     assert w.metrics(NAMES, datetime.now(UTC) - timedelta(minutes=50)) is None
 
 
+def test_a_window_whose_edges_hold_no_fine_bucket(store: tuple[Path, StoreReader]) -> None:
+    # `since` on a whole hour and `now` in the first fine bucket of its hour: no partial-hour
+    # bucket at either edge (a full run failed on this, depending on the minute it ran).
+    _, reader = store
+    w = WindowedMetrics(lambda: reader, background=False)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    got = w.metrics(NAMES, hour - timedelta(hours=3), hour + timedelta(seconds=1))
+    assert got is not None and {r["service"] for r in got} <= set(NAMES)
+
+
 def test_late_rows_and_a_compaction_refresh_cached_hours(
     store: tuple[Path, StoreReader],
 ) -> None:

@@ -68,7 +68,10 @@ def empty_block() -> Block:
 
 
 def concat(blocks: Sequence[Block]) -> Block:
-    """The blocks' entries together (keys may repeat: :meth:`Interior.of` sums them)."""
+    """The blocks' entries together (keys may repeat: :meth:`Interior.of` sums them);
+    no blocks (a window whose edges hold no fine bucket) is :func:`empty_block`."""
+    if not blocks:
+        return empty_block()
     return Block(
         *(np.concatenate([getattr(b, f) for b in blocks]) for f in Block.__dataclass_fields__)
     )

@@ -41,7 +41,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.detection import JunctionArm, Receiver, pct, schedule  # noqa: E402
-from bench.workflows import FAULTS, SPEC, Admin, Naive, Sample, flow_sample  # noqa: E402
+from bench.workflows import (  # noqa: E402
+    FAULTS,
+    SPEC,
+    Admin,
+    Naive,
+    Sample,
+    flow_sample,
+    start_bench_sandbox,
+)
 
 CRON_SECONDS = 300.0
 OUTAGE_SERVICES = ("webex", "jira")
@@ -320,28 +327,12 @@ def main() -> None:
     if args.outages < 1 or args.pace <= 0:
         parser.error("need --outages >= 1 and --pace > 0")
 
-    # Function-level: only the parent needs them.
-    from deployments.local import free_port
-    from integrations.sandbox.process import start_sandbox_process
-
-    port, smtp = free_port(), free_port()
-    home = Path(tempfile.mkdtemp(prefix="junction-bench-kpi-"))
-    os.environ.update(
-        JUNCTION_SANDBOX_URL=f"http://127.0.0.1:{port}",
-        JUNCTION_SANDBOX_SMTP_PORT=str(smtp),
-        JUNCTION_HOME=str(home / "junction"),
-        # The monitor (its own JUNCTION_HOME) reads the runs' calls from this store.
-        JUNCTION_STORE_DIR=str(home / "store"),
-        PREFECT_HOME=str(home / "prefect"),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="CRITICAL",
-        DO_NOT_TRACK="1",
-    )
-    (home / "prefect").mkdir(parents=True, exist_ok=True)
-    proc = start_sandbox_process(port, smtp_port=smtp)
+    proc = start_bench_sandbox("junction-bench-kpi-")
+    home = Path(os.environ["JUNCTION_HOME"]).parent
+    # The monitor (its own JUNCTION_HOME) reads the runs' calls from this store.
+    os.environ["JUNCTION_STORE_DIR"] = str(home / "store")
     try:
-        doc = asyncio.run(bench(args, f"http://127.0.0.1:{port}", home))
+        doc = asyncio.run(bench(args, os.environ["JUNCTION_SANDBOX_URL"], home))
     finally:
         import signal
 

@@ -882,14 +882,15 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def start_bench_sandbox() -> subprocess.Popen[bytes]:
-    """Point Prefect and Junction at a fresh home and start the sandbox in its own
+def start_bench_sandbox(prefix: str = "junction-bench-wf-") -> subprocess.Popen[bytes]:
+    """Point Prefect and Junction at a fresh home (a temporary directory named from
+    ``prefix``; ``JUNCTION_HOME`` is its ``junction``) and start the sandbox in its own
     process (its group: ``os.killpg`` stops it); the environment names its URL."""
     # Function-level: the arms' child processes import this module and do not need it.
     from deployments.local import free_port
 
     port, smtp = free_port(), free_port()
-    home = Path(tempfile.mkdtemp(prefix="junction-bench-wf-"))
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update(
         JUNCTION_SANDBOX_URL=f"http://127.0.0.1:{port}",
         JUNCTION_SANDBOX_SMTP_PORT=str(smtp),
